@@ -1,0 +1,5 @@
+import sys
+
+from ganglion.cli import main
+
+sys.exit(main())

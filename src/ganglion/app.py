@@ -1,0 +1,108 @@
+"""The supervision tree, and nothing else.
+
+    ganglion run
+    └── root nursery
+        ├── signal watcher      first SIGTERM/SIGINT: drain; second: cancel at once
+        └── root supervisor     children started in this order, stopped in reverse:
+            ├── threads         registry of ThreadActors (one per conversation)
+            ├── reminders       reminder actor
+            ├── heartbeat       heartbeat actor
+            ├── web             web chat interface (if enabled)
+            └── matrix          Matrix interface (if enabled)
+
+Each child is started with `nursery.start` semantics: `run_daemon` reports readiness only
+once every child said it is ready, and a child that fails to start fails start-up.
+Shutdown closes the children's mailboxes in reverse order (interfaces stop taking new
+messages first, in-flight turns finish last) within `shutdown.grace_seconds`, then cancels
+whatever is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import trio
+from ganglion_actors import ChildSpec, Restart, open_supervisor
+
+from ganglion.config import Config
+from ganglion.runtime import open_services
+
+__all__ = ["ForcedStop", "run_daemon"]
+
+log = logging.getLogger("ganglion")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ForcedStop(Exception):
+    """A second signal arrived while draining: everything was cancelled at once."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+async def run_daemon(
+    config: Config, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run Ganglion until a signal asks it to stop.
+
+    Error handling: raises `Escalation` when a child's restart intensity was exceeded,
+    `ForcedStop` after a second signal, `StartupError` when start-up cannot complete.
+    """
+    stop_requested = trio.Event()
+    forced: list[int] = []
+    with trio.open_signal_receiver(*SIGNALS) as signals:
+        async with trio.open_nursery() as root:
+            root.start_soon(_watch_signals, signals, stop_requested, root.cancel_scope, forced)
+            await _serve_tree(config, stop_requested, task_status)
+            root.cancel_scope.cancel()
+    if forced:
+        raise ForcedStop(forced[0])
+
+
+async def _serve_tree(
+    config: Config, stop_requested: trio.Event, task_status: trio.TaskStatus[None]
+) -> None:
+    async with (
+        open_services(config) as services,
+        open_supervisor("root", intensity=5, period=60.0) as root,
+    ):
+        await root.start(ChildSpec("threads", services.threads.serve))
+        await root.start(ChildSpec("reminders", services.run_reminders))
+        await root.start(ChildSpec("heartbeat", services.run_heartbeat))
+        for name, interface in services.interfaces():
+            # An interface that keeps crashing must not bring down the others: transient,
+            # within the supervisor's restart intensity.
+            await root.start(ChildSpec(name, interface, restart=Restart.TRANSIENT))
+        resumed = await services.resume_cut_off_turns()
+        if resumed:
+            log.info("resuming cut-off turns in %d thread(s)", resumed)
+        log.info("ganglion is ready (data in %s)", config.data_dir)
+        task_status.started()
+        await stop_requested.wait()
+        log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
+        services.begin_drain()
+        await root.shutdown(config.shutdown.grace_seconds)
+    log.info("stopped cleanly")
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int],
+    stop_requested: trio.Event,
+    root_scope: trio.CancelScope,
+    forced: list[int],
+) -> None:
+    async for signum in signals:
+        if not stop_requested.is_set():
+            log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            stop_requested.set()
+        else:
+            log.warning("received %s again: stopping now", signal.Signals(signum).name)
+            forced.append(signum)
+            root_scope.cancel()
+            return
+

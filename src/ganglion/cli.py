@@ -1,0 +1,92 @@
+"""The `ganglion` command line.
+
+    ganglion run [--config PATH]     run the daemon until SIGTERM/SIGINT
+
+Exit status: 0 after a clean stop, 2 for a configuration that cannot be used (one readable
+message, never a traceback), 1 when a failure escalated to the root of the supervision
+tree, 128+N when a second signal N forced an immediate stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ganglion.errors import StartupError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("ganglion")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganglion", description="Ganglion, a personal AI assistant daemon."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config file (default: ./config.yaml if present, else built-in defaults)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    raise AssertionError(args.command)
+
+
+def _run(config_path: Path | None) -> int:
+    import trio
+
+    from ganglion.app import ForcedStop, run_daemon
+    from ganglion.config import ConfigError, load_config
+    from ganglion.logs import configure_logging
+    from ganglion_actors import Escalation
+
+    try:
+        config, source = load_config(config_path)
+    except ConfigError as exc:
+        print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    with configure_logging(
+        config.logging.level, config.logging.dir, retention_days=config.logging.retention_days
+    ):
+        if source is None:
+            log.info(
+                "no config file given and no ./config.yaml: running on the built-in defaults "
+                "(web chat on %s:%d, Matrix off, LLM at %s); see config.yaml.example",
+                config.web.host,
+                config.web.port,
+                config.llm.base_url,
+            )
+        else:
+            log.info("configuration read from %s", source)
+        try:
+            trio.run(run_daemon, config)
+        except ForcedStop as stop:
+            log.warning("stopped at once by a second signal (%s)", stop.signal_name)
+            return 128 + stop.signum
+        except Escalation:
+            log.critical("a failure escalated to the root of the supervision tree; exiting")
+            return EXIT_CRASH
+        except StartupError as exc:
+            log.critical("cannot start: %s", exc)
+            return EXIT_CONFIG
+        except Exception:
+            log.critical("the daemon crashed", exc_info=True)
+            return EXIT_CRASH
+    return EXIT_OK
+

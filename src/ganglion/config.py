@@ -1,0 +1,313 @@
+"""Configuration: one YAML file validated by pydantic models.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored
+option. Secrets can come from the environment instead of the file (the environment wins
+when both are set, so a service manager can inject them without editing the file):
+
+    GANGLION_LLM_API_KEY           llm.api_key
+    GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
+    GANGLION_WEB_TOKEN             web.token
+
+Relative paths in the file are resolved against the file's directory; with no file,
+against the current directory. `load_config` turns every failure (unreadable file, YAML
+syntax, validation) into one `ConfigError` whose message names the file, the field path
+and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "CompactionConfig",
+    "Config",
+    "ConfigError",
+    "EndpointConfig",
+    "HeartbeatConfig",
+    "LLMConfig",
+    "LLMTimeouts",
+    "LoggingConfig",
+    "MatrixConfig",
+    "RemindersConfig",
+    "RetryConfig",
+    "ShutdownConfig",
+    "ThreadsConfig",
+    "WebConfig",
+    "load_config",
+]
+
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+ENV_SECRETS: Mapping[str, tuple[str, str]] = {
+    "GANGLION_LLM_API_KEY": ("llm", "api_key"),
+    "GANGLION_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
+    "GANGLION_WEB_TOKEN": ("web", "token"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is meant for the operator."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointConfig(_Model):
+    """One OpenAI-compatible endpoint and the model to ask there."""
+
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "llama3.2"
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class LLMTimeouts(_Model):
+    connect: float = Field(10.0, gt=0)
+    first_token: float = Field(120.0, gt=0)
+    idle: float = Field(60.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class RetryConfig(_Model):
+    attempts: int = Field(3, ge=1, le=20)
+    initial_backoff: float = Field(1.0, gt=0)
+    max_backoff: float = Field(30.0, gt=0)
+
+
+class LLMConfig(EndpointConfig):
+    """The main model, how hard to push it and what to fall back to."""
+
+    fallbacks: list[EndpointConfig] = Field(default_factory=list)
+    max_concurrency: int = Field(4, ge=1, le=256)
+    max_tool_rounds: int = Field(8, ge=1, le=100)
+    context_window: int = Field(8192, ge=512)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    timeouts: LLMTimeouts = Field(default_factory=LLMTimeouts)
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class CompactionConfig(_Model):
+    """When and how long conversations are summarised."""
+
+    threshold_tokens: int | None = Field(None, ge=256)
+    threshold_fraction: float = Field(0.75, gt=0, le=1)
+    keep_recent_messages: int = Field(8, ge=0)
+    endpoint: EndpointConfig | None = None
+
+
+class ThreadsConfig(_Model):
+    idle_seconds: float = Field(900.0, gt=0)
+    mailbox_size: int = Field(64, ge=1)
+
+
+class WebConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    max_message_bytes: int = Field(64 * 1024, ge=1024)
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class MatrixConfig(_Model):
+    enabled: bool = False
+    homeserver: str | None = None
+    user_id: str | None = None
+    device_id: str = "GANGLION"
+    access_token: SecretStr | None = None
+    allowed_users: list[str] = Field(default_factory=list)
+    allow_all_users: bool = False
+    allowed_rooms: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> MatrixConfig:
+        if not self.enabled:
+            return self
+        missing = [n for n in ("homeserver", "user_id", "access_token") if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"matrix is enabled but {', '.join(missing)} is not set")
+        if not self.allowed_users and not self.allow_all_users:
+            raise ValueError(
+                "matrix is enabled with an empty allowed_users; list the users who may talk "
+                "to the assistant, or set allow_all_users: true"
+            )
+        return self
+
+
+class RemindersConfig(_Model):
+    misfire_grace: float = Field(6 * 3600.0, ge=0)
+    min_interval: float = Field(60.0, gt=0)
+    max_active: int = Field(1000, ge=1)
+    max_text_chars: int = Field(4000, ge=1)
+
+
+class HeartbeatConfig(_Model):
+    enabled: bool = True
+    interval_seconds: float = Field(3600.0, ge=60)
+
+
+class ShutdownConfig(_Model):
+    grace_seconds: float = Field(10.0, ge=0)
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    dir: Path | None = Path("logs")
+    retention_days: int = Field(14, ge=1)
+
+
+class Config(_Model):
+    data_dir: Path = Path("data")
+    timezone: str | None = None
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    compaction: CompactionConfig = Field(default_factory=CompactionConfig)
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _web_token_off_loopback(self) -> Config:
+        if self.web.enabled and not self.web.is_loopback and self.web.token is None:
+            raise ValueError(
+                f"web.host {self.web.host!r} is not a loopback address: set web.token "
+                "(or GANGLION_WEB_TOKEN) before exposing the web chat"
+            )
+        return self
+
+
+def load_config(
+    path: Path | None, *, environ: Mapping[str, str] | None = None
+) -> tuple[Config, Path | None]:
+    """Load and validate the configuration.
+
+    With `path` None, `./config.yaml` is used when it exists, else the defaults. Returns the
+    config with paths made absolute, and the file actually read (None for defaults).
+
+    Error handling: raises `ConfigError` with one readable message for every failure.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = Path(DEFAULT_CONFIG_NAME)
+    raw: Any = {}
+    if path is not None:
+        raw = _read_yaml(path)
+    raw = _apply_env_secrets(raw, environ)
+    where = str(path) if path is not None else "built-in defaults"
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(where, exc)) from None
+    base = path.resolve().parent if path is not None else Path.cwd()
+    return _absolute_paths(config, base), path
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: YAML syntax error{at}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of options, not a {type(raw).__name__}")
+    return raw
+
+
+def _apply_env_secrets(raw: Any, environ: Mapping[str, str]) -> Any:
+    if not isinstance(raw, dict):
+        return raw
+    merged = dict(raw)
+    for var, (section, key) in ENV_SECRETS.items():
+        value = environ.get(var)
+        if not value:
+            continue
+        current = merged.get(section)
+        part = dict(current) if isinstance(current, dict) else {}
+        part[key] = value
+        merged[section] = part
+    return merged
+
+
+def _describe(where: str, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown option"
+        elif error["type"] == "missing":
+            message = "required option is missing"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"{where}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def _absolute_paths(config: Config, base: Path) -> Config:
+    logging_dir = config.logging.dir
+    return config.model_copy(
+        update={
+            "data_dir": (base / config.data_dir).resolve(),
+            "logging": config.logging.model_copy(
+                update={"dir": (base / logging_dir).resolve() if logging_dir else None}
+            ),
+        }
+    )

@@ -1,0 +1,74 @@
+"""The delivery route: outbound events go to the interface that owns the thread.
+
+Each interface registers which thread ids it owns (`web_…` tabs, `!room:server` rooms) and
+the mailbox that takes its events. The thread actor never knows which interface it talks
+to. An event with no live route is dropped here on purpose: final replies are already in
+the store's outbox, and the interface delivers them when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ganglion_actors import ActorRef, ActorStopped
+
+from ganglion.messages import Outbound
+
+__all__ = ["DeliveryRouter", "DeliveryStatistics"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatistics:
+    routes: tuple[str, ...]
+    delivered: int
+    unrouted: int
+
+
+@dataclass(slots=True)
+class _Route:
+    name: str
+    owns: Callable[[str], bool]
+    sink: ActorRef[Outbound]
+
+
+class DeliveryRouter:
+    def __init__(self) -> None:
+        self._routes: dict[str, _Route] = {}
+        self._delivered = 0
+        self._unrouted = 0
+
+    def register(self, name: str, owns: Callable[[str], bool], sink: ActorRef[Outbound]) -> None:
+        """Route events of every thread for which `owns(thread_id)` is true to `sink`."""
+        self._routes[name] = _Route(name, owns, sink)
+
+    def unregister(self, name: str) -> None:
+        self._routes.pop(name, None)
+
+    def route_for(self, thread_id: str) -> ActorRef[Outbound] | None:
+        for route in self._routes.values():
+            if route.owns(thread_id):
+                return route.sink
+        return None
+
+    async def deliver(self, event: Outbound) -> None:
+        """Hand `event` to its interface, waiting while that interface's mailbox is full
+        (back-pressure from a slow client reaches the thread, not the whole daemon)."""
+        sink = self.route_for(event.thread_id)
+        if sink is None:
+            self._unrouted += 1
+            log.debug("no route for %s (%s)", event.thread_id, type(event).__name__)
+            return
+        try:
+            await sink.send(event)
+        except ActorStopped:
+            self._unrouted += 1
+            log.debug("route for %s is stopping; event dropped", event.thread_id)
+            return
+        self._delivered += 1
+
+    def statistics(self) -> DeliveryStatistics:
+        return DeliveryStatistics(tuple(self._routes), self._delivered, self._unrouted)

@@ -1,0 +1,80 @@
+"""The heartbeat actor.
+
+Every `heartbeat.interval_seconds` (and on `/heartbeat`) it reads `HEARTBEATS.txt`; when the
+file lists active goals it sends a `HeartbeatReview` turn to the system heartbeat thread,
+where the model reviews them with its tools and stays quiet when there is nothing to say.
+With no active goals nothing is sent: no model call, no noise. The timer is a deadline on
+the mailbox receive, so the actor sleeps until it is due or asked, never polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+from ganglion_actors import Inbox
+
+from ganglion.config import HeartbeatConfig
+from ganglion.messages import HeartbeatReview, TriggerHeartbeat
+
+__all__ = ["HEARTBEAT_THREAD", "active_goals", "run_heartbeat"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_THREAD = "system:heartbeat"
+
+SendReview = Callable[[HeartbeatReview], Awaitable[None]]
+
+
+def active_goals(text: str) -> str:
+    """The goal lines of HEARTBEATS.txt: everything but blank lines and `#` comments."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return "\n".join(lines)
+
+
+async def run_heartbeat(
+    config: HeartbeatConfig,
+    heartbeats_file: Path,
+    send_review: SendReview,
+    inbox: Inbox[TriggerHeartbeat],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    task_status.started()
+    due = _next_due(config)
+    while True:
+        request: TriggerHeartbeat | None = None
+        with trio.move_on_at(due):
+            try:
+                request = await inbox.receive()
+            except trio.EndOfChannel:
+                return
+        if request is None:
+            await _review(heartbeats_file, send_review)
+            due = _next_due(config)
+            continue
+        outcome = await _review(heartbeats_file, send_review)
+        if request.reply is not None:
+            request.reply.send(outcome)
+
+
+def _next_due(config: HeartbeatConfig) -> float:
+    """When the timer fires next; never when the timer is disabled (`/heartbeat` still works)."""
+    return trio.current_time() + config.interval_seconds if config.enabled else math.inf
+
+
+async def _review(heartbeats_file: Path, send_review: SendReview) -> str:
+    try:
+        text = await trio.Path(heartbeats_file).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        text = ""
+    goals = active_goals(text)
+    if not goals:
+        log.debug("heartbeat: no active goals, nothing to review")
+        return "No active goals in HEARTBEATS.txt: nothing to review."
+    await send_review(HeartbeatReview(HEARTBEAT_THREAD, goals))
+    log.info("heartbeat: review of %d goal line(s) sent", goals.count("\n") + 1)
+    return "Heartbeat review started: the results appear in the system thread log."

@@ -1,0 +1,178 @@
+"""Every message that crosses an actor's mailbox, in one place.
+
+Messages are frozen, slotted dataclasses dispatched with `match`; no dicts on the bus.
+
+Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
+
+    UserMessage       a person wrote in a Matrix room or a web tab
+    ReminderDue       a reminder slot fired for this thread
+    HeartbeatReview   the heartbeat asks a thread to review its goals
+    GetThreadInfo     request/reply: the thread's state (for status views and tests)
+    Wake              activate a thread so it answers turns cut off before a restart
+
+Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
+
+    TurnStarted       the assistant began working on a turn
+    TextDelta         streamed tokens of the reply
+    ToolActivity      a tool call started or finished
+    FinalReply        the complete reply text (also stored in the outbox)
+    TurnFailed        the turn could not be completed; `message` is safe to show
+    Notice            a short system message (command output, compaction done, …)
+
+Service requests:
+
+    ListReminders     request/reply to the reminder actor
+    TriggerHeartbeat  ask the heartbeat actor for a review now
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ganglion_actors import Reply
+
+__all__ = [
+    "FinalReply",
+    "GetThreadInfo",
+    "HeartbeatReview",
+    "Inbound",
+    "ListReminders",
+    "Notice",
+    "Outbound",
+    "ReminderDue",
+    "ReminderInfo",
+    "ThreadInfo",
+    "ToolActivity",
+    "TriggerHeartbeat",
+    "TextDelta",
+    "TurnFailed",
+    "TurnStarted",
+    "UserMessage",
+    "Wake",
+]
+
+Interface = Literal["web", "matrix", "system", "cli"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    """Text a person sent. `message_id` makes a resubmission idempotent (a Matrix event id,
+    a web client's message id): the same id is never answered twice."""
+
+    thread_id: str
+    interface: Interface
+    text: str
+    sender: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderDue:
+    thread_id: str
+    reminder_id: str
+    slot: str
+    text: str
+    system: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReview:
+    thread_id: str
+    heartbeats: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    thread_id: str
+    messages: int
+    estimated_tokens: int
+    has_summary: bool
+    turns_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetThreadInfo:
+    thread_id: str
+    reply: Reply[ThreadInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    thread_id: str
+
+
+Inbound = UserMessage | ReminderDue | HeartbeatReview | GetThreadInfo | Wake
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    thread_id: str
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    thread_id: str
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolActivity:
+    thread_id: str
+    turn_id: str
+    call_id: str
+    tool: str
+    phase: Literal["start", "end"]
+    arguments: str = ""
+    result: str = ""
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FinalReply:
+    thread_id: str
+    turn_id: str
+    text: str
+    outbox_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    thread_id: str
+    turn_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    thread_id: str
+    text: str
+    turn_id: str | None = None
+
+
+Outbound = TurnStarted | TextDelta | ToolActivity | FinalReply | TurnFailed | Notice
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderInfo:
+    reminder_id: str
+    text: str
+    schedule: str
+    timezone: str
+    next_fire: str | None
+    thread_id: str | None
+    system: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ListReminders:
+    reply: Reply[tuple[ReminderInfo, ...]]
+    thread_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerHeartbeat:
+    requested_by: str | None = None
+    reply: Reply[str] | None = field(default=None)

@@ -1,0 +1,224 @@
+"""The daemon's shared services, and the actor functions the supervision tree starts.
+
+`open_services` opens what must outlive every actor (the conversation store, the model
+clients) and closes it after the tree has stopped. It fails start-up early, with a clear
+message, when something cannot work: an unusable data directory, a corrupt database, a
+Matrix configuration this build cannot serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import trio
+from ganglion_actors import ActorStopped, Inbox, Registry
+
+from ganglion.config import Config
+from ganglion.datadir import ensure_data_dir
+from ganglion.delivery import DeliveryRouter
+from ganglion.errors import StartupError
+from ganglion.heartbeat import run_heartbeat
+from ganglion.llm import LLMClient
+from ganglion.messages import (
+    FinalReply,
+    HeartbeatReview,
+    Inbound,
+    ListReminders,
+    Notice,
+    Outbound,
+    TriggerHeartbeat,
+    TurnFailed,
+    Wake,
+)
+from ganglion.prompt import PromptFileCache
+from ganglion.reminders import run_reminders
+from ganglion.store import ConversationStore, StoreError
+from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
+from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
+from ganglion.tools import ToolRegistry
+from ganglion.web import WebState, run_web
+
+__all__ = ["Services", "open_services"]
+
+log = logging.getLogger("ganglion")
+
+ActorFn = Callable[..., Awaitable[None]]
+
+
+class Services:
+    """Everything the actors share; built once per daemon run."""
+
+    def __init__(self, config: Config, store: ConversationStore, deps: ThreadDeps) -> None:
+        self.config = config
+        self.store = store
+        self.deps = deps
+        self.router = deps.router
+        self.peers = deps.peers
+        self.web_state = WebState()
+        self.threads: Registry[str, Inbound] = Registry(
+            "threads",
+            lambda thread_id: partial(run_thread, deps, thread_id),
+            idle_timeout=config.threads.idle_seconds,
+            mailbox_size=config.threads.mailbox_size,
+        )
+
+    async def run_reminders(
+        self, inbox: Inbox[ListReminders], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.peers.reminders = inbox.ref
+        await run_reminders(inbox, task_status=task_status)
+
+    async def run_heartbeat(
+        self, inbox: Inbox[TriggerHeartbeat], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.peers.heartbeat = inbox.ref
+
+        async def send_review(review: HeartbeatReview) -> None:
+            await self.threads.send(review.thread_id, review)
+
+        await run_heartbeat(
+            self.config.heartbeat,
+            self.config.data_dir / "HEARTBEATS.txt",
+            send_review,
+            inbox,
+            task_status=task_status,
+        )
+
+    def interfaces(self) -> list[tuple[str, ActorFn]]:
+        """The interface actors to start, in order."""
+        found: list[tuple[str, ActorFn]] = [("system", self._run_system_log)]
+        if self.config.web.enabled:
+            found.append(("web", self._run_web))
+        return found
+
+    async def resume_cut_off_turns(self) -> int:
+        """Wake every thread that has a turn cut off by the last stop, so it is answered."""
+        thread_ids = await self.store.threads_with_pending_turns()
+        for thread_id in thread_ids:
+            try:
+                await self.threads.send(thread_id, Wake(thread_id))
+            except ActorStopped:
+                break
+        return len(thread_ids)
+
+    def begin_drain(self) -> None:
+        self.web_state.draining = True
+
+    async def _run_web(
+        self, inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
+        try:
+            await run_web(
+                self.config.web,
+                self.config.shutdown.grace_seconds,
+                self.web_state,
+                inbox,
+                task_status=task_status,
+            )
+        finally:
+            self.router.unregister("web")
+
+    async def _run_system_log(
+        self, inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Where autonomous threads 'deliver': the log, for the owner to read."""
+        self.router.register("system", lambda thread_id: thread_id.startswith(SYSTEM_PREFIX), inbox.ref)
+        task_status.started()
+        try:
+            async for event in inbox:
+                match event:
+                    case FinalReply(thread_id=thread_id, text=text, outbox_id=outbox_id):
+                        log.info("%s says: %s", thread_id, text)
+                        if outbox_id is not None:
+                            await self.store.mark_delivered([outbox_id])
+                    case TurnFailed(thread_id=thread_id, message=message):
+                        log.warning("%s turn failed: %s", thread_id, message)
+                    case Notice(thread_id=thread_id, text=text):
+                        log.info("%s notice: %s", thread_id, text)
+                    case _:
+                        pass
+        finally:
+            self.router.unregister("system")
+
+
+@asynccontextmanager
+async def open_services(config: Config) -> AsyncIterator[Services]:
+    """Open the store and model clients; close them after the tree has stopped.
+
+    Error handling: raises `StartupError` when the data directory or the store is unusable
+    or the configuration asks for something this build cannot do.
+    """
+    if config.matrix.enabled:
+        raise StartupError(
+            "matrix.enabled is true, but this build has no Matrix interface yet; "
+            "set matrix.enabled: false"
+        )
+    try:
+        created = await trio.to_thread.run_sync(ensure_data_dir, config.data_dir)
+    except OSError as exc:
+        raise StartupError(f"cannot prepare the data directory {config.data_dir}: {exc}") from exc
+    for path in created:
+        log.info("created %s", path)
+    try:
+        store = await ConversationStore.open(config.data_dir / "conversation.db")
+    except StoreError as exc:
+        raise StartupError(str(exc)) from exc
+    timezone = config.timezone or _system_timezone()
+    zone = ZoneInfo(timezone)
+    llm = LLMClient.from_config(config.llm)
+    compaction_endpoint = config.compaction.endpoint
+    compaction_llm = (
+        LLMClient(
+            [compaction_endpoint], timeouts=config.llm.timeouts, retries=config.llm.retries
+        )
+        if compaction_endpoint is not None
+        else llm
+    )
+    deps = ThreadDeps(
+        config=config,
+        store=store,
+        llm=llm,
+        compaction_llm=compaction_llm,
+        router=DeliveryRouter(),
+        prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir)),
+        tools=ToolRegistry(),
+        llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
+        peers=Peers(),
+        now=lambda: datetime.now(zone),
+        timezone=timezone,
+    )
+    try:
+        yield Services(config, store, deps)
+    finally:
+        with trio.CancelScope(shield=True):
+            if compaction_llm is not llm:
+                await compaction_llm.aclose()
+            await llm.aclose()
+            await store.aclose()
+
+
+def _system_timezone() -> str:
+    """The IANA name of the machine's timezone ($TZ, then /etc/localtime), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        parts = Path("/etc/localtime").resolve().parts
+    except OSError:
+        parts = ()
+    if "zoneinfo" in parts:
+        candidates.append("/".join(parts[parts.index("zoneinfo") + 1 :]))
+    for name in candidates:
+        try:
+            if name:
+                ZoneInfo(name)
+                return name
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return "UTC"

@@ -1,0 +1,341 @@
+"""ThreadActor: one conversation, its history and its compaction.
+
+One actor per thread id, spawned by the thread registry on the first message and
+passivated when idle. Each incarnation runs two tasks:
+
+- *intake* reads the mailbox and makes every message durable at once: a user message,
+  a reminder or a heartbeat review becomes a *queued turn* in the store before anything
+  else happens. A message that arrives while a turn runs is therefore safe on disk
+  immediately, even if the daemon is killed before its turn starts.
+- the *worker* runs the queued work one item at a time, in arrival order. We answer
+  messages in order rather than folding them into one turn: every message gets its own
+  answer and the history stays a plain alternation a person can follow.
+
+Commands (`/new`, `/compact`, …) go through the same queue, so they apply in order with
+the turns around them; they are never persisted and never reach the model.
+
+History is loaded once on activation and kept in memory; every message is appended to
+the store as it is produced. A turn is `queued` -> `running` -> `done`/`failed` in the
+store; on activation the actor re-runs what was cut off (kill, crash, shutdown), so a turn
+is answered after a restart, and never twice (`done` is written in the same transaction
+as the reply).
+
+Error handling: model errors end the turn with a short message to the user. Any other
+exception marks the turn failed, tells the user, and is re-raised: the registry restarts
+the actor, which reloads its intact history from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from ganglion_actors import Inbox
+
+from ganglion.chat import ChatMessage
+from ganglion.compaction import (
+    compaction_threshold,
+    needs_compaction,
+    plan_compaction,
+    render_for_summary,
+    summary_message,
+    summary_request,
+)
+from ganglion.llm import LLMError
+from ganglion.messages import (
+    FinalReply,
+    GetThreadInfo,
+    HeartbeatReview,
+    Inbound,
+    Notice,
+    Outbound,
+    ReminderDue,
+    ThreadInfo,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+    Wake,
+)
+from ganglion.prompt import PromptContext, build_system_prompt
+from ganglion.store import StoredMessage, ThreadState, Turn
+from ganglion.threads.commands import Command, parse_command, unescape
+from ganglion.threads.deps import ThreadDeps
+from ganglion.threads.handlers import run_command
+from ganglion.threads.ids import interface_for
+from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
+from ganglion.tokens import estimate_message_tokens, estimate_tokens
+
+__all__ = ["HEARTBEAT_OK", "ThreadActor", "run_thread"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_OK = "HEARTBEAT_OK"
+CRASH_MESSAGE = (
+    "Something went wrong inside Ganglion while answering this message (details are in "
+    "the daemon's log). Please try again."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunTurn:
+    turn: Turn
+
+
+@dataclass(frozen=True, slots=True)
+class _RunCommand:
+    command: Command
+
+
+_Work = _RunTurn | _RunCommand
+
+
+async def run_thread(
+    deps: ThreadDeps,
+    thread_id: str,
+    inbox: Inbox[Inbound],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The actor function the thread registry spawns for `thread_id`."""
+    interface = interface_for(thread_id)
+    state = await deps.store.load_thread(thread_id, interface=interface)
+    actor = ThreadActor(deps, thread_id, interface, state, inbox)
+    send, receive = trio.open_memory_channel[_Work](deps.config.threads.mailbox_size)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(actor.work, receive)
+        async with send:
+            for turn in state.pending:
+                await actor.enqueue(send, _RunTurn(turn))
+            if state.pending:
+                log.info("resuming %d turn(s) cut off before", len(state.pending))
+            task_status.started()
+            async for message in inbox:
+                await actor.intake(message, send)
+            actor.draining = True
+
+
+class ThreadActor:
+    def __init__(
+        self,
+        deps: ThreadDeps,
+        thread_id: str,
+        interface: str,
+        state: ThreadState,
+        inbox: Inbox[Inbound],
+    ) -> None:
+        self.deps = deps
+        self.thread_id = thread_id
+        self.interface = interface
+        self.summary = state.summary
+        self.history: list[StoredMessage] = [
+            m for m in state.messages if state.summary_upto is None or m.id > state.summary_upto
+        ]
+        self.draining = False
+        self.turns_done = 0
+        self._inbox = inbox
+        self._outstanding = 0
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def intake(self, message: Inbound, queue: trio.MemorySendChannel[_Work]) -> None:
+        match message:
+            case UserMessage(text=text, message_id=message_id):
+                command = parse_command(text)
+                if command is not None:
+                    await self.enqueue(queue, _RunCommand(command))
+                    return
+                turn_id = f"{self.thread_id}/{message_id}" if message_id else None
+                await self._queue_turn(queue, ChatMessage("user", unescape(text)), "user", turn_id)
+            case ReminderDue(reminder_id=reminder_id, slot=slot, text=text):
+                content = (
+                    f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
+                    f"new request from the user; act on it as the reminder says.]\n{text}"
+                )
+                turn_id = f"{self.thread_id}/reminder/{reminder_id}/{slot}"
+                await self._queue_turn(queue, ChatMessage("user", content), "reminder", turn_id)
+            case HeartbeatReview(heartbeats=goals):
+                content = (
+                    "[Heartbeat review. These are the active goals from HEARTBEATS.txt. Review "
+                    "them and act where something is due, using your tools. If nothing needs "
+                    f"the owner's attention, reply exactly {HEARTBEAT_OK}.]\n{goals}"
+                )
+                await self._queue_turn(queue, ChatMessage("user", content), "heartbeat", None)
+            case GetThreadInfo(reply=reply):
+                reply.send(self.info())
+            case Wake():
+                pass
+
+    async def _queue_turn(
+        self,
+        queue: trio.MemorySendChannel[_Work],
+        message: ChatMessage,
+        source: str,
+        turn_id: str | None,
+    ) -> None:
+        turn, created = await self.deps.store.queue_turn(
+            self.thread_id, message, source=source, turn_id=turn_id
+        )
+        if created:
+            await self.enqueue(queue, _RunTurn(turn))
+        else:
+            log.info("turn %s was already received; not answering it twice", turn.turn_id)
+
+    async def enqueue(self, queue: trio.MemorySendChannel[_Work], work: _Work) -> None:
+        self._outstanding += 1
+        self._inbox.set_busy(True)
+        await queue.send(work)
+
+    # -- worker ---------------------------------------------------------------------------
+
+    async def work(self, queue: trio.MemoryReceiveChannel[_Work]) -> None:
+        async with queue:
+            async for item in queue:
+                try:
+                    if self.draining:
+                        continue  # stays queued in the store; answered after the restart
+                    match item:
+                        case _RunTurn(turn=turn):
+                            await self.run_turn(turn)
+                        case _RunCommand(command=command):
+                            await run_command(self, command)
+                finally:
+                    self._outstanding -= 1
+                    self._inbox.set_busy(self._outstanding > 0)
+
+    async def run_turn(self, turn: Turn) -> None:
+        store = self.deps.store
+        if turn.state == "queued":
+            self.history.append(await store.start_turn(turn.turn_id))
+        await self.emit(TurnStarted(self.thread_id, turn.turn_id))
+        try:
+            text = await run_model_loop(self, turn)
+        except (LLMError, TurnError) as exc:
+            log.warning("turn %s failed: %s", turn.turn_id, exc)
+            await self._fail(turn, exc.user_message)
+            return
+        except Exception:
+            log.exception("turn %s crashed", turn.turn_id)
+            await self._fail(turn, CRASH_MESSAGE)
+            raise
+        quiet = turn.source == "heartbeat" and text.strip() == HEARTBEAT_OK
+        finished = await store.finish_turn(
+            turn.turn_id,
+            state="done",
+            final=ChatMessage("assistant", text),
+            outbox=None if quiet else {"text": text},
+        )
+        if finished.message is not None:
+            self.history.append(finished.message)
+        self.turns_done += 1
+        if quiet:
+            log.info("heartbeat review: nothing to report")
+        else:
+            await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+        await self.compact_if_needed()
+
+    async def _fail(self, turn: Turn, message: str) -> None:
+        with trio.CancelScope(shield=True):
+            await self.deps.store.finish_turn(turn.turn_id, state="failed", final=None, outbox=None)
+            await self.emit(TurnFailed(self.thread_id, turn.turn_id, message))
+
+    async def append(
+        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        stored = await self.deps.store.append(self.thread_id, turn.turn_id, message, meta=meta)
+        self.history.append(stored)
+
+    async def emit(self, event: Outbound) -> None:
+        await self.deps.router.deliver(event)
+
+    async def notice(self, text: str) -> None:
+        await self.emit(Notice(self.thread_id, text))
+
+    # -- prompt and compaction ------------------------------------------------------------
+
+    async def system_prompt(self) -> str:
+        files = await self.deps.prompt_files.load()
+        context = PromptContext(
+            now=self.deps.now(),
+            timezone=self.deps.timezone,
+            thread_id=self.thread_id,
+            interface=self.interface,
+        )
+        return build_system_prompt(files, context)
+
+    async def prompt_messages(self, *, final_note: str | None = None) -> list[ChatMessage]:
+        messages = [ChatMessage("system", await self.system_prompt())]
+        if self.summary:
+            messages.append(summary_message(self.summary))
+        messages += repair_tool_pairs([m.message for m in self.history])
+        if final_note:
+            messages.append(ChatMessage("system", final_note))
+        return messages
+
+    def estimated_tokens(self, system_prompt: str = "") -> int:
+        total = estimate_tokens(system_prompt)
+        if self.summary:
+            total += estimate_message_tokens(summary_message(self.summary))
+        return total + sum(estimate_message_tokens(m.message) for m in self.history)
+
+    async def compact_if_needed(self, *, force: bool = False) -> bool:
+        """Summarise older messages when the thread is too long (or `force`).
+
+        Returns True when a summary was made. Model errors are logged and leave the
+        history as it was: compaction is retried after the next turn.
+        """
+        config = self.deps.config
+        threshold = compaction_threshold(
+            config.compaction.threshold_tokens,
+            config.compaction.threshold_fraction,
+            config.llm.context_window,
+        )
+        system_prompt = await self.system_prompt()
+        if not force and not needs_compaction(self.estimated_tokens(system_prompt), threshold):
+            return False
+        # A compaction request must fit the window: instructions, the previous summary and
+        # room for the answer come off the budget before the transcript is chunked.
+        previous = estimate_tokens(self.summary or "")
+        budget = max(256, int(config.llm.context_window * 0.6) - previous)
+        plan = plan_compaction(
+            [m.message for m in self.history],
+            keep_recent=config.compaction.keep_recent_messages,
+            chunk_budget_tokens=budget,
+            force=force,
+        )
+        if plan is None:
+            return False
+        summary = self.summary
+        try:
+            for chunk in plan.chunks:
+                transcript = render_for_summary(
+                    [self.history[i].message for i in chunk], max_tokens=budget
+                )
+                async with self.deps.llm_slots:
+                    completion = await self.deps.compaction_llm.complete(
+                        summary_request(summary, transcript)
+                    )
+                summary = completion.content.strip() or summary
+        except LLMError as exc:
+            log.warning("compaction failed, keeping the full history for now: %s", exc)
+            return False
+        if not summary:
+            return False
+        upto = self.history[plan.keep_from - 1].id
+        await self.deps.store.set_summary(self.thread_id, summary, upto)
+        dropped = plan.keep_from
+        self.summary = summary
+        self.history = self.history[plan.keep_from :]
+        log.info("compacted %d message(s) into a summary", dropped)
+        return True
+
+    def info(self) -> ThreadInfo:
+        return ThreadInfo(
+            thread_id=self.thread_id,
+            messages=len(self.history),
+            estimated_tokens=self.estimated_tokens(),
+            has_summary=bool(self.summary),
+            turns_done=self.turns_done,
+        )

@@ -1,0 +1,75 @@
+"""Special commands: typed in any thread, handled by Ganglion, never sent to the model.
+
+A message starting with `//` is not a command: it goes to the model with one `/` removed
+(`//etc/hosts is odd` -> `/etc/hosts is odd`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ganglion.messages import ReminderInfo
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "format_reminders",
+    "help_text",
+    "parse_command",
+    "unescape",
+    "unknown_command_text",
+]
+
+COMMANDS: dict[str, str] = {
+    "new": "archive this conversation and start a fresh one",
+    "compact": "summarise the older part of this conversation now",
+    "reminders": "list every scheduled reminder",
+    "heartbeat": "review the open goals in HEARTBEATS.txt now",
+    "help": "show this list",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    args: str
+
+
+def parse_command(text: str) -> Command | None:
+    """The command in `text`, or None for an ordinary message."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or stripped.startswith("//") or len(stripped) == 1:
+        return None
+    name, _, args = stripped[1:].partition(" ")
+    return Command(name.lower(), args.strip())
+
+
+def unescape(text: str) -> str:
+    """`//text` -> `/text`: how to send the model a message that starts with a slash."""
+    stripped = text.lstrip()
+    return stripped[1:] if stripped.startswith("//") else text
+
+
+def help_text() -> str:
+    lines = ["Commands:"]
+    lines += [f"/{name} - {meaning}" for name, meaning in COMMANDS.items()]
+    lines.append("Start a message with // to send the model text that begins with /.")
+    return "\n".join(lines)
+
+
+def unknown_command_text(name: str) -> str:
+    return f"Unknown command /{name}.\n{help_text()}"
+
+
+def format_reminders(reminders: tuple[ReminderInfo, ...]) -> str:
+    if not reminders:
+        return "No reminders are scheduled."
+    lines = [f"{len(reminders)} scheduled reminder(s):"]
+    for item in reminders:
+        target = "system" if item.system else (item.thread_id or "?")
+        when = item.next_fire or "not scheduled"
+        lines.append(
+            f"- [{item.reminder_id}] {item.text!r} ({item.schedule}, {item.timezone}); "
+            f"next: {when}; for: {target}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""What a thread actor needs from the rest of the daemon, passed in explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import trio
+from ganglion_actors import ActorRef
+
+from ganglion.config import Config
+from ganglion.delivery import DeliveryRouter
+from ganglion.llm import LLMClient
+from ganglion.messages import ListReminders, TriggerHeartbeat
+from ganglion.prompt import PromptFileCache, PromptFiles
+from ganglion.store import ConversationStore
+from ganglion.tools import ToolRegistry
+
+__all__ = ["Peers", "SharedPromptFiles", "ThreadDeps"]
+
+
+@dataclass(slots=True)
+class Peers:
+    """References to the service actors, filled in as the tree starts them."""
+
+    reminders: ActorRef[ListReminders] | None = None
+    heartbeat: ActorRef[TriggerHeartbeat] | None = None
+
+
+class SharedPromptFiles:
+    """The prompt files, shared by every thread; re-read only when they change.
+
+    Reading happens in a worker thread, one reader at a time, so the event loop never
+    waits on the disk and the cache is never updated concurrently.
+    """
+
+    def __init__(self, cache: PromptFileCache) -> None:
+        self._cache = cache
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def load(self) -> PromptFiles:
+        return await trio.to_thread.run_sync(self._cache.load, limiter=self._limiter)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadDeps:
+    config: Config
+    store: ConversationStore
+    llm: LLMClient
+    compaction_llm: LLMClient
+    router: DeliveryRouter
+    prompt_files: SharedPromptFiles
+    tools: ToolRegistry
+    llm_slots: trio.CapacityLimiter
+    peers: Peers
+    now: Callable[[], datetime]
+    timezone: str

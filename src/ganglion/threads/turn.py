@@ -1,0 +1,148 @@
+"""One turn: model -> tools -> model, for at most `llm.max_tool_rounds` rounds.
+
+Every assistant message that calls tools and every tool result is appended to the history
+(and the store) as it is produced, in the shape the chat-completions API expects, so a
+turn cut off half-way resumes from what it had already done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ganglion.chat import ChatMessage, ToolCall
+from ganglion.llm import extract_text_tool_calls
+from ganglion.messages import TextDelta, ToolActivity
+from ganglion.store import Turn
+from ganglion.tools import ToolContext
+
+if TYPE_CHECKING:
+    from ganglion.threads.actor import ThreadActor
+
+__all__ = ["TurnError", "repair_tool_pairs", "run_model_loop"]
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_RESULT = "error: this tool call was interrupted before it returned a result"
+FINAL_ROUND_NOTE = (
+    "You have used all the tool calls allowed for this message. Answer now with what you "
+    "have, and say what is left undone."
+)
+ACTIVITY_PREVIEW_CHARS = 2000
+
+
+class TurnError(Exception):
+    """A turn that cannot complete for a reason the user should hear about."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+def repair_tool_pairs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """Make the history valid for the API whatever cut a turn short.
+
+    Every assistant message with `tool_calls` must be followed by one `tool` message per
+    call id: results missing because the daemon was killed mid-tool are filled in as
+    interrupted; tool messages whose call is unknown are dropped.
+    """
+    repaired: list[ChatMessage] = []
+    waiting: dict[str, ToolCall] = {}
+
+    def close_open_calls() -> None:
+        for call in waiting.values():
+            repaired.append(ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=call.id, name=call.name))
+        waiting.clear()
+
+    for message in messages:
+        if message.role == "tool":
+            if message.tool_call_id in waiting:
+                del waiting[message.tool_call_id]
+                repaired.append(message)
+            continue
+        close_open_calls()
+        repaired.append(message)
+        if message.role == "assistant":
+            waiting = {call.id: call for call in message.tool_calls}
+    close_open_calls()
+    return repaired
+
+
+async def run_model_loop(thread: ThreadActor, turn: Turn) -> str:
+    """Run the model (and its tool calls) until it gives a final answer; return its text.
+
+    Error handling: `LLMError` from the client propagates (the caller tells the user);
+    an empty final answer raises `TurnError`.
+    """
+    deps = thread.deps
+    tools = deps.tools
+    schemas = tools.schemas()
+    context = ToolContext(
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        interface=thread.interface,
+        source=turn.source,
+        services=deps.peers,
+    )
+
+    async def stream(text: str) -> None:
+        await thread.emit(TextDelta(thread.thread_id, turn.turn_id, text))
+
+    rounds = 0
+    while True:
+        allow_tools = bool(schemas) and rounds < deps.config.llm.max_tool_rounds
+        note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
+        messages = await thread.prompt_messages(final_note=note)
+        async with deps.llm_slots:
+            completion = await deps.llm.complete(
+                messages,
+                tools=schemas if allow_tools else None,
+                on_text=stream,
+                temperature=deps.config.llm.temperature,
+                max_tokens=deps.config.llm.max_tokens,
+            )
+        calls = completion.tool_calls
+        content: str | None = completion.content or None
+        if not calls and allow_tools:
+            calls = extract_text_tool_calls(completion.content, tools.names)
+            if calls:
+                content = None  # the text *was* the call; keep it out of the history
+        if not calls:
+            if not completion.content.strip():
+                raise TurnError("The model returned an empty answer. Please try again.")
+            return completion.content
+        rounds += 1
+        await thread.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
+        for call in calls:
+            await _run_tool(thread, turn, call, context)
+
+
+async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: ToolContext) -> None:
+    await thread.emit(
+        ToolActivity(thread.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments)
+    )
+    result = await thread.deps.tools.call(call, context)
+    log.info(
+        "tool %s %s in %.0f ms",
+        call.name,
+        "ok" if result.ok else "failed",
+        result.duration * 1000,
+    )
+    await thread.append(
+        turn,
+        ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name),
+        meta=result.audit(call.arguments),
+    )
+    await thread.emit(
+        ToolActivity(
+            thread.thread_id,
+            turn.turn_id,
+            call.id,
+            call.name,
+            "end",
+            call.arguments,
+            result.content[:ACTIVITY_PREVIEW_CHARS],
+            result.ok,
+        )
+    )

@@ -1,0 +1,198 @@
+"""Tools: typed Python functions offered to the model.
+
+A tool is an async function whose keyword parameters are annotated; `@tool` reads the
+signature and docstring, builds a pydantic model of the arguments, and from that the JSON
+schema sent to the model. When the model calls it, the arguments are parsed and validated
+before the function runs; every problem (invalid JSON, unknown tool, wrong type, missing
+field, the function raising, a time-out) becomes a `ToolResult` with `ok=False` and a short
+message the model can act on. A tool never crashes a turn.
+
+    @tool
+    async def add(ctx: ToolContext, a: int, b: int = 0) -> str:
+        '''Add two numbers.'''
+        return str(a + b)
+
+The first parameter is always the `ToolContext` (which thread, turn and interface the call
+comes from); it is not part of the schema.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+import trio
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from ganglion.chat import ToolCall
+
+__all__ = ["Tool", "ToolContext", "ToolRegistry", "ToolResult", "tool"]
+
+log = logging.getLogger(__name__)
+
+MAX_RESULT_CHARS = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Where a tool call comes from. `source` is 'user', 'reminder' or 'heartbeat'."""
+
+    thread_id: str
+    turn_id: str
+    interface: str
+    source: str = "user"
+    services: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call_id: str
+    name: str
+    content: str
+    ok: bool
+    duration: float
+
+    def audit(self, arguments: str) -> dict[str, Any]:
+        return {
+            "tool": self.name,
+            "arguments": arguments,
+            "ok": self.ok,
+            "duration_ms": round(self.duration * 1000, 1),
+        }
+
+
+ToolFn = Callable[..., Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    arguments: type[BaseModel]
+    fn: ToolFn
+    timeout: float | None = None
+
+    def schema(self) -> dict[str, Any]:
+        parameters = self.arguments.model_json_schema()
+        parameters.pop("title", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
+
+def tool(
+    fn: ToolFn | None = None, *, name: str | None = None, timeout: float | None = None
+) -> Any:
+    """Make a `Tool` from an async function (usable as `@tool` or `@tool(name=...)`)."""
+
+    def wrap(fn: ToolFn) -> Tool:
+        return Tool(
+            name=name or fn.__name__,
+            description=inspect.cleandoc(fn.__doc__ or "").strip(),
+            arguments=_arguments_model(fn),
+            fn=fn,
+            timeout=timeout,
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _arguments_model(fn: ToolFn) -> type[BaseModel]:
+    hints = get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    parameters = list(inspect.signature(fn).parameters.values())[1:]  # skip the ToolContext
+    for parameter in parameters:
+        annotation = hints.get(parameter.name, Any)
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (annotation, default)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{fn.__name__}_arguments",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+    return model
+
+
+class ToolRegistry:
+    """The tools a turn may call, by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for item in tools:
+            self.register(item)
+
+    def register(self, item: Tool) -> None:
+        if item.name in self._tools:
+            raise ValueError(f"a tool named {item.name!r} is already registered")
+        self._tools[item.name] = item
+
+    def unregister(self, name: str) -> None:
+        self._tools.pop(name, None)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [item.schema() for item in self._tools.values()]
+
+    async def call(self, call: ToolCall, context: ToolContext) -> ToolResult:
+        """Run one tool call; never raises for anything the model or the tool did wrong.
+
+        Error handling: `Cancelled` propagates (the turn is being cancelled); every other
+        exception of the tool is logged with its traceback and reported to the model as a
+        short failure.
+        """
+        started = time.monotonic()
+
+        def result(content: str, ok: bool) -> ToolResult:
+            if len(content) > MAX_RESULT_CHARS:
+                content = content[:MAX_RESULT_CHARS] + "\n[… result truncated]"
+            return ToolResult(call.id, call.name, content, ok, time.monotonic() - started)
+
+        item = self._tools.get(call.name)
+        if item is None:
+            known = ", ".join(sorted(self._tools)) or "none"
+            return result(f"error: unknown tool {call.name!r}; available tools: {known}", False)
+        try:
+            raw = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            return result(f"error: the arguments are not valid JSON ({exc.msg}); send a JSON object", False)
+        if not isinstance(raw, Mapping):
+            return result("error: the arguments must be a JSON object", False)
+        try:
+            arguments = item.arguments.model_validate(raw)
+        except ValidationError as exc:
+            return result(f"error: invalid arguments: {_validation_summary(exc)}", False)
+        kwargs = {name: getattr(arguments, name) for name in type(arguments).model_fields}
+        try:
+            with trio.fail_after(item.timeout) if item.timeout else nullcontext():
+                content = await item.fn(context, **kwargs)
+        except trio.TooSlowError:
+            return result(f"error: the tool did not finish within {item.timeout:g} s", False)
+        except Exception as exc:
+            log.exception("tool %s failed", call.name)
+            return result(f"error: the tool failed: {type(exc).__name__}: {exc}"[:500], False)
+        return result(content, True)
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(arguments)"
+        message = "required argument is missing" if error["type"] == "missing" else error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown argument"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

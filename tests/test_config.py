@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ganglion.config import Config, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config, source = load_config(None, environ={})
+    assert source is None
+    assert (config.web.host, config.web.port, config.web.enabled) == ("127.0.0.1", 8080, True)
+    assert config.matrix.enabled is False
+    assert config.llm.base_url == "http://127.0.0.1:11434/v1"
+    assert config.llm.max_concurrency == 4
+    assert config.shutdown.grace_seconds == 10
+    assert config.data_dir == tmp_path / "data"
+
+
+def test_example_config_documents_exactly_the_defaults() -> None:
+    example = Path(__file__).parents[1] / "config.yaml.example"
+    config, _ = load_config(example, environ={})
+    defaults = Config()
+    assert config.model_dump(exclude={"data_dir", "logging"}) == defaults.model_dump(
+        exclude={"data_dir", "logging"}
+    )
+    assert config.data_dir == example.parent / "data"
+    assert config.logging.dir == example.parent / "logs"
+    assert config.logging.level == defaults.logging.level
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "data_dir: mydata\nlogging: {dir: mylogs}\n")
+    config, _ = load_config(path, environ={})
+    assert config.data_dir == tmp_path / "mydata"
+    assert config.logging.dir == tmp_path / "mylogs"
+
+
+def test_unknown_key_names_the_field_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "llm:\n  timeouts:\n    conect: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == f"{path}: llm.timeouts.conect: unknown option"
+
+
+def test_wrong_type_names_the_field_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "web:\n  port: eighty\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: web.port: ")
+    assert "integer" in message
+
+
+def test_missing_required_field_when_matrix_is_enabled(tmp_path: Path) -> None:
+    path = write(tmp_path, "matrix:\n  enabled: true\n  allowed_users: ['@me:x']\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "matrix" in str(caught.value)
+    assert "homeserver, user_id, access_token" in str(caught.value)
+
+
+def test_matrix_with_no_allowed_users_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "matrix: {enabled: true, homeserver: 'http://h', user_id: '@b:h', access_token: t}\n",
+    )
+    with pytest.raises(ConfigError, match="allow_all_users"):
+        load_config(path, environ={})
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "web:\n  port: [8080\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).startswith(f"{path}: YAML syntax error (line ")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the config file"):
+        load_config(missing, environ={})
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path, environ={})
+
+
+def test_unknown_timezone(tmp_path: Path) -> None:
+    path = write(tmp_path, "timezone: Mars/Olympus\n")
+    with pytest.raises(ConfigError, match="timezone: unknown IANA timezone"):
+        load_config(path, environ={})
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "llm: {api_key: from-file}\n")
+    environ = {
+        "GANGLION_LLM_API_KEY": "from-env",
+        "GANGLION_WEB_TOKEN": "web-secret",
+        "GANGLION_MATRIX_ACCESS_TOKEN": "mx-secret",
+    }
+    config, _ = load_config(path, environ=environ)
+    assert config.llm.api_key is not None and config.llm.api_key.get_secret_value() == "from-env"
+    assert config.web.token is not None and config.web.token.get_secret_value() == "web-secret"
+    assert config.matrix.access_token is not None
+    assert "from-env" not in repr(config)
+
+
+def test_non_loopback_web_without_token_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "web: {host: 0.0.0.0}\n")
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        load_config(path, environ={})
+    config, _ = load_config(path, environ={"GANGLION_WEB_TOKEN": "t0ken"})
+    assert config.web.host == "0.0.0.0"
