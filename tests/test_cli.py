@@ -15,8 +15,8 @@ import trio
 pytestmark = pytest.mark.slow
 
 
-async def run_ganglion(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(timeout):
+async def run_ganglion(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(30):
         return await trio.run_process(
             [sys.executable, "-m", "ganglion", *args],
             cwd=cwd,

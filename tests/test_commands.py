@@ -42,7 +42,9 @@ def test_unknown_command_reply_names_it_and_helps() -> None:
 
 def test_reminder_listing() -> None:
     assert format_reminders(()) == "No reminders are scheduled."
-    info = ReminderInfo("r1", "water the plants", "every 1d", "Europe/Paris", "2026-11-25 09:00", "web_ab")
+    info = ReminderInfo(
+        "r1", "water the plants", "every 1d", "Europe/Paris", "2026-11-25 09:00", "web_ab"
+    )
     text = format_reminders((info,))
     assert "[r1] 'water the plants'" in text
     assert "Europe/Paris" in text and "next: 2026-11-25 09:00" in text

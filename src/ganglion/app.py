@@ -24,10 +24,10 @@ import signal
 from collections.abc import AsyncIterator
 
 import trio
-from ganglion_actors import ChildSpec, Restart, open_supervisor
 
 from ganglion.config import Config
 from ganglion.runtime import open_services
+from ganglion_actors import ChildSpec, Restart, open_supervisor
 
 __all__ = ["ForcedStop", "run_daemon"]
 
@@ -105,4 +105,3 @@ async def _watch_signals(
             forced.append(signum)
             root_scope.cancel()
             return
-

@@ -89,4 +89,3 @@ def _run(config_path: Path | None) -> int:
             log.critical("the daemon crashed", exc_info=True)
             return EXIT_CRASH
     return EXIT_OK
-

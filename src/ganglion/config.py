@@ -268,7 +268,9 @@ def _read_yaml(path: Path) -> Any:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of options, not a {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of options, not a {type(raw).__name__}"
+        )
     return raw
 
 

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ganglion_actors import ActorRef, ActorStopped
-
 from ganglion.messages import Outbound
+from ganglion_actors import ActorRef, ActorStopped
 
 __all__ = ["DeliveryRouter", "DeliveryStatistics"]
 

@@ -1,8 +1,8 @@
 """Ganglion's own errors; foreign errors are converted into these at the edges.
 
-    GanglionError
-    └── StartupError     the daemon cannot start as configured (bad data dir, corrupt
-                         database, missing sandbox, …); reported in one line, exit 2
+GanglionError
+└── StartupError     the daemon cannot start as configured (bad data dir, corrupt
+                     database, missing sandbox, …); reported in one line, exit 2
 """
 
 from __future__ import annotations

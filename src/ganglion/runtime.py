@@ -18,7 +18,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
-from ganglion_actors import ActorStopped, Inbox, Registry
 
 from ganglion.config import Config
 from ganglion.datadir import ensure_data_dir
@@ -44,6 +43,7 @@ from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import ToolRegistry
 from ganglion.web import WebState, run_web
+from ganglion_actors import ActorStopped, Inbox, Registry
 
 __all__ = ["Services", "open_services"]
 
@@ -70,13 +70,19 @@ class Services:
         )
 
     async def run_reminders(
-        self, inbox: Inbox[ListReminders], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        inbox: Inbox[ListReminders],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self.peers.reminders = inbox.ref
         await run_reminders(inbox, task_status=task_status)
 
     async def run_heartbeat(
-        self, inbox: Inbox[TriggerHeartbeat], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        inbox: Inbox[TriggerHeartbeat],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self.peers.heartbeat = inbox.ref
 
@@ -112,7 +118,10 @@ class Services:
         self.web_state.draining = True
 
     async def _run_web(
-        self, inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        inbox: Inbox[Outbound],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
         try:
@@ -127,10 +136,15 @@ class Services:
             self.router.unregister("web")
 
     async def _run_system_log(
-        self, inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        inbox: Inbox[Outbound],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Where autonomous threads 'deliver': the log, for the owner to read."""
-        self.router.register("system", lambda thread_id: thread_id.startswith(SYSTEM_PREFIX), inbox.ref)
+        self.router.register(
+            "system", lambda thread_id: thread_id.startswith(SYSTEM_PREFIX), inbox.ref
+        )
         task_status.started()
         try:
             async for event in inbox:
@@ -176,9 +190,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     llm = LLMClient.from_config(config.llm)
     compaction_endpoint = config.compaction.endpoint
     compaction_llm = (
-        LLMClient(
-            [compaction_endpoint], timeouts=config.llm.timeouts, retries=config.llm.retries
-        )
+        LLMClient([compaction_endpoint], timeouts=config.llm.timeouts, retries=config.llm.retries)
         if compaction_endpoint is not None
         else llm
     )

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
-from ganglion_actors import Inbox
 
 from ganglion.config import HeartbeatConfig
 from ganglion.messages import HeartbeatReview, TriggerHeartbeat
+from ganglion_actors import Inbox
 
 __all__ = ["HEARTBEAT_THREAD", "active_goals", "run_heartbeat"]
 
@@ -31,7 +31,9 @@ SendReview = Callable[[HeartbeatReview], Awaitable[None]]
 
 def active_goals(text: str) -> str:
     """The goal lines of HEARTBEATS.txt: everything but blank lines and `#` comments."""
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     return "\n".join(lines)
 
 

@@ -8,9 +8,9 @@ talks to, and reports that no reminder is scheduled.
 from __future__ import annotations
 
 import trio
-from ganglion_actors import Inbox
 
 from ganglion.messages import ListReminders
+from ganglion_actors import Inbox
 
 __all__ = ["run_reminders"]
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from ganglion_actors import Inbox
 
 from ganglion.chat import ChatMessage
 from ganglion.compaction import (
@@ -67,6 +66,7 @@ from ganglion.threads.handlers import run_command
 from ganglion.threads.ids import interface_for
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
+from ganglion_actors import Inbox
 
 __all__ = ["HEARTBEAT_OK", "ThreadActor", "run_thread"]
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import trio
-from ganglion_actors import ActorRef
 
 from ganglion.config import Config
 from ganglion.delivery import DeliveryRouter
@@ -16,6 +15,7 @@ from ganglion.messages import ListReminders, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.store import ConversationStore
 from ganglion.tools import ToolRegistry
+from ganglion_actors import ActorRef
 
 __all__ = ["Peers", "SharedPromptFiles", "ThreadDeps"]
 

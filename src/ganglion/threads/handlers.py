@@ -6,15 +6,15 @@ import logging
 from typing import TYPE_CHECKING
 
 import trio
-from ganglion_actors import ActorError
 
-from ganglion.messages import ListReminders, TriggerHeartbeat
+from ganglion.messages import ListReminders, ReminderInfo, TriggerHeartbeat
 from ganglion.threads.commands import (
     Command,
     format_reminders,
     help_text,
     unknown_command_text,
 )
+from ganglion_actors import ActorError
 
 if TYPE_CHECKING:
     from ganglion.threads.actor import ThreadActor
@@ -58,7 +58,7 @@ async def _list_reminders(thread: ThreadActor) -> str:
         return "The reminder service is not running."
     try:
         with trio.fail_after(SERVICE_TIMEOUT):
-            items = await reminders.ask(lambda reply: ListReminders(reply))
+            items: tuple[ReminderInfo, ...] = await reminders.ask(ListReminders)
     except (ActorError, trio.TooSlowError):
         log.warning("the reminder actor did not answer", exc_info=True)
         return "The reminder service did not answer; try again in a moment."

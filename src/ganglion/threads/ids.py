@@ -1,8 +1,8 @@
 """Thread ids say where a conversation lives.
 
-    web_<hex>          a browser tab (kept in the tab's sessionStorage)
-    !room:server       a Matrix room
-    system:<name>      autonomous work: system reminders, the global heartbeat
+web_<hex>          a browser tab (kept in the tab's sessionStorage)
+!room:server       a Matrix room
+system:<name>      autonomous work: system reminders, the global heartbeat
 """
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 import secrets
 
-__all__ = ["SYSTEM_PREFIX", "WEB_PREFIX", "interface_for", "is_valid_thread_id", "new_web_thread_id"]
+__all__ = [
+    "SYSTEM_PREFIX",
+    "WEB_PREFIX",
+    "interface_for",
+    "is_valid_thread_id",
+    "new_web_thread_id",
+]
 
 WEB_PREFIX = "web_"
 SYSTEM_PREFIX = "system:"

@@ -52,7 +52,9 @@ def repair_tool_pairs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 
     def close_open_calls() -> None:
         for call in waiting.values():
-            repaired.append(ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=call.id, name=call.name))
+            repaired.append(
+                ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=call.id, name=call.name)
+            )
         waiting.clear()
 
     for message in messages:

@@ -91,9 +91,7 @@ class Tool:
         }
 
 
-def tool(
-    fn: ToolFn | None = None, *, name: str | None = None, timeout: float | None = None
-) -> Any:
+def tool(fn: ToolFn | None = None, *, name: str | None = None, timeout: float | None = None) -> Any:
     """Make a `Tool` from an async function (usable as `@tool` or `@tool(name=...)`)."""
 
     def wrap(fn: ToolFn) -> Tool:
@@ -116,7 +114,7 @@ def _arguments_model(fn: ToolFn) -> type[BaseModel]:
         annotation = hints.get(parameter.name, Any)
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{fn.__name__}_arguments",
         __config__=ConfigDict(extra="forbid"),
         **fields,
@@ -168,7 +166,9 @@ class ToolRegistry:
         try:
             raw = json.loads(call.arguments or "{}")
         except json.JSONDecodeError as exc:
-            return result(f"error: the arguments are not valid JSON ({exc.msg}); send a JSON object", False)
+            return result(
+                f"error: the arguments are not valid JSON ({exc.msg}); send a JSON object", False
+            )
         if not isinstance(raw, Mapping):
             return result("error: the arguments must be a JSON object", False)
         try:

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass, field
 
 import trio
-from ganglion_actors import Inbox
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart import Response
@@ -20,6 +19,7 @@ from quart_trio import QuartTrio
 
 from ganglion.config import WebConfig
 from ganglion.messages import Outbound
+from ganglion_actors import Inbox
 
 __all__ = ["WebState", "create_app", "run_web"]
 

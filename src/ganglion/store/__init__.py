@@ -1,0 +1,26 @@
+"""Persistent stores (SQLite through sqlite-utils)."""
+
+from ganglion.store.conversations import (
+    ConversationStore,
+    FinishedTurn,
+    OutboxItem,
+    StoredMessage,
+    StoreError,
+    StoreStatistics,
+    ThreadState,
+    Turn,
+)
+from ganglion.store.migrations import MigrationError, Migrations
+
+__all__ = [
+    "ConversationStore",
+    "FinishedTurn",
+    "MigrationError",
+    "Migrations",
+    "OutboxItem",
+    "StoreError",
+    "StoreStatistics",
+    "StoredMessage",
+    "ThreadState",
+    "Turn",
+]
