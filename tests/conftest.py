@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio.testing
+
+from tests.fakellm import FakeLLM, open_fake_llm
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeLLM]:
+    async with open_fake_llm() as fake:
+        yield fake
+
+
+@pytest.fixture
+def loopback_clock() -> trio.testing.MockClock:
+    """A clock for tests that wait on real loopback sockets *and* on long timers: it
+    jumps ahead only after the run has been idle for a moment of real time, so socket I/O
+    in flight is never mistaken for idleness, while backoffs and time-outs take no time."""
+    return trio.testing.MockClock(autojump_threshold=0.2)
