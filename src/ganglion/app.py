@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import trio
 
 from ganglion.config import Config
-from ganglion.runtime import open_services
+from ganglion.runtime import Services, open_services
 from ganglion_actors import ChildSpec, Restart, open_supervisor
 
 __all__ = ["ForcedStop", "run_daemon"]
@@ -46,31 +47,39 @@ class ForcedStop(Exception):
 
 
 async def run_daemon(
-    config: Config, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    config: Config,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run Ganglion until a signal asks it to stop.
+    """Run Ganglion until a signal (or `Services.request_stop`) asks it to stop.
 
+    Reports the running `Services` through `task_status` once every child is ready.
     Error handling: raises `Escalation` when a child's restart intensity was exceeded,
     `ForcedStop` after a second signal, `StartupError` when start-up cannot complete.
     """
-    stop_requested = trio.Event()
     forced: list[int] = []
-    with trio.open_signal_receiver(*SIGNALS) as signals:
-        async with trio.open_nursery() as root:
-            root.start_soon(_watch_signals, signals, stop_requested, root.cancel_scope, forced)
-            await _serve_tree(config, stop_requested, task_status)
-            root.cancel_scope.cancel()
+    async with open_services(config) as services:
+        with trio.open_signal_receiver(*SIGNALS) if handle_signals else _no_signals() as signals:
+            async with trio.open_nursery() as root:
+                root.start_soon(_watch_signals, signals, services, root.cancel_scope, forced)
+                await _serve_tree(config, services, task_status)
+                root.cancel_scope.cancel()
     if forced:
         raise ForcedStop(forced[0])
 
 
+@contextmanager
+def _no_signals() -> Iterator[AsyncIterator[int]]:
+    send, receive = trio.open_memory_channel[int](0)
+    with send, receive:
+        yield receive
+
+
 async def _serve_tree(
-    config: Config, stop_requested: trio.Event, task_status: trio.TaskStatus[None]
+    config: Config, services: Services, task_status: trio.TaskStatus[Services]
 ) -> None:
-    async with (
-        open_services(config) as services,
-        open_supervisor("root", intensity=5, period=60.0) as root,
-    ):
+    async with open_supervisor("root", intensity=5, period=60.0) as root:
         await root.start(ChildSpec("threads", services.threads.serve))
         await root.start(ChildSpec("reminders", services.run_reminders))
         await root.start(ChildSpec("heartbeat", services.run_heartbeat))
@@ -82,8 +91,8 @@ async def _serve_tree(
         if resumed:
             log.info("resuming cut-off turns in %d thread(s)", resumed)
         log.info("ganglion is ready (data in %s)", config.data_dir)
-        task_status.started()
-        await stop_requested.wait()
+        task_status.started(services)
+        await services.stop_requested.wait()
         log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
         services.begin_drain()
         await root.shutdown(config.shutdown.grace_seconds)
@@ -92,14 +101,14 @@ async def _serve_tree(
 
 async def _watch_signals(
     signals: AsyncIterator[int],
-    stop_requested: trio.Event,
+    services: Services,
     root_scope: trio.CancelScope,
     forced: list[int],
 ) -> None:
     async for signum in signals:
-        if not stop_requested.is_set():
+        if not services.stop_requested.is_set():
             log.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-            stop_requested.set()
+            services.request_stop()
         else:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
             forced.append(signum)

@@ -11,13 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ganglion.messages import Outbound
-from ganglion_actors import ActorRef, ActorStopped
+from ganglion_actors import ActorStopped
 
-__all__ = ["DeliveryRouter", "DeliveryStatistics"]
+__all__ = ["DeliveryRouter", "DeliveryStatistics", "Sink"]
 
 log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where an interface takes its events: usually its actor's `ActorRef`."""
+
+    async def send(self, event: Outbound, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +38,7 @@ class DeliveryStatistics:
 class _Route:
     name: str
     owns: Callable[[str], bool]
-    sink: ActorRef[Outbound]
+    sink: Sink
 
 
 class DeliveryRouter:
@@ -40,14 +47,14 @@ class DeliveryRouter:
         self._delivered = 0
         self._unrouted = 0
 
-    def register(self, name: str, owns: Callable[[str], bool], sink: ActorRef[Outbound]) -> None:
+    def register(self, name: str, owns: Callable[[str], bool], sink: Sink) -> None:
         """Route events of every thread for which `owns(thread_id)` is true to `sink`."""
         self._routes[name] = _Route(name, owns, sink)
 
     def unregister(self, name: str) -> None:
         self._routes.pop(name, None)
 
-    def route_for(self, thread_id: str) -> ActorRef[Outbound] | None:
+    def route_for(self, thread_id: str) -> Sink | None:
         for route in self._routes.values():
             if route.owns(thread_id):
                 return route.sink

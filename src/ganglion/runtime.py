@@ -62,6 +62,7 @@ class Services:
         self.router = deps.router
         self.peers = deps.peers
         self.web_state = WebState()
+        self.stop_requested = trio.Event()
         self.threads: Registry[str, Inbound] = Registry(
             "threads",
             lambda thread_id: partial(run_thread, deps, thread_id),
@@ -113,6 +114,10 @@ class Services:
             except ActorStopped:
                 break
         return len(thread_ids)
+
+    def request_stop(self) -> None:
+        """Ask the daemon to drain and stop (what SIGTERM does)."""
+        self.stop_requested.set()
 
     def begin_drain(self) -> None:
         self.web_state.draining = True

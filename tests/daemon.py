@@ -1,0 +1,119 @@
+"""Run the real daemon in-process for tests, with a sink that records what it delivers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ganglion.app import run_daemon
+from ganglion.config import Config
+from ganglion.messages import (
+    FinalReply,
+    GetThreadInfo,
+    Notice,
+    Outbound,
+    ThreadInfo,
+    TurnFailed,
+    UserMessage,
+)
+from ganglion.runtime import Services
+
+
+class Collector:
+    """A delivery sink that records every event and lets tests wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[Outbound] = []
+        self._changed = trio.Event()
+        self.fail_on: Callable[[Outbound], bool] = lambda event: False
+
+    async def send(self, event: Outbound, /) -> None:
+        if self.fail_on(event):
+            self.fail_on = lambda event: False
+            raise RuntimeError("injected delivery failure")
+        self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(
+        self, predicate: Callable[[Outbound], bool], count: int = 1
+    ) -> list[Outbound]:
+        with trio.fail_after(30):
+            while len(found := [e for e in self.events if predicate(e)]) < count:
+                await self._changed.wait()
+        return found
+
+    def of(self, thread_id: str, kind: type[Any] | None = None) -> list[Outbound]:
+        return [
+            e
+            for e in self.events
+            if e.thread_id == thread_id and (kind is None or isinstance(e, kind))
+        ]
+
+    async def final(self, thread_id: str, count: int = 1) -> list[str]:
+        def finished(e: Outbound) -> bool:
+            return e.thread_id == thread_id and isinstance(e, FinalReply | TurnFailed)
+
+        events = await self.wait_for(finished, count)
+        return [e.text if isinstance(e, FinalReply) else f"FAILED: {e.message}" for e in events]  # type: ignore[union-attr]
+
+    async def notice(self, thread_id: str, count: int = 1) -> str:
+        events = await self.wait_for(
+            lambda e: e.thread_id == thread_id and isinstance(e, Notice), count
+        )
+        return events[-1].text  # type: ignore[union-attr]
+
+
+@dataclass
+class Daemon:
+    services: Services
+    collector: Collector
+
+    async def say(self, thread_id: str, text: str, message_id: str | None = None) -> None:
+        await self.services.threads.send(
+            thread_id, UserMessage(thread_id, "web", text, message_id=message_id)
+        )
+
+    async def info(self, thread_id: str) -> ThreadInfo:
+        with trio.fail_after(10):
+            return await self.services.threads.ask(
+                thread_id, lambda reply: GetThreadInfo(thread_id, reply)
+            )
+
+
+def daemon_config(data_dir: Path, llm_url: str, **overrides: Any) -> Config:
+    raw: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "timezone": "Europe/Paris",
+        "llm": {"base_url": llm_url, "model": "fake", "retries": {"attempts": 1}},
+        "web": {"enabled": False},
+        "heartbeat": {"enabled": False},
+        "logging": {"dir": None},
+        "shutdown": {"grace_seconds": 5},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return Config.model_validate(raw)
+
+
+@asynccontextmanager
+async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
+    """The whole daemon (minus signals), stopped gracefully at the end of the block."""
+    collector = Collector()
+    async with trio.open_nursery() as nursery:
+        services: Services = await nursery.start(_run, config)
+        services.router.register("test", lambda thread_id: True, collector)
+        yield Daemon(services, collector)
+        services.request_stop()
+
+
+async def _run(config: Config, *, task_status: trio.TaskStatus[Services]) -> None:
+    await run_daemon(config, handle_signals=False, task_status=task_status)
