@@ -111,9 +111,10 @@ class FakeLLM:
         self._script.extend(steps)
 
     async def wait_for_requests(self, count: int) -> None:
-        while len(self.requests) < count:
-            self.received = trio.Event()
-            await self.received.wait()
+        with trio.fail_after(60):
+            while len(self.requests) < count:
+                self.received = trio.Event()
+                await self.received.wait()
 
     def _next(self, body: dict[str, Any]) -> Step:
         return self._script.popleft() if self._script else self.responder(body)

@@ -55,6 +55,8 @@ def needs_compaction(estimated_tokens: int, threshold: int) -> bool:
 def _safe_cut(history: Sequence[ChatMessage], cut: int) -> int:
     """Move `cut` back until it does not split a tool call from its results; prefer a
     position just before a user message."""
+    if cut >= len(history):
+        return len(history)  # keep nothing: no pair can be split
     safe = cut
     while safe > 0 and history[safe].role == "tool":
         safe -= 1  # history[safe] becomes the assistant message that made the calls
