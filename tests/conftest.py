@@ -15,8 +15,9 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 
 
 @pytest.fixture
-def loopback_clock() -> trio.testing.MockClock:
-    """A clock for tests that wait on real loopback sockets *and* on long timers: it
-    jumps ahead only after the run has been idle for a moment of real time, so socket I/O
-    in flight is never mistaken for idleness, while backoffs and time-outs take no time."""
+def idle_clock() -> trio.testing.MockClock:
+    """A mock clock for tests that wait on real I/O (loopback sockets, worker threads)
+    *and* on long timers: it jumps ahead only after the run has been idle for a moment of
+    real time, so I/O in flight is never mistaken for idleness, while backoffs, intervals
+    and time-outs take no time."""
     return trio.testing.MockClock(autojump_threshold=0.2)

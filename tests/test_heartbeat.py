@@ -36,7 +36,7 @@ async def run_for(
 
 
 async def test_reviews_come_on_the_interval_when_goals_exist(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
+    tmp_path: Path, idle_clock: trio.abc.Clock
 ) -> None:
     path = tmp_path / "HEARTBEATS.txt"
     path.write_text("- follow up with Bob\n")
@@ -45,7 +45,7 @@ async def test_reviews_come_on_the_interval_when_goals_exist(
     assert reviews[0].heartbeats == "- follow up with Bob"
 
 
-async def test_no_goals_means_no_review(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+async def test_no_goals_means_no_review(tmp_path: Path, idle_clock: trio.abc.Clock) -> None:
     path = tmp_path / "HEARTBEATS.txt"
     path.write_text("# nothing yet\n")
     reviews, _ = await run_for(10 * 3600, path, HeartbeatConfig(interval_seconds=3600))
@@ -53,7 +53,7 @@ async def test_no_goals_means_no_review(tmp_path: Path, autojump_clock: trio.abc
 
 
 async def test_a_disabled_timer_still_answers_a_trigger(
-    tmp_path: Path, autojump_clock: trio.abc.Clock
+    tmp_path: Path, idle_clock: trio.abc.Clock
 ) -> None:
     path = tmp_path / "HEARTBEATS.txt"
     path.write_text("- something\n")

@@ -90,7 +90,7 @@ async def test_api_key_and_extra_headers_are_sent(fake_llm: FakeLLM) -> None:
 
 
 async def test_a_500_is_retried_then_succeeds(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(HTTPError(500), Reply("recovered"))
     async with client_for(fake_llm) as client:
@@ -100,7 +100,7 @@ async def test_a_500_is_retried_then_succeeds(
 
 
 async def test_429_retry_after_is_honoured(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(HTTPError(429, retry_after=7), Reply("finally"))
     async with client_for(fake_llm) as client:
@@ -123,7 +123,7 @@ async def test_a_400_is_not_retried(fake_llm: FakeLLM) -> None:
 
 
 async def test_persistent_5xx_becomes_unavailable_after_the_attempts(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.responder = lambda body: HTTPError(503)
     async with client_for(fake_llm) as client:
@@ -133,7 +133,7 @@ async def test_persistent_5xx_becomes_unavailable_after_the_attempts(
 
 
 async def test_a_hang_hits_the_first_token_timeout_and_is_retried(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(Hang(), Reply("after the hang"))
     async with client_for(fake_llm) as client:
@@ -144,7 +144,7 @@ async def test_a_hang_hits_the_first_token_timeout_and_is_retried(
 
 
 async def test_hanging_every_time_raises_llm_timeout(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.responder = lambda body: Hang()
     async with client_for(fake_llm) as client:
@@ -153,7 +153,7 @@ async def test_hanging_every_time_raises_llm_timeout(
 
 
 async def test_an_idle_gap_after_text_is_a_stream_error_without_retry(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(Reply("slow words here", chunk_size=5, stall_after=1))
     async with client_for(fake_llm) as client:
@@ -165,7 +165,7 @@ async def test_an_idle_gap_after_text_is_a_stream_error_without_retry(
 
 
 async def test_a_slow_start_is_retried_and_then_times_out(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.responder = lambda body: Reply("late", latency=TIMEOUTS.first_token * 2)
     async with client_for(fake_llm) as client:
@@ -190,7 +190,7 @@ async def test_malformed_sse_is_a_stream_error(fake_llm: FakeLLM) -> None:
 
 
 async def test_the_fallback_endpoint_is_used_when_the_primary_fails(
-    fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.responder = lambda body: HTTPError(502)
     async with open_fake_llm() as backup:
@@ -202,7 +202,7 @@ async def test_the_fallback_endpoint_is_used_when_the_primary_fails(
     assert backup.requests[0]["model"] == "m1"
 
 
-async def test_a_connection_refused_is_unavailable(loopback_clock: trio.abc.Clock) -> None:
+async def test_a_connection_refused_is_unavailable(idle_clock: trio.abc.Clock) -> None:
     endpoint = EndpointConfig(base_url="http://127.0.0.1:9/v1", model="m")
     async with LLMClient([endpoint], timeouts=TIMEOUTS, retries=RETRIES) as client:
         with pytest.raises(LLMUnavailable) as caught:

@@ -26,7 +26,7 @@ def turn_states(data_dir: Path) -> list[str]:
 
 
 async def test_an_in_flight_turn_finishes_within_the_grace_period(
-    tmp_path: Path, fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    tmp_path: Path, fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(Reply("finished while draining", latency=3))
     config = daemon_config(tmp_path, fake_llm.base_url, shutdown={"grace_seconds": 10})
@@ -39,7 +39,7 @@ async def test_an_in_flight_turn_finishes_within_the_grace_period(
 
 
 async def test_work_outliving_the_grace_period_is_cancelled_and_answered_after_restart(
-    tmp_path: Path, fake_llm: FakeLLM, loopback_clock: trio.abc.Clock
+    tmp_path: Path, fake_llm: FakeLLM, idle_clock: trio.abc.Clock
 ) -> None:
     fake_llm.script(Hang())  # a long turn; a second message waits behind it
     config = daemon_config(
