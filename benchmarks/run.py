@@ -1,0 +1,40 @@
+"""Run every benchmark and write one JSON report: `python benchmarks/run.py --out PATH`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_store
+
+BENCHMARKS = {"conversation_store": bench_store.main}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path(".bench/report.json"))
+    args = parser.parse_args()
+    report = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "results": {},
+    }
+    for name, bench in BENCHMARKS.items():
+        started = time.perf_counter()
+        report["results"][name] = bench()
+        print(f"{name}: done in {time.perf_counter() - started:.1f} s", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["results"], indent=2))
+    print(f"report written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
