@@ -99,9 +99,7 @@ async def test_a_500_is_retried_then_succeeds(
         assert client.statistics().retries == 1
 
 
-async def test_429_retry_after_is_honoured(
-    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
-) -> None:
+async def test_429_retry_after_is_honoured(fake_llm: FakeLLM, idle_clock: trio.abc.Clock) -> None:
     fake_llm.script(HTTPError(429, retry_after=7), Reply("finally"))
     async with client_for(fake_llm) as client:
         started = trio.current_time()
