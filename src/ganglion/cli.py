@@ -1,6 +1,7 @@
 """The `ganglion` command line.
 
     ganglion run [--config PATH]     run the daemon until SIGTERM/SIGINT
+    ganglion chat [-m TEXT]          talk to the running daemon from the terminal
 
 Exit status: 0 after a clean stop, 2 for a configuration that cannot be used (one readable
 message, never a traceback), 1 when a failure escalated to the root of the supervision
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML config file (default: ./config.yaml if present, else built-in defaults)",
     )
+    chat = commands.add_parser("chat", help="chat with the running daemon")
+    chat.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    chat.add_argument("-m", "--message", help="send one message, print the reply, exit")
     return parser
 
 
@@ -45,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "chat":
+        return _chat(args.config, args.message)
     raise AssertionError(args.command)
 
 
@@ -89,3 +95,41 @@ def _run(config_path: Path | None) -> int:
             log.critical("the daemon crashed", exc_info=True)
             return EXIT_CRASH
     return EXIT_OK
+
+
+def _chat(config_path: Path | None, message: str | None) -> int:
+    import trio
+
+    from ganglion.chatclient import ChatError, ChatTarget, chat_interactive, chat_once
+    from ganglion.config import ConfigError, load_config
+    from ganglion.web import read_token
+
+    try:
+        config, _ = load_config(config_path)
+    except ConfigError as exc:
+        print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    token = (
+        config.web.token.get_secret_value()
+        if config.web.token is not None
+        else read_token(config.data_dir)
+    )
+    if token is None:
+        print(
+            f"ganglion: no web token found (GANGLION_WEB_TOKEN, web.token, or "
+            f"{config.data_dir / 'web_token'}); has `ganglion run` been started here?",
+            file=sys.stderr,
+        )
+        return 3
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.web.host, config.web.host)
+    host = f"[{host}]" if ":" in host else host
+    target = ChatTarget(f"ws://{host}:{config.web.port}/ws", token)
+    try:
+        if message is not None:
+            return trio.run(chat_once, target, message)
+        return trio.run(chat_interactive, target)
+    except ChatError as exc:
+        print(f"ganglion: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 0

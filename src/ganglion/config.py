@@ -131,6 +131,8 @@ class WebConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)
     token: SecretStr | None = None
     max_message_bytes: int = Field(64 * 1024, ge=1024)
+    max_frames_per_second: float = Field(10.0, gt=0)
+    frame_burst: int = Field(30, ge=1)
 
     @property
     def is_loopback(self) -> bool:

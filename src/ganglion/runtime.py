@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -34,15 +34,16 @@ from ganglion.messages import (
     Outbound,
     TriggerHeartbeat,
     TurnFailed,
+    UserMessage,
     Wake,
 )
 from ganglion.prompt import PromptFileCache
 from ganglion.reminders import run_reminders
-from ganglion.store import ConversationStore, StoreError
+from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import ToolRegistry
-from ganglion.web import WebState, run_web
+from ganglion.web import WebState, load_or_create_token, run_web
 from ganglion_actors import ActorStopped, Inbox, Registry
 
 __all__ = ["Services", "open_services"]
@@ -128,12 +129,17 @@ class Services:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        token = await trio.to_thread.run_sync(
+            load_or_create_token, self.config.data_dir, self.config.web.token
+        )
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
         try:
             await run_web(
                 self.config.web,
                 self.config.shutdown.grace_seconds,
                 self.web_state,
+                _WebBackend(self),
+                token,
                 inbox,
                 task_status=task_status,
             )
@@ -166,6 +172,27 @@ class Services:
                         pass
         finally:
             self.router.unregister("system")
+
+
+class _WebBackend:
+    """The daemon as the web interface sees it."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def submit(self, message: UserMessage) -> None:
+        await self._services.threads.send(message.thread_id, message)
+
+    async def history(
+        self, thread_id: str, *, before_id: int | None, limit: int
+    ) -> Sequence[StoredMessage]:
+        return await self._services.store.history_page(thread_id, before_id=before_id, limit=limit)
+
+    async def undelivered(self, thread_id: str) -> Sequence[OutboxItem]:
+        return await self._services.store.undelivered(thread_id)
+
+    async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
+        await self._services.store.mark_delivered(outbox_ids)
 
 
 @asynccontextmanager

@@ -1,29 +1,65 @@
-"""The web interface actor: serves the app with hypercorn's trio worker.
+"""The web interface actor: the chat app served by hypercorn's trio worker.
 
 Start-up goes through `nursery.start`: the actor reports ready only once hypercorn has
-bound its sockets (the real address is logged, so port 0 works). When the actor's mailbox
-is closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop through its
-`shutdown_trigger`; it then gives open connections `graceful_seconds` before cancelling.
+bound its sockets (the real address is logged with the ready-to-open URL, so port 0
+works). Outbound events arrive in the actor's mailbox and are fanned out to the sockets
+of their thread by the `Hub`; a tab that is not connected misses nothing, because its
+history (with every final reply) is sent again when it reconnects. When the mailbox is
+closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop through its
+`shutdown_trigger`; it gives open connections `graceful_seconds` before cancelling.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Protocol
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from quart import Response
+from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
 from ganglion.config import WebConfig
-from ganglion.messages import Outbound
+from ganglion.messages import FinalReply, Outbound, UserMessage
+from ganglion.store import OutboxItem, StoredMessage
+from ganglion.web.auth import COOKIE_NAME, token_matches
+from ganglion.web.session import Hub, run_session
 from ganglion_actors import Inbox
 
-__all__ = ["WebState", "create_app", "run_web"]
+__all__ = ["WebBackend", "WebState", "create_app", "run_web"]
 
 log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
+)
+UNAUTHORISED_PAGE = (
+    "Ganglion needs its access token. Open the link that `ganglion run` printed in its "
+    "log (it ends in ?token=...), or find the token in the data directory's web_token "
+    "file.\n"
+)
+
+
+class WebBackend(Protocol):
+    """What the web interface needs from the daemon."""
+
+    async def submit(self, message: UserMessage) -> None: ...
+
+    async def history(
+        self, thread_id: str, *, before_id: int | None, limit: int
+    ) -> Sequence[StoredMessage]: ...
+
+    async def undelivered(self, thread_id: str) -> Sequence[OutboxItem]: ...
+
+    async def mark_delivered(self, outbox_ids: Sequence[int]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -35,7 +71,18 @@ class WebState:
     binds: list[str] = field(default_factory=list)
 
 
-def create_app(state: WebState) -> QuartTrio:
+def presented_token(cookie: str | None, authorization: str | None) -> str | None:
+    """The token a request or websocket handshake carries: cookie or Bearer header."""
+    if cookie:
+        return cookie
+    if authorization and authorization.startswith("Bearer "):
+        return authorization.removeprefix("Bearer ").strip()
+    return None
+
+
+def create_app(
+    state: WebState, backend: WebBackend, hub: Hub, token: str, config: WebConfig
+) -> QuartTrio:
     app = QuartTrio("ganglion", static_folder=None)
 
     @app.get("/healthz")
@@ -48,14 +95,61 @@ def create_app(state: WebState) -> QuartTrio:
             return Response("ready\n", content_type="text/plain")
         return Response("not ready\n", status=503, content_type="text/plain")
 
+    @app.get("/")
+    async def index() -> Response:
+        offered = request.args.get("token")
+        if offered is not None:
+            if not token_matches(offered, token):
+                return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+            response = Response("", status=303, headers={"Location": "/"})
+            response.set_cookie(
+                COOKIE_NAME,
+                token,
+                httponly=True,
+                samesite="Strict",
+                secure=request.scheme == "https",
+                max_age=400 * 24 * 3600,
+            )
+            return response
+        if not token_matches(
+            presented_token(request.cookies.get(COOKIE_NAME), request.headers.get("Authorization")),
+            token,
+        ):
+            return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+        response = await send_from_directory(STATIC, "index.html")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/static/<path:name>")
+    async def static(name: str) -> Response:
+        response = await send_from_directory(STATIC, name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.websocket("/ws")
+    async def ws() -> Response | None:
+        if not token_matches(
+            presented_token(
+                websocket.cookies.get(COOKIE_NAME), websocket.headers.get("Authorization")
+            ),
+            token,
+        ):
+            return Response("unauthorised\n", status=401, content_type="text/plain")
+        origin = websocket.headers.get("Origin")
+        scheme = "https" if websocket.scheme == "wss" else "http"
+        if origin is not None and origin != f"{scheme}://{websocket.host}":
+            log.warning("refused a websocket from foreign origin %r", origin)
+            return Response("foreign origin\n", status=403, content_type="text/plain")
+        await websocket.accept()
+        await run_session(websocket._get_current_object(), backend, hub, config)  # type: ignore[attr-defined]
+        return None
+
     @app.after_request
     async def security_headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-        )
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = CSP
         return response
 
     return app
@@ -70,6 +164,8 @@ async def run_web(
     config: WebConfig,
     graceful_seconds: float,
     state: WebState,
+    backend: WebBackend,
+    token: str,
     inbox: Inbox[Outbound],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -80,20 +176,27 @@ async def run_web(
     hypercorn_config.graceful_timeout = graceful_seconds
     hypercorn_config.accesslog = None
     hypercorn_config.errorlog = logging.getLogger("hypercorn.error")
+    hypercorn_config.websocket_max_message_size = config.max_message_bytes * 4
+    hub = Hub()
+    app = create_app(state, backend, hub, token, config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         state.binds = await nursery.start(
-            lambda task_status: serve(
-                create_app(state),
-                hypercorn_config,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
+            partial(serve, app, hypercorn_config, shutdown_trigger=stop.wait)
         )
         state.ready = True
-        log.info("web chat listening on %s", ", ".join(state.binds))
+        for bind in state.binds:
+            log.info("web chat listening on %s", bind)
+        log.info("open the web chat at %s/?token=%s", _browser_url(state.binds[0]), token)
         task_status.started()
         async for event in inbox:
-            log.debug("web: no session for %s", event)
+            delivered = hub.publish(event)
+            if delivered and isinstance(event, FinalReply) and event.outbox_id is not None:
+                await backend.mark_delivered([event.outbox_id])
         state.draining = True
+        hub.close_all()
         stop.set()
+
+
+def _browser_url(bind: str) -> str:
+    return bind.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")

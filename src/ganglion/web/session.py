@@ -1,0 +1,199 @@
+"""One websocket session (a browser tab or `ganglion chat`), and the hub that fans events
+out to the sessions of each thread.
+
+A session reads frames, validates them (`protocol.parse_client_frame`), rate-limits them
+with a token bucket, and hands messages to the daemon. Events for its thread reach it
+through a bounded queue that the hub fills without ever waiting: a session too slow to
+keep up is closed (its tab reconnects and gets the history again) rather than slowing
+the daemon down for everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ganglion.config import WebConfig
+from ganglion.messages import Outbound, UserMessage
+from ganglion.web.protocol import (
+    PROTOCOL_VERSION,
+    FrameError,
+    Hello,
+    HistoryRequest,
+    Send,
+    error_frame,
+    event_frame,
+    history_frame,
+    parse_client_frame,
+)
+
+if TYPE_CHECKING:
+    from ganglion.web.server import WebBackend
+
+__all__ = ["Hub", "TokenBucket", "run_session"]
+
+log = logging.getLogger(__name__)
+
+QUEUE_FRAMES = 1024
+HISTORY_PAGE = 200
+FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
+
+
+class TokenBucket:
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity = capacity
+        self.rate = rate
+        self._tokens = capacity
+        self._at = trio.current_time()
+
+    def take(self) -> bool:
+        now = trio.current_time()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class _Outlet:
+    """The queue of frames waiting to be written to one socket."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[str](QUEUE_FRAMES)
+        self.overflowed = False
+
+    def offer(self, frame: str) -> bool:
+        try:
+            self.send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self.send.close()
+            return False
+        except trio.ClosedResourceError:
+            return False
+        return True
+
+
+class Hub:
+    """The open sessions of each thread."""
+
+    def __init__(self) -> None:
+        self._outlets: dict[str, set[_Outlet]] = {}
+
+    def add(self, thread_id: str, outlet: _Outlet) -> None:
+        self._outlets.setdefault(thread_id, set()).add(outlet)
+
+    def remove(self, thread_id: str, outlet: _Outlet) -> None:
+        outlets = self._outlets.get(thread_id)
+        if outlets is not None:
+            outlets.discard(outlet)
+            if not outlets:
+                del self._outlets[thread_id]
+
+    def publish(self, event: Outbound) -> bool:
+        """Queue `event` for every session of its thread; True if one took it."""
+        frame = event_frame(event)
+        delivered = False
+        for outlet in list(self._outlets.get(event.thread_id, ())):
+            delivered = outlet.offer(frame) or delivered
+        return delivered
+
+    def close_all(self) -> None:
+        for outlets in self._outlets.values():
+            for outlet in outlets:
+                outlet.send.close()
+
+    def sessions(self, thread_id: str) -> int:
+        return len(self._outlets.get(thread_id, ()))
+
+
+async def run_session(socket: Any, backend: WebBackend, hub: Hub, config: WebConfig) -> None:
+    """Serve one accepted websocket until it closes."""
+    outlet = _Outlet()
+    thread: list[str] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_write, socket, outlet, nursery.cancel_scope)
+            await _read(socket, backend, hub, config, outlet, thread)
+            nursery.cancel_scope.cancel()
+    finally:
+        if thread:
+            hub.remove(thread[0], outlet)
+
+
+async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
+    async with outlet.receive:
+        async for frame in outlet.receive:
+            await socket.send(frame)
+    if outlet.overflowed:
+        log.warning("closing a web session that could not keep up")
+        await socket.close(1013, "too slow to keep up; reconnect to resume")
+    scope.cancel()
+
+
+async def _read(
+    socket: Any,
+    backend: WebBackend,
+    hub: Hub,
+    config: WebConfig,
+    outlet: _Outlet,
+    thread: list[str],
+) -> None:
+    bucket = TokenBucket(config.frame_burst, config.max_frames_per_second)
+    refused = 0
+    while True:
+        raw = await socket.receive()
+        if not bucket.take():
+            refused += 1
+            if refused >= FLOOD_CLOSE_AFTER:
+                log.warning("closing a flooding web session")
+                await socket.close(1008, "too many frames")
+                return
+            if refused == 1:  # one error per streak: answering every frame would add to it
+                outlet.offer(error_frame("rate_limited", "too many frames; slow down"))
+            continue
+        refused = 0
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size > config.max_message_bytes:
+            outlet.offer(
+                error_frame(
+                    "too_large",
+                    f"frames are limited to {config.max_message_bytes} bytes; this one had {size}",
+                )
+            )
+            continue
+        try:
+            frame = parse_client_frame(raw)
+        except FrameError as exc:
+            outlet.offer(error_frame(exc.code, exc.message))
+            continue
+        match frame:
+            case Hello(thread_id=thread_id):
+                if thread and thread[0] != thread_id:
+                    hub.remove(thread[0], outlet)
+                thread[:] = [thread_id]
+                hub.add(thread_id, outlet)
+                await _welcome(thread_id, backend, outlet)
+            case _ if not thread:
+                outlet.offer(error_frame("no_hello", "send a hello frame first"))
+            case Send(id=message_id, text=text):
+                await backend.submit(UserMessage(thread[0], "web", text, message_id=message_id))
+            case HistoryRequest(before_id=before_id):
+                page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
+                outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
+
+
+async def _welcome(thread_id: str, backend: WebBackend, outlet: _Outlet) -> None:
+    outlet.offer(
+        json.dumps({"type": "welcome", "thread_id": thread_id, "protocol": PROTOCOL_VERSION})
+    )
+    page = await backend.history(thread_id, before_id=None, limit=HISTORY_PAGE)
+    outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
+    # The history carries every final reply, including those made while the tab was away.
+    pending = await backend.undelivered(thread_id)
+    if pending:
+        await backend.mark_delivered([item.id for item in pending])

@@ -1,0 +1,167 @@
+"""The web interface over real HTTP and websockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected
+
+from ganglion.web.session import FLOOD_CLOSE_AFTER
+from tests.fakellm import FakeLLM, Reply
+from tests.web import hello, next_frame, open_web_daemon, send, web_config
+
+TAB_A = "web_a1a1a1a1a1a1a1a1"
+TAB_B = "web_b2b2b2b2b2b2b2b2"
+
+
+async def test_health_and_readiness_need_no_token(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.http() as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).text == "ready\n"
+        web.services.begin_drain()
+        assert (await http.get("/readyz")).status_code == 503
+
+
+async def test_the_token_is_generated_once_with_private_permissions(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    config = web_config(tmp_path, fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        first = web.token
+    mode = stat.S_IMODE(os.stat(tmp_path / "web_token").st_mode)
+    assert mode == 0o600
+    assert len(first) >= 40
+    async with open_web_daemon(config) as web:
+        assert web.token == first
+
+
+async def test_the_page_requires_the_token_and_sets_a_strict_cookie(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.http() as http:
+        assert (await http.get("/")).status_code == 401
+        assert (await http.get("/?token=wrong")).status_code == 401
+        login = await http.get(f"/?token={web.token}")
+        assert login.status_code == 303 and login.headers["location"] == "/"
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        http.cookies.set("ganglion_token", web.token)
+        page = await http.get("/")
+        assert page.status_code == 200 and "<title>Ganglion</title>" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_websocket_without_the_token_is_refused(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        for token in (None, "wrong"):
+            with pytest.raises(ConnectionRejected) as caught:
+                async with web.socket(token=token):
+                    pass
+            assert caught.value.status_code == 401
+
+
+async def test_a_websocket_from_a_foreign_origin_is_refused(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        with pytest.raises(ConnectionRejected) as caught:
+            async with web.socket(origin="https://evil.example"):
+                pass
+        assert caught.value.status_code == 403
+
+
+async def test_a_message_streams_a_reply_to_its_own_tab_only(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("Hello from the model", chunk_size=5))
+    async with (
+        open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
+        web.socket() as tab_a,
+        web.socket() as tab_b,
+    ):
+        assert await hello(tab_a, TAB_A) == []
+        await hello(tab_b, TAB_B)
+        await send(tab_a, "hi there")
+        assert (await next_frame(tab_a))["type"] == "turn_started"
+        delta = await next_frame(tab_a, "delta")
+        assert delta["text"] == "Hello"
+        reply = await next_frame(tab_a, "reply")
+        assert reply["text"] == "Hello from the model"
+        with trio.move_on_after(0.3):
+            frame = await tab_b.get_message()
+            raise AssertionError(f"tab B received {frame}")
+        assert await web.services.store.undelivered(TAB_A) == ()
+
+
+async def test_reconnecting_restores_history_with_replies_made_while_away(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    gate = trio.Event()
+    fake_llm.script(Reply("answered while you were away", gate=gate))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        async with web.socket() as tab:
+            await hello(tab, TAB_A)
+            await send(tab, "a slow question")
+            await next_frame(tab, "turn_started")
+        gate.set()  # the tab is gone when the reply is made
+        await fake_llm.wait_for_requests(1)
+        with trio.fail_after(10):
+            while not await web.services.store.undelivered(TAB_A):
+                await trio.sleep(0.01)
+        async with web.socket() as tab:
+            history = await hello(tab, TAB_A)
+        assert [(m["role"], m["content"]) for m in history] == [
+            ("user", "a slow question"),
+            ("assistant", "answered while you were away"),
+        ]
+        assert await web.services.store.undelivered(TAB_A) == ()
+
+
+async def test_bad_frames_get_error_frames_and_the_session_goes_on(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with (
+        open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
+        web.socket() as tab,
+    ):
+        bad = [
+            ("not json", "bad_json"),
+            ("[1, 2]", "bad_frame"),
+            (json.dumps({"type": "launch_missiles"}), "unknown_type"),
+            (json.dumps({"v": 2, "type": "hello", "thread_id": TAB_A}), "bad_version"),
+            (json.dumps({"type": "send", "id": "x", "text": "before hello"}), "no_hello"),
+            (json.dumps({"type": "hello", "thread_id": "../etc/passwd"}), "bad_frame"),
+        ]
+        for raw, code in bad:
+            await tab.send_message(raw)
+            frame = await next_frame(tab, "error")
+            assert frame["code"] == code, (raw, frame)
+        await tab.send_message(b"\x00\x01binary")
+        assert (await next_frame(tab, "error"))["code"] == "bad_frame"
+        await hello(tab, TAB_A)
+        await send(tab, "x" * (70 * 1024))
+        assert (await next_frame(tab, "error"))["code"] == "too_large"
+        await send(tab, "still here?")
+        assert (await next_frame(tab, "reply"))["text"] == "ok"
+
+
+async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = web_config(tmp_path, fake_llm.base_url, web={"frame_burst": 5, "max_frames_per_second": 0.001})
+    async with open_web_daemon(config) as web:
+        async with web.socket() as other:
+            await hello(other, TAB_B)
+            async with web.socket() as flooder:
+                for _ in range(5 + FLOOD_CLOSE_AFTER):  # the last one crosses the line
+                    await flooder.send_message("{}")
+                frames = []
+                with pytest.raises(ConnectionClosed) as caught, trio.fail_after(20):
+                    while True:
+                        frames.append(json.loads(await flooder.get_message()))
+                assert caught.value.reason.code == 1008
+                assert caught.value.reason.reason == "too many frames"
+                assert {"type": "error", "code": "rate_limited", "message": "too many frames; slow down"} in frames
+            await send(other, "the daemon still answers others")
+            assert (await next_frame(other, "reply"))["text"] == "ok"

@@ -1,0 +1,87 @@
+"""Helpers for web tests: the daemon with its web chat on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from ganglion.config import Config
+from ganglion.runtime import Services
+from tests.daemon import Daemon, daemon_config, open_daemon
+
+
+@dataclass
+class WebDaemon:
+    daemon: Daemon
+    base: str  # http://127.0.0.1:PORT
+    token: str
+
+    @property
+    def services(self) -> Services:
+        return self.daemon.services
+
+    @property
+    def ws_url(self) -> str:
+        return self.base.replace("http://", "ws://") + "/ws"
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base, follow_redirects=False)
+
+    @asynccontextmanager
+    async def socket(
+        self, *, token: str | None = "same", origin: str | None = "same"
+    ) -> AsyncIterator[WebSocketConnection]:
+        headers: list[tuple[bytes, bytes]] = []
+        if token is not None:
+            value = self.token if token == "same" else token
+            headers.append((b"Cookie", f"ganglion_token={value}".encode()))
+        if origin is not None:
+            headers.append((b"Origin", (self.base if origin == "same" else origin).encode()))
+        async with open_websocket_url(self.ws_url, extra_headers=headers, connect_timeout=10) as ws:
+            yield ws
+
+
+def web_config(tmp_path: Path, llm_url: str, **overrides: Any) -> Config:
+    web = {"enabled": True, "port": 0, **overrides.pop("web", {})}
+    return daemon_config(tmp_path, llm_url, web=web, **overrides)
+
+
+@asynccontextmanager
+async def open_web_daemon(config: Config) -> AsyncIterator[WebDaemon]:
+    async with open_daemon(config) as daemon:
+        daemon.services.router.unregister("test")  # the web interface delivers web_ threads
+        daemon.services.router.register(
+            "test", lambda thread_id: not thread_id.startswith("web_"), daemon.collector
+        )
+        base = daemon.services.web_state.binds[0]
+        token = (config.data_dir / "web_token").read_text().strip()
+        yield WebDaemon(daemon, base, token)
+
+
+async def next_frame(ws: WebSocketConnection, *types: str) -> dict[str, Any]:
+    """The next frame of one of `types` (others are skipped)."""
+    with trio.fail_after(20):
+        while True:
+            frame: dict[str, Any] = json.loads(await ws.get_message())
+            if not types or frame["type"] in types:
+                return frame
+
+
+async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]:
+    await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
+    await next_frame(ws, "welcome")
+    history = await next_frame(ws, "history")
+    messages: list[dict[str, Any]] = history["messages"]
+    return messages
+
+
+async def send(ws: WebSocketConnection, text: str, message_id: str = "m1") -> None:
+    await ws.send_message(json.dumps({"v": 1, "type": "send", "id": message_id, "text": text}))
