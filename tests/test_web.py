@@ -67,7 +67,9 @@ async def test_a_websocket_without_the_token_is_refused(tmp_path: Path, fake_llm
             assert caught.value.status_code == 401
 
 
-async def test_a_websocket_from_a_foreign_origin_is_refused(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_a_websocket_from_a_foreign_origin_is_refused(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
     async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
         with pytest.raises(ConnectionRejected) as caught:
             async with web.socket(origin="https://evil.example"):
@@ -75,7 +77,9 @@ async def test_a_websocket_from_a_foreign_origin_is_refused(tmp_path: Path, fake
         assert caught.value.status_code == 403
 
 
-async def test_a_message_streams_a_reply_to_its_own_tab_only(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_a_message_streams_a_reply_to_its_own_tab_only(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
     fake_llm.script(Reply("Hello from the model", chunk_size=5))
     async with (
         open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
@@ -149,19 +153,24 @@ async def test_bad_frames_get_error_frames_and_the_session_goes_on(
 
 
 async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    config = web_config(tmp_path, fake_llm.base_url, web={"frame_burst": 5, "max_frames_per_second": 0.001})
-    async with open_web_daemon(config) as web:
-        async with web.socket() as other:
-            await hello(other, TAB_B)
-            async with web.socket() as flooder:
-                for _ in range(5 + FLOOD_CLOSE_AFTER):  # the last one crosses the line
-                    await flooder.send_message("{}")
-                frames = []
-                with pytest.raises(ConnectionClosed) as caught, trio.fail_after(20):
-                    while True:
-                        frames.append(json.loads(await flooder.get_message()))
-                assert caught.value.reason.code == 1008
-                assert caught.value.reason.reason == "too many frames"
-                assert {"type": "error", "code": "rate_limited", "message": "too many frames; slow down"} in frames
-            await send(other, "the daemon still answers others")
-            assert (await next_frame(other, "reply"))["text"] == "ok"
+    config = web_config(
+        tmp_path, fake_llm.base_url, web={"frame_burst": 5, "max_frames_per_second": 0.001}
+    )
+    async with open_web_daemon(config) as web, web.socket() as other:
+        await hello(other, TAB_B)
+        async with web.socket() as flooder:
+            for _ in range(5 + FLOOD_CLOSE_AFTER):  # the last one crosses the line
+                await flooder.send_message("{}")
+            frames = []
+            with pytest.raises(ConnectionClosed) as caught, trio.fail_after(20):
+                while True:
+                    frames.append(json.loads(await flooder.get_message()))
+            assert caught.value.reason.code == 1008
+            assert caught.value.reason.reason == "too many frames"
+            assert {
+                "type": "error",
+                "code": "rate_limited",
+                "message": "too many frames; slow down",
+            } in frames
+        await send(other, "the daemon still answers others")
+        assert (await next_frame(other, "reply"))["text"] == "ok"
