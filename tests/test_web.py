@@ -143,8 +143,9 @@ async def test_bad_frames_get_error_frames_and_the_session_goes_on(
             await tab.send_message(raw)
             frame = await next_frame(tab, "error")
             assert frame["code"] == code, (raw, frame)
-        await tab.send_message(b"\x00\x01binary")
-        assert (await next_frame(tab, "error"))["code"] == "bad_frame"
+        for raw_frame in (b"\x00\x01binary", b"", ""):
+            await tab.send_message(raw_frame)
+            assert (await next_frame(tab, "error"))["code"] == "bad_frame"
         await hello(tab, TAB_A)
         await send(tab, "x" * (70 * 1024))
         assert (await next_frame(tab, "error"))["code"] == "too_large"

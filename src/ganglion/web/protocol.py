@@ -94,6 +94,8 @@ class FrameError(Exception):
 
 def parse_client_frame(raw: str | bytes) -> Hello | Send | HistoryRequest:
     """Parse and validate one client frame. Raises `FrameError` with a clear message."""
+    if not raw:
+        raise FrameError("bad_frame", "empty frame; send a JSON object with a 'type'")
     if isinstance(raw, bytes):
         raise FrameError("bad_frame", "binary frames are not part of the protocol; send JSON text")
     try:

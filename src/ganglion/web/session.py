@@ -147,6 +147,8 @@ async def _read(
     refused = 0
     while True:
         raw = await socket.receive()
+        if raw is None:  # quart hands over an empty frame as None
+            raw = ""
         if not bucket.take():
             refused += 1
             if refused >= FLOOD_CLOSE_AFTER:
