@@ -1,0 +1,92 @@
+"""`ganglion chat -m` as a user runs it: a subprocess against a running daemon."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.fakellm import FakeLLM, HTTPError, Reply
+from tests.web import open_web_daemon, web_config
+
+pytestmark = pytest.mark.slow
+
+
+def chat_config(tmp_path: Path, port: int | str, data_dir: Path) -> Path:
+    path = tmp_path / "chat.yaml"
+    path.write_text(f"data_dir: {data_dir}\nweb: {{port: {port}}}\nlogging: {{dir: null}}\n")
+    return path
+
+
+async def ganglion_chat(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(60):
+        return await trio.run_process(
+            [sys.executable, "-m", "ganglion", "chat", *args],
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+        )
+
+
+async def test_chat_m_prints_the_reply_and_exits_0(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("Hi from the daemon!"))
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        port = web.base.rsplit(":", 1)[1]
+        path = chat_config(tmp_path, port, config.data_dir)
+        result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == "Hi from the daemon!\n"
+    assert fake_llm.requests[0]["messages"][-1] == {"role": "user", "content": "hello"}
+
+
+async def test_chat_m_runs_commands(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat("--config", str(path), "-m", "/help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "/reminders" in result.stdout.decode()
+
+
+async def test_chat_m_exits_1_when_the_turn_fails(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(HTTPError(500))
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the turn failed: The model server is not reachable" in result.stderr.decode()
+
+
+async def test_chat_m_with_a_wrong_token_says_so(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        import os
+
+        env = {**os.environ, "GANGLION_WEB_TOKEN": "not-the-token"}
+        result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path, env=env)
+    assert result.returncode == 3
+    assert "refused the token" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+async def test_chat_m_without_a_daemon_says_it_is_not_running(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "web_token").write_text("abc\n")
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    path = chat_config(tmp_path, free_port, tmp_path / "data")
+    result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "is `ganglion run` running?" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
