@@ -3,16 +3,20 @@
 Every session installs the locked dependencies (`uv.lock`) into its own virtualenv with
 `uv sync --frozen`, so what is tested is exactly what `uv run ganglion run` runs.
 
-    uv run nox                 tests + lint + typecheck
+    uv run nox                 tests + lint + typecheck + browser
     uv run nox -s bench        benchmarks, JSON report in .bench/report.json
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -45,6 +49,34 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/ and actors/."""
     _sync(session, "dev")
     session.run("mypy", "--strict")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's Chromium is what the browser tests drive (no browser download here)."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error(
+            f"{CHROMIUM} is missing: install Debian's chromium package "
+            "(sudo apt-get install chromium), then run `uv run nox -s browser` again"
+        )
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """The web chat in real headless Chromium, driven by Playwright."""
+    _ensure_chromium(session)
+    _sync(session, "dev", "browser")
+    session.run("pytest", "tests/browser", *session.posargs)
 
 
 @nox.session(python=PYTHON)

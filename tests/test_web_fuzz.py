@@ -9,9 +9,7 @@ else.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +17,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakellm import open_fake_llm
-from tests.web import WebDaemon, hello, next_frame, open_web_daemon, send, web_config
+from tests.web import WebDaemon, hello, next_frame, send, serve_in_thread
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -49,50 +46,11 @@ frames = st.one_of(
 )
 
 
-class ServerThread:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.ready = threading.Event()
-        self.web: WebDaemon | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.stop: trio.Event | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            trio.run(self._serve)
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-
-    async def _serve(self) -> None:
-        self.token = trio.lowlevel.current_trio_token()
-        self.stop = trio.Event()
-        async with open_fake_llm() as fake_llm:
-            config = web_config(
-                self.tmp_path,
-                fake_llm.base_url,
-                web={"frame_burst": 100_000, "max_frames_per_second": 100_000},
-            )
-            async with open_web_daemon(config) as web:
-                self.web = web
-                self.ready.set()
-                await self.stop.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDaemon]:
-    thread = ServerThread(tmp_path_factory.mktemp("fuzz"))
-    worker = threading.Thread(target=thread.run, daemon=True)
-    worker.start()
-    assert thread.ready.wait(30), "the daemon did not start"
-    if thread.error is not None:
-        raise thread.error
-    assert thread.web is not None and thread.token is not None and thread.stop is not None
-    yield thread.web
-    trio.from_thread.run_sync(thread.stop.set, trio_token=thread.token)
-    worker.join(30)
-    assert thread.error is None
+    fast = {"frame_burst": 100_000, "max_frames_per_second": 100_000}
+    with serve_in_thread(tmp_path_factory.mktemp("fuzz"), web=fast) as thread:
+        yield thread.web
 
 
 async def throw(web: WebDaemon, batch: list[Any], thread_id: str) -> None:

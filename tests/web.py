@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trio
@@ -16,6 +17,9 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from ganglion.config import Config
 from ganglion.runtime import Services
 from tests.daemon import Daemon, daemon_config, open_daemon
+from tests.fakellm import FakeLLM, open_fake_llm
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -85,3 +89,73 @@ async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]
 
 async def send(ws: WebSocketConnection, text: str, message_id: str = "m1") -> None:
     await ws.send_message(json.dumps({"v": 1, "type": "send", "id": message_id, "text": text}))
+
+
+class ServerThread:
+    """The daemon and the fake model in a trio run of their own, on a background thread,
+    for synchronous tests (hypothesis, Playwright's sync API)."""
+
+    def __init__(self, tmp_path: Path, overrides: dict[str, Any]) -> None:
+        self.tmp_path = tmp_path
+        self.overrides = overrides
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._web: WebDaemon | None = None
+        self._fake: FakeLLM | None = None
+
+    @property
+    def web(self) -> WebDaemon:
+        assert self._web is not None
+        return self._web
+
+    @property
+    def fake(self) -> FakeLLM:
+        assert self._fake is not None
+        return self._fake
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `fn(*args)` inside the daemon's trio run and return its result."""
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
+    def run(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with open_fake_llm() as fake:
+            self._fake = fake
+            async with open_web_daemon(
+                web_config(self.tmp_path, fake.base_url, **self.overrides)
+            ) as web:
+                self._web = web
+                self.ready.set()
+                await self._stop.wait()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+
+
+@contextmanager
+def serve_in_thread(tmp_path: Path, **overrides: Any) -> Iterator[ServerThread]:
+    thread = ServerThread(tmp_path, overrides)
+    worker = threading.Thread(target=thread.run, daemon=True)
+    worker.start()
+    if not thread.ready.wait(30):
+        raise AssertionError("the daemon did not start within 30 s")
+    if thread.error is not None:
+        raise thread.error
+    try:
+        yield thread
+    finally:
+        thread.stop()
+        worker.join(30)
+    if thread.error is not None:
+        raise thread.error

@@ -1,0 +1,137 @@
+"""The web chat as a person uses it, in real headless Chromium."""
+
+from __future__ import annotations
+
+from playwright.sync_api import BrowserContext, expect
+
+from ganglion.messages import ReminderDue
+from tests.browser.conftest import open_chat, screenshot
+from tests.fakellm import Reply
+from tests.web import ServerThread
+
+
+def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_open_with_token_send_and_see_a_streamed_reply(context: BrowserContext, server: ServerThread) -> None:
+    answer = "Here is **bold** and a list:\n\n- one\n- two\n\n```python\nprint('hi')\n```"
+    server.fake.script(Reply(answer, chunk_size=3, chunk_delay=0.03))
+    page = open_chat(context, server)
+    assert page.url == f"{server.web.base}/"  # the token left the address bar
+    send(page, "hello there")
+    expect(page.locator(".msg.user")).to_have_text("hello there")
+    page.wait_for_selector(".msg.assistant.streaming")  # tokens arrive before the reply ends
+    reply = page.locator(".msg.assistant:not(.streaming)")
+    expect(reply.locator("strong")).to_have_text("bold")
+    expect(reply.locator("li")).to_have_count(2)
+    expect(reply.locator(".codeblock code")).to_have_text("print('hi')")
+    expect(reply.locator(".codeblock button")).to_have_text("Copy")
+    screenshot(page, "chat-reply")
+
+
+def test_shift_enter_makes_a_new_line_and_enter_sends(context: BrowserContext, server: ServerThread) -> None:
+    page = open_chat(context, server)
+    page.fill("#input", "line one")
+    page.press("#input", "Shift+Enter")
+    page.type("#input", "line two")
+    assert page.input_value("#input") == "line one\nline two"
+    page.press("#input", "Enter")
+    expect(page.locator(".msg.user")).to_have_text("line one\nline two")
+    expect(page.locator(".msg.assistant")).to_have_text("ok")
+
+
+def test_two_tabs_are_separate_conversations(context: BrowserContext, server: ServerThread) -> None:
+    first = open_chat(context, server)
+    second = open_chat(context, server)
+    assert first.evaluate("window.ganglionThread") != second.evaluate("window.ganglionThread")
+    send(first, "only in the first tab")
+    expect(first.locator(".msg.assistant")).to_have_text("ok")
+    second.wait_for_timeout(300)
+    expect(second.locator(".msg")).to_have_count(0)
+
+
+def test_reload_keeps_the_conversation(context: BrowserContext, server: ServerThread) -> None:
+    server.fake.script(Reply("remembered"))
+    page = open_chat(context, server)
+    thread = page.evaluate("window.ganglionThread")
+    send(page, "remember me")
+    expect(page.locator(".msg.assistant")).to_have_text("remembered")
+    page.reload()
+    page.wait_for_selector("#status.connected")
+    assert page.evaluate("window.ganglionThread") == thread
+    expect(page.locator(".msg.user")).to_have_text("remember me")
+    expect(page.locator(".msg.assistant")).to_have_text("remembered")
+
+
+def test_new_clears_the_conversation(context: BrowserContext, server: ServerThread) -> None:
+    page = open_chat(context, server)
+    send(page, "something old")
+    expect(page.locator(".msg.assistant")).to_have_text("ok")
+    send(page, "/new")
+    expect(page.locator(".msg.notice")).to_contain_text("Started a new conversation")
+    expect(page.locator(".msg.user")).to_have_count(0)
+    page.reload()
+    page.wait_for_selector("#status.connected")
+    expect(page.locator(".msg.user")).to_have_count(0)
+
+
+def test_a_reminder_is_delivered_into_the_tab(context: BrowserContext, server: ServerThread) -> None:
+    server.fake.script(Reply("⏰ Time to water the plants!"))
+    page = open_chat(context, server)
+    thread = page.evaluate("window.ganglionThread")
+    due = ReminderDue(thread, "r1", "2026-11-24T10:00", "water the plants")
+    server.call(server.web.services.threads.send, thread, due)
+    expect(page.locator(".msg.assistant")).to_have_text("⏰ Time to water the plants!")
+    screenshot(page, "reminder")
+
+
+def test_without_the_token_the_page_is_refused(context: BrowserContext, server: ServerThread) -> None:
+    page = context.new_page()
+    response = page.goto(f"{server.web.base}/")
+    assert response is not None and response.status == 401
+    expect(page.locator("body")).to_contain_text("needs its access token")
+
+
+def test_a_foreign_origin_cannot_open_the_websocket(context: BrowserContext, server: ServerThread) -> None:
+    open_chat(context, server)  # the browser holds the cookie, as the owner's would
+    evil = context.new_page()
+    ws_url = server.web.base.replace("http://", "ws://") + "/ws"
+    script = (
+        "<script>const ws = new WebSocket(%r);"
+        "ws.onopen = () => { document.title = 'OPENED'; };"
+        "ws.onclose = () => { if (document.title !== 'OPENED') document.title = 'REFUSED'; };"
+        "</script>" % ws_url
+    )
+    evil.route("http://evil.example/", lambda route: route.fulfill(body=script, content_type="text/html"))
+    evil.goto("http://evil.example/")
+    expect(evil).to_have_title("REFUSED")
+
+
+def test_script_in_a_model_reply_never_runs(context: BrowserContext, server: ServerThread) -> None:
+    hostile = (
+        "<script>window.pwned = 1</script> <img src=x onerror=\"window.pwned = 2\"> "
+        "[click](javascript:window.pwned=3) **<b>bold?</b>**"
+    )
+    server.fake.script(Reply(hostile))
+    page = open_chat(context, server)
+    send(page, "say something nasty")
+    reply = page.locator(".msg.assistant")
+    expect(reply).to_contain_text("<script>window.pwned = 1</script>")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.pwned") is None
+    assert reply.locator("img, script, b").count() == 0
+    assert reply.locator("a").count() == 0
+    screenshot(page, "hostile-reply")
+
+
+def test_phone_width_layout(browser, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+    page = open_chat(context, server)
+    send(page, "hi from a phone")
+    expect(page.locator(".msg.assistant")).to_have_text("ok")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360
+    screenshot(page, "phone")
+    context.close()
