@@ -65,7 +65,12 @@ def _ensure_chromium(session: nox.Session) -> None:
         )
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
-        "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "chromium",
         external=True,
         env={"DEBIAN_FRONTEND": "noninteractive"},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from playwright.sync_api import BrowserContext, expect
 
 from ganglion.messages import ReminderDue
@@ -15,7 +17,9 @@ def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.press("#input", "Enter")
 
 
-def test_open_with_token_send_and_see_a_streamed_reply(context: BrowserContext, server: ServerThread) -> None:
+def test_open_with_token_send_and_see_a_streamed_reply(
+    context: BrowserContext, server: ServerThread
+) -> None:
     answer = "Here is **bold** and a list:\n\n- one\n- two\n\n```python\nprint('hi')\n```"
     server.fake.script(Reply(answer, chunk_size=3, chunk_delay=0.03))
     page = open_chat(context, server)
@@ -31,7 +35,9 @@ def test_open_with_token_send_and_see_a_streamed_reply(context: BrowserContext, 
     screenshot(page, "chat-reply")
 
 
-def test_shift_enter_makes_a_new_line_and_enter_sends(context: BrowserContext, server: ServerThread) -> None:
+def test_shift_enter_makes_a_new_line_and_enter_sends(
+    context: BrowserContext, server: ServerThread
+) -> None:
     page = open_chat(context, server)
     page.fill("#input", "line one")
     page.press("#input", "Shift+Enter")
@@ -77,7 +83,9 @@ def test_new_clears_the_conversation(context: BrowserContext, server: ServerThre
     expect(page.locator(".msg.user")).to_have_count(0)
 
 
-def test_a_reminder_is_delivered_into_the_tab(context: BrowserContext, server: ServerThread) -> None:
+def test_a_reminder_is_delivered_into_the_tab(
+    context: BrowserContext, server: ServerThread
+) -> None:
     server.fake.script(Reply("⏰ Time to water the plants!"))
     page = open_chat(context, server)
     thread = page.evaluate("window.ganglionThread")
@@ -87,31 +95,37 @@ def test_a_reminder_is_delivered_into_the_tab(context: BrowserContext, server: S
     screenshot(page, "reminder")
 
 
-def test_without_the_token_the_page_is_refused(context: BrowserContext, server: ServerThread) -> None:
+def test_without_the_token_the_page_is_refused(
+    context: BrowserContext, server: ServerThread
+) -> None:
     page = context.new_page()
     response = page.goto(f"{server.web.base}/")
     assert response is not None and response.status == 401
     expect(page.locator("body")).to_contain_text("needs its access token")
 
 
-def test_a_foreign_origin_cannot_open_the_websocket(context: BrowserContext, server: ServerThread) -> None:
+def test_a_foreign_origin_cannot_open_the_websocket(
+    context: BrowserContext, server: ServerThread
+) -> None:
     open_chat(context, server)  # the browser holds the cookie, as the owner's would
     evil = context.new_page()
     ws_url = server.web.base.replace("http://", "ws://") + "/ws"
     script = (
-        "<script>const ws = new WebSocket(%r);"
+        f"<script>const ws = new WebSocket({json.dumps(ws_url)});"
         "ws.onopen = () => { document.title = 'OPENED'; };"
         "ws.onclose = () => { if (document.title !== 'OPENED') document.title = 'REFUSED'; };"
-        "</script>" % ws_url
+        "</script>"
     )
-    evil.route("http://evil.example/", lambda route: route.fulfill(body=script, content_type="text/html"))
+    evil.route(
+        "http://evil.example/", lambda route: route.fulfill(body=script, content_type="text/html")
+    )
     evil.goto("http://evil.example/")
     expect(evil).to_have_title("REFUSED")
 
 
 def test_script_in_a_model_reply_never_runs(context: BrowserContext, server: ServerThread) -> None:
     hostile = (
-        "<script>window.pwned = 1</script> <img src=x onerror=\"window.pwned = 2\"> "
+        '<script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2"> '
         "[click](javascript:window.pwned=3) **<b>bold?</b>**"
     )
     server.fake.script(Reply(hostile))
