@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 from playwright.sync_api import BrowserContext, expect
 
 from ganglion.messages import ReminderDue
 from tests.browser.conftest import open_chat, screenshot
 from tests.fakellm import Reply
-from tests.web import ServerThread
+from tests.web import ServerThread, serve_in_thread
 
 
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
@@ -149,3 +151,27 @@ def test_phone_width_layout(browser, server: ServerThread) -> None:  # type: ign
     assert width <= 360
     screenshot(page, "phone")
     context.close()
+
+
+def test_the_tab_reconnects_after_a_daemon_restart_without_duplicates(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with serve_in_thread(tmp_path, web={"port": port}) as first:
+        page = open_chat(context, first)
+        send(page, "before the restart")
+        expect(page.locator(".msg.assistant")).to_have_text("ok")
+    expect(page.locator("#status")).to_have_text("reconnecting…")
+    send(page, "typed while the daemon was down")
+    with serve_in_thread(tmp_path, web={"port": port}):
+        expect(page.locator("#status.connected")).to_be_visible(timeout=20_000)
+        expect(page.locator(".msg.user")).to_have_text(
+            ["before the restart", "typed while the daemon was down"], timeout=20_000
+        )
+        expect(page.locator(".msg.assistant")).to_have_text(["ok", "ok"], timeout=20_000)
+        page.reload()
+        page.wait_for_selector("#status.connected")
+        expect(page.locator(".msg.user")).to_have_count(2)
+        expect(page.locator(".msg.assistant")).to_have_count(2)

@@ -6,7 +6,8 @@ works). Outbound events arrive in the actor's mailbox and are fanned out to the 
 of their thread by the `Hub`; a tab that is not connected misses nothing, because its
 history (with every final reply) is sent again when it reconnects. When the mailbox is
 closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop through its
-`shutdown_trigger`; it gives open connections `graceful_seconds` before cancelling.
+`shutdown_trigger`; open sessions are closed at once and idle connections get at most
+`WEB_DRAIN_SECONDS`, so the conversations keep the rest of the grace period.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
+WEB_DRAIN_SECONDS = 2.0
 UNAUTHORISED_PAGE = (
     "Ganglion needs its access token. Open the link that `ganglion run` printed in its "
     "log (it ends in ?token=...), or find the token in the data directory's web_token "
@@ -173,7 +175,9 @@ async def run_web(
     """Serve the web chat until the mailbox is closed, then drain."""
     hypercorn_config = HypercornConfig()
     hypercorn_config.bind = [_bind(config)]
-    hypercorn_config.graceful_timeout = graceful_seconds
+    # Sessions are closed by us at once on shutdown; what is left is idle keep-alive HTTP
+    # connections, which must not eat the grace period the conversations need.
+    hypercorn_config.graceful_timeout = min(graceful_seconds, WEB_DRAIN_SECONDS)
     hypercorn_config.accesslog = None
     hypercorn_config.errorlog = logging.getLogger("hypercorn.error")
     hypercorn_config.websocket_max_message_size = config.max_message_bytes * 4
@@ -196,6 +200,7 @@ async def run_web(
         state.draining = True
         hub.close_all()
         stop.set()
+        nursery.cancel_scope.deadline = trio.current_time() + hypercorn_config.graceful_timeout
 
 
 def _browser_url(bind: str) -> str:

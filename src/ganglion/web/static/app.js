@@ -204,6 +204,13 @@ function onFrame(frame) {
       break;
     case "history":
       renderHistory(frame.messages);
+      synced = true;
+      // Messages typed while disconnected go out now, after the history they follow.
+      while (unsent.length) {
+        const { frame: pending, text } = unsent.shift();
+        if (text) bubble("user", text);
+        socket.send(pending);
+      }
       break;
     case "turn_started":
       setActivity("thinking…");
@@ -262,8 +269,9 @@ function onFrame(frame) {
 // ---- connection ---------------------------------------------------------------------
 
 let socket = null;
+let synced = false; // the history of this connection has arrived
 let delay = 500;
-const unsent = []; // frames typed while disconnected are sent on reconnect
+const unsent = []; // {frame, text} typed while disconnected; sent once the history is back
 
 function setStatus(connected, text) {
   statusBadge.classList.toggle("connected", connected);
@@ -280,7 +288,6 @@ function connect() {
     delay = 500;
     setStatus(true, "connected");
     socket.send(JSON.stringify({ v: 1, type: "hello", thread_id: thread }));
-    while (unsent.length) socket.send(unsent.shift());
   });
   socket.addEventListener("message", (event) => {
     try {
@@ -290,6 +297,7 @@ function connect() {
     }
   });
   socket.addEventListener("close", (event) => {
+    synced = false;
     setStatus(false, "reconnecting…");
     if (event.code === 1008 || event.code === 4401) showBanner(event.reason || "connection refused");
     setTimeout(connect, delay);
@@ -299,9 +307,14 @@ function connect() {
 
 function send(text) {
   const frame = JSON.stringify({ v: 1, type: "send", id: randomHex(8), text });
-  if (!text.trim().startsWith("/") || text.trim().startsWith("//")) bubble("user", text);
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(frame);
-  else unsent.push(frame);
+  const shown = !text.trim().startsWith("/") || text.trim().startsWith("//");
+  if (synced && socket.readyState === WebSocket.OPEN && !unsent.length) {
+    if (shown) bubble("user", text);
+    socket.send(frame);
+  } else {
+    if (shown) bubble("user", text);
+    unsent.push({ frame, text: shown ? text : null });
+  }
 }
 
 function autosize() {
