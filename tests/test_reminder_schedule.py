@@ -36,7 +36,12 @@ def fires(schedule: Schedule, start: datetime, count: int) -> list[datetime]:
 
 def test_daily_cron_keeps_local_time_across_spring_forward() -> None:
     times = fires(cron("0 9 * * *"), local(2026, 3, 27, 12), 4)
-    assert [(t.day, t.hour, t.minute) for t in times] == [(28, 9, 0), (29, 9, 0), (30, 9, 0), (31, 9, 0)]
+    assert [(t.day, t.hour, t.minute) for t in times] == [
+        (28, 9, 0),
+        (29, 9, 0),
+        (30, 9, 0),
+        (31, 9, 0),
+    ]
     assert times[1].utcoffset() == timedelta(hours=2)  # summer time after the switch
     assert times[0].utcoffset() == timedelta(hours=1)
 

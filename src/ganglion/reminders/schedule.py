@@ -42,7 +42,9 @@ __all__ = [
 
 Kind = Literal["at", "every", "cron"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)")
+_DURATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)"
+)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # croniter iterates forever on a pattern that never matches (30 February); cap the search.
 _CRON_LOOKAHEAD = 5000
@@ -64,7 +66,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown timezone {name!r}; use an IANA name like Europe/Paris") from None
+        raise ScheduleError(
+            f"unknown timezone {name!r}; use an IANA name like Europe/Paris"
+        ) from None
 
 
 def parse_duration(text: str) -> float:
@@ -127,9 +131,13 @@ def validate(schedule: Schedule, now: datetime, *, min_interval: float) -> None:
             try:
                 local = datetime.fromisoformat(schedule.spec)
             except ValueError:
-                raise ScheduleError(f"cannot read the time {schedule.spec!r}; write e.g. 2026-12-01 09:00") from None
+                raise ScheduleError(
+                    f"cannot read the time {schedule.spec!r}; write e.g. 2026-12-01 09:00"
+                ) from None
             if local.tzinfo is not None:
-                raise ScheduleError("give the time without an offset; the timezone says where it is")
+                raise ScheduleError(
+                    "give the time without an offset; the timezone says where it is"
+                )
             if local_to_utc(local, tz) <= now:
                 raise ScheduleError(f"{schedule.spec} ({schedule.timezone}) is in the past")
         case "every":
@@ -137,13 +145,17 @@ def validate(schedule: Schedule, now: datetime, *, min_interval: float) -> None:
                 raise ScheduleError(f"the shortest allowed interval is {min_interval:g} s")
         case "cron":
             if not croniter.is_valid(schedule.spec):
-                raise ScheduleError(f"invalid cron expression {schedule.spec!r} (five fields: minute hour day month weekday)")
+                raise ScheduleError(
+                    f"invalid cron expression {schedule.spec!r} (five fields: minute hour day month weekday)"
+                )
             first = next_fire(schedule, now)
             if first is None:
                 raise ScheduleError(f"the cron expression {schedule.spec!r} never fires")
             second = next_fire(schedule, first)
             if second is not None and (second - first).total_seconds() < min_interval:
-                raise ScheduleError(f"the cron expression fires more often than every {min_interval:g} s")
+                raise ScheduleError(
+                    f"the cron expression fires more often than every {min_interval:g} s"
+                )
 
 
 def describe(schedule: Schedule) -> str:

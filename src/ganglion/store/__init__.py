@@ -11,6 +11,7 @@ from ganglion.store.conversations import (
     Turn,
 )
 from ganglion.store.migrations import MigrationError, Migrations
+from ganglion.store.sqlite import SQLiteStore
 
 __all__ = [
     "ConversationStore",
@@ -18,6 +19,7 @@ __all__ = [
     "MigrationError",
     "Migrations",
     "OutboxItem",
+    "SQLiteStore",
     "StoreError",
     "StoreStatistics",
     "StoredMessage",

@@ -27,19 +27,17 @@ All blocking work runs in a worker thread, one statement batch at a time (a
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import sqlite_utils
-import trio
 
 from ganglion.chat import ChatMessage, Role, ToolCall
-from ganglion.store.migrations import MigrationError, Migrations
+from ganglion.store.migrations import Migrations
+from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
 
 __all__ = [
     "ConversationStore",
@@ -52,13 +50,7 @@ __all__ = [
     "Turn",
 ]
 
-T = TypeVar("T")
-
 migrations = Migrations("conversation")
-
-
-class StoreError(Exception):
-    """The conversation store cannot be used; the message says why."""
 
 
 @migrations.migration
@@ -173,13 +165,6 @@ class OutboxItem:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class StoreStatistics:
-    path: str
-    reads: int
-    writes: int
-
-
 def _encode(message: ChatMessage) -> dict[str, Any]:
     return {
         "role": message.role,
@@ -224,52 +209,11 @@ def _turn(row: Mapping[str, Any]) -> Turn:
     )
 
 
-class ConversationStore:
+class ConversationStore(SQLiteStore):
     """Per-thread history, turns and outbox. Open with `await ConversationStore.open(path)`."""
 
-    def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
-        self.path = path
-        self._db = db
-        self._limiter = trio.CapacityLimiter(1)
-        self._reads = 0
-        self._writes = 0
-
-    @classmethod
-    async def open(cls, path: Path) -> ConversationStore:
-        """Open (creating and migrating) the store at `path`.
-
-        Error handling: `StoreError` for a file that is not a usable conversation
-        store; the file is left as it was.
-        """
-        db = await trio.to_thread.run_sync(_connect, path)
-        return cls(path, db)
-
-    async def aclose(self) -> None:
-        await self._run(self._db.close)
-
-    def statistics(self) -> StoreStatistics:
-        return StoreStatistics(str(self.path), self._reads, self._writes)
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
-
-    async def _read(self, fn: Callable[[], T]) -> T:
-        self._reads += 1
-        return await self._run(fn)
-
-    async def _write(self, fn: Callable[[], T]) -> T:
-        self._writes += 1
-
-        def atomically() -> T:
-            with self._db.atomic():
-                return fn()
-
-        return await self._run(atomically)
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self._db.execute(sql, params)
-        columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    migrations = migrations
+    description = "conversation store"
 
     def _epoch(self, thread_id: str) -> int:
         rows = self._rows("SELECT epoch FROM threads WHERE thread_id = ?", (thread_id,))
@@ -515,23 +459,3 @@ class ConversationStore:
             return tuple(_stored(r) for r in reversed(rows))
 
         return await self._read(page)
-
-
-def _connect(path: Path) -> sqlite_utils.Database:
-    existed = path.exists()
-    try:
-        conn = sqlite3.connect(str(path), check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the conversation store: {exc}") from None
-    db = sqlite_utils.Database(conn)
-    try:
-        if existed:
-            migrations.check(db)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrations.apply(db)
-    except (MigrationError, sqlite3.DatabaseError) as exc:
-        conn.close()
-        raise StoreError(f"{path}: not a usable Ganglion conversation store: {exc}") from None
-    return db
