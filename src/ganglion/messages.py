@@ -21,7 +21,9 @@ Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
 Service requests:
 
-    ListReminders     request/reply to the reminder actor
+    AddReminder       request/reply to the reminder actor: schedule one
+    CancelReminder    request/reply to the reminder actor: cancel one
+    ListReminders     request/reply to the reminder actor: list them
     TriggerHeartbeat  ask the heartbeat actor for a review now
 """
 
@@ -33,6 +35,8 @@ from typing import Literal
 from ganglion_actors import Reply
 
 __all__ = [
+    "AddReminder",
+    "CancelReminder",
     "FinalReply",
     "GetThreadInfo",
     "HeartbeatReview",
@@ -42,6 +46,7 @@ __all__ = [
     "Outbound",
     "ReminderDue",
     "ReminderInfo",
+    "ReminderRequest",
     "TextDelta",
     "ThreadInfo",
     "ToolActivity",
@@ -167,9 +172,34 @@ class ReminderInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AddReminder:
+    """`kind` is 'at' (spec: local ISO date-time, or 'in <duration>'), 'every' (spec: a
+    duration) or 'cron' (spec: a cron expression). `source` is where the request comes
+    from ('user', 'reminder', 'heartbeat', 'cli'): reminder turns may schedule less."""
+
+    text: str
+    kind: Literal["at", "every", "cron"]
+    spec: str
+    reply: Reply[ReminderInfo]
+    timezone: str | None = None
+    thread_id: str | None = None
+    system: bool = False
+    source: str = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReminder:
+    reminder_id: str
+    reply: Reply[bool]
+
+
+@dataclass(frozen=True, slots=True)
 class ListReminders:
     reply: Reply[tuple[ReminderInfo, ...]]
     thread_id: str | None = None
+
+
+ReminderRequest = AddReminder | CancelReminder | ListReminders
 
 
 @dataclass(frozen=True, slots=True)

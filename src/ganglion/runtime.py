@@ -29,16 +29,17 @@ from ganglion.messages import (
     FinalReply,
     HeartbeatReview,
     Inbound,
-    ListReminders,
     Notice,
     Outbound,
+    ReminderDue,
+    ReminderRequest,
     TriggerHeartbeat,
     TurnFailed,
     UserMessage,
     Wake,
 )
 from ganglion.prompt import PromptFileCache
-from ganglion.reminders import run_reminders
+from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
@@ -56,9 +57,16 @@ ActorFn = Callable[..., Awaitable[None]]
 class Services:
     """Everything the actors share; built once per daemon run."""
 
-    def __init__(self, config: Config, store: ConversationStore, deps: ThreadDeps) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: ConversationStore,
+        reminder_store: ReminderStore,
+        deps: ThreadDeps,
+    ) -> None:
         self.config = config
         self.store = store
+        self.reminder_store = reminder_store
         self.deps = deps
         self.router = deps.router
         self.peers = deps.peers
@@ -73,12 +81,22 @@ class Services:
 
     async def run_reminders(
         self,
-        inbox: Inbox[ListReminders],
+        inbox: Inbox[ReminderRequest],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self.peers.reminders = inbox.ref
-        await run_reminders(inbox, task_status=task_status)
+
+        async def deliver(due: ReminderDue) -> None:
+            await self.threads.send(due.thread_id, due)
+
+        async def notify(thread_id: str, text: str) -> None:
+            await self.router.deliver(Notice(thread_id, text))
+
+        actor = ReminderActor(
+            self.reminder_store, self.config.reminders, self.deps.timezone, deliver, notify
+        )
+        await actor.run(inbox, task_status=task_status)
 
     async def run_heartbeat(
         self,
@@ -215,6 +233,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         log.info("created %s", path)
     try:
         store = await ConversationStore.open(config.data_dir / "conversation.db")
+        reminder_store = await ReminderStore.open(config.data_dir / "scheduler.db")
     except StoreError as exc:
         raise StartupError(str(exc)) from exc
     timezone = config.timezone or _system_timezone()
@@ -240,13 +259,14 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         timezone=timezone,
     )
     try:
-        yield Services(config, store, deps)
+        yield Services(config, store, reminder_store, deps)
     finally:
         with trio.CancelScope(shield=True):
             if compaction_llm is not llm:
                 await compaction_llm.aclose()
             await llm.aclose()
             await store.aclose()
+            await reminder_store.aclose()
 
 
 def _system_timezone() -> str:

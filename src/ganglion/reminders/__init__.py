@@ -1,5 +1,14 @@
-"""The reminder actor (croniter + SQLite)."""
+"""Reminders: croniter schedules, a SQLite ledger, exactly-once firing."""
 
-from ganglion.reminders.actor import run_reminders
+from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD, ReminderActor
+from ganglion.reminders.schedule import Schedule, ScheduleError
+from ganglion.reminders.store import Reminder, ReminderStore
 
-__all__ = ["run_reminders"]
+__all__ = [
+    "SYSTEM_REMINDER_THREAD",
+    "Reminder",
+    "ReminderActor",
+    "ReminderStore",
+    "Schedule",
+    "ScheduleError",
+]

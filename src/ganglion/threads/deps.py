@@ -11,7 +11,7 @@ import trio
 from ganglion.config import Config
 from ganglion.delivery import DeliveryRouter
 from ganglion.llm import LLMClient
-from ganglion.messages import ListReminders, TriggerHeartbeat
+from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.store import ConversationStore
 from ganglion.tools import ToolRegistry
@@ -24,7 +24,7 @@ __all__ = ["Peers", "SharedPromptFiles", "ThreadDeps"]
 class Peers:
     """References to the service actors, filled in as the tree starts them."""
 
-    reminders: ActorRef[ListReminders] | None = None
+    reminders: ActorRef[ReminderRequest] | None = None
     heartbeat: ActorRef[TriggerHeartbeat] | None = None
 
 

@@ -1,0 +1,300 @@
+"""The reminder store: `data/scheduler.db`.
+
+Storage design
+--------------
+
+- `reminders`: one row per reminder, with its schedule, its target (a thread, or the
+  system) and `next_fire`, the UTC epoch of its next slot (NULL once it will never fire
+  again). A partial index on `next_fire` of active reminders gives the next due slot
+  without a scan, however many reminders there are.
+- `ledger`: one row per fired slot, keyed by (reminder, slot). A slot is *claimed* (and
+  the reminder's `next_fire` advanced) in one transaction before anything is sent, and
+  marked *done* after the turn was handed to its thread. A slot is never claimed twice
+  (primary key), so it never fires twice; a claimed slot that is not done (the daemon
+  died in between) is sent again on start, and the thread receives it under a turn id
+  derived from the slot, which it takes only once. Slots missed beyond the grace period
+  are recorded as *missed*.
+
+`reminders.json` next to the database is a human-readable mirror, rewritten atomically
+(temp file + rename) after every change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ganglion.reminders.schedule import Schedule, describe
+from ganglion.store.migrations import Migrations
+from ganglion.store.sqlite import SQLiteStore
+
+__all__ = ["Reminder", "ReminderStore", "Slot"]
+
+migrations = Migrations("scheduler")
+
+
+@migrations.migration
+def create_reminders(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE reminders (
+            id TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            anchor REAL NOT NULL,
+            thread_id TEXT,
+            system INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL DEFAULT 'user',
+            next_fire REAL,
+            active INTEGER NOT NULL DEFAULT 1
+        )"""
+    )
+    db.execute("CREATE INDEX reminders_due ON reminders (next_fire) WHERE active = 1")
+    db.execute(
+        """CREATE TABLE ledger (
+            reminder_id TEXT NOT NULL REFERENCES reminders(id),
+            slot REAL NOT NULL,
+            state TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            done_at REAL,
+            PRIMARY KEY (reminder_id, slot)
+        )"""
+    )
+    db.execute("CREATE INDEX ledger_unfinished ON ledger (state) WHERE state = 'claimed'")
+
+
+def _utc(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    id: str
+    text: str
+    schedule: Schedule
+    thread_id: str | None
+    system: bool
+    next_fire: datetime | None
+    active: bool
+    created_by: str = "user"
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Reminder:
+        anchor = _utc(row["anchor"])
+        assert anchor is not None
+        return cls(
+            id=row["id"],
+            text=row["text"],
+            schedule=Schedule(row["kind"], row["spec"], row["timezone"], anchor),
+            thread_id=row["thread_id"],
+            system=bool(row["system"]),
+            next_fire=_utc(row["next_fire"]),
+            active=bool(row["active"]),
+            created_by=row["created_by"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One firing of a reminder: the turn id the thread receives derives from it."""
+
+    reminder: Reminder
+    at: datetime
+
+    @property
+    def key(self) -> str:
+        return self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ReminderStore(SQLiteStore):
+    migrations = migrations
+    description = "scheduler database"
+
+    async def add(
+        self,
+        text: str,
+        schedule: Schedule,
+        *,
+        thread_id: str | None,
+        system: bool,
+        next_fire: datetime,
+        created_by: str = "user",
+    ) -> Reminder:
+        reminder = Reminder(
+            id=uuid.uuid4().hex[:8],
+            text=text,
+            schedule=schedule,
+            thread_id=thread_id,
+            system=system,
+            next_fire=next_fire,
+            active=True,
+            created_by=created_by,
+        )
+        await self._write(
+            lambda: self._db.execute(
+                "INSERT INTO reminders (id, text, kind, spec, timezone, anchor, thread_id, "
+                "system, created_at, created_by, next_fire) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    reminder.id,
+                    text,
+                    schedule.kind,
+                    schedule.spec,
+                    schedule.timezone,
+                    schedule.anchor.timestamp(),
+                    thread_id,
+                    int(system),
+                    time.time(),
+                    created_by,
+                    next_fire.timestamp(),
+                ),
+            )
+        )
+        await self.mirror()
+        return reminder
+
+    async def cancel(self, reminder_id: str) -> bool:
+        cursor = await self._write(
+            lambda: self._db.execute(
+                "UPDATE reminders SET active = 0 WHERE id = ? AND active = 1", (reminder_id,)
+            )
+        )
+        await self.mirror()
+        return cursor.rowcount > 0
+
+    async def active(self) -> list[Reminder]:
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT * FROM reminders WHERE active = 1 ORDER BY next_fire IS NULL, next_fire"
+            )
+        )
+        return [Reminder.from_row(r) for r in rows]
+
+    async def count_active(self) -> int:
+        rows = await self._read(
+            lambda: self._rows("SELECT count(*) AS n FROM reminders WHERE active = 1")
+        )
+        return int(rows[0]["n"])
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest active slot is due (from the index, not a scan)."""
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT min(next_fire) AS due FROM reminders WHERE active = 1 AND next_fire IS NOT NULL"
+            )
+        )
+        return _utc(rows[0]["due"])
+
+    async def due(self, now: datetime, *, limit: int = 500) -> list[Reminder]:
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT * FROM reminders WHERE active = 1 AND next_fire <= ? "
+                "ORDER BY next_fire LIMIT ?",
+                (now.timestamp(), limit),
+            )
+        )
+        return [Reminder.from_row(r) for r in rows]
+
+    async def claim(self, slot: Slot, next_fire: datetime | None, *, missed: bool = False) -> bool:
+        """Claim `slot` and advance the reminder, atomically. False if it was claimed
+        before or the reminder was cancelled meanwhile (nothing is changed then)."""
+
+        def claim() -> bool:
+            active = self._rows(
+                "SELECT active, next_fire FROM reminders WHERE id = ?", (slot.reminder.id,)
+            )
+            if not active or not active[0]["active"]:
+                return False
+            exists = self._rows(
+                "SELECT 1 FROM ledger WHERE reminder_id = ? AND slot = ?",
+                (slot.reminder.id, slot.at.timestamp()),
+            )
+            if exists:
+                return False
+            self._db.execute(
+                "INSERT INTO ledger (reminder_id, slot, state, claimed_at) VALUES (?, ?, ?, ?)",
+                (
+                    slot.reminder.id,
+                    slot.at.timestamp(),
+                    "missed" if missed else "claimed",
+                    time.time(),
+                ),
+            )
+            self._db.execute(
+                "UPDATE reminders SET next_fire = ?, active = ? WHERE id = ?",
+                (
+                    next_fire.timestamp() if next_fire else None,
+                    int(next_fire is not None),
+                    slot.reminder.id,
+                ),
+            )
+            return True
+
+        return await self._write(claim)
+
+    async def complete(self, slot: Slot) -> None:
+        await self._write(
+            lambda: self._db.execute(
+                "UPDATE ledger SET state = 'done', done_at = ? WHERE reminder_id = ? AND slot = ?",
+                (time.time(), slot.reminder.id, slot.at.timestamp()),
+            )
+        )
+
+    async def unfinished(self) -> list[Slot]:
+        """Slots claimed but not marked done: the daemon stopped in between."""
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT r.*, l.slot AS ledger_slot FROM ledger l JOIN reminders r "
+                "ON r.id = l.reminder_id WHERE l.state = 'claimed' ORDER BY l.slot"
+            )
+        )
+        return [Slot(Reminder.from_row(r), _utc(r["ledger_slot"])) for r in rows]  # type: ignore[arg-type]
+
+    async def ledger(self, reminder_id: str) -> list[tuple[datetime, str]]:
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT slot, state FROM ledger WHERE reminder_id = ? ORDER BY slot", (reminder_id,)
+            )
+        )
+        return [(_utc(r["slot"]), r["state"]) for r in rows]  # type: ignore[misc]
+
+    async def mirror(self) -> None:
+        """Rewrite reminders.json (atomically) from the database."""
+        reminders = await self.active()
+        path = self.path.with_name("reminders.json")
+        data = [
+            {
+                "id": r.id,
+                "text": r.text,
+                "schedule": describe(r.schedule),
+                "timezone": r.schedule.timezone,
+                "next_fire": r.next_fire.isoformat() if r.next_fire else None,
+                "thread_id": r.thread_id,
+                "system": r.system,
+            }
+            for r in reminders
+        ]
+        await self._run(lambda: _write_atomically(path, json.dumps(data, indent=2) + "\n"))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".reminders.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
