@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ganglion.chat import ChatMessage
-from ganglion.tokens import estimate_message_tokens, estimate_tokens
+from ganglion.tokens import BYTES_PER_TOKEN, estimate_message_tokens
 
 __all__ = [
     "CompactionPlan",
@@ -28,42 +28,72 @@ __all__ = [
 ]
 
 TRUNCATED = " […truncated]"
+SEPARATOR = "\n\n"
+MIN_SUMMARISED = 2
 
 SUMMARY_INSTRUCTIONS = """\
 You maintain the running summary of a long conversation between a person and their \
 personal assistant. Write an updated summary that merges the previous summary (if any) \
-with the new part of the transcript. Keep every fact, decision, preference, name, number, \
-date, file path and open task or promise; drop greetings and small talk. Write plain \
-concise notes in the language of the conversation, at most about 400 words. Output only \
-the summary."""
+with the new part of the transcript. Keep all facts, decisions, open tasks and promises, \
+names, numbers, dates, file paths and the person's preferences; correct what the new part \
+changes; drop greetings and small talk. Write plain, concise notes in the language of the \
+conversation, at most about 400 words. Parts marked "[…truncated]" were cut for length. \
+Output only the summary."""
 
 
 @dataclass(frozen=True, slots=True)
 class CompactionPlan:
+    """Summarise `history[:keep_from]`, chunk by chunk, and keep the rest verbatim.
+
+    `chunks` are consecutive runs of indices covering exactly `0 .. keep_from - 1`.
+    """
+
     keep_from: int
     chunks: tuple[tuple[int, ...], ...]
 
 
 def compaction_threshold(threshold_tokens: int | None, fraction: float, context_window: int) -> int:
+    """The prompt size that triggers compaction: `threshold_tokens` when configured,
+    else `fraction` of the model's context window."""
     return threshold_tokens if threshold_tokens is not None else int(fraction * context_window)
 
 
 def needs_compaction(estimated_tokens: int, threshold: int) -> bool:
+    """True once the estimate is strictly over the threshold."""
     return estimated_tokens > threshold
 
 
-def _safe_cut(history: Sequence[ChatMessage], cut: int) -> int:
-    """Move `cut` back until it does not split a tool call from its results; prefer a
-    position just before a user message."""
-    if cut >= len(history):
-        return len(history)  # keep nothing: no pair can be split
-    safe = cut
-    while safe > 0 and history[safe].role == "tool":
-        safe -= 1  # history[safe] becomes the assistant message that made the calls
-    for position in range(safe, 0, -1):
-        if history[position].role == "user":
+def _valid_cuts(history: Sequence[ChatMessage]) -> list[bool]:
+    """`valid[p]` is True when keeping `history[p:]` separates no tool call from a result.
+
+    A cut is invalid just before a `tool` message, and anywhere between an assistant
+    message's calls and the last result answering them (robust to results that arrive
+    late or out of order, not only to the usual adjacent layout).
+    """
+    valid = [True] * (len(history) + 1)
+    called_at: dict[str, int] = {}
+    for index, message in enumerate(history):
+        for call in message.tool_calls:
+            called_at[call.id] = index
+        if message.role == "tool":
+            valid[index] = False
+            call_index = called_at.get(message.tool_call_id or "")
+            if call_index is not None:
+                for position in range(call_index + 1, index + 1):
+                    valid[position] = False
+    return valid
+
+
+def _choose_cut(history: Sequence[ChatMessage], limit: int) -> int:
+    """The latest valid cut at or before `limit`, moved back to a turn start (just before
+    a user message, or the end of the history) if one is close enough: we give up at
+    most half of what could be summarised to land on one. 0 when no cut is valid."""
+    valid = _valid_cuts(history)
+    best = next((p for p in range(limit, 0, -1) if valid[p]), 0)
+    for position in range(best, (best + 1) // 2 - 1, -1):
+        if position > 0 and (position == len(history) or history[position].role == "user"):
             return position
-    return safe
+    return best
 
 
 def plan_compaction(
@@ -75,12 +105,20 @@ def plan_compaction(
 ) -> CompactionPlan | None:
     """Which messages to summarise (and in which chunks); None if nothing should be.
 
-    Without `force`, a summary is only worth it when it covers at least two messages.
+    At least the `keep_recent` newest messages are kept verbatim; the cut moves back from
+    there so it never separates an assistant message's tool calls from their results, and
+    preferably lands just before a user message. Without `force`, a summary is only worth
+    a model call when it covers at least `MIN_SUMMARISED` messages; with `force`, None
+    means there is nothing before the kept tail that can be cut off cleanly.
+
+    The summarised messages (indices `0 .. keep_from - 1`) are split, in order, into
+    chunks whose estimated tokens fit `chunk_budget_tokens`; a single message over the
+    budget is a chunk of its own (`render_for_summary` truncates it).
     """
     if len(history) <= keep_recent:
         return None
-    keep_from = _safe_cut(history, len(history) - keep_recent)
-    if keep_from == 0 or (keep_from < 2 and not force):
+    keep_from = _choose_cut(history, len(history) - keep_recent)
+    if keep_from == 0 or (keep_from < MIN_SUMMARISED and not force):
         return None
     chunks: list[tuple[int, ...]] = []
     current: list[int] = []
@@ -107,28 +145,42 @@ def _render_one(message: ChatMessage) -> str:
     return "\n".join(parts) or f"{message.role}: (empty)"
 
 
-def _truncate(text: str, max_tokens: int) -> str:
-    if estimate_tokens(text) <= max_tokens:
-        return text
-    budget = max(0, max_tokens * 3 - len(TRUNCATED.encode()))
-    clipped = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
-    return clipped + TRUNCATED
+def _clip(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, the marker included (never less than
+    the marker itself)."""
+    room = max(0, max_bytes - len(TRUNCATED.encode("utf-8")))
+    return text.encode("utf-8")[:room].decode("utf-8", errors="ignore") + TRUNCATED
 
 
 def render_for_summary(messages: Sequence[ChatMessage], *, max_tokens: int) -> str:
-    """A plain transcript of `messages` that fits in `max_tokens`.
+    """A plain transcript of `messages` that fits in `max_tokens` (by `estimate_tokens`).
 
-    Each message gets an equal share of what the whole would exceed: oversize messages
-    are truncated with a marker, never dropped.
+    Lines read "user: …", "assistant: …", "assistant called X(args)" and
+    "tool X result: …", messages separated by a blank line. When the whole does not fit,
+    the longest messages are cut to a common length (short ones stay whole), each with a
+    `TRUNCATED` marker: a message is truncated, never dropped. The only case that exceeds
+    `max_tokens` is a budget too small to hold even a marker per message.
     """
     rendered = [_render_one(m) for m in messages]
-    if estimate_tokens("\n\n".join(rendered)) <= max_tokens:
-        return "\n\n".join(rendered)
-    share = max(8, max_tokens // max(1, len(rendered)) - 1)
-    return "\n\n".join(_truncate(text, share) for text in rendered)
+    sizes = [len(text.encode("utf-8")) for text in rendered]
+    room = max_tokens * BYTES_PER_TOKEN - len(SEPARATOR) * max(0, len(rendered) - 1)
+    if sum(sizes) <= room:
+        return SEPARATOR.join(rendered)
+    low, high = 0, max(sizes)  # the largest per-message cap whose total fits
+    while low < high:
+        cap = (low + high + 1) // 2
+        if sum(min(size, cap) for size in sizes) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    return SEPARATOR.join(
+        text if size <= low else _clip(text, low)
+        for text, size in zip(rendered, sizes, strict=True)
+    )
 
 
 def summary_request(previous_summary: str | None, transcript: str) -> list[ChatMessage]:
+    """The messages asking the compaction model to merge `transcript` into the summary."""
     previous = previous_summary.strip() if previous_summary else "(none)"
     return [
         ChatMessage("system", SUMMARY_INSTRUCTIONS),
@@ -140,4 +192,5 @@ def summary_request(previous_summary: str | None, transcript: str) -> list[ChatM
 
 
 def summary_message(summary: str) -> ChatMessage:
+    """How the summary stands in for the summarised messages in the prompt."""
     return ChatMessage("system", f"Summary of the earlier part of this conversation:\n{summary}")

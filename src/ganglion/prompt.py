@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "PromptCacheStatistics",
@@ -41,10 +42,17 @@ class PromptFiles:
 
 @dataclass(frozen=True, slots=True)
 class PromptContext:
+    """Where and when a turn happens. `now` must be timezone-aware; it is shown in
+    `timezone` (an IANA name) when that name is known, else in its own offset."""
+
     now: datetime
     timezone: str
     thread_id: str
     interface: str
+
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() is None:
+            raise ValueError("PromptContext.now must be timezone-aware")
 
 
 INTERFACES = {
@@ -60,7 +68,19 @@ def _content_lines(text: str) -> str:
     return "\n".join(lines).strip()
 
 
+def _local_time(context: PromptContext) -> datetime:
+    try:
+        return context.now.astimezone(ZoneInfo(context.timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return context.now
+
+
 def build_system_prompt(files: PromptFiles, context: PromptContext) -> str:
+    """The system prompt, in a fixed order of headed sections: the base instructions,
+    memories, active goals, the skills index, the current date and time, then this
+    conversation's thread id and interface. `#` comment lines of MEMORIES.txt and
+    HEARTBEATS.txt are left out; an empty file or skills directory says so in one line.
+    """
     memories = _content_lines(files.memories) or "(none yet)"
     goals = _content_lines(files.heartbeats) or "(no active goals)"
     if files.skills:
@@ -68,7 +88,7 @@ def build_system_prompt(files: PromptFiles, context: PromptContext) -> str:
         skills += "\n(Read a skill's full text with your file tools before using it.)"
     else:
         skills = "(no skills written yet)"
-    now = context.now
+    now = _local_time(context)
     when = (
         f"{now:%A %d %B %Y}, {now:%H:%M} ({context.timezone}, UTC{now:%z}); "
         f"ISO {now.isoformat(timespec='seconds')}"
@@ -87,8 +107,11 @@ def build_system_prompt(files: PromptFiles, context: PromptContext) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PromptCacheStatistics:
+    """`reads`: files actually read; `stats`: `stat` calls; `scans`: listings of skills/."""
+
     reads: int
     stats: int
+    scans: int
 
 
 _Stamp = tuple[int, int, int]  # mtime_ns, size, inode
@@ -97,23 +120,30 @@ _Stamp = tuple[int, int, int]  # mtime_ns, size, inode
 class PromptFileCache:
     """Reads the prompt files of `data_dir`, re-reading only what changed.
 
-    Not thread-safe: call `load` from one thread at a time (the daemon serialises it).
-    Content problems never raise: a missing file reads as empty, invalid UTF-8 is
-    replaced.
+    A file is re-read only when its `(mtime_ns, size, inode)` changed; `skills/` is listed
+    again only when the directory's own stamp changed (a skill added, removed or renamed),
+    and each listed `*.md` is then checked like any other file.
+
+    Resource handling: blocking; the daemon calls `load` in a worker thread. Not
+    thread-safe: one caller at a time. Error handling: content problems never raise: a
+    missing or unreadable file reads as empty, invalid UTF-8 is replaced with U+FFFD.
     """
 
     def __init__(self, data_dir: Path) -> None:
         self._dir = data_dir
         self._files: dict[Path, tuple[_Stamp, str]] = {}
+        self._skills_stamp: _Stamp | None = None
+        self._skill_paths: list[Path] = []
         self._reads = 0
         self._stats = 0
+        self._scans = 0
 
     def load(self) -> PromptFiles:
         skills = []
-        for path in self._skill_paths():
+        for path in self._list_skills():
             text = self._read(path)
             first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-            summary = first.lstrip("# ").strip()[:SKILL_SUMMARY_CHARS]
+            summary = first.lstrip("#").strip()[:SKILL_SUMMARY_CHARS]
             skills.append(SkillEntry(path.stem, summary or "(empty)"))
         return PromptFiles(
             base=self._read(self._dir / "BASE_PROMPT.txt"),
@@ -123,14 +153,35 @@ class PromptFileCache:
         )
 
     def statistics(self) -> PromptCacheStatistics:
-        return PromptCacheStatistics(self._reads, self._stats)
+        return PromptCacheStatistics(self._reads, self._stats, self._scans)
 
-    def _skill_paths(self) -> list[Path]:
+    def _list_skills(self) -> list[Path]:
+        directory = self._dir / "skills"
+        self._stats += 1
         try:
-            entries = sorted(os.scandir(self._dir / "skills"), key=lambda e: e.name)
+            st = directory.stat()
         except OSError:
-            return []
-        return [Path(e.path) for e in entries if e.name.endswith(".md") and e.is_file()]
+            stamp = None
+        else:
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._skills_stamp:
+            return self._skill_paths
+        listed: list[Path] = []
+        if stamp is not None:
+            self._scans += 1
+            try:
+                with os.scandir(directory) as entries:
+                    listed = sorted(
+                        Path(e.path)
+                        for e in entries
+                        if e.name.endswith(".md") and not e.name.startswith(".") and e.is_file()
+                    )
+            except OSError:
+                stamp = None  # listed again next time
+        for gone in set(self._skill_paths) - set(listed):
+            self._files.pop(gone, None)
+        self._skills_stamp, self._skill_paths = stamp, listed
+        return listed
 
     def _read(self, path: Path) -> str:
         self._stats += 1

@@ -1,29 +1,54 @@
 """Token estimates without a tokenizer.
 
 No tokenizer can be downloaded on the machines Ganglion runs on, and models differ anyway,
-so this is a deliberately conservative estimate: one token per 3 bytes of UTF-8 (real
-BPE tokenizers average 3.5-4.5 bytes per token on English and code; fewer on other
-scripts, which also take more bytes per character), plus a fixed overhead per message
-for the role and framing. Over-estimating only makes compaction start a little early;
-under-estimating could overflow the context window.
+so this is a deliberately conservative estimate: one token per 3 bytes of UTF-8, plus a
+fixed overhead per message and per tool call for the role, ids and framing.
+
+Why bytes and why 3: real BPE tokenizers average 3.5-4.5 bytes per token on English prose
+and code, so 3 over-counts by 15-50 %. Text in scripts that take several bytes per
+character (Cyrillic, CJK, emoji) also takes more tokens per character, and counting bytes
+follows that where counting characters would badly under-count. Over-estimating only makes
+compaction start a little early; under-estimating could overflow the context window.
+
+The estimate is additive and deterministic, and a message never costs less than the bytes
+of the transcript `ganglion.compaction.render_for_summary` makes of it (with its separator)
+divided by `BYTES_PER_TOKEN`: the overheads below cover the transcript's prefixes. That is
+what lets the compaction planner promise that a chunk within its budget renders without
+truncation; `tests/test_compaction.py` checks it over random messages.
 """
 
 from __future__ import annotations
 
 from ganglion.chat import ChatMessage
 
-__all__ = ["MESSAGE_OVERHEAD", "estimate_message_tokens", "estimate_tokens"]
+__all__ = [
+    "BYTES_PER_TOKEN",
+    "MESSAGE_OVERHEAD",
+    "TOOL_CALL_OVERHEAD",
+    "estimate_message_tokens",
+    "estimate_tokens",
+]
 
 BYTES_PER_TOKEN = 3
-MESSAGE_OVERHEAD = 6
+# Chat templates spend about 4 tokens per message on role markers; 8 leaves room for
+# models with heavier templates and for the transcript prefix ("assistant: ").
+MESSAGE_OVERHEAD = 8
+# A tool call is sent as a JSON object with an id, a type and a function name; 10 tokens
+# also covers the transcript's "\nassistant called tool …()" framing.
+TOOL_CALL_OVERHEAD = 10
 
 
 def estimate_tokens(text: str) -> int:
+    """At least as many tokens as `text` is likely to take: ceil(UTF-8 bytes / 3)."""
     return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
 def estimate_message_tokens(message: ChatMessage) -> int:
+    """The estimated cost of `message` in a prompt: its content, each tool call (id, name
+    and arguments), a tool result's name and call id, plus the fixed overheads."""
     total = MESSAGE_OVERHEAD + estimate_tokens(message.content or "")
+    total += estimate_tokens(message.name or "") + estimate_tokens(message.tool_call_id or "")
     for call in message.tool_calls:
-        total += MESSAGE_OVERHEAD + estimate_tokens(call.name) + estimate_tokens(call.arguments)
+        total += TOOL_CALL_OVERHEAD + estimate_tokens(call.id)
+        total += estimate_tokens(call.name) + estimate_tokens(call.arguments)
     return total
