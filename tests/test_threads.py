@@ -208,3 +208,20 @@ async def test_heartbeat_ok_is_stored_but_not_delivered(tmp_path: Path, fake_llm
         assert [e.text for e in daemon.collector.of(WEB_A, FinalReply)] == ["ok"]  # type: ignore[union-attr]
     assert "water the plants" in fake_llm.requests[0]["messages"][-1]["content"]
     assert not daemon.collector.of(WEB_A, TurnFailed)
+
+
+async def test_a_reminder_slot_handed_over_twice_is_answered_once(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    from ganglion.messages import ReminderDue
+
+    fake_llm.script(Reply("Time to stretch!"))
+    due = ReminderDue(WEB_A, "r1", "2026-11-24T10:00:00Z", "stretch")
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.services.threads.send(WEB_A, due)
+        await daemon.services.threads.send(WEB_A, due)  # e.g. resent after a kill
+        assert await daemon.collector.final(WEB_A) == ["Time to stretch!"]
+        await daemon.info(WEB_A)
+    assert len(fake_llm.requests) == 1
+    prompt = fake_llm.requests[0]["messages"][-1]["content"]
+    assert "not a new request from the user" in prompt and prompt.endswith("stretch")

@@ -2,6 +2,8 @@
 
     ganglion run [--config PATH]     run the daemon until SIGTERM/SIGINT
     ganglion chat [-m TEXT]          talk to the running daemon from the terminal
+    ganglion reminders list          list scheduled reminders (works while the daemon runs)
+    ganglion reminders cancel ID     cancel one
 
 Exit status: 0 after a clean stop, 2 for a configuration that cannot be used (one readable
 message, never a traceback), 1 when a failure escalated to the root of the supervision
@@ -42,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="chat with the running daemon")
     chat.add_argument("--config", type=Path, default=None, help="the daemon's config file")
     chat.add_argument("-m", "--message", help="send one message, print the reply, exit")
+    reminders = commands.add_parser("reminders", help="list or cancel scheduled reminders")
+    reminders.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    actions = reminders.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the active reminders")
+    cancel = actions.add_parser("cancel", help="cancel a reminder")
+    cancel.add_argument("reminder_id", metavar="ID")
     return parser
 
 
@@ -51,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "chat":
         return _chat(args.config, args.message)
+    if args.command == "reminders":
+        return _reminders(args.config, args.action, getattr(args, "reminder_id", None))
     raise AssertionError(args.command)
 
 
@@ -133,3 +143,34 @@ def _chat(config_path: Path | None, message: str | None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 0
+
+
+def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -> int:
+    import trio
+
+    from ganglion.config import ConfigError, load_config
+    from ganglion.reminders.cli import cancel_reminder, list_reminders
+    from ganglion.store import StoreError
+
+    try:
+        config, _ = load_config(config_path)
+    except ConfigError as exc:
+        print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    path = config.data_dir / "scheduler.db"
+    if not path.exists():
+        print(f"No reminders: {path} does not exist yet.")
+        return EXIT_OK
+    try:
+        if action == "list":
+            print(trio.run(list_reminders, path))
+            return EXIT_OK
+        assert reminder_id is not None
+        if trio.run(cancel_reminder, path, reminder_id):
+            print(f"Cancelled reminder {reminder_id}.")
+            return EXIT_OK
+        print(f"ganglion: no active reminder with id {reminder_id!r}", file=sys.stderr)
+        return EXIT_CRASH
+    except StoreError as exc:
+        print(f"ganglion: {exc}", file=sys.stderr)
+        return EXIT_CONFIG

@@ -1,0 +1,43 @@
+"""`ganglion reminders list|cancel`: the same scheduler.db, from the shell.
+
+SQLite in WAL mode lets this run beside the daemon. A cancellation takes effect at once in
+the database; the running reminder actor re-reads it before every claim (and at least
+once a minute), so a cancelled reminder never fires.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganglion.reminders.schedule import describe, zone
+from ganglion.reminders.store import ReminderStore
+
+__all__ = ["cancel_reminder", "list_reminders"]
+
+
+async def list_reminders(path: Path) -> str:
+    store = await ReminderStore.open(path)
+    try:
+        reminders = await store.active()
+    finally:
+        await store.aclose()
+    if not reminders:
+        return "No reminders are scheduled."
+    lines = []
+    for r in reminders:
+        when = (
+            r.next_fire.astimezone(zone(r.schedule.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+            if r.next_fire
+            else "-"
+        )
+        target = "system" if r.system else r.thread_id
+        lines.append(f"{r.id}  {when:<22}  {describe(r.schedule):<24}  {target}  {r.text}")
+    return "\n".join(lines)
+
+
+async def cancel_reminder(path: Path, reminder_id: str) -> bool:
+    store = await ReminderStore.open(path)
+    try:
+        return await store.cancel(reminder_id)
+    finally:
+        await store.aclose()
