@@ -13,7 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_store
 
-BENCHMARKS = {"conversation_store": bench_store.main}
+BENCHMARKS = {
+    "conversation_store": bench_store.main,
+    "reminders": bench_reminders.main,
+}
 
 
 def main() -> None:
