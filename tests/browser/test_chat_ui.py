@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import BrowserContext, expect
 
-from ganglion.messages import ReminderDue
+from ganglion.messages import AddReminder
 from tests.browser.conftest import open_chat, screenshot
 from tests.fakellm import Reply
 from tests.web import ServerThread, serve_in_thread
@@ -91,9 +93,19 @@ def test_a_reminder_is_delivered_into_the_tab(
     server.fake.script(Reply("⏰ Time to water the plants!"))
     page = open_chat(context, server)
     thread = page.evaluate("window.ganglionThread")
-    due = ReminderDue(thread, "r1", "2026-11-24T10:00", "water the plants")
-    server.call(server.web.services.threads.send, thread, due)
-    expect(page.locator(".msg.assistant")).to_have_text("⏰ Time to water the plants!")
+    soon = datetime.now(ZoneInfo("Europe/Paris")) + timedelta(seconds=3)
+    spec = soon.replace(tzinfo=None).isoformat(timespec="seconds")
+    reminders = server.web.services.peers.reminders
+    assert reminders is not None
+    info = server.call(
+        reminders.ask,
+        lambda reply: AddReminder("water the plants", "at", spec, reply, thread_id=thread),
+    )
+    assert info.next_fire is not None
+    expect(page.locator(".msg.assistant")).to_have_text(
+        "⏰ Time to water the plants!", timeout=20_000
+    )
+    assert "water the plants" in server.fake.requests[-1]["messages"][-1]["content"]
     screenshot(page, "reminder")
 
 
