@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from ganglion_actors import ActorRef, ChildSpec, Restart, open_supervisor
 
 from ganglion.config import RemindersConfig
 from ganglion.messages import AddReminder, CancelReminder, ListReminders, ReminderDue, ReminderInfo
 from ganglion.reminders import ReminderActor, ReminderStore, ScheduleError
 from ganglion.store import StoreError
+from ganglion_actors import ActorRef, ChildSpec, Restart, open_supervisor
 
 THREAD = "web_1234567812345678"
 
@@ -28,6 +28,8 @@ THREAD = "web_1234567812345678"
 def clock() -> trio.testing.MockClock:
     """Jumps after a short real idle moment: the store works in a worker thread."""
     return trio.testing.MockClock(autojump_threshold=0.02)
+
+
 START = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
 
 
@@ -143,7 +145,9 @@ async def test_a_daily_cron_fires_at_nine_local_across_the_dst_change(
     ]
 
 
-async def test_an_interval_keeps_its_rhythm_across_a_restart(tmp_path: Path, clock: trio.abc.Clock) -> None:
+async def test_an_interval_keeps_its_rhythm_across_a_restart(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
     wall = WallClock(START)
     async with rig(tmp_path, wall) as r:
         await r.add("every", "1h")
@@ -200,7 +204,9 @@ async def test_a_one_shot_missed_beyond_the_grace_is_recorded_and_reported(
         assert await r.store.ledger(info.reminder_id) == [(START + timedelta(minutes=5), "missed")]
 
 
-async def test_a_kill_after_the_claim_never_loses_the_slot(tmp_path: Path, clock: trio.abc.Clock) -> None:
+async def test_a_kill_after_the_claim_never_loses_the_slot(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
     wall = WallClock(START)
     async with rig(tmp_path, wall, fail_deliver=1) as r:
         info = await r.add("at", "in 1m")
@@ -291,4 +297,27 @@ async def test_a_wall_clock_jump_is_noticed_within_a_minute(
         await r.elapse(5)
         wall.offset += 86400  # the machine slept for a day (suspend/resume)
         await r.elapse(61)
+        assert len(r.delivered) == 1
+
+
+async def test_a_kill_after_the_hand_over_resends_the_same_slot(
+    tmp_path: Path, clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = WallClock(START)
+    original = ReminderStore.complete
+
+    async def killed(self: ReminderStore, slot: Any) -> None:
+        raise RuntimeError("killed before the slot was marked done")
+
+    monkeypatch.setattr(ReminderStore, "complete", killed)
+    async with rig(tmp_path, wall) as r:
+        await r.add("at", "in 1m")
+        await r.elapse(120)
+        first = list(r.delivered)
+    monkeypatch.setattr(ReminderStore, "complete", original)
+    async with rig(tmp_path, wall) as r:
+        await trio.sleep(1)
+        # handed over again under the same slot: the thread's turn id makes it a no-op there
+        assert [d.slot for d in r.delivered] == [d.slot for d in first] == ["2026-03-27T12:01:00Z"]
+        await r.elapse(3600)
         assert len(r.delivered) == 1
