@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.fakellm import FakeLLM, HTTPError, Reply
+from tests.process import run_ganglion
 from tests.web import open_web_daemon, web_config
 
 pytestmark = pytest.mark.slow
@@ -24,15 +24,7 @@ def chat_config(tmp_path: Path, port: int | str, data_dir: Path) -> Path:
 async def ganglion_chat(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(60):
-        return await trio.run_process(
-            [sys.executable, "-m", "ganglion", "chat", *args],
-            cwd=cwd,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            env=env,
-        )
+    return await run_ganglion("chat", *args, cwd=cwd, env=env)
 
 
 async def test_chat_m_prints_the_reply_and_exits_0(tmp_path: Path, fake_llm: FakeLLM) -> None:

@@ -12,18 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.process import run_ganglion
+
 pytestmark = pytest.mark.slow
-
-
-async def run_ganglion(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(30):
-        return await trio.run_process(
-            [sys.executable, "-m", "ganglion", *args],
-            cwd=cwd,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
 
 
 @pytest.mark.parametrize(

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import trio
 
 from ganglion.messages import AddReminder, ListReminders, ReminderInfo
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM
+from tests.process import run_ganglion
 
 pytestmark = pytest.mark.slow
 
 THREAD = "web_9999888877776666"
-
-
-async def ganglion(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    with trio.fail_after(60):
-        return await trio.run_process(
-            [sys.executable, "-m", "ganglion", *args],
-            cwd=cwd,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
 
 
 async def test_list_and_cancel_against_the_running_daemon(
@@ -43,16 +30,16 @@ async def test_list_and_cancel_against_the_running_daemon(
                 "water the plants", "cron", "0 9 * * *", reply, thread_id=THREAD
             )
         )
-        listed = await ganglion("reminders", "--config", str(config_file), "list", cwd=tmp_path)
+        listed = await run_ganglion("reminders", "--config", str(config_file), "list", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
         line = listed.stdout.decode()
         assert info.reminder_id in line and "water the plants" in line and "cron 0 9 * * *" in line
-        cancelled = await ganglion(
+        cancelled = await run_ganglion(
             "reminders", "--config", str(config_file), "cancel", info.reminder_id, cwd=tmp_path
         )
         assert cancelled.returncode == 0
         assert await reminders.ask(ListReminders) == ()
-        again = await ganglion(
+        again = await run_ganglion(
             "reminders", "--config", str(config_file), "cancel", info.reminder_id, cwd=tmp_path
         )
         assert again.returncode == 1
