@@ -1,6 +1,14 @@
-"""The OpenAI-compatible model client."""
+"""The OpenAI-compatible model client.
 
-from ganglion.llm.client import Completion, LLMClient, LLMStatistics
+- `client`: `LLMClient` (streaming, time limits, retries, fallbacks) and its statistics;
+- `completion`: the `Completion` record and its assembly from streamed chunks (pure);
+- `sse`: a Server-Sent Events line parser (pure);
+- `textcalls`: tool calls that local models write as text (pure);
+- `errors`: the `LLMError` hierarchy, each with a message safe to show in a chat.
+"""
+
+from ganglion.llm.client import LLMClient, LLMStatistics, OnText
+from ganglion.llm.completion import Completion
 from ganglion.llm.errors import (
     LLMError,
     LLMRequestRejected,
@@ -20,6 +28,7 @@ __all__ = [
     "LLMStreamError",
     "LLMTimeout",
     "LLMUnavailable",
+    "OnText",
     "SSEParser",
     "extract_text_tool_calls",
 ]

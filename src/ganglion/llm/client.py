@@ -1,59 +1,97 @@
-"""An OpenAI-compatible chat-completions client over httpx, streaming by default.
+"""An OpenAI-compatible chat-completions client over httpx, streaming.
 
-One call to `complete` streams `POST {base_url}/chat/completions`, hands text deltas to
-`on_text` as they arrive, assembles tool-call deltas by index, and returns a
-`Completion`. Time limits, per attempt: `connect` (opening the connection),
-`first_token` (request sent -> first streamed event), `idle` (longest gap between two
-chunks) and `total`. Failures before any text was streamed are retried with jittered
-exponential backoff (connection errors, time-outs, 429 honouring Retry-After, 5xx; never
-other 4xx); then the next fallback endpoint is tried. A failure after text was streamed
-is not retried silently: the reader has already seen part of an answer.
+`LLMClient.complete` sends `POST {base_url}/chat/completions` with `"stream": true` (and
+`stream_options.include_usage`), hands text deltas to `on_text` as they arrive, gathers
+tool-call deltas, and returns a `Completion`.
+
+Time limits (`LLMTimeouts`), all *per attempt* (trio cancel scopes, except `connect`):
+
+- `connect`: opening the TCP/TLS connection (httpx's connect timeout);
+- `first_token`: from the start of the attempt (connecting included) to the first
+  streamed event (keep-alive comments do not count as an event);
+- `idle`: the longest silence between two network chunks once the stream has started
+  (the time `on_text` itself takes is not counted);
+- `total`: the whole attempt, from its start to the end of the stream.
+
+Retries (`RetryConfig`): an attempt that fails with a connection error before the stream
+started, HTTP 429 or a 5xx, or a time-out before any text reached `on_text`, is tried
+again, up to `attempts` times per endpoint, after `initial_backoff * 2**n` seconds
+(±20 % jitter, at most `max_backoff`); a 429 or 503 with `Retry-After` waits that long
+instead (also at most `max_backoff`). Backoff sleeps count in none of the time limits.
+A 4xx other than 429 is never retried. When the primary endpoint is exhausted, each
+fallback endpoint is tried in order with its own attempts; so it is after a 401, 403 or
+404 (a wrong key or model name is the endpoint's fault, not the request's), while any
+other 4xx is raised at once. The last endpoint's error is raised when all have failed.
+
+A failure *after* text reached `on_text` is never retried: the reader has already seen
+part of an answer, so it is raised as `LLMStreamError`. Malformed events and a stream cut
+off without a finish reason and without `[DONE]` are `LLMStreamError` too; a stream that
+had its finish reason is a whole answer however it ended.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
 import trio
 
-from ganglion.chat import ChatMessage, ToolCall, Usage
+from ganglion.chat import ChatMessage, Usage
 from ganglion.config import EndpointConfig, LLMConfig, LLMTimeouts, RetryConfig
+from ganglion.llm.completion import Assembly, Completion
 from ganglion.llm.errors import (
+    DETAIL_LIMIT,
     LLMError,
     LLMRequestRejected,
     LLMStreamError,
     LLMTimeout,
     LLMUnavailable,
 )
-from ganglion.llm.sse import SSEParser
+from ganglion.llm.sse import SSEParser, is_done
 
-__all__ = ["Completion", "LLMClient", "LLMStatistics"]
+__all__ = [
+    "Completion",
+    "LLMClient",
+    "LLMStatistics",
+    "OnText",
+    "backoff_delay",
+    "parse_retry_after",
+    "server_message",
+]
 
 log = logging.getLogger(__name__)
 
 OnText = Callable[[str], Awaitable[None]]
-ERROR_BODY_LIMIT = 2000
 
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    content: str
-    tool_calls: tuple[ToolCall, ...]
-    finish_reason: str | None
-    usage: Usage
-    model: str
-    endpoint: str
+JITTER = 0.2
+# Refusals that say "not here" (bad key, no access, unknown model or path) rather than
+# "not this request": a fallback endpoint may well accept the same request.
+ENDPOINT_REJECTIONS = frozenset({401, 403, 404})
+# After the finish reason only the usage chunk, [DONE] and the end of the body are
+# expected: reading them keeps the connection reusable, but a server that lingers is not
+# waited for long (the answer is whole already).
+DRAIN_SECONDS = 2.0
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class LLMStatistics:
+    """Counters since the client was made.
+
+    `requests`: HTTP requests sent (attempts); `retries`: attempts repeated after a
+    failure; `failures`: `complete` calls that raised; `fallbacks_used`: fallback
+    endpoints tried; `usage`: tokens of all successful answers.
+    """
+
     requests: int
     retries: int
     failures: int
@@ -62,7 +100,7 @@ class LLMStatistics:
 
 
 class _Retryable(Exception):
-    """An attempt failed in a way another attempt may fix."""
+    """An attempt failed in a way that another attempt may fix."""
 
     def __init__(self, error: LLMError, retry_after: float | None = None) -> None:
         super().__init__(str(error))
@@ -70,29 +108,14 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
-class _Assembly:
-    """The streamed answer being put together."""
-
-    text: list[str] = field(default_factory=list)
-    calls: dict[int, dict[str, str]] = field(default_factory=dict)
-    finish_reason: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    model: str = ""
-    done: bool = False
-    events: int = 0
-
-    def completion(self, endpoint: str) -> Completion:
-        calls = tuple(
-            ToolCall(c.get("id") or f"call_{i}", c.get("name", ""), c.get("arguments", ""))
-            for i, c in sorted(self.calls.items())
-        )
-        return Completion(
-            "".join(self.text), calls, self.finish_reason, self.usage, self.model, endpoint
-        )
-
-
 class LLMClient:
+    """A client for one primary endpoint and its ordered fallbacks.
+
+    Resource handling: owns an `httpx.AsyncClient` (a connection pool); close it with
+    `aclose()` or use the client as an async context manager. One client serves any
+    number of concurrent `complete` calls.
+    """
+
     def __init__(
         self,
         endpoints: Sequence[EndpointConfig],
@@ -104,20 +127,34 @@ class LLMClient:
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
-        self._endpoints = list(endpoints)
+        self._endpoints = tuple(endpoints)
         self._timeouts = timeouts
         self._retries = retries
         self._rng = rng or random.Random()
+        # Only connect is left to httpx; the stream's limits are cancel scopes below.
         self._http = httpx.AsyncClient(
             transport=transport,
-            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=30.0, pool=None),
+            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=None, pool=None),
         )
         self._requests = self._retry_count = self._failures = self._fallbacks = 0
         self._usage = Usage()
 
     @classmethod
-    def from_config(cls, llm: LLMConfig, **kw: Any) -> LLMClient:
-        return cls([llm, *llm.fallbacks], timeouts=llm.timeouts, retries=llm.retries, **kw)
+    def from_config(
+        cls,
+        llm: LLMConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> LLMClient:
+        """A client for `llm` (the primary endpoint) followed by `llm.fallbacks`."""
+        return cls(
+            [llm, *llm.fallbacks],
+            timeouts=llm.timeouts,
+            retries=llm.retries,
+            transport=transport,
+            rng=rng,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -147,66 +184,60 @@ class LLMClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        """Ask the model; see the module docstring for streaming, limits and retries.
+        """Ask the model for the next message after `messages`.
 
-        Error handling: raises an `LLMError` subclass; nothing else escapes for problems
-        of the server or the network.
+        `tools` are OpenAI function schemas; `on_text` is awaited with each piece of text
+        as it streams in (before the call returns). See the module docstring for the time
+        limits, retries and fallbacks.
+
+        Error handling: raises an `LLMError` subclass for every problem of the server, the
+        network or the stream; nothing else escapes for those.
         """
-        body: dict[str, Any] = {
-            "messages": [m.to_api() for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:
-            body["tools"] = list(tools)
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        last: LLMError = LLMUnavailable("no endpoint tried")
+        body = _request_body(messages, tools, temperature, max_tokens)
+        last: LLMError | None = None
         for index, endpoint in enumerate(self._endpoints):
             if index:
                 self._fallbacks += 1
-                log.warning("falling back to %s (%s)", endpoint.base_url, endpoint.model)
+                log.warning("falling back to %s (model %s)", endpoint.base_url, endpoint.model)
             try:
-                completion = await self._with_retries(
+                completion = await self._complete_on(
                     endpoint, {**body, "model": endpoint.model}, on_text
                 )
-            except (LLMUnavailable, LLMTimeout) as exc:
+            except LLMError as exc:
+                if not _endpoint_fault(exc):
+                    self._failures += 1
+                    raise
                 last = exc
                 continue
-            except LLMError:
-                self._failures += 1
-                raise
-            self._usage = self._usage + completion.usage
+            self._usage += completion.usage
             return completion
         self._failures += 1
+        assert last is not None
         raise last
 
-    async def _with_retries(
+    async def _complete_on(
         self, endpoint: EndpointConfig, body: dict[str, Any], on_text: OnText | None
     ) -> Completion:
-        streamed = [False]
+        """One endpoint, with its retries."""
+        shown = False
 
         async def relay(text: str) -> None:
-            streamed[0] = True
+            nonlocal shown
+            shown = True
             if on_text is not None:
                 await on_text(text)
 
-        for attempt in range(self._retries.attempts):
+        attempts = self._retries.attempts
+        for attempt in range(1, attempts + 1):
             try:
                 return await self._attempt(endpoint, body, relay)
             except _Retryable as exc:
-                if streamed[0]:
-                    raise LLMStreamError(f"interrupted after text was streamed: {exc}") from exc
-                if attempt + 1 >= self._retries.attempts:
-                    log.warning("%s failed %d time(s): %s", endpoint.base_url, attempt + 1, exc)
+                if shown:
+                    raise LLMStreamError(f"{exc} (after text was streamed)") from exc
+                if attempt == attempts:
+                    log.warning("%s failed %d time(s), last: %s", endpoint.base_url, attempt, exc)
                     raise exc.error from exc
-                delay = exc.retry_after
-                if delay is None:
-                    delay = self._retries.initial_backoff * 2**attempt
-                    delay *= 1 + 0.2 * self._rng.uniform(-1, 1)
-                delay = min(delay, self._retries.max_backoff)
+                delay = backoff_delay(attempt, self._retries, self._rng, exc.retry_after)
                 log.info("model request failed (%s); retrying in %.1f s", exc, delay)
                 self._retry_count += 1
                 await trio.sleep(delay)
@@ -215,146 +246,190 @@ class LLMClient:
     async def _attempt(
         self, endpoint: EndpointConfig, body: dict[str, Any], on_text: OnText
     ) -> Completion:
+        """One HTTP request, streamed to the end under the per-attempt time limits."""
         self._requests += 1
-        headers = {"Accept": "text/event-stream", **endpoint.headers}
-        if endpoint.api_key is not None:
-            headers["Authorization"] = f"Bearer {endpoint.api_key.get_secret_value()}"
-        assembly = _Assembly(model=endpoint.model)
-        timeouts = self._timeouts
-        with trio.move_on_after(timeouts.total) as total:
-            watchdog = trio.CancelScope(deadline=trio.current_time() + timeouts.first_token)
+        url = f"{endpoint.base_url}/chat/completions"
+        assembly = Assembly(model=endpoint.model)
+        with trio.move_on_after(self._timeouts.total) as total:
+            watchdog = trio.CancelScope(deadline=trio.current_time() + self._timeouts.first_token)
             with watchdog:
                 try:
                     async with self._http.stream(
-                        "POST", f"{endpoint.base_url}/chat/completions", json=body, headers=headers
+                        "POST", url, json=body, headers=_headers(endpoint)
                     ) as response:
-                        await self._check_status(response)
-                        await self._read_stream(response, assembly, on_text, watchdog)
-                except httpx.TimeoutException as exc:
-                    raise _Retryable(LLMTimeout(f"connect: {exc!r}")) from exc
-                except (httpx.ConnectError, httpx.ReadError, httpx.WriteError) as exc:
-                    if assembly.events:
-                        raise LLMStreamError(f"connection lost mid-stream: {exc!r}") from exc
-                    raise _Retryable(LLMUnavailable(f"{endpoint.base_url}: {exc!r}")) from exc
-                except httpx.RemoteProtocolError as exc:
-                    if assembly.events:
-                        raise LLMStreamError(f"stream truncated: {exc!r}") from exc
-                    raise _Retryable(LLMUnavailable(f"{endpoint.base_url}: {exc!r}")) from exc
-            if watchdog.cancelled_caught:
-                what = "idle gap between chunks" if assembly.events else "first token"
-                raise _Retryable(LLMTimeout(f"{endpoint.base_url}: {what} time-out"))
+                        await _check_status(response, url)
+                        await self._read(response, assembly, on_text, watchdog)
+                except httpx.RequestError as exc:
+                    if not assembly.complete:
+                        raise _request_failure(url, exc, assembly) from exc
+                    # The answer was whole; only the end of the body was lost.
+                    log.debug("%s: the stream broke after its finish reason: %r", url, exc)
+        if assembly.complete:
+            return assembly.completion(endpoint.base_url)
+        if watchdog.cancelled_caught:
+            what = "idle gap in the stream" if assembly.events else "no first token"
+            raise _Retryable(LLMTimeout(f"{url}: {what} in time"))
         if total.cancelled_caught:
-            raise _Retryable(LLMTimeout(f"{endpoint.base_url}: total time-out"))
-        if not assembly.done and assembly.finish_reason is None:
-            raise LLMStreamError("the stream ended without a finish reason or [DONE]")
-        return assembly.completion(endpoint.base_url)
+            raise _Retryable(LLMTimeout(f"{url}: the answer took longer than the total limit"))
+        raise LLMStreamError(f"{url}: the stream ended without a finish reason or [DONE]")
 
-    async def _check_status(self, response: httpx.Response) -> None:
-        if response.status_code == 200:
-            return
-        detail = (await response.aread())[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
-        status = response.status_code
-        if status == 429 or status >= 500:
-            retry_after = _retry_after(response.headers.get("retry-after"))
-            raise _Retryable(LLMUnavailable(f"HTTP {status}: {detail[:300]}"), retry_after)
-        raise LLMRequestRejected(status, detail)
-
-    async def _read_stream(
+    async def _read(
         self,
         response: httpx.Response,
-        assembly: _Assembly,
+        assembly: Assembly,
         on_text: OnText,
         watchdog: trio.CancelScope,
     ) -> None:
+        """Fold the response body into `assembly`, moving the watchdog's deadline along."""
+
+        async def relay(text: str) -> None:
+            watchdog.deadline = math.inf  # the consumer's time is not the server's silence
+            await on_text(text)
+
         if response.headers.get("content-type", "").startswith("application/json"):
-            # A server that ignored "stream": take the whole answer at once.
-            _apply_whole(json.loads(await response.aread()), assembly)
-            assembly.done = True
-            if assembly.text:
-                await on_text("".join(assembly.text))
+            # A server that ignored "stream": the whole answer at once.
+            assembly.add_whole(_json(await response.aread()))
+            if text := "".join(assembly.text):
+                await relay(text)
             return
         parser = SSEParser()
-        async for line in response.aiter_lines():
-            watchdog.deadline = trio.current_time() + self._timeouts.idle
-            data = parser.feed_line(line)
-            if data is None:
-                continue
-            if data.strip() == "[DONE]":
-                assembly.done = True
-                return
-            try:
-                chunk = json.loads(data)
-            except json.JSONDecodeError:
-                raise LLMStreamError(f"malformed JSON in the stream: {data[:200]!r}") from None
-            assembly.events += 1
-            try:
-                text = _apply_chunk(chunk, assembly)
-            except (TypeError, ValueError, AttributeError) as exc:
-                raise LLMStreamError(f"unexpected stream event: {data[:200]!r}") from exc
-            if text:
-                await on_text(text)
+        async for chunk in response.aiter_bytes():
+            for data in parser.feed(chunk):
+                await _fold_event(data, assembly, relay)
+            self._move_deadline(watchdog, assembly)
+        for data in parser.close():
+            await _fold_event(data, assembly, relay)
+
+    def _move_deadline(self, watchdog: trio.CancelScope, assembly: Assembly) -> None:
+        now = trio.current_time()
+        if assembly.complete:
+            watchdog.deadline = now + min(self._timeouts.idle, DRAIN_SECONDS)
+        elif assembly.events:
+            watchdog.deadline = now + self._timeouts.idle
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
+async def _fold_event(data: str, assembly: Assembly, on_text: OnText) -> None:
+    if assembly.done:
+        return
+    if is_done(data):
+        assembly.done = True
+        return
+    if text := assembly.add_chunk(_json(data)):
+        await on_text(text)
+
+
+def _request_failure(url: str, exc: httpx.RequestError, assembly: Assembly) -> Exception:
+    """Our error for a network failure of an attempt whose answer is not complete."""
+    if assembly.events:
+        return LLMStreamError(f"{url}: connection lost mid-stream: {exc!r}")
+    if isinstance(exc, httpx.TimeoutException):
+        return _Retryable(LLMTimeout(f"{url}: {exc!r}"))
+    return _Retryable(LLMUnavailable(f"{url}: {exc!r}"))
+
+
+def _endpoint_fault(error: LLMError) -> bool:
+    """Whether `error` is about the endpoint rather than the request, so another may do."""
+    if isinstance(error, LLMRequestRejected):
+        return error.status in ENDPOINT_REJECTIONS
+    return isinstance(error, LLMUnavailable | LLMTimeout)
+
+
+def _json(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LLMStreamError(f"malformed JSON from the server: {data[:200]!r}") from None
+
+
+def _request_body(
+    messages: Sequence[ChatMessage],
+    tools: Sequence[Mapping[str, Any]] | None,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": [message.to_api() for message in messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = [dict(tool) for tool in tools]
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return body
+
+
+def _headers(endpoint: EndpointConfig) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream", **endpoint.headers}
+    if endpoint.api_key is not None:
+        headers["Authorization"] = f"Bearer {endpoint.api_key.get_secret_value()}"
+    return headers
+
+
+async def _check_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = server_message(await _read_some(response, ERROR_BODY_LIMIT))
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        error = LLMUnavailable(f"{url}: HTTP {status}: {detail}", status=status)
+        raise _Retryable(error, retry_after)
+    raise LLMRequestRejected(status, detail)
+
+
+async def _read_some(response: httpx.Response, limit: int) -> bytes:
+    """At most about `limit` bytes of the body (an error page may be of any size)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+def server_message(body: bytes) -> str:
+    """The useful part of an error body, for the log: `error.message` if it is JSON."""
+    text = body[: DETAIL_LIMIT * 4].decode("utf-8", errors="replace").strip()
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return text[:DETAIL_LIMIT]
+    error = value.get("error") if isinstance(value, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return (message if isinstance(message, str) and message else text)[:DETAIL_LIMIT]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _apply_chunk(chunk: Any, assembly: _Assembly) -> str:
-    """Fold one `chat.completion.chunk` into `assembly`; return its new text."""
-    if not isinstance(chunk, dict):
-        raise LLMStreamError("a stream event is not a JSON object")
-    if "error" in chunk:
-        raise LLMStreamError(
-            f"the server reported an error mid-stream: {str(chunk['error'])[:200]}"
-        )
-    assembly.model = chunk.get("model") or assembly.model
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        assembly.usage = Usage(
-            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        )
-    text = ""
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        piece = delta.get("content")
-        if isinstance(piece, str) and piece:
-            assembly.text.append(piece)
-            text += piece
-        for call in delta.get("tool_calls") or []:
-            slot = assembly.calls.setdefault(int(call.get("index", 0)), {})
-            if call.get("id"):
-                slot["id"] = call["id"]
-            function = call.get("function") or {}
-            if function.get("name"):
-                slot["name"] = slot.get("name", "") + function["name"]
-            if function.get("arguments"):
-                slot["arguments"] = slot.get("arguments", "") + function["arguments"]
-        if choice.get("finish_reason"):
-            assembly.finish_reason = choice["finish_reason"]
-    return text
+def backoff_delay(
+    attempt: int, retries: RetryConfig, rng: random.Random, retry_after: float | None = None
+) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based).
 
-
-def _apply_whole(body: Any, assembly: _Assembly) -> None:
-    if not isinstance(body, dict) or not body.get("choices"):
-        raise LLMStreamError("the response has no choices")
-    choice = body["choices"][0]
-    message = choice.get("message") or {}
-    assembly.text.append(message.get("content") or "")
-    for index, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") or {}
-        assembly.calls[index] = {
-            "id": call.get("id", ""),
-            "name": function.get("name", ""),
-            "arguments": function.get("arguments", ""),
-        }
-    assembly.finish_reason = choice.get("finish_reason") or "stop"
-    usage = body.get("usage") or {}
-    assembly.usage = Usage(
-        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    )
-    assembly.model = body.get("model") or assembly.model
+    The server's Retry-After when it gave one, else exponential backoff with jitter;
+    never more than `retries.max_backoff`.
+    """
+    if retry_after is None:
+        delay = retries.initial_backoff * 2.0 ** (attempt - 1)
+        delay *= 1 + JITTER * rng.uniform(-1, 1)
+    else:
+        delay = retry_after
+    return min(delay, retries.max_backoff)

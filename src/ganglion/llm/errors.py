@@ -2,34 +2,66 @@
 
 LLMError                 base; `.user_message` is short and never holds raw server text
 ├── LLMUnavailable       connection errors, 5xx or 429 on every endpoint, after retries
-├── LLMRequestRejected   a 4xx other than 429: the request itself was refused
-├── LLMTimeout           no first token, a silent gap or the whole call took too long
-└── LLMStreamError       malformed or truncated stream, or interrupted after tokens
+├── LLMRequestRejected   a 4xx other than 429: the request itself was refused (not retried)
+├── LLMTimeout           no first token, or the whole attempt took too long, on every
+│                        endpoint after retries
+└── LLMStreamError       malformed SSE or JSON, a stream cut off without a finish reason
+                         and without [DONE], or any failure after text reached `on_text`
+
+`str(error)` is for the log: it may hold the endpoint, the HTTP status and a truncated
+server message. `.user_message` is for the person in the chat: it never does.
 """
 
 from __future__ import annotations
 
 __all__ = ["LLMError", "LLMRequestRejected", "LLMStreamError", "LLMTimeout", "LLMUnavailable"]
 
+DETAIL_LIMIT = 300
+
 
 class LLMError(Exception):
+    """Base of the model client's errors."""
+
     user_text = "The model could not answer."
 
     @property
     def user_message(self) -> str:
+        """A short sentence for the chat; no server text, no traceback."""
         return self.user_text
 
 
 class LLMUnavailable(LLMError):
+    """No endpoint answered: connection errors, 5xx or 429, after all retries.
+
+    `status` is the last HTTP status seen (None when the last failure was the network).
+    """
+
     user_text = (
         "The model server is not reachable or keeps failing right now. Please try again later."
     )
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def user_message(self) -> str:
+        if self.status == 429:
+            return "The model server is rate-limiting requests. Please try again in a while."
+        return self.user_text
+
 
 class LLMRequestRejected(LLMError):
+    """The server refused the request with a 4xx other than 429; retrying would not help.
+
+    `status` is the HTTP status, `detail` the server's message cut to a few hundred
+    characters (for the log only).
+    """
+
     def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail[:300]}")
         self.status = status
+        self.detail = detail[:DETAIL_LIMIT]
+        super().__init__(f"HTTP {status}: {self.detail}")
 
     @property
     def user_message(self) -> str:
@@ -37,8 +69,12 @@ class LLMRequestRejected(LLMError):
 
 
 class LLMTimeout(LLMError):
+    """The model did not start, or did not finish, in time (see `LLMTimeouts`)."""
+
     user_text = "The model took too long to answer. Please try again."
 
 
 class LLMStreamError(LLMError):
+    """The streamed answer was garbled, cut off, or failed after text had been shown."""
+
     user_text = "The model's answer was cut off or garbled. Please try again."

@@ -1,0 +1,159 @@
+"""A model's answer, and putting it together from streamed chunks (pure, no I/O).
+
+`Assembly` folds `chat.completion.chunk` objects in as they arrive: text deltas are
+appended (and returned, for `on_text`), tool-call deltas are gathered by their `index`
+(id and name come in the first delta, argument text in pieces across later ones), the
+finish reason and the usage chunk are kept. A server that ignored `"stream": true` and
+sent one `chat.completion` body is folded in with `add_whole`.
+
+Error handling: a chunk of the wrong shape raises `LLMStreamError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganglion.chat import ToolCall, Usage
+from ganglion.llm.errors import LLMStreamError
+
+__all__ = ["Assembly", "Completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One answer of the model.
+
+    `content` is the whole text ("" when the model only called tools); `tool_calls` keep
+    their arguments as the raw JSON text the model wrote (not validated here);
+    `finish_reason` is the server's ("stop", "tool_calls", "length", ...); `usage` is zero
+    when the server reported none; `model` is the model that answered, as the server named
+    it; `endpoint` the base URL that answered (the primary or a fallback).
+    """
+
+    content: str
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str | None
+    usage: Usage
+    model: str
+    endpoint: str
+
+
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Assembly:
+    """The answer being streamed in; `events` counts the chunks folded in so far."""
+
+    model: str
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, _PartialCall] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    done: bool = False
+    events: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether the stream ended properly: `[DONE]` or at least a finish reason."""
+        return self.done or self.finish_reason is not None
+
+    def add_chunk(self, chunk: Any) -> str:
+        """Fold in one streamed chunk; return the text it added ("" for none)."""
+        self.events += 1
+        try:
+            return self._fold_chunk(chunk)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise LLMStreamError(f"unexpected stream event: {str(chunk)[:200]!r}") from exc
+
+    def add_whole(self, body: Any) -> None:
+        """Fold in a whole non-streamed `chat.completion` body."""
+        self.events += 1
+        try:
+            self._fold_whole(body)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise LLMStreamError(f"unexpected response body: {str(body)[:200]!r}") from exc
+        self.done = True
+
+    def completion(self, endpoint: str) -> Completion:
+        calls = tuple(
+            ToolCall(call.id or f"call_{index}", call.name, "".join(call.arguments))
+            for index, call in sorted(self.calls.items())
+        )
+        return Completion(
+            "".join(self.text), calls, self.finish_reason, self.usage, self.model, endpoint
+        )
+
+    def _fold_chunk(self, chunk: Any) -> str:
+        if not isinstance(chunk, dict):
+            raise LLMStreamError(f"a stream event is not a JSON object: {str(chunk)[:200]!r}")
+        if "error" in chunk:
+            raise LLMStreamError(
+                f"the server reported an error mid-stream: {chunk['error']!r:.300}"
+            )
+        self.model = chunk.get("model") or self.model
+        if isinstance(usage := chunk.get("usage"), dict):
+            self.usage = _usage(usage)
+        added = []
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(piece := delta.get("content"), str) and piece:
+                self.text.append(piece)
+                added.append(piece)
+            for call in delta.get("tool_calls") or ():
+                self._fold_call_delta(call)
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        return "".join(added)
+
+    def _fold_call_delta(self, call: dict[str, Any]) -> None:
+        partial = self.calls.setdefault(self._call_index(call), _PartialCall())
+        partial.id = partial.id or call.get("id") or ""
+        function = call.get("function") or {}
+        # The name comes once, in the first delta; some servers repeat it, never split it.
+        partial.name = partial.name or function.get("name") or ""
+        if arguments := function.get("arguments"):
+            partial.arguments.append(_json_text(arguments))
+
+    def _call_index(self, call: dict[str, Any]) -> int:
+        if (index := call.get("index")) is not None:
+            return int(index)
+        # No index (seen from some servers that send each call whole): go by the id.
+        call_id = call.get("id")
+        for index, partial in self.calls.items():
+            if call_id and partial.id == call_id:
+                return index
+        if call_id or not self.calls:
+            return len(self.calls)
+        return max(self.calls)
+
+    def _fold_whole(self, body: Any) -> None:
+        if not isinstance(body, dict) or not body.get("choices"):
+            raise LLMStreamError(f"the response has no choices: {str(body)[:200]!r}")
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        self.text.append(message.get("content") or "")
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            arguments = _json_text(function.get("arguments") or "")
+            self.calls[index] = _PartialCall(
+                call.get("id") or "", function.get("name") or "", [arguments]
+            )
+        self.finish_reason = choice.get("finish_reason") or "stop"
+        if isinstance(usage := body.get("usage"), dict):
+            self.usage = _usage(usage)
+        self.model = body.get("model") or self.model
+
+
+def _json_text(arguments: Any) -> str:
+    """Arguments as text: servers send a JSON string; a few send the object itself."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
