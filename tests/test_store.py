@@ -1,192 +1,521 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import sqlite_utils
+import trio
 
 from ganglion.chat import ChatMessage, ToolCall
-from ganglion.store import ConversationStore, StoreError
+from ganglion.store import ConversationStore, MigrationError, Migrations, StoreError
 
 THREAD = "web_0123456789abcdef"
-
-
-async def open_store(tmp_path: Path) -> ConversationStore:
-    return await ConversationStore.open(tmp_path / "conversation.db")
+OTHER = "!room:example.org"
+TIMEOUT = 10
 
 
 def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
     """Read with a separate plain connection: proves what is committed on disk."""
-    with sqlite3.connect(path) as conn:
+    conn = sqlite3.connect(path)
+    try:
         return conn.execute(sql).fetchall()
-
-
-async def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.aclose()
-    store = await open_store(tmp_path)
-    await store.aclose()
-    assert raw(tmp_path / "conversation.db", "SELECT name FROM _migrations") == [("create_tables",)]
-    assert raw(tmp_path / "conversation.db", "PRAGMA journal_mode") == [("wal",)]
-
-
-@pytest.mark.parametrize("kind", ["foreign", "garbage", "newer"])
-async def test_an_unusable_database_is_refused_and_left_untouched(
-    tmp_path: Path, kind: str
-) -> None:
-    path = tmp_path / "conversation.db"
-    if kind == "garbage":
-        path.write_bytes(b"this is not sqlite at all" * 100)
-    else:
-        with sqlite3.connect(path) as conn:
-            if kind == "foreign":
-                conn.execute("CREATE TABLE recipes (id INTEGER, name TEXT)")
-            else:
-                conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
-                conn.execute("INSERT INTO _migrations VALUES ('from_the_future', 0)")
+    finally:
         conn.close()
-    before = path.read_bytes()
-    with pytest.raises(StoreError, match="not a usable Ganglion conversation store") as caught:
-        await ConversationStore.open(path)
-    assert str(path) in str(caught.value)
-    assert path.read_bytes() == before
 
 
-async def test_a_queued_turn_is_durable_and_idempotent(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    turn, created = await store.queue_turn(
-        THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
-    )
-    assert created and turn.state == "queued"
-    rows = raw(tmp_path / "conversation.db", "SELECT turn_id, state FROM turns")
-    assert rows == [("t1", "queued")]
-    again, created = await store.queue_turn(
-        THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
-    )
-    assert not created and again.turn_id == "t1"
-    assert len(raw(tmp_path / "conversation.db", "SELECT * FROM turns")) == 1
-    await store.aclose()
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "conversation.db"
 
 
-async def test_start_turn_appends_the_input_and_marks_it_running(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    turn, _ = await store.queue_turn(THREAD, ChatMessage("user", "hello"), source="user")
-    stored = await store.start_turn(turn.turn_id)
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[ConversationStore]:
+    with trio.fail_after(TIMEOUT):
+        store = await ConversationStore.open(db_path)
+        await store.load_thread(THREAD, interface="web")
+    yield store
+    with trio.fail_after(TIMEOUT):
+        await store.aclose()
+
+
+# -- the migrations mechanism ----------------------------------------------------------------
+
+
+def two_step_migrations(*, fail_second: bool = False) -> Migrations:
+    migrations = Migrations("test")
+
+    @migrations.migration
+    def create_notes(db: sqlite_utils.Database) -> None:
+        db.table("notes").create({"id": int, "text": str}, pk="id")
+
+    @migrations.migration
+    def create_tags(db: sqlite_utils.Database) -> None:
+        db.table("tags").create({"id": int}, pk="id")
+        if fail_second:
+            raise RuntimeError("boom")
+
+    return migrations
+
+
+def test_migrations_are_applied_once_in_order_and_recorded() -> None:
+    db = sqlite_utils.Database(memory=True)
+    migrations = two_step_migrations()
+    assert migrations.apply(db) == ["create_notes", "create_tags"]
+    assert migrations.apply(db) == []
+    assert [r["name"] for r in db.query("SELECT name FROM _migrations ORDER BY rowid")] == [
+        "create_notes",
+        "create_tags",
+    ]
+
+
+def test_a_failing_migration_leaves_neither_schema_nor_record() -> None:
+    db = sqlite_utils.Database(memory=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        two_step_migrations(fail_second=True).apply(db)
+    assert "tags" not in db.table_names()
+    assert [r["name"] for r in db.query("SELECT name FROM _migrations")] == ["create_notes"]
+    assert two_step_migrations().apply(db) == ["create_tags"]
+
+
+def test_a_migration_name_is_registered_only_once() -> None:
+    migrations = two_step_migrations()
+
+    def create_notes(db: sqlite_utils.Database) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="create_notes"):
+        migrations.migration(create_notes)
+
+
+def test_unknown_recorded_migrations_are_refused_without_writing() -> None:
+    db = sqlite_utils.Database(memory=True)
+    newer = two_step_migrations()
+
+    @newer.migration
+    def add_colour(db: sqlite_utils.Database) -> None:
+        db.table("notes").add_column("colour", str)
+
+    newer.apply(db)
+    with pytest.raises(MigrationError, match=r"newer version.*add_colour"):
+        two_step_migrations().apply(db)
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+async def test_opening_creates_the_schema_and_records_its_migration(db_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        await (await ConversationStore.open(db_path)).aclose()
+    assert raw(db_path, "SELECT name FROM _migrations ORDER BY rowid") == [
+        ("create_tables",),
+        ("index_undelivered_outbox",),
+    ]
+    tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
+    assert {"threads", "messages", "turns", "outbox", "messages_by_thread"} <= tables
+
+
+async def test_reopening_applies_nothing_and_keeps_the_data(db_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        store = await ConversationStore.open(db_path)
+        await store.load_thread(THREAD, interface="web")
+        await store.append(THREAD, None, ChatMessage("user", "kept"))
+        await store.aclose()
+        recorded = raw(db_path, "SELECT name, applied_at FROM _migrations")
+        store = await ConversationStore.open(db_path)
+        state = await store.load_thread(THREAD, interface="web")
+        await store.aclose()
+    assert raw(db_path, "SELECT name, applied_at FROM _migrations") == recorded
+    assert [m.message.content for m in state.messages] == ["kept"]
+
+
+async def test_the_database_is_in_wal_mode_with_full_sync(
+    db_path: Path, store: ConversationStore
+) -> None:
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    # per connection, so only the store's own connection can tell: 2 is FULL
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert store._db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+
+
+def make_foreign(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE recipes (id INTEGER, name TEXT)")
+    conn.close()
+
+
+def make_newer(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        conn.execute("INSERT INTO _migrations VALUES ('create_tables', 0), ('from_the_future', 0)")
+    conn.close()
+
+
+def make_other_store(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        conn.execute("INSERT INTO _migrations VALUES ('create_reminders', 0)")
+    conn.close()
+
+
+def make_garbage(path: Path) -> None:
+    path.write_bytes(b"this is not sqlite at all" * 100)
+
+
+def make_damaged(path: Path) -> None:
+    """A real conversation store whose header and schema are intact but one data page
+    is overwritten: only an integrity check notices."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+        conn.execute("INSERT INTO _migrations VALUES ('create_tables', 0)")
+        conn.execute("CREATE TABLE filler (text TEXT)")
+        conn.executemany("INSERT INTO filler VALUES (?)", [("x" * 200,)] * 500)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    data[2 * page_size : 3 * page_size] = b"\xff" * page_size
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (make_foreign, "tables that are not Ganglion's conversation store"),
+        (make_newer, r"newer version of Ganglion .*from_the_future"),
+        (make_other_store, r"not Ganglion's conversation store .*create_reminders"),
+        (make_garbage, "not a usable SQLite database"),
+        (make_damaged, "the database is corrupt"),
+    ],
+)
+async def test_an_unusable_database_is_refused_and_left_untouched(
+    db_path: Path, make: Callable[[Path], None], reason: str
+) -> None:
+    make(db_path)
+    before = await trio.Path(db_path).read_bytes()
+    with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match=reason) as caught:
+        await ConversationStore.open(db_path)
+    assert str(db_path) in str(caught.value)
+    assert "not a usable Ganglion conversation store" in str(caught.value)
+    assert await trio.Path(db_path).read_bytes() == before
+
+
+# -- turns -----------------------------------------------------------------------------------
+
+
+async def test_begin_turn_commits_the_user_message_and_a_pending_turn_together(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, stored = await store.begin_turn(
+            THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
+        )
+    assert (turn.turn_id, turn.state, turn.user_message_id) == ("t1", "running", stored.id)
+    assert raw(db_path, "SELECT id, turn_id, role, content FROM messages") == [
+        (stored.id, "t1", "user", "hello")
+    ]
+    assert raw(db_path, "SELECT turn_id, state, user_message_id FROM turns") == [
+        ("t1", "running", stored.id)
+    ]
+
+
+async def test_begin_turn_with_a_known_turn_id_returns_the_stored_turn(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        _, stored = await store.begin_turn(
+            THREAD, ChatMessage("user", "hi"), source="user", turn_id="$event"
+        )
+        await store.finish_turn("$event", state="done", final=ChatMessage("assistant", "hey"))
+        again, again_stored = await store.begin_turn(
+            THREAD, ChatMessage("user", "hi"), source="user", turn_id="$event"
+        )
+    assert (again.turn_id, again.state, again_stored) == ("$event", "done", stored)
+    assert raw(db_path, "SELECT count(*) FROM messages") == [(2,)]
+    assert raw(db_path, "SELECT count(*) FROM turns") == [(1,)]
+
+
+async def test_begin_turn_generates_a_turn_id(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        one, _ = await store.begin_turn(THREAD, ChatMessage("user", "a"), source="heartbeat")
+        two, _ = await store.begin_turn(THREAD, ChatMessage("user", "b"), source="heartbeat")
+    assert len(one.turn_id) == 32 and one.turn_id != two.turn_id
+    assert one.source == "heartbeat"
+
+
+async def test_a_queued_turn_is_durable_and_idempotent(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, created = await store.queue_turn(
+            THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
+        )
+        again, created_again = await store.queue_turn(
+            THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
+        )
+    assert created and turn.state == "queued" and turn.user_message_id is None
+    assert not created_again and again == turn
+    assert raw(db_path, "SELECT turn_id, state FROM turns") == [("t1", "queued")]
+    assert raw(db_path, "SELECT count(*) FROM messages") == [(0,)]
+
+
+async def test_a_turn_id_of_another_thread_is_refused(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        await store.load_thread(OTHER, interface="matrix")
+        await store.begin_turn(THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1")
+        with pytest.raises(StoreError, match="belongs to thread"):
+            await store.begin_turn(OTHER, ChatMessage("user", "hi"), source="user", turn_id="t1")
+
+
+async def test_start_turn_appends_the_input_and_marks_it_running(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, _ = await store.queue_turn(THREAD, ChatMessage("user", "hello"), source="user")
+        stored = await store.start_turn(turn.turn_id)
+        state = await store.load_thread(THREAD, interface="web")
+        with pytest.raises(StoreError, match="not queued"):
+            await store.start_turn(turn.turn_id)
     assert stored.message == ChatMessage("user", "hello")
-    state = await store.load_thread(THREAD, interface="web")
     assert [m.message.content for m in state.messages] == ["hello"]
-    assert [t.state for t in state.pending] == ["running"]
-    with pytest.raises(StoreError):
-        await store.start_turn(turn.turn_id)
-    await store.aclose()
+    assert [(t.state, t.user_message_id) for t in state.pending] == [("running", stored.id)]
 
 
-async def test_finish_turn_stores_reply_state_and_outbox_together(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    turn, _ = await store.queue_turn(THREAD, ChatMessage("user", "q"), source="user")
-    await store.start_turn(turn.turn_id)
-    finished = await store.finish_turn(
-        turn.turn_id, state="done", final=ChatMessage("assistant", "a"), outbox={"text": "a"}
-    )
-    assert finished.message is not None and finished.outbox_id is not None
-    path = tmp_path / "conversation.db"
-    assert raw(path, "SELECT state FROM turns") == [("done",)]
-    assert raw(path, "SELECT payload FROM outbox WHERE delivered_at IS NULL") == [
-        ('{"text": "a"}',)
+async def test_finish_turn_stores_reply_state_and_outbox_together(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        finished = await store.finish_turn(
+            turn.turn_id, state="done", final=ChatMessage("assistant", "a"), outbox={"text": "a"}
+        )
+        pending = await store.pending_turns(THREAD)
+    assert finished.message is not None and finished.message.message.content == "a"
+    assert raw(db_path, "SELECT state, finished_at IS NOT NULL FROM turns") == [("done", 1)]
+    assert raw(db_path, "SELECT id, kind, payload FROM outbox WHERE delivered_at IS NULL") == [
+        (finished.outbox_id, "reply", '{"text": "a"}')
     ]
-    assert (await store.load_thread(THREAD, interface="web")).pending == ()
-    await store.aclose()
+    assert pending == ()
 
 
-async def test_unfinished_turns_survive_a_reopen_in_order(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    first, _ = await store.queue_turn(THREAD, ChatMessage("user", "one"), source="user")
-    await store.start_turn(first.turn_id)
-    await store.queue_turn(THREAD, ChatMessage("user", "two"), source="user")
-    await store.aclose()
-    store = await open_store(tmp_path)
-    assert await store.threads_with_pending_turns() == (THREAD,)
-    state = await store.load_thread(THREAD, interface="web")
-    assert [(t.input.content, t.state) for t in state.pending] == [
-        ("one", "running"),
-        ("two", "queued"),
+async def test_finish_turn_is_all_or_nothing(db_path: Path, store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        with pytest.raises(TypeError):  # the payload fails after the reply was inserted
+            await store.finish_turn(
+                turn.turn_id,
+                state="done",
+                final=ChatMessage("assistant", "a"),
+                outbox={"not json": object()},
+            )
+    assert raw(db_path, "SELECT role FROM messages") == [("user",)]
+    assert raw(db_path, "SELECT state FROM turns") == [("running",)]
+    assert raw(db_path, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+async def test_a_finished_turn_cannot_be_finished_again(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        await store.finish_turn(turn.turn_id, state="done", final=ChatMessage("assistant", "a"))
+        with pytest.raises(StoreError, match="done already"):
+            await store.finish_turn(
+                turn.turn_id, state="done", final=ChatMessage("assistant", "b"), outbox={}
+            )
+    assert raw(db_path, "SELECT content FROM messages WHERE role = 'assistant'") == [("a",)]
+    assert raw(db_path, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+async def test_pending_turns_survive_a_reopen_in_order(db_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        store = await ConversationStore.open(db_path)
+        await store.load_thread(THREAD, interface="web")
+        await store.load_thread(OTHER, interface="matrix")
+        await store.begin_turn(THREAD, ChatMessage("user", "one"), source="user")
+        await store.queue_turn(THREAD, ChatMessage("user", "two"), source="reminder")
+        done, _ = await store.begin_turn(OTHER, ChatMessage("user", "x"), source="user")
+        await store.finish_turn(done.turn_id, state="failed", final=None)
+        await store.aclose()
+
+        store = await ConversationStore.open(db_path)
+        threads = await store.threads_with_pending_turns()
+        pending = await store.pending_turns(THREAD)
+        state = await store.load_thread(THREAD, interface="web")
+        await store.aclose()
+    assert threads == (THREAD,)
+    assert [(t.input.content, t.source, t.state) for t in pending] == [
+        ("one", "user", "running"),
+        ("two", "reminder", "queued"),
     ]
-    await store.aclose()
+    assert state.pending == pending
 
 
-async def test_tool_call_messages_round_trip_exactly(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
+# -- messages --------------------------------------------------------------------------------
+
+
+async def test_tool_call_messages_round_trip_exactly(db_path: Path) -> None:
     messages = [
+        ChatMessage("user", "list my files"),
         ChatMessage(
             "assistant",
             None,
             (ToolCall("c1", "shell", '{"command": "ls"}'), ToolCall("c2", "x", "{}")),
         ),
-        ChatMessage("tool", "file.txt", tool_call_id="c1", name="shell"),
-        ChatMessage("tool", "ok", tool_call_id="c2", name="x"),
+        ChatMessage("tool", "file.txt\nnotes é ✓", tool_call_id="c1", name="shell"),
+        ChatMessage("tool", "", tool_call_id="c2", name="x"),
+        ChatMessage("assistant", "You have file.txt."),
     ]
-    for message in messages:
-        await store.append(THREAD, "t", message, meta={"duration_ms": 1.5})
-    state = await store.load_thread(THREAD, interface="web")
+    with trio.fail_after(TIMEOUT):
+        store = await ConversationStore.open(db_path)
+        await store.load_thread(THREAD, interface="web")
+        for message in messages:
+            await store.append(THREAD, "t", message, meta={"duration_ms": 1.5, "outcome": "ok"})
+        await store.aclose()
+        store = await ConversationStore.open(db_path)
+        state = await store.load_thread(THREAD, interface="web")
+        await store.aclose()
     assert [m.message for m in state.messages] == messages
-    assert state.messages[1].meta == {"duration_ms": 1.5}
-    await store.aclose()
+    assert state.messages[2].meta == {"duration_ms": 1.5, "outcome": "ok"}
+    assert {m.turn_id for m in state.messages} == {"t"}
 
 
-async def test_new_epoch_archives_history_and_fails_pending_turns(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    await store.append(THREAD, None, ChatMessage("user", "old"))
-    await store.set_summary(THREAD, "old summary", 1)
-    await store.queue_turn(THREAD, ChatMessage("user", "pending"), source="user")
-    assert await store.new_epoch(THREAD) == 1
-    state = await store.load_thread(THREAD, interface="web")
-    assert (state.messages, state.pending, state.summary, state.epoch) == ((), (), None, 1)
-    assert await store.threads_with_pending_turns() == ()
-    assert len(raw(tmp_path / "conversation.db", "SELECT * FROM messages")) == 1
-    await store.aclose()
+async def test_append_to_an_unknown_thread_is_refused(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match="unknown thread"):
+        await store.append("web_nobody", None, ChatMessage("user", "x"))
 
 
-async def test_summary_is_stored_and_loaded(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    stored = await store.append(THREAD, None, ChatMessage("user", "x"))
-    await store.set_summary(THREAD, "the gist", stored.id)
-    state = await store.load_thread(THREAD, interface="web")
+async def test_new_epoch_archives_history_and_fails_pending_turns(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await store.append(THREAD, None, ChatMessage("user", "old"))
+        await store.set_summary(THREAD, "old summary", 1)
+        await store.begin_turn(THREAD, ChatMessage("user", "pending"), source="user")
+        assert await store.new_epoch(THREAD) == 1
+        await store.append(THREAD, None, ChatMessage("user", "new"))
+        state = await store.load_thread(THREAD, interface="web")
+        threads = await store.threads_with_pending_turns()
+    assert [m.message.content for m in state.messages] == ["new"]
+    assert (state.pending, state.summary, state.summary_upto, state.epoch) == ((), None, None, 1)
+    assert threads == ()
+    assert raw(db_path, "SELECT epoch, content FROM messages ORDER BY id") == [
+        (0, "old"),
+        (0, "pending"),
+        (1, "new"),
+    ]
+    assert raw(db_path, "SELECT state FROM turns") == [("failed",)]
+
+
+async def test_summary_is_stored_and_loaded(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        stored = await store.append(THREAD, None, ChatMessage("user", "x"))
+        await store.set_summary(THREAD, "the gist", stored.id)
+        state = await store.load_thread(THREAD, interface="web")
     assert (state.summary, state.summary_upto) == ("the gist", stored.id)
-    await store.aclose()
 
 
-async def test_outbox_undelivered_and_mark_delivered(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    ids = []
-    for text in ("a", "b"):
-        turn, _ = await store.queue_turn(THREAD, ChatMessage("user", text), source="user")
-        await store.start_turn(turn.turn_id)
-        finished = await store.finish_turn(
-            turn.turn_id, state="done", final=ChatMessage("assistant", text), outbox={"text": text}
-        )
-        assert finished.outbox_id is not None
-        ids.append(finished.outbox_id)
-    assert [i.payload["text"] for i in await store.undelivered(THREAD)] == ["a", "b"]
-    await store.mark_delivered(ids[:1])
-    assert [i.id for i in await store.undelivered()] == ids[1:]
-    await store.aclose()
+async def test_a_summary_for_an_unknown_thread_is_refused(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match="unknown thread"):
+        await store.set_summary("web_nobody", "gist", 1)
 
 
-async def test_history_page_pages_backwards_oldest_first(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
-    await store.load_thread(THREAD, interface="web")
-    for n in range(10):
-        await store.append(THREAD, None, ChatMessage("user", str(n)))
-    page = await store.history_page(THREAD, limit=4)
+# -- outbox and paging -----------------------------------------------------------------------
+
+
+async def test_outbox_lists_undelivered_replies_until_marked_delivered(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await store.load_thread(OTHER, interface="matrix")
+        ids = []
+        for thread_id, text in [(THREAD, "a"), (OTHER, "b"), (THREAD, "c")]:
+            turn, _ = await store.begin_turn(thread_id, ChatMessage("user", text), source="user")
+            finished = await store.finish_turn(
+                turn.turn_id,
+                state="done",
+                final=ChatMessage("assistant", text),
+                outbox={"text": text},
+            )
+            assert finished.outbox_id is not None
+            ids.append(finished.outbox_id)
+        of_thread = await store.undelivered(THREAD)
+        await store.mark_delivered(ids[:1])
+        await store.mark_delivered([])
+        left = await store.undelivered()
+        first = await store.undelivered(limit=1)
+    assert [(i.payload["text"], i.kind, i.thread_id) for i in of_thread] == [
+        ("a", "reply", THREAD),
+        ("c", "reply", THREAD),
+    ]
+    assert [i.id for i in left] == ids[1:]
+    assert [i.id for i in first] == ids[1:2]
+
+
+async def test_undelivered_of_all_threads_does_not_walk_delivered_replies(
+    store: ConversationStore,
+) -> None:
+    plan = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT 1"
+    ).fetchall()
+    assert any("USING INDEX outbox_undelivered" in row[-1] for row in plan), plan
+
+
+async def test_history_page_pages_backwards_oldest_first(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        for n in range(10):
+            await store.append(THREAD, None, ChatMessage("user", str(n)))
+        page = await store.history_page(THREAD, limit=4)
+        older = await store.history_page(THREAD, before_id=page[0].id, limit=4)
+        oldest = await store.history_page(THREAD, before_id=older[0].id, limit=4)
+        beyond = await store.history_page(THREAD, before_id=oldest[0].id, limit=4)
     assert [m.message.content for m in page] == ["6", "7", "8", "9"]
-    older = await store.history_page(THREAD, before_id=page[0].id, limit=4)
     assert [m.message.content for m in older] == ["2", "3", "4", "5"]
-    await store.aclose()
+    assert [m.message.content for m in oldest] == ["0", "1"]
+    assert beyond == ()
+
+
+async def test_history_page_shows_only_the_current_epoch(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        await store.append(THREAD, None, ChatMessage("user", "before /new"))
+        await store.new_epoch(THREAD)
+        await store.append(THREAD, None, ChatMessage("user", "after /new"))
+        page = await store.history_page(THREAD)
+    assert [m.message.content for m in page] == ["after /new"]
+
+
+# -- resource handling -----------------------------------------------------------------------
+
+
+async def test_a_closed_store_refuses_work_and_closes_only_once(db_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        store = await ConversationStore.open(db_path)
+        await store.aclose()
+        await store.aclose()
+        with pytest.raises(StoreError, match="closed"):
+            await store.load_thread(THREAD, interface="web")
+
+
+async def test_statistics_count_reads_and_writes(db_path: Path, store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        before = store.statistics()
+        await store.append(THREAD, None, ChatMessage("user", "x"))
+        await store.history_page(THREAD)
+        await store.undelivered()
+        after = store.statistics()
+    assert after.path == str(db_path)
+    assert (after.writes - before.writes, after.reads - before.reads) == (1, 2)
+
+
+def test_the_package_exports_every_public_name_of_its_modules() -> None:
+    import ganglion.store
+    from ganglion.store import conversations, migrations, sqlite
+
+    exported = set(ganglion.store.__all__)
+    for module in (conversations, migrations, sqlite):
+        assert set(module.__all__) <= exported, module.__name__
+    assert all(hasattr(ganglion.store, name) for name in exported)

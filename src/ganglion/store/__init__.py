@@ -1,5 +1,7 @@
 """Persistent stores (SQLite through sqlite-utils)."""
 
+from __future__ import annotations
+
 from ganglion.store.conversations import (
     ConversationStore,
     FinishedTurn,
@@ -10,12 +12,13 @@ from ganglion.store.conversations import (
     ThreadState,
     Turn,
 )
-from ganglion.store.migrations import MigrationError, Migrations
+from ganglion.store.migrations import Migration, MigrationError, Migrations
 from ganglion.store.sqlite import SQLiteStore
 
 __all__ = [
     "ConversationStore",
     "FinishedTurn",
+    "Migration",
     "MigrationError",
     "Migrations",
     "OutboxItem",

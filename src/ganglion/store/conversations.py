@@ -3,25 +3,49 @@
 Storage design
 --------------
 
-One SQLite database in WAL mode with `synchronous=FULL`: a committed user message
-survives a power cut, which is what the write-ahead promise ("committed before the model
-is called") needs. Tables:
+One SQLite database (through sqlite-utils) in WAL mode with `synchronous=FULL` and
+foreign keys on. With `synchronous=NORMAL` a power cut may undo the last commits; the
+write-ahead promise (a user's message is on disk before the model is called) needs every
+commit synced, which costs one fsync of the WAL per write (see benchmarks/bench_store.py).
+The schema is built by the migrations below (`ganglion.store.migrations`).
 
-- `threads`: one row per conversation. `epoch` is bumped by `/new`; messages of older
-  epochs stay in the database (archived) but are no longer loaded. `summary` and
-  `summary_upto` hold the compaction summary and the last message id it covers.
-- `messages`: append-only, one row per chat message (tool calls as JSON), keyed by an
-  autoincrement id and indexed by (thread_id, epoch, id). Appending is one INSERT whatever
-  the history length: nothing is ever rewritten.
-- `turns`: the life of each turn: `queued` (the input is stored in the row the moment it
-  arrives) -> `running` (the input was appended to `messages`) -> `done` / `failed`.
-  Unfinished turns are answered after a restart; `done` is written in the same
-  transaction as the reply, so a turn is never answered twice.
-- `outbox`: replies an interface must deliver, written in the turn's final transaction
-  and marked when delivered (a tab that was closed gets them on reconnect).
+`threads`
+    One row per conversation: `interface`, `created_at`, `epoch` (bumped by `/new`:
+    older epochs stay in the database, archived, but are no longer loaded), `summary`
+    and `summary_upto` (the compaction summary and the last message id it covers).
+`messages`
+    Append-only, one row per chat message: role, content, `tool_calls` (JSON list of
+    {id, name, arguments}), `tool_call_id`, `name`, `meta` (JSON, e.g. a tool's
+    duration and outcome), stamped with the thread's epoch and the turn that produced
+    it. Indexed by (thread_id, epoch, id). Appending is one INSERT whatever the
+    history length: nothing is rewritten or counted.
+`turns`
+    One row per turn, keyed by `turn_id` (an interface's event id where it has one, so
+    a resubmitted event finds its turn): `source` ('user', 'reminder', 'heartbeat'),
+    `input` (the incoming message, JSON), `state`, `user_message_id`, timestamps. A
+    partial index covers the unfinished turns.
+`outbox`
+    Replies an interface must deliver (`kind`, JSON `payload`), written in the
+    transaction that finishes the turn and marked `delivered_at` once delivered;
+    partial indexes cover the undelivered ones (per thread, and of all threads), so
+    finding them never walks the replies delivered before.
 
-All blocking work runs in a worker thread, one statement batch at a time (a
-`CapacityLimiter(1)` per store), on one connection; each write is one short transaction.
+The life of a turn::
+
+    queue_turn            start_turn                   finish_turn
+    ----------> queued ---------------> running ----------------------> done | failed
+    begin_turn = queue_turn + start_turn, in one transaction
+
+A turn that arrives while another one of its thread runs is *queued*: its input is
+durable in `turns.input` but not yet in `messages`, so the history keeps the order the
+model saw (a user message never lands between an assistant's tool calls and their
+results). `start_turn` appends it to the history when its turn comes. Queued and running
+turns are *pending*: both are answered after a restart. `finish_turn` writes the final
+reply, the end state and the outbox entry in one transaction and refuses a turn that is
+finished already, so a turn is either pending or answered, and never answered twice.
+
+All blocking work runs in a worker thread, one call at a time, on one connection; each
+write is one short transaction (`ganglion.store.sqlite`).
 """
 
 from __future__ import annotations
@@ -30,7 +54,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import sqlite_utils
@@ -49,6 +73,8 @@ __all__ = [
     "ThreadState",
     "Turn",
 ]
+
+PENDING = ("queued", "running")
 
 migrations = Migrations("conversation")
 
@@ -119,6 +145,13 @@ def create_tables(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations.migration
+def index_undelivered_outbox(db: sqlite_utils.Database) -> None:
+    # `undelivered()` of all threads orders by id; without this index SQLite walks the
+    # whole outbox in id order, every reply ever delivered included.
+    db.execute("CREATE INDEX outbox_undelivered_all ON outbox (id) WHERE delivered_at IS NULL")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     id: int
@@ -131,16 +164,23 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
+    """A turn as stored. `state` is 'queued', 'running', 'done' or 'failed';
+    `user_message_id` is the id of `input` in the history once the turn started."""
+
     turn_id: str
     thread_id: str
     source: str
     state: str
     input: ChatMessage
     created_at: float
+    user_message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ThreadState:
+    """The current epoch of a thread: every message (the actor windows them) and the
+    pending turns, oldest first."""
+
     thread_id: str
     epoch: int
     summary: str | None
@@ -151,6 +191,9 @@ class ThreadState:
 
 @dataclass(frozen=True, slots=True)
 class FinishedTurn:
+    """What `finish_turn` stored: the final message, and the outbox row to mark
+    delivered once an interface has delivered the reply."""
+
     message: StoredMessage | None
     outbox_id: int | None
 
@@ -166,14 +209,11 @@ class OutboxItem:
 
 
 def _encode(message: ChatMessage) -> dict[str, Any]:
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls]
     return {
         "role": message.role,
         "content": message.content,
-        "tool_calls": json.dumps(
-            [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls]
-        )
-        if message.tool_calls
-        else None,
+        "tool_calls": json.dumps(calls) if calls else None,
         "tool_call_id": message.tool_call_id,
         "name": message.name,
     }
@@ -194,7 +234,7 @@ def _stored(row: Mapping[str, Any]) -> StoredMessage:
         turn_id=row["turn_id"],
         message=_decode(row),
         created_at=row["created_at"],
-        meta=json.loads(row["meta"]) if row["meta"] else None,
+        meta=json.loads(row["meta"]) if row["meta"] is not None else None,
     )
 
 
@@ -202,6 +242,7 @@ def _turn(row: Mapping[str, Any]) -> Turn:
     return Turn(
         turn_id=row["turn_id"],
         thread_id=row["thread_id"],
+        user_message_id=row["user_message_id"],
         source=row["source"],
         state=row["state"],
         input=_decode(json.loads(row["input"])),
@@ -209,45 +250,33 @@ def _turn(row: Mapping[str, Any]) -> Turn:
     )
 
 
+def _outbox_item(row: Mapping[str, Any]) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        thread_id=row["thread_id"],
+        turn_id=row["turn_id"],
+        kind=row["kind"],
+        payload=json.loads(row["payload"]),
+        created_at=row["created_at"],
+    )
+
+
 class ConversationStore(SQLiteStore):
-    """Per-thread history, turns and outbox. Open with `await ConversationStore.open(path)`."""
+    """Per-thread history, turns and outbox. Open with `await ConversationStore.open(path)`,
+    close with `aclose()`.
+
+    Error handling: every method raises `StoreError`, for an unknown thread or turn as
+    for a database failure. A thread exists once `load_thread` has been called for it.
+    """
 
     migrations = migrations
     description = "conversation store"
 
-    def _epoch(self, thread_id: str) -> int:
-        rows = self._rows("SELECT epoch FROM threads WHERE thread_id = ?", (thread_id,))
-        if not rows:
-            raise StoreError(f"unknown thread {thread_id!r}")
-        return int(rows[0]["epoch"])
-
-    def _insert_message(
-        self,
-        thread_id: str,
-        turn_id: str | None,
-        message: ChatMessage,
-        meta: Mapping[str, Any] | None,
-    ) -> StoredMessage:
-        now = time.time()
-        record = {
-            "thread_id": thread_id,
-            "epoch": self._epoch(thread_id),
-            "turn_id": turn_id,
-            **_encode(message),
-            "created_at": now,
-            "meta": json.dumps(meta) if meta else None,
-        }
-        cursor = self._db.execute(
-            f"INSERT INTO messages ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
-            list(record.values()),
-        )
-        assert cursor.lastrowid is not None
-        return StoredMessage(cursor.lastrowid, thread_id, turn_id, message, now, meta)
-
     # -- threads ---------------------------------------------------------------------------
 
     async def load_thread(self, thread_id: str, *, interface: str) -> ThreadState:
-        """The thread's current epoch: summary, messages and unfinished turns."""
+        """The thread's current epoch: summary, messages and pending turns. Creates the
+        thread on first use."""
 
         def load() -> ThreadState:
             self._db.execute(
@@ -256,37 +285,38 @@ class ConversationStore(SQLiteStore):
                 (thread_id, interface, time.time()),
             )
             thread = self._rows("SELECT * FROM threads WHERE thread_id = ?", (thread_id,))[0]
-            epoch = thread["epoch"]
             messages = self._rows(
                 "SELECT * FROM messages WHERE thread_id = ? AND epoch = ? ORDER BY id",
-                (thread_id, epoch),
-            )
-            turns = self._rows(
-                "SELECT * FROM turns WHERE thread_id = ? AND epoch = ? "
-                "AND state IN ('queued', 'running') ORDER BY created_at, rowid",
-                (thread_id, epoch),
+                (thread_id, thread["epoch"]),
             )
             return ThreadState(
                 thread_id=thread_id,
-                epoch=epoch,
+                epoch=thread["epoch"],
                 summary=thread["summary"],
                 summary_upto=thread["summary_upto"],
                 messages=tuple(_stored(r) for r in messages),
-                pending=tuple(_turn(r) for r in turns),
+                pending=self._pending(thread_id),
             )
 
         return await self._write(load)
 
     async def set_summary(self, thread_id: str, summary: str, upto_message_id: int) -> None:
-        await self._write(
-            lambda: self._db.execute(
+        """Store the compaction summary of the current epoch, covering the messages up to
+        and including `upto_message_id`."""
+
+        def update() -> None:
+            cursor = self._db.execute(
                 "UPDATE threads SET summary = ?, summary_upto = ? WHERE thread_id = ?",
                 (summary, upto_message_id, thread_id),
             )
-        )
+            if cursor.rowcount == 0:
+                raise StoreError(f"unknown thread {thread_id!r}")
+
+        await self._write(update)
 
     async def new_epoch(self, thread_id: str) -> int:
-        """Archive the thread's history and start afresh; return the new epoch."""
+        """Archive the thread's history (the rows stay) and start afresh: bump the epoch,
+        clear the summary, fail the pending turns. Returns the new epoch."""
 
         def bump() -> int:
             epoch = self._epoch(thread_id)
@@ -305,6 +335,7 @@ class ConversationStore(SQLiteStore):
         return await self._write(bump)
 
     async def threads_with_pending_turns(self) -> tuple[str, ...]:
+        """Threads with turns cut off before they finished (to re-activate at start)."""
         rows = await self._read(
             lambda: self._rows(
                 "SELECT DISTINCT turns.thread_id FROM turns JOIN threads USING (thread_id) "
@@ -313,6 +344,10 @@ class ConversationStore(SQLiteStore):
             )
         )
         return tuple(r["thread_id"] for r in rows)
+
+    async def pending_turns(self, thread_id: str) -> tuple[Turn, ...]:
+        """The thread's queued and running turns of the current epoch, oldest first."""
+        return await self._read(lambda: self._pending(thread_id))
 
     # -- turns and messages ----------------------------------------------------------------
 
@@ -324,47 +359,53 @@ class ConversationStore(SQLiteStore):
         source: str,
         turn_id: str | None = None,
     ) -> tuple[Turn, bool]:
-        """Durably record an incoming turn. Idempotent by `turn_id`: returns the existing
-        turn and False when it was recorded before."""
+        """Durably record an incoming turn as queued; `turn_id` defaults to a new uuid4.
+
+        Idempotent by `turn_id`: a resubmission returns the stored turn and False.
+        """
         turn_id = turn_id or uuid.uuid4().hex
-
-        def queue() -> tuple[Turn, bool]:
-            existing = self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
-            if existing:
-                return _turn(existing[0]), False
-            now = time.time()
-            self._db.execute(
-                "INSERT INTO turns (turn_id, thread_id, epoch, source, state, input, created_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                (
-                    turn_id,
-                    thread_id,
-                    self._epoch(thread_id),
-                    source,
-                    json.dumps(_encode(message)),
-                    now,
-                ),
-            )
-            return Turn(turn_id, thread_id, source, "queued", message, now), True
-
-        return await self._write(queue)
+        return await self._write(lambda: self._queue(thread_id, message, source, turn_id))
 
     async def start_turn(self, turn_id: str) -> StoredMessage:
-        """Append the turn's input to the history and mark it running (one transaction)."""
+        """Append a queued turn's input to the history and mark it running (one
+        transaction). `StoreError` if the turn is not queued."""
 
         def start() -> StoredMessage:
-            rows = self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
-            if not rows or rows[0]["state"] != "queued":
-                raise StoreError(f"turn {turn_id!r} is not queued")
-            turn = _turn(rows[0])
-            stored = self._insert_message(turn.thread_id, turn_id, turn.input, None)
-            self._db.execute(
-                "UPDATE turns SET state = 'running', user_message_id = ? WHERE turn_id = ?",
-                (stored.id, turn_id),
-            )
-            return stored
+            turn = self._get_turn(turn_id)
+            if turn.state != "queued":
+                raise StoreError(f"turn {turn_id!r} is {turn.state}, not queued")
+            return self._start(turn)
 
         return await self._write(start)
+
+    async def begin_turn(
+        self,
+        thread_id: str,
+        message: ChatMessage,
+        *,
+        source: str,
+        turn_id: str | None = None,
+    ) -> tuple[Turn, StoredMessage]:
+        """Record a turn and append its user message in one transaction (write-ahead:
+        call this before the model). `turn_id` defaults to a new uuid4.
+
+        Idempotent by `turn_id`: a resubmitted id returns the stored turn and its user
+        message, inserting nothing (the turn's `state` says whether it is still to be
+        answered); a turn that was queued is started.
+        """
+        turn_id = turn_id or uuid.uuid4().hex
+
+        def begin() -> tuple[Turn, StoredMessage]:
+            turn, _ = self._queue(thread_id, message, source, turn_id)
+            if turn.state == "queued":
+                stored = self._start(turn)
+                return replace(turn, state="running", user_message_id=stored.id), stored
+            if turn.user_message_id is None:
+                raise StoreError(f"turn {turn_id!r} was {turn.state} before it started")
+            row = self._rows("SELECT * FROM messages WHERE id = ?", (turn.user_message_id,))
+            return turn, _stored(row[0])
+
+        return await self._write(begin)
 
     async def append(
         self,
@@ -374,6 +415,7 @@ class ConversationStore(SQLiteStore):
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> StoredMessage:
+        """Append one message to the thread's current epoch (one INSERT)."""
         return await self._write(lambda: self._insert_message(thread_id, turn_id, message, meta))
 
     async def finish_turn(
@@ -384,15 +426,22 @@ class ConversationStore(SQLiteStore):
         final: ChatMessage | None,
         outbox: Mapping[str, Any] | None = None,
     ) -> FinishedTurn:
-        """Store the final reply, the turn's end and its outbox entry in one transaction."""
+        """In one transaction: append `final` (if given), end the turn in `state`, and
+        queue `outbox` (if given) as a 'reply' for the interface to deliver.
+
+        `StoreError` if the turn is unknown or finished already (nothing is written).
+        """
 
         def finish() -> FinishedTurn:
-            rows = self._rows("SELECT thread_id FROM turns WHERE turn_id = ?", (turn_id,))
-            if not rows:
-                raise StoreError(f"unknown turn {turn_id!r}")
-            thread_id = rows[0]["thread_id"]
+            turn = self._get_turn(turn_id)
+            if turn.state not in PENDING:
+                raise StoreError(f"turn {turn_id!r} is {turn.state} already")
             now = time.time()
-            stored = self._insert_message(thread_id, turn_id, final, None) if final else None
+            stored = (
+                self._insert_message(turn.thread_id, turn_id, final, None)
+                if final is not None
+                else None
+            )
             self._db.execute(
                 "UPDATE turns SET state = ?, finished_at = ? WHERE turn_id = ?",
                 (state, now, turn_id),
@@ -402,7 +451,7 @@ class ConversationStore(SQLiteStore):
                 cursor = self._db.execute(
                     "INSERT INTO outbox (thread_id, turn_id, kind, payload, created_at) "
                     "VALUES (?, ?, 'reply', ?, ?)",
-                    (thread_id, turn_id, json.dumps(outbox), now),
+                    (turn.thread_id, turn_id, json.dumps(dict(outbox)), now),
                 )
                 outbox_id = cursor.lastrowid
             return FinishedTurn(stored, outbox_id)
@@ -414,26 +463,18 @@ class ConversationStore(SQLiteStore):
     async def undelivered(
         self, thread_id: str | None = None, *, limit: int = 100
     ) -> tuple[OutboxItem, ...]:
-        where, params = ("AND thread_id = ?", [thread_id]) if thread_id else ("", [])
+        """Outbox entries not yet delivered, oldest first (of one thread, or of all)."""
+        where, params = ("AND thread_id = ?", [thread_id]) if thread_id is not None else ("", [])
         rows = await self._read(
             lambda: self._rows(
                 f"SELECT * FROM outbox WHERE delivered_at IS NULL {where} ORDER BY id LIMIT ?",
                 [*params, limit],
             )
         )
-        return tuple(
-            OutboxItem(
-                r["id"],
-                r["thread_id"],
-                r["turn_id"],
-                r["kind"],
-                json.loads(r["payload"]),
-                r["created_at"],
-            )
-            for r in rows
-        )
+        return tuple(_outbox_item(r) for r in rows)
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
+        """Mark outbox entries delivered; ids delivered already or unknown are ignored."""
         if not outbox_ids:
             return
         marks = ", ".join("?" * len(outbox_ids))
@@ -447,15 +488,88 @@ class ConversationStore(SQLiteStore):
     async def history_page(
         self, thread_id: str, *, before_id: int | None = None, limit: int = 200
     ) -> tuple[StoredMessage, ...]:
-        """Up to `limit` messages of the current epoch before `before_id`, oldest first."""
+        """Up to `limit` messages of the current epoch before `before_id` (the newest when
+        None), oldest first: pass the first id of a page to get the page before it."""
+        where, params = ("AND m.id < ?", [before_id]) if before_id is not None else ("", [])
 
         def page() -> tuple[StoredMessage, ...]:
             rows = self._rows(
                 "SELECT m.* FROM messages m JOIN threads t USING (thread_id) "
-                "WHERE m.thread_id = ? AND m.epoch = t.epoch AND m.id < ? "
+                f"WHERE m.thread_id = ? AND m.epoch = t.epoch {where} "
                 "ORDER BY m.id DESC LIMIT ?",
-                (thread_id, before_id if before_id is not None else 2**62, limit),
+                [thread_id, *params, limit],
             )
             return tuple(_stored(r) for r in reversed(rows))
 
         return await self._read(page)
+
+    # -- in the worker thread --------------------------------------------------------------
+
+    def _epoch(self, thread_id: str) -> int:
+        rows = self._rows("SELECT epoch FROM threads WHERE thread_id = ?", (thread_id,))
+        if not rows:
+            raise StoreError(f"unknown thread {thread_id!r}")
+        return int(rows[0]["epoch"])
+
+    def _get_turn(self, turn_id: str) -> Turn:
+        rows = self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
+        if not rows:
+            raise StoreError(f"unknown turn {turn_id!r}")
+        return _turn(rows[0])
+
+    def _pending(self, thread_id: str) -> tuple[Turn, ...]:
+        rows = self._rows(
+            "SELECT turns.* FROM turns JOIN threads USING (thread_id) "
+            "WHERE turns.thread_id = ? AND turns.epoch = threads.epoch "
+            "AND turns.state IN ('queued', 'running') ORDER BY turns.rowid",
+            (thread_id,),
+        )
+        return tuple(_turn(r) for r in rows)
+
+    def _queue(
+        self, thread_id: str, message: ChatMessage, source: str, turn_id: str
+    ) -> tuple[Turn, bool]:
+        existing = self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
+        if existing:
+            turn = _turn(existing[0])
+            if turn.thread_id != thread_id:
+                raise StoreError(f"turn {turn_id!r} belongs to thread {turn.thread_id!r}")
+            return turn, False
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO turns (turn_id, thread_id, epoch, source, state, input, created_at) "
+            "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            (turn_id, thread_id, self._epoch(thread_id), source, json.dumps(_encode(message)), now),
+        )
+        return Turn(turn_id, thread_id, source, "queued", message, now), True
+
+    def _start(self, turn: Turn) -> StoredMessage:
+        stored = self._insert_message(turn.thread_id, turn.turn_id, turn.input, None)
+        self._db.execute(
+            "UPDATE turns SET state = 'running', user_message_id = ? WHERE turn_id = ?",
+            (stored.id, turn.turn_id),
+        )
+        return stored
+
+    def _insert_message(
+        self,
+        thread_id: str,
+        turn_id: str | None,
+        message: ChatMessage,
+        meta: Mapping[str, Any] | None,
+    ) -> StoredMessage:
+        now = time.time()
+        record = {
+            "thread_id": thread_id,
+            "epoch": self._epoch(thread_id),
+            "turn_id": turn_id,
+            **_encode(message),
+            "created_at": now,
+            "meta": json.dumps(dict(meta)) if meta is not None else None,
+        }
+        cursor = self._db.execute(
+            f"INSERT INTO messages ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
+            list(record.values()),
+        )
+        assert cursor.lastrowid is not None
+        return StoredMessage(cursor.lastrowid, thread_id, turn_id, message, now, meta)
