@@ -30,6 +30,13 @@ def test_the_runtime_depends_on_trio_only() -> None:
     assert [d.split(">")[0].split("=")[0].strip() for d in dependencies] == ["trio"]
 
 
+def test_all_lists_every_public_name() -> None:
+    import ganglion_actors
+
+    public = sorted(name for name in vars(ganglion_actors) if not name.startswith("_"))
+    assert sorted(ganglion_actors.__all__) == public
+
+
 def test_no_source_file_mentions_the_application() -> None:
     sources = Path(__file__).parents[1] / "src" / "ganglion_actors"
     for path in sources.glob("*.py"):

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from ganglion_actors import (
+    ActorFn,
     ActorStopped,
     Backoff,
     ChildSpec,
     Inbox,
     Registry,
     Reply,
+    current_actor_name,
     open_supervisor,
 )
 
 IDLE = 60.0
-FAST = Backoff(initial=1.0, factor=1.0, maximum=1.0, jitter=0.0)
+STEADY = Backoff(initial=1.0, factor=1.0, maximum=1.0, jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ class Note:
 
 
 @dataclass(frozen=True)
-class Ask:
+class Recall:
     reply: Reply[list[str]]
 
 
@@ -40,78 +46,91 @@ class Crash:
 class World:
     """Per-key state that outlives incarnations, so tests can see what each one saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: float = 0.0) -> None:
+        self.linger = linger  # seconds an incarnation takes to wind down after its inbox
         self.notes: dict[str, list[str]] = {}
-        self.incarnations: dict[str, int] = {}
+        self.names: list[str | None] = []
+        self.events: list[tuple[str, str, float]] = []  # (key, "start" | "end", time)
 
-    def spawn(self, key: str) -> Callable[[Inbox[object]], Awaitable[None]]:
-        async def run(
-            inbox: Inbox[object], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-        ) -> None:
-            self.incarnations[key] = self.incarnations.get(key, 0) + 1
+    def incarnations(self, key: str) -> int:
+        return sum(1 for k, what, _ in self.events if k == key and what == "start")
+
+    def spawn(self, key: str) -> ActorFn:
+        async def run(inbox: Inbox[object], *, task_status: trio.TaskStatus[None]) -> None:
+            self.events.append((key, "start", trio.current_time()))
+            self.names.append(current_actor_name())
             task_status.started()
             async for message in inbox:
                 match message:
                     case Note(text):
                         self.notes.setdefault(key, []).append(text)
-                    case Ask(reply):
+                    case Recall(reply):
                         reply.send(list(self.notes.get(key, [])))
                     case Crash():
                         raise RuntimeError(f"{key} crashed")
+            await trio.sleep(self.linger)
+            self.events.append((key, "end", trio.current_time()))
 
         return run
 
 
-async def open_registry(nursery: trio.Nursery, world: World, **kw: object) -> Registry[str, object]:
-    registry: Registry[str, object] = Registry(
-        "threads", world.spawn, idle_timeout=IDLE, backoff=FAST, **kw
-    )  # type: ignore[arg-type]
-    await nursery.start(_host, registry)
-    return registry
-
-
-async def _host(registry: Registry[str, object], *, task_status: trio.TaskStatus[None]) -> None:
+@asynccontextmanager
+async def serving(registry: Registry[str, object]) -> AsyncIterator[None]:
+    """Host `registry` under a supervisor for the duration of the block."""
     async with open_supervisor("root") as sup:
-        await sup.start(ChildSpec("threads", registry.serve))
-        task_status.started()
-        await trio.sleep_forever()
+        await sup.start(ChildSpec(registry.name, registry.serve))
+        yield
 
 
-async def test_a_child_is_spawned_on_the_first_message(autojump_clock: trio.abc.Clock) -> None:
+def registry_for(world: World, **options: Any) -> Registry[str, object]:
+    return Registry("threads", world.spawn, idle_timeout=IDLE, backoff=STEADY, **options)
+
+
+async def test_a_child_is_spawned_on_its_first_message(autojump_clock: trio.abc.Clock) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world)
+    registry = registry_for(world)
+    async with serving(registry):
         assert registry.get("a") is None
         await registry.send("a", Note("hi"))
-        assert await registry.ask("a", Ask) == ["hi"]
         assert registry.live_keys() == {"a"}
-        assert world.incarnations == {"a": 1}
-        nursery.cancel_scope.cancel()
+        with trio.fail_after(1):
+            assert await registry.ask("a", Recall) == ["hi"]
+        assert world.incarnations("a") == 1
 
 
-async def test_an_idle_child_is_passivated_and_respawned_transparently(
+async def test_an_idle_child_is_passivated(autojump_clock: trio.abc.Clock) -> None:
+    world = World()
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("a", Note("one"))
+        await trio.sleep(IDLE - 1)
+        assert registry.live_keys() == {"a"}
+        await trio.sleep(2)
+        assert registry.live_keys() == frozenset()
+        assert registry.get("a") is None
+        assert [what for _, what, _ in world.events] == ["start", "end"]
+        assert registry.statistics().passivated == 1
+
+
+async def test_a_passivated_child_is_respawned_transparently(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world)
+    registry = registry_for(world)
+    async with serving(registry):
         await registry.send("a", Note("one"))
-        await trio.sleep(IDLE / 2)
-        assert registry.live_keys() == {"a"}
         await trio.sleep(IDLE * 2)
-        assert registry.live_keys() == frozenset()
-        assert registry.statistics().passivated == 1
-        assert await registry.ask("a", Ask) == ["one"]
-        assert world.incarnations == {"a": 2}
-        nursery.cancel_scope.cancel()
+        with trio.fail_after(1):
+            assert await registry.ask("a", Recall) == ["one"]
+        assert world.incarnations("a") == 2
 
 
 async def test_a_busy_child_is_not_passivated(autojump_clock: trio.abc.Clock) -> None:
-    world = World()
     holding = trio.Event()
 
-    def spawn(key: str) -> Callable[[Inbox[object]], Awaitable[None]]:
-        async def run(inbox: Inbox[object]) -> None:
+    def spawn(key: str) -> ActorFn:
+        async def run(inbox: Inbox[object], *, task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
             inbox.set_busy(True)
             holding.set()
             async for _ in inbox:
@@ -119,76 +138,102 @@ async def test_a_busy_child_is_not_passivated(autojump_clock: trio.abc.Clock) ->
 
         return run
 
-    async with trio.open_nursery() as nursery:
-        registry: Registry[str, object] = Registry("threads", spawn, idle_timeout=IDLE)
-        await nursery.start(_host, registry)
+    registry: Registry[str, object] = Registry("threads", spawn, idle_timeout=IDLE)
+    async with serving(registry):
         await registry.send("a", Note("x"))
-        await holding.wait()
+        with trio.fail_after(1):
+            await holding.wait()
         await trio.sleep(IDLE * 10)
         assert registry.live_keys() == {"a"}
-        nursery.cancel_scope.cancel()
-    del world
 
 
 async def test_no_message_is_lost_at_the_idle_boundary(autojump_clock: trio.abc.Clock) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world)
-        sent = []
-        for i in range(40):
-            # Land sends right around the moment the idle timer fires.
-            await trio.sleep(IDLE - 0.5 + (i % 3) * 0.5)
-            await registry.send("a", Note(str(i)))
+    registry = registry_for(world)
+    sent: list[str] = []
+    async with serving(registry):
+        for i in range(30):
+            # Land sends just before, right at and just after the idle deadline.
+            await trio.sleep(IDLE - 0.001 + (i % 3) * 0.001)
+            registry.send_nowait("a", Note(str(i)))
             sent.append(str(i))
-        assert await registry.ask("a", Ask) == sent
-        nursery.cancel_scope.cancel()
+        with trio.fail_after(1):
+            assert await registry.ask("a", Recall) == sent
+        assert world.incarnations("a") > 1  # passivation really happened in between
+
+
+async def test_a_respawned_child_starts_once_the_passivated_one_has_returned(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    world = World(linger=5.0)
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("a", Note("one"))
+        await trio.sleep(IDLE + 1)  # passivated, still winding down
+        assert registry.live_keys() == frozenset()
+        await registry.send("a", Note("two"))
+        with trio.fail_after(10):
+            assert await registry.ask("a", Recall) == ["one", "two"]
+    [_, end, restart] = [(what, t) for _, what, t in world.events][:3]
+    assert end[0] == "end" and restart[0] == "start"
+    assert restart[1] >= end[1]
 
 
 async def test_a_crashed_child_restarts_with_its_mailbox_intact(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world)
-        ref_before = None
+    registry = registry_for(world)
+    async with serving(registry):
         await registry.send("a", Note("before"))
-        ref_before = registry.get("a")
-        await registry.send("a", Crash())
-        await registry.send("a", Note("queued during the restart"))
-        assert await registry.ask("a", Ask) == ["before", "queued during the restart"]
-        assert registry.get("a") is not None and ref_before is not None
-        assert registry.get("a").name == ref_before.name  # type: ignore[union-attr]
-        stats = registry.statistics()
-        assert (stats.restarts, stats.failed, world.incarnations["a"]) == (1, 0, 2)
-        nursery.cancel_scope.cancel()
+        ref = registry.get("a")
+        assert ref is not None
+        registry.send_nowait("a", Crash())
+        registry.send_nowait("a", Note("queued behind the crash"))
+        with trio.fail_after(10):
+            assert await ref.ask(Recall) == ["before", "queued behind the crash"]
+        assert registry.get("a") is ref
+        assert (ref.statistics().restarts, world.incarnations("a")) == (1, 2)
 
 
 async def test_a_crash_looping_child_is_given_up_without_escalating(
-    autojump_clock: trio.abc.Clock,
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world, intensity=2, period=60.0)
+    registry = registry_for(world, intensity=2, period=60.0)
+    async with serving(registry):
         for _ in range(3):
-            await registry.send("bad", Crash())
-            await trio.sleep(2)
+            registry.send_nowait("bad", Crash())
+        with pytest.raises(ActorStopped), trio.fail_after(10):
+            await registry.ask("bad", Recall)  # queued behind the fatal crash
         assert "bad" not in registry.live_keys()
         assert registry.statistics().failed == 1
-        # the rest of the registry keeps working
-        await registry.send("good", Note("fine"))
-        assert await registry.ask("good", Ask) == ["fine"]
-        nursery.cancel_scope.cancel()
+        assert any(
+            r.levelno == logging.ERROR
+            and "giving up" in r.getMessage()
+            and "threads/bad" in r.getMessage()
+            for r in caplog.records
+        )
+        await registry.send("good", Note("fine"))  # the rest of the registry keeps working
+        with trio.fail_after(1):
+            assert await registry.ask("good", Recall) == ["fine"]
 
 
 async def test_sends_fail_clearly_when_the_registry_is_not_running() -> None:
-    registry: Registry[str, object] = Registry("threads", World().spawn, idle_timeout=IDLE)
-    with pytest.raises(ActorStopped, match="registry is not running"):
+    registry = registry_for(World())
+    with pytest.raises(ActorStopped, match="threads registry is not running"):
         await registry.send("a", Note("x"))
+    with pytest.raises(ActorStopped, match="threads registry is not running"):
+        registry.send_nowait("a", Note("x"))
+    with pytest.raises(ActorStopped, match="threads registry is not running"):
+        await registry.ask("a", Recall)
 
 
-async def test_closing_the_host_drains_every_child(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_graceful_stop_of_the_host_drains_every_child(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     world = World()
-    registry: Registry[str, object] = Registry("threads", world.spawn, idle_timeout=IDLE)
+    registry = registry_for(world)
     async with open_supervisor("root") as sup:
         await sup.start(ChildSpec("threads", registry.serve))
         for key in ("a", "b"):
@@ -199,12 +244,40 @@ async def test_closing_the_host_drains_every_child(autojump_clock: trio.abc.Cloc
         await registry.send("a", Note("too late"))
 
 
+async def test_cancelling_the_host_cancels_the_children(autojump_clock: trio.abc.Clock) -> None:
+    world = World()
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("a", Note("x"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert [what for _, what, _ in world.events] == ["start"]  # never reached its "end"
+    assert registry.live_keys() == frozenset()
+
+
+async def test_registry_children_are_named_after_registry_and_key(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    world = World()
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("web_ab12", Note("x"))
+        await trio.testing.wait_all_tasks_blocked()
+        ref = registry.get("web_ab12")
+        assert ref is not None and ref.name == "threads/web_ab12"
+    assert world.names == ["threads/web_ab12"]
+
+
 async def test_registry_statistics(autojump_clock: trio.abc.Clock) -> None:
     world = World()
-    async with trio.open_nursery() as nursery:
-        registry = await open_registry(nursery, world)
-        for key in ("a", "b", "c"):
-            await registry.send(key, Note("x"))
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("gone", Note("x"))
+        await trio.sleep(IDLE * 2)
+        await registry.send("flaky", Crash())
+        await trio.sleep(STEADY.maximum * 2)
+        registry.send_nowait("fresh", Note("1"))
+        registry.send_nowait("fresh", Note("2"))  # not received yet: no checkpoint
         stats = registry.statistics()
-        assert (stats.name, stats.live, stats.spawned, stats.passivated) == ("threads", 3, 3, 0)
-        nursery.cancel_scope.cancel()
+    assert stats.name == "threads"
+    assert (stats.live, stats.spawned, stats.passivated) == (2, 3, 1)
+    assert (stats.restarts, stats.failed, stats.queued) == (1, 0, 2)

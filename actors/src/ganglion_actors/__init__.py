@@ -11,6 +11,7 @@
 Depends on trio only.
 """
 
+from ganglion_actors._backoff import Backoff
 from ganglion_actors._errors import ActorDied, ActorError, ActorStopped, Escalation, MailboxFull
 from ganglion_actors._mailbox import (
     ActorRef,
@@ -22,7 +23,6 @@ from ganglion_actors._mailbox import (
 from ganglion_actors._registry import Registry, RegistryStatistics
 from ganglion_actors._supervisor import (
     ActorFn,
-    Backoff,
     ChildSpec,
     Restart,
     Supervisor,

@@ -17,6 +17,8 @@ class ActorError(Exception):
 
 
 class MailboxFull(ActorError):
+    """`send_nowait` found the mailbox at capacity; `send` would have waited."""
+
     def __init__(self, name: str, capacity: int) -> None:
         super().__init__(f"the mailbox of actor {name!r} is full ({capacity} messages)")
         self.name = name
@@ -24,19 +26,25 @@ class MailboxFull(ActorError):
 
 
 class ActorStopped(ActorError):
-    def __init__(self, name: str, detail: str = "it has stopped") -> None:
+    """The actor takes no more messages: it is stopping, or gone and not coming back.
+    Also raised to askers whose request was still queued when it stopped for good."""
+
+    def __init__(self, name: str, detail: str = "its mailbox is closed") -> None:
         super().__init__(f"cannot reach actor {name!r}: {detail}")
         self.name = name
 
 
 class ActorDied(ActorError):
+    """The incarnation that received a request crashed or returned without replying."""
+
     def __init__(self, name: str) -> None:
         super().__init__(f"actor {name!r} ended before replying")
         self.name = name
 
 
 class Escalation(ActorError):
-    """A supervisor gave up; `__cause__` is the last crash of `child`."""
+    """A supervisor gave up; `child` names the actor whose crash was one too many and
+    `__cause__` is that crash."""
 
     def __init__(self, supervisor: str, child: str, restarts: int, period: float) -> None:
         super().__init__(

@@ -70,6 +70,7 @@ class Reply(Generic[R]):
             self._event.set()
 
     async def wait(self) -> R:
+        """Wait for the resolution: return the value sent or raise the exception failed."""
         await self._event.wait()
         if self._error is not None:
             raise self._error
@@ -97,6 +98,8 @@ class Mailbox(Generic[M]):
     """The bounded channel behind an actor, plus what its supervisor records about it."""
 
     def __init__(self, name: str, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"the mailbox of {name!r} needs room for a message, not {capacity}")
         self.name = name
         self.capacity = capacity
         self._send, self._receive = trio.open_memory_channel[_Envelope[M]](capacity)
@@ -134,7 +137,9 @@ class Mailbox(Generic[M]):
                 return left
             left += 1
             if envelope.reply is not None:
-                envelope.reply.fail(ActorStopped(self.name))
+                envelope.reply.fail(
+                    ActorStopped(self.name, "it stopped before receiving the request")
+                )
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(
@@ -206,8 +211,13 @@ class ActorRef(Generic[M]):
 
 
 class Inbox(Generic[M]):
-    """What one incarnation of an actor reads. Async-iterable; ends when the mailbox is
-    closed and drained, or (registry children) when the actor is passivated as idle."""
+    """What one incarnation of an actor reads: `async for message in inbox`.
+
+    The iteration ends (and `receive` raises `trio.EndOfChannel`) when the mailbox was
+    closed and everything queued has been received, or, for registry children, when the
+    actor is passivated as idle; the actor should then return. Requests (`ask`) it
+    received and did not answer fail with `ActorDied` when this incarnation ends.
+    """
 
     def __init__(
         self,
@@ -230,8 +240,8 @@ class Inbox(Generic[M]):
         return self._mailbox.ref
 
     def set_busy(self, busy: bool) -> None:
-        """Mark the actor busy (work in progress outside `receive`): it is never
-        passivated as idle while busy."""
+        """Mark the actor busy (work in progress in another task while it keeps
+        receiving): a registry never passivates a busy actor as idle."""
         self._mailbox.busy = busy
 
     async def receive(self) -> M:

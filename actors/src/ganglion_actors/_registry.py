@@ -1,19 +1,22 @@
 """A registry of dynamic children keyed by id (Ganglion's conversation threads).
 
-A child is spawned on the first message for its key and passivated when idle: once its
-inbox has seen no message for `idle_timeout` seconds while the actor is not busy and its
-mailbox is empty, the registry removes it — the emptiness check and the removal happen
-with no checkpoint in between, so no message can slip into a mailbox nobody reads. The
-next message for that key spawns a fresh incarnation transparently.
+A child is spawned on the first message for its key. It is passivated when idle: once its
+inbox has waited `idle_timeout` seconds for a message while the actor is not busy
+(`Inbox.set_busy`) and its mailbox is empty, the registry removes it. The emptiness check
+and the removal happen with no checkpoint in between, so no message can slip into a
+mailbox nobody reads. The inbox then ends, the actor returns, and the next message for the
+key spawns a fresh incarnation transparently; that incarnation starts only once the
+passivated one has returned, so two never run for one key at the same time.
 
 Children are transient: a crash restarts the same key after a jittered backoff with the
 same mailbox (queued messages survive, references stay valid). A child that crashes more
-than `intensity` times within `period` seconds is *given up*: removed, its queued asks
-failed with `ActorStopped`, logged, counted. Unlike a supervisor's children it does not
-escalate: one broken conversation must not take the whole daemon down.
+than `intensity` times within `period` seconds is *given up*: removed, its queued and
+waiting requests failed with `ActorStopped`, logged, counted in `statistics().failed`.
+Unlike a supervisor's children it does not escalate: one broken conversation must not take
+the whole daemon down. The next message for that key starts afresh.
 
-The registry lives inside its host actor (`serve`), which owns the nursery the children
-run in; put `registry.serve` in a `ChildSpec` under a supervisor.
+The registry lives inside its host actor, `serve`, which owns the nursery the children run
+in: put `registry.serve` in a `ChildSpec` under a supervisor.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow
 from ganglion_actors._errors import ActorStopped
 from ganglion_actors._mailbox import (
     ActorRef,
@@ -35,7 +39,7 @@ from ganglion_actors._mailbox import (
     reset_actor_name,
     set_actor_name,
 )
-from ganglion_actors._supervisor import DEFAULT_BACKOFF, ActorFn, Backoff, RestartWindow
+from ganglion_actors._supervisor import ActorFn, run_incarnation, unwrap_group
 
 __all__ = ["Registry", "RegistryStatistics"]
 
@@ -65,6 +69,15 @@ class _Entry(Generic[M]):
 
 
 class Registry(Generic[K, M]):
+    """Children made by `spawn(key)` on demand, named `f"{name}/{key}"`.
+
+    Error handling: `send`, `send_nowait` and `ask` raise `ActorStopped` while the host
+    is not serving (not started yet, stopping or stopped) and when the child was given
+    up; `send_nowait` raises `MailboxFull`; `ask` raises as `ActorRef.ask` does. A
+    reference from `get` is valid until the child is passivated or given up; after
+    that it raises `ActorStopped`, so prefer sending through the registry.
+    """
+
     def __init__(
         self,
         name: str,
@@ -86,48 +99,52 @@ class Registry(Generic[K, M]):
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._nursery: trio.Nursery | None = None
+        self._serving = False
         self._live: dict[K, _Entry[M]] = {}
+        self._retiring: dict[K, _Entry[M]] = {}  # passivated, not yet returned
         self._spawned = self._passivated = self._restarts = self._failed = 0
 
     async def serve(
         self, inbox: Inbox[Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Host the registry until its inbox ends, then drain every child and return."""
+        """Host the registry: an actor function for a `ChildSpec`.
+
+        Resource handling: owns the nursery the children run in and is ready once it is
+        open. When its own inbox ends (its mailbox was closed: a graceful stop) it stops
+        intake of every child, lets each drain what is queued, and returns when all have
+        ended. Cancelling the host cancels the children with it.
+        """
+        if self._serving:
+            raise RuntimeError(f"registry {self.name!r} is already being served")
+        self._serving = True
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
                 async for _ in inbox:
-                    pass
-                self._nursery = None  # stop spawning; let the live children drain
+                    pass  # the host takes no messages of its own; it waits for the close
+                self._nursery = None
                 for entry in list(self._live.values()):
                     entry.mailbox.close()
         finally:
             self._nursery = None
+            self._serving = False
 
     async def send(self, key: K, message: M) -> None:
-        """Send `message` to the child for `key`, spawning it if needed.
-
-        Error handling: `ActorStopped` when the registry is not running.
-        """
-        while True:
-            entry = self._ensure(key)
-            try:
-                await entry.mailbox.ref.send(message)
-                return
-            except ActorStopped:
-                if self._nursery is None or self._live.get(key) is entry:
-                    raise
-                # passivated while we waited for room: the next incarnation takes it
+        """Send `message` to the child for `key`, spawning it if needed; waits while
+        its mailbox is full."""
+        await self._ensure(key).mailbox.ref.send(message)
 
     def send_nowait(self, key: K, message: M) -> None:
         """Like `send` without waiting: `MailboxFull` when the child's mailbox is full."""
         self._ensure(key).mailbox.ref.send_nowait(message)
 
     async def ask(self, key: K, make: Callable[[Reply[R]], M]) -> R:
+        """`ActorRef.ask` to the child for `key`, spawning it if needed."""
         return await self._ensure(key).mailbox.ref.ask(make)
 
     def get(self, key: K) -> ActorRef[M] | None:
+        """The live child's reference, or None if it is not running."""
         entry = self._live.get(key)
         return entry.mailbox.ref if entry is not None else None
 
@@ -151,6 +168,7 @@ class Registry(Generic[K, M]):
             return entry
         if self._nursery is None:
             raise ActorStopped(f"{self.name}/{key}", f"the {self.name} registry is not running")
+        # The mailbox exists before the child runs, so the message can be queued at once.
         entry = _Entry(
             Mailbox(f"{self.name}/{key}", self._mailbox_size),
             RestartWindow(self._intensity, self._period),
@@ -161,10 +179,11 @@ class Registry(Generic[K, M]):
         return entry
 
     def _passivate(self, key: K, entry: _Entry[M]) -> bool:
-        # Runs without a checkpoint: nothing can be queued between the check and the removal.
+        # No checkpoint here: nothing can be queued between the check and the removal.
         if not entry.mailbox.empty or self._live.get(key) is not entry:
             return False
         del self._live[key]
+        self._retiring[key] = entry
         entry.mailbox.close()
         self._passivated += 1
         return True
@@ -172,28 +191,38 @@ class Registry(Generic[K, M]):
     async def _supervise(self, key: K, entry: _Entry[M]) -> None:
         mailbox = entry.mailbox
         token = set_actor_name(mailbox.name)
-        attempt = 0
+        streak = 0  # consecutive restarts: the backoff attempt
         try:
+            previous = self._retiring.get(key)
+            if previous is not None:
+                await previous.done.wait()
             while True:
+                began = trio.current_time()
                 crash = await self._run_once(key, entry)
                 if crash is None or mailbox.closed:
                     return
-                attempt = attempt + 1 if entry.window.recent() else 0
+                if trio.current_time() - began > self._period:
+                    streak = 0
                 if entry.window.exceeded_after_one_more():
                     self._failed += 1
                     log.error(
-                        "%s crashed more than %d times within %g s: giving up on it",
+                        "actor %s crashed more than %d times within %g s: giving up on it",
                         mailbox.name,
                         self._intensity,
                         self._period,
                     )
                     return
-                await trio.sleep(self._backoff.delay(attempt, self._rng))
+                await trio.sleep(self._backoff.delay(streak, self._rng))
+                if mailbox.closed:
+                    return
+                streak += 1
                 mailbox.restarts += 1
                 self._restarts += 1
         finally:
             if self._live.get(key) is entry:
                 del self._live[key]
+            if self._retiring.get(key) is entry:
+                del self._retiring[key]
             left = mailbox.fail_remaining()
             if left:
                 log.warning("%s stopped with %d message(s) undelivered", mailbox.name, left)
@@ -201,6 +230,7 @@ class Registry(Generic[K, M]):
             reset_actor_name(token)
 
     async def _run_once(self, key: K, entry: _Entry[M]) -> BaseException | None:
+        """Run one incarnation; return its crash (None after a normal return)."""
         inbox: Inbox[M] = Inbox(
             entry.mailbox,
             idle_timeout=self._idle_timeout,
@@ -208,10 +238,11 @@ class Registry(Generic[K, M]):
         )
         entry.mailbox.running = True
         try:
-            await self._spawn(key)(inbox)
+            await run_incarnation(self._spawn(key), inbox, lambda: None)
         except Exception as exc:
-            log.error("%s crashed", entry.mailbox.name, exc_info=exc)
-            return exc
+            crash = unwrap_group(exc)
+            log.error("actor %s crashed", entry.mailbox.name, exc_info=crash)
+            return crash
         finally:
             entry.mailbox.running = False
             inbox.finish()

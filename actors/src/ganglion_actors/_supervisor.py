@@ -1,13 +1,21 @@
 """Supervisors with Erlang/OTP semantics, on a Trio nursery.
 
-An actor is an async function `run(inbox, *, task_status)` that calls
-`task_status.started()` once it is really ready. A supervisor starts children in order
-with `nursery.start` semantics (a child that fails before `started()` fails `start()`),
-restarts them by their `Restart` type after a jittered exponential backoff, and gives up
-(`Escalation`, raised out of `open_supervisor` to its parent) when more than `intensity`
-restarts happen within `period` seconds. `shutdown(grace)` stops children in reverse
-start order: each mailbox is closed (intake stops, queued work is drained), and whatever
-has not ended when the shared deadline passes is cancelled.
+An actor is an async function `run(inbox, *, task_status=trio.TASK_STATUS_IGNORED)` that
+calls `task_status.started()` once it is really ready and returns when its inbox ends. A
+supervisor starts its children in order with `nursery.start` semantics (a child that fails
+before `started()` fails `Supervisor.start`) and restarts them by their `Restart` type
+after a jittered exponential backoff. Each child's mailbox belongs to the supervisor, so it
+survives restarts: references stay valid and queued messages reach the next incarnation.
+
+Restart intensity: more than `intensity` restarts (all children together) within `period`
+seconds means restarting does not help. The supervisor then gives up: it cancels the other
+children one by one in reverse start order and raises `Escalation` out of
+`open_supervisor`, to be handled by its parent.
+
+Stopping: `shutdown(grace)` closes the children's mailboxes in reverse start order and
+waits for each to drain and end, all within one deadline; what is still running at the
+deadline is cancelled. Leaving the `async with` block without `shutdown` cancels the
+children, again one by one in reverse start order.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,25 +30,18 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow
 from ganglion_actors._errors import Escalation
-from ganglion_actors._mailbox import (
-    ActorRef,
-    Inbox,
-    Mailbox,
-    reset_actor_name,
-    set_actor_name,
-)
+from ganglion_actors._mailbox import ActorRef, Inbox, Mailbox, reset_actor_name, set_actor_name
 
 __all__ = [
-    "DEFAULT_BACKOFF",
     "ActorFn",
-    "Backoff",
     "ChildSpec",
     "Restart",
-    "RestartWindow",
     "Supervisor",
     "SupervisorStatistics",
     "open_supervisor",
+    "run_incarnation",
     "unwrap_group",
 ]
 
@@ -50,33 +50,22 @@ log = logging.getLogger("ganglion_actors")
 M = TypeVar("M")
 
 ActorFn = Callable[..., Awaitable[None]]
+"""`async def run(inbox: Inbox[M], *, task_status=trio.TASK_STATUS_IGNORED) -> None`."""
 
 
 class Restart(enum.Enum):
-    PERMANENT = "permanent"  # always restarted, even after a normal return
-    TRANSIENT = "transient"  # restarted only after a crash
-    TEMPORARY = "temporary"  # never restarted
+    """When a supervisor restarts a child that ended (OTP restart types)."""
 
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with +/- `jitter` (a fraction) around each delay."""
-
-    initial: float = 0.1
-    factor: float = 2.0
-    maximum: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.maximum, self.initial * self.factor**attempt)
-        return max(0.0, base * (1 + self.jitter * rng.uniform(-1.0, 1.0)))
-
-
-DEFAULT_BACKOFF = Backoff()
+    PERMANENT = "permanent"  # always, even after a normal return
+    TRANSIENT = "transient"  # only after a crash (an exception)
+    TEMPORARY = "temporary"  # never
 
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec(Generic[M]):
+    """How to run one child: its name (also its log name), its actor function, its restart
+    type and the capacity of its mailbox."""
+
     name: str
     run: ActorFn
     restart: Restart = Restart.PERMANENT
@@ -91,31 +80,23 @@ class SupervisorStatistics:
     restarts: int
 
 
-class RestartWindow:
-    """Counts restarts within a sliding period (`trio.current_time()`)."""
-
-    def __init__(self, intensity: int, period: float) -> None:
-        self.intensity = intensity
-        self.period = period
-        self._times: deque[float] = deque()
-
-    def exceeded_after_one_more(self) -> bool:
-        now = trio.current_time()
-        self._times.append(now)
-        while self._times and self._times[0] < now - self.period:
-            self._times.popleft()
-        return len(self._times) > self.intensity
-
-    def recent(self) -> bool:
-        """Was there a restart within the period (keeps backoff growing in a storm)?"""
-        return bool(self._times) and self._times[-1] >= trio.current_time() - self.period
-
-
 def unwrap_group(exc: BaseException) -> BaseException:
-    """A lone exception inside (nested) exception groups, else `exc` itself."""
+    """The lone exception inside (nested) exception groups, else `exc` itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+async def run_incarnation(run: ActorFn, inbox: Inbox[Any], on_started: Callable[[], None]) -> None:
+    """Run one incarnation of an actor: start it with `nursery.start` semantics, call
+    `on_started()` once it is ready, and return when it has ended.
+
+    Error handling: what the actor raises comes out wrapped in an exception group
+    (`unwrap_group` gets it back); before readiness it is the exception itself.
+    """
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run, inbox)
+        on_started()
 
 
 @dataclass(eq=False)
@@ -128,7 +109,8 @@ class _Child:
 
 
 class Supervisor:
-    """Starts, restarts and stops children. Made by `open_supervisor`."""
+    """Starts, restarts and stops children. Made by `open_supervisor`, which owns the
+    nursery the children run in."""
 
     def __init__(
         self,
@@ -150,13 +132,14 @@ class Supervisor:
         self._restarts = 0
 
     async def start(self, spec: ChildSpec[M]) -> ActorRef[M]:
-        """Start `spec` and return its reference once it reported ready.
+        """Start `spec` and return its reference once the child called
+        `task_status.started()`.
 
-        Error handling: an exception the child raises before `task_status.started()`
-        is raised here.
+        Error handling: an exception the child raises before `started()` is raised here
+        and the child is forgotten. `RuntimeError` once the supervisor is stopping.
         """
         if self._stopping:
-            raise RuntimeError(f"supervisor {self.name!r} is shutting down")
+            raise RuntimeError(f"supervisor {self.name!r} is stopping")
         mailbox: Mailbox[M] = Mailbox(spec.name, spec.mailbox_size)
         child = _Child(spec, mailbox)
         self._children.append(child)
@@ -168,7 +151,12 @@ class Supervisor:
         return mailbox.ref
 
     async def shutdown(self, grace: float) -> None:
-        """Stop every child in reverse start order within `grace` seconds in total."""
+        """Stop every child, in reverse start order, within `grace` seconds in total.
+
+        Each child's mailbox is closed (later sends raise `ActorStopped`) and the child
+        drains what is queued and returns; a child still running at the shared deadline
+        is cancelled. No restarts happen once shutdown began. Returns when all ended.
+        """
         self._stopping = True
         deadline = trio.current_time() + grace
         for child in reversed(self._children):
@@ -182,11 +170,6 @@ class Supervisor:
                 child.scope.cancel()
                 await child.done.wait()
 
-    def cancel_all(self) -> None:
-        self._stopping = True
-        for child in reversed(self._children):
-            child.scope.cancel()
-
     def statistics(self) -> SupervisorStatistics:
         return SupervisorStatistics(
             name=self.name,
@@ -195,23 +178,39 @@ class Supervisor:
             restarts=self._restarts,
         )
 
+    async def _cancel_children(self, *, sparing: _Child | None = None) -> None:
+        """Cancel the children one by one, in reverse start order."""
+        self._stopping = True
+        for child in reversed(self._children):
+            if child is not sparing:
+                child.scope.cancel()
+                await child.done.wait()
+
     async def _supervise(
         self, child: _Child, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         token = set_actor_name(child.spec.name)
-        attempt = 0
+        streak = 0  # consecutive restarts: the backoff attempt
         try:
             with child.scope:
                 while True:
+                    began = trio.current_time()
                     crash = await self._run_once(child, task_status)
                     if not self._should_restart(child, crash):
-                        break
-                    attempt = attempt + 1 if self._window.recent() else 0
+                        return
+                    if trio.current_time() - began > self._window.period:
+                        streak = 0  # it ran fine for a while: this is a new fault
                     if self._window.exceeded_after_one_more():
+                        # Shielded so the escalation cannot be lost to a concurrent stop.
+                        with trio.CancelScope(shield=True):
+                            await self._cancel_children(sparing=child)
                         raise Escalation(
                             self.name, child.spec.name, self._window.intensity, self._window.period
                         ) from crash
-                    await trio.sleep(self._backoff.delay(attempt, self._rng))
+                    await trio.sleep(self._backoff.delay(streak, self._rng))
+                    if self._stopping or child.mailbox.closed:
+                        return
+                    streak += 1
                     child.mailbox.restarts += 1
                     self._restarts += 1
         finally:
@@ -225,19 +224,21 @@ class Supervisor:
         self, child: _Child, task_status: trio.TaskStatus[None]
     ) -> BaseException | None:
         """Run one incarnation; return its crash (None after a normal return)."""
+
+        def on_started() -> None:
+            if not child.started:
+                child.started = True
+                task_status.started()
+
         inbox: Inbox[Any] = Inbox(child.mailbox)
         child.mailbox.running = True
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(child.spec.run, inbox)
-                if not child.started:
-                    child.started = True
-                    task_status.started()
+            await run_incarnation(child.spec.run, inbox, on_started)
         except Exception as exc:
             crash = unwrap_group(exc)
             if not child.started:
                 raise crash from crash.__cause__  # a failed first start fails start()
-            log.error("%s crashed", child.spec.name, exc_info=crash)
+            log.error("actor %s crashed", child.spec.name, exc_info=crash)
             return crash
         finally:
             child.mailbox.running = False
@@ -267,10 +268,17 @@ async def open_supervisor(
 ) -> AsyncIterator[Supervisor]:
     """A supervisor whose children live as long as the `async with` block.
 
-    Leaving the block cancels the children that are still running (call `shutdown`
-    first for a graceful stop). Error handling: raises `Escalation` when the restart
-    intensity was exceeded; a lone exception from the block or a child is raised as
-    itself, not wrapped in an exception group.
+    Resource handling: the supervisor owns a nursery. Leaving the block cancels the
+    children still running, one by one in reverse start order (call `shutdown` first
+    for a graceful stop); the block is left only when all of them have ended.
+
+    Error handling: a crashed child is logged (`log.error` with its traceback and the
+    actor's name) and restarted per its `Restart` type after `backoff.delay(n)`, `n`
+    being its consecutive restarts (reset once an incarnation ran longer than
+    `period`). More than `intensity` restarts within `period` seconds raise
+    `Escalation` (its `__cause__` is the last crash). A lone exception from the block or
+    from a child is raised as itself, not wrapped in an exception group; several
+    concurrent ones come as an exception group.
     """
     try:
         async with trio.open_nursery() as nursery:
@@ -285,7 +293,10 @@ async def open_supervisor(
             try:
                 yield supervisor
             finally:
-                supervisor.cancel_all()
+                # Shielded so an outer cancellation still stops them in order; every
+                # child's own scope is cancelled first, so each wait is short.
+                with trio.CancelScope(shield=True):
+                    await supervisor._cancel_children()
     except BaseExceptionGroup as group:
         leaf = unwrap_group(group)
         raise leaf from leaf.__cause__
