@@ -134,3 +134,17 @@ async def test_first_run_on_defaults_says_so_and_creates_the_data_dir(tmp_path: 
     assert "127.0.0.1:8080" in log
     for name in ("BASE_PROMPT.txt", "MEMORIES.txt", "HEARTBEATS.txt", "skills", "scripts"):
         assert (tmp_path / "data" / name).exists(), name
+
+
+async def test_a_busy_web_port_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(f"web: {{port: {port}}}\nlogging: {{dir: null}}\n")
+        result = await run_ganglion("run", "--config", str(config), cwd=tmp_path)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert f"cannot start: the web chat cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr

@@ -28,7 +28,7 @@ import trio
 
 from ganglion.config import Config
 from ganglion.runtime import Services, open_services
-from ganglion_actors import ChildSpec, Restart, open_supervisor
+from ganglion_actors import ChildSpec, Restart, open_supervisor, unwrap_group
 
 __all__ = ["ForcedStop", "run_daemon"]
 
@@ -59,12 +59,20 @@ async def run_daemon(
     `ForcedStop` after a second signal, `StartupError` when start-up cannot complete.
     """
     forced: list[int] = []
-    async with open_services(config) as services:
-        with trio.open_signal_receiver(*SIGNALS) if handle_signals else _no_signals() as signals:
-            async with trio.open_nursery() as root:
-                root.start_soon(_watch_signals, signals, services, root.cancel_scope, forced)
-                await _serve_tree(config, services, task_status)
-                root.cancel_scope.cancel()
+    try:
+        async with open_services(config) as services:
+            with (
+                trio.open_signal_receiver(*SIGNALS) if handle_signals else _no_signals() as signals
+            ):
+                async with trio.open_nursery() as root:
+                    root.start_soon(_watch_signals, signals, services, root.cancel_scope, forced)
+                    await _serve_tree(config, services, task_status)
+                    root.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One failure (an escalation, a child that could not start) is raised as itself,
+        # so the command line can tell them apart.
+        leaf = unwrap_group(group)
+        raise leaf from leaf.__cause__
     if forced:
         raise ForcedStop(forced[0])
 

@@ -28,6 +28,7 @@ from ganglion_actors._supervisor import (
     Supervisor,
     SupervisorStatistics,
     open_supervisor,
+    unwrap_group,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "SupervisorStatistics",
     "current_actor_name",
     "open_supervisor",
+    "unwrap_group",
 ]

@@ -26,11 +26,12 @@ from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
 from ganglion.config import WebConfig
+from ganglion.errors import StartupError
 from ganglion.messages import FinalReply, Outbound, UserMessage
 from ganglion.store import OutboxItem, StoredMessage
 from ganglion.web.auth import COOKIE_NAME, token_matches
 from ganglion.web.session import Hub, run_session
-from ganglion_actors import Inbox
+from ganglion_actors import Inbox, unwrap_group
 
 __all__ = ["WebBackend", "WebState", "create_app", "run_web"]
 
@@ -185,9 +186,18 @@ async def run_web(
     app = create_app(state, backend, hub, token, config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        state.binds = await nursery.start(
-            partial(serve, app, hypercorn_config, shutdown_trigger=stop.wait)
-        )
+        try:
+            state.binds = await nursery.start(
+                partial(serve, app, hypercorn_config, shutdown_trigger=stop.wait)
+            )
+        except (OSError, BaseExceptionGroup) as exc:
+            error = unwrap_group(exc)
+            if not isinstance(error, OSError):
+                raise
+            raise StartupError(
+                f"the web chat cannot listen on {hypercorn_config.bind[0]}: "
+                f"{error.strerror or error} (change web.host/web.port, or stop what uses it)"
+            ) from error
         state.ready = True
         for bind in state.binds:
             log.info("web chat listening on %s", bind)
