@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +50,21 @@ class Rig:
 
     async def elapse(self, seconds: float) -> None:
         await trio.sleep(seconds)
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Wait for `condition`, however long the store's worker thread takes (the mock
+        clock may jump while it works, so a fixed sleep would be a race)."""
+        with trio.fail_after(30 * 86400):
+            while not condition():
+                await trio.sleep(0.5)
+
+    async def ledger_settles(self, reminder_id: str, states: list[str]) -> None:
+        with trio.fail_after(30 * 86400):
+            while [s for _, s in await self.store.ledger(reminder_id)] != states:
+                await trio.sleep(0.5)
+
+    async def delivered_count(self, count: int) -> None:
+        await self.until(lambda: len(self.delivered) >= count)
 
 
 @dataclass
@@ -112,6 +127,7 @@ async def test_a_one_shot_fires_once_at_its_time(tmp_path: Path, clock: trio.abc
         await r.elapse(9 * 60)
         assert r.delivered == []
         await r.elapse(2 * 60)
+        await r.delivered_count(1)
         assert [(d.text, d.thread_id, d.slot) for d in r.delivered] == [
             ("stretch", THREAD, "2026-03-27T12:10:00Z")
         ]
@@ -124,6 +140,7 @@ async def test_an_interval_fires_every_period(tmp_path: Path, clock: trio.abc.Cl
     async with rig(tmp_path, WallClock(START)) as r:
         await r.add("every", "1h")
         await r.elapse(3 * 3600 + 30)
+        await r.delivered_count(3)
         assert [d.slot for d in r.delivered] == [
             "2026-03-27T13:00:00Z",
             "2026-03-27T14:00:00Z",
@@ -137,6 +154,7 @@ async def test_a_daily_cron_fires_at_nine_local_across_the_dst_change(
     async with rig(tmp_path, WallClock(START)) as r:
         await r.add("cron", "0 9 * * *", timezone="Europe/Paris")
         await r.elapse(4 * 86400)
+        await r.delivered_count(4)
     assert [d.slot for d in r.delivered] == [
         "2026-03-28T08:00:00Z",  # 09:00 CET
         "2026-03-29T07:00:00Z",  # 09:00 CEST, after the switch
@@ -152,12 +170,14 @@ async def test_an_interval_keeps_its_rhythm_across_a_restart(
     async with rig(tmp_path, wall) as r:
         await r.add("every", "1h")
         await r.elapse(90 * 60)
+        await r.delivered_count(1)
         assert len(r.delivered) == 1
     wall.offset += 45 * 60  # down for 45 minutes, across the 14:00 slot
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         assert [d.slot for d in r.delivered] == ["2026-03-27T14:00:00Z"]  # missed, fired once
         await r.elapse(3600)
+        await r.delivered_count(2)
         assert [d.slot for d in r.delivered][-1] == "2026-03-27T15:00:00Z"
 
 
@@ -169,9 +189,10 @@ async def test_a_recurring_reminder_that_missed_many_slots_fires_once(
         await r.add("every", "10m")
     wall.offset += 3 * 3600  # 18 slots missed
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         assert len(r.delivered) == 1
         await r.elapse(10 * 60)
+        await r.delivered_count(2)
         assert len(r.delivered) == 2
 
 
@@ -183,7 +204,7 @@ async def test_a_one_shot_missed_within_the_grace_fires_after_restart(
         await r.add("at", "in 5m")
     wall.offset += 3600
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         assert len(r.delivered) == 1
         assert r.notices == []
 
@@ -197,7 +218,7 @@ async def test_a_one_shot_missed_beyond_the_grace_is_recorded_and_reported(
         info = await r.add("at", "in 5m", "call mum")
     wall.offset += 3600
     async with rig(tmp_path, wall, config=config) as r:
-        await trio.sleep(1)
+        await r.until(lambda: bool(r.notices))
         assert r.delivered == []
         ((thread, text),) = r.notices
         assert thread == THREAD and "Missed reminder" in text and "call mum" in text
@@ -211,14 +232,16 @@ async def test_a_kill_after_the_claim_never_loses_the_slot(
     async with rig(tmp_path, wall, fail_deliver=1) as r:
         info = await r.add("at", "in 1m")
         await r.elapse(120)
-        assert not r.ref.statistics().running  # the actor died between claim and hand-over
+        await r.until(
+            lambda: not r.ref.statistics().running
+        )  # the actor died between claim and hand-over
     store = await ReminderStore.open(tmp_path / "scheduler.db")
     assert [s for _, s in await store.ledger(info.reminder_id)] == ["claimed"]
     await store.aclose()
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         assert [d.slot for d in r.delivered] == ["2026-03-27T12:01:00Z"]
-        assert [s for _, s in await r.store.ledger(info.reminder_id)] == ["done"]
+        await r.ledger_settles(info.reminder_id, ["done"])
         await r.elapse(3600)
         assert len(r.delivered) == 1
 
@@ -231,9 +254,9 @@ async def test_a_kill_before_the_claim_fires_the_slot_after_restart(
         info = await r.add("at", "in 1m")
     wall.offset += 120  # the daemon was down when it came due: nothing was claimed
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         assert len(r.delivered) == 1
-        assert [s for _, s in await r.store.ledger(info.reminder_id)] == ["done"]
+        await r.ledger_settles(info.reminder_id, ["done"])
 
 
 @pytest.mark.parametrize(
@@ -297,6 +320,7 @@ async def test_a_wall_clock_jump_is_noticed_within_a_minute(
         await r.elapse(5)
         wall.offset += 86400  # the machine slept for a day (suspend/resume)
         await r.elapse(61)
+        await r.delivered_count(1)
         assert len(r.delivered) == 1
 
 
@@ -313,10 +337,11 @@ async def test_a_kill_after_the_hand_over_resends_the_same_slot(
     async with rig(tmp_path, wall) as r:
         await r.add("at", "in 1m")
         await r.elapse(120)
+        await r.delivered_count(1)
         first = list(r.delivered)
     monkeypatch.setattr(ReminderStore, "complete", original)
     async with rig(tmp_path, wall) as r:
-        await trio.sleep(1)
+        await r.delivered_count(1)
         # handed over again under the same slot: the thread's turn id makes it a no-op there
         assert [d.slot for d in r.delivered] == [d.slot for d in first] == ["2026-03-27T12:01:00Z"]
         await r.elapse(3600)

@@ -39,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EndpointConfig",
+    "FilesToolConfig",
     "HeartbeatConfig",
     "LLMConfig",
     "LLMTimeouts",
@@ -48,6 +49,7 @@ __all__ = [
     "RetryConfig",
     "ShutdownConfig",
     "ThreadsConfig",
+    "ToolsConfig",
     "WebConfig",
     "load_config",
 ]
@@ -176,6 +178,19 @@ class RemindersConfig(_Model):
     max_text_chars: int = Field(4000, ge=1)
 
 
+class FilesToolConfig(_Model):
+    """Where the file tools may read and write; nothing outside these roots."""
+
+    enabled: bool = True
+    roots: list[Path] = Field(default_factory=list)  # empty: the data directory
+    max_read_bytes: int = Field(256 * 1024, ge=1024)
+    max_write_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class ToolsConfig(_Model):
+    files: FilesToolConfig = Field(default_factory=FilesToolConfig)
+
+
 class HeartbeatConfig(_Model):
     enabled: bool = True
     interval_seconds: float = Field(3600.0, ge=60)
@@ -201,6 +216,7 @@ class Config(_Model):
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -307,9 +323,15 @@ def _describe(where: str, exc: ValidationError) -> str:
 
 def _absolute_paths(config: Config, base: Path) -> Config:
     logging_dir = config.logging.dir
+    data_dir = (base / config.data_dir).resolve()
+    files = config.tools.files
+    roots = [(base / root).resolve() for root in files.roots]  # empty: the data directory
     return config.model_copy(
         update={
-            "data_dir": (base / config.data_dir).resolve(),
+            "tools": config.tools.model_copy(
+                update={"files": files.model_copy(update={"roots": roots})}
+            ),
+            "data_dir": data_dir,
             "logging": config.logging.model_copy(
                 update={"dir": (base / logging_dir).resolve() if logging_dir else None}
             ),

@@ -44,6 +44,7 @@ from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreEr
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import ToolRegistry
+from ganglion.tools.files import file_tools
 from ganglion.web import WebState, load_or_create_token, run_web
 from ganglion_actors import ActorStopped, Inbox, Registry
 
@@ -252,7 +253,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir)),
-        tools=ToolRegistry(),
+        tools=ToolRegistry(
+            file_tools(config.tools.files, config.data_dir) if config.tools.files.enabled else ()
+        ),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         peers=Peers(),
         now=lambda: datetime.now(zone),

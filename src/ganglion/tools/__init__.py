@@ -1,5 +1,5 @@
 """Tools the model can call."""
 
-from ganglion.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult, tool
+from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry, ToolResult, tool
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "ToolResult", "tool"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]

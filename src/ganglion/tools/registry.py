@@ -32,11 +32,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from ganglion.chat import ToolCall
 
-__all__ = ["Tool", "ToolContext", "ToolRegistry", "ToolResult", "tool"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]
 
 log = logging.getLogger(__name__)
 
 MAX_RESULT_CHARS = 16_000
+
+
+class ToolError(Exception):
+    """An expected refusal by a tool (bad path, too large, …): its message goes to the
+    model as is, without a traceback in the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,8 @@ class ToolRegistry:
         try:
             with trio.fail_after(item.timeout) if item.timeout else nullcontext():
                 content = await item.fn(context, **kwargs)
+        except ToolError as exc:
+            return result(f"error: {exc}", False)
         except trio.TooSlowError:
             return result(f"error: the tool did not finish within {item.timeout:g} s", False)
         except Exception as exc:
