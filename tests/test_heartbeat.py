@@ -16,7 +16,11 @@ def test_active_goals_skip_comments_and_blank_lines() -> None:
 
 
 async def run_for(
-    seconds: float, heartbeats: Path, config: HeartbeatConfig, trigger: bool = False
+    seconds: float,
+    heartbeats: Path,
+    config: HeartbeatConfig,
+    trigger: bool = False,
+    expect: int = 0,
 ) -> tuple[list[HeartbeatReview], str | None]:
     reviews: list[HeartbeatReview] = []
     answer = None
@@ -31,6 +35,11 @@ async def run_for(
         if trigger:
             answer = await ref.ask(lambda reply: TriggerHeartbeat("web_x", reply))
         await trio.sleep(seconds)
+        # The file is read in a worker thread, during which the mock clock may jump:
+        # wait for the reviews due by now rather than trusting the sleep alone.
+        with trio.fail_after(3600):
+            while len(reviews) < expect:
+                await trio.sleep(0.5)
         await sup.shutdown(1)
     return reviews, answer
 
@@ -40,7 +49,9 @@ async def test_reviews_come_on_the_interval_when_goals_exist(
 ) -> None:
     path = tmp_path / "HEARTBEATS.txt"
     path.write_text("- follow up with Bob\n")
-    reviews, _ = await run_for(3 * 3600 + 10, path, HeartbeatConfig(interval_seconds=3600))
+    reviews, _ = await run_for(
+        3 * 3600 + 10, path, HeartbeatConfig(interval_seconds=3600), expect=3
+    )
     assert [r.thread_id for r in reviews] == [HEARTBEAT_THREAD] * 3
     assert reviews[0].heartbeats == "- follow up with Bob"
 

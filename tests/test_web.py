@@ -114,8 +114,8 @@ async def test_reconnecting_restores_history_with_replies_made_while_away(
             await next_frame(tab, "turn_started")
         gate.set()  # the tab is gone when the reply is made
         await fake_llm.wait_for_requests(1)
-        with trio.fail_after(10):
-            while not await web.services.store.undelivered(TAB_A):
+        with trio.fail_after(10):  # the reply is stored while no tab is connected
+            while len(await web.services.store.history_page(TAB_A)) < 2:
                 await trio.sleep(0.01)
         async with web.socket() as tab:
             history = await hello(tab, TAB_A)
