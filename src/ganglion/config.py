@@ -45,7 +45,9 @@ __all__ = [
     "LLMTimeouts",
     "LoggingConfig",
     "MatrixConfig",
+    "MemoryToolConfig",
     "RemindersConfig",
+    "RemindersToolConfig",
     "RetryConfig",
     "ShutdownConfig",
     "ThreadsConfig",
@@ -187,8 +189,26 @@ class FilesToolConfig(_Model):
     max_write_bytes: int = Field(1024 * 1024, ge=1024)
 
 
+class MemoryToolConfig(_Model):
+    """The memory, goal and skill tools. MEMORIES.txt goes into every prompt, so it is
+    capped: past `max_memories_bytes`, its oldest entries move to MEMORIES.archive.txt."""
+
+    enabled: bool = True
+    max_memories_bytes: int = Field(8 * 1024, ge=512)
+    max_entry_chars: int = Field(1000, ge=20)
+    max_skill_bytes: int = Field(64 * 1024, ge=1024)
+
+
+class RemindersToolConfig(_Model):
+    """The set_reminder, list_reminders and cancel_reminder tools."""
+
+    enabled: bool = True
+
+
 class ToolsConfig(_Model):
     files: FilesToolConfig = Field(default_factory=FilesToolConfig)
+    memory: MemoryToolConfig = Field(default_factory=MemoryToolConfig)
+    reminders: RemindersToolConfig = Field(default_factory=RemindersToolConfig)
 
 
 class HeartbeatConfig(_Model):

@@ -43,8 +43,10 @@ from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
-from ganglion.tools import ToolRegistry
+from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
+from ganglion.tools.memory import memory_tools
+from ganglion.tools.scheduling import reminder_tools
 from ganglion.web import WebState, load_or_create_token, run_web
 from ganglion_actors import ActorStopped, Inbox, Registry
 
@@ -246,6 +248,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         if compaction_endpoint is not None
         else llm
     )
+    peers = Peers()
     deps = ThreadDeps(
         config=config,
         store=store,
@@ -253,11 +256,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir)),
-        tools=ToolRegistry(
-            file_tools(config.tools.files, config.data_dir) if config.tools.files.enabled else ()
-        ),
+        tools=ToolRegistry(_builtin_tools(config, peers)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
-        peers=Peers(),
+        peers=peers,
         now=lambda: datetime.now(zone),
         timezone=timezone,
     )
@@ -270,6 +271,19 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             await llm.aclose()
             await store.aclose()
             await reminder_store.aclose()
+
+
+def _builtin_tools(config: Config, peers: Peers) -> list[Tool]:
+    """The tools the configuration enables."""
+    tools = config.tools
+    found: list[Tool] = []
+    if tools.files.enabled:
+        found += file_tools(tools.files, config.data_dir)
+    if tools.memory.enabled:
+        found += memory_tools(tools.memory, config.data_dir)
+    if tools.reminders.enabled:
+        found += reminder_tools(lambda: peers.reminders)
+    return found
 
 
 def _system_timezone() -> str:

@@ -23,7 +23,7 @@ import trio
 from ganglion.config import FilesToolConfig
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
-__all__ = ["FileAccessError", "FileRoots", "file_tools"]
+__all__ = ["FileAccessError", "FileRoots", "file_tools", "write_atomically"]
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def _read(path: Path, offset: int, limit: int) -> str:
     return text
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     if path.is_dir():
         raise FileAccessError("that is a directory")
     if not path.parent.is_dir():
@@ -137,7 +137,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
             if create_dirs:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 roots.resolve(str(target.parent))
-            _write_atomically(target, data)
+            write_atomically(target, data)
 
         await run(write)
         return f"wrote {len(data)} bytes to {roots.show(target)}"
@@ -153,7 +153,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
             if count != 1:
                 where = "does not occur" if count == 0 else f"occurs {count} times"
                 raise FileAccessError(f"the text to replace {where}; give a unique exact excerpt")
-            _write_atomically(target, check_size(text.replace(old, new, 1)))
+            write_atomically(target, check_size(text.replace(old, new, 1)))
             return count
 
         await run(edit)
@@ -167,7 +167,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
         def append() -> int:
             existing = _read(target, 0, max_write + 1) if target.exists() else ""
             data = check_size(existing + content)
-            _write_atomically(target, data)
+            write_atomically(target, data)
             return len(content.encode())
 
         added = await run(append)

@@ -1,0 +1,134 @@
+"""Scheduling tools through real turns: the fake model sets, lists and cancels reminders
+through the reminder actor's mailbox, and each thread sees only its own."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ganglion.messages import ReminderDue
+from tests.daemon import Daemon, daemon_config, open_daemon
+from tests.fakellm import FakeLLM, Reply
+
+ROOM = "web_aaaaaaaaaaaaaaaa"
+OTHER = "web_bbbbbbbbbbbbbbbb"
+
+
+def call(name: str, **arguments: Any) -> Reply:
+    return Reply(tool_calls=((name, json.dumps(arguments)),))
+
+
+def tool_result(fake_llm: FakeLLM, request: int) -> str:
+    message = fake_llm.requests[request]["messages"][-1]
+    assert message["role"] == "tool"
+    content: str = message["content"]
+    return content
+
+
+async def turn(daemon: Daemon, thread_id: str, text: str, count: int) -> None:
+    await daemon.say(thread_id, text)
+    await daemon.collector.final(thread_id, count)
+
+
+async def test_set_list_and_cancel_a_reminder(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(
+        call("set_reminder", text="Stretch your legs", kind="every", schedule="2h"),
+        call("list_reminders"),
+        Reply("Every two hours, then."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "remind me to stretch every 2 hours", 1)
+        scheduled = tool_result(fake_llm, 1)
+        assert scheduled.startswith("scheduled [") and "every 2h" in scheduled, scheduled
+        assert "Europe/Paris" in scheduled
+        listed = tool_result(fake_llm, 2)
+        reminder_id = re.search(r"\[([^\]]+)\]", scheduled)
+        assert reminder_id is not None and reminder_id.group(0) in listed
+
+        fake_llm.script(call("cancel_reminder", reminder_id=reminder_id.group(1)), Reply("Done."))
+        await turn(daemon, ROOM, "stop that reminder", 2)
+        assert tool_result(fake_llm, 4).startswith(f"cancelled [{reminder_id.group(1)}]")
+        assert await daemon.services.reminder_store.active() == []
+
+
+async def test_a_thread_neither_sees_nor_cancels_another_threads_reminders(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        call("set_reminder", text="Water the plants", kind="at", schedule="in 3h"), Reply("Ok.")
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "remind me about the plants", 1)
+        (reminder,) = await daemon.services.reminder_store.active()
+        fake_llm.script(
+            call("list_reminders"),
+            call("cancel_reminder", reminder_id=reminder.id),
+            Reply("Nothing to cancel here."),
+        )
+        await turn(daemon, OTHER, "cancel all reminders", 1)
+        assert "no reminders are scheduled from this conversation" in tool_result(fake_llm, 3)
+        refused = tool_result(fake_llm, 4)
+        assert refused.startswith("error: no reminder") and reminder.id in refused
+        assert [r.id for r in await daemon.services.reminder_store.active()] == [reminder.id]
+
+
+async def test_a_bad_schedule_is_a_tool_error_and_the_turn_goes_on(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        call("set_reminder", text="x", kind="cron", schedule="61 * * * *"),
+        call("set_reminder", text="x", kind="at", schedule="tomorrow-ish"),
+        call("set_reminder", text="x", kind="every", schedule="5m", timezone="Mars/Olympus"),
+        call("set_reminder", text="x", kind="weekly", schedule="monday"),
+        Reply("I could not schedule that."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "remind me", 1)
+        assert await daemon.collector.final(ROOM) == ["I could not schedule that."]
+        assert await daemon.services.reminder_store.active() == []
+    errors = [tool_result(fake_llm, i) for i in range(1, 5)]
+    assert all(error.startswith("error: ") for error in errors), errors
+    assert "Mars/Olympus" in errors[2]
+    assert "kind" in errors[3]
+
+
+async def test_a_system_reminder_remembers_the_thread_that_set_it(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        call(
+            "set_reminder",
+            text="Check disk space",
+            kind="cron",
+            schedule="0 9 * * *",
+            system=True,
+            timezone="UTC",
+        ),
+        Reply("I will check every morning."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "watch the disk", 1)
+        (reminder,) = await daemon.services.reminder_store.active()
+    assert reminder.system and reminder.thread_id == ROOM
+    assert reminder.schedule.timezone == "UTC"
+    assert "system thread" in tool_result(fake_llm, 1)
+
+
+async def test_a_reminder_turn_may_not_schedule_recurring_reminders(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        call("set_reminder", text="again and again", kind="every", schedule="1h"),
+        call("set_reminder", text="once more", kind="at", schedule="in 1h"),
+        Reply("Reminded."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.services.threads.send(
+            ROOM, ReminderDue(ROOM, "r_test", "2026-11-24T10:00", "say hello")
+        )
+        assert await daemon.collector.final(ROOM) == ["Reminded."]
+        (reminder,) = await daemon.services.reminder_store.active()
+    assert "only schedule one-shot reminders" in tool_result(fake_llm, 1)
+    assert reminder.text == "once more"
