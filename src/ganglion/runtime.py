@@ -39,6 +39,7 @@ from ganglion.messages import (
     Wake,
 )
 from ganglion.prompt import PromptFileCache
+from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
@@ -153,6 +154,7 @@ class Services:
         token = await trio.to_thread.run_sync(
             load_or_create_token, self.config.data_dir, self.config.web.token
         )
+        self.deps.redactor.add(token)
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
         try:
             await run_web(
@@ -261,6 +263,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         peers=peers,
         now=lambda: datetime.now(zone),
         timezone=timezone,
+        redactor=Redactor(configured_secrets(config)),
     )
     try:
         yield Services(config, store, reminder_store, deps)

@@ -13,6 +13,7 @@ from ganglion.delivery import DeliveryRouter
 from ganglion.llm import LLMClient
 from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
+from ganglion.redact import Redactor
 from ganglion.store import ConversationStore
 from ganglion.tools import ToolRegistry
 from ganglion_actors import ActorRef
@@ -56,3 +57,4 @@ class ThreadDeps:
     peers: Peers
     now: Callable[[], datetime]
     timezone: str
+    redactor: Redactor

@@ -30,6 +30,7 @@ FINAL_ROUND_NOTE = (
     "have, and say what is left undone."
 )
 ACTIVITY_PREVIEW_CHARS = 2000
+AUDIT_LOG_ARGUMENT_CHARS = 500
 
 
 class TurnError(Exception):
@@ -125,16 +126,21 @@ async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: To
         ToolActivity(thread.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments)
     )
     result = await thread.deps.tools.call(call, context)
+    arguments = thread.deps.redactor.arguments(call.arguments)
     log.info(
-        "tool %s %s in %.0f ms",
+        "tool call in %s: %s(%s) %s in %.0f ms",
+        thread.thread_id,
         call.name,
-        "ok" if result.ok else "failed",
+        _shorten(arguments, AUDIT_LOG_ARGUMENT_CHARS),
+        "ok"
+        if result.ok
+        else f"failed: {_shorten(thread.deps.redactor.text(result.content), 200)}",
         result.duration * 1000,
     )
     await thread.append(
         turn,
         ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name),
-        meta=result.audit(call.arguments),
+        meta=result.audit(arguments),
     )
     await thread.emit(
         ToolActivity(
@@ -148,3 +154,8 @@ async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: To
             result.ok,
         )
     )
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,115 @@
+"""Redaction of secrets in what Ganglion writes about tool calls (log lines, audit records).
+
+Two kinds of secret are hidden:
+
+- the daemon's own: every configured credential value (API keys, tokens, header values),
+  replaced wherever it appears, and
+- what looks like a credential in the model's arguments: the value of a JSON key or a
+  `key=value` / `key: value` pair whose name says secret (password, token, api_key, …),
+  `Bearer …` and `Basic …` authorizations, private-key blocks, and the token formats of
+  well-known services (OpenAI/Anthropic `sk-…`, GitHub, GitLab, Slack, AWS access keys,
+  Matrix `syt_…`).
+
+It is a safety net for logs, not a guarantee: a secret with no recognisable shape that the
+daemon does not know about cannot be told from any other string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ganglion.config import Config, EndpointConfig
+
+__all__ = ["REDACTED", "Redactor", "configured_secrets"]
+
+REDACTED = "[redacted]"
+
+_SECRET_NAME = r"(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|secret|password|passwd|passphrase|private[_-]?key|client[_-]?secret|authorization|cookie)"
+_SENSITIVE_KEY = re.compile(rf"(?i)^[\w.-]*{_SECRET_NAME}[\w.-]*$")
+_SENSITIVE_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie|password|session")
+
+_PATTERNS = [
+    re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S
+    ),
+    re.compile(r"\b((?i:bearer|basic)|Token)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(
+        r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+        r"|glpat-[A-Za-z0-9_-]{16,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}"
+        r"|syt_[A-Za-z0-9_]{10,})"
+    ),
+]
+# key=value, key: value, "key": "value" and --key value inside free text (a command line).
+_ASSIGNMENT = re.compile(
+    rf"(?i)(\b[\w.-]*{_SECRET_NAME}[\w.-]*[\"']?\s*[=:]\s*[\"']?|--?{_SECRET_NAME}\s+[\"']?)"
+    r"([^\s\"'&,;]{4,})"
+)
+
+MIN_SECRET_LENGTH = 4
+
+
+def configured_secrets(config: Config) -> list[str]:
+    """Every credential value in `config`: API keys and header values of each model
+    endpoint, the Matrix access token, the web token."""
+    endpoints: list[EndpointConfig] = [config.llm, *config.llm.fallbacks]
+    if config.compaction.endpoint is not None:
+        endpoints.append(config.compaction.endpoint)
+    found = [e.api_key.get_secret_value() for e in endpoints if e.api_key is not None]
+    found += [
+        value
+        for e in endpoints
+        for name, value in e.headers.items()
+        if _SENSITIVE_HEADER.search(name)
+    ]
+    for token in (config.matrix.access_token, config.web.token):
+        if token is not None:
+            found.append(token.get_secret_value())
+    return found
+
+
+class Redactor:
+    """Hides `secrets` (exact values) and credential-shaped text in strings and JSON."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        """Hide these values too (a token generated at start-up, say)."""
+        values = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted(values, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, REDACTED)
+        for pattern in _PATTERNS:
+            value = pattern.sub(_keep_scheme, value)
+        return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, value)
+
+    def arguments(self, raw: str) -> str:
+        """A tool call's JSON arguments with secrets redacted (as text when not JSON)."""
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            return self.text(raw)
+        return json.dumps(self._value(parsed), ensure_ascii=False)
+
+    def _value(self, value: Any, key: str | None = None) -> Any:
+        if key is not None and _SENSITIVE_KEY.match(key) and value not in (None, "", [], {}):
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self._value(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._value(v) for v in value]
+        return value
+
+
+def _keep_scheme(match: re.Match[str]) -> str:
+    scheme = match.group(1) if match.re.groups else None
+    return f"{scheme} {REDACTED}" if scheme else REDACTED

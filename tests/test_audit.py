@@ -1,0 +1,109 @@
+"""The tool-call audit: logged with the thread id, stored with the turn, secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from ganglion.config import Config
+from ganglion.redact import REDACTED, Redactor, configured_secrets
+from tests.daemon import daemon_config, open_daemon
+from tests.fakellm import FakeLLM, Reply
+
+API_KEY = "llm-key-5f2b9c0e77aa"
+ROOM = "web_aaaaaaaaaaaaaaaa"
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("curl -H 'Authorization: Bearer abcdefghijklmnop' x", "abcdefghijklmnop"),
+        ("export OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstu", "sk-proj-abcdefghijklmnopqrstu"),
+        ("mysql --password hunter2hunter2 db", "hunter2hunter2"),
+        ("git clone https://ghp_abcdefghijklmnopqrstuvwxyz1234@github.com/x", "ghp_abcdefghij"),
+        ("token: syt_Z2FuZ2xpb24_abcdefghij_123", "syt_Z2FuZ2xpb24"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNz\n-----END OPENSSH PRIVATE KEY-----",
+            "b3BlbnNz",
+        ),
+        (f"echo {API_KEY} | base64", API_KEY),
+    ],
+)
+def test_credentials_in_free_text_are_hidden(text: str, hidden: str) -> None:
+    redacted = Redactor([API_KEY]).text(text)
+    assert hidden not in redacted and REDACTED in redacted
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "ls -la ~/projects && grep -rn 'token bucket' src/ | head -5"
+    assert Redactor([API_KEY]).text(text) == text
+
+
+def test_json_arguments_hide_sensitive_keys_at_any_depth() -> None:
+    raw = json.dumps(
+        {"url": "https://x", "headers": {"X-Api-Key": "abc123456"}, "auth": {"password": "pw1"}}
+    )
+    redacted = json.loads(Redactor().arguments(raw))
+    assert redacted == {
+        "url": "https://x",
+        "headers": {"X-Api-Key": REDACTED},
+        "auth": {"password": REDACTED},
+    }
+    assert Redactor().arguments("not json password=abcd1234") == f"not json password={REDACTED}"
+
+
+def test_configured_secrets_are_every_credential_of_the_config() -> None:
+    config = Config.model_validate(
+        {
+            "llm": {
+                "api_key": "main-key-1",
+                "headers": {"Authorization": "Bearer hdr-1", "X-Title": "Ganglion"},
+                "fallbacks": [{"api_key": "fallback-key-2"}],
+            },
+            "compaction": {"endpoint": {"api_key": "compaction-key-3"}},
+            "web": {"token": "web-token-4"},
+        }
+    )
+    found = configured_secrets(config)
+    assert sorted(found) == sorted(
+        ["main-key-1", "Bearer hdr-1", "fallback-key-2", "compaction-key-3", "web-token-4"]
+    )
+
+
+async def test_tool_calls_are_audited_with_secrets_redacted(
+    tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    arguments = {"path": "notes.txt", "content": f"key is {API_KEY}, password=opensesame1"}
+    fake_llm.script(
+        Reply(tool_calls=(("write_file", json.dumps(arguments)),)),
+        Reply(tool_calls=(("read_file", json.dumps({"path": "missing.txt"})),)),
+        Reply("Saved."),
+    )
+    config = daemon_config(tmp_path, fake_llm.base_url, llm={"api_key": API_KEY})
+    caplog.set_level(logging.INFO)
+    async with open_daemon(config) as daemon:
+        await daemon.say(ROOM, "save my key")
+        assert await daemon.collector.final(ROOM) == ["Saved."]
+        stored = await daemon.services.store.history_page(ROOM)
+    audits = [m.meta for m in stored if m.message.role == "tool"]
+    assert [(a["tool"], a["ok"]) for a in audits if a] == [
+        ("write_file", True),
+        ("read_file", False),
+    ]
+    assert all(a is not None and a["duration_ms"] >= 0 for a in audits)
+    written = audits[0]
+    assert written is not None
+    assert API_KEY not in written["arguments"] and "opensesame1" not in written["arguments"]
+    assert "notes.txt" in written["arguments"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tool call")]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"tool call in {ROOM}: write_file(") and " ok in " in lines[0]
+    assert "failed: error: no such file" in lines[1]
+    assert not any(
+        API_KEY in r.getMessage() or "opensesame1" in r.getMessage() for r in caplog.records
+    )
+    # The model itself still got the exact arguments and result.
+    assert (tmp_path / "notes.txt").read_text() == arguments["content"]
