@@ -133,3 +133,25 @@ async def test_the_model_uses_the_file_tools_in_a_turn(tmp_path: Path, fake_llm:
     } <= names
     refused = fake_llm.requests[2]["messages"][-1]
     assert refused["role"] == "tool" and "outside the allowed directories" in refused["content"]
+
+
+@pytest.mark.parametrize(
+    "path", ["web_token", "conversation.db", "conversation.db-wal", "sub/../scheduler.db"]
+)
+async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) -> None:
+    (tmp_path / "web_token").write_text("secret-token")
+    (tmp_path / "conversation.db").write_bytes(b"SQLite format 3\x00")
+    (tmp_path / "sub").mkdir()
+    tools = ToolRegistry(file_tools(FilesToolConfig(), tmp_path))
+    for name, arguments in [
+        ("read_file", {"path": path}),
+        ("write_file", {"path": path, "content": "x"}),
+        ("delete_file", {"path": path}),
+    ]:
+        ok, text = await call(tools, name, **arguments)
+        assert not ok and "private files" in text, (name, text)
+    assert (tmp_path / "web_token").read_text() == "secret-token"
+    link = tmp_path / "innocent.txt"
+    link.symlink_to(tmp_path / "web_token")
+    ok, text = await call(tools, "read_file", path="innocent.txt")
+    assert not ok and "private files" in text

@@ -9,10 +9,21 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["TEMPLATE_FILES", "ensure_data_dir"]
+__all__ = ["TEMPLATE_FILES", "WEB_TOKEN_FILE", "ensure_data_dir", "is_private_file"]
 
 TEMPLATE_FILES = ("BASE_PROMPT.txt", "MEMORIES.txt", "HEARTBEATS.txt")
 DIRECTORIES = ("skills", "scripts")
+WEB_TOKEN_FILE = "web_token"
+# The databases hold every thread's history; the token opens the web chat.
+_PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
+
+def is_private_file(data_dir: Path, path: Path) -> bool:
+    """Whether `path` (resolved) is one of the daemon's own files in `data_dir` that no
+    tool may read or write: the web token and the databases."""
+    if path.parent != data_dir:
+        return False
+    return path.name == WEB_TOKEN_FILE or path.name.endswith(_PRIVATE_SUFFIXES)
 
 
 def ensure_data_dir(data_dir: Path) -> list[Path]:

@@ -21,6 +21,7 @@ from typing import TypeVar
 import trio
 
 from ganglion.config import FilesToolConfig
+from ganglion.datadir import is_private_file
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
 __all__ = ["FileAccessError", "FileRoots", "file_tools", "write_atomically"]
@@ -35,10 +36,11 @@ class FileAccessError(ToolError):
 class FileRoots:
     """Resolves model-given paths inside the allowed roots."""
 
-    def __init__(self, roots: Sequence[Path]) -> None:
+    def __init__(self, roots: Sequence[Path], data_dir: Path | None = None) -> None:
         if not roots:
             raise ValueError("at least one root is needed")
         self.roots = [Path(os.path.realpath(root)) for root in roots]
+        self._data_dir = Path(os.path.realpath(data_dir)) if data_dir is not None else None
 
     def resolve(self, path: str) -> Path:
         if not path or "\x00" in path:
@@ -47,6 +49,11 @@ class FileRoots:
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate
         real = Path(os.path.realpath(candidate))
+        if self._data_dir is not None and is_private_file(self._data_dir, real):
+            raise FileAccessError(
+                f"{path!r} is one of Ganglion's private files (its databases and web token); "
+                "no tool may read or change it"
+            )
         for root in self.roots:
             if real == root or real.is_relative_to(root):
                 return real
@@ -103,7 +110,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
     """The file tools for `config` (roots default to `data_dir`)."""
-    roots = FileRoots(config.roots or [data_dir])
+    roots = FileRoots(config.roots or [data_dir], data_dir)
     max_read = config.max_read_bytes
     max_write = config.max_write_bytes
 

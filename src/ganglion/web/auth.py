@@ -17,10 +17,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from ganglion.datadir import WEB_TOKEN_FILE
+
 __all__ = ["COOKIE_NAME", "TOKEN_FILE", "load_or_create_token", "read_token", "token_matches"]
 
 COOKIE_NAME = "ganglion_token"
-TOKEN_FILE = "web_token"
+TOKEN_FILE = WEB_TOKEN_FILE
 
 
 def load_or_create_token(data_dir: Path, configured: SecretStr | None) -> str:
