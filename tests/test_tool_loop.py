@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from ganglion.messages import ToolActivity
+from ganglion.tokens import estimate_tokens
 from ganglion.tools import ToolContext, tool
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply, TextToolCall
@@ -102,3 +103,15 @@ async def test_the_tool_loop_stops_after_max_tool_rounds(tmp_path: Path, fake_ll
     last = fake_llm.requests[-1]
     assert "tools" not in last
     assert "used all the tool calls" in last["messages"][-1]["content"]
+
+
+async def test_the_tool_schemas_count_towards_the_prompt_size(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    off = {name: {"enabled": False} for name in ("files", "memory", "reminders")}
+    async with open_daemon(daemon_config(tmp_path / "a", fake_llm.base_url, tools=off)) as bare:
+        without = (await bare.info(WEB)).estimated_tokens
+    async with open_daemon(daemon_config(tmp_path / "b", fake_llm.base_url)) as daemon:
+        schemas = daemon.services.deps.tools.schemas()
+        with_tools = (await daemon.info(WEB)).estimated_tokens
+    assert with_tools - without == estimate_tokens(json.dumps(schemas)) > 1000

@@ -27,6 +27,7 @@ the actor, which reloads its intact history from the store.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -275,10 +276,17 @@ class ThreadActor:
         return messages
 
     def estimated_tokens(self, system_prompt: str = "") -> int:
-        total = estimate_tokens(system_prompt)
+        """The prompt's estimated size: system prompt, tool schemas, summary, history."""
+        total = estimate_tokens(system_prompt) + self._tool_schema_tokens()
         if self.summary:
             total += estimate_message_tokens(summary_message(self.summary))
         return total + sum(estimate_message_tokens(m.message) for m in self.history)
+
+    def _tool_schema_tokens(self) -> int:
+        # The schemas go with every request and can be thousands of tokens; MCP servers
+        # add and remove tools at run time, so they are measured each time.
+        schemas = self.deps.tools.schemas()
+        return estimate_tokens(json.dumps(schemas)) if schemas else 0
 
     async def compact_if_needed(self, *, force: bool = False) -> bool:
         """Summarise older messages when the thread is too long (or `force`).
