@@ -155,3 +155,29 @@ async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) ->
     link.symlink_to(tmp_path / "web_token")
     ok, text = await call(tools, "read_file", path="innocent.txt")
     assert not ok and "private files" in text
+
+
+async def test_every_file_tool_works_in_a_turn(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    def calls(*pairs: tuple[str, dict[str, object]]) -> Reply:
+        return Reply(tool_calls=tuple((name, json.dumps(args)) for name, args in pairs))
+
+    fake_llm.script(
+        calls(
+            ("write_file", {"path": "scripts/hello.sh", "content": "echo hi\n"}),
+            ("append_file", {"path": "scripts/hello.sh", "content": "echo bye\n"}),
+            ("edit_file", {"path": "scripts/hello.sh", "old": "hi", "new": "hello"}),
+            ("read_file", {"path": "scripts/hello.sh"}),
+            ("write_file", {"path": "scratch.txt", "content": "tmp"}),
+            ("delete_file", {"path": "scratch.txt"}),
+            ("list_dir", {"path": "scripts"}),
+        ),
+        Reply("Done."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say("web_abababababababab", "write me a script")
+        assert await daemon.collector.final("web_abababababababab") == ["Done."]
+    results = [m["content"] for m in fake_llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert len(results) == 7 and not any(r.startswith("error") for r in results), results
+    assert results[3] == "echo hello\necho bye\n"
+    assert results[6] == "hello.sh  (20 bytes)"
+    assert not (tmp_path / "scratch.txt").exists()

@@ -183,3 +183,37 @@ async def test_the_memory_tools_can_be_turned_off(tmp_path: Path, fake_llm: Fake
         assert await daemon.collector.final("web_aaaaaaaaaaaaaaaa") == ["ok"]
     names = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
     assert "remember" not in names and "read_file" in names
+
+
+async def test_every_memory_goal_and_skill_tool_works_in_a_turn(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    def calls(*pairs: tuple[str, dict[str, str]]) -> Reply:
+        return Reply(tool_calls=tuple((name, json.dumps(args)) for name, args in pairs))
+
+    fake_llm.script(
+        calls(
+            ("remember", {"fact": "Owner likes tea"}),
+            ("remember", {"fact": "Owner has a cat"}),
+            ("add_goal", {"goal": "Book the dentist"}),
+            ("add_goal", {"goal": "Renew the passport"}),
+            ("write_skill", {"name": "dentist", "content": "# Booking the dentist\nCall."}),
+        ),
+        calls(
+            ("update_memory", {"old": "tea", "new": "Owner likes coffee"}),
+            ("forget", {"memory": "cat"}),
+            ("update_goal", {"old": "dentist", "new": "Dentist booked for Friday"}),
+            ("finish_goal", {"goal": "passport"}),
+            ("read_skill", {"name": "dentist"}),
+        ),
+        Reply("All updated."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say("web_aaaaaaaaaaaaaaaa", "tidy up your notes")
+        assert await daemon.collector.final("web_aaaaaaaaaaaaaaaa") == ["All updated."]
+    results = [m for m in fake_llm.requests[2]["messages"] if m["role"] == "tool"]
+    assert len(results) == 10
+    assert all(not m["content"].startswith("error") for m in results), results
+    assert results[-1]["content"] == "# Booking the dentist\nCall.\n"
+    assert entries_of(tmp_path / "MEMORIES.txt") == ["Owner likes coffee"]
+    assert entries_of(tmp_path / "HEARTBEATS.txt") == ["Dentist booked for Friday"]
