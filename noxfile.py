@@ -32,6 +32,7 @@ def _sync(session: nox.Session, *groups: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The unit and integration suite (fake model server, real loopback processes)."""
+    _ensure_bubblewrap(session)
     _sync(session, "dev")
     session.run("pytest", *session.posargs)
 
@@ -54,15 +55,11 @@ def typecheck(session: nox.Session) -> None:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _ensure_chromium(session: nox.Session) -> None:
-    """Debian's Chromium is what the browser tests drive (no browser download here)."""
-    if CHROMIUM.exists():
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        session.error(
-            f"{CHROMIUM} is missing: install Debian's chromium package "
-            "(sudo apt-get install chromium), then run `uv run nox -s browser` again"
-        )
+def _can_apt_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def _apt_install(session: nox.Session, package: str) -> None:
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
         "apt-get",
@@ -70,10 +67,29 @@ def _ensure_chromium(session: nox.Session) -> None:
         "-y",
         "-qq",
         "--no-install-recommends",
-        "chromium",
+        package,
         external=True,
         env={"DEBIAN_FRONTEND": "noninteractive"},
     )
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's Chromium is what the browser tests drive (no browser download here)."""
+    if CHROMIUM.exists():
+        return
+    if not _can_apt_install():
+        session.error(
+            f"{CHROMIUM} is missing: install Debian's chromium package "
+            "(sudo apt-get install chromium), then run `uv run nox -s browser` again"
+        )
+    _apt_install(session, "chromium")
+
+
+def _ensure_bubblewrap(session: nox.Session) -> None:
+    """The shell sandbox tests run bwrap for real; without it (and without root to
+    install it) they are skipped, and say so."""
+    if shutil.which("bwrap") is None and _can_apt_install():
+        _apt_install(session, "bubblewrap")
 
 
 @nox.session(python=PYTHON)

@@ -108,7 +108,7 @@ async def test_the_tool_loop_stops_after_max_tool_rounds(tmp_path: Path, fake_ll
 async def test_the_tool_schemas_count_towards_the_prompt_size(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
-    off = {name: {"enabled": False} for name in ("files", "memory", "reminders")}
+    off = {name: {"enabled": False} for name in ("files", "shell", "memory", "reminders")}
     async with open_daemon(daemon_config(tmp_path / "a", fake_llm.base_url, tools=off)) as bare:
         without = (await bare.info(WEB)).estimated_tokens
     async with open_daemon(daemon_config(tmp_path / "b", fake_llm.base_url)) as daemon:

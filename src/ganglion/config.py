@@ -49,6 +49,7 @@ __all__ = [
     "RemindersConfig",
     "RemindersToolConfig",
     "RetryConfig",
+    "ShellToolConfig",
     "ShutdownConfig",
     "ThreadsConfig",
     "ToolsConfig",
@@ -189,6 +190,21 @@ class FilesToolConfig(_Model):
     max_write_bytes: int = Field(1024 * 1024, ge=1024)
 
 
+class ShellToolConfig(_Model):
+    """The shell tool: where commands run, for how long, how much output comes back, and
+    the optional bubblewrap sandbox (`writable_paths` and `network` apply to it)."""
+
+    enabled: bool = True
+    cwd: Path | None = None  # None: <data_dir>/scripts
+    timeout_seconds: float = Field(60.0, gt=0)
+    max_timeout_seconds: float = Field(600.0, gt=0)
+    max_output_bytes: int = Field(12 * 1024, ge=1024, le=15 * 1024)
+    sandbox: Literal["none", "bwrap"] = "none"
+    bwrap_path: str = "bwrap"
+    writable_paths: list[Path] = Field(default_factory=list)  # empty: the data directory
+    network: bool = True
+
+
 class MemoryToolConfig(_Model):
     """The memory, goal and skill tools. MEMORIES.txt goes into every prompt, so it is
     capped: past `max_memories_bytes`, its oldest entries move to MEMORIES.archive.txt."""
@@ -207,6 +223,7 @@ class RemindersToolConfig(_Model):
 
 class ToolsConfig(_Model):
     files: FilesToolConfig = Field(default_factory=FilesToolConfig)
+    shell: ShellToolConfig = Field(default_factory=ShellToolConfig)
     memory: MemoryToolConfig = Field(default_factory=MemoryToolConfig)
     reminders: RemindersToolConfig = Field(default_factory=RemindersToolConfig)
 
@@ -346,10 +363,18 @@ def _absolute_paths(config: Config, base: Path) -> Config:
     data_dir = (base / config.data_dir).resolve()
     files = config.tools.files
     roots = [(base / root).resolve() for root in files.roots]  # empty: the data directory
+    shell = config.tools.shell
+    shell_paths = {
+        "cwd": (base / shell.cwd).resolve() if shell.cwd is not None else None,
+        "writable_paths": [(base / path).resolve() for path in shell.writable_paths],
+    }
     return config.model_copy(
         update={
             "tools": config.tools.model_copy(
-                update={"files": files.model_copy(update={"roots": roots})}
+                update={
+                    "files": files.model_copy(update={"roots": roots}),
+                    "shell": shell.model_copy(update=shell_paths),
+                }
             ),
             "data_dir": data_dir,
             "logging": config.logging.model_copy(

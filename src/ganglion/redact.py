@@ -77,6 +77,10 @@ class Redactor:
         self._secrets: list[str] = []
         self.add(*secrets)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
     def add(self, *secrets: str) -> None:
         """Hide these values too (a token generated at start-up, say)."""
         values = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}

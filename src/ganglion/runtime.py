@@ -48,6 +48,7 @@ from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
+from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
 from ganglion.web import WebState, load_or_create_token, run_web
 from ganglion_actors import ActorStopped, Inbox, Registry
 
@@ -236,6 +237,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         raise StartupError(f"cannot prepare the data directory {config.data_dir}: {exc}") from exc
     for path in created:
         log.info("created %s", path)
+    if config.tools.shell.enabled:
+        await _check_shell(config)
     try:
         store = await ConversationStore.open(config.data_dir / "conversation.db")
         reminder_store = await ReminderStore.open(config.data_dir / "scheduler.db")
@@ -251,6 +254,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         else llm
     )
     peers = Peers()
+    redactor = Redactor(configured_secrets(config))
     deps = ThreadDeps(
         config=config,
         store=store,
@@ -258,12 +262,12 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir)),
-        tools=ToolRegistry(_builtin_tools(config, peers)),
+        tools=ToolRegistry(_builtin_tools(config, peers, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         peers=peers,
         now=lambda: datetime.now(zone),
         timezone=timezone,
-        redactor=Redactor(configured_secrets(config)),
+        redactor=redactor,
     )
     try:
         yield Services(config, store, reminder_store, deps)
@@ -276,12 +280,26 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             await reminder_store.aclose()
 
 
-def _builtin_tools(config: Config, peers: Peers) -> list[Tool]:
+async def _check_shell(config: Config) -> None:
+    shell = config.tools.shell
+    if shell.cwd is not None and not shell.cwd.is_dir():
+        raise StartupError(f"tools.shell.cwd: {shell.cwd} is not a directory")
+    try:
+        await trio.to_thread.run_sync(check_sandbox, shell)
+    except SandboxError as exc:
+        raise StartupError(str(exc)) from None
+    if shell.sandbox == "bwrap":
+        log.info("shell commands run in a bubblewrap sandbox")
+
+
+def _builtin_tools(config: Config, peers: Peers, redactor: Redactor) -> list[Tool]:
     """The tools the configuration enables."""
     tools = config.tools
     found: list[Tool] = []
     if tools.files.enabled:
         found += file_tools(tools.files, config.data_dir)
+    if tools.shell.enabled:
+        found += shell_tools(tools.shell, config.data_dir, lambda: redactor.secrets)
     if tools.memory.enabled:
         found += memory_tools(tools.memory, config.data_dir)
     if tools.reminders.enabled:

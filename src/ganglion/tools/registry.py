@@ -161,7 +161,7 @@ class ToolRegistry:
 
         def result(content: str, ok: bool) -> ToolResult:
             if len(content) > MAX_RESULT_CHARS:
-                content = content[:MAX_RESULT_CHARS] + "\n[… result truncated]"
+                content = _head_and_tail(content, MAX_RESULT_CHARS)
             return ToolResult(call.id, call.name, content, ok, time.monotonic() - started)
 
         item = self._tools.get(call.name)
@@ -192,6 +192,13 @@ class ToolRegistry:
             log.exception("tool %s failed", call.name)
             return result(f"error: the tool failed: {type(exc).__name__}: {exc}"[:500], False)
         return result(content, True)
+
+
+def _head_and_tail(content: str, limit: int) -> str:
+    """The start and the end of an over-long result (the end often says how it went)."""
+    half = limit // 2
+    omitted = len(content) - 2 * half
+    return f"{content[:half]}\n[… {omitted} characters of the result omitted …]\n{content[-half:]}"
 
 
 def _validation_summary(exc: ValidationError) -> str:
