@@ -91,6 +91,8 @@ async def _serve_tree(
         await root.start(ChildSpec("threads", services.threads.serve))
         await root.start(ChildSpec("reminders", services.run_reminders))
         await root.start(ChildSpec("heartbeat", services.run_heartbeat))
+        for name, tool_server in services.tool_servers():
+            await root.start(ChildSpec(name, tool_server))
         for name, interface in services.interfaces():
             # An interface that keeps crashing must not bring down the others: transient,
             # within the supervisor's restart intensity.

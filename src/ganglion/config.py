@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,8 @@ __all__ = [
     "LLMConfig",
     "LLMTimeouts",
     "LoggingConfig",
+    "MCPConfig",
+    "MCPServerConfig",
     "MatrixConfig",
     "MemoryToolConfig",
     "RemindersConfig",
@@ -221,11 +224,57 @@ class RemindersToolConfig(_Model):
     enabled: bool = True
 
 
+class MCPServerConfig(_Model):
+    """One MCP server: a command started over stdio, or a streamable HTTP URL."""
+
+    enabled: bool = True
+    command: list[str] | None = None
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: Path | None = None
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    tools: list[str] | None = None  # only these of its tools; None: all
+    call_timeout_seconds: float = Field(60.0, gt=0)
+    connect_timeout_seconds: float = Field(30.0, gt=0)
+    ping_interval_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (streamable HTTP)")
+        if self.command is not None and not (self.command and self.command[0].strip()):
+            raise ValueError("command must name the program to run")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        if self.url is None and self.headers:
+            raise ValueError("headers only apply to a url server")
+        if self.command is None and (self.env or self.cwd):
+            raise ValueError("env and cwd only apply to a command server")
+        return self
+
+
+class MCPConfig(_Model):
+    """MCP servers whose tools are offered to the model, by short name."""
+
+    servers: dict[str, MCPServerConfig] = Field(default_factory=dict)
+
+    @field_validator("servers")
+    @classmethod
+    def _short_names(cls, value: dict[str, MCPServerConfig]) -> dict[str, MCPServerConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+                raise ValueError(
+                    f"server name {name!r}: use 1-32 lowercase letters, digits, '-' or '_'"
+                )
+        return value
+
+
 class ToolsConfig(_Model):
     files: FilesToolConfig = Field(default_factory=FilesToolConfig)
     shell: ShellToolConfig = Field(default_factory=ShellToolConfig)
     memory: MemoryToolConfig = Field(default_factory=MemoryToolConfig)
     reminders: RemindersToolConfig = Field(default_factory=RemindersToolConfig)
+    mcp: MCPConfig = Field(default_factory=MCPConfig)
 
 
 class HeartbeatConfig(_Model):
@@ -374,6 +423,7 @@ def _absolute_paths(config: Config, base: Path) -> Config:
                 update={
                     "files": files.model_copy(update={"roots": roots}),
                     "shell": shell.model_copy(update=shell_paths),
+                    "mcp": _absolute_mcp_paths(config.tools.mcp, base),
                 }
             ),
             "data_dir": data_dir,
@@ -382,3 +432,13 @@ def _absolute_paths(config: Config, base: Path) -> Config:
             ),
         }
     )
+
+
+def _absolute_mcp_paths(mcp: MCPConfig, base: Path) -> MCPConfig:
+    servers = {
+        name: server.model_copy(update={"cwd": (base / server.cwd).resolve()})
+        if server.cwd is not None
+        else server
+        for name, server in mcp.servers.items()
+    }
+    return mcp.model_copy(update={"servers": servers})

@@ -52,8 +52,9 @@ MIN_SECRET_LENGTH = 4
 
 
 def configured_secrets(config: Config) -> list[str]:
-    """Every credential value in `config`: API keys and header values of each model
-    endpoint, the Matrix access token, the web token."""
+    """Every credential value in `config`: API keys and credential headers of each model
+    endpoint, credential headers and environment variables of the MCP servers, the
+    Matrix access token, the web token."""
     endpoints: list[EndpointConfig] = [config.llm, *config.llm.fallbacks]
     if config.compaction.endpoint is not None:
         endpoints.append(config.compaction.endpoint)
@@ -64,6 +65,10 @@ def configured_secrets(config: Config) -> list[str]:
         for name, value in e.headers.items()
         if _SENSITIVE_HEADER.search(name)
     ]
+    for server in config.tools.mcp.servers.values():
+        for name, value in [*server.headers.items(), *server.env.items()]:
+            if _SENSITIVE_HEADER.search(name):
+                found.append(value.get_secret_value())
     for token in (config.matrix.access_token, config.web.token):
         if token is not None:
             found.append(token.get_secret_value())

@@ -46,6 +46,7 @@ from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
+from ganglion.tools.mcp import MCPServer, serve_mcp_server
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
 from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
@@ -77,6 +78,11 @@ class Services:
         self.peers = deps.peers
         self.web_state = WebState()
         self.stop_requested = trio.Event()
+        self.mcp_servers = [
+            MCPServer(name, server, deps.tools, log_dir=config.logging.dir)
+            for name, server in config.tools.mcp.servers.items()
+            if server.enabled
+        ]
         self.threads: Registry[str, Inbound] = Registry(
             "threads",
             lambda thread_id: partial(run_thread, deps, thread_id),
@@ -121,6 +127,12 @@ class Services:
             inbox,
             task_status=task_status,
         )
+
+    def tool_servers(self) -> list[tuple[str, ActorFn]]:
+        """The MCP server actors to start: one per enabled server."""
+        return [
+            (f"mcp:{server.name}", partial(serve_mcp_server, server)) for server in self.mcp_servers
+        ]
 
     def interfaces(self) -> list[tuple[str, ActorFn]]:
         """The interface actors to start, in order."""

@@ -77,14 +77,23 @@ ToolFn = Callable[..., Awaitable[str]]
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A tool offered to the model. Its arguments are described either by a pydantic
+    model (`arguments`; validated before the call) or, for tools defined elsewhere (MCP
+    servers), by a JSON schema (`parameters`; any JSON object is passed through as keyword
+    arguments, and the tool's owner validates it)."""
+
     name: str
     description: str
-    arguments: type[BaseModel]
+    arguments: type[BaseModel] | None
     fn: ToolFn
     timeout: float | None = None
+    parameters: Mapping[str, Any] | None = None
 
     def schema(self) -> dict[str, Any]:
-        parameters = self.arguments.model_json_schema()
+        if self.arguments is None:
+            parameters = dict(self.parameters or {"type": "object", "properties": {}})
+        else:
+            parameters = self.arguments.model_json_schema()
         parameters.pop("title", None)
         return {
             "type": "function",
@@ -176,11 +185,14 @@ class ToolRegistry:
             )
         if not isinstance(raw, Mapping):
             return result("error: the arguments must be a JSON object", False)
-        try:
-            arguments = item.arguments.model_validate(raw)
-        except ValidationError as exc:
-            return result(f"error: invalid arguments: {_validation_summary(exc)}", False)
-        kwargs = {name: getattr(arguments, name) for name in type(arguments).model_fields}
+        if item.arguments is None:
+            kwargs = dict(raw)
+        else:
+            try:
+                arguments = item.arguments.model_validate(raw)
+            except ValidationError as exc:
+                return result(f"error: invalid arguments: {_validation_summary(exc)}", False)
+            kwargs = {name: getattr(arguments, name) for name in type(arguments).model_fields}
         try:
             with trio.fail_after(item.timeout) if item.timeout else nullcontext():
                 content = await item.fn(context, **kwargs)

@@ -1,0 +1,209 @@
+"""MCP servers from the test suite (tests/mcpserver.py), used end to end through turns:
+over stdio and streamable HTTP, with error results, a server dying mid-call and being
+restarted, a server that cannot start, and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from pydantic import ValidationError
+
+from ganglion.config import Config, MCPConfig
+from ganglion.tools.mcp import RESTART_BACKOFF, mcp_tool_name
+from tests.daemon import Daemon, daemon_config, open_daemon
+from tests.fakellm import FakeLLM, Reply
+
+SERVER = str(Path(__file__).with_name("mcpserver.py"))
+ROOM = "web_aaaaaaaaaaaaaaaa"
+
+
+def stdio_server(starts: Path | None = None, **more: Any) -> dict[str, Any]:
+    env = {"MCP_TEST_STARTS": str(starts)} if starts is not None else {}
+    return {"command": [sys.executable, SERVER, "stdio"], "env": env, **more}
+
+
+def mcp_config(tmp_path: Path, fake_llm: FakeLLM, **servers: dict[str, Any]) -> Config:
+    return daemon_config(tmp_path, fake_llm.base_url, tools={"mcp": {"servers": servers}})
+
+
+def call(name: str, **arguments: Any) -> Reply:
+    return Reply(tool_calls=((name, json.dumps(arguments)),))
+
+
+def last_tool_result(fake_llm: FakeLLM, request: int) -> str:
+    message = fake_llm.requests[request]["messages"][-1]
+    assert message["role"] == "tool", message
+    content: str = message["content"]
+    return content
+
+
+async def wait_for_tools(daemon: Daemon, *names: str) -> None:
+    with trio.fail_after(60):
+        while not set(names) <= daemon.services.deps.tools.names:
+            await trio.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_tool_names_are_namespaced_safe_and_unique() -> None:
+    assert mcp_tool_name("calc", "add") == "mcp__calc__add"
+    assert mcp_tool_name("web", "fetch.url v2") == "mcp__web__fetch_url_v2"
+    long = mcp_tool_name("s", "x" * 100)
+    assert len(long) == 64
+    assert mcp_tool_name("s", "x" * 100, frozenset({long})) == long[:62] + "_2"
+
+
+def test_the_restart_backoff_grows_to_five_minutes_with_jitter() -> None:
+    rng = random.Random(7)
+    delays = [RESTART_BACKOFF.delay(attempt, rng) for attempt in range(12)]
+    assert 0.8 <= delays[0] <= 1.2
+    assert 1.6 <= delays[1] <= 2.4
+    assert all(240 <= d <= 360 for d in delays[9:])
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ({}, "either command"),
+        ({"command": ["x"], "url": "http://127.0.0.1:1/mcp"}, "either command"),
+        ({"command": []}, "must name the program"),
+        ({"url": "ftp://x"}, "http:// or https://"),
+        ({"command": ["x"], "headers": {"A": "b"}}, "headers only apply"),
+    ],
+)
+def test_bad_server_configs_are_refused(server: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        MCPConfig.model_validate({"servers": {"calc": server}})
+
+
+def test_server_names_must_be_short_identifiers() -> None:
+    with pytest.raises(ValidationError, match="lowercase letters"):
+        MCPConfig.model_validate({"servers": {"My Server!": {"command": ["x"]}}})
+
+
+async def test_an_mcp_tool_is_used_end_to_end_through_a_turn(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        call("mcp__calc__add", a=2, b=40),
+        call("mcp__calc__fail", reason="not today"),
+        call("mcp__calc__add", a="two"),
+        Reply("2 + 40 = 42."),
+    )
+    async with open_daemon(mcp_config(tmp_path, fake_llm, calc=stdio_server())) as daemon:
+        await wait_for_tools(daemon, "mcp__calc__add", "mcp__calc__echo")
+        await daemon.say(ROOM, "what is 2 + 40?")
+        assert await daemon.collector.final(ROOM) == ["2 + 40 = 42."]
+    assert last_tool_result(fake_llm, 1) == "42"
+    assert last_tool_result(fake_llm, 2) == "error: Error executing tool fail: not today"
+    assert last_tool_result(fake_llm, 3).startswith("error: ")
+    schemas = {t["function"]["name"]: t["function"] for t in fake_llm.requests[0]["tools"]}
+    add = schemas["mcp__calc__add"]
+    assert add["description"] == "[MCP server calc] Add two integers."
+    assert add["parameters"]["required"] == ["a", "b"]
+    assert add["parameters"]["properties"]["a"]["type"] == "integer"
+    assert "read_file" in schemas  # the built-in tools are still there
+
+
+async def test_a_server_dying_mid_call_is_a_tool_error_and_it_is_restarted(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    starts = tmp_path / "starts.txt"
+    fake_llm.script(call("mcp__calc__die"), Reply("The calculator crashed; try again soon."))
+    config = mcp_config(tmp_path, fake_llm, calc=stdio_server(starts))
+    async with open_daemon(config) as daemon:
+        await wait_for_tools(daemon, "mcp__calc__die")
+        await daemon.say(ROOM, "crash it")
+        assert await daemon.collector.final(ROOM) == ["The calculator crashed; try again soon."]
+        result = last_tool_result(fake_llm, 1)
+        assert result.startswith("error: the MCP server 'calc' stopped during the call")
+        with trio.fail_after(60):
+            while len(starts.read_text().split()) < 2:
+                await trio.sleep(0.02)
+        await wait_for_tools(daemon, "mcp__calc__add")
+        fake_llm.script(call("mcp__calc__add", a=1, b=1), Reply("2"))
+        await daemon.say(ROOM, "1 + 1?")
+        assert await daemon.collector.final(ROOM, 2) == [
+            "The calculator crashed; try again soon.",
+            "2",
+        ]
+    assert last_tool_result(fake_llm, 3) == "2"
+    assert not any(alive(int(pid)) for pid in starts.read_text().split())
+
+
+async def test_a_server_that_cannot_start_never_stops_the_daemon(
+    tmp_path: Path, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_llm.script(Reply("Still here."))
+    config = mcp_config(tmp_path, fake_llm, broken={"command": ["/nonexistent/mcp-server"]})
+    async with open_daemon(config) as daemon:
+        await daemon.say(ROOM, "hello")
+        assert await daemon.collector.final(ROOM) == ["Still here."]
+        with trio.fail_after(30):
+            while "MCP server broken" not in caplog.text:
+                await trio.sleep(0.02)
+    assert "reconnecting in" in caplog.text
+    names = [t["function"]["name"] for t in fake_llm.requests[0]["tools"]]
+    assert names and not any(name.startswith("mcp__") for name in names)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def http_server() -> AsyncIterator[str]:
+    port = free_port()
+    process = await trio.lowlevel.open_process(
+        [sys.executable, SERVER, "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        with trio.CancelScope(shield=True), trio.fail_after(30):
+            await process.wait()
+
+
+async def test_a_streamable_http_server_gets_its_headers(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(call("mcp__remote__echo", text="ping"), Reply("It answered."))
+    async with http_server() as url:
+        server = {"url": url, "headers": {"X-Test-Header": "hello"}}
+        async with open_daemon(mcp_config(tmp_path, fake_llm, remote=server)) as daemon:
+            await wait_for_tools(daemon, "mcp__remote__echo")
+            await daemon.say(ROOM, "echo ping")
+            assert await daemon.collector.final(ROOM) == ["It answered."]
+    assert last_tool_result(fake_llm, 1) == "ping (header: hello)"
+
+
+async def test_a_tool_allow_list_limits_what_is_offered(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("ok"))
+    config = mcp_config(tmp_path, fake_llm, calc=stdio_server(tools=["add"]))
+    async with open_daemon(config) as daemon:
+        await wait_for_tools(daemon, "mcp__calc__add")
+        await daemon.say(ROOM, "hi")
+        assert await daemon.collector.final(ROOM) == ["ok"]
+    names = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
+    assert "mcp__calc__add" in names and "mcp__calc__die" not in names
