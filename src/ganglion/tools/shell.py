@@ -224,7 +224,8 @@ def shell_tools(
             timeout = min(timeout_seconds, config.max_timeout_seconds)
         argv = ["/bin/sh", "-c", command]
         if config.sandbox == "bwrap":
-            argv = bwrap_argv(config, cwd, writable, data_dir) + argv
+            prefix = await trio.to_thread.run_sync(bwrap_argv, config, cwd, writable, data_dir)
+            argv = prefix + argv
         env = child_environment(os.environ, secrets())
         output = CappedOutput(config.max_output_bytes)
         try:
