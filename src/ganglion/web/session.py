@@ -193,9 +193,12 @@ async def _welcome(thread_id: str, backend: WebBackend, outlet: _Outlet) -> None
     outlet.offer(
         json.dumps({"type": "welcome", "thread_id": thread_id, "protocol": PROTOCOL_VERSION})
     )
+    # The history carries every final reply, including those made while the tab was away:
+    # what was pending before it was read is delivered with it.
+    pending = await backend.undelivered(thread_id)
     page = await backend.history(thread_id, before_id=None, limit=HISTORY_PAGE)
     outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
-    # The history carries every final reply, including those made while the tab was away.
-    pending = await backend.undelivered(thread_id)
     if pending:
-        await backend.mark_delivered([item.id for item in pending])
+        # A tab that closes right after the history must not leave the marking undone.
+        with trio.CancelScope(shield=True):
+            await backend.mark_delivered([item.id for item in pending])
