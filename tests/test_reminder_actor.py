@@ -330,7 +330,7 @@ async def test_a_kill_after_the_hand_over_resends_the_same_slot(
     wall = WallClock(START)
     original = ReminderStore.complete
 
-    async def killed(self: ReminderStore, slot: Any) -> None:
+    async def killed(self: ReminderStore, *slots: Any) -> None:
         raise RuntimeError("killed before the slot was marked done")
 
     monkeypatch.setattr(ReminderStore, "complete", killed)
@@ -346,3 +346,19 @@ async def test_a_kill_after_the_hand_over_resends_the_same_slot(
         assert [d.slot for d in r.delivered] == [d.slot for d in first] == ["2026-03-27T12:01:00Z"]
         await r.elapse(3600)
         assert len(r.delivered) == 1
+
+
+async def test_a_burst_due_together_is_claimed_and_finished_in_two_writes(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    async with rig(tmp_path, WallClock(START)) as r:
+        for i in range(20):
+            await r.add("at", "2026-03-27 13:30", f"burst {i}")
+        writes_before = r.store.statistics().writes
+        await r.elapse(3600)
+        await r.delivered_count(20)
+        for due in r.delivered:
+            await r.ledger_settles(due.reminder_id, ["done"])
+        assert sorted(d.text for d in r.delivered) == sorted(f"burst {i}" for i in range(20))
+        # one claim transaction and one completion transaction for the whole burst
+        assert r.store.statistics().writes - writes_before == 2

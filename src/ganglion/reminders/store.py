@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from ganglion.reminders.schedule import Schedule, describe
 from ganglion.store.migrations import Migrations
 from ganglion.store.sqlite import SQLiteStore
 
-__all__ = ["Reminder", "ReminderStore", "Slot"]
+__all__ = ["Claim", "Reminder", "ReminderStore", "Slot"]
 
 migrations = Migrations("scheduler")
 
@@ -115,6 +116,16 @@ class Slot:
     @property
     def key(self) -> str:
         return self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A due slot to claim, the reminder's next firing after it (None: it ends), and
+    whether it is claimed as missed (too late to fire) rather than to fire."""
+
+    slot: Slot
+    next_fire: datetime | None
+    missed: bool = False
 
 
 class ReminderStore(SQLiteStore):
@@ -205,48 +216,59 @@ class ReminderStore(SQLiteStore):
         )
         return [Reminder.from_row(r) for r in rows]
 
-    async def claim(self, slot: Slot, next_fire: datetime | None, *, missed: bool = False) -> bool:
-        """Claim `slot` and advance the reminder, atomically. False if it was claimed
-        before or the reminder was cancelled meanwhile (nothing is changed then)."""
+    async def claim(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Claim each slot and advance its reminder, all in one transaction; return the
+        claims that won. A slot claimed before, or whose reminder was cancelled meanwhile,
+        is left out (and nothing of it changes)."""
 
-        def claim() -> bool:
-            active = self._rows(
-                "SELECT active, next_fire FROM reminders WHERE id = ?", (slot.reminder.id,)
-            )
-            if not active or not active[0]["active"]:
-                return False
-            exists = self._rows(
-                "SELECT 1 FROM ledger WHERE reminder_id = ? AND slot = ?",
-                (slot.reminder.id, slot.at.timestamp()),
-            )
-            if exists:
-                return False
-            self._db.execute(
-                "INSERT INTO ledger (reminder_id, slot, state, claimed_at) VALUES (?, ?, ?, ?)",
-                (
-                    slot.reminder.id,
-                    slot.at.timestamp(),
-                    "missed" if missed else "claimed",
-                    time.time(),
-                ),
-            )
-            self._db.execute(
-                "UPDATE reminders SET next_fire = ?, active = ? WHERE id = ?",
-                (
-                    next_fire.timestamp() if next_fire else None,
-                    int(next_fire is not None),
-                    slot.reminder.id,
-                ),
-            )
-            return True
+        def claim_all() -> list[Claim]:
+            return [claim for claim in claims if self._claim_one(claim)]
 
-        return await self._write(claim)
+        if not claims:
+            return []
+        return await self._write(claim_all)
 
-    async def complete(self, slot: Slot) -> None:
+    def _claim_one(self, claim: Claim) -> bool:
+        slot = claim.slot
+        active = self._rows("SELECT active FROM reminders WHERE id = ?", (slot.reminder.id,))
+        if not active or not active[0]["active"]:
+            return False
+        exists = self._rows(
+            "SELECT 1 FROM ledger WHERE reminder_id = ? AND slot = ?",
+            (slot.reminder.id, slot.at.timestamp()),
+        )
+        if exists:
+            return False
+        self._db.execute(
+            "INSERT INTO ledger (reminder_id, slot, state, claimed_at) VALUES (?, ?, ?, ?)",
+            (
+                slot.reminder.id,
+                slot.at.timestamp(),
+                "missed" if claim.missed else "claimed",
+                time.time(),
+            ),
+        )
+        following = claim.next_fire
+        self._db.execute(
+            "UPDATE reminders SET next_fire = ?, active = ? WHERE id = ?",
+            (
+                following.timestamp() if following else None,
+                int(following is not None),
+                slot.reminder.id,
+            ),
+        )
+        return True
+
+    async def complete(self, *slots: Slot) -> None:
+        """Mark slots done (handed over), in one transaction."""
+        if not slots:
+            return
+        done = time.time()
+        rows = [(done, slot.reminder.id, slot.at.timestamp()) for slot in slots]
         await self._write(
-            lambda: self._db.execute(
+            lambda: self._db.conn.executemany(
                 "UPDATE ledger SET state = 'done', done_at = ? WHERE reminder_id = ? AND slot = ?",
-                (time.time(), slot.reminder.id, slot.at.timestamp()),
+                rows,
             )
         )
 
