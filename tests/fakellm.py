@@ -38,6 +38,9 @@ __all__ = [
     "Step",
     "TextToolCall",
     "Truncated",
+    "calling",
+    "calling_all",
+    "offered_tools",
     "open_fake_llm",
 ]
 
@@ -72,6 +75,21 @@ class Reply:
     gate: trio.Event | None = None
     stall_after: int | None = None
     ending: Literal["close", "drop", "linger"] = "close"
+
+
+def calling(name: str, /, **arguments: Any) -> Reply:
+    """A reply that calls one tool with `arguments`."""
+    return Reply(tool_calls=((name, json.dumps(arguments)),))
+
+
+def calling_all(*calls: tuple[str, Mapping[str, Any]]) -> Reply:
+    """A reply that calls several tools in one round."""
+    return Reply(tool_calls=tuple((name, json.dumps(dict(args))) for name, args in calls))
+
+
+def offered_tools(request: Mapping[str, Any]) -> set[str]:
+    """The names of the tools a model request offered."""
+    return {t["function"]["name"] for t in request.get("tools") or ()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from ganglion.config import FilesToolConfig
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.files import file_tools
 from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
+from tests.fakellm import FakeLLM, Reply, calling_all
 
 CTX = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
 
@@ -158,11 +158,8 @@ async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) ->
 
 
 async def test_every_file_tool_works_in_a_turn(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    def calls(*pairs: tuple[str, dict[str, object]]) -> Reply:
-        return Reply(tool_calls=tuple((name, json.dumps(args)) for name, args in pairs))
-
     fake_llm.script(
-        calls(
+        calling_all(
             ("write_file", {"path": "scripts/hello.sh", "content": "echo hi\n"}),
             ("append_file", {"path": "scripts/hello.sh", "content": "echo bye\n"}),
             ("edit_file", {"path": "scripts/hello.sh", "old": "hi", "new": "hello"}),

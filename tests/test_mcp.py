@@ -4,7 +4,6 @@ restarted, a server that cannot start, and no process left behind."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 from ganglion.config import Config, MCPConfig
 from ganglion.tools.mcp import RESTART_BACKOFF, mcp_tool_name
 from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
+from tests.fakellm import FakeLLM, Reply, calling
 
 SERVER = str(Path(__file__).with_name("mcpserver.py"))
 ROOM = "web_aaaaaaaaaaaaaaaa"
@@ -35,10 +34,6 @@ def stdio_server(starts: Path | None = None, **more: Any) -> dict[str, Any]:
 
 def mcp_config(tmp_path: Path, fake_llm: FakeLLM, **servers: dict[str, Any]) -> Config:
     return daemon_config(tmp_path, fake_llm.base_url, tools={"mcp": {"servers": servers}})
-
-
-def call(name: str, **arguments: Any) -> Reply:
-    return Reply(tool_calls=((name, json.dumps(arguments)),))
 
 
 def last_tool_result(fake_llm: FakeLLM, request: int) -> str:
@@ -102,9 +97,9 @@ async def test_an_mcp_tool_is_used_end_to_end_through_a_turn(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.script(
-        call("mcp__calc__add", a=2, b=40),
-        call("mcp__calc__fail", reason="not today"),
-        call("mcp__calc__add", a="two"),
+        calling("mcp__calc__add", a=2, b=40),
+        calling("mcp__calc__fail", reason="not today"),
+        calling("mcp__calc__add", a="two"),
         Reply("2 + 40 = 42."),
     )
     async with open_daemon(mcp_config(tmp_path, fake_llm, calc=stdio_server())) as daemon:
@@ -126,7 +121,7 @@ async def test_a_server_dying_mid_call_is_a_tool_error_and_it_is_restarted(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     starts = tmp_path / "starts.txt"
-    fake_llm.script(call("mcp__calc__die"), Reply("The calculator crashed; try again soon."))
+    fake_llm.script(calling("mcp__calc__die"), Reply("The calculator crashed; try again soon."))
     config = mcp_config(tmp_path, fake_llm, calc=stdio_server(starts))
     async with open_daemon(config) as daemon:
         await wait_for_tools(daemon, "mcp__calc__die")
@@ -138,7 +133,7 @@ async def test_a_server_dying_mid_call_is_a_tool_error_and_it_is_restarted(
             while len(starts.read_text().split()) < 2:
                 await trio.sleep(0.02)
         await wait_for_tools(daemon, "mcp__calc__add")
-        fake_llm.script(call("mcp__calc__add", a=1, b=1), Reply("2"))
+        fake_llm.script(calling("mcp__calc__add", a=1, b=1), Reply("2"))
         await daemon.say(ROOM, "1 + 1?")
         assert await daemon.collector.final(ROOM, 2) == [
             "The calculator crashed; try again soon.",
@@ -188,7 +183,7 @@ async def http_server() -> AsyncIterator[str]:
 
 
 async def test_a_streamable_http_server_gets_its_headers(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    fake_llm.script(call("mcp__remote__echo", text="ping"), Reply("It answered."))
+    fake_llm.script(calling("mcp__remote__echo", text="ping"), Reply("It answered."))
     async with http_server() as url:
         server = {"url": url, "headers": {"X-Test-Header": "hello"}}
         async with open_daemon(mcp_config(tmp_path, fake_llm, remote=server)) as daemon:

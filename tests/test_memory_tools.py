@@ -15,7 +15,7 @@ from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools.memory import ARCHIVE_NAME, memory_tools
 from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
+from tests.fakellm import FakeLLM, Reply, calling_all
 
 CTX = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
 
@@ -175,31 +175,18 @@ async def test_a_memory_from_one_thread_is_in_the_next_turn_of_another(
     assert {"remember", "update_memory", "forget", "add_goal", "write_skill"} <= names
 
 
-async def test_the_memory_tools_can_be_turned_off(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    fake_llm.script(Reply("ok"))
-    config = daemon_config(tmp_path, fake_llm.base_url, tools={"memory": {"enabled": False}})
-    async with open_daemon(config) as daemon:
-        await daemon.say("web_aaaaaaaaaaaaaaaa", "hi")
-        assert await daemon.collector.final("web_aaaaaaaaaaaaaaaa") == ["ok"]
-    names = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
-    assert "remember" not in names and "read_file" in names
-
-
 async def test_every_memory_goal_and_skill_tool_works_in_a_turn(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
-    def calls(*pairs: tuple[str, dict[str, str]]) -> Reply:
-        return Reply(tool_calls=tuple((name, json.dumps(args)) for name, args in pairs))
-
     fake_llm.script(
-        calls(
+        calling_all(
             ("remember", {"fact": "Owner likes tea"}),
             ("remember", {"fact": "Owner has a cat"}),
             ("add_goal", {"goal": "Book the dentist"}),
             ("add_goal", {"goal": "Renew the passport"}),
             ("write_skill", {"name": "dentist", "content": "# Booking the dentist\nCall."}),
         ),
-        calls(
+        calling_all(
             ("update_memory", {"old": "tea", "new": "Owner likes coffee"}),
             ("forget", {"memory": "cat"}),
             ("update_goal", {"old": "dentist", "new": "Dentist booked for Friday"}),

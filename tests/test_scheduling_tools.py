@@ -3,21 +3,15 @@ through the reminder actor's mailbox, and each thread sees only its own."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any
 
 from ganglion.messages import ReminderDue
 from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
+from tests.fakellm import FakeLLM, Reply, calling
 
 ROOM = "web_aaaaaaaaaaaaaaaa"
 OTHER = "web_bbbbbbbbbbbbbbbb"
-
-
-def call(name: str, **arguments: Any) -> Reply:
-    return Reply(tool_calls=((name, json.dumps(arguments)),))
 
 
 def tool_result(fake_llm: FakeLLM, request: int) -> str:
@@ -34,8 +28,8 @@ async def turn(daemon: Daemon, thread_id: str, text: str, count: int) -> None:
 
 async def test_set_list_and_cancel_a_reminder(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.script(
-        call("set_reminder", text="Stretch your legs", kind="every", schedule="2h"),
-        call("list_reminders"),
+        calling("set_reminder", text="Stretch your legs", kind="every", schedule="2h"),
+        calling("list_reminders"),
         Reply("Every two hours, then."),
     )
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
@@ -47,7 +41,9 @@ async def test_set_list_and_cancel_a_reminder(tmp_path: Path, fake_llm: FakeLLM)
         reminder_id = re.search(r"\[([^\]]+)\]", scheduled)
         assert reminder_id is not None and reminder_id.group(0) in listed
 
-        fake_llm.script(call("cancel_reminder", reminder_id=reminder_id.group(1)), Reply("Done."))
+        fake_llm.script(
+            calling("cancel_reminder", reminder_id=reminder_id.group(1)), Reply("Done.")
+        )
         await turn(daemon, ROOM, "stop that reminder", 2)
         assert tool_result(fake_llm, 4).startswith(f"cancelled [{reminder_id.group(1)}]")
         assert await daemon.services.reminder_store.active() == []
@@ -57,14 +53,14 @@ async def test_a_thread_neither_sees_nor_cancels_another_threads_reminders(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.script(
-        call("set_reminder", text="Water the plants", kind="at", schedule="in 3h"), Reply("Ok.")
+        calling("set_reminder", text="Water the plants", kind="at", schedule="in 3h"), Reply("Ok.")
     )
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
         await turn(daemon, ROOM, "remind me about the plants", 1)
         (reminder,) = await daemon.services.reminder_store.active()
         fake_llm.script(
-            call("list_reminders"),
-            call("cancel_reminder", reminder_id=reminder.id),
+            calling("list_reminders"),
+            calling("cancel_reminder", reminder_id=reminder.id),
             Reply("Nothing to cancel here."),
         )
         await turn(daemon, OTHER, "cancel all reminders", 1)
@@ -78,10 +74,10 @@ async def test_a_bad_schedule_is_a_tool_error_and_the_turn_goes_on(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.script(
-        call("set_reminder", text="x", kind="cron", schedule="61 * * * *"),
-        call("set_reminder", text="x", kind="at", schedule="tomorrow-ish"),
-        call("set_reminder", text="x", kind="every", schedule="5m", timezone="Mars/Olympus"),
-        call("set_reminder", text="x", kind="weekly", schedule="monday"),
+        calling("set_reminder", text="x", kind="cron", schedule="61 * * * *"),
+        calling("set_reminder", text="x", kind="at", schedule="tomorrow-ish"),
+        calling("set_reminder", text="x", kind="every", schedule="5m", timezone="Mars/Olympus"),
+        calling("set_reminder", text="x", kind="weekly", schedule="monday"),
         Reply("I could not schedule that."),
     )
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
@@ -98,7 +94,7 @@ async def test_a_system_reminder_remembers_the_thread_that_set_it(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.script(
-        call(
+        calling(
             "set_reminder",
             text="Check disk space",
             kind="cron",
@@ -120,8 +116,8 @@ async def test_a_reminder_turn_may_not_schedule_recurring_reminders(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     fake_llm.script(
-        call("set_reminder", text="again and again", kind="every", schedule="1h"),
-        call("set_reminder", text="once more", kind="at", schedule="in 1h"),
+        calling("set_reminder", text="again and again", kind="every", schedule="1h"),
+        calling("set_reminder", text="once more", kind="at", schedule="in 1h"),
         Reply("Reminded."),
     )
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:

@@ -249,12 +249,3 @@ async def test_the_model_runs_a_command_in_a_turn(
     assert fake_llm.requests[2]["messages"][-1]["content"] == "error: [exit code 4]"
     names = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
     assert "shell" in names
-
-
-async def test_the_shell_tool_can_be_turned_off(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    fake_llm.script(Reply("ok"))
-    config = daemon_config(tmp_path, fake_llm.base_url, tools={"shell": {"enabled": False}})
-    async with open_daemon(config) as daemon:
-        await daemon.say("web_abababababababab", "hi")
-        assert await daemon.collector.final("web_abababababababab") == ["ok"]
-    assert "shell" not in {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}

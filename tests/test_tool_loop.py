@@ -6,11 +6,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from ganglion.messages import ToolActivity
 from ganglion.tokens import estimate_tokens
 from ganglion.tools import ToolContext, tool
 from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, TextToolCall
+from tests.fakellm import FakeLLM, Reply, TextToolCall, offered_tools
 
 WEB = "web_cccccccccccccccc"
 calls: list[tuple[int, int, str]] = []
@@ -115,3 +117,24 @@ async def test_the_tool_schemas_count_towards_the_prompt_size(
         schemas = daemon.services.deps.tools.schemas()
         with_tools = (await daemon.info(WEB)).estimated_tokens
     assert with_tools - without == estimate_tokens(json.dumps(schemas)) > 1000
+
+
+@pytest.mark.parametrize(
+    ("group", "tool_name"),
+    [
+        ("files", "read_file"),
+        ("shell", "shell"),
+        ("memory", "remember"),
+        ("reminders", "set_reminder"),
+    ],
+)
+async def test_each_tool_group_can_be_turned_off(
+    tmp_path: Path, fake_llm: FakeLLM, group: str, tool_name: str
+) -> None:
+    fake_llm.script(Reply("ok"), Reply("ok"))
+    config = daemon_config(tmp_path, fake_llm.base_url, tools={group: {"enabled": False}})
+    async with open_daemon(config) as daemon:
+        await daemon.say(WEB, "hi")
+        assert await daemon.collector.final(WEB) == ["ok"]
+    offered = offered_tools(fake_llm.requests[0])
+    assert tool_name not in offered and len(offered) > 2
