@@ -11,7 +11,7 @@ import pytest
 from ganglion.config import Config
 from ganglion.redact import REDACTED, Redactor, configured_secrets
 from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
+from tests.fakellm import FakeLLM, Reply, calling
 
 API_KEY = "llm-key-5f2b9c0e77aa"
 ROOM = "web_aaaaaaaaaaaaaaaa"
@@ -107,3 +107,24 @@ async def test_tool_calls_are_audited_with_secrets_redacted(
     )
     # The model itself still got the exact arguments and result.
     assert (tmp_path / "notes.txt").read_text() == arguments["content"]
+
+
+async def test_the_daemons_secrets_never_reach_the_model_through_a_tool(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    (tmp_path / "settings.yaml").write_text(f"llm:\n  api_key: {API_KEY}\n  model: small\n")
+    fake_llm.script(
+        calling("read_file", path="settings.yaml"),
+        calling("shell", command="cat ../settings.yaml; ls ..; cat ../web_token"),
+        Reply("I will not show keys."),
+    )
+    config = daemon_config(tmp_path, fake_llm.base_url, llm={"api_key": API_KEY})
+    async with open_daemon(config) as daemon:
+        await daemon.say(ROOM, "show me your settings")
+        assert await daemon.collector.final(ROOM) == ["I will not show keys."]
+        stored = await daemon.services.store.history_page(ROOM)
+    read = fake_llm.requests[1]["messages"][-1]["content"]
+    assert read == f"llm:\n  api_key: {REDACTED}\n  model: small\n"
+    shown = fake_llm.requests[2]["messages"][-1]["content"]
+    assert f"api_key: {REDACTED}" in shown and "model: small" in shown
+    assert not any(API_KEY in (m.message.content or "") for m in stored)

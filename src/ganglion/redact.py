@@ -10,7 +10,11 @@ Two kinds of secret are hidden:
   well-known services (OpenAI/Anthropic `sk-…`, GitHub, GitLab, Slack, AWS access keys,
   Matrix `syt_…`).
 
-It is a safety net for logs, not a guarantee: a secret with no recognisable shape that the
+What a tool returns to the model goes through `known` only: the daemon's own secrets never
+reach the model (a config file read, `cat` of a token file), while ordinary content keeps
+every character. The logs get both kinds.
+
+It is a safety net, not a guarantee: a secret with no recognisable shape that the
 daemon does not know about cannot be told from any other string.
 """
 
@@ -48,7 +52,8 @@ _ASSIGNMENT = re.compile(
     r"([^\s\"'&,;]{4,})"
 )
 
-MIN_SECRET_LENGTH = 4
+# Shorter values are placeholders ("ollama", "none"), not secrets worth hiding everywhere.
+MIN_SECRET_LENGTH = 8
 
 
 def configured_secrets(config: Config) -> list[str]:
@@ -92,9 +97,16 @@ class Redactor:
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted(values, key=len, reverse=True)
 
-    def text(self, value: str) -> str:
+    def known(self, value: str) -> str:
+        """`value` with the daemon's own secrets hidden, and nothing else changed: for
+        what tools return to the model (a config file read, a command's output)."""
         for secret in self._secrets:
             value = value.replace(secret, REDACTED)
+        return value
+
+    def text(self, value: str) -> str:
+        """`value` with known secrets and credential-shaped text hidden: for logs."""
+        value = self.known(value)
         for pattern in _PATTERNS:
             value = pattern.sub(_keep_scheme, value)
         return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, value)

@@ -125,21 +125,21 @@ async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: To
     await thread.emit(
         ToolActivity(thread.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments)
     )
+    redactor = thread.deps.redactor
     result = await thread.deps.tools.call(call, context)
-    arguments = thread.deps.redactor.arguments(call.arguments)
+    content = redactor.known(result.content)  # the daemon's secrets never reach the model
+    arguments = redactor.arguments(call.arguments)
     log.info(
         "tool call in %s: %s(%s) %s in %.0f ms",
         thread.thread_id,
         call.name,
         _shorten(arguments, AUDIT_LOG_ARGUMENT_CHARS),
-        "ok"
-        if result.ok
-        else f"failed: {_shorten(thread.deps.redactor.text(result.content), 200)}",
+        "ok" if result.ok else f"failed: {_shorten(redactor.text(content), 200)}",
         result.duration * 1000,
     )
     await thread.append(
         turn,
-        ChatMessage("tool", result.content, tool_call_id=call.id, name=call.name),
+        ChatMessage("tool", content, tool_call_id=call.id, name=call.name),
         meta=result.audit(arguments),
     )
     await thread.emit(
@@ -150,7 +150,7 @@ async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: To
             call.name,
             "end",
             call.arguments,
-            result.content[:ACTIVITY_PREVIEW_CHARS],
+            content[:ACTIVITY_PREVIEW_CHARS],
             result.ok,
         )
     )
