@@ -4,6 +4,7 @@ from ganglion.messages import ReminderInfo
 from ganglion.threads.commands import (
     Command,
     format_reminders,
+    format_tools,
     help_text,
     parse_command,
     unescape,
@@ -48,3 +49,14 @@ def test_reminder_listing() -> None:
     text = format_reminders((info,))
     assert "[r1] 'water the plants'" in text
     assert "Europe/Paris" in text and "next: 2026-11-25 09:00" in text
+
+
+def test_tool_listing_groups_mcp_servers() -> None:
+    names = frozenset({"shell", "read_file", "mcp__calc__add", "mcp__calc__die", "mcp__web__get"})
+    assert format_tools(names) == (
+        "5 tool(s):\n"
+        "- built in: read_file, shell\n"
+        "- MCP server calc: add, die\n"
+        "- MCP server web: get"
+    )
+    assert "only talk" in format_tools(frozenset())

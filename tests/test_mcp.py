@@ -202,3 +202,13 @@ async def test_a_tool_allow_list_limits_what_is_offered(tmp_path: Path, fake_llm
         assert await daemon.collector.final(ROOM) == ["ok"]
     names = {t["function"]["name"] for t in fake_llm.requests[0]["tools"]}
     assert "mcp__calc__add" in names and "mcp__calc__die" not in names
+
+
+async def test_the_tools_command_lists_the_mcp_tools(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_daemon(mcp_config(tmp_path, fake_llm, calc=stdio_server())) as daemon:
+        await wait_for_tools(daemon, "mcp__calc__add")
+        await daemon.say(ROOM, "/tools")
+        listing = await daemon.collector.notice(ROOM)
+    assert "- MCP server calc: add, die, echo, fail" in listing
+    assert "shell" in listing and "remember" in listing
+    assert fake_llm.requests == []  # a command never reaches the model

@@ -14,6 +14,7 @@ __all__ = [
     "COMMANDS",
     "Command",
     "format_reminders",
+    "format_tools",
     "help_text",
     "parse_command",
     "unescape",
@@ -25,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "compact": "summarise the older part of this conversation now",
     "reminders": "list every scheduled reminder",
     "heartbeat": "review the open goals in HEARTBEATS.txt now",
+    "tools": "list the tools the assistant can use here",
     "help": "show this list",
 }
 
@@ -72,4 +74,20 @@ def format_reminders(reminders: tuple[ReminderInfo, ...]) -> str:
             f"- [{item.reminder_id}] {item.text!r} ({item.schedule}, {item.timezone}); "
             f"next: {when}; for: {target}"
         )
+    return "\n".join(lines)
+
+
+def format_tools(names: frozenset[str]) -> str:
+    """The tool names, built-in ones first, then those of each MCP server."""
+    if not names:
+        return "No tools are enabled: the assistant can only talk."
+    builtin = sorted(n for n in names if not n.startswith("mcp__"))
+    servers: dict[str, list[str]] = {}
+    for name in sorted(names - set(builtin)):
+        server, _, tool = name.removeprefix("mcp__").partition("__")
+        servers.setdefault(server, []).append(tool)
+    lines = [f"{len(names)} tool(s):"]
+    if builtin:
+        lines.append("- built in: " + ", ".join(builtin))
+    lines += [f"- MCP server {server}: {', '.join(tools)}" for server, tools in servers.items()]
     return "\n".join(lines)

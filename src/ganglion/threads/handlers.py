@@ -11,6 +11,7 @@ from ganglion.messages import ListReminders, ReminderInfo, TriggerHeartbeat
 from ganglion.threads.commands import (
     Command,
     format_reminders,
+    format_tools,
     help_text,
     unknown_command_text,
 )
@@ -48,6 +49,8 @@ async def run_command(thread: ThreadActor, command: Command) -> None:
             await thread.notice(await _list_reminders(thread))
         case "heartbeat":
             await thread.notice(await _trigger_heartbeat(thread))
+        case "tools":
+            await thread.notice(format_tools(thread.deps.tools.names))
         case name:
             await thread.notice(unknown_command_text(name))
 
