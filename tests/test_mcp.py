@@ -4,6 +4,7 @@ restarted, a server that cannot start, and no process left behind."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,16 @@ import pytest
 import trio
 from pydantic import ValidationError
 
-from ganglion.config import Config, MCPConfig
-from ganglion.tools.mcp import RESTART_BACKOFF, mcp_tool_name
+from ganglion.config import Config, MCPConfig, MCPServerConfig
+from ganglion.tools import ToolRegistry
+from ganglion.tools.mcp import (
+    RESTART_BACKOFF,
+    ConnectionLost,
+    MCPServer,
+    mcp_tool_name,
+    serve_mcp_server,
+)
+from ganglion_actors import ChildSpec, open_supervisor
 from tests.daemon import Daemon, daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply, calling
 
@@ -212,3 +222,46 @@ async def test_the_tools_command_lists_the_mcp_tools(tmp_path: Path, fake_llm: F
     assert "- MCP server calc: add, die, echo, fail" in listing
     assert "shell" in listing and "remember" in listing
     assert fake_llm.requests == []  # a command never reaches the model
+
+
+class FlakyServer(MCPServer):
+    """A server whose connections fail at once, except the ones listed in `up_for`,
+    which stay up that many seconds first (no I/O: the timing is all the clock's)."""
+
+    def __init__(self, up_for: dict[int, float]) -> None:
+        super().__init__("flaky", MCPServerConfig(command=["unused"]), ToolRegistry())
+        self.up_for = up_for
+        self.tried_at: list[float] = []
+
+    async def run_connection(self, stop: trio.Event) -> None:
+        self.tried_at.append(trio.current_time())
+        await trio.sleep(self.up_for.get(len(self.tried_at), 0))
+        raise ConnectionLost("the server closed the connection")
+
+
+async def tries(server: FlakyServer, count: int) -> list[float]:
+    """The gaps between the starts of the first `count` connection attempts."""
+    async with open_supervisor("test", intensity=0) as supervisor:
+        await supervisor.start(
+            ChildSpec("mcp:flaky", partial(serve_mcp_server, server, rng=random.Random(1)))
+        )
+        with trio.fail_after(3600):
+            while len(server.tried_at) < count:
+                await trio.sleep(0.5)
+        await supervisor.shutdown(1)
+    return [later - earlier for earlier, later in itertools.pairwise(server.tried_at)]
+
+
+async def test_a_failing_server_is_retried_ever_more_slowly(autojump_clock: Any) -> None:
+    gaps = await tries(FlakyServer({}), 8)
+    for gap, expected in zip(gaps, [1, 2, 4, 8, 16, 32, 64], strict=True):
+        assert expected * 0.8 <= gap <= expected * 1.2, gaps
+
+
+async def test_after_a_long_good_connection_retries_start_fast_again(
+    autojump_clock: Any,
+) -> None:
+    gaps = await tries(FlakyServer({4: 600.0}), 6)  # the 4th connection stays up 10 min
+    assert 3.2 <= gaps[2] <= 4.8  # 1, 2, 4 s, then 10 min up, then 1 s again
+    assert 600 + 0.8 <= gaps[3] <= 600 + 1.2, gaps
+    assert 1.6 <= gaps[4] <= 2.4, gaps

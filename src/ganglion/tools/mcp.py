@@ -42,7 +42,7 @@ from ganglion.config import MCPServerConfig
 from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
 from ganglion_actors import Backoff, Inbox
 
-__all__ = ["RESTART_BACKOFF", "MCPServer", "mcp_tool_name", "serve_mcp_server"]
+__all__ = ["RESTART_BACKOFF", "ConnectionLost", "MCPServer", "mcp_tool_name", "serve_mcp_server"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ class MCPServer:
         self.log_dir = log_dir
         self.session: ClientSession | None = None
         self.registered: list[str] = []
-        self.connections = 0
+        self.attempts = 0  # connections tried
+        self.connections = 0  # connections that came up
         self._lost = trio.Event()
         self._lost_reason: str | None = None
 
@@ -119,6 +120,7 @@ class MCPServer:
         """Connect, register the tools, and return when the connection ends or `stop` is
         set. Error handling: raises what made the connection fail."""
         self._lost, self._lost_reason = trio.Event(), None
+        self.attempts += 1
         async with AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._transport())
             read = await stack.enter_async_context(self._watch(read))
