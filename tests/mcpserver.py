@@ -4,7 +4,8 @@
     python tests/mcpserver.py http PORT
 
 Tools: `add`, `echo` (reports the `X-Test-Header` request header over HTTP), `fail` (an
-error result), `die` (the process exits in the middle of the call), `slow`. Each start
+error result), `grow` (adds `multiply` and announces the new tool list), `die` (the
+process exits in the middle of the call). Each start
 appends a line to $MCP_TEST_STARTS when set, so a test can count restarts.
 """
 
@@ -36,6 +37,19 @@ def echo(text: str, ctx: Context) -> str:  # type: ignore[type-arg]
 def fail(reason: str) -> str:
     """Always fails with `reason`."""
     raise ValueError(reason)
+
+
+def multiply(a: int, b: int) -> str:
+    """Multiply two integers (offered only after `grow`)."""
+    return str(a * b)
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:  # type: ignore[type-arg]
+    """Add the `multiply` tool and tell the client its tool list changed."""
+    server.add_tool(multiply)
+    await ctx.session.send_tool_list_changed()
+    return "multiply is available now"
 
 
 @server.tool()

@@ -219,7 +219,7 @@ async def test_the_tools_command_lists_the_mcp_tools(tmp_path: Path, fake_llm: F
         await wait_for_tools(daemon, "mcp__calc__add")
         await daemon.say(ROOM, "/tools")
         listing = await daemon.collector.notice(ROOM)
-    assert "- MCP server calc: add, die, echo, fail" in listing
+    assert "- MCP server calc: add, die, echo, fail, grow" in listing
     assert "shell" in listing and "remember" in listing
     assert fake_llm.requests == []  # a command never reaches the model
 
@@ -265,3 +265,17 @@ async def test_after_a_long_good_connection_retries_start_fast_again(
     assert 3.2 <= gaps[2] <= 4.8  # 1, 2, 4 s, then 10 min up, then 1 s again
     assert 600 + 0.8 <= gaps[3] <= 600 + 1.2, gaps
     assert 1.6 <= gaps[4] <= 2.4, gaps
+
+
+async def test_a_changed_tool_list_is_picked_up(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(calling("mcp__calc__grow"), Reply("Grown."))
+    async with open_daemon(mcp_config(tmp_path, fake_llm, calc=stdio_server())) as daemon:
+        await wait_for_tools(daemon, "mcp__calc__grow")
+        assert "mcp__calc__multiply" not in daemon.services.deps.tools.names
+        await daemon.say(ROOM, "grow")
+        assert await daemon.collector.final(ROOM) == ["Grown."]
+        await wait_for_tools(daemon, "mcp__calc__multiply")
+        fake_llm.script(calling("mcp__calc__multiply", a=6, b=7), Reply("42"))
+        await daemon.say(ROOM, "6 * 7?")
+        assert await daemon.collector.final(ROOM, 2) == ["Grown.", "42"]
+    assert last_tool_result(fake_llm, 3) == "42"

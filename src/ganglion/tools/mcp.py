@@ -113,6 +113,7 @@ class MCPServer:
         self.connections = 0  # connections that came up
         self._lost = trio.Event()
         self._lost_reason: str | None = None
+        self._tools_changed = trio.Event()
 
     # -- the connection -----------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class MCPServer:
         """Connect, register the tools, and return when the connection ends or `stop` is
         set. Error handling: raises what made the connection fail."""
         self._lost, self._lost_reason = trio.Event(), None
+        self._tools_changed = trio.Event()
         self.attempts += 1
         async with AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._transport())
@@ -137,6 +139,7 @@ class MCPServer:
                 log.info("MCP server %s connected: %d tool(s)", self.name, len(self.registered))
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._ping, session)
+                    nursery.start_soon(self._refresh_tools, session)
                     await _first_of(stop.wait, self._lost.wait)
                     nursery.cancel_scope.cancel()
             finally:
@@ -214,14 +217,24 @@ class MCPServer:
             nursery.cancel_scope.cancel()
 
     async def _on_message(self, message: Any) -> None:
+        # Called from the session's receive loop, which must not wait on the server
+        # itself (a request made here could never get its answer): just take note.
         match message:
             case mcp_types.ServerNotification(root=mcp_types.ToolListChangedNotification()):
-                if self.session is not None:
-                    self._register(await self._list_tools(self.session))
+                self._tools_changed.set()
             case Exception():
                 log.warning("MCP server %s sent something invalid: %s", self.name, message)
             case _:
                 pass
+
+    async def _refresh_tools(self, session: ClientSession) -> None:
+        while True:
+            await self._tools_changed.wait()
+            self._tools_changed = trio.Event()
+            with trio.fail_after(self.config.connect_timeout_seconds):
+                tools = await self._list_tools(session)
+            self._register(tools)
+            log.info("MCP server %s changed its tools: %d now", self.name, len(self.registered))
 
     async def _ping(self, session: ClientSession) -> None:
         while True:
