@@ -74,3 +74,13 @@ async def test_a_tool_that_hangs_times_out(autojump_clock: trio.abc.Clock) -> No
 async def test_a_tool_that_raises_is_a_failed_result() -> None:
     result = await REGISTRY.call(ToolCall("c1", "explode", "{}"), CONTEXT)
     assert not result.ok and "RuntimeError: kaboom" in result.content
+
+
+def test_schemas_are_built_once_and_follow_registrations() -> None:
+    registry = ToolRegistry([add])
+    first = registry.schemas()
+    assert registry.schemas() is first  # cached between requests
+    registry.register(explode)
+    assert [s["function"]["name"] for s in registry.schemas()] == ["add", "explode"]
+    registry.unregister("add")
+    assert [s["function"]["name"] for s in registry.schemas()] == ["explode"]

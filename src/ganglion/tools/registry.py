@@ -141,6 +141,9 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        # Building the schemas takes milliseconds (pydantic); they change only when a
+        # tool comes or goes, and every model request needs them.
+        self._schemas: list[dict[str, Any]] | None = None
         for item in tools:
             self.register(item)
 
@@ -148,16 +151,21 @@ class ToolRegistry:
         if item.name in self._tools:
             raise ValueError(f"a tool named {item.name!r} is already registered")
         self._tools[item.name] = item
+        self._schemas = None
 
     def unregister(self, name: str) -> None:
-        self._tools.pop(name, None)
+        if self._tools.pop(name, None) is not None:
+            self._schemas = None
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self._tools)
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [item.schema() for item in self._tools.values()]
+        """The function schemas of every tool, for a model request (do not modify)."""
+        if self._schemas is None:
+            self._schemas = [item.schema() for item in self._tools.values()]
+        return self._schemas
 
     async def call(self, call: ToolCall, context: ToolContext) -> ToolResult:
         """Run one tool call; never raises for anything the model or the tool did wrong.
