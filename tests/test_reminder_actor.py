@@ -268,6 +268,7 @@ async def test_a_kill_before_the_claim_fires_the_slot_after_restart(
         ("every", "30s", {}, "shortest allowed interval"),
         ("at", "in 5m", {"text": "x" * 5000}, "longer than 4000"),
         ("every", "1h", {"source": "reminder"}, "only schedule one-shot"),
+        ("cron", "0 9 * * *", {"source": "heartbeat"}, "only schedule one-shot"),
         ("at", "in 5m", {"thread_id": None}, "needs a thread"),
     ],
 )
@@ -362,3 +363,14 @@ async def test_a_burst_due_together_is_claimed_and_finished_in_two_writes(
         assert sorted(d.text for d in r.delivered) == sorted(f"burst {i}" for i in range(20))
         # one claim transaction and one completion transaction for the whole burst
         assert r.store.statistics().writes - writes_before == 2
+
+
+async def test_autonomous_turns_share_a_small_budget_of_pending_one_shots(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    async with rig(tmp_path, WallClock(START)) as r:
+        for i in range(5):
+            await r.add("at", f"in {i + 5}m", source="reminder" if i % 2 else "heartbeat")
+        with pytest.raises(ScheduleError, match="already have 5 reminders pending"):
+            await r.add("at", "in 1h", source="heartbeat")
+        await r.add("every", "1h", source="user")  # a person is not limited

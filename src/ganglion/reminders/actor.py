@@ -17,8 +17,9 @@ fires once, not once per slot) if the newest is within `reminders.misfire_grace`
 ones are recorded as missed and the owner is told in the thread. One-shots are never
 silently dropped.
 
-A reminder turn may schedule only one-shot reminders, and only `MAX_FROM_REMINDERS` of
-those may be pending: a reminder cannot breed reminders in a loop.
+An autonomous turn (a reminder firing, a heartbeat review) may schedule only one-shot
+reminders, and only `MAX_FROM_REMINDERS` of those may be pending: no reminder or heartbeat
+can breed reminders in a loop. Only a person sets recurring ones.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0
 MAX_FROM_REMINDERS = 5
+AUTONOMOUS_SOURCES = frozenset({"reminder", "heartbeat"})
 SYSTEM_REMINDER_THREAD = "system:reminders"
 
 Deliver = Callable[[ReminderDue], Awaitable[None]]
@@ -206,7 +208,7 @@ class ReminderActor:
             raise ScheduleError("a reminder needs a thread to be delivered to, or system: true")
         now = self.wall()
         schedule = self._schedule(request, now)
-        if request.source == "reminder":
+        if request.source in AUTONOMOUS_SOURCES:
             await self._limit_reminder_breeding(schedule)
         validate(schedule, now, min_interval=self.config.min_interval)
         first = next_fire(schedule, now)
@@ -242,12 +244,13 @@ class ReminderActor:
 
     async def _limit_reminder_breeding(self, schedule: Schedule) -> None:
         if schedule.kind != "at":
-            raise ScheduleError("a reminder turn may only schedule one-shot reminders")
-        pending = [r for r in await self.store.active() if r.created_by == "reminder"]
+            raise ScheduleError("a reminder or heartbeat turn may only schedule one-shot reminders")
+        active = await self.store.active()
+        pending = [r for r in active if r.created_by in AUTONOMOUS_SOURCES]
         if len(pending) >= MAX_FROM_REMINDERS:
             raise ScheduleError(
-                f"reminder turns already have {len(pending)} reminders pending; "
-                "no more may be scheduled from a reminder"
+                f"reminder and heartbeat turns already have {len(pending)} reminders pending; "
+                "no more may be scheduled until some have fired"
             )
 
     def info(self, reminder: Reminder) -> ReminderInfo:
