@@ -177,8 +177,8 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def http_server() -> AsyncIterator[str]:
-    port = free_port()
+async def http_server(port: int | None = None) -> AsyncIterator[str]:
+    port = port or free_port()
     process = await trio.lowlevel.open_process(
         [sys.executable, SERVER, "http", str(port)],
         stdout=subprocess.DEVNULL,
@@ -279,3 +279,27 @@ async def test_a_changed_tool_list_is_picked_up(tmp_path: Path, fake_llm: FakeLL
         await daemon.say(ROOM, "6 * 7?")
         assert await daemon.collector.final(ROOM, 2) == ["Grown.", "42"]
     assert last_tool_result(fake_llm, 3) == "42"
+
+
+async def test_an_http_server_that_goes_away_comes_back_when_it_does(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    port = free_port()
+    fake_llm.script(calling("mcp__remote__add", a=1, b=2), Reply("The server is gone."))
+    server = {"url": f"http://127.0.0.1:{port}/mcp", "ping_interval_seconds": 3600}
+    async with open_daemon(mcp_config(tmp_path, fake_llm, remote=server)) as daemon:
+        async with http_server(port):
+            await wait_for_tools(daemon, "mcp__remote__add")
+        await daemon.say(ROOM, "1 + 2?")  # the server has just stopped
+        assert await daemon.collector.final(ROOM) == ["The server is gone."]
+        result = last_tool_result(fake_llm, 1)
+        assert result.startswith("error: the MCP server 'remote' stopped during the call")
+        with trio.fail_after(30):
+            while "mcp__remote__add" in daemon.services.deps.tools.names:
+                await trio.sleep(0.02)
+        async with http_server(port):
+            await wait_for_tools(daemon, "mcp__remote__add")
+            fake_llm.script(calling("mcp__remote__add", a=2, b=2), Reply("4"))
+            await daemon.say(ROOM, "2 + 2?")
+            assert await daemon.collector.final(ROOM, 2) == ["The server is gone.", "4"]
+    assert last_tool_result(fake_llm, 3) == "4"

@@ -114,6 +114,7 @@ class MCPServer:
         self._lost = trio.Event()
         self._lost_reason: str | None = None
         self._tools_changed = trio.Event()
+        self._in_flight: set[trio.CancelScope] = set()
 
     # -- the connection -----------------------------------------------------------------
 
@@ -145,6 +146,9 @@ class MCPServer:
             finally:
                 self.session = None
                 self._unregister()
+                # A request whose transport died may never be answered: end those now.
+                for scope in self._in_flight:
+                    scope.cancel()
         if not stop.is_set():
             raise ConnectionLost(self._lost_reason or "the connection closed")
 
@@ -173,7 +177,7 @@ class MCPServer:
         headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         timeout = httpx.Timeout(config.connect_timeout_seconds, read=config.call_timeout_seconds)
         async with (
-            httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=True) as http,
+            httpx.AsyncClient(headers=headers, timeout=timeout) as http,
             streamable_http_client(config.url, http_client=http) as (read, write, _),
         ):
             yield read, write
@@ -296,8 +300,14 @@ class MCPServer:
         if session is None:
             raise ToolError(f"the MCP server {self.name!r} is not connected; it is restarting")
         timeout = self.config.call_timeout_seconds
+        stopped = ToolError(
+            f"the MCP server {self.name!r} stopped during the call; it is being restarted, "
+            "so the call may be tried again shortly"
+        )
+        connection = trio.CancelScope()
+        self._in_flight.add(connection)
         try:
-            with trio.fail_after(timeout):
+            with connection, trio.fail_after(timeout):
                 result = await session.call_tool(
                     tool, dict(arguments), read_timeout_seconds=timedelta(seconds=timeout + 5)
                 )
@@ -308,11 +318,12 @@ class MCPServer:
         except (McpError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             if self.session is not session or self._lost.is_set() or _is_closed(exc):
                 self._mark_lost("it stopped during a call")
-                raise ToolError(
-                    f"the MCP server {self.name!r} stopped during the call; it is being "
-                    "restarted, so the call may be tried again shortly"
-                ) from None
+                raise stopped from None
             raise ToolError(f"the MCP server {self.name!r} refused the call: {exc}") from None
+        finally:
+            self._in_flight.discard(connection)
+        if connection.cancelled_caught:
+            raise stopped
         text = describe_result(result)
         if result.isError:
             raise ToolError(text)
