@@ -303,3 +303,22 @@ async def test_an_http_server_that_goes_away_comes_back_when_it_does(
             await daemon.say(ROOM, "2 + 2?")
             assert await daemon.collector.final(ROOM, 2) == ["The server is gone.", "4"]
     assert last_tool_result(fake_llm, 3) == "4"
+
+
+async def test_a_server_that_never_answers_is_stopped_with_the_daemon(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    pidfile = tmp_path / "mute.pid"
+    mute = {"command": ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 1000"]}
+    config = mcp_config(tmp_path, fake_llm, mute=mute)
+    config = config.model_copy(
+        update={"shutdown": config.shutdown.model_copy(update={"grace_seconds": 0.5})}
+    )
+    async with open_daemon(config):
+        with trio.fail_after(30):
+            while not pidfile.exists() or not pidfile.read_text().strip():
+                await trio.sleep(0.02)
+    pid = int(pidfile.read_text())
+    with trio.fail_after(10):
+        while alive(pid):
+            await trio.sleep(0.02)
