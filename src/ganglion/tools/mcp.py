@@ -40,7 +40,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ganglion.config import MCPServerConfig
 from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
-from ganglion_actors import Backoff, Inbox
+from ganglion_actors import Backoff, Inbox, unwrap_group
 
 __all__ = ["RESTART_BACKOFF", "ConnectionLost", "MCPServer", "mcp_tool_name", "serve_mcp_server"]
 
@@ -382,20 +382,23 @@ async def _keep_connected(server: MCPServer, stop: trio.Event, rng: random.Rando
                 failures = 0
             delay = RESTART_BACKOFF.delay(failures, rng)
             failures += 1
+            cause = unwrap_group(exc)
             log.warning(
                 "MCP server %s: %s; reconnecting in %.1f s",
                 server.name,
-                _reason(exc),
+                _reason(cause),
                 delay,
-                exc_info=not isinstance(exc, ConnectionLost | OSError | trio.TooSlowError),
+                # the expected failures say all in one line; anything else needs its trace
+                exc_info=not isinstance(cause, EXPECTED_FAILURES),
             )
             with trio.move_on_after(delay):
                 await stop.wait()
 
 
+EXPECTED_FAILURES = (ConnectionLost, OSError, trio.TooSlowError, McpError, httpx.HTTPError)
+
+
 def _reason(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
     match exc:
         case ConnectionLost():
             return f"connection lost ({exc})"
