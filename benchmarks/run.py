@@ -13,10 +13,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_reminders
 import bench_store
+import bench_tools
 
 BENCHMARKS = {
     "conversation_store": bench_store.main,
     "reminders": bench_reminders.main,
+    "tools": bench_tools.main,
 }
 
 
