@@ -12,7 +12,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from ganglion.messages import AddReminder
 from tests.browser.conftest import open_chat, screenshot
-from tests.fakellm import Reply
+from tests.fakellm import Reply, calling
 from tests.web import ServerThread, serve_in_thread
 
 
@@ -187,3 +187,32 @@ def test_the_tab_reconnects_after_a_daemon_restart_without_duplicates(
         page.wait_for_selector("#status.connected")
         expect(page.locator(".msg.user")).to_have_count(2)
         expect(page.locator(".msg.assistant")).to_have_count(2)
+
+
+def test_tool_calls_show_as_expandable_blocks_live_and_after_reload(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(
+        calling("shell", command="echo hello from the shell"),
+        calling("read_file", path="missing.txt"),
+        Reply("The shell said hello; the file is missing."),
+    )
+    page = open_chat(context, server)
+    send(page, "run something")
+    expect(page.locator(".msg.assistant")).to_have_text(
+        "The shell said hello; the file is missing."
+    )
+    for view in ("live", "restored"):
+        blocks = page.locator("details.tool")
+        expect(blocks).to_have_count(2)
+        expect(blocks.nth(0).locator("summary")).to_have_text("tool: shell")
+        expect(blocks.nth(1)).to_have_class("tool failed")
+        expect(blocks.nth(1).locator("summary")).to_have_text("tool: read_file (failed)")
+        blocks.nth(0).locator("summary").click()
+        expect(blocks.nth(0).locator("pre").nth(1)).to_have_text(
+            "hello from the shell\n[exit code 0]"
+        )
+        screenshot(page, f"tool-blocks-{view}")
+        if view == "live":
+            page.reload()
+            page.wait_for_selector("#status.connected")

@@ -153,11 +153,20 @@ function bubble(role, text) {
 }
 
 function toolBlock(name, args, result, ok) {
-  const box = el("details", "tool" + (ok === false ? " failed" : ""));
-  box.append(el("summary", "", `🔧 ${name}` + (ok === false ? " (failed)" : "")));
+  const box = el("details", "tool");
+  // a word, not an emoji: machines without an emoji font would show a blank box
+  box.append(el("summary", "", `tool: ${name}`));
   if (args) box.append(el("pre", "", args));
-  if (result !== undefined && result !== null) box.append(el("pre", "", result));
+  if (result !== undefined && result !== null) toolResult(box, result, ok);
   return append(box);
+}
+
+function toolResult(box, result, ok) {
+  if (ok === false) {
+    box.classList.add("failed");
+    box.querySelector("summary").append(" (failed)");
+  }
+  box.append(el("pre", "", result));
 }
 
 function setActivity(text) {
@@ -175,16 +184,19 @@ function showBanner(text) {
 function renderHistory(messages) {
   transcript.replaceChildren();
   streaming.clear();
-  const results = new Map();
-  for (const m of messages) if (m.role === "tool") results.set(m.tool_call_id, m);
+  // A tool result answers a call of the assistant message just before it: servers may
+  // reuse call ids from one round to the next, so ids are matched within that message only.
+  let calls = new Map();
   for (const m of messages) {
     if (m.role === "user") bubble("user", m.content);
     else if (m.role === "assistant") {
       if (m.content) bubble("assistant", m.content);
-      for (const call of m.tool_calls || []) {
-        const result = results.get(call.id);
-        toolBlock(call.name, call.arguments, result ? result.content : null, result ? !String(result.content).startsWith("error:") : undefined);
-      }
+      calls = new Map();
+      for (const call of m.tool_calls || []) calls.set(call.id, toolBlock(call.name, call.arguments));
+    } else if (m.role === "tool" && calls.has(m.tool_call_id)) {
+      const content = String(m.content ?? "");
+      toolResult(calls.get(m.tool_call_id), content, !content.startsWith("error:"));
+      calls.delete(m.tool_call_id);
     }
   }
   transcript.scrollTop = transcript.scrollHeight;
