@@ -74,11 +74,16 @@ class UserMessage:
 
 @dataclass(frozen=True, slots=True)
 class ReminderDue:
+    """A reminder slot fired for this thread. The thread answers `accepted` once the
+    reminder's turn is durable in its store (not when the message is read): the reminder
+    actor marks the slot done only then, so a kill in between never loses it."""
+
     thread_id: str
     reminder_id: str
     slot: str
     text: str
     system: bool = False
+    accepted: Reply[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
