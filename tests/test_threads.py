@@ -249,3 +249,19 @@ async def test_a_reminder_is_confirmed_only_once_its_turn_is_on_disk(
         assert await store.missing_turns([turn_id]) == set()
         gate.set()
         await daemon.collector.final(WEB_A, count=2)
+
+
+async def test_a_message_is_confirmed_once_its_turn_is_on_disk(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    from ganglion.messages import UserMessage
+
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        store = daemon.services.store
+        turn_id = f"{WEB_A}/m1"
+        with trio.fail_after(10):
+            await daemon.services.threads.ask(
+                WEB_A, lambda ok: UserMessage(WEB_A, "web", "hello", message_id="m1", accepted=ok)
+            )
+        assert await store.missing_turns([turn_id]) == set()
+        await daemon.collector.final(WEB_A)

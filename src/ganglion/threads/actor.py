@@ -143,13 +143,17 @@ class ThreadActor:
 
     async def intake(self, message: Inbound, queue: trio.MemorySendChannel[_Work]) -> None:
         match message:
-            case UserMessage(text=text, message_id=message_id):
+            case UserMessage(text=text, message_id=message_id, accepted=accepted):
                 command = parse_command(text)
                 if command is not None:
+                    if accepted is not None:
+                        accepted.send(None)  # commands are never stored
                     await self.enqueue(queue, _RunCommand(command))
                     return
                 turn_id = f"{self.thread_id}/{message_id}" if message_id else None
-                await self._queue_turn(queue, ChatMessage("user", unescape(text)), "user", turn_id)
+                await self._queue_turn(
+                    queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
+                )
             case ReminderDue(reminder_id=reminder_id, slot=slot, text=text, accepted=accepted):
                 content = (
                     f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
