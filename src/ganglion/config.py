@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "config.yaml"
+# A token that guards a web chat reachable from other machines must not be guessable.
+MIN_EXPOSED_TOKEN = 32
 
 ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "GANGLION_LLM_API_KEY": ("llm", "api_key"),
@@ -141,6 +143,15 @@ class WebConfig(_Model):
     max_message_bytes: int = Field(64 * 1024, ge=1024)
     max_frames_per_second: float = Field(10.0, gt=0)
     frame_burst: int = Field(30, ge=1)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], no path")
+        return [origin.lower() for origin in value]
 
     @property
     def is_loopback(self) -> bool:
@@ -325,6 +336,13 @@ class Config(_Model):
             raise ValueError(
                 f"web.host {self.web.host!r} is not a loopback address: set web.token "
                 "(or GANGLION_WEB_TOKEN) before exposing the web chat"
+            )
+        token = self.web.token.get_secret_value() if self.web.token is not None else ""
+        if self.web.enabled and not self.web.is_loopback and len(token) < MIN_EXPOSED_TOKEN:
+            raise ValueError(
+                f"web.token must be at least {MIN_EXPOSED_TOKEN} characters when web.host is "
+                f"not a loopback address (try: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
             )
         return self
 

@@ -39,6 +39,7 @@ from ganglion.messages import (
     UserMessage,
     Wake,
 )
+from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
@@ -256,6 +257,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         raise StartupError(f"cannot prepare the data directory {config.data_dir}: {exc}") from exc
     for path in created:
         log.info("created %s", path)
+    await _make_private(config)
     if config.tools.shell.enabled:
         await _check_shell(config)
     try:
@@ -297,6 +299,20 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             await llm.aclose()
             await store.aclose()
             await reminder_store.aclose()
+
+
+async def _make_private(config: Config) -> None:
+    """Tighten what an older version, a copy or an editor left readable by others."""
+    log_dir = config.logging.dir
+    log_files = [*log_dir.glob("ganglion.log*"), *log_dir.glob("mcp-*.log*")] if log_dir else []
+    try:
+        changed = await trio.to_thread.run_sync(tighten, [config.data_dir], log_files)
+    except OSError as exc:
+        raise StartupError(f"cannot make {config.data_dir} private: {exc}") from exc
+    for path, mode in changed[:20]:
+        log.warning("%s was readable by other users (mode %o); now owner-only", path, mode)
+    if len(changed) > 20:
+        log.warning("… and %d more files made owner-only", len(changed) - 20)
 
 
 async def _check_shell(config: Config) -> None:
