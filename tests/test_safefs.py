@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,27 +213,28 @@ def test_a_directory_swapped_for_a_link_never_leaks(root: SafeDir, tmp_path: Pat
 
     def toggle() -> None:
         while not stop.is_set():
-            os.rename(parked, inside)
-            os.rename(inside, parked)
-            os.rename(link, inside)
+            for source, target in ((parked, inside), (inside, parked), (link, inside)):
+                os.rename(source, target)
+                time.sleep(0)  # let the other thread see this state
             os.rename(inside, link)
 
     thread = threading.Thread(target=toggle)
     thread.start()
-    wins = reads = 0
+    wins = reads = tries = 0
     try:
-        for i in range(400):
-            try:
+        # A few hundred tries, and more until some reads found the directory in place
+        # (the race was live), within a bound.
+        while tries < 400 or (reads < 10 and tries < 20_000):
+            tries += 1
+            with contextlib.suppress(SafePathError):
                 data, _ = root.read_bytes("r/f.txt")
                 wins += data == b"OUTSIDE"
                 reads += 1
-            except SafePathError:
-                pass
             with contextlib.suppress(SafePathError):
-                root.write_atomic(f"r/w{i}.txt", b"x")
+                root.write_atomic(f"r/w{tries % 50}.txt", b"x")
     finally:
         stop.set()
         thread.join()
     assert wins == 0
-    assert reads > 0  # the race was live: some reads found the directory in place
+    assert reads >= 10
     assert sorted(p.name for p in outside.iterdir()) == ["f.txt"]
