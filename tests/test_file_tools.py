@@ -58,7 +58,7 @@ async def test_paths_outside_the_roots_are_refused(root: Path, path: str) -> Non
     for name, extra in (("read_file", {}), ("write_file", {"content": "x"}), ("delete_file", {})):
         ok, message = await call(tools, name, path=path, **extra)
         assert not ok
-        assert "outside the allowed directories" in message
+        assert "the allowed directories" in message
     assert not (root.parent / "outside.txt").exists()
 
 
@@ -70,7 +70,7 @@ async def test_symlinks_leading_out_are_refused(root: Path, tmp_path: Path) -> N
     tools = registry(root)
     for path in ("link.txt", "escape/secret.txt"):
         ok, message = await call(tools, "read_file", path=path)
-        assert not ok and "outside the allowed directories" in message
+        assert not ok and "symbolic link" in message
     ok, _ = await call(tools, "write_file", path="link.txt", content="overwritten")
     assert not ok
     assert secret.read_text() == "top secret"
@@ -132,17 +132,18 @@ async def test_the_model_uses_the_file_tools_in_a_turn(tmp_path: Path, fake_llm:
         "delete_file",
     } <= names
     refused = fake_llm.requests[2]["messages"][-1]
-    assert refused["role"] == "tool" and "outside the allowed directories" in refused["content"]
+    assert refused["role"] == "tool" and "the allowed directories" in refused["content"]
 
 
 @pytest.mark.parametrize(
-    "path", ["web_token", "conversation.db", "conversation.db-wal", "sub/../scheduler.db"]
+    "path", ["web_token", "conversation.db", "conversation.db-wal", ".//scheduler.db", "{root}/web_token"]
 )
 async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) -> None:
     (tmp_path / "web_token").write_text("secret-token")
     (tmp_path / "conversation.db").write_bytes(b"SQLite format 3\x00")
     (tmp_path / "sub").mkdir()
     tools = ToolRegistry(file_tools(FilesToolConfig(), tmp_path))
+    path = path.format(root=tmp_path)
     for name, arguments in [
         ("read_file", {"path": path}),
         ("write_file", {"path": path, "content": "x"}),
@@ -154,7 +155,7 @@ async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) ->
     link = tmp_path / "innocent.txt"
     link.symlink_to(tmp_path / "web_token")
     ok, text = await call(tools, "read_file", path="innocent.txt")
-    assert not ok and "private files" in text
+    assert not ok and "symbolic link" in text
 
 
 async def test_every_file_tool_works_in_a_turn(tmp_path: Path, fake_llm: FakeLLM) -> None:

@@ -354,16 +354,21 @@ class SafeDir:
             except OSError as exc:
                 raise _describe(exc, path) from None
 
-    def mkdir(self, path: str, *, parents: bool = False) -> None:
+    def mkdir(self, path: str, *, parents: bool = False) -> bool:
         """Create the directory `path` (and, with `parents`, the missing ones above it);
-        an existing directory is fine, an existing link is refused."""
+        an existing directory is fine, an existing link is refused. Return whether the
+        last directory was created."""
         parts = split_path(path)
         current = os.dup(self.fd)
+        created = False
         try:
             for depth, name in enumerate(parts, 1):
                 if parents or depth == len(parts):
-                    with suppress(FileExistsError):
+                    try:
                         os.mkdir(name, 0o777, dir_fd=current)
+                        created = True
+                    except FileExistsError:
+                        created = False
                 following = os.open(name, _DIR_FLAGS, dir_fd=current)
                 os.close(current)
                 current = following
@@ -371,6 +376,7 @@ class SafeDir:
             raise self._error(exc, parts, path) from None
         finally:
             os.close(current)
+        return created
 
     @contextmanager
     def _parent(self, parts: tuple[str, ...], path: str) -> Iterator[int]:
