@@ -222,13 +222,19 @@ class ShellToolConfig(_Model):
 
 
 class MemoryToolConfig(_Model):
-    """The memory, goal and skill tools. MEMORIES.txt goes into every prompt, so it is
-    capped: past `max_memories_bytes`, its oldest entries move to MEMORIES.archive.txt."""
+    """The memory, goal and skill tools, and how much of the system prompt they may fill.
+
+    MEMORIES.txt goes into every prompt, so it is capped: past `max_memories_bytes`, its
+    oldest entries move to MEMORIES.archive.txt. The active goals and the skills index
+    share `prompt_goals_and_skills_bytes` (about 3-4 bytes per token): the goals take up
+    to half, cut with a marker beyond it; the index lists skills (name and first line) in
+    the rest and then says how many more exist."""
 
     enabled: bool = True
     max_memories_bytes: int = Field(8 * 1024, ge=512)
     max_entry_chars: int = Field(1000, ge=20)
     max_skill_bytes: int = Field(64 * 1024, ge=1024)
+    prompt_goals_and_skills_bytes: int = Field(8 * 1024, ge=1024)
 
 
 class RemindersToolConfig(_Model):

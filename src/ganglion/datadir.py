@@ -18,6 +18,7 @@ __all__ = [
     "BASE_PROMPT_FILE",
     "GOALS_FILE",
     "MEMORIES_FILE",
+    "SKILLS_DIR",
     "TEMPLATE_FILES",
     "WEB_TOKEN_FILE",
     "ensure_data_dir",
@@ -27,8 +28,9 @@ __all__ = [
 BASE_PROMPT_FILE = "BASE_PROMPT.txt"
 MEMORIES_FILE = "MEMORIES.txt"
 GOALS_FILE = "HEARTBEATS.txt"
+SKILLS_DIR = "skills"
 TEMPLATE_FILES = (BASE_PROMPT_FILE, MEMORIES_FILE, GOALS_FILE)
-DIRECTORIES = ("skills", "scripts")
+DIRECTORIES = (SKILLS_DIR, "scripts")
 WEB_TOKEN_FILE = "web_token"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")

@@ -30,7 +30,7 @@ import trio
 
 from ganglion import safefs
 from ganglion.config import MemoryToolConfig
-from ganglion.datadir import GOALS_FILE, MEMORIES_FILE
+from ganglion.datadir import GOALS_FILE, MEMORIES_FILE, SKILLS_DIR
 from ganglion.tools.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools.files import run_safely
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
@@ -40,7 +40,6 @@ __all__ = ["ARCHIVE_NAME", "memory_tools", "skill_file_name"]
 T = TypeVar("T")
 
 ARCHIVE_NAME = "MEMORIES.archive.txt"
-SKILLS_DIR = "skills"
 SKILL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
