@@ -200,9 +200,9 @@ class PromptFileCache:
         except safefs.SafePathError:
             return PromptFiles("", "", "", ())
         with directory:
-            base = self._read(directory, BASE_PROMPT_FILE)
-            memories = self._read(directory, MEMORIES_FILE)
-            goals = self._read(directory, GOALS_FILE)
+            base = self._read(directory, BASE_PROMPT_FILE) or ""
+            memories = self._read(directory, MEMORIES_FILE) or ""
+            goals = self._read(directory, GOALS_FILE) or ""
             budget = self._config.prompt_goals_and_skills_bytes
             goals = cut_text(_content_lines(goals), budget // 2, GOALS_FILE)
             room = budget - len(goals.encode("utf-8"))
@@ -231,8 +231,12 @@ class PromptFileCache:
             self._problems.pop(f"{SKILLS_DIR}/", None)
             names = self._list_skills(skills)
             shown: list[SkillEntry] = []
+            skipped = 0
             for name in names:
                 text = self._read(skills, name, key=f"{SKILLS_DIR}/{name}", limit=SKILL_HEAD_BYTES)
+                if text is None:
+                    skipped += 1  # gone since the listing, or refused (and logged)
+                    continue
                 first = next((line.strip() for line in text.splitlines() if line.strip()), "")
                 summary = first.lstrip("#").strip()[:SKILL_SUMMARY_CHARS]
                 entry = SkillEntry(name.removesuffix(".md"), summary or "(empty)")
@@ -241,7 +245,7 @@ class PromptFileCache:
                     break
                 room -= cost
                 shown.append(entry)
-        return tuple(shown), len(names) - len(shown)
+        return tuple(shown), len(names) - skipped - len(shown)
 
     def _list_skills(self, skills: safefs.SafeDir) -> list[str]:
         stamp: _Stamp | None = _stamp(os.fstat(skills.fd))
@@ -276,7 +280,8 @@ class PromptFileCache:
 
     def _read(
         self, directory: safefs.SafeDir, name: str, *, key: str | None = None, limit: int = -1
-    ) -> str:
+    ) -> str | None:
+        """The text of `name`, or None when it is missing or refused."""
         key = key or name
         self._stats += 1
         try:
@@ -289,7 +294,7 @@ class PromptFileCache:
             self._files.pop(key, None)
             if not isinstance(exc, safefs.NotFound):
                 self._problem(key, exc)
-            return ""
+            return None
         self._problems.pop(key, None)
         self._reads += 1
         text = data.decode("utf-8", errors="replace")
