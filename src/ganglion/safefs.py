@@ -193,7 +193,7 @@ def _describe(exc: OSError, path: str) -> SafePathError:
                 f"{path!r} is or goes through a symbolic link; links are never followed here"
             )
         case errno.ENOENT:
-            return NotFound(f"{path!r} does not exist")
+            return NotFound(f"no such file or directory: {path!r}")
         case errno.ENOTDIR:
             return WrongKind(f"a part of {path!r} is not a directory")
         case errno.EISDIR:
