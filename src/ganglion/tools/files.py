@@ -58,10 +58,6 @@ class Target:
     root: Path
     relative: str  # "." is the root itself
 
-    @property
-    def shown(self) -> str:
-        return self.relative
-
     def open(self) -> safefs.SafeDir:
         return safefs.open_dir(self.root)
 
@@ -71,7 +67,7 @@ class FileRoots:
     tool may touch."""
 
     def __init__(
-        self, roots: Sequence[Path], data_dir: Path | None = None, deny: Sequence[Path] = ()
+        self, roots: Sequence[Path], data_dir: Path | None = None, config_file: Path | None = None
     ) -> None:
         if not roots:
             raise ValueError("at least one root is needed")
@@ -81,7 +77,7 @@ class FileRoots:
         self._spellings = [*zip(configured, self.roots, strict=True)]
         self._spellings += [(real, real) for real in self.roots]
         self._data_dir = Path(os.path.realpath(data_dir)) if data_dir is not None else None
-        self._deny = {Path(os.path.realpath(path)) for path in deny}
+        self._config_file = Path(os.path.realpath(config_file)) if config_file else None
 
     def resolve(self, path: str, *, write: bool = False) -> Target:
         """The `Target` for `path`, or `FileAccessError` saying why not."""
@@ -114,7 +110,7 @@ class FileRoots:
                 f"{path!r} is one of Ganglion's private files (its databases and web token); "
                 "no tool may read or change it"
             )
-        if full in self._deny:
+        if full == self._config_file:
             raise FileAccessError(
                 f"{path!r} is Ganglion's configuration file; no tool may read or change it"
             )
@@ -154,8 +150,7 @@ def _listing(entries: list[safefs.DirEntry]) -> str:
 
 def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
     """The file tools for `config` (roots default to `data_dir`)."""
-    deny = [config.config_file] if config.config_file is not None else []
-    roots = FileRoots(config.roots or [data_dir], data_dir, deny)
+    roots = FileRoots(config.roots or [data_dir], data_dir, config.config_file)
     max_read = config.max_read_bytes
     max_write = config.max_write_bytes
 
@@ -200,7 +195,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
                     ) from None
 
         await run_safely(write)
-        return f"wrote {len(data)} bytes to {target.shown}"
+        return f"wrote {len(data)} bytes to {target.relative}"
 
     @tool
     async def edit_file(ctx: ToolContext, path: str, old: str, new: str) -> str:
@@ -219,7 +214,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
                 directory.write_atomic(target.relative, check_size(text.replace(old, new, 1)))
 
         await run_safely(edit)
-        return f"edited {target.shown}"
+        return f"edited {target.relative}"
 
     @tool
     async def append_file(ctx: ToolContext, path: str, content: str) -> str:
@@ -236,7 +231,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
             return len(content.encode())
 
         added = await run_safely(append)
-        return f"appended {added} bytes to {target.shown}"
+        return f"appended {added} bytes to {target.relative}"
 
     @tool
     async def list_dir(ctx: ToolContext, path: str = ".") -> str:
@@ -261,6 +256,6 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
                 directory.unlink(target.relative)
 
         await run_safely(delete)
-        return f"deleted {target.shown}"
+        return f"deleted {target.relative}"
 
     return [read_file, write_file, edit_file, append_file, list_dir, delete_file]
