@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -99,13 +100,19 @@ class Services:
         self.peers.reminders = inbox.ref
 
         async def deliver(due: ReminderDue) -> None:
-            await self.threads.send(due.thread_id, due)
+            # Returns once the thread has the reminder's turn on disk (see ReminderDue).
+            await self.threads.ask(due.thread_id, lambda accepted: replace(due, accepted=accepted))
 
         async def notify(thread_id: str, text: str) -> None:
             await self.router.deliver(Notice(thread_id, text))
 
         actor = ReminderActor(
-            self.reminder_store, self.config.reminders, self.deps.timezone, deliver, notify
+            self.reminder_store,
+            self.config.reminders,
+            self.deps.timezone,
+            deliver,
+            notify,
+            missing_turns=self.store.missing_turns,
         )
         await actor.run(inbox, task_status=task_status)
 
