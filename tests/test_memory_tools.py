@@ -12,7 +12,6 @@ import trio
 from ganglion.chat import ToolCall
 from ganglion.config import MemoryToolConfig
 from ganglion.datadir import ensure_data_dir
-from ganglion.tokens import BYTES_PER_TOKEN
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools.memory import ARCHIVE_NAME, memory_tools
@@ -268,41 +267,3 @@ async def test_the_archive_is_appended_to_and_keeps_its_history(data_dir: Path) 
         assert (await call(tools, "remember", fact=f"fact number {i:02d}: " + "x" * 40))[0]
     archived = (data_dir / ARCHIVE_NAME).read_text().splitlines()
     assert archived[0] == "- [2020-01-01] an old fact" and len(archived) > 1
-
-
-async def test_200_written_skills_keep_the_next_prompt_small(
-    tmp_path: Path, fake_llm: FakeLLM
-) -> None:
-    """Issue 19, row 8: 200 write_skill calls once made every new prompt ~11k tokens;
-    the skills index now stops at its budget and says how many more exist."""
-    rounds = [
-        calling_all(
-            *(
-                (
-                    "write_skill",
-                    {"name": f"skill-{r:02d}-{i}", "content": f"# Task {r}.{i} " + "x" * 150},
-                )
-                for i in range(8)
-            )
-        )
-        for r in range(25)
-    ]
-    fake_llm.script(*rounds, Reply("Written."), Reply("Hello."))
-    # A large window: no compaction request takes a scripted step.
-    llm = {"max_tool_rounds": 30, "context_window": 1 << 20}
-    config = daemon_config(tmp_path, fake_llm.base_url, llm=llm)
-    async with open_daemon(config) as daemon:
-        await daemon.say("web_aaaaaaaaaaaaaaaa", "write many skills")
-        assert await daemon.collector.final("web_aaaaaaaaaaaaaaaa") == ["Written."]
-        await daemon.say("web_bbbbbbbbbbbbbbbb", "hello")
-        assert await daemon.collector.final("web_bbbbbbbbbbbbbbbb") == ["Hello."]
-    assert len(list((tmp_path / "skills").iterdir())) == 200
-    prompt = fake_llm.requests[-1]["messages"][0]["content"]
-    skills = prompt.split("## Skills (skills/)\n", 1)[1].split("\n## Now", 1)[0]
-    budget = MemoryToolConfig().prompt_goals_and_skills_bytes
-    assert len(skills.encode()) <= budget + 200  # the index, plus its two notes
-    assert "more skills, left out for space" in skills
-    # 200 index lines alone were ~35 KB before; now the whole prompt is the budget plus
-    # the base instructions and a few headings.
-    assert len(prompt.encode()) < budget + 4096
-    assert len(prompt.encode()) // BYTES_PER_TOKEN < 4096
