@@ -48,7 +48,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,16 +120,16 @@ class _OpenHow(ctypes.Structure):
     ]
 
 
-def _load_syscall() -> tuple[object, int] | None:
+def _load_syscall() -> tuple[Callable[..., int], int] | None:
     number = _OPENAT2_NR.get(os.uname().machine) if hasattr(os, "uname") else None
     if number is None:
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall = libc.syscall
+        function = ctypes.CDLL(None, use_errno=True).syscall
     except (OSError, AttributeError):
         return None
-    syscall.restype = ctypes.c_long
+    function.restype = ctypes.c_long
+    syscall: Callable[..., int] = function
     return syscall, number
 
 
@@ -143,7 +143,7 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int) -> int:
     syscall, number = _syscall
     how = _OpenHow(flags, mode if flags & os.O_CREAT else 0, _RESOLVE)
     for _ in range(8):  # EAGAIN: a concurrent rename; the kernel asks us to retry
-        fd = syscall(  # type: ignore[operator]
+        fd = syscall(
             ctypes.c_long(number),
             ctypes.c_int(dir_fd),
             ctypes.c_char_p(os.fsencode(path)),
