@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -202,6 +203,18 @@ class FilesToolConfig(_Model):
     roots: list[Path] = Field(default_factory=list)  # empty: the data directory
     max_read_bytes: int = Field(256 * 1024, ge=1024)
     max_write_bytes: int = Field(1024 * 1024, ge=1024)
+    # Not an option: the config file `load_config` read, which no tool may read or write.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    def refusing(self, config_file: Path) -> FilesToolConfig:
+        """A copy whose tools also refuse `config_file` (its secrets, its MCP commands)."""
+        copy = self.model_copy()
+        copy._config_file = config_file
+        return copy
 
 
 class ShellToolConfig(_Model):
@@ -220,13 +233,19 @@ class ShellToolConfig(_Model):
 
 
 class MemoryToolConfig(_Model):
-    """The memory, goal and skill tools. MEMORIES.txt goes into every prompt, so it is
-    capped: past `max_memories_bytes`, its oldest entries move to MEMORIES.archive.txt."""
+    """The memory, goal and skill tools, and how much of the system prompt they may fill.
+
+    MEMORIES.txt goes into every prompt, so it is capped: past `max_memories_bytes`, its
+    oldest entries move to MEMORIES.archive.txt. The active goals and the skills index
+    share `prompt_goals_and_skills_bytes` (about 3-4 bytes per token): the goals take up
+    to half, cut with a marker beyond it; the index lists skills (name and first line) in
+    the rest and then says how many more exist."""
 
     enabled: bool = True
     max_memories_bytes: int = Field(8 * 1024, ge=512)
     max_entry_chars: int = Field(1000, ge=20)
     max_skill_bytes: int = Field(64 * 1024, ge=1024)
+    prompt_goals_and_skills_bytes: int = Field(8 * 1024, ge=1024)
 
 
 class RemindersToolConfig(_Model):
@@ -370,7 +389,7 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(_describe(where, exc)) from None
     base = path.resolve().parent if path is not None else Path.cwd()
-    return _absolute_paths(config, base), path
+    return _absolute_paths(config, base, path), path
 
 
 def _read_yaml(path: Path) -> Any:
@@ -425,11 +444,14 @@ def _describe(where: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _absolute_paths(config: Config, base: Path) -> Config:
+def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
     logging_dir = config.logging.dir
     data_dir = (base / config.data_dir).resolve()
     files = config.tools.files
     roots = [(base / root).resolve() for root in files.roots]  # empty: the data directory
+    files = files.model_copy(update={"roots": roots})
+    if source is not None:
+        files = files.refusing(source.resolve())
     shell = config.tools.shell
     shell_paths = {
         "cwd": (base / shell.cwd).resolve() if shell.cwd is not None else None,
@@ -439,7 +461,7 @@ def _absolute_paths(config: Config, base: Path) -> Config:
         update={
             "tools": config.tools.model_copy(
                 update={
-                    "files": files.model_copy(update={"roots": roots}),
+                    "files": files,
                     "shell": shell.model_copy(update=shell_paths),
                     "mcp": _absolute_mcp_paths(config.tools.mcp, base),
                 }
