@@ -27,7 +27,6 @@ from ganglion.config import RemindersConfig
 from ganglion.messages import ReminderDue
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.store import ConversationStore
-from ganglion.threads.ids import reminder_turn_id
 from ganglion_actors import ChildSpec, open_supervisor
 
 SCHEDULED = 10_000
@@ -87,9 +86,8 @@ async def _lateness(path: Path) -> dict[str, Any]:
     async def deliver(due: ReminderDue) -> None:
         slot = datetime.strptime(due.slot, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         handed.append((datetime.now(UTC) - slot).total_seconds() * 1000)
-        turn_id = reminder_turn_id(due.thread_id, due.reminder_id, due.slot)
         await conversations.queue_turn(
-            due.thread_id, ChatMessage("user", due.text), source="reminder", turn_id=turn_id
+            due.thread_id, ChatMessage("user", due.text), source="reminder", turn_id=due.turn_id
         )
         late.append((datetime.now(UTC) - slot).total_seconds() * 1000)
         if len(late) >= DUE_IN_WINDOW:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ganglion.config import Config
-from ganglion.redact import REDACTED, Redactor, configured_secrets
+from ganglion.redact import REDACTED, Redactor, configured_secrets, encoded_forms
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply, calling
 
@@ -128,3 +130,31 @@ async def test_the_daemons_secrets_never_reach_the_model_through_a_tool(
     shown = fake_llm.requests[2]["messages"][-1]["content"]
     assert f"api_key: {REDACTED}" in shown and "model: small" in shown
     assert not any(API_KEY in (m.message.content or "") for m in stored)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: s[::-1],
+        lambda s: s.encode().hex(),
+        lambda s: s.encode().hex().upper(),
+        lambda s: base64.b64encode(s.encode()).decode(),
+        lambda s: base64.b64encode(b"key: " + s.encode() + b"\n").decode(),
+        lambda s: base64.b64encode(b"k=" + s.encode()).decode(),
+        lambda s: base64.urlsafe_b64encode(b"x" + s.encode()).decode(),
+    ],
+    ids=["reversed", "hex", "HEX", "base64", "base64 inside", "base64 shifted", "urlsafe"],
+)
+def test_simple_encodings_of_a_known_secret_are_hidden(encode: Callable[[str], str]) -> None:
+    secret = "sk-live-0123456789abcdefghij"
+    redactor = Redactor([secret])
+    shown = redactor.known(f"output: {encode(secret)} end")
+    assert encode(secret) not in shown and REDACTED in shown
+    for form in encoded_forms(secret):
+        assert form not in shown
+
+
+def test_encodings_leave_ordinary_text_alone() -> None:
+    redactor = Redactor(["sk-live-0123456789abcdefghij"])
+    text = "base64 of hello: aGVsbG8= and hex 68656c6c6f"
+    assert redactor.known(text) == text

@@ -120,7 +120,7 @@ async def rig(
 
     actor = ReminderActor(
         store,
-        config or RemindersConfig(min_interval=60),
+        config or RemindersConfig(min_interval=60, confirm_recurring=False),
         "Europe/Paris",
         deliver,
         notify,
@@ -230,7 +230,7 @@ async def test_a_one_shot_missed_beyond_the_grace_is_recorded_and_reported(
     tmp_path: Path, clock: trio.abc.Clock
 ) -> None:
     wall = WallClock(START)
-    config = RemindersConfig(misfire_grace=600, min_interval=60)
+    config = RemindersConfig(misfire_grace=600, min_interval=60, confirm_recurring=False)
     async with rig(tmp_path, wall, config=config) as r:
         info = await r.add("at", "in 5m", "call mum")
     wall.offset += 3600
@@ -300,7 +300,7 @@ async def test_bad_reminders_are_refused_and_nothing_is_stored(
 
 
 async def test_max_active_is_enforced(tmp_path: Path, clock: trio.abc.Clock) -> None:
-    config = RemindersConfig(max_active=2, min_interval=60)
+    config = RemindersConfig(max_active=2, min_interval=60, confirm_recurring=False)
     async with rig(tmp_path, WallClock(START), config=config) as r:
         await r.add("at", "in 5m")
         await r.add("at", "in 6m")
@@ -457,7 +457,7 @@ async def test_a_slot_done_without_its_turn_beyond_the_grace_is_reported_missed(
     tmp_path: Path, clock: trio.abc.Clock
 ) -> None:
     wall = WallClock(START)
-    config = RemindersConfig(misfire_grace=600, min_interval=60)
+    config = RemindersConfig(misfire_grace=600, min_interval=60, confirm_recurring=False)
     async with rig(tmp_path, wall, config=config) as r:
         info = await r.add("at", "in 1m", "call mum")
         await r.elapse(120)

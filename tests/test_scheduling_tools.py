@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ganglion.messages import ReminderDue
+from ganglion.messages import Notice, ReminderDue
 from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, calling
+from tests.fakellm import FakeLLM, Reply, calling, calling_all
 
 ROOM = "web_aaaaaaaaaaaaaaaa"
 OTHER = "web_bbbbbbbbbbbbbbbb"
@@ -32,7 +32,8 @@ async def test_set_list_and_cancel_a_reminder(tmp_path: Path, fake_llm: FakeLLM)
         calling("list_reminders"),
         Reply("Every two hours, then."),
     )
-    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+    config = daemon_config(tmp_path, fake_llm.base_url, reminders={"confirm_recurring": False})
+    async with open_daemon(config) as daemon:
         await turn(daemon, ROOM, "remind me to stretch every 2 hours", 1)
         scheduled = tool_result(fake_llm, 1)
         assert scheduled.startswith("scheduled [") and "every 2h" in scheduled, scheduled
@@ -106,7 +107,7 @@ async def test_a_system_reminder_remembers_the_thread_that_set_it(
     )
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
         await turn(daemon, ROOM, "watch the disk", 1)
-        (reminder,) = await daemon.services.reminder_store.active()
+        (reminder,) = await daemon.services.reminder_store.awaiting()
     assert reminder.system and reminder.thread_id == ROOM
     assert reminder.schedule.timezone == "UTC"
     assert "system thread" in tool_result(fake_llm, 1)
@@ -128,3 +129,44 @@ async def test_a_reminder_turn_may_not_schedule_recurring_reminders(
         (reminder,) = await daemon.services.reminder_store.active()
     assert "only schedule one-shot reminders" in tool_result(fake_llm, 1)
     assert reminder.text == "once more"
+
+
+async def test_a_repeating_reminder_the_model_sets_waits_for_the_owners_confirm(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        calling("set_reminder", text="Check the logs", kind="cron", schedule="*/5 * * * *"),
+        Reply("Asked for it."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "check the logs every five minutes", 1)
+        result = tool_result(fake_llm, 1)
+        found = re.search(r"/confirm (\w+)", result)
+        assert found is not None, result
+        reminder_id = found.group(1)
+        assert await daemon.services.reminder_store.active() == []  # off until confirmed
+        notices = [e.text for e in daemon.collector.of(ROOM, Notice)]  # type: ignore[attr-defined]
+        assert any(f"/confirm {reminder_id}" in text for text in notices)
+        await daemon.say(OTHER, f"/confirm {reminder_id}")  # another conversation cannot
+        assert "Not confirmed" in await daemon.collector.notice(OTHER)
+        await daemon.say(ROOM, f"/confirm {reminder_id}")
+        assert (await daemon.collector.notice(ROOM, len(notices) + 1)).startswith("Confirmed")
+        assert [r.id for r in await daemon.services.reminder_store.active()] == [reminder_id]
+
+
+async def test_one_message_sets_at_most_five_reminders(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(
+        calling_all(
+            *[
+                ("set_reminder", {"text": f"r{n}", "kind": "at", "schedule": "in 1h"})
+                for n in range(7)
+            ]
+        ),
+        Reply("Set what I could."),
+    )
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await turn(daemon, ROOM, "set seven reminders", 1)
+        results = [m["content"] for m in fake_llm.requests[1]["messages"] if m["role"] == "tool"]
+        assert [r.startswith("scheduled") for r in results] == [True] * 5 + [False] * 2
+        assert "the most one message may set" in results[-1]
+        assert len(await daemon.services.reminder_store.active()) == 5

@@ -115,6 +115,7 @@ class LLMConfig(EndpointConfig):
     fallbacks: list[EndpointConfig] = Field(default_factory=list)
     max_concurrency: int = Field(4, ge=1, le=256)
     max_tool_rounds: int = Field(8, ge=1, le=100)
+    max_tool_calls_per_round: int = Field(16, ge=1, le=256)
     context_window: int = Field(8192, ge=512)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
@@ -190,10 +191,16 @@ class MatrixConfig(_Model):
 
 
 class RemindersConfig(_Model):
+    """The reminder actor, and how much the model may schedule: a prompt-injected model
+    must not be able to plant reminders that run for ever without the owner knowing."""
+
     misfire_grace: float = Field(6 * 3600.0, ge=0)
     min_interval: float = Field(60.0, gt=0)
     max_active: int = Field(1000, ge=1)
     max_text_chars: int = Field(4000, ge=1)
+    max_per_turn: int = Field(5, ge=1)
+    max_per_conversation: int = Field(50, ge=1)
+    confirm_recurring: bool = True
 
 
 class FilesToolConfig(_Model):

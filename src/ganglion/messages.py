@@ -23,6 +23,7 @@ Service requests:
 
     AddReminder       request/reply to the reminder actor: schedule one
     CancelReminder    request/reply to the reminder actor: cancel one
+    ConfirmReminder   request/reply to the reminder actor: the owner allows a recurring one
     ListReminders     request/reply to the reminder actor: list them
     TriggerHeartbeat  ask the heartbeat actor for a review now
 """
@@ -37,6 +38,7 @@ from ganglion_actors import Reply
 __all__ = [
     "AddReminder",
     "CancelReminder",
+    "ConfirmReminder",
     "FinalReply",
     "GetThreadInfo",
     "HeartbeatReview",
@@ -55,6 +57,7 @@ __all__ = [
     "TurnStarted",
     "UserMessage",
     "Wake",
+    "reminder_turn_id",
 ]
 
 Interface = Literal["web", "matrix", "system", "cli"]
@@ -87,6 +90,15 @@ class ReminderDue:
     text: str
     system: bool = False
     accepted: Reply[None] | None = None
+
+    @property
+    def turn_id(self) -> str:
+        return reminder_turn_id(self.thread_id, self.reminder_id, self.slot)
+
+
+def reminder_turn_id(thread_id: str, reminder_id: str, slot: str) -> str:
+    """The turn id of a reminder slot in its thread: the same slot is one turn, always."""
+    return f"{thread_id}/reminder/{reminder_id}/{slot}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +189,16 @@ class ReminderInfo:
     next_fire: str | None
     thread_id: str | None
     system: bool = False
+    awaiting_confirmation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class AddReminder:
     """`kind` is 'at' (spec: local ISO date-time, or 'in <duration>'), 'every' (spec: a
-    duration) or 'cron' (spec: a cron expression). `source` is where the request comes
-    from ('user', 'reminder', 'heartbeat', 'cli'): reminder turns may schedule less."""
+    duration) or 'cron' (spec: a cron expression). `source` is the kind of turn the
+    model set it in ('user', 'reminder', 'heartbeat'): autonomous turns may schedule
+    less, and a recurring reminder the model sets waits for the owner's confirmation.
+    `turn_id` is that turn (a turn may set only a few)."""
 
     text: str
     kind: Literal["at", "every", "cron"]
@@ -193,6 +208,16 @@ class AddReminder:
     thread_id: str | None = None
     system: bool = False
     source: str = "user"
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmReminder:
+    """The owner allows a recurring reminder the model set from `thread_id`."""
+
+    reminder_id: str
+    thread_id: str
+    reply: Reply[ReminderInfo]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +232,7 @@ class ListReminders:
     thread_id: str | None = None
 
 
-ReminderRequest = AddReminder | CancelReminder | ListReminders
+ReminderRequest = AddReminder | CancelReminder | ConfirmReminder | ListReminders
 
 
 @dataclass(frozen=True, slots=True)

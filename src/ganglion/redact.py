@@ -12,7 +12,10 @@ Two kinds of secret are hidden:
 
 What a tool returns to the model goes through `known` only: the daemon's own secrets never
 reach the model (a config file read, `cat` of a token file), while ordinary content keeps
-every character. The logs get both kinds.
+every character. The logs get both kinds. `known` also catches the simple encodings a
+command can turn a secret into in passing (`rev`, `base64`, hex): each secret is hidden
+reversed, hex-encoded (either case) and base64-encoded (standard and URL-safe, at each of
+the three alignments it can have inside a longer encoded text).
 
 It is a safety net, not a guarantee: a secret with no recognisable shape that the
 daemon does not know about cannot be told from any other string.
@@ -20,6 +23,7 @@ daemon does not know about cannot be told from any other string.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable
@@ -27,7 +31,7 @@ from typing import Any
 
 from ganglion.config import Config, EndpointConfig
 
-__all__ = ["REDACTED", "Redactor", "configured_secrets"]
+__all__ = ["REDACTED", "Redactor", "configured_secrets", "encoded_forms"]
 
 REDACTED = "[redacted]"
 
@@ -85,6 +89,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
+        self._forms: list[str] = []
         self.add(*secrets)
 
     @property
@@ -96,12 +101,17 @@ class Redactor:
         values = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted(values, key=len, reverse=True)
+        forms = {form for secret in values for form in encoded_forms(secret)}
+        self._forms = sorted(forms - values, key=len, reverse=True)
 
     def known(self, value: str) -> str:
-        """`value` with the daemon's own secrets hidden, and nothing else changed: for
-        what tools return to the model (a config file read, a command's output)."""
+        """`value` with the daemon's own secrets (and their simple encodings) hidden, and
+        nothing else changed: for what tools return to the model (a config file read, a
+        command's output)."""
         for secret in self._secrets:
             value = value.replace(secret, REDACTED)
+        for form in self._forms:
+            value = value.replace(form, REDACTED)
         return value
 
     def text(self, value: str) -> str:
@@ -129,6 +139,24 @@ class Redactor:
         if isinstance(value, list):
             return [self._value(v) for v in value]
         return value
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """What a command easily turns `secret` into: reversed, hex, base64. Base64 text of a
+    longer input holds the secret at one of three bit alignments; for each, only the
+    characters that depend on the secret's bytes alone are kept."""
+    data = secret.encode()
+    forms = {secret[::-1], data.hex(), data.hex().upper()}
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data).decode()
+        start = -(-8 * shift // 6)  # the first character made of the secret's bits only
+        end = 8 * (shift + len(data)) // 6
+        for form in (encoded[start:end], encoded[start:end].translate(_URL_SAFE)):
+            forms.add(form)
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+_URL_SAFE = str.maketrans("+/", "-_")
 
 
 def _keep_scheme(match: re.Match[str]) -> str:

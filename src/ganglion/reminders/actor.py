@@ -46,10 +46,12 @@ from ganglion.config import RemindersConfig
 from ganglion.messages import (
     AddReminder,
     CancelReminder,
+    ConfirmReminder,
     ListReminders,
     ReminderDue,
     ReminderInfo,
     ReminderRequest,
+    reminder_turn_id,
 )
 from ganglion.reminders.schedule import (
     Schedule,
@@ -61,7 +63,6 @@ from ganglion.reminders.schedule import (
     zone,
 )
 from ganglion.reminders.store import Claim, Reminder, ReminderStore, Slot
-from ganglion.threads.ids import reminder_turn_id
 from ganglion_actors import ActorDied, ActorStopped, Inbox
 
 __all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor"]
@@ -170,6 +171,8 @@ class ReminderActor:
         claims = []
         for reminder in await self.store.due(now):
             assert reminder.next_fire is not None
+            if not await self._still_allowed(reminder):
+                continue
             slot = Slot(reminder, reminder.next_fire)
             following = next_fire(reminder.schedule, now)  # coalesces every missed slot
             late = (now - slot.at).total_seconds()
@@ -183,6 +186,28 @@ class ReminderActor:
         if fired:
             await self.store.mirror()
         return len(fired)
+
+    async def _still_allowed(self, reminder: Reminder) -> bool:
+        """Check a due reminder against today's limits before it fires: a row written into
+        scheduler.db behind the actor's back (a shell command, an edit) may break them.
+        One that does is turned off, logged and reported, never fired."""
+        if reminder.schedule.kind == "at":
+            return True
+        assert reminder.next_fire is not None
+        try:
+            validate(reminder.schedule, reminder.next_fire, min_interval=self.config.min_interval)
+        except ScheduleError as exc:
+            problem = str(exc)
+        else:
+            return True
+        await self.store.cancel(reminder.id)
+        text = (
+            f"Reminder [{reminder.id}] {reminder.text!r} was turned off without firing: "
+            f"{problem} (it was not set through Ganglion)."
+        )
+        log.warning("%s", text)
+        await self.notify(self._target(reminder), text)
+        return False
 
     async def retry_unacknowledged(self) -> None:
         """Hand over again the slots whose threads did not acknowledge, once it is time."""
@@ -295,8 +320,13 @@ class ReminderActor:
                     reply.fail(exc)
             case CancelReminder(reminder_id=reminder_id, reply=reply):
                 reply.send(await self.store.cancel(reminder_id))
+            case ConfirmReminder(reply=reply):
+                try:
+                    reply.send(await self.confirm(request))
+                except ScheduleError as exc:
+                    reply.fail(exc)
             case ListReminders(reply=reply, thread_id=thread_id):
-                reminders = await self.store.active()
+                reminders = await self.store.active() + await self.store.awaiting()
                 if thread_id is not None:
                     reminders = [r for r in reminders if r.thread_id == thread_id]
                 reply.send(tuple(self.info(r) for r in reminders))
@@ -317,6 +347,7 @@ class ReminderActor:
             )
         if not request.system and request.thread_id is None:
             raise ScheduleError("a reminder needs a thread to be delivered to, or system: true")
+        await self._limit_per_turn_and_conversation(request)
         now = self.wall()
         schedule = self._schedule(request, now)
         if request.source in AUTONOMOUS_SOURCES:
@@ -325,6 +356,7 @@ class ReminderActor:
         first = next_fire(schedule, now)
         if first is None:
             raise ScheduleError("this schedule never fires")
+        awaiting = self.config.confirm_recurring and schedule.kind != "at"
         reminder = await self.store.add(
             text,
             schedule,
@@ -332,9 +364,52 @@ class ReminderActor:
             system=request.system,
             next_fire=first,
             created_by=request.source,
+            turn_id=request.turn_id,
+            awaiting_confirmation=awaiting,
         )
-        log.info("reminder %s scheduled: %s, first at %s", reminder.id, describe(schedule), first)
+        if awaiting:
+            log.info(
+                "reminder %s awaits the owner's confirmation: %s", reminder.id, describe(schedule)
+            )
+        else:
+            log.info(
+                "reminder %s scheduled: %s, first at %s", reminder.id, describe(schedule), first
+            )
         return self.info(reminder)
+
+    async def confirm(self, request: ConfirmReminder) -> ReminderInfo:
+        """Turn on a recurring reminder the model set, from the conversation it was set in
+        (its first slot counted from now). Raises `ScheduleError` saying why not."""
+        reminder = await self.store.get(request.reminder_id)
+        if (
+            reminder is None
+            or not reminder.awaiting_confirmation
+            or reminder.thread_id != request.thread_id
+        ):
+            raise ScheduleError(
+                f"no reminder {request.reminder_id!r} of this conversation awaits confirmation"
+            )
+        first = next_fire(reminder.schedule, self.wall())
+        if first is None or not await self.store.confirm(reminder.id, first):
+            raise ScheduleError(f"reminder {reminder.id!r} can no longer fire")
+        log.info("reminder %s confirmed by the owner: first at %s", reminder.id, first)
+        confirmed = await self.store.get(reminder.id)
+        assert confirmed is not None
+        return self.info(confirmed)
+
+    async def _limit_per_turn_and_conversation(self, request: AddReminder) -> None:
+        if request.turn_id is not None:
+            count = await self.store.count_set(turn_id=request.turn_id)
+            if count >= self.config.max_per_turn:
+                raise ScheduleError(
+                    f"this message has set {count} reminders already, the most one message may set"
+                )
+        if request.thread_id is not None:
+            count = await self.store.count_set(thread_id=request.thread_id)
+            if count >= self.config.max_per_conversation:
+                raise ScheduleError(
+                    f"this conversation has {count} reminders pending already; cancel some first"
+                )
 
     def _schedule(self, request: AddReminder, now: datetime) -> Schedule:
         timezone = request.timezone or self.default_timezone
@@ -376,7 +451,8 @@ class ReminderActor:
             text=reminder.text,
             schedule=describe(reminder.schedule),
             timezone=reminder.schedule.timezone,
-            next_fire=next_local,
+            next_fire=None if reminder.awaiting_confirmation else next_local,
             thread_id=reminder.thread_id,
             system=reminder.system,
+            awaiting_confirmation=reminder.awaiting_confirmation,
         )

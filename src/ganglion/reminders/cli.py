@@ -18,7 +18,7 @@ __all__ = ["cancel_reminder", "list_reminders"]
 async def list_reminders(path: Path) -> str:
     store = await ReminderStore.open(path)
     try:
-        reminders = await store.active()
+        reminders = await store.active() + await store.awaiting()
     finally:
         await store.aclose()
     if not reminders:
@@ -30,6 +30,8 @@ async def list_reminders(path: Path) -> str:
             if r.next_fire
             else "-"
         )
+        if r.awaiting_confirmation:
+            when = "off: awaits /confirm"
         target = "system" if r.system else r.thread_id
         lines.append(f"{r.id}  {when:<22}  {describe(r.schedule):<24}  {target}  {r.text}")
     return "\n".join(lines)

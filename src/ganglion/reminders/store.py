@@ -81,6 +81,15 @@ def index_done_slots(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX ledger_done ON ledger (done_at) WHERE state = 'done'")
 
 
+@migrations.migration
+def add_turn_and_confirmation(db: sqlite_utils.Database) -> None:
+    # The turn that set a reminder (limits per turn), and whether a recurring reminder
+    # the model set is waiting for the owner's /confirm (inactive until then).
+    db.execute("ALTER TABLE reminders ADD COLUMN turn_id TEXT")
+    db.execute("ALTER TABLE reminders ADD COLUMN awaiting_confirmation INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX reminders_by_turn ON reminders (turn_id) WHERE turn_id IS NOT NULL")
+
+
 def _utc(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
@@ -95,6 +104,7 @@ class Reminder:
     next_fire: datetime | None
     active: bool
     created_by: str = "user"
+    awaiting_confirmation: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Reminder:
@@ -109,6 +119,7 @@ class Reminder:
             next_fire=_utc(row["next_fire"]),
             active=bool(row["active"]),
             created_by=row["created_by"],
+            awaiting_confirmation=bool(row["awaiting_confirmation"]),
         )
 
 
@@ -147,7 +158,10 @@ class ReminderStore(SQLiteStore):
         system: bool,
         next_fire: datetime,
         created_by: str = "user",
+        turn_id: str | None = None,
+        awaiting_confirmation: bool = False,
     ) -> Reminder:
+        """Store a reminder; one `awaiting_confirmation` stays inactive until `confirm`."""
         reminder = Reminder(
             id=uuid.uuid4().hex[:8],
             text=text,
@@ -155,13 +169,15 @@ class ReminderStore(SQLiteStore):
             thread_id=thread_id,
             system=system,
             next_fire=next_fire,
-            active=True,
+            active=not awaiting_confirmation,
             created_by=created_by,
+            awaiting_confirmation=awaiting_confirmation,
         )
         await self._write(
             lambda: self._db.execute(
                 "INSERT INTO reminders (id, text, kind, spec, timezone, anchor, thread_id, "
-                "system, created_at, created_by, next_fire) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "system, created_at, created_by, next_fire, active, turn_id, "
+                "awaiting_confirmation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     reminder.id,
                     text,
@@ -174,6 +190,9 @@ class ReminderStore(SQLiteStore):
                     time.time(),
                     created_by,
                     next_fire.timestamp(),
+                    int(reminder.active),
+                    turn_id,
+                    int(awaiting_confirmation),
                 ),
             )
         )
@@ -181,13 +200,58 @@ class ReminderStore(SQLiteStore):
         return reminder
 
     async def cancel(self, reminder_id: str) -> bool:
+        """End a reminder (or withdraw one awaiting confirmation); False if neither."""
         cursor = await self._write(
             lambda: self._db.execute(
-                "UPDATE reminders SET active = 0 WHERE id = ? AND active = 1", (reminder_id,)
+                "UPDATE reminders SET active = 0, awaiting_confirmation = 0 "
+                "WHERE id = ? AND (active = 1 OR awaiting_confirmation = 1)",
+                (reminder_id,),
             )
         )
         await self.mirror()
         return cursor.rowcount > 0
+
+    async def confirm(self, reminder_id: str, next_fire: datetime) -> bool:
+        """Activate a reminder awaiting confirmation, first due at `next_fire`."""
+        cursor = await self._write(
+            lambda: self._db.execute(
+                "UPDATE reminders SET active = 1, awaiting_confirmation = 0, next_fire = ? "
+                "WHERE id = ? AND awaiting_confirmation = 1",
+                (next_fire.timestamp(), reminder_id),
+            )
+        )
+        await self.mirror()
+        return cursor.rowcount > 0
+
+    async def get(self, reminder_id: str) -> Reminder | None:
+        rows = await self._read(
+            lambda: self._rows("SELECT * FROM reminders WHERE id = ?", (reminder_id,))
+        )
+        return Reminder.from_row(rows[0]) if rows else None
+
+    async def awaiting(self) -> list[Reminder]:
+        """Recurring reminders the model set that wait for the owner's confirmation."""
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT * FROM reminders WHERE awaiting_confirmation = 1 ORDER BY created_at"
+            )
+        )
+        return [Reminder.from_row(r) for r in rows]
+
+    async def count_set(self, *, thread_id: str | None = None, turn_id: str | None = None) -> int:
+        """Reminders pending (active or awaiting) set from `thread_id`, or ever set in
+        `turn_id`."""
+        params: tuple[str | None, ...]
+        if turn_id is not None:
+            sql, params = "SELECT count(*) AS n FROM reminders WHERE turn_id = ?", (turn_id,)
+        else:
+            sql = (
+                "SELECT count(*) AS n FROM reminders WHERE thread_id = ? "
+                "AND (active = 1 OR awaiting_confirmation = 1)"
+            )
+            params = (thread_id,)
+        rows = await self._read(lambda: self._rows(sql, params))
+        return int(rows[0]["n"])
 
     async def active(self) -> list[Reminder]:
         rows = await self._read(

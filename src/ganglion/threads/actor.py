@@ -64,7 +64,7 @@ from ganglion.store import StoredMessage, ThreadState, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import run_command
-from ganglion.threads.ids import interface_for, reminder_turn_id
+from ganglion.threads.ids import interface_for
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
 from ganglion_actors import Inbox, Reply
@@ -154,14 +154,13 @@ class ThreadActor:
                 await self._queue_turn(
                     queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
                 )
-            case ReminderDue(reminder_id=reminder_id, slot=slot, text=text, accepted=accepted):
+            case ReminderDue(slot=slot, text=text, accepted=accepted):
                 content = (
                     f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
                     f"new request from the user; act on it as the reminder says.]\n{text}"
                 )
-                turn_id = reminder_turn_id(self.thread_id, reminder_id, slot)
                 await self._queue_turn(
-                    queue, ChatMessage("user", content), "reminder", turn_id, accepted
+                    queue, ChatMessage("user", content), "reminder", message.turn_id, accepted
                 )
             case HeartbeatReview(heartbeats=goals):
                 content = (

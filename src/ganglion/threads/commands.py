@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "new": "archive this conversation and start a fresh one",
     "compact": "summarise the older part of this conversation now",
     "reminders": "list every scheduled reminder",
+    "confirm": "turn on a repeating reminder the assistant set: /confirm <id>",
     "heartbeat": "review the open goals in HEARTBEATS.txt now",
     "tools": "list the tools the assistant can use here",
     "help": "show this list",
@@ -70,6 +71,8 @@ def format_reminders(reminders: tuple[ReminderInfo, ...]) -> str:
     for item in reminders:
         target = "system" if item.system else (item.thread_id or "?")
         when = item.next_fire or "not scheduled"
+        if item.awaiting_confirmation:
+            when = f"off until you reply /confirm {item.reminder_id}"
         lines.append(
             f"- [{item.reminder_id}] {item.text!r} ({item.schedule}, {item.timezone}); "
             f"next: {when}; for: {target}"

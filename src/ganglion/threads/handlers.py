@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ganglion.messages import ListReminders, ReminderInfo, TriggerHeartbeat
+from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo, TriggerHeartbeat
+from ganglion.reminders import ScheduleError
 from ganglion.threads.commands import (
     Command,
     format_reminders,
@@ -47,6 +48,8 @@ async def run_command(thread: ThreadActor, command: Command) -> None:
                 await thread.notice("Nothing to compact yet.")
         case "reminders":
             await thread.notice(await _list_reminders(thread))
+        case "confirm":
+            await thread.notice(await _confirm_reminder(thread, command.args))
         case "heartbeat":
             await thread.notice(await _trigger_heartbeat(thread))
         case "tools":
@@ -66,6 +69,28 @@ async def _list_reminders(thread: ThreadActor) -> str:
         log.warning("the reminder actor did not answer", exc_info=True)
         return "The reminder service did not answer; try again in a moment."
     return format_reminders(items)
+
+
+async def _confirm_reminder(thread: ThreadActor, args: str) -> str:
+    reminder_id = args.strip().strip("[]")
+    if not reminder_id:
+        return "Give the reminder's id: /confirm <id> (/reminders lists them)."
+    reminders = thread.deps.peers.reminders
+    if reminders is None:
+        return "The reminder service is not running."
+    try:
+        with trio.fail_after(SERVICE_TIMEOUT):
+            info: ReminderInfo = await reminders.ask(
+                lambda reply: ConfirmReminder(reminder_id, thread.thread_id, reply)
+            )
+    except ScheduleError as exc:
+        return f"Not confirmed: {exc}."
+    except (ActorError, trio.TooSlowError):
+        log.warning("the reminder actor did not answer", exc_info=True)
+        return "The reminder service did not answer; try again in a moment."
+    return (
+        f"Confirmed: [{info.reminder_id}] {info.text!r} ({info.schedule}); next: {info.next_fire}."
+    )
 
 
 async def _trigger_heartbeat(thread: ThreadActor) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ganglion.chat import ChatMessage, ToolCall
 from ganglion.llm import extract_text_tool_calls
-from ganglion.messages import TextDelta, ToolActivity
+from ganglion.messages import Notice, TextDelta, ToolActivity
 from ganglion.store import Turn
 from ganglion.tools import ToolContext
 
@@ -30,6 +30,7 @@ FINAL_ROUND_NOTE = (
     "have, and say what is left undone."
 )
 ACTIVITY_PREVIEW_CHARS = 2000
+PERSIST_NOTICE_CHARS = 300
 AUDIT_LOG_ARGUMENT_CHARS = 500
 
 
@@ -117,8 +118,16 @@ async def run_model_loop(thread: ThreadActor, turn: Turn) -> str:
             return completion.content
         rounds += 1
         await thread.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
-        for call in calls:
+        allowed = deps.config.llm.max_tool_calls_per_round
+        for call in calls[:allowed]:
             await _run_tool(thread, turn, call, context)
+        for call in calls[allowed:]:
+            # Every call needs its result for the history to stay valid.
+            log.warning("tool call in %s not run: over %d in one round", thread.thread_id, allowed)
+            refusal = f"error: not run: at most {allowed} tool calls per round; send the rest next"
+            await thread.append(
+                turn, ChatMessage("tool", refusal, tool_call_id=call.id, name=call.name)
+            )
 
 
 async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: ToolContext) -> None:
@@ -154,6 +163,13 @@ async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: To
             result.ok,
         )
     )
+    if result.persists:
+        # What outlives this conversation is never changed behind the owner's back.
+        await thread.emit(
+            Notice(
+                thread.thread_id, f"Kept: {_shorten(content, PERSIST_NOTICE_CHARS)}", turn.turn_id
+            )
+        )
 
 
 def _shorten(text: str, limit: int) -> str:

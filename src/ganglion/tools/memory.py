@@ -126,7 +126,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
             "They are no longer in your prompt; read that file if you need them."
         )
 
-    @tool
+    @tool(persists=True)
     async def remember(ctx: ToolContext, fact: str) -> str:
         """Add a long-term fact to MEMORIES.txt (one line; shared by every conversation).
         Use it for what will matter later: preferences, people, projects, machines."""
@@ -139,7 +139,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
         moved = await memories.edit(change)
         return f"remembered: {text}" + archived_note(moved)
 
-    @tool
+    @tool(persists=True)
     async def update_memory(ctx: ToolContext, old: str, new: str) -> str:
         """Replace the memory that contains `old` (a unique part of its text) with `new`."""
         text = entry(new)
@@ -151,13 +151,13 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
         replaced, moved = await memories.edit(change)
         return f"replaced {replaced!r} with {text!r}" + archived_note(moved)
 
-    @tool
+    @tool(persists=True)
     async def forget(ctx: ToolContext, memory: str) -> str:
         """Remove the memory that contains `memory` (a unique part of its text)."""
         removed = await memories.edit(lambda entries: entries.remove(memory))
         return f"forgot: {removed}"
 
-    @tool
+    @tool(persists=True)
     async def add_goal(ctx: ToolContext, goal: str) -> str:
         """Add an active goal to HEARTBEATS.txt: something you promised to do, follow up on
         or watch. Goals are reviewed on every heartbeat until you finish them."""
@@ -165,7 +165,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
         await goals.edit(lambda entries: entries.add(text))
         return f"goal added: {text}"
 
-    @tool
+    @tool(persists=True)
     async def update_goal(ctx: ToolContext, old: str, new: str) -> str:
         """Replace the goal that contains `old` (a unique part of its text) with `new`
         (for example to record progress)."""
@@ -173,14 +173,14 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
         replaced = await goals.edit(lambda entries: entries.replace(old, text))
         return f"goal {replaced!r} is now {text!r}"
 
-    @tool
+    @tool(persists=True)
     async def finish_goal(ctx: ToolContext, goal: str) -> str:
         """Remove the goal that contains `goal` (a unique part of its text): it is done
         or no longer wanted."""
         removed = await goals.edit(lambda entries: entries.remove(goal))
         return f"goal removed: {removed}"
 
-    @tool
+    @tool(persists=True)
     async def write_skill(ctx: ToolContext, name: str, content: str) -> str:
         """Create or replace the skill `name` (skills/<name>.md): Markdown notes on how to
         do a recurring task. The first line is its one-sentence summary, shown in every

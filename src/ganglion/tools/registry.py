@@ -24,8 +24,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any, get_type_hints
+from dataclasses import dataclass, replace
+from typing import Any, get_type_hints, overload
 
 import trio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -62,6 +62,7 @@ class ToolResult:
     content: str
     ok: bool
     duration: float
+    persists: bool = False  # it changed what outlives the conversation
 
     def audit(self, arguments: str) -> dict[str, Any]:
         return {
@@ -88,6 +89,9 @@ class Tool:
     fn: ToolFn
     timeout: float | None = None
     parameters: Mapping[str, Any] | None = None
+    # Changes what outlives the conversation (memories, goals, skills, reminders): the
+    # owner is shown each change in the conversation.
+    persists: bool = False
 
     def schema(self) -> dict[str, Any]:
         if self.arguments is None:
@@ -105,7 +109,24 @@ class Tool:
         }
 
 
-def tool(fn: ToolFn | None = None, *, name: str | None = None, timeout: float | None = None) -> Any:
+@overload
+def tool(fn: ToolFn, /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, timeout: float | None = None, persists: bool = False
+) -> Callable[[ToolFn], Tool]: ...
+
+
+def tool(
+    fn: ToolFn | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    persists: bool = False,
+) -> Tool | Callable[[ToolFn], Tool]:
     """Make a `Tool` from an async function (usable as `@tool` or `@tool(name=...)`)."""
 
     def wrap(fn: ToolFn) -> Tool:
@@ -115,6 +136,7 @@ def tool(fn: ToolFn | None = None, *, name: str | None = None, timeout: float | 
             arguments=_arguments_model(fn),
             fn=fn,
             timeout=timeout,
+            persists=persists,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -211,7 +233,7 @@ class ToolRegistry:
         except Exception as exc:
             log.exception("tool %s failed", call.name)
             return result(f"error: the tool failed: {type(exc).__name__}: {exc}"[:500], False)
-        return result(content, True)
+        return replace(result(content, True), persists=item.persists)
 
 
 def _head_and_tail(content: str, limit: int) -> str:

@@ -43,6 +43,8 @@ SERVICE_TIMEOUT = 10.0
 def _describe(item: ReminderInfo) -> str:
     target = "system thread" if item.system else "this conversation"
     when = item.next_fire or "no further firing"
+    if item.awaiting_confirmation:
+        when = f"none until the owner replies /confirm {item.reminder_id}"
     return (
         f"[{item.reminder_id}] {item.text!r}: {item.schedule} ({item.timezone}); "
         f"next: {when}; delivered to the {target}"
@@ -72,7 +74,7 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
         )
         return found
 
-    @tool
+    @tool(persists=True)
     async def set_reminder(
         ctx: ToolContext,
         text: str,
@@ -101,8 +103,14 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
                 thread_id=ctx.thread_id,
                 system=system,
                 source=ctx.source,
+                turn_id=ctx.turn_id,
             )
         )
+        if info.awaiting_confirmation:
+            return (
+                f"{_describe(info)}. It is set but off: a repeating reminder starts only once "
+                f"the owner replies /confirm {info.reminder_id} in this conversation. Tell them."
+            )
         return "scheduled " + _describe(info)
 
     @tool
@@ -113,7 +121,7 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
             return "no reminders are scheduled from this conversation"
         return "\n".join(_describe(item) for item in found)
 
-    @tool
+    @tool(persists=True)
     async def cancel_reminder(ctx: ToolContext, reminder_id: str) -> str:
         """Cancel a reminder by its id (as shown by list_reminders)."""
         wanted = reminder_id.strip().strip("[]")
