@@ -105,7 +105,12 @@ async def test_secrets_are_absent_from_the_childs_environment(
     monkeypatch.setenv("GANGLION_LLM_API_KEY", SECRET)
     monkeypatch.setenv("MY_COPY_OF_THE_KEY", f"prefix-{SECRET}")
     monkeypatch.setenv("HARMLESS", "visible")
-    ok, text = await shell(registry(data_dir, (SECRET, "web-token-1234")), "env")
+    tools = registry(
+        data_dir,
+        (SECRET, "web-token-1234"),
+        pass_env=["GANGLION_*", "MY_COPY_OF_THE_KEY", "HARMLESS"],
+    )
+    ok, text = await shell(tools, "env")
     assert ok
     assert SECRET not in text and "web-token-1234" not in text and "GANGLION_" not in text
     assert "HARMLESS=visible" in text
