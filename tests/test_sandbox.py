@@ -11,7 +11,9 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ import trio
 
 from ganglion.config import ShellToolConfig, load_config
 from ganglion.tools import ToolRegistry
-from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
+from ganglion.tools.shell import SandboxError, bwrap_argv, check_sandbox, shell_tools
 from tests.test_shell_tool import gone, registry, shell
 
 
@@ -46,6 +48,22 @@ def data_dir(tmp_path: Path) -> Path:
 
 def sandboxed(data_dir: Path, **options: object) -> ToolRegistry:
     return registry(data_dir, sandbox="bwrap", **options)
+
+
+async def test_the_command_runs_in_namespaces_of_its_own(data_dir: Path) -> None:
+    kinds = ("user", "pid", "ipc", "net", "mnt")
+    command = "; ".join(f"readlink /proc/self/ns/{kind}" for kind in kinds)
+    ok, text = await shell(sandboxed(data_dir), command)
+    assert ok
+    for kind, inside in zip(kinds, text.splitlines(), strict=False):
+        assert inside != os.readlink(f"/proc/self/ns/{kind}"), kind
+
+
+async def test_the_command_runs_in_a_session_of_its_own(data_dir: Path) -> None:
+    """No TIOCSTI into a terminal the daemon has: the session is the sandbox's own (the
+    daemon's would show as 0, a session outside the pid namespace)."""
+    ok, text = await shell(sandboxed(data_dir), "cut -d' ' -f6 /proc/self/stat")
+    assert ok and text.split()[0] == "1"
 
 
 async def test_root_in_the_sandbox_has_no_capability(data_dir: Path) -> None:
@@ -136,6 +154,16 @@ async def test_run_and_the_runtime_directory_are_not_visible(
     assert "bus" not in text
     assert "'/run': No such file or directory" in text
     assert "'/var/run': No such file or directory" in text
+
+
+async def test_the_hosts_tmp_is_not_visible(data_dir: Path) -> None:
+    probe = Path(f"/tmp/ganglion-probe-{secrets.token_hex(4)}")
+    probe.write_text("host")
+    try:
+        ok, text = await shell(sandboxed(data_dir), f"cat {probe}")
+    finally:
+        probe.unlink()
+    assert (ok, text) == (False, f"error: cat: {probe}: No such file or directory\n[exit code 1]")
 
 
 CONNECT = (
@@ -263,6 +291,28 @@ async def test_a_sandboxed_command_outlives_the_worker_thread_that_started_it(
             check=False,
         )
     assert done.stdout.decode() == "survived\n[exit code 0]\n", done.stderr.decode()
+
+
+@ROOT_ONLY
+def test_the_sandbox_holds_for_an_ordinary_user() -> None:
+    """The usual deployment: a daemon that is not root. The same bwrap options work
+    without privileges and give the same sandbox."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:  # reachable by any user
+        place = Path(where)
+        os.chown(place, 65534, 65534)
+        config = ShellToolConfig(sandbox="bwrap", bwrap_path=shutil.which("bwrap") or "bwrap")
+        prefix = bwrap_argv(config, cwd=place, writable=[place])
+        command = "id -u; grep CapEff /proc/self/status; echo ok > mine; touch /usr/x"
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        done = subprocess.run(
+            [*as_nobody, *prefix, "/bin/sh", "-c", command],
+            capture_output=True,
+            text=True,
+            cwd=place,
+        )
+        assert done.stdout.split() == ["65534", "CapEff:", "0" * 16], done.stderr
+        assert done.stderr == "touch: cannot touch '/usr/x': Read-only file system\n"
+        assert (place / "mine").read_text() == "ok\n"
 
 
 @ROOT_ONLY

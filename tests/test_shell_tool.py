@@ -232,6 +232,47 @@ async def test_processes_that_leave_the_session_are_killed_at_the_time_limit(
         assert gone(int((scripts / f"{name}.pid").read_text())), name
 
 
+# A daemon in a process of its own, running one command, to be killed with SIGKILL.
+DAEMON_RUNNING_A_COMMAND = """
+import json, sys
+from pathlib import Path
+import trio
+from ganglion.chat import ToolCall
+from ganglion.config import ShellToolConfig
+from ganglion.tools import ToolContext, ToolRegistry
+from ganglion.tools.shell import shell_tools
+
+async def main():
+    tools = ToolRegistry(shell_tools(ShellToolConfig(), Path(sys.argv[1]), lambda: ()))
+    call = ToolCall("c", "shell", json.dumps({"command": sys.argv[2]}))
+    context = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
+    await tools.call(call, context)
+
+trio.run(main)
+"""
+
+
+async def test_a_command_dies_with_a_daemon_killed_outright(data_dir: Path) -> None:
+    scripts = data_dir / "scripts"
+    command = "\n".join([ESCAPES[0], "echo $$ > sh.pid", "exec sleep 1000"])
+    daemon = await trio.lowlevel.open_process(
+        [sys.executable, "-c", DAEMON_RUNNING_A_COMMAND, str(data_dir), command]
+    )
+    written = [scripts / "a.pid", scripts / "sh.pid"]
+    try:
+        with trio.fail_after(30):
+            while not all(path.exists() and path.read_text().endswith("\n") for path in written):
+                await trio.sleep(0.01)
+    finally:
+        daemon.kill()
+        with trio.fail_after(10):
+            await daemon.wait()
+    pids = [int(path.read_text()) for path in written]
+    with trio.fail_after(10):  # the reaper sees its lifeline close and kills them
+        while not all(gone(pid) for pid in pids):
+            await trio.sleep(0.01)
+
+
 async def test_configured_resource_limits_bind_the_command(data_dir: Path) -> None:
     tools = registry(
         data_dir,
