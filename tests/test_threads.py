@@ -225,3 +225,43 @@ async def test_a_reminder_slot_handed_over_twice_is_answered_once(
     assert len(fake_llm.requests) == 1
     prompt = fake_llm.requests[0]["messages"][-1]["content"]
     assert "not a new request from the user" in prompt and prompt.endswith("stretch")
+
+
+async def test_a_reminder_is_confirmed_only_once_its_turn_is_on_disk(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    from dataclasses import replace
+
+    from ganglion.messages import ReminderDue
+
+    gate = trio.Event()
+    fake_llm.script(Reply("busy", gate=gate), Reply("Time to stretch!"))
+    due = ReminderDue(WEB_A, "r1", "2026-11-24T10:00:00Z", "stretch")
+    turn_id = f"{WEB_A}/reminder/r1/2026-11-24T10:00:00Z"
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB_A, "keep the worker busy")
+        await fake_llm.wait_for_requests(1)
+        store = daemon.services.store
+        assert await store.missing_turns([turn_id]) == {turn_id}
+        with trio.fail_after(10):
+            await daemon.services.threads.ask(WEB_A, lambda ok: replace(due, accepted=ok))
+        # confirmed while the worker is still busy with the first turn: queued, durable
+        assert await store.missing_turns([turn_id]) == set()
+        gate.set()
+        await daemon.collector.final(WEB_A, count=2)
+
+
+async def test_a_message_is_confirmed_once_its_turn_is_on_disk(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    from ganglion.messages import UserMessage
+
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        store = daemon.services.store
+        turn_id = f"{WEB_A}/m1"
+        with trio.fail_after(10):
+            await daemon.services.threads.ask(
+                WEB_A, lambda ok: UserMessage(WEB_A, "web", "hello", message_id="m1", accepted=ok)
+            )
+        assert await store.missing_turns([turn_id]) == set()
+        await daemon.collector.final(WEB_A)

@@ -179,3 +179,23 @@ async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: Fak
             } in frames
         await send(other, "the daemon still answers others")
         assert (await next_frame(other, "reply"))["text"] == "ok"
+
+
+async def test_failed_tokens_are_throttled_per_address_and_the_budget_refills(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from ganglion.web.auth import FailureThrottle
+
+    throttle = FailureThrottle(burst=10, per_minute=10, max_addresses=3)
+    for _ in range(10):
+        assert not throttle.blocked("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    assert throttle.blocked("10.0.0.1")
+    assert not throttle.blocked("10.0.0.2")  # another address has its own budget
+    await trio.sleep(6)  # ten a minute: one more attempt every six seconds
+    assert not throttle.blocked("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.blocked("10.0.0.1")
+    for n in range(3, 6):
+        throttle.failed(f"10.0.0.{n}")  # the oldest address is forgotten beyond three
+    assert not throttle.blocked("10.0.0.1")

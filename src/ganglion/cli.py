@@ -65,12 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config_path: Path | None) -> int:
+    import os
+
     import trio
 
     from ganglion.app import ForcedStop, run_daemon
     from ganglion.config import ConfigError, load_config
     from ganglion.logs import configure_logging
+    from ganglion.private import PRIVATE_UMASK
     from ganglion_actors import Escalation
+
+    # Before anything is created: the logs, the databases and the token are owner-only.
+    os.umask(PRIVATE_UMASK)
 
     try:
         config, source = load_config(config_path)

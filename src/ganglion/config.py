@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "config.yaml"
+# A token that guards a web chat reachable from other machines must not be guessable.
+MIN_EXPOSED_TOKEN = 32
 
 ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "GANGLION_LLM_API_KEY": ("llm", "api_key"),
@@ -142,6 +144,15 @@ class WebConfig(_Model):
     max_message_bytes: int = Field(64 * 1024, ge=1024)
     max_frames_per_second: float = Field(10.0, gt=0)
     frame_burst: int = Field(30, ge=1)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], no path")
+        return [origin.lower() for origin in value]
 
     @property
     def is_loopback(self) -> bool:
@@ -192,6 +203,18 @@ class FilesToolConfig(_Model):
     roots: list[Path] = Field(default_factory=list)  # empty: the data directory
     max_read_bytes: int = Field(256 * 1024, ge=1024)
     max_write_bytes: int = Field(1024 * 1024, ge=1024)
+    # Not an option: the config file `load_config` read, which no tool may read or write.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
+
+    def refusing(self, config_file: Path) -> FilesToolConfig:
+        """A copy whose tools also refuse `config_file` (its secrets, its MCP commands)."""
+        copy = self.model_copy()
+        copy._config_file = config_file
+        return copy
 
 
 # A variable name, or a prefix of names ending in *.
@@ -260,13 +283,19 @@ class ShellToolConfig(_Model):
 
 
 class MemoryToolConfig(_Model):
-    """The memory, goal and skill tools. MEMORIES.txt goes into every prompt, so it is
-    capped: past `max_memories_bytes`, its oldest entries move to MEMORIES.archive.txt."""
+    """The memory, goal and skill tools, and how much of the system prompt they may fill.
+
+    MEMORIES.txt goes into every prompt, so it is capped: past `max_memories_bytes`, its
+    oldest entries move to MEMORIES.archive.txt. The active goals and the skills index
+    share `prompt_goals_and_skills_bytes` (about 3-4 bytes per token): the goals take up
+    to half, cut with a marker beyond it; the index lists skills (name and first line) in
+    the rest and then says how many more exist."""
 
     enabled: bool = True
     max_memories_bytes: int = Field(8 * 1024, ge=512)
     max_entry_chars: int = Field(1000, ge=20)
     max_skill_bytes: int = Field(64 * 1024, ge=1024)
+    prompt_goals_and_skills_bytes: int = Field(8 * 1024, ge=1024)
 
 
 class RemindersToolConfig(_Model):
@@ -377,6 +406,13 @@ class Config(_Model):
                 f"web.host {self.web.host!r} is not a loopback address: set web.token "
                 "(or GANGLION_WEB_TOKEN) before exposing the web chat"
             )
+        token = self.web.token.get_secret_value() if self.web.token is not None else ""
+        if self.web.enabled and not self.web.is_loopback and len(token) < MIN_EXPOSED_TOKEN:
+            raise ValueError(
+                f"web.token must be at least {MIN_EXPOSED_TOKEN} characters when web.host is "
+                f"not a loopback address (try: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return self
 
 
@@ -463,6 +499,9 @@ def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
     data_dir = (base / config.data_dir).resolve()
     files = config.tools.files
     roots = [(base / root).resolve() for root in files.roots]  # empty: the data directory
+    files = files.model_copy(update={"roots": roots})
+    if source is not None:
+        files = files.refusing(source.resolve())
     shell = config.tools.shell
     shell_paths = {
         "cwd": (base / shell.cwd).resolve() if shell.cwd is not None else None,
@@ -478,7 +517,7 @@ def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
         update={
             "tools": config.tools.model_copy(
                 update={
-                    "files": files.model_copy(update={"roots": roots}),
+                    "files": files,
                     "shell": shell.model_copy(update=shell_paths).with_daemon_paths(daemon_paths),
                     "mcp": _absolute_mcp_paths(config.tools.mcp, base),
                 }

@@ -1,18 +1,36 @@
 """The data directory: shipped instructions plus the files the assistant edits itself.
 
 `ensure_data_dir` creates what is missing from the packaged templates and never touches a
-file that exists: the owner's edits and the assistant's memories always win.
+file that exists: the owner's edits and the assistant's memories always win. Everything
+beneath the data directory is created through `ganglion.safefs`, so a link planted there
+is never written through.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["TEMPLATE_FILES", "WEB_TOKEN_FILE", "ensure_data_dir", "is_private_file"]
+from ganglion import safefs
 
-TEMPLATE_FILES = ("BASE_PROMPT.txt", "MEMORIES.txt", "HEARTBEATS.txt")
-DIRECTORIES = ("skills", "scripts")
+__all__ = [
+    "BASE_PROMPT_FILE",
+    "GOALS_FILE",
+    "MEMORIES_FILE",
+    "SKILLS_DIR",
+    "TEMPLATE_FILES",
+    "WEB_TOKEN_FILE",
+    "ensure_data_dir",
+    "is_private_file",
+]
+
+BASE_PROMPT_FILE = "BASE_PROMPT.txt"
+MEMORIES_FILE = "MEMORIES.txt"
+GOALS_FILE = "HEARTBEATS.txt"
+SKILLS_DIR = "skills"
+TEMPLATE_FILES = (BASE_PROMPT_FILE, MEMORIES_FILE, GOALS_FILE)
+DIRECTORIES = (SKILLS_DIR, "scripts")
 WEB_TOKEN_FILE = "web_token"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
@@ -30,25 +48,38 @@ def ensure_data_dir(data_dir: Path) -> list[Path]:
     """Create `data_dir` and whatever of its layout is missing; return what was created.
 
     Error handling: an `OSError` (permissions, a file where a directory should be) is
-    raised to the caller, which reports it and exits; nothing is overwritten.
+    raised to the caller, which reports it and exits; nothing is overwritten. A link in
+    place of a directory or a file is left alone (the tools refuse it when they meet it).
     """
     created: list[Path] = []
     if not data_dir.is_dir():
         data_dir.mkdir(parents=True)
         created.append(data_dir)
-    for name in DIRECTORIES:
-        path = data_dir / name
-        if not path.is_dir():
-            path.mkdir()
-            created.append(path)
     templates = resources.files("ganglion") / "templates"
-    for name in TEMPLATE_FILES:
-        path = data_dir / name
-        try:
-            # "x" mode: creation fails if the file appeared meanwhile; it is never replaced.
-            with path.open("x", encoding="utf-8") as out:
-                out.write((templates / name).read_text(encoding="utf-8"))
-        except FileExistsError:
-            continue
-        created.append(path)
+    try:
+        with safefs.open_dir(data_dir) as directory:
+            for name in DIRECTORIES:
+                try:
+                    if directory.mkdir(name):
+                        created.append(data_dir / name)
+                except safefs.LinkRefused:
+                    continue
+            for name in TEMPLATE_FILES:
+                text = (templates / name).read_text(encoding="utf-8")
+                if _create(directory, name, text.encode("utf-8")):
+                    created.append(data_dir / name)
+    except safefs.SafePathError as exc:
+        raise OSError(str(exc)) from None
     return created
+
+
+def _create(directory: safefs.SafeDir, name: str, data: bytes) -> bool:
+    """Create the file `name` with `data` unless anything (a link too) has that name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o600, dir_fd=directory.fd)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return True

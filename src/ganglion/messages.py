@@ -63,22 +63,30 @@ Interface = Literal["web", "matrix", "system", "cli"]
 @dataclass(frozen=True, slots=True)
 class UserMessage:
     """Text a person sent. `message_id` makes a resubmission idempotent (a Matrix event id,
-    a web client's message id): the same id is never answered twice."""
+    a web client's message id): the same id is never answered twice. `accepted`, when
+    given, is answered once the message is durable (its turn stored, or a command taken):
+    an interface acknowledges a message (or advances a sync token) only then."""
 
     thread_id: str
     interface: Interface
     text: str
     sender: str | None = None
     message_id: str | None = None
+    accepted: Reply[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ReminderDue:
+    """A reminder slot fired for this thread. The thread answers `accepted` once the
+    reminder's turn is durable in its store (not when the message is read): the reminder
+    actor marks the slot done only then, so a kill in between never loses it."""
+
     thread_id: str
     reminder_id: str
     slot: str
     text: str
     system: bool = False
+    accepted: Reply[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,7 @@ from ganglion.messages import (
     UserMessage,
     Wake,
 )
+from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
@@ -99,13 +101,19 @@ class Services:
         self.peers.reminders = inbox.ref
 
         async def deliver(due: ReminderDue) -> None:
-            await self.threads.send(due.thread_id, due)
+            # Returns once the thread has the reminder's turn on disk (see ReminderDue).
+            await self.threads.ask(due.thread_id, lambda accepted: replace(due, accepted=accepted))
 
         async def notify(thread_id: str, text: str) -> None:
             await self.router.deliver(Notice(thread_id, text))
 
         actor = ReminderActor(
-            self.reminder_store, self.config.reminders, self.deps.timezone, deliver, notify
+            self.reminder_store,
+            self.config.reminders,
+            self.deps.timezone,
+            deliver,
+            notify,
+            missing_turns=self.store.missing_turns,
         )
         await actor.run(inbox, task_status=task_status)
 
@@ -249,6 +257,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         raise StartupError(f"cannot prepare the data directory {config.data_dir}: {exc}") from exc
     for path in created:
         log.info("created %s", path)
+    await _make_private(config)
     if config.tools.shell.enabled:
         await _check_shell(config)
     try:
@@ -290,6 +299,20 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             await llm.aclose()
             await store.aclose()
             await reminder_store.aclose()
+
+
+async def _make_private(config: Config) -> None:
+    """Tighten what an older version, a copy or an editor left readable by others."""
+    log_dir = config.logging.dir
+    log_files = [*log_dir.glob("ganglion.log*"), *log_dir.glob("mcp-*.log*")] if log_dir else []
+    try:
+        changed = await trio.to_thread.run_sync(tighten, [config.data_dir], log_files)
+    except OSError as exc:
+        raise StartupError(f"cannot make {config.data_dir} private: {exc}") from exc
+    for path, mode in changed[:20]:
+        log.warning("%s was readable by other users (mode %o); now owner-only", path, mode)
+    if len(changed) > 20:
+        log.warning("… and %d more files made owner-only", len(changed) - 20)
 
 
 async def _check_shell(config: Config) -> None:

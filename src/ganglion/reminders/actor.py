@@ -6,11 +6,21 @@ than `MAX_SLEEP` so a wall-clock jump (suspend/resume, an NTP step) is noticed w
 minute. Firing a slot is three steps, each durable before the next:
 
 1. claim the slot in the ledger and advance the reminder (one transaction);
-2. hand a `ReminderDue` to the target thread, whose turn id derives from the slot;
+2. hand a `ReminderDue` to the target thread and wait for its acknowledgement, which the
+   thread sends once the reminder's turn (id derived from the slot) is on disk;
 3. mark the slot done.
 
 A kill between 1 and 3 leaves a claimed slot, which is handed over again on start; the
-thread takes a given slot's turn only once. So a slot is never lost and never doubled.
+thread takes a given slot's turn only once. A thread that does not acknowledge (it
+crashed, it is stopping, it is stuck past `HANDOVER_TIMEOUT`) leaves the slot claimed too,
+and it is handed over again after `RETRY_DELAY`. So a slot is never lost and never
+doubled. All the slots due at one wake are claimed in one transaction, handed over
+concurrently and marked done in one more: a burst costs two synced writes here, plus each
+thread's own write of its turn.
+
+Should a slot ever be found done without its turn (a conversation database restored
+from an older backup, a bug), start-up says so in the log and in the thread, and hands it
+over again if it is still within the grace period (reported as missed otherwise).
 
 Slots missed while the daemon was down fire once (a recurring reminder that missed many
 fires once, not once per slot) if the newest is within `reminders.misfire_grace`; older
@@ -25,7 +35,9 @@ can breed reminders in a loop. Only a person sets recurring ones.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import trio
@@ -49,24 +61,40 @@ from ganglion.reminders.schedule import (
     zone,
 )
 from ganglion.reminders.store import Claim, Reminder, ReminderStore, Slot
-from ganglion_actors import Inbox
+from ganglion.threads.ids import reminder_turn_id
+from ganglion_actors import ActorDied, ActorStopped, Inbox
 
 __all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor"]
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0
+# How long a thread may take to put a reminder's turn on disk before the slot is retried.
+HANDOVER_TIMEOUT = 60.0
+RETRY_DELAY = 10.0
+# How far back start-up checks done slots against the conversation store.
+RECHECK_WINDOW = timedelta(days=7)
 MAX_FROM_REMINDERS = 5
 AUTONOMOUS_SOURCES = frozenset({"reminder", "heartbeat"})
 SYSTEM_REMINDER_THREAD = "system:reminders"
 
+# Hands a reminder to its thread and returns once its turn is durable there; raises
+# `ActorDied`/`ActorStopped` when the thread cannot take it.
 Deliver = Callable[[ReminderDue], Awaitable[None]]
 Notify = Callable[[str, str], Awaitable[None]]
+# Which of these turn ids the conversation store has no turn for.
+MissingTurns = Callable[[Sequence[str]], Awaitable[set[str]]]
 WallClock = Callable[[], datetime]
 
 
 def _wall_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Handover:
+    slot: Slot
+    accepted: bool = False
 
 
 class ReminderActor:
@@ -78,6 +106,7 @@ class ReminderActor:
         deliver: Deliver,
         notify: Notify,
         *,
+        missing_turns: MissingTurns | None = None,
         wall: WallClock = _wall_now,
         max_sleep: float = MAX_SLEEP,
     ) -> None:
@@ -86,8 +115,11 @@ class ReminderActor:
         self.default_timezone = default_timezone
         self.deliver = deliver
         self.notify = notify
+        self.missing_turns = missing_turns
         self.wall = wall
         self.max_sleep = max_sleep
+        self._retry: list[Slot] = []
+        self._retry_at = math.inf
 
     async def run(
         self,
@@ -95,14 +127,17 @@ class ReminderActor:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        await self.recheck_done()
         await self.resend_unfinished()
         task_status.started()
         while True:
             await self.fire_due()
+            await self.retry_unacknowledged()
             due = await self.store.next_due_at()
             wait = self.max_sleep
             if due is not None:
                 wait = min(self.max_sleep, max(0.0, (due - self.wall()).total_seconds()))
+            wait = min(wait, max(0.0, self._retry_at - trio.current_time()))
             request: ReminderRequest | None = None
             with trio.move_on_after(wait):
                 try:
@@ -149,26 +184,102 @@ class ReminderActor:
             await self.store.mirror()
         return len(fired)
 
+    async def retry_unacknowledged(self) -> None:
+        """Hand over again the slots whose threads did not acknowledge, once it is time."""
+        if self._retry and trio.current_time() >= self._retry_at:
+            slots, self._retry, self._retry_at = self._retry, [], math.inf
+            await self._hand_over(slots)
+
+    async def recheck_done(self) -> None:
+        """Find slots marked done whose turn the conversation store does not have."""
+        if self.missing_turns is None:
+            return
+        slots = await self.store.done_since(self.wall() - RECHECK_WINDOW)
+        turn_ids = {self._turn_id(slot): slot for slot in slots}
+        lost = [turn_ids[t] for t in await self.missing_turns(list(turn_ids))]
+        lost.sort(key=lambda slot: slot.at)
+        resend = []
+        for slot in lost:
+            log.warning(
+                "reminder %s: slot %s is marked done but its turn is not in the conversation "
+                "store (a restored backup?)",
+                slot.reminder.id,
+                slot.key,
+            )
+            if (self.wall() - slot.at).total_seconds() <= self.config.misfire_grace:
+                resend.append(slot)
+                await self.notify(
+                    self._target(slot.reminder),
+                    f"Reminder [{slot.reminder.id}] {slot.reminder.text!r} was marked as "
+                    "fired, but its turn was never recorded; it is delivered now.",
+                )
+            else:
+                await self._report_missed(
+                    slot, "and was marked as fired, but its turn was never recorded"
+                )
+        await self.store.mark_missed(*[slot for slot in lost if slot not in resend])
+        await self._hand_over(resend)
+
     async def _hand_over(self, slots: Sequence[Slot]) -> None:
+        """Hand the slots to their threads at once; mark done those whose turn is durable."""
         if not slots:
             return
-        for slot in slots:
-            reminder = slot.reminder
-            thread_id = SYSTEM_REMINDER_THREAD if reminder.system else reminder.thread_id
-            if thread_id is None:
-                thread_id = SYSTEM_REMINDER_THREAD
-            await self.deliver(
-                ReminderDue(thread_id, reminder.id, slot.key, reminder.text, reminder.system)
-            )
-        await self.store.complete(*slots)
+        handovers = [_Handover(slot) for slot in slots]
+        async with trio.open_nursery() as nursery:
+            for handover in handovers:
+                nursery.start_soon(self._hand_over_one, handover)
+        await self.store.complete(*[h.slot for h in handovers if h.accepted])
+        failed = [h.slot for h in handovers if not h.accepted]
+        if failed:
+            self._retry += failed
+            self._retry_at = min(self._retry_at, trio.current_time() + RETRY_DELAY)
 
-    async def _report_missed(self, slot: Slot) -> None:
+    async def _hand_over_one(self, handover: _Handover) -> None:
+        reminder = handover.slot.reminder
+        due = ReminderDue(
+            self._target(reminder), reminder.id, handover.slot.key, reminder.text, reminder.system
+        )
+        with trio.move_on_after(HANDOVER_TIMEOUT):
+            try:
+                await self.deliver(due)
+            except (ActorDied, ActorStopped) as exc:
+                log.warning(
+                    "reminder %s: %s did not take slot %s (%s); it stays claimed",
+                    reminder.id,
+                    due.thread_id,
+                    due.slot,
+                    type(exc).__name__,
+                )
+                return
+            handover.accepted = True
+            return
+        log.warning(
+            "reminder %s: %s did not confirm slot %s within %g s; it stays claimed",
+            reminder.id,
+            due.thread_id,
+            due.slot,
+            HANDOVER_TIMEOUT,
+        )
+
+    @staticmethod
+    def _target(reminder: Reminder) -> str:
+        if reminder.system or reminder.thread_id is None:
+            return SYSTEM_REMINDER_THREAD
+        return reminder.thread_id
+
+    def _turn_id(self, slot: Slot) -> str:
+        return reminder_turn_id(self._target(slot.reminder), slot.reminder.id, slot.key)
+
+    async def _report_missed(self, slot: Slot, circumstance: str | None = None) -> None:
         reminder = slot.reminder
         local = slot.at.astimezone(zone(reminder.schedule.timezone))
+        if circumstance is None:
+            circumstance = (
+                f"while Ganglion was not running, more than {self.config.misfire_grace:g} s ago"
+            )
         text = (
             f"Missed reminder [{reminder.id}] {reminder.text!r}: it was due {local:%Y-%m-%d %H:%M} "
-            f"({reminder.schedule.timezone}) while Ganglion was not running, more than "
-            f"{self.config.misfire_grace:g} s ago."
+            f"({reminder.schedule.timezone}) {circumstance}."
         )
         log.warning("%s", text)
         await self.notify(reminder.thread_id or SYSTEM_REMINDER_THREAD, text)

@@ -9,7 +9,7 @@ Storage design
   without a scan, however many reminders there are.
 - `ledger`: one row per fired slot, keyed by (reminder, slot). A slot is *claimed* (and
   the reminder's `next_fire` advanced) in one transaction before anything is sent, and
-  marked *done* after the turn was handed to its thread. A slot is never claimed twice
+  marked *done* once its thread confirmed that the reminder's turn is on disk. A slot is never claimed twice
   (primary key), so it never fires twice; a claimed slot that is not done (the daemon
   died in between) is sent again on start, and the thread receives it under a turn id
   derived from the slot, which it takes only once. Slots missed beyond the grace period
@@ -73,6 +73,12 @@ def create_reminders(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX ledger_unfinished ON ledger (state) WHERE state = 'claimed'")
+
+
+@migrations.migration
+def index_done_slots(db: sqlite_utils.Database) -> None:
+    # Start-up checks the slots done lately against the conversation store.
+    db.execute("CREATE INDEX ledger_done ON ledger (done_at) WHERE state = 'done'")
 
 
 def _utc(epoch: float | None) -> datetime | None:
@@ -260,7 +266,7 @@ class ReminderStore(SQLiteStore):
         return True
 
     async def complete(self, *slots: Slot) -> None:
-        """Mark slots done (handed over), in one transaction."""
+        """Mark slots done (their turns are durable in their threads), in one transaction."""
         if not slots:
             return
         done = time.time()
@@ -281,6 +287,29 @@ class ReminderStore(SQLiteStore):
             )
         )
         return [Slot(Reminder.from_row(r), _utc(r["ledger_slot"])) for r in rows]  # type: ignore[arg-type]
+
+    async def done_since(self, since: datetime) -> list[Slot]:
+        """Slots marked done at `since` or later, oldest first."""
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT r.*, l.slot AS ledger_slot FROM ledger l JOIN reminders r "
+                "ON r.id = l.reminder_id WHERE l.state = 'done' AND l.done_at >= ? "
+                "ORDER BY l.slot",
+                (since.timestamp(),),
+            )
+        )
+        return [Slot(Reminder.from_row(r), _utc(r["ledger_slot"])) for r in rows]  # type: ignore[arg-type]
+
+    async def mark_missed(self, *slots: Slot) -> None:
+        """Record slots as missed (reported to the owner, never fired), in one transaction."""
+        if not slots:
+            return
+        rows = [(slot.reminder.id, slot.at.timestamp()) for slot in slots]
+        await self._write(
+            lambda: self._db.conn.executemany(
+                "UPDATE ledger SET state = 'missed' WHERE reminder_id = ? AND slot = ?", rows
+            )
+        )
 
     async def ledger(self, reminder_id: str) -> list[tuple[datetime, str]]:
         rows = await self._read(

@@ -349,6 +349,21 @@ class ConversationStore(SQLiteStore):
         """The thread's queued and running turns of the current epoch, oldest first."""
         return await self._read(lambda: self._pending(thread_id))
 
+    async def missing_turns(self, turn_ids: Sequence[str]) -> set[str]:
+        """Those of `turn_ids` that no turn has (in any state, any epoch)."""
+        wanted = list(dict.fromkeys(turn_ids))
+
+        def find() -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):  # under SQLite's variable limit
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                rows = self._rows(f"SELECT turn_id FROM turns WHERE turn_id IN ({marks})", batch)
+                found.update(r["turn_id"] for r in rows)
+            return set(wanted) - found
+
+        return await self._read(find) if wanted else set()
+
     # -- turns and messages ----------------------------------------------------------------
 
     async def queue_turn(

@@ -6,10 +6,17 @@ file is really its own and intact before writing anything (a foreign, corrupt or
 database is refused with `StoreError` and left untouched), then applies its migrations.
 
 Resource handling: all database work runs in a worker thread, one call at a time (a
-`CapacityLimiter(1)` per store, so the single connection is never used concurrently);
-each write is one short transaction. A call cancelled while its work is in the thread
+`CapacityLimiter(1)` per store, so the single connection is never used concurrently).
+Each write is atomic. Writes that queue up while the connection is busy are committed
+together (group commit): the next writer to get the connection takes every write
+waiting and runs them in one transaction, so a burst (forty reminders coming due, many
+threads storing their turns) costs one fsync, not one per write, and every caller still
+returns only once its own write is on disk. If any write of a group fails, the group is
+rolled back and its writes are run again one transaction each, so one bad write fails
+alone (write functions touch only the database, so running one again is safe). A call cancelled while its work is in the thread
 waits for that work to finish, so a transaction is always committed or rolled back
-whole, never abandoned. `aclose` closes the connection; it may be called more than once.
+whole, never abandoned; a write cancelled while it waits for the connection either
+never happens or, if another writer's group took it already, happens whole. `aclose` closes the connection; it may be called more than once.
 
 Error handling: SQLite errors are raised as `StoreError` (with the database path and the
 original exception chained), so callers handle one exception type.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -39,9 +47,24 @@ class StoreError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StoreStatistics:
+    """`writes` counts the write calls, `commits` the transactions they took."""
+
     path: str
     reads: int
     writes: int
+    commits: int
+
+
+class _Write:
+    """One queued write and, once its group ran, what it returned or raised."""
+
+    __slots__ = ("error", "finished", "fn", "value")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.finished = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
 
 
 def _check_integrity(db: sqlite_utils.Database) -> None:
@@ -66,6 +89,8 @@ class SQLiteStore:
         self._closed = False
         self._reads = 0
         self._writes = 0
+        self._commits = 0
+        self._waiting: list[_Write] = []
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -113,13 +138,17 @@ class SQLiteStore:
             await trio.to_thread.run_sync(self._db.close, limiter=self._limiter)
 
     def statistics(self) -> StoreStatistics:
-        return StoreStatistics(path=str(self.path), reads=self._reads, writes=self._writes)
+        return StoreStatistics(
+            path=str(self.path), reads=self._reads, writes=self._writes, commits=self._commits
+        )
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def _run(self, fn: Callable[[], T], *, limiter: bool = True) -> T:
         if self._closed:
             raise StoreError(f"{self.path}: the {self.description} is closed")
         try:
-            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+            if limiter:
+                return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+            return await trio.to_thread.run_sync(fn)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {self.description} error: {exc}") from exc
 
@@ -128,14 +157,55 @@ class SQLiteStore:
         return await self._run(fn)
 
     async def _write(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in one transaction: all its statements commit together, or none."""
+        """Run `fn` atomically: all its statements commit together, or none. Returns once
+        it is committed (possibly in one transaction with other writes waiting)."""
         self._writes += 1
+        write = _Write(fn)
+        self._waiting.append(write)
+        try:
+            async with self._limiter:
+                if not write.finished.is_set():  # nobody took it: lead a group
+                    group, self._waiting = self._waiting, []
+                    try:
+                        await self._run(partial(self._commit_group, group), limiter=False)
+                    finally:
+                        for member in group:
+                            member.finished.set()
+        except trio.Cancelled:
+            if write in self._waiting:
+                self._waiting.remove(write)  # never started
+            else:
+                with trio.CancelScope(shield=True):  # in a group in flight: let it end
+                    await write.finished.wait()
+            raise
+        if write.error is not None:
+            if isinstance(write.error, sqlite3.Error):
+                raise StoreError(
+                    f"{self.path}: {self.description} error: {write.error}"
+                ) from write.error
+            raise write.error
+        value: T = write.value
+        return value
 
-        def atomically() -> T:
-            with self._db.atomic():
-                return fn()
-
-        return await self._run(atomically)
+    def _commit_group(self, group: list[_Write]) -> None:
+        if len(group) > 1:
+            try:
+                with self._db.atomic():
+                    values = [write.fn() for write in group]
+            except Exception:
+                pass  # rolled back whole: run them one by one so a bad write fails alone
+            else:
+                self._commits += 1
+                for write, value in zip(group, values, strict=True):
+                    write.value = value
+                return
+        for write in group:
+            try:
+                with self._db.atomic():
+                    write.value = write.fn()
+                self._commits += 1
+            except Exception as exc:
+                write.error = exc
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self._db.query(sql, params))

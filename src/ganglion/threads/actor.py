@@ -64,10 +64,10 @@ from ganglion.store import StoredMessage, ThreadState, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import run_command
-from ganglion.threads.ids import interface_for
+from ganglion.threads.ids import interface_for, reminder_turn_id
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
-from ganglion_actors import Inbox
+from ganglion_actors import Inbox, Reply
 
 __all__ = ["HEARTBEAT_OK", "ThreadActor", "run_thread"]
 
@@ -143,20 +143,26 @@ class ThreadActor:
 
     async def intake(self, message: Inbound, queue: trio.MemorySendChannel[_Work]) -> None:
         match message:
-            case UserMessage(text=text, message_id=message_id):
+            case UserMessage(text=text, message_id=message_id, accepted=accepted):
                 command = parse_command(text)
                 if command is not None:
+                    if accepted is not None:
+                        accepted.send(None)  # commands are never stored
                     await self.enqueue(queue, _RunCommand(command))
                     return
                 turn_id = f"{self.thread_id}/{message_id}" if message_id else None
-                await self._queue_turn(queue, ChatMessage("user", unescape(text)), "user", turn_id)
-            case ReminderDue(reminder_id=reminder_id, slot=slot, text=text):
+                await self._queue_turn(
+                    queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
+                )
+            case ReminderDue(reminder_id=reminder_id, slot=slot, text=text, accepted=accepted):
                 content = (
                     f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
                     f"new request from the user; act on it as the reminder says.]\n{text}"
                 )
-                turn_id = f"{self.thread_id}/reminder/{reminder_id}/{slot}"
-                await self._queue_turn(queue, ChatMessage("user", content), "reminder", turn_id)
+                turn_id = reminder_turn_id(self.thread_id, reminder_id, slot)
+                await self._queue_turn(
+                    queue, ChatMessage("user", content), "reminder", turn_id, accepted
+                )
             case HeartbeatReview(heartbeats=goals):
                 content = (
                     "[Heartbeat review. These are the active goals from HEARTBEATS.txt. Review "
@@ -175,10 +181,13 @@ class ThreadActor:
         message: ChatMessage,
         source: str,
         turn_id: str | None,
+        accepted: Reply[None] | None = None,
     ) -> None:
         turn, created = await self.deps.store.queue_turn(
             self.thread_id, message, source=source, turn_id=turn_id
         )
+        if accepted is not None:
+            accepted.send(None)  # durable now: the sender may forget it
         if created:
             await self.enqueue(queue, _RunTurn(turn))
         else:

@@ -16,6 +16,7 @@ __all__ = [
     "interface_for",
     "is_valid_thread_id",
     "new_web_thread_id",
+    "reminder_turn_id",
 ]
 
 WEB_PREFIX = "web_"
@@ -43,3 +44,8 @@ def is_valid_thread_id(thread_id: str) -> bool:
 
 def new_web_thread_id() -> str:
     return WEB_PREFIX + secrets.token_hex(8)
+
+
+def reminder_turn_id(thread_id: str, reminder_id: str, slot: str) -> str:
+    """The turn id of a reminder slot in its thread: the same slot is one turn, always."""
+    return f"{thread_id}/reminder/{reminder_id}/{slot}"

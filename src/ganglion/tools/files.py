@@ -1,121 +1,158 @@
 """File tools, confined to configured roots.
 
-Every path the model gives is resolved (relative paths against the first root, `..`
-collapsed, symlinks followed) and must land inside one of the roots; otherwise the call
-is refused with a clear error. The final component is opened with `O_NOFOLLOW` when it is
-read or replaced, so a symlink swapped in after the check cannot redirect the access.
-Writes are atomic (a temporary file in the same directory, then a rename) and capped in
-size; reads return at most `max_read_bytes`, with an offset to page through the rest.
-All filesystem work runs in a worker thread.
+A path the model gives is split into a root and a path relative to it: a relative path
+belongs to the first root, an absolute one must lie under some root (compared as written,
+no link resolved); `..` is refused. The relative part is then resolved beneath the root's
+directory handle by `ganglion.safefs`, which follows no symbolic link and reads no
+hard-linked file, so a component swapped for a link mid-call cannot redirect the access:
+there is no check followed by a separate open.
+
+Some files inside the roots are refused by name: Ganglion's private files (databases, web
+token), the config file the daemon was started with (read and write), and BASE_PROMPT.txt
+(read only: it holds the owner's instructions). Writes are atomic and capped in size;
+reads return at most `max_read_bytes`, with an offset to page through the rest. All
+filesystem work runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import trio
 
+from ganglion import safefs
 from ganglion.config import FilesToolConfig
-from ganglion.datadir import is_private_file
+from ganglion.datadir import BASE_PROMPT_FILE, is_private_file
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
-__all__ = ["FileAccessError", "FileRoots", "file_tools", "write_atomically"]
+__all__ = ["FileAccessError", "FileRoots", "Target", "file_tools", "run_safely"]
 
 T = TypeVar("T")
+MAX_LISTED = 500
 
 
 class FileAccessError(ToolError):
     """A file operation the tools refuse; the message is for the model."""
 
 
-class FileRoots:
-    """Resolves model-given paths inside the allowed roots."""
+async def run_safely(fn: Callable[[], T]) -> T:
+    """Run the blocking `fn` in a worker thread; a `SafePathError` becomes a tool error."""
 
-    def __init__(self, roots: Sequence[Path], data_dir: Path | None = None) -> None:
+    def guarded() -> T:
+        try:
+            return fn()
+        except safefs.SafePathError as exc:
+            raise FileAccessError(str(exc)) from None
+
+    return await trio.to_thread.run_sync(guarded)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A model-given path, split into the root it lies under and the rest."""
+
+    root: Path
+    relative: str  # "." is the root itself
+
+    def open(self) -> safefs.SafeDir:
+        return safefs.open_dir(self.root)
+
+
+class FileRoots:
+    """Splits model-given paths into a root and a relative path, and refuses the files no
+    tool may touch."""
+
+    def __init__(
+        self, roots: Sequence[Path], data_dir: Path | None = None, config_file: Path | None = None
+    ) -> None:
         if not roots:
             raise ValueError("at least one root is needed")
         self.roots = [Path(os.path.realpath(root)) for root in roots]
+        # An absolute path may name a root as configured or as resolved.
+        configured = [Path(os.path.abspath(root)) for root in roots]
+        self._spellings = [*zip(configured, self.roots, strict=True)]
+        self._spellings += [(real, real) for real in self.roots]
         self._data_dir = Path(os.path.realpath(data_dir)) if data_dir is not None else None
+        self._config_file = Path(os.path.realpath(config_file)) if config_file else None
 
-    def resolve(self, path: str) -> Path:
+    def resolve(self, path: str, *, write: bool = False) -> Target:
+        """The `Target` for `path`, or `FileAccessError` saying why not."""
         if not path or "\x00" in path:
             raise FileAccessError("give a non-empty path")
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute():
-            candidate = self.roots[0] / candidate
-        real = Path(os.path.realpath(candidate))
-        if self._data_dir is not None and is_private_file(self._data_dir, real):
+        given = Path(path).expanduser()
+        if ".." in given.parts:
+            raise FileAccessError(f"{path!r} uses '..'; give a path {self._inside()}")
+        target = self._split(given, path)
+        full = target.root / target.relative
+        self._refuse_reserved(full, path, write)
+        return target
+
+    def _split(self, given: Path, path: str) -> Target:
+        if not given.is_absolute():
+            return Target(self.roots[0], str(given))
+        for spelled, real in self._spellings:
+            if given.is_relative_to(spelled):
+                return Target(real, str(given.relative_to(spelled)))
+        raise FileAccessError(
+            f"{path!r} is outside the allowed directories; give a path {self._inside()}"
+        )
+
+    def _inside(self) -> str:
+        return f"inside the allowed directories ({', '.join(str(r) for r in self.roots)})"
+
+    def _refuse_reserved(self, full: Path, path: str, write: bool) -> None:
+        if self._data_dir is not None and is_private_file(self._data_dir, full):
             raise FileAccessError(
                 f"{path!r} is one of Ganglion's private files (its databases and web token); "
                 "no tool may read or change it"
             )
-        for root in self.roots:
-            if real == root or real.is_relative_to(root):
-                return real
-        allowed = ", ".join(str(r) for r in self.roots)
-        raise FileAccessError(f"{path!r} is outside the allowed directories ({allowed})")
-
-    def show(self, path: Path) -> str:
-        for root in self.roots:
-            if path.is_relative_to(root):
-                return str(path.relative_to(root)) or "."
-        return str(path)
+        if full == self._config_file:
+            raise FileAccessError(
+                f"{path!r} is Ganglion's configuration file; no tool may read or change it"
+            )
+        if write and self._data_dir is not None and full == self._data_dir / BASE_PROMPT_FILE:
+            raise FileAccessError(
+                f"{BASE_PROMPT_FILE} holds the owner's instructions; you may read it, but only "
+                "the owner changes it"
+            )
 
 
-def _read(path: Path, offset: int, limit: int) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise FileAccessError("no such file") from None
-    except IsADirectoryError:
-        raise FileAccessError("that is a directory; use list_dir") from None
-    except OSError as exc:
-        raise FileAccessError(f"cannot read it: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        handle.seek(offset)
-        data = handle.read(limit)
+def _read(directory: safefs.SafeDir, relative: str, offset: int, limit: int) -> str:
+    data, st = directory.read_bytes(relative, offset=offset, limit=limit)
     text = data.decode("utf-8", errors="replace")
     end = offset + len(data)
-    if end < size:
-        text += f"\n[… {size - end} more bytes; read again with offset={end}]"
+    if end < st.st_size:
+        text += f"\n[… {st.st_size - end} more bytes; read again with offset={end}]"
     return text
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    if path.is_dir():
-        raise FileAccessError("that is a directory")
-    if not path.parent.is_dir():
-        raise FileAccessError(
-            "the directory does not exist; create it by writing a file in it with create_dirs"
-        )
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _listing(entries: list[safefs.DirEntry]) -> str:
+    def line(entry: safefs.DirEntry) -> str:
+        match entry.kind:
+            case "dir":
+                return entry.name + "/"
+            case "file":
+                return f"{entry.name}  ({entry.size} bytes)"
+            case "link":
+                return f"{entry.name}  (symbolic link; never followed)"
+            case _:
+                return f"{entry.name}  (not a regular file)"
+
+    lines = [line(entry) for entry in entries[:MAX_LISTED]]
+    if len(entries) > MAX_LISTED:
+        lines.append(f"[… {len(entries) - MAX_LISTED} more entries]")
+    return "\n".join(lines) or "(empty)"
 
 
 def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
     """The file tools for `config` (roots default to `data_dir`)."""
-    roots = FileRoots(config.roots or [data_dir], data_dir)
+    roots = FileRoots(config.roots or [data_dir], data_dir, config.config_file)
     max_read = config.max_read_bytes
     max_write = config.max_write_bytes
-
-    async def run(fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn)
 
     def check_size(text: str) -> bytes:
         data = text.encode("utf-8")
@@ -130,55 +167,71 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
         target = roots.resolve(path)
         if offset < 0:
             raise FileAccessError("offset must be 0 or more")
-        return await run(lambda: _read(target, offset, max_read))
+
+        def read() -> str:
+            with target.open() as directory:
+                return _read(directory, target.relative, offset, max_read)
+
+        return await run_safely(read)
 
     @tool
     async def write_file(
         ctx: ToolContext, path: str, content: str, create_dirs: bool = False
     ) -> str:
         """Create or replace a file with `content` (atomic: readers never see half a file)."""
-        target = roots.resolve(path)
+        target = roots.resolve(path, write=True)
         data = check_size(content)
 
         def write() -> None:
-            if create_dirs:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                roots.resolve(str(target.parent))
-            write_atomically(target, data)
+            with target.open() as directory:
+                parent = os.path.dirname(target.relative)
+                if create_dirs and parent:
+                    directory.mkdir(parent, parents=True)
+                try:
+                    directory.write_atomic(target.relative, data)
+                except safefs.NotFound:
+                    raise FileAccessError(
+                        "the directory does not exist; create it by writing with create_dirs"
+                    ) from None
 
-        await run(write)
-        return f"wrote {len(data)} bytes to {roots.show(target)}"
+        await run_safely(write)
+        return f"wrote {len(data)} bytes to {target.relative}"
 
     @tool
     async def edit_file(ctx: ToolContext, path: str, old: str, new: str) -> str:
         """Replace the exact text `old` with `new`; `old` must occur exactly once."""
-        target = roots.resolve(path)
+        target = roots.resolve(path, write=True)
 
-        def edit() -> int:
-            text = _read(target, 0, max_write + 1)
-            count = text.count(old) if old else 0
-            if count != 1:
-                where = "does not occur" if count == 0 else f"occurs {count} times"
-                raise FileAccessError(f"the text to replace {where}; give a unique exact excerpt")
-            write_atomically(target, check_size(text.replace(old, new, 1)))
-            return count
+        def edit() -> None:
+            with target.open() as directory:
+                text = _read(directory, target.relative, 0, max_write + 1)
+                count = text.count(old) if old else 0
+                if count != 1:
+                    where = "does not occur" if count == 0 else f"occurs {count} times"
+                    raise FileAccessError(
+                        f"the text to replace {where}; give a unique exact excerpt"
+                    )
+                directory.write_atomic(target.relative, check_size(text.replace(old, new, 1)))
 
-        await run(edit)
-        return f"edited {roots.show(target)}"
+        await run_safely(edit)
+        return f"edited {target.relative}"
 
     @tool
     async def append_file(ctx: ToolContext, path: str, content: str) -> str:
         """Append `content` to a file (created if missing)."""
-        target = roots.resolve(path)
+        target = roots.resolve(path, write=True)
 
         def append() -> int:
-            existing = _read(target, 0, max_write + 1) if target.exists() else ""
-            data = check_size(existing + content)
-            write_atomically(target, data)
+            with target.open() as directory:
+                try:
+                    existing = _read(directory, target.relative, 0, max_write + 1)
+                except safefs.NotFound:
+                    existing = ""
+                directory.write_atomic(target.relative, check_size(existing + content))
             return len(content.encode())
 
-        added = await run(append)
-        return f"appended {added} bytes to {roots.show(target)}"
+        added = await run_safely(append)
+        return f"appended {added} bytes to {target.relative}"
 
     @tool
     async def list_dir(ctx: ToolContext, path: str = ".") -> str:
@@ -186,35 +239,23 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
         target = roots.resolve(path)
 
         def listing() -> str:
-            if not target.is_dir():
-                raise FileAccessError("not a directory")
-            entries = sorted(target.iterdir(), key=lambda p: p.name)
-            lines = [
-                p.name + ("/" if p.is_dir() else f"  ({p.stat().st_size} bytes)")
-                for p in entries[:500]
-            ]
-            if len(entries) > 500:
-                lines.append(f"[… {len(entries) - 500} more entries]")
-            return "\n".join(lines) or "(empty)"
+            with target.open() as directory:
+                return _listing(directory.list(target.relative))
 
-        return await run(listing)
+        return await run_safely(listing)
 
     @tool
     async def delete_file(ctx: ToolContext, path: str) -> str:
         """Delete one file (not a directory)."""
-        target = roots.resolve(path)
-        if target in roots.roots:
+        target = roots.resolve(path, write=True)
+        if not safefs.split_path(target.relative):
             raise FileAccessError("refusing to delete an allowed root")
 
         def delete() -> None:
-            if target.is_dir():
-                raise FileAccessError("that is a directory; only files can be deleted")
-            try:
-                target.unlink()
-            except FileNotFoundError:
-                raise FileAccessError("no such file") from None
+            with target.open() as directory:
+                directory.unlink(target.relative)
 
-        await run(delete)
-        return f"deleted {roots.show(target)}"
+        await run_safely(delete)
+        return f"deleted {target.relative}"
 
     return [read_file, write_file, edit_file, append_file, list_dir, delete_file]

@@ -12,12 +12,14 @@ and the tool's answer says which ones moved. The archive is written and synced b
 memories file is replaced, so a crash in between can repeat an entry but never lose one.
 
 Resource handling: edits are serialized by one lock shared by all threads; file work runs
-in a worker thread; every replacement is atomic (a temporary file, then a rename).
+in a worker thread; every file is reached through `ganglion.safefs` (no link followed, no
+hard-linked file read or replaced, even when a sandboxed command planted it) and every
+replacement is atomic (a temporary file, then a rename). The archive is appended to by
+reading it and replacing it whole, never by opening it for append.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from datetime import date
@@ -26,9 +28,11 @@ from typing import TypeVar
 
 import trio
 
+from ganglion import safefs
 from ganglion.config import MemoryToolConfig
+from ganglion.datadir import GOALS_FILE, MEMORIES_FILE, SKILLS_DIR
 from ganglion.tools.entries import EntryError, EntryFile, normalize_entry
-from ganglion.tools.files import write_atomically
+from ganglion.tools.files import run_safely
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
 __all__ = ["ARCHIVE_NAME", "memory_tools", "skill_file_name"]
@@ -47,48 +51,49 @@ def skill_file_name(name: str) -> str:
     return f"{slug}.md"
 
 
-def _read_text(path: Path) -> str:
+def _read_text(directory: safefs.SafeDir, path: str) -> str:
     try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except FileNotFoundError:
+        data, _ = directory.read_bytes(path)
+    except safefs.NotFound:
         return ""
+    return data.decode("utf-8", errors="replace")
 
 
-def _append_synced(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
+def _append(data_dir: Path, path: str, text: str) -> None:
+    """Append `text` to `path` by replacing the file whole (atomic, synced)."""
+    with safefs.open_dir(data_dir) as directory:
+        existing = _read_text(directory, path)
+        directory.write_atomic(path, (existing + text).encode("utf-8"))
 
 
 class _EntryStore:
     """One entry file under the shared lock; `edit` applies a change and saves it."""
 
-    def __init__(self, path: Path, lock: trio.Lock) -> None:
-        self.path = path
+    def __init__(self, data_dir: Path, name: str, lock: trio.Lock) -> None:
+        self._data_dir = data_dir
+        self._name = name
         self._lock = lock
 
     async def edit(self, change: Callable[[EntryFile], T]) -> T:
         def work() -> T:
-            entries = EntryFile.parse(_read_text(self.path))
-            try:
-                outcome = change(entries)
-            except EntryError as exc:
-                raise ToolError(str(exc)) from None
-            write_atomically(self.path, entries.render().encode("utf-8"))
+            with safefs.open_dir(self._data_dir) as directory:
+                entries = EntryFile.parse(_read_text(directory, self._name))
+                try:
+                    outcome = change(entries)
+                except EntryError as exc:
+                    raise ToolError(str(exc)) from None
+                directory.write_atomic(self._name, entries.render().encode("utf-8"))
             return outcome
 
         async with self._lock:
-            return await trio.to_thread.run_sync(work)
+            return await run_safely(work)
 
 
 def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
     """The memory, goal and skill tools over the files of `data_dir`."""
     lock = trio.Lock()
-    memories = _EntryStore(data_dir / "MEMORIES.txt", lock)
-    goals = _EntryStore(data_dir / "HEARTBEATS.txt", lock)
-    archive = data_dir / ARCHIVE_NAME
-    skills = data_dir / "skills"
+    memories = _EntryStore(data_dir, MEMORIES_FILE, lock)
+    goals = _EntryStore(data_dir, GOALS_FILE, lock)
     cap = config.max_memories_bytes
 
     def entry(text: str) -> str:
@@ -107,7 +112,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
             moved.append(oldest)
         if moved:
             stamp = date.today().isoformat()
-            _append_synced(archive, "".join(f"- [{stamp}] {text}\n" for text in moved))
+            _append(data_dir, ARCHIVE_NAME, "".join(f"- [{stamp}] {text}\n" for text in moved))
         return moved
 
     def archived_note(moved: list[str]) -> str:
@@ -191,21 +196,24 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
             )
 
         def write() -> bool:
-            skills.mkdir(exist_ok=True)
-            path = skills / file_name
-            existed = path.exists()
-            write_atomically(path, data)
-            return existed
+            with safefs.open_dir(data_dir) as directory:
+                directory.mkdir(SKILLS_DIR)
+                return directory.write_atomic(f"{SKILLS_DIR}/{file_name}", data)
 
         async with lock:
-            existed = await trio.to_thread.run_sync(write)
+            existed = await run_safely(write)
         return f"{'replaced' if existed else 'wrote'} skill skills/{file_name}"
 
     @tool
     async def read_skill(ctx: ToolContext, name: str) -> str:
         """Read the full text of the skill `name` (as listed in the skills index)."""
-        path = skills / skill_file_name(name)
-        text = await trio.to_thread.run_sync(_read_text, path)
+        path = f"{SKILLS_DIR}/{skill_file_name(name)}"
+
+        def read() -> str:
+            with safefs.open_dir(data_dir) as directory:
+                return _read_text(directory, path)
+
+        text = await run_safely(read)
         if not text:
             raise ToolError(f"there is no skill named {name!r}")
         return text

@@ -6,6 +6,10 @@ The token is generated on first start (256 bits from `secrets`) and kept in
 Jupyter); the server answers with an HttpOnly, SameSite=Strict cookie and a redirect that
 removes it from the address bar. Non-browser clients (`ganglion chat`) send it as a
 Bearer header. Comparisons are constant-time.
+
+Wrong tokens are throttled per client address (`FailureThrottle`): after a burst of
+failures an address is refused, right token or not, until its budget refills, so the
+token cannot be guessed at the speed of the network.
 """
 
 from __future__ import annotations
@@ -13,13 +17,22 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections import OrderedDict
 from pathlib import Path
 
+import trio
 from pydantic import SecretStr
 
 from ganglion.datadir import WEB_TOKEN_FILE
 
-__all__ = ["COOKIE_NAME", "TOKEN_FILE", "load_or_create_token", "read_token", "token_matches"]
+__all__ = [
+    "COOKIE_NAME",
+    "TOKEN_FILE",
+    "FailureThrottle",
+    "load_or_create_token",
+    "read_token",
+    "token_matches",
+]
 
 COOKIE_NAME = "ganglion_token"
 TOKEN_FILE = WEB_TOKEN_FILE
@@ -56,3 +69,32 @@ def token_matches(presented: str | None, expected: str) -> bool:
     if not presented:
         return False
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+class FailureThrottle:
+    """Failed token attempts per client address: `burst` at once, then `per_minute`.
+
+    Addresses are forgotten oldest first beyond `max_addresses`, so memory stays bounded
+    whoever knocks.
+    """
+
+    def __init__(self, burst: int = 10, per_minute: float = 10.0, max_addresses: int = 4096):
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self.max_addresses = max_addresses
+        self._spent: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _level(self, address: str) -> float:
+        """How many failures the address has outstanding now (leaking at `rate`)."""
+        spent, at = self._spent.get(address, (0.0, 0.0))
+        return max(0.0, spent - (trio.current_time() - at) * self.rate)
+
+    def blocked(self, address: str) -> bool:
+        """Whether one more failure would exceed the budget: refuse the attempt."""
+        return self._level(address) > self.burst - 1
+
+    def failed(self, address: str) -> None:
+        self._spent[address] = (self._level(address) + 1, trio.current_time())
+        self._spent.move_to_end(address)
+        while len(self._spent) > self.max_addresses:
+            self._spent.popitem(last=False)

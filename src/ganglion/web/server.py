@@ -13,6 +13,7 @@ closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop throu
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,7 +30,7 @@ from ganglion.config import WebConfig
 from ganglion.errors import StartupError
 from ganglion.messages import FinalReply, Outbound, UserMessage
 from ganglion.store import OutboxItem, StoredMessage
-from ganglion.web.auth import COOKIE_NAME, token_matches
+from ganglion.web.auth import COOKIE_NAME, FailureThrottle, token_matches
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import Inbox, unwrap_group
 
@@ -44,9 +45,10 @@ CSP = (
     "object-src 'none'"
 )
 WEB_DRAIN_SECONDS = 2.0
+TOO_MANY_FAILURES = "Too many wrong tokens from this address; wait a minute and try again.\n"
 UNAUTHORISED_PAGE = (
-    "Ganglion needs its access token. Open the link that `ganglion run` printed in its "
-    "log (it ends in ?token=...), or find the token in the data directory's web_token "
+    "Ganglion needs its access token. Open the link that `ganglion run` printed on its "
+    "terminal (it ends in ?token=...), or find the token in the data directory's web_token "
     "file.\n"
 )
 
@@ -98,12 +100,29 @@ def create_app(
             return Response("ready\n", content_type="text/plain")
         return Response("not ready\n", status=503, content_type="text/plain")
 
+    throttle = FailureThrottle()
+
+    def refusal(address: str | None, host: str | None, presented: str | None) -> Response | None:
+        """Why a request may not proceed (an unknown Host, throttled, a wrong token)."""
+        origins = served_origins(state.binds, config)
+        if host is not None and host not in {origin.split("://", 1)[1] for origin in origins}:
+            log.warning("refused a request for unknown host %r", host)
+            return Response("unknown host\n", status=421, content_type="text/plain")
+        address = address or "unknown"
+        if throttle.blocked(address):
+            return Response(TOO_MANY_FAILURES, status=429, content_type="text/plain")
+        if not token_matches(presented, token):
+            throttle.failed(address)
+            return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+        return None
+
     @app.get("/")
     async def index() -> Response:
         offered = request.args.get("token")
         if offered is not None:
-            if not token_matches(offered, token):
-                return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+            refused = refusal(request.remote_addr, request.headers.get("Host"), offered)
+            if refused is not None:
+                return refused
             response = Response("", status=303, headers={"Location": "/"})
             response.set_cookie(
                 COOKIE_NAME,
@@ -114,11 +133,13 @@ def create_app(
                 max_age=400 * 24 * 3600,
             )
             return response
-        if not token_matches(
+        refused = refusal(
+            request.remote_addr,
+            request.headers.get("Host"),
             presented_token(request.cookies.get(COOKIE_NAME), request.headers.get("Authorization")),
-            token,
-        ):
-            return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+        )
+        if refused is not None:
+            return refused
         response = await send_from_directory(STATIC, "index.html")
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -131,16 +152,18 @@ def create_app(
 
     @app.websocket("/ws")
     async def ws() -> Response | None:
-        if not token_matches(
+        refused = refusal(
+            websocket.remote_addr,
+            websocket.headers.get("Host"),
             presented_token(
                 websocket.cookies.get(COOKIE_NAME), websocket.headers.get("Authorization")
             ),
-            token,
-        ):
-            return Response("unauthorised\n", status=401, content_type="text/plain")
+        )
+        if refused is not None:
+            return refused
+        # Browsers always send Origin on a websocket; clients without one are not pages.
         origin = websocket.headers.get("Origin")
-        scheme = "https" if websocket.scheme == "wss" else "http"
-        if origin is not None and origin != f"{scheme}://{websocket.host}":
+        if origin is not None and origin not in served_origins(state.binds, config):
             log.warning("refused a websocket from foreign origin %r", origin)
             return Response("foreign origin\n", status=403, content_type="text/plain")
         await websocket.accept()
@@ -156,6 +179,21 @@ def create_app(
         return response
 
     return app
+
+
+def served_origins(binds: Sequence[str], config: WebConfig) -> frozenset[str]:
+    """The origins a page of this web chat may have: each address it listens on (a
+    wildcard bind counts as loopback), `localhost` at the same port, and
+    `web.allowed_origins` (a reverse proxy's public name, a LAN address)."""
+    origins = set(config.allowed_origins)
+    for bind in binds:
+        scheme, _, address = bind.partition("://")
+        host, _, port = address.rpartition(":")
+        hosts = {host, "localhost"}
+        if host in ("0.0.0.0", "[::]"):
+            hosts = {"127.0.0.1", "[::1]", "localhost"}
+        origins |= {f"{scheme}://{name}:{port}" for name in hosts}
+    return frozenset(origins)
 
 
 def _bind(config: WebConfig) -> str:
@@ -201,7 +239,7 @@ async def run_web(
         state.ready = True
         for bind in state.binds:
             log.info("web chat listening on %s", bind)
-        log.info("open the web chat at %s/?token=%s", _browser_url(state.binds[0]), token)
+        _announce(_browser_url(state.binds[0]), token if config.token is None else None)
         task_status.started()
         async for event in inbox:
             delivered = hub.publish(event)
@@ -211,6 +249,18 @@ async def run_web(
         hub.close_all()
         stop.set()
         nursery.cancel_scope.deadline = trio.current_time() + hypercorn_config.graceful_timeout
+
+
+def _announce(url: str, token: str | None) -> None:
+    """The ready-to-open link, on the terminal only: log files are kept for weeks and
+    read by other tools, and the token opens a shell on this machine. A token the owner
+    configured is theirs already, so the link then goes without it."""
+    if token is None:
+        print(f"Ganglion: open the web chat at {url}/ (with web.token)", file=sys.stderr)
+    else:
+        print(f"Ganglion: open the web chat at {url}/?token={token}", file=sys.stderr)
+    sys.stderr.flush()
+    log.info("web chat ready at %s (the link with its token was printed on the terminal)", url)
 
 
 def _browser_url(bind: str) -> str:

@@ -1,0 +1,70 @@
+"""Ganglion's files are the owner's only.
+
+The data directory holds every conversation, the memories and the web token (which opens
+a shell on this machine); the logs hold what was said and done. Another local account
+must be able to read none of it. So the daemon runs with a umask of 077 (everything it
+creates is 0600, every directory 0700), and at start-up it tightens what it finds looser
+in the data directory and among its own log files (left by an older version, a copy, an
+editor), saying so in the log. The log directory itself may be shared (`/var/log/...`),
+so only Ganglion's files in it are changed. Symlinks are never followed or changed: what they point to is not ours.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["PRIVATE_UMASK", "tighten"]
+
+PRIVATE_UMASK = 0o077
+
+
+def tighten(directories: Iterable[Path], files: Iterable[Path] = ()) -> list[tuple[Path, int]]:
+    """Remove group and other permissions from each directory and everything under it,
+    and from each of `files`.
+
+    Returns the paths changed with their old modes. Only regular files and directories are
+    changed; symlinks are skipped, never followed. Entries that vanish meanwhile are
+    skipped; other `OSError`s propagate.
+    """
+    changed: list[tuple[Path, int]] = []
+    for root in directories:
+        if not root.is_dir() or root.is_symlink():
+            continue
+        _tighten_one(root, changed)
+        for directory, dirnames, filenames in os.walk(root, followlinks=False):
+            for name in (*dirnames, *filenames):
+                _tighten_one(Path(directory, name), changed)
+    for path in files:
+        _tighten_one(path, changed)
+    return changed
+
+
+def _tighten_one(path: Path, changed: list[tuple[Path, int]]) -> None:
+    # Opened without following symlinks and changed through the descriptor, so a symlink
+    # swapped in after the check cannot redirect the chmod to a file elsewhere.
+    try:
+        info = path.lstat()
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            return  # symlinks, sockets, fifos: not ours to change
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & 0o077:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, PermissionError):
+        return
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a symlink meanwhile
+            return
+        raise
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            return
+        os.fchmod(fd, stat.S_IMODE(opened.st_mode) & ~0o077)
+    finally:
+        os.close(fd)
+    changed.append((path, mode))

@@ -1,0 +1,144 @@
+"""Reminders survive SIGKILL at the worst moment: a real `ganglion run` process is killed
+the instant the ledger shows its slots done, restarted, and every reminder turn is
+answered exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from ganglion.reminders import ReminderStore
+from ganglion.reminders.schedule import Schedule
+from tests.fakellm import FakeLLM, Reply
+from tests.live import LiveDaemon, open_live_daemon
+from tests.web import hello, next_frame, send
+
+pytestmark = pytest.mark.slow
+
+
+async def schedule_at(data_dir: Path, due: datetime, thread_ids: list[str]) -> None:
+    """Store one one-shot reminder per thread, all due at `due` (UTC, whole second)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = await ReminderStore.open(data_dir / "scheduler.db")
+    try:
+        spec = due.replace(tzinfo=None).isoformat()
+        for n, thread_id in enumerate(thread_ids):
+            await store.add(
+                f"reminder {n}",
+                Schedule("at", spec, "UTC", datetime.now(UTC)),
+                thread_id=thread_id,
+                system=False,
+                next_fire=due,
+            )
+    finally:
+        await store.aclose()
+
+
+def _kill_when_done(db: Path, count: int, pid: int, deadline: float) -> bool:
+    """In a worker thread: poll the ledger as fast as SQLite answers and SIGKILL `pid`
+    the moment `count` slots are done. False if the deadline passed first."""
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+                done = conn.execute("SELECT count(*) FROM ledger WHERE state = 'done'").fetchone()
+            if done[0] >= count:
+                os.kill(pid, signal.SIGKILL)
+                return True
+        except sqlite3.OperationalError:
+            pass  # not created yet, or busy
+    return False
+
+
+async def kill_when_done(live: LiveDaemon, count: int) -> None:
+    deadline = time.monotonic() + 60
+    db = live.data_dir / "scheduler.db"
+    killed = await trio.to_thread.run_sync(_kill_when_done, db, count, live.pid, deadline)
+    assert killed, f"the ledger never showed {count} slots done:\n{live.output()}"
+    assert await live.wait() == -signal.SIGKILL
+
+
+def reminder_turns(data_dir: Path) -> list[tuple[str, str, int]]:
+    """(turn id, state, final replies stored) of every reminder turn."""
+    with sqlite3.connect(data_dir / "conversation.db") as conn:
+        return conn.execute(
+            "SELECT t.turn_id, t.state, (SELECT count(*) FROM messages m WHERE m.turn_id = "
+            "t.turn_id AND m.role = 'assistant' AND m.tool_calls IS NULL) FROM turns t "
+            "WHERE t.source = 'reminder' ORDER BY t.turn_id"
+        ).fetchall()
+
+
+async def all_answered(data_dir: Path, count: int) -> list[tuple[str, str, int]]:
+    with trio.fail_after(60):
+        while True:
+            turns = reminder_turns(data_dir)
+            if len(turns) >= count and all(state == "done" for _, state, _ in turns):
+                return turns
+            await trio.sleep(0.1)
+
+
+def web_thread(n: int) -> str:
+    return f"web_{n:016x}"
+
+
+async def test_a_burst_of_40_reminders_survives_a_kill_right_after_the_ledger_marks_them_done(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    threads = [web_thread(n) for n in range(40)]
+    held = trio.Event()  # the model answers nothing before the kill
+    fake_llm.responder = lambda body: Reply("Reminder handled.", gate=held)
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    async with open_live_daemon(tmp_path, fake_llm.base_url, start=False) as live:
+        await schedule_at(live.data_dir, due, threads)
+        await live.start()
+        await kill_when_done(live, len(threads))
+        held.set()
+        await live.start()
+        turns = await all_answered(live.data_dir, len(threads))
+        assert await live.stop() == 0
+    assert [turn_id.split("/")[0] for turn_id, _, _ in turns] == threads
+    assert [(state, finals) for _, state, finals in turns] == [("done", 1)] * len(threads)
+    with sqlite3.connect(live.data_dir / "scheduler.db") as conn:
+        states = conn.execute("SELECT state, count(*) FROM ledger GROUP BY state").fetchall()
+    assert states == [("done", len(threads))]
+
+
+async def test_a_reminder_into_a_passivated_conversation_survives_a_kill_each_time(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    thread = web_thread(7)
+    held = trio.Event()
+
+    def respond(body: dict[str, Any]) -> Reply:
+        # the person's message is answered; the reminder's turn waits for the kill
+        if "reminder you scheduled" in body["messages"][-1]["content"]:
+            return Reply("Reminder handled.", gate=held)
+        return Reply("Hello!")
+
+    fake_llm.responder = respond
+    async with open_live_daemon(
+        tmp_path, fake_llm.base_url, start=False, threads={"idle_seconds": 0.2}
+    ) as live:
+        for attempt in range(3):
+            held = trio.Event()
+            due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+            await schedule_at(live.data_dir, due, [thread])
+            await live.start()
+            async with live.socket() as ws:
+                await hello(ws, thread)
+                await send(ws, f"hi {attempt}", message_id=f"hello-{attempt}")
+                assert (await next_frame(ws, "reply"))["text"] == "Hello!"
+            # idle for far longer than idle_seconds before the reminder comes due
+            await kill_when_done(live, attempt + 1)
+            held.set()
+            await live.start()
+            turns = await all_answered(live.data_dir, attempt + 1)
+            assert [(state, finals) for _, state, finals in turns] == [("done", 1)] * (attempt + 1)
+            assert await live.stop() == 0
