@@ -175,15 +175,30 @@ async def test_a_daemon_variable_outside_the_allowlist_is_absent_from_the_comman
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY")
-    monkeypatch.setenv("LANG", "C.UTF-8")
-    monkeypatch.delenv("LC_CTYPE", raising=False)
     ok, text = await shell(registry(data_dir), "env")
     assert ok
     assert "wJalrXUtnFEMI" not in text and "AWS_" not in text
     names = {line.split("=", 1)[0] for line in text.splitlines()[:-1]}
-    # Only the allowlist, and what /bin/sh sets itself; no LC_CTYPE from Python's start-up.
-    assert names <= {"PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME", "PWD"}
-    assert "LANG" in names and "LC_CTYPE" not in names
+    allowed = {"PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME"}
+    assert names <= allowed | {n for n in os.environ if n.startswith("LC_")} | {"PWD"}
+
+
+async def test_the_reaper_adds_nothing_to_the_environment(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a C locale, Python sets LC_CTYPE=C.UTF-8 in its own environment at start-up
+    (PEP 538); the reaper is a Python program, the command must not inherit that."""
+    for name in ("LANG", "LC_ALL", "LC_CTYPE"):
+        monkeypatch.delenv(name, raising=False)
+    ok, text = await shell(registry(data_dir), "env")
+    assert ok and "LC_CTYPE" not in text
+
+
+async def test_signalling_the_reaper_does_not_stop_the_clean_up(data_dir: Path) -> None:
+    command = "\n".join([ESCAPES[0], "while [ ! -s a.pid ]; do sleep 0.01; done", "kill $PPID"])
+    ok, text = await shell(registry(data_dir), command + "; kill -HUP $PPID; echo still")
+    assert (ok, text) == (True, "still\n[exit code 0]")
+    assert gone(int((data_dir / "scripts" / "a.pid").read_text()))
 
 
 async def test_configured_variables_reach_the_command(
