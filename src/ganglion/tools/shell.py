@@ -11,8 +11,9 @@ How a command runs:
   have; the sandbox below is where the pid namespace comes in. Without the sandbox the
   command runs as the owner and could still outlive the call on purpose (`kill -9` the
   reaper, crontab, `systemd-run`): this is hygiene, the sandbox is the containment;
-- in its own session and process group, in the configured working directory (default
-  `<data_dir>/scripts`), with stdin from /dev/null and stdout and stderr merged;
+- in a session of its own (the reaper's) and a process group of its own, in the
+  configured working directory (default `<data_dir>/scripts`), with stdin from /dev/null
+  and stdout and stderr merged;
 - under resource limits (CPU seconds, address space, file size, processes: the
   `tools.shell.limit_*` options), set by the reaper on itself before it starts the
   command, since `preexec_fn` is not safe in a threaded program;
@@ -33,7 +34,9 @@ With `tools.shell.sandbox: bwrap`, the command runs inside bubblewrap, in new us
 IPC and (unless `network: true`) network namespaces, in a new session (no TIOCSTI into
 the daemon's terminal), with every capability dropped, including as root (`check_sandbox`
 refuses a bwrap that keeps them) and, where bwrap can, no further user namespaces.
-It sees:
+The reaper starts bwrap, so `--die-with-parent` watches the reaper's only thread, which
+lives exactly as long as the call (a Trio worker thread retires after 10 s idle, and
+took the sandbox with it). It sees:
 
 - read-only: /usr and the /bin, /sbin, /lib* links or directories, and from /etc only
   `ETC_ENTRIES` (users, groups, name resolution, the linker cache, locale, time zone, CA
