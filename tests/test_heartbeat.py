@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -72,3 +73,17 @@ async def test_a_disabled_timer_still_answers_a_trigger(
     reviews, answer = await run_for(10 * 3600, path, config, trigger=True)
     assert len(reviews) == 1
     assert answer is not None and answer.startswith("Heartbeat review started")
+
+
+async def test_a_heartbeats_file_planted_as_a_link_is_never_read(tmp_path: Path) -> None:
+    from ganglion.heartbeat.actor import _read_goals
+
+    secret = tmp_path / "outside.txt"
+    secret.write_text("GANGLION_SECRET=hunter2\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "HEARTBEATS.txt").symlink_to(secret)
+    assert _read_goals(data / "HEARTBEATS.txt") == ""
+    (data / "HEARTBEATS.txt").unlink()
+    os.link(secret, data / "HEARTBEATS.txt")  # a hard link is refused too
+    assert _read_goals(data / "HEARTBEATS.txt") == ""

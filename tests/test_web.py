@@ -199,3 +199,18 @@ async def test_failed_tokens_are_throttled_per_address_and_the_budget_refills(
     for n in range(3, 6):
         throttle.failed(f"10.0.0.{n}")  # the oldest address is forgotten beyond three
     assert not throttle.blocked("10.0.0.1")
+
+
+async def test_a_web_token_file_planted_as_a_link_stops_start_up(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    from ganglion.app import run_daemon
+    from ganglion.errors import StartupError
+
+    known = tmp_path / "known.txt"
+    known.write_text("a token someone else chose\n")
+    config = web_config(tmp_path / "data", fake_llm.base_url)
+    config.data_dir.mkdir()
+    (config.data_dir / "web_token").symlink_to(known)
+    with pytest.raises(StartupError, match="web token file is not usable"):
+        await run_daemon(config, handle_signals=False)

@@ -43,6 +43,7 @@ from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
+from ganglion.safefs import SafePathError
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
@@ -172,9 +173,15 @@ class Services:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        token = await trio.to_thread.run_sync(
-            load_or_create_token, self.config.data_dir, self.config.web.token
-        )
+        try:
+            token = await trio.to_thread.run_sync(
+                load_or_create_token, self.config.data_dir, self.config.web.token
+            )
+        except SafePathError as exc:
+            raise StartupError(
+                f"the web token file is not usable ({exc}); remove "
+                f"{self.config.data_dir / 'web_token'} and start again"
+            ) from None
         self.deps.redactor.add(token)
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
         try:
@@ -282,7 +289,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         llm=llm,
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
-        prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir)),
+        prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
         tools=ToolRegistry(_builtin_tools(config, peers, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         peers=peers,

@@ -18,6 +18,7 @@ import trio
 
 from ganglion.config import HeartbeatConfig
 from ganglion.messages import HeartbeatReview, TriggerHeartbeat
+from ganglion.safefs import NotFound, SafePathError, open_dir
 from ganglion_actors import Inbox
 
 __all__ = ["HEARTBEAT_THREAD", "active_goals", "run_heartbeat"]
@@ -25,6 +26,8 @@ __all__ = ["HEARTBEAT_THREAD", "active_goals", "run_heartbeat"]
 log = logging.getLogger(__name__)
 
 HEARTBEAT_THREAD = "system:heartbeat"
+# The review reads at most this much of HEARTBEATS.txt (the prompt cuts goals further).
+MAX_GOALS_BYTES = 64 * 1024
 
 SendReview = Callable[[HeartbeatReview], Awaitable[None]]
 
@@ -68,11 +71,22 @@ def _next_due(config: HeartbeatConfig) -> float:
     return trio.current_time() + config.interval_seconds if config.enabled else math.inf
 
 
-async def _review(heartbeats_file: Path, send_review: SendReview) -> str:
+def _read_goals(heartbeats_file: Path) -> str:
+    # Through the data directory's handle: a HEARTBEATS.txt planted as a link (to
+    # /proc/self/environ, say) would otherwise be sent to the model as goals.
     try:
-        text = await trio.Path(heartbeats_file).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        text = ""
+        with open_dir(heartbeats_file.parent) as directory:
+            data, _ = directory.read_bytes(heartbeats_file.name, limit=MAX_GOALS_BYTES)
+    except NotFound:
+        return ""
+    except SafePathError as exc:
+        log.warning("heartbeat: %s is not read: %s", heartbeats_file.name, exc)
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+async def _review(heartbeats_file: Path, send_review: SendReview) -> str:
+    text = await trio.to_thread.run_sync(_read_goals, heartbeats_file)
     goals = active_goals(text)
     if not goals:
         log.debug("heartbeat: no active goals, nothing to review")

@@ -15,7 +15,6 @@ token cannot be guessed at the speed of the network.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from collections import OrderedDict
 from pathlib import Path
@@ -24,6 +23,7 @@ import trio
 from pydantic import SecretStr
 
 from ganglion.datadir import WEB_TOKEN_FILE
+from ganglion.safefs import NotFound, SafePathError, open_dir
 
 __all__ = [
     "COOKIE_NAME",
@@ -39,30 +39,35 @@ TOKEN_FILE = WEB_TOKEN_FILE
 
 
 def load_or_create_token(data_dir: Path, configured: SecretStr | None) -> str:
-    """The token to require: the configured one, else the stored one, else a new one."""
+    """The token to require: the configured one, else the stored one, else a new one.
+
+    The file is read and written beneath the data directory's handle (`safefs`): a
+    `web_token` planted as a link or a hard link (to a file whose content someone knows)
+    is refused, and start-up fails rather than accept a token chosen by someone else.
+    Error handling: `safefs.SafePathError` for such a file.
+    """
     if configured is not None:
         return configured.get_secret_value()
-    path = data_dir / TOKEN_FILE
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        token = ""
-    if token:
-        return token
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(token + "\n")
-    os.chmod(path, 0o600)
+    with open_dir(data_dir) as directory:
+        try:
+            token = directory.read_bytes(TOKEN_FILE)[0].decode("utf-8", "replace").strip()
+        except NotFound:
+            token = ""
+        if token:
+            return token
+        token = secrets.token_urlsafe(32)
+        directory.write_atomic(TOKEN_FILE, (token + "\n").encode(), mode=0o600)
     return token
 
 
 def read_token(data_dir: Path) -> str | None:
     """The stored token, for local clients (`ganglion chat`); None if there is none."""
     try:
-        return (data_dir / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
-    except OSError:
+        with open_dir(data_dir) as directory:
+            data = directory.read_bytes(TOKEN_FILE)[0]
+    except SafePathError:
         return None
+    return data.decode("utf-8", "replace").strip() or None
 
 
 def token_matches(presented: str | None, expected: str) -> bool:
