@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,19 +224,69 @@ class FilesToolConfig(_Model):
         return copy
 
 
+# A variable name, or a prefix of names ending in *.
+_ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
+
+
 class ShellToolConfig(_Model):
-    """The shell tool: where commands run, for how long, how much output comes back, and
-    the optional bubblewrap sandbox (`writable_paths` and `network` apply to it)."""
+    """The shell tool: where commands run, for how long, how much output comes back, the
+    environment and resource limits they get, and the optional bubblewrap sandbox
+    (`writable_paths`, `readonly_paths`, `hidden_paths` and `network` apply to it).
+
+    Resource limits (None: the daemon's own) apply to every process a command starts, in
+    the sandbox or not. `limit_processes` is the kernel's RLIMIT_NPROC: it counts all the
+    processes and threads of the user the daemon runs as, and does not bind root.
+    """
 
     enabled: bool = True
     cwd: Path | None = None  # None: <data_dir>/scripts
     timeout_seconds: float = Field(60.0, gt=0)
     max_timeout_seconds: float = Field(600.0, gt=0)
     max_output_bytes: int = Field(12 * 1024, ge=1024, le=15 * 1024)
+    pass_env: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    limit_cpu_seconds: int | None = Field(600, ge=1)
+    limit_address_space_bytes: int | None = Field(8 * 1024**3, ge=64 * 1024**2)
+    limit_file_size_bytes: int | None = Field(1024**3, ge=1024)
+    limit_processes: int | None = Field(4096, ge=16)
     sandbox: Literal["none", "bwrap"] = "none"
     bwrap_path: str = "bwrap"
     writable_paths: list[Path] = Field(default_factory=list)  # empty: the data directory
-    network: bool = True
+    readonly_paths: list[Path] = Field(default_factory=list)
+    hidden_paths: list[Path] = Field(default_factory=list)
+    network: bool = False
+    # The config file and the logs directory, recorded by `load_config`: never an option.
+    _daemon_paths: tuple[Path, ...] = PrivateAttr(default=())
+
+    @field_validator("pass_env")
+    @classmethod
+    def _variable_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not _ENV_PATTERN.fullmatch(pattern):
+                raise ValueError(f"{pattern!r} is not a variable name (or a prefix ending in *)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV_PATTERN.fullmatch(name) or name.endswith("*"):
+                raise ValueError(f"{name!r} is not a variable name")
+            if "\0" in text:
+                raise ValueError(f"the value of {name} holds a NUL character")
+        return value
+
+    @property
+    def daemon_paths(self) -> tuple[Path, ...]:
+        """The daemon's own files that a sandboxed command never sees: the config file it
+        was read from and the logs directory (set by `load_config`)."""
+        return self._daemon_paths
+
+    def with_daemon_paths(self, paths: Iterable[Path]) -> ShellToolConfig:
+        """A copy that records `paths` as the daemon's own files (see `daemon_paths`)."""
+        copy = self.model_copy()
+        copy._daemon_paths = tuple(paths)
+        return copy
 
 
 class MemoryToolConfig(_Model):
@@ -463,13 +513,19 @@ def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
     shell_paths = {
         "cwd": (base / shell.cwd).resolve() if shell.cwd is not None else None,
         "writable_paths": [(base / path).resolve() for path in shell.writable_paths],
+        "readonly_paths": [(base / path).resolve() for path in shell.readonly_paths],
+        "hidden_paths": [(base / path).resolve() for path in shell.hidden_paths],
     }
+    # The sandbox hides the config file and the logs, wherever they are.
+    daemon_paths = [source.resolve()] if source is not None else []
+    if logging_dir is not None:
+        daemon_paths.append((base / logging_dir).resolve())
     return config.model_copy(
         update={
             "tools": config.tools.model_copy(
                 update={
                     "files": files,
-                    "shell": shell.model_copy(update=shell_paths),
+                    "shell": shell.model_copy(update=shell_paths).with_daemon_paths(daemon_paths),
                     "mcp": _absolute_mcp_paths(config.tools.mcp, base),
                 }
             ),
