@@ -12,7 +12,9 @@ outside: the daemon as a user runs it, with the scripted fake model on loopback.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +32,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 __all__ = ["LiveDaemon", "free_port", "open_live_daemon"]
 
 START_TIMEOUT = 30.0
+TURN_TIMEOUT = 120.0
 
 
 def free_port() -> int:
@@ -119,6 +122,26 @@ class LiveDaemon:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
         return await self.wait()
+
+    async def turn(self, thread_id: str, text: str) -> list[dict[str, Any]]:
+        """Say `text` in `thread_id` over the web chat, as a tab does; every frame the
+        daemon sent after the history, up to the one that ends the turn (for a /command,
+        its notice)."""
+        command = text.startswith("/") and not text.startswith("//")
+        ends = ("notice",) if command else ("reply", "failed")
+        frames: list[dict[str, Any]] = []
+        async with self.socket() as ws:
+            await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
+            with trio.fail_after(TURN_TIMEOUT):
+                while json.loads(await ws.get_message())["type"] != "history":
+                    pass
+                await ws.send_message(
+                    json.dumps({"v": 1, "type": "send", "id": secrets.token_hex(8), "text": text})
+                )
+                while True:
+                    frames.append(json.loads(await ws.get_message()))
+                    if frames[-1]["type"] in ends:
+                        return frames
 
     @asynccontextmanager
     async def socket(self) -> AsyncIterator[WebSocketConnection]:

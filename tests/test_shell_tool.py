@@ -314,9 +314,9 @@ async def test_a_file_past_the_size_limit_is_not_written(data_dir: Path) -> None
 
 def test_the_daemon_process_is_made_non_dumpable() -> None:
     probe = (
-        "import ctypes; from ganglion.tools.shell import protect_daemon_process; "
+        "import ctypes; from ganglion.private import protect_process; "
         "libc = ctypes.CDLL(None); before = libc.prctl(3, 0, 0, 0, 0); "
-        "protect_daemon_process(); print(before, libc.prctl(3, 0, 0, 0, 0))"
+        "protect_process(); print(before, libc.prctl(3, 0, 0, 0, 0))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.split() == ["1", "0"], done.stderr
@@ -324,7 +324,7 @@ def test_the_daemon_process_is_made_non_dumpable() -> None:
 
 # A process of an ordinary user that holds a secret in its environment, reads its own
 # /proc/<pid>/environ through a command of the same user, makes itself non-dumpable as
-# protect_daemon_process does, and tries again.
+# protect_process does, and tries again.
 NON_DUMPABLE_PROBE = """
 import ctypes, os, subprocess
 def read():

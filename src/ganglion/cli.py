@@ -72,11 +72,13 @@ def _run(config_path: Path | None) -> int:
     from ganglion.app import ForcedStop, run_daemon
     from ganglion.config import ConfigError, load_config
     from ganglion.logs import configure_logging
-    from ganglion.private import PRIVATE_UMASK
+    from ganglion.private import PRIVATE_UMASK, protect_process
     from ganglion_actors import Escalation
 
-    # Before anything is created: the logs, the databases and the token are owner-only.
+    # Before anything is created: the logs, the databases and the token are owner-only,
+    # and commands run as the same user cannot read this process's environment.
     os.umask(PRIVATE_UMASK)
+    protect_process()
 
     try:
         config, source = load_config(config_path)

@@ -6,18 +6,23 @@ must be able to read none of it. So the daemon runs with a umask of 077 (everyth
 creates is 0600, every directory 0700), and at start-up it tightens what it finds looser
 in the data directory and among its own log files (left by an older version, a copy, an
 editor), saying so in the log. The log directory itself may be shared (`/var/log/...`),
-so only Ganglion's files in it are changed. Symlinks are never followed or changed: what they point to is not ours.
+so only Ganglion's files in it are changed. The daemon process itself is made
+non-dumpable (`protect_process`): commands and MCP servers run as the same user, and must
+not read its environment or memory through /proc. Symlinks are never followed or changed: what they point to is not ours.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "tighten"]
+__all__ = ["PRIVATE_UMASK", "protect_process", "tighten"]
+
+PR_SET_DUMPABLE = 4
 
 PRIVATE_UMASK = 0o077
 
@@ -68,3 +73,16 @@ def _tighten_one(path: Path, changed: list[tuple[Path, int]]) -> None:
     finally:
         os.close(fd)
     changed.append((path, mode))
+
+
+def protect_process() -> None:
+    """Make this process non-dumpable: its /proc/<pid>/environ, memory and ptrace are
+    then closed to other processes of the same user unless they have CAP_SYS_PTRACE
+    (root has it). Also means: no core dumps, and debuggers need root.
+
+    Error handling: `OSError` when the kernel refuses (it does not on Linux).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))

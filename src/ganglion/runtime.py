@@ -52,7 +52,7 @@ from ganglion.tools.files import file_tools
 from ganglion.tools.mcp import MCPServer, serve_mcp_server
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
-from ganglion.tools.shell import SandboxError, check_sandbox, protect_daemon_process, shell_tools
+from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
 from ganglion.web import WebState, load_or_create_token, run_web
 from ganglion_actors import ActorStopped, Inbox, Registry
 
@@ -324,8 +324,6 @@ async def _make_private(config: Config) -> None:
 
 async def _check_shell(config: Config) -> None:
     shell = config.tools.shell
-    # Commands run as the daemon's user: keep them out of its /proc/<pid>/environ.
-    protect_daemon_process()
     if shell.cwd is not None and not shell.cwd.is_dir():
         raise StartupError(f"tools.shell.cwd: {shell.cwd} is not a directory")
     try:

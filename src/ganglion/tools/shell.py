@@ -25,7 +25,7 @@ How a command runs:
 - with bounded memory whatever it prints: the first and last halves of
   `max_output_bytes` are kept, the middle is dropped with a marker saying how much.
 
-The daemon's own environment: `protect_daemon_process` makes the daemon non-dumpable, so
+The daemon's own environment: `ganglion.private.protect_process` makes the daemon non-dumpable, so
 its `/proc/<pid>/environ` and memory are closed to the processes of its (non-root) user;
 a command run as root without the sandbox can still read them, since root has
 CAP_SYS_PTRACE. In the sandbox, the pid namespace hides the daemon altogether.
@@ -58,7 +58,6 @@ rather than running unsandboxed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import shutil
@@ -82,7 +81,6 @@ __all__ = [
     "bwrap_argv",
     "check_sandbox",
     "child_environment",
-    "protect_daemon_process",
     "resource_limits",
     "run_command",
     "shell_tools",
@@ -113,7 +111,6 @@ ETC_ENTRIES = (
 )
 RUNTIME_PATHS = ("/run", "/var/run")
 _SYSTEM_VIEW = [Path(p) for p in SYSTEM_PATHS] + [Path("/etc", e) for e in ETC_ENTRIES]
-PR_SET_DUMPABLE = 4
 
 
 class SandboxError(Exception):
@@ -191,19 +188,6 @@ def resource_limits(config: ShellToolConfig) -> dict[str, int]:
         "nproc": config.limit_processes,
     }
     return {name: value for name, value in limits.items() if value is not None}
-
-
-def protect_daemon_process() -> None:
-    """Make this process non-dumpable: its /proc/<pid>/environ, memory and ptrace are
-    then closed to other processes of the same user unless they have CAP_SYS_PTRACE
-    (root has it). Also means: no core dumps, and debuggers need root.
-
-    Error handling: `OSError` when the kernel refuses (it does not on Linux).
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
 
 
 def _kill_group(process: trio.Process) -> None:
