@@ -11,50 +11,15 @@ server's async methods; see tests/support/synapse.py). The people (`owner`,
 
 from __future__ import annotations
 
-import secrets
-import statistics
-import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.support.matrix_human import MatrixHuman, open_human
+from tests.e2e.people import Timings, open_person
+from tests.support.matrix_human import MatrixHuman
 from tests.support.synapse import Synapse, prepare_synapse, synapse_python
-
-PASSWORD = "correct horse battery staple"
-
-
-class Timings:
-    """Durations measured during the session, printed (never asserted) at its end."""
-
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = {}
-
-    def record(self, what: str, seconds: float) -> None:
-        self.samples.setdefault(what, []).append(seconds)
-
-    @contextmanager
-    def measure(self, what: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        self.record(what, time.perf_counter() - started)
-
-    def lines(self) -> list[str]:
-        lines = []
-        for what, samples in self.samples.items():
-            ms = sorted(s * 1000 for s in samples)
-            if len(ms) == 1:
-                lines.append(f"{what}: {ms[0]:.0f} ms")
-            else:
-                lines.append(
-                    f"{what}: first {samples[0] * 1000:.0f} ms, median "
-                    f"{statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms over {len(ms)}"
-                )
-        return lines
-
 
 TIMINGS = pytest.StashKey[Timings]()
 
@@ -79,8 +44,8 @@ def timings(pytestconfig: pytest.Config) -> Timings:
 
 
 @pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory, timings: Timings) -> Iterator[Synapse]:
-    """The session's homeserver; a test may restart it, and must leave it running."""
+def synapse_server(tmp_path_factory: pytest.TempPathFactory, timings: Timings) -> Iterator[Synapse]:
+    """The session's homeserver, started once (tests ask for `synapse`)."""
     with timings.measure("Synapse configuration generated"):
         server = trio.run(prepare_synapse, synapse_python(), tmp_path_factory.mktemp("synapse"))
     with timings.measure("Synapse start (new database)"):
@@ -92,16 +57,13 @@ def synapse(tmp_path_factory: pytest.TempPathFactory, timings: Timings) -> Itera
             trio.run(server.stop)
 
 
-@asynccontextmanager
-async def open_person(
-    synapse: Synapse, role: str, device_id: str, store_dir: Path
-) -> AsyncIterator[MatrixHuman]:
-    """A new account named after `role`, logged in on `device_id`."""
-    account = await synapse.register(f"{role}-{secrets.token_hex(4)}", PASSWORD)
-    async with open_human(
-        synapse.base_url, account.user_id, PASSWORD, device_id=device_id, store_dir=store_dir
-    ) as human:
-        yield human
+@pytest.fixture
+def synapse(synapse_server: Synapse) -> Iterator[Synapse]:
+    """The session's homeserver for one test, which may stop, restart or crash it: a
+    test that leaves it down has it started again for the next one."""
+    yield synapse_server
+    if not synapse_server.running:
+        trio.run(synapse_server.start)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Timings
+from tests.e2e.people import PASSWORD, Timings
 from tests.support.matrix_human import MatrixHuman, MatrixRequestError, open_human
 from tests.support.synapse import Synapse
 
