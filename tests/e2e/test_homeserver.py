@@ -49,6 +49,26 @@ async def test_two_people_exchange_encrypted_messages_both_ways(
     assert await stranger.undecrypted_count(room_id) == 0
 
 
+async def test_an_edit_arrives_decrypted_with_its_relation(
+    owner: MatrixHuman, stranger: MatrixHuman
+) -> None:
+    room_id = await open_encrypted_room(owner, stranger)
+    original = await owner.send_text(room_id, "helo")
+    edit = {
+        "msgtype": "m.text",
+        "body": "* hello",
+        "m.new_content": {"msgtype": "m.text", "body": "hello"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    }
+    await owner.send_event(room_id, edit)
+
+    first = await stranger.wait_for_message(room_id, owner.user_id)
+    second = await stranger.wait_for_message(room_id, owner.user_id)
+    assert (first.event_id, first.body) == (original, "helo")
+    assert second.encrypted
+    assert second.content["m.relates_to"] == {"rel_type": "m.replace", "event_id": original}
+
+
 async def test_plain_room_carries_plain_text_typing_and_read_receipts(
     owner: MatrixHuman, stranger: MatrixHuman
 ) -> None:

@@ -282,13 +282,13 @@ class _Session:
             return "absent"
         return "invite" if user_id in room.invited_users else "join"
 
-    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+    async def send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         await self.wait_until(lambda: self.client.rooms.get(room_id))
         async with self.keys_lock:
             if self.client.rooms[room_id].encrypted and self.client.should_query_keys:
                 _check(await self.client.keys_query(), nio.KeysQueryResponse, "keys query")
             response = await self.client.room_send(
-                room_id, "m.room.message", content, ignore_unverified_devices=True
+                room_id, event_type, content, ignore_unverified_devices=True
             )
         sent = _check(response, nio.RoomSendResponse, f"send to {room_id}")
         return str(sent.event_id)
@@ -411,7 +411,16 @@ class MatrixHuman:
         content: dict[str, Any] = {"msgtype": "m.text", "body": body}
         if formatted_body is not None:
             content |= {"format": "org.matrix.custom.html", "formatted_body": formatted_body}
-        return await self._call(self._session.send(room_id, content), f"sending to {room_id}")
+        return await self.send_event(room_id, content)
+
+    async def send_event(
+        self, room_id: str, content: dict[str, Any], *, event_type: str = "m.room.message"
+    ) -> str:
+        """Send any room event (an edit, a notice, malformed content...), encrypted when
+        the room is; returns the event id."""
+        return await self._call(
+            self._session.send(room_id, event_type, content), f"sending to {room_id}"
+        )
 
     async def wait_for_message(self, room_id: str, sender: str) -> ReceivedMessage:
         """The next message from `sender` in the room that this method has not returned
