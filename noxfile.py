@@ -3,7 +3,8 @@
 Every session installs the locked dependencies (`uv.lock`) into its own virtualenv with
 `uv sync --frozen`, so what is tested is exactly what `uv run ganglion run` runs.
 
-    uv run nox                 tests + lint + typecheck + browser
+    uv run nox                 tests + lint + typecheck + browser + e2e
+    uv run nox -s e2e          Matrix against a real Synapse (in its own virtualenv)
     uv run nox -s bench        benchmarks, JSON report in .bench/report.json
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint", "typecheck", "browser"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -98,6 +100,53 @@ def browser(session: nox.Session) -> None:
     _ensure_chromium(session)
     _sync(session, "dev", "browser")
     session.run("pytest", "tests/browser", *session.posargs)
+
+
+SYNAPSE_VERSION = "1.163.2"
+
+
+def _ensure_synapse(session: nox.Session) -> Path:
+    """Synapse in a virtualenv of its own beside the session's, so that its dependency pins
+    never mix with Ganglion's; kept between runs and reinstalled when the pin changes.
+    Returns that virtualenv's python."""
+    venv = Path(session.virtualenv.location) / "synapse"
+    python = venv / "bin" / "python"
+    installed = list(
+        venv.glob(f"lib/python*/site-packages/matrix_synapse-{SYNAPSE_VERSION}.dist-info")
+    )
+    if installed:
+        session.log(f"Synapse {SYNAPSE_VERSION} already installed in {venv}")
+        return python
+    started = time.monotonic()
+    if not python.exists():
+        session.run_install(
+            "uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv), external=True
+        )
+    session.run_install(
+        "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(python),
+        f"matrix-synapse=={SYNAPSE_VERSION}",
+        external=True,
+    )
+    session.log(f"Synapse {SYNAPSE_VERSION} installed in {time.monotonic() - started:.1f} s")
+    return python
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Matrix end to end: a real Synapse on loopback and real matrix-nio clients."""
+    synapse_python = _ensure_synapse(session)
+    _sync(session, "dev")
+    session.run(
+        "pytest",
+        "tests/e2e",
+        *session.posargs,
+        env={"GANGLION_SYNAPSE_PYTHON": str(synapse_python)},
+    )
 
 
 @nox.session(python=PYTHON)
