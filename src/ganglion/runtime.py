@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
 
+from ganglion.backend import DaemonBackend
 from ganglion.config import Config
 from ganglion.datadir import ensure_data_dir
 from ganglion.delivery import DeliveryRouter
@@ -36,7 +37,6 @@ from ganglion.messages import (
     ReminderRequest,
     TriggerHeartbeat,
     TurnFailed,
-    UserMessage,
     Wake,
 )
 from ganglion.private import tighten
@@ -44,7 +44,7 @@ from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.safefs import SafePathError
-from ganglion.store import ConversationStore, OutboxItem, StoredMessage, StoreError
+from ganglion.store import ConversationStore, StoreError
 from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import Tool, ToolRegistry
@@ -189,7 +189,7 @@ class Services:
                 self.config.web,
                 self.config.shutdown.grace_seconds,
                 self.web_state,
-                _WebBackend(self),
+                DaemonBackend(self.threads, self.store),
                 token,
                 inbox,
                 task_status=task_status,
@@ -223,27 +223,6 @@ class Services:
                         pass
         finally:
             self.router.unregister("system")
-
-
-class _WebBackend:
-    """The daemon as the web interface sees it."""
-
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    async def submit(self, message: UserMessage) -> None:
-        await self._services.threads.send(message.thread_id, message)
-
-    async def history(
-        self, thread_id: str, *, before_id: int | None, limit: int
-    ) -> Sequence[StoredMessage]:
-        return await self._services.store.history_page(thread_id, before_id=before_id, limit=limit)
-
-    async def undelivered(self, thread_id: str) -> Sequence[OutboxItem]:
-        return await self._services.store.undelivered(thread_id)
-
-    async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
-        await self._services.store.mark_delivered(outbox_ids)
 
 
 @asynccontextmanager

@@ -20,6 +20,8 @@ Server -> client:
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text}                          command output, reminders, system notes
     error {code, message}                  a frame was refused; the session goes on
+                                           (`not_stored`: a send could not be made
+                                           durable and will not be answered)
 
 Errors never end the session except for `unauthorised` handshakes and repeated floods,
 which close the socket with a reason.

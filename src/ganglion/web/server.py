@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -26,15 +25,15 @@ from hypercorn.trio import serve
 from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
+from ganglion.backend import InterfaceBackend
 from ganglion.config import WebConfig
 from ganglion.errors import StartupError
-from ganglion.messages import FinalReply, Outbound, UserMessage
-from ganglion.store import OutboxItem, StoredMessage
+from ganglion.messages import FinalReply, Outbound
 from ganglion.web.auth import COOKIE_NAME, FailureThrottle, token_matches
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import Inbox, unwrap_group
 
-__all__ = ["WebBackend", "WebState", "create_app", "run_web"]
+__all__ = ["WebState", "create_app", "run_web"]
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +50,6 @@ UNAUTHORISED_PAGE = (
     "terminal (it ends in ?token=...), or find the token in the data directory's web_token "
     "file.\n"
 )
-
-
-class WebBackend(Protocol):
-    """What the web interface needs from the daemon."""
-
-    async def submit(self, message: UserMessage) -> None: ...
-
-    async def history(
-        self, thread_id: str, *, before_id: int | None, limit: int
-    ) -> Sequence[StoredMessage]: ...
-
-    async def undelivered(self, thread_id: str) -> Sequence[OutboxItem]: ...
-
-    async def mark_delivered(self, outbox_ids: Sequence[int]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -86,7 +71,7 @@ def presented_token(cookie: str | None, authorization: str | None) -> str | None
 
 
 def create_app(
-    state: WebState, backend: WebBackend, hub: Hub, token: str, config: WebConfig
+    state: WebState, backend: InterfaceBackend, hub: Hub, token: str, config: WebConfig
 ) -> QuartTrio:
     app = QuartTrio("ganglion", static_folder=None)
 
@@ -205,7 +190,7 @@ async def run_web(
     config: WebConfig,
     graceful_seconds: float,
     state: WebState,
-    backend: WebBackend,
+    backend: InterfaceBackend,
     token: str,
     inbox: Inbox[Outbound],
     *,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from ganglion.backend import InterfaceBackend, SubmitError
 from ganglion.config import WebConfig
 from ganglion.messages import Outbound, UserMessage
 from ganglion.web.protocol import (
@@ -29,9 +30,6 @@ from ganglion.web.protocol import (
     history_frame,
     parse_client_frame,
 )
-
-if TYPE_CHECKING:
-    from ganglion.web.server import WebBackend
 
 __all__ = ["Hub", "TokenBucket", "run_session"]
 
@@ -111,7 +109,7 @@ class Hub:
         return len(self._outlets.get(thread_id, ()))
 
 
-async def run_session(socket: Any, backend: WebBackend, hub: Hub, config: WebConfig) -> None:
+async def run_session(socket: Any, backend: InterfaceBackend, hub: Hub, config: WebConfig) -> None:
     """Serve one accepted websocket until it closes."""
     outlet = _Outlet()
     thread: list[str] = []
@@ -137,7 +135,7 @@ async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
 
 async def _read(
     socket: Any,
-    backend: WebBackend,
+    backend: InterfaceBackend,
     hub: Hub,
     config: WebConfig,
     outlet: _Outlet,
@@ -183,13 +181,19 @@ async def _read(
             case _ if not thread:
                 outlet.offer(error_frame("no_hello", "send a hello frame first"))
             case Send(id=message_id, text=text):
-                await backend.submit(UserMessage(thread[0], "web", text, message_id=message_id))
+                try:
+                    await backend.submit(UserMessage(thread[0], "web", text, message_id=message_id))
+                except SubmitError:
+                    log.warning("a web message could not be stored", exc_info=True)
+                    outlet.offer(
+                        error_frame("not_stored", "the message could not be stored; send it again")
+                    )
             case HistoryRequest(before_id=before_id):
                 page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
                 outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
 
 
-async def _welcome(thread_id: str, backend: WebBackend, outlet: _Outlet) -> None:
+async def _welcome(thread_id: str, backend: InterfaceBackend, outlet: _Outlet) -> None:
     outlet.offer(
         json.dumps({"type": "welcome", "thread_id": thread_id, "protocol": PROTOCOL_VERSION})
     )
