@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -214,3 +215,34 @@ async def test_a_web_token_file_planted_as_a_link_stops_start_up(
     (config.data_dir / "web_token").symlink_to(known)
     with pytest.raises(StartupError, match="web token file is not usable"):
         await run_daemon(config, handle_signals=False)
+
+
+async def test_a_slow_delivery_mark_never_holds_up_the_other_tabs(
+    tmp_path: Path, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganglion.store import ConversationStore
+
+    disk = trio.Event()  # the synced write of a delivery mark, held back
+    original = ConversationStore.mark_delivered
+
+    async def slow_mark(self: ConversationStore, outbox_ids: Any) -> None:
+        await disk.wait()
+        await original(self, outbox_ids)
+
+    monkeypatch.setattr(ConversationStore, "mark_delivered", slow_mark)
+    fake_llm.script(Reply("first"), Reply("second"))
+    async with (
+        open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
+        web.socket() as tab_a,
+        web.socket() as tab_b,
+    ):
+        await hello(tab_a, TAB_A)
+        await hello(tab_b, TAB_B)
+        await send(tab_a, "one")
+        assert (await next_frame(tab_a, "reply"))["text"] == "first"
+        await send(tab_b, "two")  # A's mark is still waiting on the disk
+        assert (await next_frame(tab_b, "reply"))["text"] == "second"
+        disk.set()
+        with trio.fail_after(10):
+            while await web.services.store.undelivered():
+                await trio.sleep(0.01)

@@ -353,3 +353,42 @@ async def test_supervisor_statistics(autojump_clock: trio.abc.Clock) -> None:
         1,
         1,
     )
+
+
+async def test_a_child_that_does_not_escalate_is_restarted_for_as_long_as_it_fails(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    flaky = Script(*["crash"] * 50)
+    sibling = Script()
+    async with open_supervisor("s", intensity=2, period=60.0, backoff=STEADY) as sup:
+        await sup.start(ChildSpec("sibling", sibling))
+        await sup.start(ChildSpec("flaky", flaky, restart=Restart.TRANSIENT, escalates=False))
+        await flaky.wait_for_starts(51)  # far past the intensity: no escalation
+        assert len(sibling.starts) == 1  # and the sibling never noticed
+        assert sup.statistics().running == 2
+        await sup.shutdown(1)
+
+
+async def test_a_child_backoff_of_its_own_resets_after_a_healthy_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    own = Backoff(initial=1.0, factor=2.0, maximum=100.0, jitter=0.0, reset_after=50.0)
+    script = Script("crash", "crash", "crash", "late-crash", "crash", "serve")
+    async with open_supervisor("s", intensity=100, period=1000.0) as sup:
+        await sup.start(ChildSpec("c", script, backoff=own, escalates=False))
+        await script.wait_for_starts(6)
+        await sup.shutdown(1)
+    # 1, 2, 4 s; then a run of 100 s (healthy) and a fresh streak: 1 s after it, then 2 s
+    assert script.gaps() == pytest.approx([1, 2, 4, 101, 2])
+
+
+async def test_an_expected_crash_is_one_log_line(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = Script("crash", "serve")
+    async with open_supervisor("s", backoff=STEADY) as sup:
+        await sup.start(ChildSpec("c", script, expected=(RuntimeError,)))
+        await script.wait_for_starts(2)
+        await sup.shutdown(1)
+    assert "actor c failed: crash" in caplog.text
+    assert "Traceback" not in caplog.text

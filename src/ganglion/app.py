@@ -28,7 +28,7 @@ import trio
 
 from ganglion.config import Config
 from ganglion.runtime import Services, open_services
-from ganglion_actors import ChildSpec, Restart, open_supervisor, unwrap_group
+from ganglion_actors import ChildSpec, open_supervisor, unwrap_group
 
 __all__ = ["ForcedStop", "run_daemon"]
 
@@ -91,12 +91,8 @@ async def _serve_tree(
         await root.start(ChildSpec("threads", services.threads.serve))
         await root.start(ChildSpec("reminders", services.run_reminders))
         await root.start(ChildSpec("heartbeat", services.run_heartbeat))
-        for name, tool_server in services.tool_servers():
-            await root.start(ChildSpec(name, tool_server))
-        for name, interface in services.interfaces():
-            # An interface that keeps crashing must not bring down the others: transient,
-            # within the supervisor's restart intensity.
-            await root.start(ChildSpec(name, interface, restart=Restart.TRANSIENT))
+        for spec in [*services.tool_servers(), *services.interfaces()]:
+            await root.start(spec)
         resumed = await services.resume_cut_off_turns()
         if resumed:
             log.info("resuming cut-off turns in %d thread(s)", resumed)

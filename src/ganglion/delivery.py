@@ -61,8 +61,11 @@ class DeliveryRouter:
         return None
 
     async def deliver(self, event: Outbound) -> None:
-        """Hand `event` to its interface, waiting while that interface's mailbox is full
-        (back-pressure from a slow client reaches the thread, not the whole daemon)."""
+        """Hand `event` to its interface, waiting while that interface's mailbox is full.
+
+        Interfaces drain their mailbox without waiting on any client or on the disk (a
+        slow web socket is closed, delivery marks are written beside the loop), so the
+        wait is short and one slow client never holds up another conversation."""
         sink = self.route_for(event.thread_id)
         if sink is None:
             self._unrouted += 1

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
@@ -49,18 +50,20 @@ from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
-from ganglion.tools.mcp import MCPServer, serve_mcp_server
+from ganglion.tools.mcp import MCPServer, mcp_child_spec
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
 from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
 from ganglion.web import WebState, load_or_create_token, run_web
-from ganglion_actors import ActorStopped, Inbox, Registry
+from ganglion_actors import ActorStopped, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = ["Services", "open_services"]
 
 log = logging.getLogger("ganglion")
 
 ActorFn = Callable[..., Awaitable[None]]
+# Interfaces fail for outside reasons (a port, a homeserver): retried up to once a minute.
+INTERFACE_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=0.2, reset_after=60.0)
 
 
 class Services:
@@ -137,18 +140,23 @@ class Services:
             task_status=task_status,
         )
 
-    def tool_servers(self) -> list[tuple[str, ActorFn]]:
+    def tool_servers(self) -> list[ChildSpec[Any]]:
         """The MCP server actors to start: one per enabled server."""
-        return [
-            (f"mcp:{server.name}", partial(serve_mcp_server, server)) for server in self.mcp_servers
-        ]
+        return [mcp_child_spec(server) for server in self.mcp_servers]
 
-    def interfaces(self) -> list[tuple[str, ActorFn]]:
-        """The interface actors to start, in order."""
+    def interfaces(self) -> list[ChildSpec[Any]]:
+        """The interface actors to start, in order. Each is restarted with backoff for as
+        long as it fails and never escalates: one broken interface (a homeserver that
+        went away) never stops the others, the conversations or the reminders."""
         found: list[tuple[str, ActorFn]] = [("system", self._run_system_log)]
         if self.config.web.enabled:
             found.append(("web", self._run_web))
-        return found
+        return [
+            ChildSpec(
+                name, run, restart=Restart.TRANSIENT, backoff=INTERFACE_BACKOFF, escalates=False
+            )
+            for name, run in found
+        ]
 
     async def resume_cut_off_turns(self) -> int:
         """Wake every thread that has a turn cut off by the last stop, so it is answered."""

@@ -25,6 +25,9 @@ class Backoff:
     factor: float = 2.0
     maximum: float = 30.0
     jitter: float = 0.2
+    # A run at least this long was healthy: the next failure starts a new streak at
+    # `initial`. None: the supervisor's restart-intensity period.
+    reset_after: float | None = None
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before restart number `attempt` (0 for the first of a streak)."""

@@ -64,12 +64,23 @@ class Restart(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class ChildSpec(Generic[M]):
     """How to run one child: its name (also its log name), its actor function, its restart
-    type and the capacity of its mailbox."""
+    type and the capacity of its mailbox.
+
+    `backoff` replaces the supervisor's own for this child. A child with
+    `escalates=False` is restarted (per its restart type) for as long as it fails and its
+    restarts never count toward the supervisor's intensity: for children whose failures
+    come from outside (a network service, a homeserver, a server process) and must never
+    stop their siblings. A crash of one of the `expected` exception types is logged as
+    one warning line, without a traceback.
+    """
 
     name: str
     run: ActorFn
     restart: Restart = Restart.PERMANENT
     mailbox_size: int = 64
+    backoff: Backoff | None = None
+    escalates: bool = True
+    expected: tuple[type[BaseException], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,8 @@ class Supervisor:
     ) -> None:
         token = set_actor_name(child.spec.name)
         streak = 0  # consecutive restarts: the backoff attempt
+        backoff = child.spec.backoff or self._backoff
+        healthy_after = backoff.reset_after or self._window.period
         try:
             with child.scope:
                 while True:
@@ -198,16 +211,18 @@ class Supervisor:
                     crash = await self._run_once(child, task_status)
                     if not self._should_restart(child, crash):
                         return
-                    if trio.current_time() - began > self._window.period:
+                    if trio.current_time() - began >= healthy_after:
                         streak = 0  # it ran fine for a while: this is a new fault
-                    if self._window.exceeded_after_one_more():
+                    if child.spec.escalates and self._window.exceeded_after_one_more():
                         # Shielded so the escalation cannot be lost to a concurrent stop.
                         with trio.CancelScope(shield=True):
                             await self._cancel_children(sparing=child)
                         raise Escalation(
                             self.name, child.spec.name, self._window.intensity, self._window.period
                         ) from crash
-                    await trio.sleep(self._backoff.delay(streak, self._rng))
+                    delay = backoff.delay(streak, self._rng)
+                    log.info("%s: restarting in %.1f s", child.spec.name, delay)
+                    await trio.sleep(delay)
                     if self._stopping or child.mailbox.closed:
                         return
                     streak += 1
@@ -238,7 +253,10 @@ class Supervisor:
             crash = unwrap_group(exc)
             if not child.started:
                 raise crash from crash.__cause__  # a failed first start fails start()
-            log.error("actor %s crashed", child.spec.name, exc_info=crash)
+            if isinstance(crash, child.spec.expected):
+                log.warning("actor %s failed: %s", child.spec.name, crash)
+            else:
+                log.error("actor %s crashed", child.spec.name, exc_info=crash)
             return crash
         finally:
             child.mailbox.running = False

@@ -57,6 +57,7 @@ from ganglion.llm.errors import (
     LLMUnavailable,
 )
 from ganglion.llm.sse import SSEParser, is_done
+from ganglion_actors import Backoff
 
 __all__ = [
     "Completion",
@@ -424,12 +425,12 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based).
 
-    The server's Retry-After when it gave one, else exponential backoff with jitter;
-    never more than `retries.max_backoff`.
+    The server's Retry-After when it gave one, else the runtime's jittered exponential
+    backoff; never more than `retries.max_backoff`.
     """
-    if retry_after is None:
-        delay = retries.initial_backoff * 2.0 ** (attempt - 1)
-        delay *= 1 + JITTER * rng.uniform(-1, 1)
-    else:
-        delay = retry_after
-    return min(delay, retries.max_backoff)
+    if retry_after is not None:
+        return min(retry_after, retries.max_backoff)
+    backoff = Backoff(
+        initial=retries.initial_backoff, factor=2.0, maximum=retries.max_backoff, jitter=JITTER
+    )
+    return min(backoff.delay(attempt - 1, rng), retries.max_backoff)

@@ -262,6 +262,16 @@ class ThreadActor:
     async def notice(self, text: str) -> None:
         await self.emit(Notice(self.thread_id, text))
 
+    @property
+    def message_count(self) -> int:
+        return len(self.history)
+
+    async def new_conversation(self) -> None:
+        """Archive the conversation (`/new`): a new epoch, an empty history, no summary."""
+        await self.deps.store.new_epoch(self.thread_id)
+        self.history.clear()
+        self.summary = None
+
     # -- prompt and compaction ------------------------------------------------------------
 
     async def system_prompt(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -19,28 +19,43 @@ from ganglion.threads.commands import (
 from ganglion_actors import ActorError
 
 if TYPE_CHECKING:
-    from ganglion.threads.actor import ThreadActor
+    from ganglion.threads.deps import ThreadDeps
 
-__all__ = ["run_command"]
+
+class CommandHost(Protocol):
+    """What a command may do to its thread (the thread actor implements it)."""
+
+    thread_id: str
+    deps: ThreadDeps
+
+    @property
+    def message_count(self) -> int: ...
+
+    async def notice(self, text: str) -> None: ...
+
+    async def new_conversation(self) -> None: ...
+
+    async def compact_if_needed(self, *, force: bool = False) -> bool: ...
+
+
+__all__ = ["CommandHost", "run_command"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_TIMEOUT = 10.0
 
 
-async def run_command(thread: ThreadActor, command: Command) -> None:
+async def run_command(thread: CommandHost, command: Command) -> None:
     match command.name:
         case "help":
             await thread.notice(help_text())
         case "new":
-            await thread.deps.store.new_epoch(thread.thread_id)
-            thread.history.clear()
-            thread.summary = None
+            await thread.new_conversation()
             await thread.notice("Started a new conversation. The previous one is archived.")
         case "compact":
-            before = len(thread.history)
+            before = thread.message_count
             if await thread.compact_if_needed(force=True):
-                kept = len(thread.history)
+                kept = thread.message_count
                 await thread.notice(
                     f"Compacted: {before - kept} older message(s) summarised, {kept} kept verbatim."
                 )
@@ -58,7 +73,7 @@ async def run_command(thread: ThreadActor, command: Command) -> None:
             await thread.notice(unknown_command_text(name))
 
 
-async def _list_reminders(thread: ThreadActor) -> str:
+async def _list_reminders(thread: CommandHost) -> str:
     reminders = thread.deps.peers.reminders
     if reminders is None:
         return "The reminder service is not running."
@@ -71,7 +86,7 @@ async def _list_reminders(thread: ThreadActor) -> str:
     return format_reminders(items)
 
 
-async def _confirm_reminder(thread: ThreadActor, args: str) -> str:
+async def _confirm_reminder(thread: CommandHost, args: str) -> str:
     reminder_id = args.strip().strip("[]")
     if not reminder_id:
         return "Give the reminder's id: /confirm <id> (/reminders lists them)."
@@ -93,7 +108,7 @@ async def _confirm_reminder(thread: ThreadActor, args: str) -> str:
     )
 
 
-async def _trigger_heartbeat(thread: ThreadActor) -> str:
+async def _trigger_heartbeat(thread: CommandHost) -> str:
     heartbeat = thread.deps.peers.heartbeat
     if heartbeat is None:
         return "The heartbeat service is not running."

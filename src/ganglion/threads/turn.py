@@ -8,19 +8,37 @@ turn cut off half-way resumes from what it had already done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ganglion.chat import ChatMessage, ToolCall
 from ganglion.llm import extract_text_tool_calls
-from ganglion.messages import Notice, TextDelta, ToolActivity
+from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
 from ganglion.tools import ToolContext
 
 if TYPE_CHECKING:
-    from ganglion.threads.actor import ThreadActor
+    from ganglion.threads.deps import ThreadDeps
 
-__all__ = ["TurnError", "repair_tool_pairs", "run_model_loop"]
+
+class TurnHost(Protocol):
+    """What a turn may do to its thread: read the prompt, append to the history, emit
+    events. The thread actor is the only implementation; nothing else changes its state."""
+
+    thread_id: str
+    interface: str
+    deps: ThreadDeps
+
+    async def prompt_messages(self, *, final_note: str | None = None) -> list[ChatMessage]: ...
+
+    async def append(
+        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+    async def emit(self, event: Outbound) -> None: ...
+
+
+__all__ = ["TurnError", "TurnHost", "repair_tool_pairs", "run_model_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +91,7 @@ def repair_tool_pairs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     return repaired
 
 
-async def run_model_loop(thread: ThreadActor, turn: Turn) -> str:
+async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
     """Run the model (and its tool calls) until it gives a final answer; return its text.
 
     Error handling: `LLMError` from the client propagates (the caller tells the user);
@@ -130,7 +148,7 @@ async def run_model_loop(thread: ThreadActor, turn: Turn) -> str:
             )
 
 
-async def _run_tool(thread: ThreadActor, turn: Turn, call: ToolCall, context: ToolContext) -> None:
+async def _run_tool(thread: TurnHost, turn: Turn, call: ToolCall, context: ToolContext) -> None:
     await thread.emit(
         ToolActivity(thread.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments)
     )

@@ -7,9 +7,10 @@ the server's own JSON schema. A tool call is forwarded to the live session.
 
 When the connection ends (the process exits, HTTP fails, a ping goes unanswered), the
 server's tools are unregistered at once, calls in flight get a clear tool error, and the
-actor connects again after a jittered exponential backoff (1 s doubling up to 5 min,
-back to 1 s after a connection that stayed up for a while). A server that cannot start
-or keeps failing is logged, never fatal: the daemon serves everyone else.
+actor ends with `ConnectionLost`; its supervisor starts it again after a jittered
+exponential backoff (1 s doubling up to 5 min, back to 1 s after a connection that stayed
+up for a while: `mcp_child_spec`). A server that cannot start or keeps failing is logged
+in one line per attempt, never fatal: the daemon serves everyone else.
 
 Resource handling: a stdio server runs in its own process group with a minimal
 environment (the SDK's safe variables plus the configured `env`), never Ganglion's
@@ -21,12 +22,12 @@ shutdown grace period.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,15 +41,21 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ganglion.config import MCPServerConfig
 from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
-from ganglion_actors import Backoff, Inbox, unwrap_group
+from ganglion_actors import Backoff, ChildSpec, Inbox, Restart, unwrap_group
 
-__all__ = ["RESTART_BACKOFF", "ConnectionLost", "MCPServer", "mcp_tool_name", "serve_mcp_server"]
+__all__ = [
+    "RESTART_BACKOFF",
+    "ConnectionLost",
+    "MCPServer",
+    "mcp_child_spec",
+    "mcp_tool_name",
+    "serve_mcp_server",
+]
 
 log = logging.getLogger(__name__)
 
-RESTART_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=300.0, jitter=0.2)
-# A connection that stayed up this long was healthy: the next failure starts over at 1 s.
-STABLE_AFTER = 120.0
+# A connection that stayed up two minutes was healthy: the next failure starts over at 1 s.
+RESTART_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=300.0, jitter=0.2, reset_after=120.0)
 MAX_DESCRIPTION_CHARS = 1024
 NAME_LIMIT = 64
 
@@ -352,47 +359,49 @@ async def serve_mcp_server(
     server: MCPServer,
     inbox: Inbox[Any],
     *,
-    rng: random.Random | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The actor for one MCP server: keep it connected until the mailbox closes.
+    """The actor for one MCP server: keep one connection up until the mailbox closes.
 
     It takes no messages; the supervisor closing its mailbox is the signal to stop.
-    Ready at once, so a slow or broken server never delays start-up.
+    Ready at once, so a slow or broken server never delays start-up. A connection that
+    ends or cannot be made ends this incarnation with `ConnectionLost` saying why; run it
+    with `mcp_child_spec`, whose supervisor restarts it after `RESTART_BACKOFF`.
     """
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_keep_connected, server, stop, rng or random.Random())
+        nursery.start_soon(_connect, server, stop)
         task_status.started()
         async for _ in inbox:
             pass
         stop.set()
 
 
-async def _keep_connected(server: MCPServer, stop: trio.Event, rng: random.Random) -> None:
-    failures = 0
-    while not stop.is_set():
-        began = trio.current_time()
-        try:
-            await server.run_connection(stop)
-        except Exception as exc:  # the supervision boundary of one server
-            if stop.is_set():
-                return
-            if trio.current_time() - began >= STABLE_AFTER:
-                failures = 0
-            delay = RESTART_BACKOFF.delay(failures, rng)
-            failures += 1
-            cause = unwrap_group(exc)
-            log.warning(
-                "MCP server %s: %s; reconnecting in %.1f s",
-                server.name,
-                _reason(cause),
-                delay,
-                # the expected failures say all in one line; anything else needs its trace
-                exc_info=not isinstance(cause, EXPECTED_FAILURES),
-            )
-            with trio.move_on_after(delay):
-                await stop.wait()
+def mcp_child_spec(server: MCPServer) -> ChildSpec[Any]:
+    """How the root supervisor runs `server`: restarted with backoff for as long as it
+    fails, never escalating (a broken server must not stop the daemon)."""
+    return ChildSpec(
+        f"mcp:{server.name}",
+        partial(serve_mcp_server, server),
+        restart=Restart.TRANSIENT,
+        backoff=RESTART_BACKOFF,
+        escalates=False,
+        expected=(ConnectionLost,),
+    )
+
+
+async def _connect(server: MCPServer, stop: trio.Event) -> None:
+    try:
+        await server.run_connection(stop)
+    except Exception as exc:  # the protocol edge of one server
+        cause = unwrap_group(exc)
+        if stop.is_set():
+            return
+        if isinstance(cause, ConnectionLost):
+            raise cause from None
+        if isinstance(cause, EXPECTED_FAILURES):
+            raise ConnectionLost(_reason(cause)) from cause
+        raise
 
 
 EXPECTED_FAILURES = (ConnectionLost, OSError, trio.TooSlowError, McpError, httpx.HTTPError)

@@ -226,14 +226,44 @@ async def run_web(
             log.info("web chat listening on %s", bind)
         _announce(_browser_url(state.binds[0]), token if config.token is None else None)
         task_status.started()
+        marks = _DeliveryMarks(backend)
+        nursery.start_soon(marks.serve)
+        # Publishing never waits (a slow socket is closed), and the synced outbox writes
+        # happen beside this loop: no thread ever waits on the web interface's mailbox.
         async for event in inbox:
             delivered = hub.publish(event)
             if delivered and isinstance(event, FinalReply) and event.outbox_id is not None:
-                await backend.mark_delivered([event.outbox_id])
+                marks.add(event.outbox_id)
         state.draining = True
         hub.close_all()
         stop.set()
+        with trio.CancelScope(shield=True):
+            await marks.flush()
         nursery.cancel_scope.deadline = trio.current_time() + hypercorn_config.graceful_timeout
+
+
+class _DeliveryMarks:
+    """Outbox ids delivered live, marked in the store in batches by a task of their own."""
+
+    def __init__(self, backend: InterfaceBackend) -> None:
+        self._backend = backend
+        self._pending: list[int] = []
+        self._wake = trio.Event()
+
+    def add(self, outbox_id: int) -> None:
+        self._pending.append(outbox_id)
+        self._wake.set()
+
+    async def serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            await self._backend.mark_delivered(batch)
 
 
 def _announce(url: str, token: str | None) -> None:
