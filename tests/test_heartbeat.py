@@ -7,13 +7,14 @@ from pathlib import Path
 import trio
 
 from ganglion.config import HeartbeatConfig
-from ganglion.heartbeat import HEARTBEAT_THREAD, active_goals, run_heartbeat
+from ganglion.entries import active_lines
+from ganglion.heartbeat import HEARTBEAT_THREAD, run_heartbeat
 from ganglion.messages import HeartbeatReview, TriggerHeartbeat
 from ganglion_actors import ChildSpec, open_supervisor
 
 
 def test_active_goals_skip_comments_and_blank_lines() -> None:
-    assert active_goals("# header\n\n- one\n  # note\n- two\n") == "- one\n- two"
+    assert active_lines("# header\n\n- one\n  # note\n- two\n") == "- one\n- two"
 
 
 async def run_for(

@@ -120,6 +120,7 @@ def _chat(config_path: Path | None, message: str | None) -> int:
 
     from ganglion.chatclient import ChatError, ChatTarget, chat_interactive, chat_once
     from ganglion.config import ConfigError, load_config
+    from ganglion.datadir import WEB_TOKEN_FILE
     from ganglion.web import read_token
 
     try:
@@ -135,7 +136,7 @@ def _chat(config_path: Path | None, message: str | None) -> int:
     if token is None:
         print(
             f"ganglion: no web token found (GANGLION_WEB_TOKEN, web.token, or "
-            f"{config.data_dir / 'web_token'}); has `ganglion run` been started here?",
+            f"{config.data_dir / WEB_TOKEN_FILE}); has `ganglion run` been started here?",
             file=sys.stderr,
         )
         return 3
@@ -157,6 +158,7 @@ def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -
     import trio
 
     from ganglion.config import ConfigError, load_config
+    from ganglion.datadir import SCHEDULER_DB
     from ganglion.reminders.cli import cancel_reminder, list_reminders
     from ganglion.store import StoreError
 
@@ -165,7 +167,7 @@ def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    path = config.data_dir / "scheduler.db"
+    path = config.data_dir / SCHEDULER_DB
     if not path.exists():
         print(f"No reminders: {path} does not exist yet.")
         return EXIT_OK

@@ -16,8 +16,13 @@ from ganglion import safefs
 
 __all__ = [
     "BASE_PROMPT_FILE",
+    "CONVERSATION_DB",
     "GOALS_FILE",
+    "MEMORIES_ARCHIVE_FILE",
     "MEMORIES_FILE",
+    "REMINDERS_MIRROR",
+    "SCHEDULER_DB",
+    "SCRIPTS_DIR",
     "SKILLS_DIR",
     "TEMPLATE_FILES",
     "WEB_TOKEN_FILE",
@@ -28,10 +33,15 @@ __all__ = [
 BASE_PROMPT_FILE = "BASE_PROMPT.txt"
 MEMORIES_FILE = "MEMORIES.txt"
 GOALS_FILE = "HEARTBEATS.txt"
+MEMORIES_ARCHIVE_FILE = "MEMORIES.archive.txt"
 SKILLS_DIR = "skills"
+SCRIPTS_DIR = "scripts"
 TEMPLATE_FILES = (BASE_PROMPT_FILE, MEMORIES_FILE, GOALS_FILE)
-DIRECTORIES = (SKILLS_DIR, "scripts")
+DIRECTORIES = (SKILLS_DIR, SCRIPTS_DIR)
 WEB_TOKEN_FILE = "web_token"
+CONVERSATION_DB = "conversation.db"
+SCHEDULER_DB = "scheduler.db"
+REMINDERS_MIRROR = "reminders.json"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 

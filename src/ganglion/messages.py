@@ -228,8 +228,12 @@ class CancelReminder:
 
 @dataclass(frozen=True, slots=True)
 class ListReminders:
+    """The active reminders (and those awaiting confirmation) set from `thread_id` (None:
+    all), plus every system reminder when `include_system`."""
+
     reply: Reply[tuple[ReminderInfo, ...]]
     thread_id: str | None = None
+    include_system: bool = False
 
 
 ReminderRequest = AddReminder | CancelReminder | ConfirmReminder | ListReminders

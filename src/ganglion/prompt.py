@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ganglion import safefs
 from ganglion.config import MemoryToolConfig
 from ganglion.datadir import BASE_PROMPT_FILE, GOALS_FILE, MEMORIES_FILE, SKILLS_DIR
+from ganglion.entries import without_comments
 
 __all__ = [
     "PromptCacheStatistics",
@@ -85,12 +86,6 @@ INTERFACES = {
 }
 
 
-def _content_lines(text: str) -> str:
-    """The file without its `#` comment lines and surrounding blank lines."""
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    return "\n".join(lines).strip()
-
-
 def skill_index_line(skill: SkillEntry) -> str:
     """The skills index line of `skill`, as the prompt shows it."""
     return f"- {skill.name}: {skill.summary}"
@@ -122,8 +117,8 @@ def build_system_prompt(files: PromptFiles, context: PromptContext) -> str:
     conversation's thread id and interface. `#` comment lines of MEMORIES.txt and
     HEARTBEATS.txt are left out; an empty file or skills directory says so in one line.
     """
-    memories = _content_lines(files.memories) or "(none yet)"
-    goals = _content_lines(files.heartbeats) or "(no active goals)"
+    memories = without_comments(files.memories) or "(none yet)"
+    goals = without_comments(files.heartbeats) or "(no active goals)"
     if files.skills or files.more_skills:
         skills = "\n".join(skill_index_line(s) for s in files.skills)
         if files.more_skills:
@@ -204,11 +199,11 @@ class PromptFileCache:
             memories = self._read(directory, MEMORIES_FILE) or ""
             goals = self._read(directory, GOALS_FILE) or ""
             budget = self._config.prompt_goals_and_skills_bytes
-            goals = cut_text(_content_lines(goals), budget // 2, GOALS_FILE)
+            goals = cut_text(without_comments(goals), budget // 2, GOALS_FILE)
             room = budget - len(goals.encode("utf-8"))
             skills, more = self._index_skills(directory, room)
         memories = cut_text(
-            _content_lines(memories), self._config.max_memories_bytes, MEMORIES_FILE
+            without_comments(memories), self._config.max_memories_bytes, MEMORIES_FILE
         )
         return PromptFiles(base, memories, goals, skills, more)
 

@@ -23,7 +23,13 @@ import trio
 
 from ganglion.backend import DaemonBackend
 from ganglion.config import Config
-from ganglion.datadir import ensure_data_dir
+from ganglion.datadir import (
+    CONVERSATION_DB,
+    GOALS_FILE,
+    SCHEDULER_DB,
+    WEB_TOKEN_FILE,
+    ensure_data_dir,
+)
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat import run_heartbeat
@@ -134,7 +140,7 @@ class Services:
 
         await run_heartbeat(
             self.config.heartbeat,
-            self.config.data_dir / "HEARTBEATS.txt",
+            self.config.data_dir / GOALS_FILE,
             send_review,
             inbox,
             task_status=task_status,
@@ -188,7 +194,7 @@ class Services:
         except SafePathError as exc:
             raise StartupError(
                 f"the web token file is not usable ({exc}); remove "
-                f"{self.config.data_dir / 'web_token'} and start again"
+                f"{self.config.data_dir / WEB_TOKEN_FILE} and start again"
             ) from None
         self.deps.redactor.add(token)
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
@@ -255,8 +261,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     if config.tools.shell.enabled:
         await _check_shell(config)
     try:
-        store = await ConversationStore.open(config.data_dir / "conversation.db")
-        reminder_store = await ReminderStore.open(config.data_dir / "scheduler.db")
+        store = await ConversationStore.open(config.data_dir / CONVERSATION_DB)
+        reminder_store = await ReminderStore.open(config.data_dir / SCHEDULER_DB)
     except StoreError as exc:
         raise StartupError(str(exc)) from exc
     timezone = config.timezone or _system_timezone()

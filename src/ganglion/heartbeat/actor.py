@@ -17,11 +17,12 @@ from pathlib import Path
 import trio
 
 from ganglion.config import HeartbeatConfig
+from ganglion.entries import active_lines
 from ganglion.messages import HeartbeatReview, TriggerHeartbeat
 from ganglion.safefs import NotFound, SafePathError, open_dir
 from ganglion_actors import Inbox
 
-__all__ = ["HEARTBEAT_THREAD", "active_goals", "run_heartbeat"]
+__all__ = ["HEARTBEAT_THREAD", "run_heartbeat"]
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ HEARTBEAT_THREAD = "system:heartbeat"
 MAX_GOALS_BYTES = 64 * 1024
 
 SendReview = Callable[[HeartbeatReview], Awaitable[None]]
-
-
-def active_goals(text: str) -> str:
-    """The goal lines of HEARTBEATS.txt: everything but blank lines and `#` comments."""
-    lines = [
-        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
-    return "\n".join(lines)
 
 
 async def run_heartbeat(
@@ -87,7 +80,7 @@ def _read_goals(heartbeats_file: Path) -> str:
 
 async def _review(heartbeats_file: Path, send_review: SendReview) -> str:
     text = await trio.to_thread.run_sync(_read_goals, heartbeats_file)
-    goals = active_goals(text)
+    goals = active_lines(text)
     if not goals:
         log.debug("heartbeat: no active goals, nothing to review")
         return "No active goals in HEARTBEATS.txt: nothing to review."

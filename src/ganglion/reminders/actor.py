@@ -63,6 +63,7 @@ from ganglion.reminders.schedule import (
     zone,
 )
 from ganglion.reminders.store import Claim, Reminder, ReminderStore, Slot
+from ganglion.reminders.text import reminder_info
 from ganglion_actors import ActorDied, ActorStopped, Inbox
 
 __all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor"]
@@ -325,11 +326,13 @@ class ReminderActor:
                     reply.send(await self.confirm(request))
                 except ScheduleError as exc:
                     reply.fail(exc)
-            case ListReminders(reply=reply, thread_id=thread_id):
+            case ListReminders(reply=reply, thread_id=thread_id, include_system=system):
                 reminders = await self.store.active() + await self.store.awaiting()
                 if thread_id is not None:
-                    reminders = [r for r in reminders if r.thread_id == thread_id]
-                reply.send(tuple(self.info(r) for r in reminders))
+                    reminders = [
+                        r for r in reminders if r.thread_id == thread_id or (system and r.system)
+                    ]
+                reply.send(tuple(reminder_info(r) for r in reminders))
 
     async def add(self, request: AddReminder) -> ReminderInfo:
         """Validate and store a reminder. Raises `ScheduleError` with a clear message;
@@ -375,7 +378,7 @@ class ReminderActor:
             log.info(
                 "reminder %s scheduled: %s, first at %s", reminder.id, describe(schedule), first
             )
-        return self.info(reminder)
+        return reminder_info(reminder)
 
     async def confirm(self, request: ConfirmReminder) -> ReminderInfo:
         """Turn on a recurring reminder the model set, from the conversation it was set in
@@ -395,7 +398,7 @@ class ReminderActor:
         log.info("reminder %s confirmed by the owner: first at %s", reminder.id, first)
         confirmed = await self.store.get(reminder.id)
         assert confirmed is not None
-        return self.info(confirmed)
+        return reminder_info(confirmed)
 
     async def _limit_per_turn_and_conversation(self, request: AddReminder) -> None:
         if request.turn_id is not None:
@@ -438,21 +441,3 @@ class ReminderActor:
                 f"reminder and heartbeat turns already have {len(pending)} reminders pending; "
                 "no more may be scheduled until some have fired"
             )
-
-    def info(self, reminder: Reminder) -> ReminderInfo:
-        tz = zone(reminder.schedule.timezone)
-        next_local = (
-            reminder.next_fire.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-            if reminder.next_fire
-            else None
-        )
-        return ReminderInfo(
-            reminder_id=reminder.id,
-            text=reminder.text,
-            schedule=describe(reminder.schedule),
-            timezone=reminder.schedule.timezone,
-            next_fire=None if reminder.awaiting_confirmation else next_local,
-            thread_id=reminder.thread_id,
-            system=reminder.system,
-            awaiting_confirmation=reminder.awaiting_confirmation,
-        )

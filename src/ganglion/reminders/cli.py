@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganglion.reminders.schedule import describe, zone
 from ganglion.reminders.store import ReminderStore
+from ganglion.reminders.text import reminder_info, reminder_line
 
 __all__ = ["cancel_reminder", "list_reminders"]
 
@@ -23,18 +23,7 @@ async def list_reminders(path: Path) -> str:
         await store.aclose()
     if not reminders:
         return "No reminders are scheduled."
-    lines = []
-    for r in reminders:
-        when = (
-            r.next_fire.astimezone(zone(r.schedule.timezone)).strftime("%Y-%m-%d %H:%M %Z")
-            if r.next_fire
-            else "-"
-        )
-        if r.awaiting_confirmation:
-            when = "off: awaits /confirm"
-        target = "system" if r.system else r.thread_id
-        lines.append(f"{r.id}  {when:<22}  {describe(r.schedule):<24}  {target}  {r.text}")
-    return "\n".join(lines)
+    return "\n".join(reminder_line(reminder_info(r)) for r in reminders)
 
 
 async def cancel_reminder(path: Path, reminder_id: str) -> bool:

@@ -22,8 +22,6 @@ Storage design
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,7 +32,9 @@ from typing import Any
 
 import sqlite_utils
 
+from ganglion.datadir import REMINDERS_MIRROR
 from ganglion.reminders.schedule import Schedule, describe
+from ganglion.safefs import open_dir
 from ganglion.store.migrations import Migrations
 from ganglion.store.sqlite import SQLiteStore
 
@@ -386,7 +386,7 @@ class ReminderStore(SQLiteStore):
     async def mirror(self) -> None:
         """Rewrite reminders.json (atomically) from the database."""
         reminders = await self.active()
-        path = self.path.with_name("reminders.json")
+        path = self.path.with_name(REMINDERS_MIRROR)
         data = [
             {
                 "id": r.id,
@@ -399,17 +399,10 @@ class ReminderStore(SQLiteStore):
             }
             for r in reminders
         ]
-        await self._run(lambda: _write_atomically(path, json.dumps(data, indent=2) + "\n"))
+        text = json.dumps(data, indent=2) + "\n"
+        await self._run(lambda: _write_mirror(path, text))
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".reminders.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _write_mirror(path: Path, text: str) -> None:
+    with open_dir(path.parent) as directory:
+        directory.write_atomic(path.name, text.encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ganglion.messages import ReminderInfo
+from ganglion.reminders.text import reminder_line
 
 __all__ = [
     "COMMANDS",
@@ -68,15 +69,7 @@ def format_reminders(reminders: tuple[ReminderInfo, ...]) -> str:
     if not reminders:
         return "No reminders are scheduled."
     lines = [f"{len(reminders)} scheduled reminder(s):"]
-    for item in reminders:
-        target = "system" if item.system else (item.thread_id or "?")
-        when = item.next_fire or "not scheduled"
-        if item.awaiting_confirmation:
-            when = f"off until you reply /confirm {item.reminder_id}"
-        lines.append(
-            f"- [{item.reminder_id}] {item.text!r} ({item.schedule}, {item.timezone}); "
-            f"next: {when}; for: {target}"
-        )
+    lines += [f"- {reminder_line(item)}" for item in reminders]
     return "\n".join(lines)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-import trio
-
 from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo, TriggerHeartbeat
 from ganglion.reminders import ScheduleError
+from ganglion.reminders.text import reminder_line
+from ganglion.services import ServiceUnavailable, ask_service
 from ganglion.threads.commands import (
     Command,
     format_reminders,
@@ -16,7 +16,7 @@ from ganglion.threads.commands import (
     help_text,
     unknown_command_text,
 )
-from ganglion_actors import ActorError
+from ganglion.threads.ids import interface_for
 
 if TYPE_CHECKING:
     from ganglion.threads.deps import ThreadDeps
@@ -41,8 +41,6 @@ class CommandHost(Protocol):
 __all__ = ["CommandHost", "run_command"]
 
 log = logging.getLogger(__name__)
-
-SERVICE_TIMEOUT = 10.0
 
 
 async def run_command(thread: CommandHost, command: Command) -> None:
@@ -74,15 +72,16 @@ async def run_command(thread: CommandHost, command: Command) -> None:
 
 
 async def _list_reminders(thread: CommandHost) -> str:
-    reminders = thread.deps.peers.reminders
-    if reminders is None:
-        return "The reminder service is not running."
+    """This conversation's reminders and the system ones (a system thread sees all)."""
+    scope = None if interface_for(thread.thread_id) == "system" else thread.thread_id
     try:
-        with trio.fail_after(SERVICE_TIMEOUT):
-            items: tuple[ReminderInfo, ...] = await reminders.ask(ListReminders)
-    except (ActorError, trio.TooSlowError):
-        log.warning("the reminder actor did not answer", exc_info=True)
-        return "The reminder service did not answer; try again in a moment."
+        items: tuple[ReminderInfo, ...] = await ask_service(
+            thread.deps.peers.reminders,
+            lambda reply: ListReminders(reply=reply, thread_id=scope, include_system=True),
+            name="reminder",
+        )
+    except ServiceUnavailable as exc:
+        return str(exc)
     return format_reminders(items)
 
 
@@ -90,33 +89,26 @@ async def _confirm_reminder(thread: CommandHost, args: str) -> str:
     reminder_id = args.strip().strip("[]")
     if not reminder_id:
         return "Give the reminder's id: /confirm <id> (/reminders lists them)."
-    reminders = thread.deps.peers.reminders
-    if reminders is None:
-        return "The reminder service is not running."
     try:
-        with trio.fail_after(SERVICE_TIMEOUT):
-            info: ReminderInfo = await reminders.ask(
-                lambda reply: ConfirmReminder(reminder_id, thread.thread_id, reply)
-            )
+        info: ReminderInfo = await ask_service(
+            thread.deps.peers.reminders,
+            lambda reply: ConfirmReminder(reminder_id, thread.thread_id, reply),
+            name="reminder",
+        )
     except ScheduleError as exc:
         return f"Not confirmed: {exc}."
-    except (ActorError, trio.TooSlowError):
-        log.warning("the reminder actor did not answer", exc_info=True)
-        return "The reminder service did not answer; try again in a moment."
-    return (
-        f"Confirmed: [{info.reminder_id}] {info.text!r} ({info.schedule}); next: {info.next_fire}."
-    )
+    except ServiceUnavailable as exc:
+        return str(exc)
+    return f"Confirmed: {reminder_line(info)}."
 
 
 async def _trigger_heartbeat(thread: CommandHost) -> str:
-    heartbeat = thread.deps.peers.heartbeat
-    if heartbeat is None:
-        return "The heartbeat service is not running."
     try:
-        with trio.fail_after(SERVICE_TIMEOUT):
-            return await heartbeat.ask(
-                lambda reply: TriggerHeartbeat(requested_by=thread.thread_id, reply=reply)
-            )
-    except (ActorError, trio.TooSlowError):
-        log.warning("the heartbeat actor did not answer", exc_info=True)
-        return "The heartbeat service did not answer; try again in a moment."
+        outcome: str = await ask_service(
+            thread.deps.peers.heartbeat,
+            lambda reply: TriggerHeartbeat(requested_by=thread.thread_id, reply=reply),
+            name="heartbeat",
+        )
+    except ServiceUnavailable as exc:
+        return str(exc)
+    return outcome

@@ -13,6 +13,7 @@ import secrets
 __all__ = [
     "SYSTEM_PREFIX",
     "WEB_PREFIX",
+    "WEB_THREAD_PATTERN",
     "interface_for",
     "is_valid_thread_id",
     "new_web_thread_id",
@@ -21,7 +22,8 @@ __all__ = [
 WEB_PREFIX = "web_"
 SYSTEM_PREFIX = "system:"
 
-_WEB = re.compile(r"^web_[0-9a-f]{8,64}$")
+WEB_THREAD_PATTERN = r"^web_[0-9a-f]{8,64}$"
+_WEB = re.compile(WEB_THREAD_PATTERN)
 _MATRIX = re.compile(r"^![^\s:]+:\S+$")
 _SYSTEM = re.compile(r"^system:[a-z0-9_.-]{1,64}$")
 

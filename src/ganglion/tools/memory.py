@@ -30,8 +30,8 @@ import trio
 
 from ganglion import safefs
 from ganglion.config import MemoryToolConfig
-from ganglion.datadir import GOALS_FILE, MEMORIES_FILE, SKILLS_DIR
-from ganglion.tools.entries import EntryError, EntryFile, normalize_entry
+from ganglion.datadir import GOALS_FILE, MEMORIES_ARCHIVE_FILE, MEMORIES_FILE, SKILLS_DIR
+from ganglion.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools.files import run_safely
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
@@ -39,7 +39,7 @@ __all__ = ["ARCHIVE_NAME", "memory_tools", "skill_file_name"]
 
 T = TypeVar("T")
 
-ARCHIVE_NAME = "MEMORIES.archive.txt"
+ARCHIVE_NAME = MEMORIES_ARCHIVE_FILE
 SKILL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 

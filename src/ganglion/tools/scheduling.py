@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
-import trio
-
 from ganglion.messages import (
     AddReminder,
     CancelReminder,
@@ -30,25 +28,14 @@ from ganglion.messages import (
     ReminderRequest,
 )
 from ganglion.reminders import ScheduleError
+from ganglion.reminders.text import reminder_line
+from ganglion.services import ServiceUnavailable, ask_service
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
-from ganglion_actors import ActorError, ActorRef, Reply
+from ganglion_actors import ActorRef, Reply
 
-__all__ = ["SERVICE_TIMEOUT", "reminder_tools"]
+__all__ = ["reminder_tools"]
 
 T = TypeVar("T")
-
-SERVICE_TIMEOUT = 10.0
-
-
-def _describe(item: ReminderInfo) -> str:
-    target = "system thread" if item.system else "this conversation"
-    when = item.next_fire or "no further firing"
-    if item.awaiting_confirmation:
-        when = f"none until the owner replies /confirm {item.reminder_id}"
-    return (
-        f"[{item.reminder_id}] {item.text!r}: {item.schedule} ({item.timezone}); "
-        f"next: {when}; delivered to the {target}"
-    )
 
 
 def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) -> list[Tool]:
@@ -56,16 +43,10 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
     (None while it is not running)."""
 
     async def ask(make: Callable[[Reply[T]], ReminderRequest]) -> T:
-        actor = reminders()
-        if actor is None:
-            raise ToolError("the reminder service is not running")
         try:
-            with trio.fail_after(SERVICE_TIMEOUT):
-                return await actor.ask(make)
-        except ScheduleError as exc:
+            return await ask_service(reminders(), make, name="reminder")
+        except (ScheduleError, ServiceUnavailable) as exc:
             raise ToolError(str(exc)) from None
-        except (ActorError, trio.TooSlowError):
-            raise ToolError("the reminder service did not answer; try again shortly") from None
 
     async def visible(ctx: ToolContext) -> tuple[ReminderInfo, ...]:
         scope = None if ctx.interface == "system" else ctx.thread_id
@@ -108,10 +89,10 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
         )
         if info.awaiting_confirmation:
             return (
-                f"{_describe(info)}. It is set but off: a repeating reminder starts only once "
+                f"{reminder_line(info)}. It is set but off: a repeating reminder starts only once "
                 f"the owner replies /confirm {info.reminder_id} in this conversation. Tell them."
             )
-        return "scheduled " + _describe(info)
+        return "scheduled " + reminder_line(info)
 
     @tool
     async def list_reminders(ctx: ToolContext) -> str:
@@ -119,7 +100,7 @@ def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) ->
         found = await visible(ctx)
         if not found:
             return "no reminders are scheduled from this conversation"
-        return "\n".join(_describe(item) for item in found)
+        return "\n".join(reminder_line(item) for item in found)
 
     @tool(persists=True)
     async def cancel_reminder(ctx: ToolContext, reminder_id: str) -> str:

@@ -70,7 +70,7 @@ from pathlib import Path
 import trio
 
 from ganglion.config import ShellToolConfig
-from ganglion.datadir import is_private_file
+from ganglion.datadir import SCRIPTS_DIR, is_private_file
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
 __all__ = [
@@ -407,7 +407,7 @@ def shell_tools(
 ) -> list[Tool]:
     """The shell tool. `secrets()` gives the values to keep out of the child's environment
     (called per command, so a token created after start-up is included)."""
-    cwd = config.cwd or data_dir / "scripts"
+    cwd = config.cwd or data_dir / SCRIPTS_DIR
     writable = config.writable_paths or [data_dir]
     limits = resource_limits(config)
 

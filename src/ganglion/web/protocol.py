@@ -44,6 +44,7 @@ from ganglion.messages import (
     TurnStarted,
 )
 from ganglion.store import StoredMessage
+from ganglion.threads.ids import WEB_THREAD_PATTERN
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -68,7 +69,7 @@ class _Frame(BaseModel):
 
 class Hello(_Frame):
     type: Literal["hello"]
-    thread_id: str = Field(pattern=r"^web_[0-9a-f]{8,64}$")
+    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
     last_seen: int | None = None
 
 

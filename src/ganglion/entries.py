@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EntryError", "EntryFile", "normalize_entry"]
+__all__ = [
+    "EntryError",
+    "EntryFile",
+    "active_lines",
+    "is_comment",
+    "normalize_entry",
+    "without_comments",
+]
 
 MATCH_PREVIEW = 5
 
@@ -31,9 +38,23 @@ def normalize_entry(text: str, max_chars: int) -> str:
     return entry
 
 
+def is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def without_comments(text: str) -> str:
+    """The file without its `#` comment lines and surrounding blank lines."""
+    return "\n".join(line for line in text.splitlines() if not is_comment(line)).strip()
+
+
+def active_lines(text: str) -> str:
+    """The entry lines of the file: everything but blank lines and `#` comments."""
+    return "\n".join(line for line in text.splitlines() if line.strip() and not is_comment(line))
+
+
 def _entry_text(line: str) -> str | None:
     stripped = line.strip()
-    if not stripped or stripped.startswith("#"):
+    if not stripped or is_comment(stripped):
         return None
     return stripped.removeprefix("-").strip() or None
 
