@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import trio
 import trio.testing
 
 from ganglion.chat import ChatMessage, ToolCall
-from ganglion.store import ConversationStore, MigrationError, Migrations, StoreError
+from ganglion.store import (
+    ConversationStore,
+    MigrationError,
+    Migrations,
+    StoredMessage,
+    StoreError,
+    Turn,
+)
 
 THREAD = "web_0123456789abcdef"
 OTHER = "!room:example.org"
@@ -24,6 +32,20 @@ def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+async def begin(
+    store: ConversationStore,
+    thread_id: str,
+    message: ChatMessage,
+    *,
+    source: str = "user",
+    turn_id: str | None = None,
+) -> tuple[Turn, StoredMessage]:
+    """A turn queued and started, as a thread actor does when its turn comes."""
+    turn, _ = await store.queue_turn(thread_id, message, source=source, turn_id=turn_id)
+    stored = await store.start_turn(turn.turn_id)
+    return replace(turn, state="running", user_message_id=stored.id), stored
 
 
 @pytest.fixture
@@ -208,46 +230,6 @@ async def test_an_unusable_database_is_refused_and_left_untouched(
 # -- turns -----------------------------------------------------------------------------------
 
 
-async def test_begin_turn_commits_the_user_message_and_a_pending_turn_together(
-    db_path: Path, store: ConversationStore
-) -> None:
-    with trio.fail_after(TIMEOUT):
-        turn, stored = await store.begin_turn(
-            THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
-        )
-    assert (turn.turn_id, turn.state, turn.user_message_id) == ("t1", "running", stored.id)
-    assert raw(db_path, "SELECT id, turn_id, role, content FROM messages") == [
-        (stored.id, "t1", "user", "hello")
-    ]
-    assert raw(db_path, "SELECT turn_id, state, user_message_id FROM turns") == [
-        ("t1", "running", stored.id)
-    ]
-
-
-async def test_begin_turn_with_a_known_turn_id_returns_the_stored_turn(
-    db_path: Path, store: ConversationStore
-) -> None:
-    with trio.fail_after(TIMEOUT):
-        _, stored = await store.begin_turn(
-            THREAD, ChatMessage("user", "hi"), source="user", turn_id="$event"
-        )
-        await store.finish_turn("$event", state="done", final=ChatMessage("assistant", "hey"))
-        again, again_stored = await store.begin_turn(
-            THREAD, ChatMessage("user", "hi"), source="user", turn_id="$event"
-        )
-    assert (again.turn_id, again.state, again_stored) == ("$event", "done", stored)
-    assert raw(db_path, "SELECT count(*) FROM messages") == [(2,)]
-    assert raw(db_path, "SELECT count(*) FROM turns") == [(1,)]
-
-
-async def test_begin_turn_generates_a_turn_id(store: ConversationStore) -> None:
-    with trio.fail_after(TIMEOUT):
-        one, _ = await store.begin_turn(THREAD, ChatMessage("user", "a"), source="heartbeat")
-        two, _ = await store.begin_turn(THREAD, ChatMessage("user", "b"), source="heartbeat")
-    assert len(one.turn_id) == 32 and one.turn_id != two.turn_id
-    assert one.source == "heartbeat"
-
-
 async def test_a_queued_turn_is_durable_and_idempotent(
     db_path: Path, store: ConversationStore
 ) -> None:
@@ -267,9 +249,9 @@ async def test_a_queued_turn_is_durable_and_idempotent(
 async def test_a_turn_id_of_another_thread_is_refused(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
         await store.load_thread(OTHER, interface="matrix")
-        await store.begin_turn(THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1")
+        await begin(store, THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1")
         with pytest.raises(StoreError, match="belongs to thread"):
-            await store.begin_turn(OTHER, ChatMessage("user", "hi"), source="user", turn_id="t1")
+            await begin(store, OTHER, ChatMessage("user", "hi"), source="user", turn_id="t1")
 
 
 async def test_start_turn_appends_the_input_and_marks_it_running(
@@ -290,11 +272,11 @@ async def test_finish_turn_stores_reply_state_and_outbox_together(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
         finished = await store.finish_turn(
             turn.turn_id, state="done", final=ChatMessage("assistant", "a"), outbox={"text": "a"}
         )
-        pending = await store.pending_turns(THREAD)
+        pending = (await store.load_thread(THREAD, interface="web")).pending
     assert finished.message is not None and finished.message.message.content == "a"
     assert raw(db_path, "SELECT state, finished_at IS NOT NULL FROM turns") == [("done", 1)]
     assert raw(db_path, "SELECT id, kind, payload FROM outbox WHERE delivered_at IS NULL") == [
@@ -305,7 +287,7 @@ async def test_finish_turn_stores_reply_state_and_outbox_together(
 
 async def test_finish_turn_is_all_or_nothing(db_path: Path, store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
         with pytest.raises(TypeError):  # the payload fails after the reply was inserted
             await store.finish_turn(
                 turn.turn_id,
@@ -322,7 +304,7 @@ async def test_a_finished_turn_cannot_be_finished_again(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, _ = await store.begin_turn(THREAD, ChatMessage("user", "q"), source="user")
+        turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
         await store.finish_turn(turn.turn_id, state="done", final=ChatMessage("assistant", "a"))
         with pytest.raises(StoreError, match="done already"):
             await store.finish_turn(
@@ -337,15 +319,15 @@ async def test_pending_turns_survive_a_reopen_in_order(db_path: Path) -> None:
         store = await ConversationStore.open(db_path)
         await store.load_thread(THREAD, interface="web")
         await store.load_thread(OTHER, interface="matrix")
-        await store.begin_turn(THREAD, ChatMessage("user", "one"), source="user")
+        await begin(store, THREAD, ChatMessage("user", "one"), source="user")
         await store.queue_turn(THREAD, ChatMessage("user", "two"), source="reminder")
-        done, _ = await store.begin_turn(OTHER, ChatMessage("user", "x"), source="user")
+        done, _ = await begin(store, OTHER, ChatMessage("user", "x"), source="user")
         await store.finish_turn(done.turn_id, state="failed", final=None)
         await store.aclose()
 
         store = await ConversationStore.open(db_path)
         threads = await store.threads_with_pending_turns()
-        pending = await store.pending_turns(THREAD)
+        pending = (await store.load_thread(THREAD, interface="web")).pending
         state = await store.load_thread(THREAD, interface="web")
         await store.aclose()
     assert threads == (THREAD,)
@@ -396,7 +378,7 @@ async def test_new_epoch_archives_history_and_fails_pending_turns(
     with trio.fail_after(TIMEOUT):
         await store.append(THREAD, None, ChatMessage("user", "old"))
         await store.set_summary(THREAD, "old summary", 1)
-        await store.begin_turn(THREAD, ChatMessage("user", "pending"), source="user")
+        await begin(store, THREAD, ChatMessage("user", "pending"), source="user")
         assert await store.new_epoch(THREAD) == 1
         await store.append(THREAD, None, ChatMessage("user", "new"))
         state = await store.load_thread(THREAD, interface="web")
@@ -435,7 +417,7 @@ async def test_outbox_lists_undelivered_replies_until_marked_delivered(
         await store.load_thread(OTHER, interface="matrix")
         ids = []
         for thread_id, text in [(THREAD, "a"), (OTHER, "b"), (THREAD, "c")]:
-            turn, _ = await store.begin_turn(thread_id, ChatMessage("user", text), source="user")
+            turn, _ = await begin(store, thread_id, ChatMessage("user", text), source="user")
             finished = await store.finish_turn(
                 turn.turn_id,
                 state="done",

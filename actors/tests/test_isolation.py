@@ -42,3 +42,36 @@ def test_no_source_file_mentions_the_application() -> None:
     for path in sources.glob("*.py"):
         text = path.read_text()
         assert "import ganglion\n" not in text and "from ganglion." not in text, path
+
+
+def test_the_public_surface_is_pinned() -> None:
+    """What ganglion_actors offers, name by name: a change here is a change of its API."""
+    import ganglion_actors
+
+    assert sorted(ganglion_actors.__all__) == [
+        "ActorDied",
+        "ActorError",
+        "ActorFn",
+        "ActorRef",
+        "ActorStatistics",
+        "ActorStopped",
+        "Backoff",
+        "ChildSpec",
+        "Escalation",
+        "Inbox",
+        "MailboxFull",
+        "Registry",
+        "RegistryStatistics",
+        "Reply",
+        "Restart",
+        "Supervisor",
+        "SupervisorStatistics",
+        "current_actor_name",
+        "open_supervisor",
+        "unwrap_group",
+    ]
+    for module in ("_backoff", "_errors", "_mailbox", "_registry", "_supervisor"):
+        exported = set(getattr(ganglion_actors, module).__all__)
+        internal = {"DEFAULT_BACKOFF", "RestartWindow", "Mailbox", "run_incarnation"}
+        internal |= {"reset_actor_name", "set_actor_name"}
+        assert exported - internal <= set(ganglion_actors.__all__), module

@@ -60,7 +60,7 @@ __all__ = [
     "reminder_turn_id",
 ]
 
-Interface = Literal["web", "matrix", "system", "cli"]
+Interface = Literal["web", "matrix", "system"]
 
 
 @dataclass(frozen=True, slots=True)

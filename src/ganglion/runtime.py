@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -61,13 +61,12 @@ from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
 from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
 from ganglion.web import WebState, load_or_create_token, run_web
-from ganglion_actors import ActorStopped, Backoff, ChildSpec, Inbox, Registry, Restart
+from ganglion_actors import ActorFn, ActorStopped, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = ["Services", "open_services"]
 
 log = logging.getLogger("ganglion")
 
-ActorFn = Callable[..., Awaitable[None]]
 # Interfaces fail for outside reasons (a port, a homeserver): retried up to once a minute.
 INTERFACE_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=0.2, reset_after=60.0)
 

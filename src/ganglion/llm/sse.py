@@ -75,11 +75,6 @@ class SSEParser:
             self._data.append(value.removeprefix(" "))
         return None
 
-    def flush(self) -> str | None:
-        """The pending event if the stream ended without its closing blank line."""
-        events = self.close()
-        return events[-1] if events else None
-
     def _feed_text(self, text: str) -> list[str]:
         text = self._pending + text
         events = []

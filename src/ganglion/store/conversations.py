@@ -34,7 +34,6 @@ The life of a turn::
 
     queue_turn            start_turn                   finish_turn
     ----------> queued ---------------> running ----------------------> done | failed
-    begin_turn = queue_turn + start_turn, in one transaction
 
 A turn that arrives while another one of its thread runs is *queued*: its input is
 durable in `turns.input` but not yet in `messages`, so the history keeps the order the
@@ -54,7 +53,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlite_utils
@@ -345,10 +344,6 @@ class ConversationStore(SQLiteStore):
         )
         return tuple(r["thread_id"] for r in rows)
 
-    async def pending_turns(self, thread_id: str) -> tuple[Turn, ...]:
-        """The thread's queued and running turns of the current epoch, oldest first."""
-        return await self._read(lambda: self._pending(thread_id))
-
     async def missing_turns(self, turn_ids: Sequence[str]) -> set[str]:
         """Those of `turn_ids` that no turn has (in any state, any epoch)."""
         wanted = list(dict.fromkeys(turn_ids))
@@ -392,35 +387,6 @@ class ConversationStore(SQLiteStore):
             return self._start(turn)
 
         return await self._write(start)
-
-    async def begin_turn(
-        self,
-        thread_id: str,
-        message: ChatMessage,
-        *,
-        source: str,
-        turn_id: str | None = None,
-    ) -> tuple[Turn, StoredMessage]:
-        """Record a turn and append its user message in one transaction (write-ahead:
-        call this before the model). `turn_id` defaults to a new uuid4.
-
-        Idempotent by `turn_id`: a resubmitted id returns the stored turn and its user
-        message, inserting nothing (the turn's `state` says whether it is still to be
-        answered); a turn that was queued is started.
-        """
-        turn_id = turn_id or uuid.uuid4().hex
-
-        def begin() -> tuple[Turn, StoredMessage]:
-            turn, _ = self._queue(thread_id, message, source, turn_id)
-            if turn.state == "queued":
-                stored = self._start(turn)
-                return replace(turn, state="running", user_message_id=stored.id), stored
-            if turn.user_message_id is None:
-                raise StoreError(f"turn {turn_id!r} was {turn.state} before it started")
-            row = self._rows("SELECT * FROM messages WHERE id = ?", (turn.user_message_id,))
-            return turn, _stored(row[0])
-
-        return await self._write(begin)
 
     async def append(
         self,

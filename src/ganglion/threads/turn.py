@@ -105,7 +105,6 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
         turn_id=turn.turn_id,
         interface=thread.interface,
         source=turn.source,
-        services=deps.peers,
     )
 
     async def stream(text: str) -> None:

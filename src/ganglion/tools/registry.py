@@ -52,7 +52,6 @@ class ToolContext:
     turn_id: str
     interface: str
     source: str = "user"
-    services: Any = None
 
 
 @dataclass(frozen=True, slots=True)

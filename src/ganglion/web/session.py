@@ -105,9 +105,6 @@ class Hub:
             for outlet in outlets:
                 outlet.send.close()
 
-    def sessions(self, thread_id: str) -> int:
-        return len(self._outlets.get(thread_id, ()))
-
 
 async def run_session(socket: Any, backend: InterfaceBackend, hub: Hub, config: WebConfig) -> None:
     """Serve one accepted websocket until it closes."""
