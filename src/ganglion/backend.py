@@ -23,6 +23,7 @@ from typing import Protocol
 
 import trio
 
+from ganglion.errors import GanglionError
 from ganglion.messages import Inbound, UserMessage
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage
 from ganglion_actors import ActorError, Registry
@@ -33,7 +34,7 @@ __all__ = ["SUBMIT_TIMEOUT", "DaemonBackend", "InterfaceBackend", "SubmitError"]
 SUBMIT_TIMEOUT = 30.0
 
 
-class SubmitError(Exception):
+class SubmitError(GanglionError):
     """A message could not be made durable (its thread is stopping, crashed, or stuck);
     the interface must not acknowledge it, so the sender can send it again."""
 

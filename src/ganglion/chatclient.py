@@ -26,6 +26,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from ganglion.errors import GanglionError
 from ganglion.threads.ids import new_web_thread_id
 
 __all__ = ["ChatError", "ChatTarget", "chat_interactive", "chat_once"]
@@ -34,7 +35,7 @@ EXIT_FAILED_TURN = 1
 EXIT_UNREACHABLE = 3
 
 
-class ChatError(Exception):
+class ChatError(GanglionError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status

@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from ganglion.errors import StartupError
+
 __all__ = [
     "DEFAULT_CONFIG_NAME",
     "CompactionConfig",
@@ -72,7 +74,7 @@ ENV_SECRETS: Mapping[str, tuple[str, str]] = {
 }
 
 
-class ConfigError(Exception):
+class ConfigError(StartupError):
     """A configuration that cannot be used; the message is meant for the operator."""
 
 

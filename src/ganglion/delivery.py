@@ -42,6 +42,15 @@ class _Route:
 
 
 class DeliveryRouter:
+    """Routes outbound events to the interface that owns their thread.
+
+    Owns: the routes (a name, which thread ids it owns, the sink). Interfaces register
+    when they are ready and unregister when they stop; the first route that owns a thread
+    gets its events. Error handling: an event with no route, or whose interface is
+    stopping, is dropped and counted (final replies are in the outbox already). Resource
+    handling: `deliver` waits while the sink's mailbox is full, never longer.
+    """
+
     def __init__(self) -> None:
         self._routes: dict[str, _Route] = {}
         self._delivered = 0

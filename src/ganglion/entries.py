@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ganglion.errors import GanglionError
+
 __all__ = [
     "EntryError",
     "EntryFile",
@@ -23,7 +25,7 @@ __all__ = [
 MATCH_PREVIEW = 5
 
 
-class EntryError(ValueError):
+class EntryError(GanglionError):
     """An edit that cannot be applied; the message says why, for the model."""
 
 

@@ -1,8 +1,27 @@
-"""Ganglion's own errors; foreign errors are converted into these at the edges.
+"""Ganglion's own errors: one tree, and foreign errors converted into it at the edges
+(SQLite, httpx, nio, the MCP SDK, the file system).
 
-GanglionError
-└── StartupError     the daemon cannot start as configured (bad data dir, corrupt
-                     database, missing sandbox, …); reported in one line, exit 2
+GanglionError            base; `user_message` is a short sentence safe to show people
+├── StartupError         the daemon cannot start as configured; one line, exit 2
+│   └── ConfigError      the configuration file is unusable (config.py)
+├── StoreError           a store cannot be used, or an operation on it failed
+├── MigrationError       a database this version cannot use (store.migrations)
+├── LLMError             the model could not answer (the tree in llm/errors.py)
+├── TurnError            a turn cannot complete (threads.turn)
+├── ToolError            a tool refused or failed; the message is for the model
+│   └── FileAccessError  a file tool refused (tools.files)
+├── SafePathError        a file access beneath a directory handle refused (safefs)
+├── EntryError           an edit of MEMORIES.txt / HEARTBEATS.txt refused (entries)
+├── ScheduleError        a reminder refused (reminders.schedule)
+├── SandboxError         the configured shell sandbox cannot be used (tools.shell)
+├── ConnectionLost       an MCP server went away (tools.mcp)
+├── ServiceUnavailable   a service actor did not answer (services)
+├── SubmitError          a message could not be made durable (backend)
+├── FrameError           a web chat frame refused (web.protocol)
+└── ChatError            the terminal client failed (chatclient)
+
+Each is defined next to the code that raises it; this module holds the base and the
+start-up error, and imports nothing, so any module (the light CLI client too) may use it.
 """
 
 from __future__ import annotations
@@ -12,6 +31,12 @@ __all__ = ["GanglionError", "StartupError"]
 
 class GanglionError(Exception):
     """Base of Ganglion's own errors."""
+
+    @property
+    def user_message(self) -> str:
+        """A short sentence for the owner (a chat, the terminal); never a traceback or a
+        secret. By default the message itself."""
+        return str(self)
 
 
 class StartupError(GanglionError):

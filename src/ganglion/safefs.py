@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from ganglion.errors import GanglionError
+
 __all__ = [
     "BadPath",
     "DirEntry",
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class SafePathError(Exception):
+class SafePathError(GanglionError):
     """A file operation refused or failed; the message names only the caller's path."""
 
 

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import trio
 
+from ganglion.errors import GanglionError
 from ganglion_actors import ActorError, ActorRef, Reply
 
 __all__ = ["SERVICE_TIMEOUT", "ServiceUnavailable", "ask_service"]
@@ -26,7 +27,7 @@ R = TypeVar("R")
 SERVICE_TIMEOUT = 10.0
 
 
-class ServiceUnavailable(Exception):
+class ServiceUnavailable(GanglionError):
     """The service could not answer; the message says so in words for people."""
 
 

@@ -14,12 +14,14 @@ server message. `.user_message` is for the person in the chat: it never does.
 
 from __future__ import annotations
 
+from ganglion.errors import GanglionError
+
 __all__ = ["LLMError", "LLMRequestRejected", "LLMStreamError", "LLMTimeout", "LLMUnavailable"]
 
 DETAIL_LIMIT = 300
 
 
-class LLMError(Exception):
+class LLMError(GanglionError):
     """Base of the model client's errors."""
 
     user_text = "The model could not answer."

@@ -100,6 +100,17 @@ class _Handover:
 
 
 class ReminderActor:
+    """The reminder actor's state and behaviour; `run` is its actor function.
+
+    Owns: nothing but its reference to the reminder store (scheduler.db) and the retry
+    list of slots whose threads did not confirm. It hands `ReminderDue`s to threads
+    through `deliver` (which returns once the turn is durable) and tells the owner about
+    missed or refused reminders through `notify`. Error handling: refused requests are
+    `ScheduleError`s in the reply; store errors end the incarnation (the supervisor
+    restarts it, and the ledger makes the restart safe). Time: `wall` for the calendar,
+    trio's clock for waiting, so tests drive both.
+    """
+
     def __init__(
         self,
         store: ReminderStore,

@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
+from ganglion.errors import GanglionError
+
 __all__ = [
     "Kind",
     "Schedule",
@@ -50,7 +52,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _CRON_LOOKAHEAD = 5000
 
 
-class ScheduleError(ValueError):
+class ScheduleError(GanglionError):
     """A schedule that cannot be used; the message says why, for the model or the CLI."""
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from ganglion.errors import GanglionError
+
 __all__ = ["Migration", "MigrationError", "Migrations"]
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ Migration = Callable[[sqlite_utils.Database], None]
 TABLE = "_migrations"
 
 
-class MigrationError(Exception):
+class MigrationError(GanglionError):
     """The database cannot be used by this version; the message says why."""
 
 

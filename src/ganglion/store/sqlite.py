@@ -34,6 +34,7 @@ from typing import Any, Self, TypeVar
 import sqlite_utils
 import trio
 
+from ganglion.errors import GanglionError
 from ganglion.store.migrations import MigrationError, Migrations
 
 __all__ = ["SQLiteStore", "StoreError", "StoreStatistics"]
@@ -41,7 +42,7 @@ __all__ = ["SQLiteStore", "StoreError", "StoreStatistics"]
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(GanglionError):
     """A store cannot be used, or an operation on it failed; the message says why."""
 
 

@@ -119,6 +119,17 @@ async def run_thread(
 
 
 class ThreadActor:
+    """One conversation's state and behaviour; `run_thread` runs it.
+
+    Owns: the thread's in-memory history (since the last summary), its summary and its
+    queue of work. Nothing outside changes them: turns and commands act through the
+    `TurnHost` and `CommandHost` protocols it implements. Error handling: see the module
+    docstring (model errors end a turn with a message; anything else fails the turn, tells
+    the user and restarts the actor). Resource handling: every message is written to the
+    store before it is acted on; an idle actor is passivated by the registry and costs
+    nothing until its next message.
+    """
+
     def __init__(
         self,
         deps: ThreadDeps,

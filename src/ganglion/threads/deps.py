@@ -46,6 +46,11 @@ class SharedPromptFiles:
 
 @dataclass(frozen=True, slots=True)
 class ThreadDeps:
+    """Everything a thread actor uses that it does not own, shared by all threads and
+    built once per daemon run: the validated config, the conversation store, the model
+    clients and the limiter on concurrent model calls, the delivery router, the prompt
+    files, the tools, the service actors' references, the clock and the redactor."""
+
     config: Config
     store: ConversationStore
     llm: LLMClient

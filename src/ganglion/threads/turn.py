@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ganglion.chat import ChatMessage, ToolCall
+from ganglion.errors import GanglionError
 from ganglion.llm import extract_text_tool_calls
 from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
@@ -52,12 +53,8 @@ PERSIST_NOTICE_CHARS = 300
 AUDIT_LOG_ARGUMENT_CHARS = 500
 
 
-class TurnError(Exception):
-    """A turn that cannot complete for a reason the user should hear about."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+class TurnError(GanglionError):
+    """A turn that cannot complete for a reason the user should hear about (the message)."""
 
 
 def repair_tool_pairs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:

@@ -40,6 +40,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from ganglion.config import MCPServerConfig
+from ganglion.errors import GanglionError
 from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
 from ganglion_actors import Backoff, ChildSpec, Inbox, Restart, unwrap_group
 
@@ -95,7 +96,7 @@ def describe_result(result: mcp_types.CallToolResult) -> str:
     return "\n".join(parts) or "(no output)"
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(GanglionError):
     """The server went away; the message says how."""
 
 

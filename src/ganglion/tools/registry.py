@@ -31,6 +31,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from ganglion.chat import ToolCall
+from ganglion.errors import GanglionError
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_RESULT_CHARS = 16_000
 
 
-class ToolError(Exception):
+class ToolError(GanglionError):
     """An expected refusal by a tool (bad path, too large, …): its message goes to the
     model as is, without a traceback in the log."""
 

@@ -71,6 +71,7 @@ import trio
 
 from ganglion.config import ShellToolConfig
 from ganglion.datadir import SCRIPTS_DIR, is_private_file
+from ganglion.errors import GanglionError
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
 __all__ = [
@@ -113,7 +114,7 @@ RUNTIME_PATHS = ("/run", "/var/run")
 _SYSTEM_VIEW = [Path(p) for p in SYSTEM_PATHS] + [Path("/etc", e) for e in ETC_ENTRIES]
 
 
-class SandboxError(Exception):
+class SandboxError(GanglionError):
     """The configured sandbox cannot be used; the message is for the operator."""
 
 

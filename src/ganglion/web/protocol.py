@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ganglion.errors import GanglionError
 from ganglion.messages import (
     FinalReply,
     Notice,
@@ -88,7 +89,7 @@ ClientFrame = Annotated[Hello | Send | HistoryRequest, Field(discriminator="type
 _client_frame: TypeAdapter[Hello | Send | HistoryRequest] = TypeAdapter(ClientFrame)
 
 
-class FrameError(Exception):
+class FrameError(GanglionError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
