@@ -20,6 +20,8 @@ __all__ = [
     "MEMORIES_FILE",
     "SKILLS_DIR",
     "TEMPLATE_FILES",
+    "MATRIX_PICKLE_KEY_FILE",
+    "MATRIX_STORE_DIR",
     "WEB_TOKEN_FILE",
     "ensure_data_dir",
     "is_private_file",
@@ -32,16 +34,23 @@ SKILLS_DIR = "skills"
 TEMPLATE_FILES = (BASE_PROMPT_FILE, MEMORIES_FILE, GOALS_FILE)
 DIRECTORIES = (SKILLS_DIR, "scripts")
 WEB_TOKEN_FILE = "web_token"
+MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
+MATRIX_STORE_DIR = "matrix"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 
 
 def is_private_file(data_dir: Path, path: Path) -> bool:
     """Whether `path` (resolved) is one of the daemon's own files in `data_dir` that no
-    tool may read or write: the web token and the databases."""
+    tool may read or write: the web token, the databases, and the Matrix encryption
+    store (its directory and everything in it) and pickle key."""
+    if path == data_dir / MATRIX_STORE_DIR or data_dir / MATRIX_STORE_DIR in path.parents:
+        return True
     if path.parent != data_dir:
         return False
-    return path.name == WEB_TOKEN_FILE or path.name.endswith(_PRIVATE_SUFFIXES)
+    return path.name in (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE) or path.name.endswith(
+        _PRIVATE_SUFFIXES
+    )
 
 
 def ensure_data_dir(data_dir: Path) -> list[Path]:

@@ -68,6 +68,9 @@ async def _list_reminders(thread: ThreadActor) -> str:
     except (ActorError, trio.TooSlowError):
         log.warning("the reminder actor did not answer", exc_info=True)
         return "The reminder service did not answer; try again in a moment."
+    if thread.interface != "system":
+        # A room or a tab sees its own reminders and the system ones, not another's.
+        items = tuple(r for r in items if r.system or r.thread_id == thread.thread_id)
     return format_reminders(items)
 
 
