@@ -17,11 +17,11 @@ from ganglion import safefs
 __all__ = [
     "BASE_PROMPT_FILE",
     "GOALS_FILE",
+    "MATRIX_PICKLE_KEY_FILE",
+    "MATRIX_STORE_DIR",
     "MEMORIES_FILE",
     "SKILLS_DIR",
     "TEMPLATE_FILES",
-    "MATRIX_PICKLE_KEY_FILE",
-    "MATRIX_STORE_DIR",
     "WEB_TOKEN_FILE",
     "ensure_data_dir",
     "is_private_file",
