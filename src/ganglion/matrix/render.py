@@ -65,19 +65,25 @@ def split_reply(text: str, limit: int = MAX_CONTENT_BYTES) -> list[str]:
     on paragraph boundaries where possible. Short texts come back as `[text]`."""
     if content_size(message_content(text)) <= limit:
         return [text]
-    pieces: list[str] = []
+    return _join([piece for block in _blocks(text) for piece in _fit(block, limit)], "\n\n", limit)
+
+
+def _join(pieces: list[str], separator: str, limit: int) -> list[str]:
+    """Consecutive pieces joined with `separator` while the result fits. Sizes add up
+    (each piece is rendered once): a join costs at most `_JOIN_COST` bytes of markup."""
+    chunks: list[str] = []
     current: list[str] = []
-    for block in _blocks(text):
-        for piece in _fit(block, limit):
-            candidate = "\n\n".join([*current, piece])
-            if current and content_size(message_content(candidate)) > limit:
-                pieces.append("\n\n".join(current))
-                current = [piece]
-            else:
-                current.append(piece)
+    size = 0
+    for piece in pieces:
+        piece_size = _size(piece)
+        if current and size + _JOIN_COST + piece_size > limit - _EMPTY:
+            chunks.append(separator.join(current))
+            current, size = [], 0
+        size += piece_size + (_JOIN_COST if current else 0)
+        current.append(piece)
     if current:
-        pieces.append("\n\n".join(current))
-    return [piece for piece in pieces if piece.strip()]
+        chunks.append(separator.join(current))
+    return [chunk for chunk in chunks if chunk.strip()]
 
 
 def _blocks(text: str) -> list[str]:
@@ -118,26 +124,49 @@ def _fit(block: str, limit: int) -> list[str]:
 
 
 def _pack(lines: list[str], limit: int) -> list[str]:
-    """Lines joined into chunks under `limit`; a line too long alone is cut up."""
-    chunks: list[str] = []
-    current = ""
+    """Lines joined into chunks under `limit`; a line too long alone is cut between
+    characters into chunks of its own."""
+    pieces: list[str] = []
     for line in lines:
-        for part in _cut(line, limit):
-            candidate = f"{current}\n{part}" if current else part
-            if current and content_size(message_content(candidate)) > limit:
-                chunks.append(current)
-                current = part
-            else:
-                current = candidate
-    if current:
-        chunks.append(current)
+        if _fits(line, limit):
+            pieces.append(line)
+        else:
+            pieces += _cut(line, limit)
+    # Cut pieces of one line must not get a newline between them: each stays alone.
+    if len(pieces) == len(lines):
+        return _join(pieces, "\n", limit)
+    chunks: list[str] = []
+    for line in lines:
+        chunks += _join([line], "\n", limit) if _fits(line, limit) else _cut(line, limit)
     return chunks
 
 
 def _cut(line: str, limit: int) -> list[str]:
-    # HTML escaping can make a character six times larger (`"` -> `&quot;`), and the
-    # text is there twice (body and formatted_body), plus JSON escaping.
-    step = max(1, limit // 16)
-    if content_size(message_content(line)) <= limit:
-        return [line]
-    return [line[i : i + step] for i in range(0, len(line), step)]
+    """`line` cut into pieces that fit. HTML and JSON escaping make a character cost 1 to
+    12 bytes: each piece's length is guessed from the cost of its first characters, then
+    shortened until it fits."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(line):
+        sample = line[start : start + 256]
+        per_char = max(1.0, _size(sample) / len(sample))
+        length = max(1, int((limit - _EMPTY) / per_char * 0.9))
+        while length > 1 and not _fits(line[start : start + length], limit):
+            length = int(length * 0.8)
+        pieces.append(line[start : start + length])
+        start += length
+    return pieces
+
+
+def _fits(text: str, limit: int) -> bool:
+    return content_size(message_content(text)) <= limit
+
+
+def _size(text: str) -> int:
+    """What `text` adds to an empty message's content."""
+    return content_size(message_content(text)) - _EMPTY
+
+
+_EMPTY: Final = content_size(message_content(""))
+# Joining two pieces adds at most a paragraph break in both the body and the HTML.
+_JOIN_COST: Final = 32
