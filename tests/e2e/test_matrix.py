@@ -290,7 +290,9 @@ async def test_a_reminder_set_in_a_room_fires_into_it_after_a_restart(
     async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
         room_id = await room_with_bot(owner, live)
         other = await room_with_bot(owner, live, encrypted=False)
-        assert (await say(owner, live, room_id, "remind me soon")).body == "I will remind you."
+        kept = await say(owner, live, room_id, "remind me soon")
+        assert kept.msgtype == "m.notice" and "stretch your legs" in kept.body  # shown as made
+        assert (await owner.wait_for_message(room_id, bot_id(live))).body == "I will remind you."
         listing = await say(owner, live, room_id, "/reminders")
         assert "stretch your legs" in listing.body
         # Another room does not see this room's reminders.

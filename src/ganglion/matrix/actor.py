@@ -49,7 +49,7 @@ from ganglion.matrix.errors import (
 )
 from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.outgoing import Outgoing
-from ganglion.matrix.sync import SyncLoop
+from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
 from ganglion.safefs import NotFound, SafePathError, open_dir
 from ganglion_actors import Backoff, Inbox
@@ -174,7 +174,10 @@ class Connection:
             try:
                 if not self.connected:
                     await self.connect()
-                await self.sync.sync_once()
+                # Back from a failure, or with replies waiting: a quick sync first, so
+                # they go out now rather than after a long poll.
+                waiting = self._last_report is not None or self.outgoing.needs_sweep
+                await self.sync.sync_once(0 if waiting else LONG_POLL_MS)
                 if self.outgoing.needs_sweep:
                     await self.outgoing.sweep()
             except MatrixError as exc:
