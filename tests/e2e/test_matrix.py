@@ -305,3 +305,34 @@ async def test_a_reminder_set_in_a_room_fires_into_it_after_a_restart(
         assert fired.body.endswith("stretch your legs")
         assert fired.encrypted
         assert (await say(owner, live, room_id, "thanks")).body == "echo: thanks"
+
+
+@pytest.mark.parametrize(
+    ("change", "logged"),
+    [
+        ({"access_token": "syt_not_a_real_token"}, "M_UNKNOWN_TOKEN"),
+        ({"device_id": "NOTMYDEVICE"}, "not to matrix.device_id NOTMYDEVICE"),
+        ({"homeserver": "http://127.0.0.1:9"}, "cannot reach the homeserver"),
+        ({"homeserver": "LLM"}, "did not answer like a Matrix homeserver"),
+    ],
+    ids=["wrong-token", "wrong-device", "unreachable", "not-matrix"],
+)
+async def test_a_matrix_setup_that_cannot_work_is_one_log_line_and_the_web_chat_still_works(
+    tmp_path: Path,
+    synapse: Synapse,
+    fake_llm: FakeLLM,
+    echo: Echo,
+    owner: MatrixHuman,
+    change: dict[str, str],
+    logged: str,
+) -> None:
+    if change.get("homeserver") == "LLM":
+        change = {"homeserver": fake_llm.base_url.removesuffix("/v1")}
+    async with open_bot(tmp_path, synapse, fake_llm, owner, **change) as live:
+        frames = await live.turn("web_0123456789abcdef", "are you there?")
+        assert frames[-1]["type"] == "reply"
+        assert frames[-1]["text"] == "echo: are you there?"
+        log = (live.root / "logs" / "ganglion.log").read_text()
+    matching = [line for line in log.splitlines() if logged in line]
+    assert len(matching) == 1, log
+    assert "retrying with backoff" in matching[0]

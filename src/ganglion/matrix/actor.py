@@ -209,9 +209,9 @@ class Connection:
             whoami = await self.homeserver.request(
                 nio.WhoamiResponse, nio.Api.whoami(client.access_token)
             )
+        except MatrixAuthError:
+            raise
         except MatrixRequestError as exc:
-            if isinstance(exc, MatrixAuthError) or exc.status in (404, 405):
-                raise
             raise MatrixSetupError(
                 f"{self._config.homeserver} did not answer like a Matrix homeserver ({exc}): "
                 "check matrix.homeserver (the client API's base URL, e.g. "
