@@ -134,8 +134,10 @@ class Connection:
         self.homeserver = Homeserver(client, http, config.homeserver)
         self.keys = KeyKeeper(self.homeserver)
         self.synced = trio.Event()
-        self.sync = SyncLoop(self.homeserver, self.keys, config, backend, self.synced)
         self.outgoing = Outgoing(self.homeserver, self.keys, backend, self.synced)
+        self.sync = SyncLoop(
+            self.homeserver, self.keys, config, backend, self.synced, self.outgoing.mark_read
+        )
         self.connected = False
         self._last_report: str | None = None
         self._random = random.Random()

@@ -17,10 +17,11 @@ Rules:
    that could not be sent (homeserver unreachable) stays in the outbox, and the next
    successful sync sends it (`needs_sweep`).
 
-Typing notices: a turn that starts shows the bot typing, renewed every
-`TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when the
-turn ends or fails. Command output (`Notice`) and failed turns go out as `m.notice`,
-best effort: they are not in the outbox.
+Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
+every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
+the turn ends or fails. Read receipts (`mark_read`) go out `QUIET_DELAY` after the
+message was taken, the latest per room. Command output (`Notice`) and failed turns go
+out as `m.notice`, best effort: they are not in the outbox.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 TYPING_TIMEOUT_MS: Final = 30_000
 TYPING_RENEW: Final = 20.0
+# A turn answered faster than this shows no typing notice, and read receipts wait this
+# long (coalesced per room): both would compete with the reply for the homeserver.
+QUIET_DELAY: Final = 0.5
 # Refusals that a resend would only repeat.
 FINAL_ERRCODES: Final = frozenset(
     {"M_FORBIDDEN", "M_TOO_LARGE", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_UNKNOWN"}
@@ -75,6 +79,8 @@ class Outgoing:
         self._synced = synced
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._typing: dict[str, trio.CancelScope] = {}
+        self._unread: dict[str, str] = {}
+        self._unread_added = trio.Event()
         self.needs_sweep = True
         self.sent = 0
 
@@ -88,6 +94,7 @@ class Outgoing:
         mailbox; what is still being sent when the mailbox ends is cancelled and stays
         in the outbox."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_receipts)
             async for event in inbox:
                 match event:
                     case TurnStarted(thread_id=room_id):
@@ -103,6 +110,26 @@ class Outgoing:
                     case _:
                         pass  # streamed text and tool activity: Matrix shows the final reply
             nursery.cancel_scope.cancel()
+
+    def mark_read(self, room_id: str, event_id: str) -> None:
+        """Send a read receipt for `event_id` soon (see the module docstring)."""
+        self._unread[room_id] = event_id
+        self._unread_added.set()
+
+    async def _send_receipts(self) -> None:
+        while True:
+            await self._unread_added.wait()
+            await trio.sleep(QUIET_DELAY)
+            self._unread_added = trio.Event()
+            unread, self._unread = self._unread, {}
+            for room_id, event_id in unread.items():
+                call = nio.Api.room_read_markers(
+                    self._client.access_token, room_id, event_id, event_id
+                )
+                try:
+                    await self._homeserver.request(nio.RoomReadMarkersResponse, call, room_id)
+                except MatrixError as exc:
+                    log.debug("no read receipt for %s: %s", event_id, exc)
 
     async def sweep(self) -> None:
         """Flush every joined room's outbox (after a (re)connection, rule 5)."""
@@ -174,6 +201,7 @@ class Outgoing:
         self._stop_typing(room_id)
         with trio.CancelScope() as scope:
             self._typing[room_id] = scope
+            await trio.sleep(QUIET_DELAY)
             while self._synced.is_set():
                 await self._set_typing(room_id, True)
                 await trio.sleep(TYPING_RENEW)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,7 +35,7 @@ import trio
 from ganglion.backend import InterfaceBackend, SubmitError
 from ganglion.config import MatrixConfig
 from ganglion.matrix.crypto import KeyKeeper
-from ganglion.matrix.errors import MatrixError, MatrixRequestError
+from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.events import (
     Incoming,
     classify_event,
@@ -84,6 +84,7 @@ class SyncLoop:
         config: MatrixConfig,
         backend: InterfaceBackend,
         synced: trio.Event,
+        mark_read: Callable[[str, str], None],
     ) -> None:
         self._homeserver = homeserver
         self._keys = keys
@@ -91,6 +92,7 @@ class SyncLoop:
         self._backend = backend
         self.counters = SyncCounters()
         self.synced = synced  # set after the first sync: the rooms are known
+        self._mark_read = mark_read
         self._since: str | None = None
         self._loaded = False
         self._full_state = True
@@ -132,7 +134,8 @@ class SyncLoop:
         await self._decide_invites()
         await self._keys.after_sync()
         await self._request_missing_keys()
-        await self._send_receipts(incoming)
+        for message in incoming:
+            self._mark_read(message.room_id, message.event_id)
 
     def _incoming(self, response: Any) -> list[Incoming]:
         found: list[Incoming] = []
@@ -147,6 +150,15 @@ class SyncLoop:
                 decision = classify_event(self._config, own, room_id, source)
                 if isinstance(decision, Incoming):
                     found.append(decision)
+                elif decision.reason.startswith("malformed"):
+                    self.counters.skipped += 1
+                    log.info(
+                        "ignored an event from %s in %s (%s): %s",
+                        source.get("sender"),
+                        room_id,
+                        source.get("event_id"),
+                        decision.reason,
+                    )
                 else:
                     self.counters.skipped += 1
                     log.debug(
@@ -253,12 +265,3 @@ class SyncLoop:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)
                 continue
             self._invites_decided.add(room_id)
-
-    async def _send_receipts(self, incoming: Sequence[Incoming]) -> None:
-        latest = {message.room_id: message.event_id for message in incoming}
-        for room_id, event_id in latest.items():
-            call = nio.Api.room_read_markers(self._client.access_token, room_id, event_id, event_id)
-            try:
-                await self._homeserver.request(nio.RoomReadMarkersResponse, call, room_id)
-            except MatrixError as exc:
-                log.debug("no read receipt for %s: %s", event_id, exc)
