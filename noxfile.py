@@ -151,7 +151,15 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks; writes one JSON report (.bench/report.json by default)."""
+    """Benchmarks; writes one JSON report (.bench/report.json by default). The Matrix
+    round trips run against a real Synapse, installed as for `e2e`."""
+    synapse_python = _ensure_synapse(session)
     _sync(session, "dev")
     out = session.posargs[0] if session.posargs else ".bench/report.json"
-    session.run("python", "benchmarks/run.py", "--out", out)
+    session.run(
+        "python",
+        "benchmarks/run.py",
+        "--out",
+        out,
+        env={"GANGLION_SYNAPSE_PYTHON": str(synapse_python)},
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_matrix
 import bench_reminders
 import bench_store
 import bench_tools
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "conversation_store": bench_store.main,
     "reminders": bench_reminders.main,
     "tools": bench_tools.main,
+    "matrix": bench_matrix.main,
 }
 
 

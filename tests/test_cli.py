@@ -24,11 +24,12 @@ pytestmark = pytest.mark.slow
         ("web:\n  port: high\n", "config.yaml: web.port: Input should be a valid integer"),
         ("llm: [1, 2\n", "config.yaml: YAML syntax error (line 2"),
         (
-            "matrix: {enabled: true, allowed_users: ['@a:b']}\n",
-            "config.yaml: matrix: matrix is enabled but homeserver, user_id, access_token is not set",
+            "matrix: {allowed_users: ['@a:b'], device_id: D, access_token: t, user_id: '@b:c'}\n",
+            "config.yaml: matrix: matrix.homeserver is required (or set matrix.enabled: false)",
         ),
+        ("web: {enabled: false}\n", "no interface is on"),
     ],
-    ids=["unknown-key", "wrong-type", "yaml-syntax", "missing-required"],
+    ids=["unknown-key", "wrong-type", "yaml-syntax", "missing-required", "no-interface"],
 )
 async def test_bad_config_exits_2_with_one_readable_message(
     tmp_path: Path, text: str, expected: str

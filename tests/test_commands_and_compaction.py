@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from ganglion.messages import AddReminder
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply
 
@@ -42,6 +43,30 @@ async def test_reminders_command_asks_the_reminder_actor(tmp_path: Path, fake_ll
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
         await daemon.say(WEB, "/reminders")
         assert await daemon.collector.notice(WEB) == "No reminders are scheduled."
+
+
+async def test_reminders_command_lists_this_conversations_and_the_system_ones(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    other = "!elsewhere:example.org"
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        reminders = daemon.services.peers.reminders
+        assert reminders is not None
+        for text, thread_id, system in (
+            ("mine", WEB, False),
+            ("theirs", other, False),
+            ("for everyone", None, True),
+        ):
+            await reminders.ask(
+                lambda reply, text=text, thread_id=thread_id, system=system: AddReminder(
+                    text, "at", "in 1h", reply, thread_id=thread_id, system=system
+                )
+            )
+        await daemon.say(WEB, "/reminders")
+        listing = await daemon.collector.notice(WEB)
+    assert "'mine'" in listing and "'for everyone'" in listing
+    assert "theirs" not in listing
+    assert listing.startswith("2 scheduled reminder(s):")
 
 
 async def test_heartbeat_command_with_no_goals_stays_quiet(

@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from ganglion.config import Config, ConfigError, load_config
+from ganglion.config import Config, ConfigError, load_config, require_an_interface
+
+MATRIX = (
+    "matrix:\n"
+    "  homeserver: https://matrix.example.org\n"
+    "  user_id: '@bot:example.org'\n"
+    "  access_token: syt_file\n"
+    "  device_id: BOTDEVICE\n"
+    "  allowed_users: ['@me:example.org']\n"
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -64,14 +73,55 @@ def test_missing_required_field_when_matrix_is_enabled(tmp_path: Path) -> None:
     path = write(tmp_path, "matrix:\n  enabled: true\n  allowed_users: ['@me:x']\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
-    assert "matrix" in str(caught.value)
-    assert "homeserver, user_id, access_token" in str(caught.value)
+    assert str(caught.value) == (
+        f"{path}: matrix: matrix.homeserver is required; matrix.user_id is required; "
+        "matrix.access_token is required (or set matrix.enabled: false)"
+    )
+
+
+def test_a_matrix_section_with_the_three_names_turns_matrix_on(tmp_path: Path) -> None:
+    path = write(tmp_path, MATRIX)
+    config, _ = load_config(path, environ={})
+    assert config.matrix.enabled
+    assert config.matrix.store_dir is None  # <data_dir>/matrix, decided at start-up
+    off, _ = load_config(write(tmp_path, MATRIX + "  enabled: false\n"), environ={})
+    assert not off.matrix.enabled
+
+
+def test_matrix_device_id_is_required(tmp_path: Path) -> None:
+    path = write(tmp_path, MATRIX.replace("  device_id: BOTDEVICE\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == f"{path}: matrix: matrix.device_id is required"
+
+
+def test_matrix_access_token_comes_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, MATRIX.replace("  access_token: syt_file\n", ""))
+    config, _ = load_config(path, environ={"GANGLION_MATRIX_ACCESS_TOKEN": "syt_env"})
+    assert config.matrix.access_token is not None
+    assert config.matrix.access_token.get_secret_value() == "syt_env"
+    # Without a matrix section the variable alone does not turn Matrix on.
+    bare, _ = load_config(write(tmp_path, "{}\n"), environ={"GANGLION_MATRIX_ACCESS_TOKEN": "x"})
+    assert not bare.matrix.enabled
+
+
+def test_matrix_store_dir_is_resolved_against_the_config_file(tmp_path: Path) -> None:
+    config, _ = load_config(write(tmp_path, MATRIX + "  store_dir: keys\n"), environ={})
+    assert config.matrix.store_dir == tmp_path / "keys"
+
+
+def test_no_interface_at_all_is_refused(tmp_path: Path) -> None:
+    config, _ = load_config(write(tmp_path, "web: {enabled: false}\n"), environ={})
+    with pytest.raises(ConfigError, match="no interface is on"):
+        require_an_interface(config)
+    matrix_only, _ = load_config(write(tmp_path, MATRIX + "web: {enabled: false}\n"), environ={})
+    require_an_interface(matrix_only)
 
 
 def test_matrix_with_no_allowed_users_is_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "matrix: {enabled: true, homeserver: 'http://h', user_id: '@b:h', access_token: t}\n",
+        "matrix: {homeserver: 'http://h', user_id: '@b:h', access_token: t, device_id: D}\n",
     )
     with pytest.raises(ConfigError, match="allow_all_users"):
         load_config(path, environ={})
@@ -112,7 +162,6 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
     config, _ = load_config(path, environ=environ)
     assert config.llm.api_key is not None and config.llm.api_key.get_secret_value() == "from-env"
     assert config.web.token is not None and config.web.token.get_secret_value() == "web-secret"
-    assert config.matrix.access_token is not None
     assert "from-env" not in repr(config)
 
 

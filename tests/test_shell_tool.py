@@ -473,7 +473,7 @@ async def test_the_bwrap_sandbox_allows_writes_only_to_the_writable_paths(
 async def test_a_missing_bwrap_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
-        "web: {enabled: false}\n"
+        "web: {port: 0}\n"
         "tools: {shell: {sandbox: bwrap, bwrap_path: /nonexistent/bwrap}}\n"
         f"data_dir: {tmp_path / 'data'}\n"
         "logging: {dir: null}\n"

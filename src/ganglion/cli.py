@@ -70,7 +70,7 @@ def _run(config_path: Path | None) -> int:
     import trio
 
     from ganglion.app import ForcedStop, run_daemon
-    from ganglion.config import ConfigError, load_config
+    from ganglion.config import ConfigError, load_config, require_an_interface
     from ganglion.logs import configure_logging
     from ganglion.private import PRIVATE_UMASK, protect_process
     from ganglion_actors import Escalation
@@ -82,6 +82,7 @@ def _run(config_path: Path | None) -> int:
 
     try:
         config, source = load_config(config_path)
+        require_an_interface(config)
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -2,7 +2,8 @@
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored
 option. Secrets can come from the environment instead of the file (the environment wins
-when both are set, so a service manager can inject them without editing the file):
+when both are set, so a service manager can inject them without editing the file; the
+Matrix token fills in a `matrix:` section, it does not make one):
 
     GANGLION_LLM_API_KEY           llm.api_key
     GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
@@ -61,6 +62,7 @@ __all__ = [
     "ToolsConfig",
     "WebConfig",
     "load_config",
+    "require_an_interface",
 ]
 
 DEFAULT_CONFIG_NAME = "config.yaml"
@@ -168,14 +170,49 @@ class WebConfig(_Model):
 
 
 class MatrixConfig(_Model):
-    enabled: bool = False
+    """The Matrix interface. A `matrix:` section that names `homeserver`, `user_id` and
+    `access_token` turns it on (`enabled: false` turns it off again); without the section
+    it is off. `device_id` has no default: the encryption store belongs to one device.
+    `store_dir` (None: `<data_dir>/matrix`) keeps the encryption keys and the sync token;
+    `pickle_key` encrypts them at rest (None: generated once and kept, 0600, in the data
+    directory as `matrix_pickle_key`)."""
+
+    enabled: bool = True
     homeserver: str | None = None
     user_id: str | None = None
-    device_id: str = "GANGLION"
     access_token: SecretStr | None = None
+    device_id: str | None = None
     allowed_users: list[str] = Field(default_factory=list)
     allow_all_users: bool = False
     allowed_rooms: list[str] = Field(default_factory=list)
+    store_dir: Path | None = None
+    pickle_key: SecretStr | None = None
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local homeserver)")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("user_id", "allowed_users")
+    @classmethod
+    def _user_ids(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for user_id in [value] if isinstance(value, str) else value or []:
+            if not re.fullmatch(r"@[^:\s]+:\S+", user_id):
+                raise ValueError(f"{user_id!r} is not a Matrix user id (like @me:example.org)")
+        return value
+
+    @field_validator("allowed_rooms")
+    @classmethod
+    def _room_ids(cls, value: list[str]) -> list[str]:
+        for room_id in value:
+            if not re.fullmatch(r"![^:\s]+:\S+", room_id):
+                raise ValueError(
+                    f"{room_id!r} is not a room id (like !abc:example.org; Element shows it "
+                    "under Room settings > Advanced)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> MatrixConfig:
@@ -183,13 +220,30 @@ class MatrixConfig(_Model):
             return self
         missing = [n for n in ("homeserver", "user_id", "access_token") if not getattr(self, n)]
         if missing:
-            raise ValueError(f"matrix is enabled but {', '.join(missing)} is not set")
+            raise ValueError(
+                "; ".join(f"matrix.{name} is required" for name in missing)
+                + " (or set matrix.enabled: false)"
+            )
+        if not self.device_id:
+            raise ValueError("matrix.device_id is required")
         if not self.allowed_users and not self.allow_all_users:
             raise ValueError(
-                "matrix is enabled with an empty allowed_users; list the users who may talk "
-                "to the assistant, or set allow_all_users: true"
+                "matrix.allowed_users is empty: list the Matrix users who may talk to the "
+                "assistant (it can run shell commands), e.g. allowed_users: "
+                "['@you:example.org'], or set allow_all_users: true to let anyone who can "
+                "invite it in"
             )
         return self
+
+
+def require_an_interface(config: Config) -> None:
+    """Raise `ConfigError` when neither the web chat nor Matrix is on: nobody could talk
+    to the daemon (`ganglion run` refuses to start)."""
+    if not config.web.enabled and not config.matrix.enabled:
+        raise ConfigError(
+            "no interface is on: the web chat is off (web.enabled: false) and Matrix is not "
+            "configured; turn the web chat on or add a matrix section"
+        )
 
 
 class RemindersConfig(_Model):
@@ -388,12 +442,18 @@ class Config(_Model):
     compaction: CompactionConfig = Field(default_factory=CompactionConfig)
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
-    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    matrix: MatrixConfig = Field(default_factory=lambda: MatrixConfig(enabled=False))
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("matrix", mode="before")
+    @classmethod
+    def _empty_matrix_section(cls, value: Any) -> Any:
+        # `matrix:` with every option commented out is no section at all.
+        return MatrixConfig(enabled=False) if value is None else value
 
     @field_validator("timezone")
     @classmethod
@@ -483,6 +543,8 @@ def _apply_env_secrets(raw: Any, environ: Mapping[str, str]) -> Any:
         if not value:
             continue
         current = merged.get(section)
+        if section == "matrix" and not isinstance(current, dict):
+            continue  # the token alone does not turn Matrix on: the section does
         part = dict(current) if isinstance(current, dict) else {}
         part[key] = value
         merged[section] = part
@@ -532,6 +594,13 @@ def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
                 }
             ),
             "data_dir": data_dir,
+            "matrix": config.matrix.model_copy(
+                update={
+                    "store_dir": (base / config.matrix.store_dir).resolve()
+                    if config.matrix.store_dir is not None
+                    else None
+                }
+            ),
             "logging": config.logging.model_copy(
                 update={"dir": (base / logging_dir).resolve() if logging_dir else None}
             ),

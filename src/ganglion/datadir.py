@@ -18,6 +18,8 @@ __all__ = [
     "BASE_PROMPT_FILE",
     "CONVERSATION_DB",
     "GOALS_FILE",
+    "MATRIX_PICKLE_KEY_FILE",
+    "MATRIX_STORE_DIR",
     "MEMORIES_ARCHIVE_FILE",
     "MEMORIES_FILE",
     "REMINDERS_MIRROR",
@@ -42,16 +44,23 @@ WEB_TOKEN_FILE = "web_token"
 CONVERSATION_DB = "conversation.db"
 SCHEDULER_DB = "scheduler.db"
 REMINDERS_MIRROR = "reminders.json"
+MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
+MATRIX_STORE_DIR = "matrix"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 
 
 def is_private_file(data_dir: Path, path: Path) -> bool:
     """Whether `path` (resolved) is one of the daemon's own files in `data_dir` that no
-    tool may read or write: the web token and the databases."""
+    tool may read or write: the web token, the databases, and the Matrix encryption
+    store (its directory and everything in it) and pickle key."""
+    if path == data_dir / MATRIX_STORE_DIR or data_dir / MATRIX_STORE_DIR in path.parents:
+        return True
     if path.parent != data_dir:
         return False
-    return path.name == WEB_TOKEN_FILE or path.name.endswith(_PRIVATE_SUFFIXES)
+    return path.name in (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE) or path.name.endswith(
+        _PRIVATE_SUFFIXES
+    )
 
 
 def ensure_data_dir(data_dir: Path) -> list[Path]:

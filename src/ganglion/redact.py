@@ -78,7 +78,7 @@ def configured_secrets(config: Config) -> list[str]:
         for name, value in [*server.headers.items(), *server.env.items()]:
             if _SENSITIVE_HEADER.search(name):
                 found.append(value.get_secret_value())
-    for token in (config.matrix.access_token, config.web.token):
+    for token in (config.matrix.access_token, config.matrix.pickle_key, config.web.token):
         if token is not None:
             found.append(token.get_secret_value())
     return found

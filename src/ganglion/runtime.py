@@ -2,8 +2,7 @@
 
 `open_services` opens what must outlive every actor (the conversation store, the model
 clients) and closes it after the tree has stopped. It fails start-up early, with a clear
-message, when something cannot work: an unusable data directory, a corrupt database, a
-Matrix configuration this build cannot serve.
+message, when something cannot work: an unusable data directory, a corrupt database.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat import run_heartbeat
 from ganglion.llm import LLMClient
+from ganglion.matrix import serve_matrix
 from ganglion.messages import (
     FinalReply,
     HeartbeatReview,
@@ -156,6 +156,8 @@ class Services:
         found: list[tuple[str, ActorFn]] = [("system", self._run_system_log)]
         if self.config.web.enabled:
             found.append(("web", self._run_web))
+        if self.config.matrix.enabled:
+            found.append(("matrix", self._run_matrix))
         return [
             ChildSpec(
                 name, run, restart=Restart.TRANSIENT, backoff=INTERFACE_BACKOFF, escalates=False
@@ -210,6 +212,24 @@ class Services:
         finally:
             self.router.unregister("web")
 
+    async def _run_matrix(
+        self,
+        inbox: Inbox[Outbound],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.router.register("matrix", lambda thread_id: thread_id.startswith("!"), inbox.ref)
+        try:
+            await serve_matrix(
+                self.config.matrix,
+                self.config.data_dir,
+                DaemonBackend(self.threads, self.store),
+                inbox,
+                task_status=task_status,
+            )
+        finally:
+            self.router.unregister("matrix")
+
     async def _run_system_log(
         self,
         inbox: Inbox[Outbound],
@@ -245,11 +265,6 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     Error handling: raises `StartupError` when the data directory or the store is unusable
     or the configuration asks for something this build cannot do.
     """
-    if config.matrix.enabled:
-        raise StartupError(
-            "matrix.enabled is true, but this build has no Matrix interface yet; "
-            "set matrix.enabled: false"
-        )
     try:
         created = await trio.to_thread.run_sync(ensure_data_dir, config.data_dir)
     except OSError as exc:

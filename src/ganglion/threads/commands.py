@@ -25,7 +25,7 @@ __all__ = [
 COMMANDS: dict[str, str] = {
     "new": "archive this conversation and start a fresh one",
     "compact": "summarise the older part of this conversation now",
-    "reminders": "list every scheduled reminder",
+    "reminders": "list this conversation's reminders and the system ones",
     "confirm": "turn on a repeating reminder the assistant set: /confirm <id>",
     "heartbeat": "review the open goals in HEARTBEATS.txt now",
     "tools": "list the tools the assistant can use here",

@@ -1,0 +1,30 @@
+"""The Matrix interface: matrix-nio's sans-IO client over httpx, on Trio, end-to-end
+encrypted. Rooms are threads (`!room:server`).
+
+    http.py      the boundary: nio request builders and parsers, httpx, our errors
+    crypto.py    Olm/Megolm housekeeping between syncs and before encrypted sends
+    sync.py      syncs become durable `UserMessage`s; the token moves only after
+    events.py    which invites to accept and which events to answer (pure)
+    outgoing.py  replies from the outbox, typing notices, notices
+    render.py    Markdown to sanitised HTML, long replies split (pure)
+    actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks
+"""
+
+from ganglion.matrix.actor import Connection, serve_matrix
+from ganglion.matrix.errors import (
+    MatrixAuthError,
+    MatrixError,
+    MatrixRequestError,
+    MatrixSetupError,
+    MatrixUnavailable,
+)
+
+__all__ = [
+    "Connection",
+    "MatrixAuthError",
+    "MatrixError",
+    "MatrixRequestError",
+    "MatrixSetupError",
+    "MatrixUnavailable",
+    "serve_matrix",
+]

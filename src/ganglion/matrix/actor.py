@@ -1,0 +1,264 @@
+"""The Matrix interface actor: one bot account, every room it is invited into.
+
+    await nursery.start(serve_matrix, config, data_dir, backend, inbox)
+
+Start-up: opens the encryption store, checks the token with `whoami` (it must belong to
+`matrix.user_id` and `matrix.device_id`), uploads the device keys (before any room is
+joined, so the first message can be decrypted), and reports started. A homeserver that
+is down or a configuration that does not work never holds up the daemon: after one
+attempt (at most `FIRST_CONNECT_WAIT` seconds) the actor reports started anyway, with one
+clear log line saying what to do, and keeps trying in the background.
+
+Then two tasks: the connection (`Connection.run`: sync after sync, see
+`ganglion.matrix.sync`, with backoff and jitter after a failure) and the delivery of
+outbound events (`ganglion.matrix.outgoing`), until the mailbox ends (shutdown).
+
+Error handling: every `MatrixError` is caught here, reported once (a repeat of the same
+failure is logged at debug level) and retried with backoff: `MatrixUnavailable` from
+`BACKOFF` (0.5 s doubling to a minute), a token or setup problem from `SLOW_BACKOFF`
+(30 s doubling to 10 minutes), never in a tight loop. None of them stops the web chat,
+the reminders or the heartbeat.
+
+Resource handling: the httpx client is opened and closed here; the encryption store
+(nio's SQLite database in `store_dir`) stays open for the life of the process. nio's
+store writes are short SQLite transactions made inline, as nio makes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import nio
+import trio
+
+from ganglion.backend import InterfaceBackend
+from ganglion.config import MatrixConfig
+from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
+from ganglion.matrix.crypto import KeyKeeper
+from ganglion.matrix.errors import (
+    MatrixAuthError,
+    MatrixError,
+    MatrixRequestError,
+    MatrixSetupError,
+    MatrixUnavailable,
+)
+from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
+from ganglion.matrix.outgoing import Outgoing
+from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
+from ganglion.messages import Outbound
+from ganglion.safefs import NotFound, SafePathError, open_dir
+from ganglion_actors import Backoff, Inbox
+
+__all__ = ["Connection", "load_or_create_pickle_key", "serve_matrix", "store_dir_for"]
+
+log = logging.getLogger(__name__)
+
+FIRST_CONNECT_WAIT: Final = 20.0
+BACKOFF: Final = Backoff(initial=0.5, factor=2.0, maximum=60.0, jitter=0.2)
+SLOW_BACKOFF: Final = Backoff(initial=30.0, factor=2.0, maximum=600.0, jitter=0.2)
+
+
+def store_dir_for(config: MatrixConfig, data_dir: Path) -> Path:
+    return config.store_dir or data_dir / MATRIX_STORE_DIR
+
+
+def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
+    """The key that encrypts the Olm account and sessions at rest: the configured one,
+    else the one kept in `<data_dir>/matrix_pickle_key` (0600), else a new one kept there.
+
+    Error handling: `safefs.SafePathError` for a key file planted as a link.
+    """
+    if config.pickle_key is not None:
+        return config.pickle_key.get_secret_value()
+    with open_dir(data_dir) as directory:
+        try:
+            key = directory.read_bytes(MATRIX_PICKLE_KEY_FILE)[0].decode("utf-8", "replace")
+        except NotFound:
+            key = ""
+        if key.strip():
+            return key.strip()
+        key = secrets.token_urlsafe(32)
+        directory.write_atomic(MATRIX_PICKLE_KEY_FILE, (key + "\n").encode(), mode=0o600)
+    return key
+
+
+async def serve_matrix(
+    config: MatrixConfig,
+    data_dir: Path,
+    backend: InterfaceBackend,
+    inbox: Inbox[Outbound],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve Matrix until the mailbox ends (see the module docstring)."""
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, follow_redirects=False) as http:
+        connection = Connection(config, data_dir, backend, http)
+        with trio.move_on_after(FIRST_CONNECT_WAIT):
+            try:
+                await connection.connect()
+            except MatrixError as exc:
+                connection.report(exc)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.run)
+            await connection.outgoing.serve(inbox)
+            nursery.cancel_scope.cancel()
+
+
+class Connection:
+    """The bot's session with its homeserver: nio client, sync loop, outgoing."""
+
+    def __init__(
+        self,
+        config: MatrixConfig,
+        data_dir: Path,
+        backend: InterfaceBackend,
+        http: httpx.AsyncClient,
+    ) -> None:
+        # The config's validator guarantees these once Matrix is enabled.
+        assert config.homeserver is not None
+        assert config.user_id is not None
+        assert config.access_token is not None
+        assert config.device_id is not None
+        self._config = config
+        self._data_dir = data_dir
+        self.store_dir = store_dir_for(config, data_dir)
+        client: Any = nio.Client(config.user_id, config.device_id, str(self.store_dir))
+        client.user_id = config.user_id
+        client.access_token = config.access_token.get_secret_value()
+        self.homeserver = Homeserver(client, http, config.homeserver)
+        self.keys = KeyKeeper(self.homeserver)
+        self.synced = trio.Event()
+        self.outgoing = Outgoing(self.homeserver, self.keys, backend, self.synced)
+        self.sync = SyncLoop(
+            self.homeserver, self.keys, config, backend, self.synced, self.outgoing.mark_read
+        )
+        self.connected = False
+        self._last_report: str | None = None
+        self._random = random.Random()
+
+    async def connect(self) -> None:
+        """Check the token, open the encryption store, upload the keys.
+
+        Error handling: `MatrixSetupError` for what the operator must fix,
+        `MatrixAuthError` for a token that does not work, `MatrixUnavailable`.
+        """
+        await self._check_whoami()
+        await self._open_store()
+        try:
+            await self.keys.upload_keys()
+        except MatrixRequestError as exc:
+            if "already exists" in str(exc):
+                raise MatrixSetupError(
+                    f"the homeserver already holds keys for device {self._config.device_id} "
+                    f"that the store in {self.store_dir} does not have: the store was lost or "
+                    "belongs to another installation; restore it, or log in again to get a "
+                    "new device id and set matrix.device_id to it"
+                ) from None
+            raise
+        self.connected = True
+        log.info(
+            "Matrix: logged in as %s (device %s), keys uploaded",
+            self._config.user_id,
+            self._config.device_id,
+        )
+
+    async def run(self) -> None:
+        """Sync for ever: connect when not connected, then sync after sync; after a
+        failure wait (backoff with jitter) and try again."""
+        attempt = 0
+        while True:
+            try:
+                if not self.connected:
+                    await self.connect()
+                # Back from a failure, or with replies waiting: a quick sync first, so
+                # they go out now rather than after a long poll.
+                waiting = self._last_report is not None or self.outgoing.needs_sweep
+                await self.sync.sync_once(0 if waiting else LONG_POLL_MS)
+                if self.outgoing.needs_sweep:
+                    await self.outgoing.sweep()
+            except MatrixError as exc:
+                self.report(exc)
+                backoff = BACKOFF if isinstance(exc, MatrixUnavailable) else SLOW_BACKOFF
+                await trio.sleep(backoff.delay(attempt, self._random))
+                attempt += 1
+                continue
+            if self._last_report is not None:
+                log.info("Matrix: connected to %s again", self._config.homeserver)
+                self._last_report = None
+            attempt = 0
+
+    def report(self, exc: MatrixError) -> None:
+        """Log a failure once: the same failure again is logged at debug level."""
+        message = str(exc)
+        if message == self._last_report:
+            log.debug("Matrix: still failing: %s", message)
+            return
+        self._last_report = message
+        if isinstance(exc, MatrixUnavailable):
+            log.warning("Matrix: %s; retrying with backoff", message)
+        else:
+            log.error("Matrix: %s; retrying with backoff", message)
+
+    async def _check_whoami(self) -> None:
+        client = self.homeserver.client
+        try:
+            whoami = await self.homeserver.request(
+                nio.WhoamiResponse, nio.Api.whoami(client.access_token)
+            )
+        except MatrixAuthError:
+            raise
+        except MatrixRequestError as exc:
+            raise MatrixSetupError(
+                f"{self._config.homeserver} did not answer like a Matrix homeserver ({exc}): "
+                "check matrix.homeserver (the client API's base URL, e.g. "
+                "https://matrix.example.org)"
+            ) from None
+        if whoami.user_id != self._config.user_id:
+            raise MatrixSetupError(
+                f"the access token belongs to {whoami.user_id}, not to matrix.user_id "
+                f"{self._config.user_id}: fix one of them"
+            )
+        if whoami.device_id and whoami.device_id != self._config.device_id:
+            raise MatrixSetupError(
+                f"the access token belongs to device {whoami.device_id}, not to "
+                f"matrix.device_id {self._config.device_id}: set device_id: "
+                f"{whoami.device_id}"
+            )
+        # whoami's answer may have changed nio's idea of the device; keep ours.
+        client.device_id = self._config.device_id
+
+    async def _open_store(self) -> None:
+        client = self.homeserver.client
+        if client.store is not None:
+            return
+        try:
+            pickle_key = await trio.to_thread.run_sync(
+                load_or_create_pickle_key, self._data_dir, self._config
+            )
+            await trio.to_thread.run_sync(
+                lambda: self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            )
+        except (OSError, SafePathError) as exc:
+            raise MatrixSetupError(
+                f"cannot prepare the Matrix store ({exc}): check the permissions of "
+                f"{self.store_dir} and {self._data_dir}"
+            ) from None
+        client.config = nio.ClientConfig(
+            store_sync_tokens=False, pickle_key=pickle_key, encryption_enabled=True
+        )
+        try:
+            client.load_store()
+        except Exception as exc:  # nio and peewee raise many kinds; this is the edge
+            client.store = client.olm = None
+            raise MatrixSetupError(
+                f"cannot open the Matrix encryption store in {self.store_dir} "
+                f"({type(exc).__name__}: {exc}): check its permissions; if it belongs to "
+                "another device or its pickle_key changed, move it away and use a new "
+                "device id"
+            ) from None

@@ -1,0 +1,154 @@
+"""End-to-end encryption housekeeping, as nio's `AsyncClient.sync_forever` does it.
+
+Between syncs (`after_sync`): send the to-device messages the Olm machine queued (room
+keys, key requests, Olm session set-up), upload one-time keys when the server's count
+runs low, query the device lists of users whose devices changed, and claim one-time keys
+for devices that need a new Olm session.
+
+Before a message goes into an encrypted room (`encrypt`): make sure the room's member
+list is complete, query unknown devices, claim Olm sessions that are missing, and share
+the room's Megolm session with every device of every member. Unverified devices are
+included (`ignore_unverified_devices=True`): the owner has no way to verify a bot, and
+refusing them would leave the owner's own new phone unable to read the replies.
+
+All of it runs under one `trio.Lock`: two sends into a room must not share the group
+session twice, and a key query must not race the sharing that depends on it.
+
+Undecryptable events: `request_room_key` asks the sender's devices for the missing
+Megolm session (once per session); the caller retries decryption after later syncs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import nio
+import trio
+
+from ganglion.matrix.http import Homeserver
+
+__all__ = ["KeyKeeper"]
+
+log = logging.getLogger(__name__)
+
+
+class KeyKeeper:
+    """The Olm/Megolm work of one logged-in client."""
+
+    def __init__(self, homeserver: Homeserver) -> None:
+        self._homeserver = homeserver
+        self._lock = trio.Lock()
+        self._requested_sessions: set[str] = set()
+
+    @property
+    def _client(self) -> Any:
+        return self._homeserver.client
+
+    @property
+    def _token(self) -> str:
+        return str(self._client.access_token)
+
+    async def upload_keys(self) -> None:
+        """Upload the device keys and one-time keys if the server needs them."""
+        async with self._lock:
+            await self._upload_keys()
+
+    async def after_sync(self) -> None:
+        """The key work a sync calls for (see the module docstring)."""
+        async with self._lock:
+            await self._send_to_device()
+            await self._upload_keys()
+            await self._query_keys()
+            client = self._client
+            if client.should_claim_keys:
+                users = client.get_users_for_key_claiming()
+                await self._homeserver.request(
+                    nio.KeysClaimResponse, nio.Api.keys_claim(self._token, users)
+                )
+            await self._send_to_device()
+
+    async def encrypt(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """`(event_type, content)` encrypted for the room's devices, sharing the room's
+        Megolm session first if it needs to be."""
+        async with self._lock:
+            client = self._client
+            room = client.rooms[room_id]
+            if not room.members_synced:
+                await self._homeserver.request(
+                    nio.JoinedMembersResponse,
+                    nio.Api.joined_members(self._token, room_id),
+                    room_id,
+                )
+            await self._query_keys()
+            if client.olm.should_share_group_session(room_id):
+                await self._share_group_session(room_id)
+            encrypted_type, encrypted = client.encrypt(room_id, event_type, content)
+            return str(encrypted_type), dict(encrypted)
+
+    async def request_room_key(self, event: Any) -> bool:
+        """Ask the other devices for the Megolm session of an undecryptable `event`;
+        False when it was asked for already."""
+        session_id = event.session_id
+        if session_id in self._requested_sessions:
+            return False
+        self._requested_sessions.add(session_id)
+        client = self._client
+        message = event.as_key_request(client.user_id, client.device_id)
+        async with self._lock:
+            await self._homeserver.request(
+                nio.RoomKeyRequestResponse,
+                nio.Api.to_device(self._token, message.type, message.as_dict(), uuid.uuid4()),
+                message.request_id,
+                session_id,
+                event.room_id,
+                event.algorithm,
+            )
+        return True
+
+    async def _upload_keys(self) -> None:
+        client = self._client
+        if client.should_upload_keys:
+            keys = client.olm.share_keys()
+            await self._homeserver.request(
+                nio.KeysUploadResponse, nio.Api.keys_upload(self._token, keys)
+            )
+
+    async def _query_keys(self) -> None:
+        client = self._client
+        if client.should_query_keys:
+            await self._homeserver.request(
+                nio.KeysQueryResponse,
+                nio.Api.keys_query(self._token, client.users_for_key_query),
+            )
+
+    async def _send_to_device(self) -> None:
+        for message in list(self._client.outgoing_to_device_messages):
+            await self._homeserver.request(
+                nio.ToDeviceResponse,
+                nio.Api.to_device(self._token, message.type, message.as_dict(), uuid.uuid4()),
+                message,
+            )
+
+    async def _share_group_session(self, room_id: str) -> None:
+        client = self._client
+        missing = client.get_missing_sessions(room_id)
+        if missing:
+            await self._homeserver.request(
+                nio.KeysClaimResponse, nio.Api.keys_claim(self._token, missing), room_id
+            )
+        users = list(client.rooms[room_id].users)
+        for sharing_with, to_device in client.olm.share_group_session_parallel(
+            room_id, users, ignore_unverified_devices=True
+        ):
+            await self._homeserver.request(
+                nio.ShareGroupSessionResponse,
+                nio.Api.to_device(self._token, "m.room.encrypted", to_device, uuid.uuid4()),
+                room_id,
+                sharing_with,
+            )
+        # With nobody to share with, the Olm machine never marks the session shared.
+        client.olm.outbound_group_sessions[room_id].shared = True

@@ -1,0 +1,51 @@
+"""What can go wrong between Ganglion and a homeserver, as our own exceptions.
+
+nio returns `*Error` response objects and httpx raises its own errors; both are turned
+into these at the boundary (`ganglion.matrix.http`), so the rest of the interface
+handles one small tree:
+
+    MatrixError                 something went wrong talking to the homeserver
+    ├── MatrixUnavailable       not reachable, timed out, or a 5xx: retry with backoff
+    ├── MatrixRequestError      the homeserver refused a request (`errcode`, `status`)
+    │   └── MatrixAuthError     the access token is unknown, expired or logged out
+    └── MatrixSetupError        the configuration or the encryption store cannot work
+                                as they are (wrong device id, store of another device)
+
+Every message is one line meant for the operator: what happened and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MatrixAuthError",
+    "MatrixError",
+    "MatrixRequestError",
+    "MatrixSetupError",
+    "MatrixUnavailable",
+]
+
+
+class MatrixError(Exception):
+    """Base of the Matrix interface's errors."""
+
+
+class MatrixUnavailable(MatrixError):
+    """The homeserver could not be reached, timed out or failed (HTTP 5xx); transient."""
+
+
+class MatrixRequestError(MatrixError):
+    """The homeserver refused a request: `errcode` is Matrix's (`M_FORBIDDEN`, ...),
+    `status` the HTTP status."""
+
+    def __init__(self, message: str, *, errcode: str | None = None, status: int = 0) -> None:
+        super().__init__(message)
+        self.errcode = errcode
+        self.status = status
+
+
+class MatrixAuthError(MatrixRequestError):
+    """The access token does not work (unknown, expired, soft-logged-out)."""
+
+
+class MatrixSetupError(MatrixError):
+    """The configuration or the encryption store cannot work as they are."""

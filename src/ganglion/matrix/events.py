@@ -1,0 +1,144 @@
+"""Which invites to accept and which room events to answer: pure decisions, no I/O.
+
+Rules (each test in tests/test_matrix_events.py names one):
+
+1. An invite is accepted only from a user in `allowed_users` (anyone when
+   `allow_all_users`), and, when `allowed_rooms` is not empty, only into one of them.
+2. A room event is answered only when it is an `m.room.message` of type `m.text` (or
+   `m.emote`) with a non-empty text body, sent by an allowed user other than the bot,
+   in an allowed room.
+3. Never answered: the bot's own events, notices (`m.notice`: bots talk to each other
+   with them, and answering would loop), edits (`m.replace`: the original was answered),
+   redactions and redacted events, anything that is not a message.
+4. The reply fallback an older client quotes into `body` ("> <@user> ...") is not part
+   of what was said, and is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ganglion.config import MatrixConfig
+
+__all__ = [
+    "Incoming",
+    "Skip",
+    "classify_event",
+    "events_after_own_join",
+    "invite_refusal",
+    "is_allowed_room",
+    "is_allowed_user",
+]
+
+ANSWERED_MSGTYPES: Final = frozenset({"m.text", "m.emote"})
+_REPLY_FALLBACK = re.compile(r"\A(?:> .*\n)+\n", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message to answer."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An event not answered, and why (for the debug log and the statistics)."""
+
+    reason: str
+
+
+def is_allowed_user(config: MatrixConfig, user_id: str) -> bool:
+    return config.allow_all_users or user_id in config.allowed_users
+
+
+def is_allowed_room(config: MatrixConfig, room_id: str) -> bool:
+    return not config.allowed_rooms or room_id in config.allowed_rooms
+
+
+def invite_refusal(config: MatrixConfig, room_id: str, inviter: str | None) -> str | None:
+    """Why an invite into `room_id` from `inviter` is refused, or None to accept it."""
+    if inviter is None or not is_allowed_user(config, inviter):
+        return f"{inviter or 'an unknown user'} is not in matrix.allowed_users"
+    if not is_allowed_room(config, room_id):
+        return f"{room_id} is not in matrix.allowed_rooms"
+    return None
+
+
+def classify_event(
+    config: MatrixConfig, own_user_id: str, room_id: str, event: Mapping[str, Any]
+) -> Incoming | Skip:
+    """Decide about one (decrypted) room event, given as its JSON source."""
+    sender = event.get("sender")
+    event_id = event.get("event_id")
+    if not isinstance(sender, str) or not isinstance(event_id, str):
+        return Skip("malformed event")
+    if sender == own_user_id:
+        return Skip("own event")
+    if event.get("type") == "m.room.redaction":
+        return Skip("redaction")
+    if event.get("type") != "m.room.message":
+        return Skip(f"not a message ({event.get('type')})")
+    if not is_allowed_user(config, sender):
+        return Skip("sender not in allowed_users")
+    if not is_allowed_room(config, room_id):
+        return Skip("room not in allowed_rooms")
+    content = event.get("content")
+    unsigned = event.get("unsigned")
+    if not content or (isinstance(unsigned, Mapping) and "redacted_because" in unsigned):
+        return Skip("redacted")
+    if not isinstance(content, Mapping):
+        return Skip("malformed content")
+    relation = content.get("m.relates_to")
+    if isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace":
+        return Skip("edit")
+    msgtype = content.get("msgtype")
+    if msgtype not in ANSWERED_MSGTYPES:
+        return Skip(f"message type {msgtype}")
+    body = content.get("body")
+    if not isinstance(body, str):
+        return Skip("malformed content: body is not text")
+    text = _without_reply_fallback(body, relation).strip()
+    if not text:
+        return Skip("empty message")
+    if msgtype == "m.emote":
+        text = f"* {sender} {text}"
+    return Incoming(room_id, event_id, sender, text)
+
+
+def _without_reply_fallback(body: str, relation: object) -> str:
+    if isinstance(relation, Mapping) and "m.in_reply_to" in relation:
+        return _REPLY_FALLBACK.sub("", body, count=1)
+    return body
+
+
+def events_after_own_join(
+    own_user_id: str, events: Sequence[Mapping[str, Any]]
+) -> Sequence[Mapping[str, Any]]:
+    """The events of a timeline that come after the bot's own join in it (all of them
+    when it has no join: the bot was in the room before this timeline started)."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        content = event.get("content")
+        if (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == own_user_id
+            and isinstance(content, Mapping)
+            and content.get("membership") == "join"
+            and not _is_profile_change(event)
+        ):
+            return events[index + 1 :]
+    return events
+
+
+def _is_profile_change(event: Mapping[str, Any]) -> bool:
+    """A join that follows a join is a display name or avatar change, not a joining."""
+    unsigned = event.get("unsigned")
+    previous = unsigned.get("prev_content") if isinstance(unsigned, Mapping) else None
+    return isinstance(previous, Mapping) and previous.get("membership") == "join"

@@ -1,0 +1,184 @@
+"""The HTTP boundary: nio's sans-IO request builders and parsers, httpx on Trio.
+
+    homeserver = Homeserver(client, http)       # a nio.Client holding the token
+    whoami = await homeserver.request(nio.WhoamiResponse, nio.Api.whoami(client.access_token))
+
+One request: `nio.Api.x(...)` builds it (method, path, JSON body); the access token that
+nio puts in the query string moves into an `Authorization: Bearer` header (query strings
+end up in proxy logs); httpx sends it; a 2xx answer becomes nio's response class through
+`from_dict`, and `client.receive_response` updates nio's state (rooms, the Olm machine,
+Megolm events decrypted in place). Nothing here runs on asyncio: cancellation is Trio's
+all the way down.
+
+Error handling: a transport error, a timeout or a 5xx raises `MatrixUnavailable`; a 429
+(or `M_LIMIT_EXCEEDED`) is waited out, honouring `retry_after_ms` (or `Retry-After`), up
+to `RATE_LIMIT_RETRIES` times; any other refusal raises `MatrixRequestError` with the
+Matrix errcode (`MatrixAuthError` for a token that does not work); a 2xx answer nio
+cannot parse raises `MatrixRequestError` too (errcode None).
+
+Resource handling: the httpx client belongs to the caller, who closes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import nio
+import trio
+
+from ganglion.matrix.errors import (
+    MatrixAuthError,
+    MatrixRequestError,
+    MatrixUnavailable,
+)
+
+__all__ = ["REQUEST_TIMEOUT", "SYNC_MARGIN", "Homeserver"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+REQUEST_TIMEOUT: Final = 30.0
+# A long-poll sync holds the request open for its `timeout`; the HTTP timeout must be
+# longer, or every quiet sync would end as an error.
+SYNC_MARGIN: Final = 30.0
+RATE_LIMIT_RETRIES: Final = 5
+DEFAULT_RETRY_AFTER: Final = 5.0
+MAX_RETRY_AFTER: Final = 300.0
+AUTH_ERRCODES: Final = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
+
+
+class Homeserver:
+    """Requests to one homeserver on behalf of one logged-in nio client."""
+
+    def __init__(self, client: Any, http: httpx.AsyncClient, base_url: str) -> None:
+        self.client = client
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self.requests = 0
+        self.rate_limited = 0
+
+    async def request(
+        self,
+        response_class: type[R],
+        call: tuple[str, ...],
+        *response_data: Any,
+        read_timeout: float = REQUEST_TIMEOUT,
+    ) -> R:
+        """Send `call` (what an `nio.Api` builder returned) and return the parsed answer,
+        already received by the nio client. `read_timeout` is the HTTP client's: a
+        long-poll sync needs more than its own poll time. See the module docstring for
+        errors."""
+        method, path, *body = call
+        url, headers = self._url(path), {"Authorization": f"Bearer {self.client.access_token}"}
+        content = body[0].encode() if body else None
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            reply = await self._send(method, url, headers, content, read_timeout)
+            parsed = _json(reply)
+            errcode = parsed.get("errcode") if isinstance(parsed, dict) else None
+            if (reply.status_code == 429 or errcode == "M_LIMIT_EXCEEDED") and (
+                attempt < RATE_LIMIT_RETRIES
+            ):
+                wait = _retry_after(reply, parsed)
+                self.rate_limited += 1
+                log.warning("rate limited by the homeserver: waiting %.1f s", wait)
+                await trio.sleep(wait)
+                continue
+            return self._parse(response_class, reply, parsed, response_data, path)
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        read_timeout: float,
+    ) -> httpx.Response:
+        self.requests += 1
+        try:
+            return await self._http.request(
+                method, url, headers=headers, content=content, timeout=read_timeout
+            )
+        except httpx.TimeoutException:
+            raise MatrixUnavailable(
+                f"the homeserver {self._base_url} did not answer within {read_timeout:.0f} s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise MatrixUnavailable(
+                f"cannot reach the homeserver {self._base_url}: {exc or type(exc).__name__} "
+                "(check matrix.homeserver and the network)"
+            ) from None
+
+    def _parse(
+        self,
+        response_class: type[R],
+        reply: httpx.Response,
+        parsed: Any,
+        response_data: tuple[Any, ...],
+        path: str,
+    ) -> R:
+        what = _describe_path(path)
+        if reply.status_code >= 500:
+            raise MatrixUnavailable(f"{what}: the homeserver failed (HTTP {reply.status_code})")
+        if reply.status_code >= 400 or not isinstance(parsed, dict):
+            raise _refusal(what, reply.status_code, parsed)
+        response = response_class.from_dict(parsed, *response_data)  # type: ignore[attr-defined]
+        if isinstance(response, nio.ErrorResponse):
+            raise MatrixRequestError(
+                f"{what}: the homeserver's answer could not be understood ({response.message})",
+                status=reply.status_code,
+            )
+        self.client.receive_response(response)
+        return response  # type: ignore[no-any-return]
+
+    def _url(self, path: str) -> str:
+        parts = urlsplit(path)
+        query = [
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "access_token"
+        ]
+        return self._base_url + urlunsplit(("", "", parts.path, urlencode(query), ""))
+
+
+def _json(reply: httpx.Response) -> Any:
+    try:
+        return json.loads(reply.content) if reply.content else {}
+    except ValueError:
+        return None
+
+
+def _retry_after(reply: httpx.Response, parsed: Any) -> float:
+    seconds: float = DEFAULT_RETRY_AFTER
+    if isinstance(parsed, dict) and isinstance(parsed.get("retry_after_ms"), int | float):
+        seconds = parsed["retry_after_ms"] / 1000
+    else:
+        with contextlib.suppress(ValueError):
+            seconds = float(reply.headers.get("Retry-After", ""))
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _refusal(what: str, status: int, parsed: Any) -> MatrixRequestError:
+    errcode = parsed.get("errcode") if isinstance(parsed, dict) else None
+    message = parsed.get("error") if isinstance(parsed, dict) else None
+    text = f"{what}: {errcode or f'HTTP {status}'}: {message or 'no explanation given'}"
+    if errcode in AUTH_ERRCODES or status == 401:
+        return MatrixAuthError(
+            f"{text} (the access token does not work: it is wrong, expired or was logged "
+            "out; put a valid one in matrix.access_token or GANGLION_MATRIX_ACCESS_TOKEN)",
+            errcode=errcode,
+            status=status,
+        )
+    return MatrixRequestError(text, errcode=errcode, status=status)
+
+
+def _describe_path(path: str) -> str:
+    """A short name for a request, for messages: its path without the query or ids."""
+    endpoint = urlsplit(path).path.removeprefix("/_matrix/client/")
+    return " ".join(part for part in endpoint.split("/") if part and part[0] not in "!%@$")

@@ -1,0 +1,234 @@
+"""Replies into rooms: from the outbox, with typing notices, never twice.
+
+Rules:
+
+1. A reply goes out from the store's outbox, never from the event that announced it:
+   `flush(room)` sends every undelivered reply of the room, oldest first, and marks each
+   one delivered only after the homeserver accepted every part of it.
+2. Each part carries the transaction id `ganglion-<outbox id>[-<part>]`: a resend after a
+   crash, a restart or a lost answer is recognised by the homeserver, which returns the
+   event it stored the first time instead of storing a second one.
+3. Sends into one room are serialised (a fair `trio.Lock` per room), so replies keep
+   their order; different rooms go out concurrently.
+4. Nothing is sent before the first sync of this run: until then the bot does not know
+   which rooms are encrypted, and an encrypted room must never get plain text.
+5. A reply the homeserver refuses for good (the bot left the room, the event is too
+   large) is logged and marked delivered, so it does not block the ones after it. One
+   that could not be sent (homeserver unreachable) stays in the outbox, and the next
+   successful sync sends it (`needs_sweep`).
+
+Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
+every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
+the turn ends or fails. Read receipts (`mark_read`) go out `QUIET_DELAY` after the
+message was taken, the latest per room. Command output (`Notice`) and failed turns go
+out as `m.notice`, best effort: they are not in the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from typing import Any, Final
+
+import nio
+import trio
+
+from ganglion.backend import InterfaceBackend
+from ganglion.matrix.crypto import KeyKeeper
+from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
+from ganglion.matrix.http import Homeserver
+from ganglion.matrix.render import message_content, split_reply
+from ganglion.messages import FinalReply, Notice, Outbound, TurnFailed, TurnStarted
+from ganglion.store import OutboxItem
+from ganglion_actors import Inbox
+
+__all__ = ["TYPING_RENEW", "Outgoing", "transaction_id"]
+
+log = logging.getLogger(__name__)
+
+TYPING_TIMEOUT_MS: Final = 30_000
+TYPING_RENEW: Final = 20.0
+# A turn answered faster than this shows no typing notice, and read receipts wait this
+# long (coalesced per room): both would compete with the reply for the homeserver.
+QUIET_DELAY: Final = 0.5
+# Refusals that a resend would only repeat.
+FINAL_ERRCODES: Final = frozenset(
+    {"M_FORBIDDEN", "M_TOO_LARGE", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_UNKNOWN"}
+)
+
+
+def transaction_id(outbox_id: int, part: int) -> str:
+    """The transaction id of part `part` of outbox entry `outbox_id` (rule 2)."""
+    return f"ganglion-{outbox_id}" if part == 0 else f"ganglion-{outbox_id}-{part}"
+
+
+class Outgoing:
+    """Everything the bot sends into rooms."""
+
+    def __init__(
+        self,
+        homeserver: Homeserver,
+        keys: KeyKeeper,
+        backend: InterfaceBackend,
+        synced: trio.Event,
+    ) -> None:
+        self._homeserver = homeserver
+        self._keys = keys
+        self._backend = backend
+        self._synced = synced
+        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._typing: dict[str, trio.CancelScope] = {}
+        self._unread: dict[str, str] = {}
+        self._unread_added = trio.Event()
+        self.needs_sweep = True
+        self.sent = 0
+
+    @property
+    def _client(self) -> Any:
+        return self._homeserver.client
+
+    async def serve(self, inbox: Inbox[Outbound]) -> None:
+        """Deliver the events of `inbox` until it ends. Each event is handled in a task
+        of its own (rule 3 keeps a room's order), so a slow room never holds up the
+        mailbox; what is still being sent when the mailbox ends is cancelled and stays
+        in the outbox."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_receipts)
+            async for event in inbox:
+                match event:
+                    case TurnStarted(thread_id=room_id):
+                        nursery.start_soon(self._keep_typing, room_id)
+                    case FinalReply(thread_id=room_id):
+                        typing = self._stop_typing(room_id)
+                        nursery.start_soon(self._end_turn, room_id, None, typing)
+                    case TurnFailed(thread_id=room_id, message=message):
+                        typing = self._stop_typing(room_id)
+                        nursery.start_soon(self._end_turn, room_id, message, typing)
+                    case Notice(thread_id=room_id, text=text):
+                        nursery.start_soon(self._notice_logged, room_id, text)
+                    case _:
+                        pass  # streamed text and tool activity: Matrix shows the final reply
+            nursery.cancel_scope.cancel()
+
+    def mark_read(self, room_id: str, event_id: str) -> None:
+        """Send a read receipt for `event_id` soon (see the module docstring)."""
+        self._unread[room_id] = event_id
+        self._unread_added.set()
+
+    async def _send_receipts(self) -> None:
+        while True:
+            await self._unread_added.wait()
+            await trio.sleep(QUIET_DELAY)
+            self._unread_added = trio.Event()
+            unread, self._unread = self._unread, {}
+            for room_id, event_id in unread.items():
+                call = nio.Api.room_read_markers(
+                    self._client.access_token, room_id, event_id, event_id
+                )
+                try:
+                    await self._homeserver.request(nio.RoomReadMarkersResponse, call, room_id)
+                except MatrixError as exc:
+                    log.debug("no read receipt for %s: %s", event_id, exc)
+
+    async def sweep(self) -> None:
+        """Flush every joined room's outbox (after a (re)connection, rule 5)."""
+        self.needs_sweep = False
+        for room_id in list(self._client.rooms):
+            await self._flush_logged(room_id)
+
+    async def flush(self, room_id: str) -> None:
+        """Send the room's undelivered replies in order (rules 1, 2 and 5).
+
+        Error handling: `MatrixUnavailable` (and other `MatrixError`s that a resend may
+        cure) propagate, leaving the rest in the outbox.
+        """
+        if not self._synced.is_set():
+            self.needs_sweep = True  # rule 4: the first sync sweeps
+            return
+        async with self._locks[room_id]:
+            for item in await self._backend.undelivered(room_id):
+                await self._deliver(room_id, item)
+
+    async def _deliver(self, room_id: str, item: OutboxItem) -> None:
+        text = str(item.payload.get("text", ""))
+        try:
+            for part, piece in enumerate(split_reply(text) if text.strip() else []):
+                await self.send(room_id, message_content(piece), transaction_id(item.id, part))
+        except MatrixRequestError as exc:
+            if exc.errcode not in FINAL_ERRCODES:
+                raise
+            log.error(
+                "the reply %d for %s was refused for good and is dropped: %s", item.id, room_id, exc
+            )
+        await self._backend.mark_delivered([item.id])
+
+    async def send(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
+        """Send one `m.room.message`, encrypted when the room is; returns its event id."""
+        room = self._client.rooms.get(room_id)
+        if room is None:
+            raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
+        event_type, body = "m.room.message", content
+        if room.encrypted:
+            event_type, body = await self._keys.encrypt(room_id, event_type, content)
+        call = nio.Api.room_send(self._client.access_token, room_id, event_type, body, txn_id)
+        response = await self._homeserver.request(nio.RoomSendResponse, call, room_id)
+        self.sent += 1
+        return str(response.event_id)
+
+    async def _flush_logged(self, room_id: str) -> None:
+        try:
+            await self.flush(room_id)
+        except MatrixUnavailable as exc:
+            self.needs_sweep = True
+            log.info("replies for %s wait in the outbox: %s", room_id, exc)
+        except MatrixError as exc:
+            self.needs_sweep = True
+            log.warning("replies for %s wait in the outbox: %s", room_id, exc)
+
+    async def _notice_logged(self, room_id: str, text: str) -> None:
+        if not self._synced.is_set():
+            log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
+            return
+        async with self._locks[room_id]:
+            try:
+                content = message_content(text, msgtype="m.notice")
+                await self.send(room_id, content, f"ganglion-n-{uuid.uuid4().hex}")
+            except MatrixError as exc:
+                log.warning("a notice for %s was not delivered: %s", room_id, exc)
+
+    async def _keep_typing(self, room_id: str) -> None:
+        self._stop_typing(room_id)
+        with trio.CancelScope() as scope:
+            self._typing[room_id] = scope
+            await trio.sleep(QUIET_DELAY)
+            while self._synced.is_set():
+                await self._set_typing(room_id, True)
+                await trio.sleep(TYPING_RENEW)
+        if self._typing.get(room_id) is scope:
+            del self._typing[room_id]
+
+    def _stop_typing(self, room_id: str) -> bool:
+        """Stop renewing the room's typing notice; True if there was one."""
+        scope = self._typing.pop(room_id, None)
+        if scope is not None:
+            scope.cancel()
+        return scope is not None
+
+    async def _end_turn(self, room_id: str, failure: str | None, typing: bool) -> None:
+        """The reply (or the failure notice), then the typing notice off."""
+        if failure is None:
+            await self._flush_logged(room_id)
+        else:
+            await self._notice_logged(room_id, failure)
+        if typing and room_id not in self._typing:
+            await self._set_typing(room_id, False)
+
+    async def _set_typing(self, room_id: str, typing: bool) -> None:
+        call = nio.Api.room_typing(
+            self._client.access_token, room_id, self._client.user_id, typing, TYPING_TIMEOUT_MS
+        )
+        try:
+            await self._homeserver.request(nio.RoomTypingResponse, call, room_id)
+        except MatrixError as exc:
+            log.debug("typing notice in %s not sent: %s", room_id, exc)

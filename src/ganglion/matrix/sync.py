@@ -1,0 +1,267 @@
+"""The sync loop: what arrives from the homeserver becomes `UserMessage`s, durably.
+
+Rules (numbered as in `ganglion.backend`):
+
+1. The sync token is stored only after every event of its batch that is to be answered
+   was handed to `submit` and `submit` returned (the message is on disk). A kill at any
+   point before that means the batch is fetched again after the restart; what was
+   submitted already is recognised by its event id (the turn id is `<room>/<event id>`)
+   and answered once.
+2. The first sync after a restart asks for the full state (nio keeps only the token,
+   not the rooms), and continues from the stored token: messages sent while the daemon
+   was down are answered, nothing before them is.
+3. With no stored token at all (the very first start), the timelines the server sends
+   are history: nothing in them is answered. Invites are still handled.
+4. In a room the bot has just joined, only what follows its own join is answered.
+5. Event ids handed to `submit` are remembered (the most recent `REMEMBERED_EVENTS`),
+   so an event seen twice in one run is submitted once.
+6. An event that cannot be decrypted is logged with the reason and counted, its keys
+   are requested from the sender's devices, and decryption is tried again after each
+   sync: once the keys arrive, it is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import nio
+import trio
+
+from ganglion.backend import InterfaceBackend, SubmitError
+from ganglion.config import MatrixConfig
+from ganglion.matrix.crypto import KeyKeeper
+from ganglion.matrix.errors import MatrixRequestError
+from ganglion.matrix.events import (
+    Incoming,
+    classify_event,
+    events_after_own_join,
+    invite_refusal,
+    is_allowed_user,
+)
+from ganglion.matrix.http import SYNC_MARGIN, Homeserver
+from ganglion.messages import UserMessage
+from ganglion_actors import Backoff
+
+__all__ = ["LONG_POLL_MS", "SyncCounters", "SyncLoop"]
+
+log = logging.getLogger(__name__)
+
+LONG_POLL_MS: Final = 30_000
+REMEMBERED_EVENTS: Final = 10_000
+MAX_UNDECRYPTED: Final = 200
+# Lazy-loaded members would leave devices out of the Megolm key sharing; a timeline of
+# 50 events covers what a person sends while the daemon restarts.
+SYNC_FILTER: Final = {"room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": False}}}
+SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
+_random = random.Random()
+
+
+@dataclass(slots=True)
+class SyncCounters:
+    """What the sync loop has seen since start-up."""
+
+    syncs: int = 0
+    submitted: int = 0
+    skipped: int = 0
+    undecryptable: int = 0
+    decrypted_late: int = 0
+    invites_accepted: int = 0
+    invites_refused: int = 0
+
+
+class SyncLoop:
+    """Turns syncs into durable messages; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        homeserver: Homeserver,
+        keys: KeyKeeper,
+        config: MatrixConfig,
+        backend: InterfaceBackend,
+        synced: trio.Event,
+        mark_read: Callable[[str, str], None],
+    ) -> None:
+        self._homeserver = homeserver
+        self._keys = keys
+        self._config = config
+        self._backend = backend
+        self.counters = SyncCounters()
+        self.synced = synced  # set after the first sync: the rooms are known
+        self._mark_read = mark_read
+        self._since: str | None = None
+        self._loaded = False
+        self._full_state = True
+        self._handled: OrderedDict[str, None] = OrderedDict()
+        self._undecrypted: list[Any] = []
+        self._invites_decided: set[str] = set()
+
+    @property
+    def _client(self) -> Any:
+        return self._homeserver.client
+
+    async def sync_once(self, timeout_ms: int = LONG_POLL_MS) -> None:
+        """One sync and everything it calls for. Raises `MatrixError` when the homeserver
+        cannot be asked; what was received stays unanswered and the token unchanged."""
+        if not self._loaded:
+            self._since = self._client.store.load_sync_token() or None
+            self._loaded = True
+        first = self._since is None
+        call = nio.Api.sync(
+            self._client.access_token,
+            since=self._since,
+            timeout=0 if first or self._full_state else timeout_ms,
+            filter=SYNC_FILTER,
+            full_state=True if self._full_state and not first else None,
+        )
+        response = await self._homeserver.request(
+            nio.SyncResponse, call, read_timeout=timeout_ms / 1000 + SYNC_MARGIN
+        )
+        self.counters.syncs += 1
+        incoming = [] if first else self._incoming(response)
+        if first:
+            log.info("first sync: the history of the rooms the bot is in is not answered")
+        incoming += self._decrypted_late()
+        await self._submit_all(incoming)
+        self._since = response.next_batch
+        self._client.store.save_sync_token(response.next_batch)
+        self._full_state = False
+        self.synced.set()
+        await self._decide_invites()
+        await self._keys.after_sync()
+        await self._request_missing_keys()
+        for message in incoming:
+            self._mark_read(message.room_id, message.event_id)
+
+    def _incoming(self, response: Any) -> list[Incoming]:
+        found: list[Incoming] = []
+        own = self._client.user_id
+        for room_id, info in response.rooms.join.items():
+            sources = [(getattr(e, "source", None) or {}, e) for e in info.timeline.events]
+            after_join = events_after_own_join(own, [source for source, _ in sources])
+            for source, event in sources[len(sources) - len(after_join) :]:
+                if isinstance(event, nio.MegolmEvent):
+                    self._undecryptable(room_id, event)
+                    continue
+                decision = classify_event(self._config, own, room_id, source)
+                if isinstance(decision, Incoming):
+                    found.append(decision)
+                elif decision.reason.startswith("malformed"):
+                    self.counters.skipped += 1
+                    log.info(
+                        "ignored an event from %s in %s (%s): %s",
+                        source.get("sender"),
+                        room_id,
+                        source.get("event_id"),
+                        decision.reason,
+                    )
+                else:
+                    self.counters.skipped += 1
+                    log.debug(
+                        "not answering %s in %s: %s",
+                        source.get("event_id"),
+                        room_id,
+                        decision.reason,
+                    )
+        return found
+
+    def _undecryptable(self, room_id: str, event: Any) -> None:
+        if event.sender == self._client.user_id or not is_allowed_user(self._config, event.sender):
+            return
+        self.counters.undecryptable += 1
+        log.warning(
+            "cannot decrypt %s in %s from %s (device %s): the Megolm session %s is unknown "
+            "to this device; asking the sender's devices for the key",
+            event.event_id,
+            room_id,
+            event.sender,
+            event.device_id,
+            event.session_id,
+        )
+        event.room_id = room_id
+        self._undecrypted = [*self._undecrypted, event][-MAX_UNDECRYPTED:]
+
+    def _decrypted_late(self) -> list[Incoming]:
+        found: list[Incoming] = []
+        pending: list[Any] = []
+        for event in self._undecrypted:
+            try:
+                decrypted = self._client.decrypt_event(event)
+            except nio.EncryptionError:
+                pending.append(event)
+                continue
+            self.counters.decrypted_late += 1
+            source: Mapping[str, Any] = getattr(decrypted, "source", None) or {}
+            decision = classify_event(self._config, self._client.user_id, event.room_id, source)
+            if isinstance(decision, Incoming):
+                log.info("decrypted %s once its keys arrived", event.event_id)
+                found.append(decision)
+        self._undecrypted = pending
+        return found
+
+    async def _request_missing_keys(self) -> None:
+        for event in self._undecrypted:
+            try:
+                await self._keys.request_room_key(event)
+            except MatrixRequestError as exc:
+                log.warning("could not request the keys of %s: %s", event.event_id, exc)
+
+    async def _submit_all(self, incoming: Sequence[Incoming]) -> None:
+        for message in incoming:
+            if message.event_id in self._handled:
+                continue
+            await self._submit(message)
+            self._handled[message.event_id] = None
+            while len(self._handled) > REMEMBERED_EVENTS:
+                self._handled.popitem(last=False)
+            self.counters.submitted += 1
+
+    async def _submit(self, message: Incoming) -> None:
+        """Hand one message to its thread, retrying with backoff until it is durable:
+        the sync token must not move past a message that is not."""
+        attempt = 0
+        while True:
+            try:
+                await self._backend.submit(
+                    UserMessage(
+                        message.room_id,
+                        "matrix",
+                        message.text,
+                        sender=message.sender,
+                        message_id=message.event_id,
+                    )
+                )
+                return
+            except SubmitError as exc:
+                delay = SUBMIT_BACKOFF.delay(attempt, _random)
+                log.warning("%s; trying again in %.1f s", exc, delay)
+                attempt += 1
+                await trio.sleep(delay)
+
+    async def _decide_invites(self) -> None:
+        """Join or refuse each pending invite. nio keeps an invite until the room is
+        joined, so a join that failed is tried again after the next sync."""
+        for room_id, room in list(self._client.invited_rooms.items()):
+            if room_id in self._invites_decided:
+                continue
+            refusal = invite_refusal(self._config, room_id, room.inviter)
+            token = self._client.access_token
+            try:
+                if refusal is None:
+                    method, path = nio.Api.join(token, room_id)
+                    await self._homeserver.request(nio.JoinResponse, (method, path, "{}"))
+                    self.counters.invites_accepted += 1
+                    log.info("joined %s on the invite of %s", room_id, room.inviter)
+                else:
+                    method, path = nio.Api.room_leave(token, room_id)
+                    await self._homeserver.request(nio.RoomLeaveResponse, (method, path, "{}"))
+                    self.counters.invites_refused += 1
+                    log.warning("refused the invite into %s: %s", room_id, refusal)
+            except MatrixRequestError as exc:
+                log.warning("could not answer the invite into %s: %s", room_id, exc)
+                continue
+            self._invites_decided.add(room_id)

@@ -1,0 +1,111 @@
+"""Which invites the bot accepts and which room events it answers (matrix/events.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ganglion.config import MatrixConfig
+from ganglion.matrix.events import (
+    Incoming,
+    Skip,
+    classify_event,
+    events_after_own_join,
+    invite_refusal,
+)
+
+BOT = "@bot:hs.example"
+OWNER = "@owner:hs.example"
+ROOM = "!room:hs.example"
+
+
+def config(**changes: Any) -> MatrixConfig:
+    base: dict[str, Any] = {
+        "homeserver": "https://hs.example",
+        "user_id": BOT,
+        "access_token": "t",
+        "device_id": "D",
+        "allowed_users": [OWNER],
+    }
+    return MatrixConfig.model_validate(base | changes)
+
+
+def message(body: Any = "hello", *, sender: str = OWNER, **content: Any) -> dict[str, Any]:
+    return {
+        "type": "m.room.message",
+        "event_id": "$e1",
+        "sender": sender,
+        "content": {"msgtype": "m.text", "body": body, **content},
+    }
+
+
+def test_invites_only_from_allowed_users() -> None:
+    assert invite_refusal(config(), ROOM, OWNER) is None
+    assert "not in matrix.allowed_users" in str(invite_refusal(config(), ROOM, "@eve:x"))
+    assert invite_refusal(config(), ROOM, None) is not None
+    assert invite_refusal(config(allowed_users=[], allow_all_users=True), ROOM, "@eve:x") is None
+
+
+def test_invites_only_into_allowed_rooms_when_they_are_listed() -> None:
+    listed = config(allowed_rooms=["!other:hs.example"])
+    assert "not in matrix.allowed_rooms" in str(invite_refusal(listed, ROOM, OWNER))
+    assert invite_refusal(listed, "!other:hs.example", OWNER) is None
+
+
+def test_an_allowed_users_text_is_answered() -> None:
+    assert classify_event(config(), BOT, ROOM, message()) == Incoming(ROOM, "$e1", OWNER, "hello")
+
+
+def test_what_is_never_answered() -> None:
+    cfg = config()
+    edit = message("* hi", **{"m.relates_to": {"rel_type": "m.replace", "event_id": "$e0"}})
+    cases = {
+        "own event": message(sender=BOT),
+        "sender not in allowed_users": message(sender="@eve:hs.example"),
+        "edit": edit,
+        "message type m.notice": message(msgtype="m.notice"),
+        "redaction": {"type": "m.room.redaction", "event_id": "$r", "sender": OWNER},
+        "redacted": {"type": "m.room.message", "event_id": "$x", "sender": OWNER, "content": {}},
+        "malformed content: body is not text": message(["not", "text"]),
+        "empty message": message("   "),
+        "not a message (m.room.topic)": {"type": "m.room.topic", "event_id": "$t", "sender": OWNER},
+        "malformed event": {"type": "m.room.message"},
+    }
+    for reason, event in cases.items():
+        assert classify_event(cfg, BOT, ROOM, event) == Skip(reason), reason
+
+
+def test_messages_outside_the_allowed_rooms_are_ignored() -> None:
+    listed = config(allowed_rooms=["!other:hs.example"])
+    assert classify_event(listed, BOT, ROOM, message()) == Skip("room not in allowed_rooms")
+
+
+def test_a_reply_fallback_is_dropped_and_an_emote_says_who() -> None:
+    reply = message(
+        "> <@owner:hs.example> earlier\n> more\n\nthe answer",
+        **{"m.relates_to": {"m.in_reply_to": {"event_id": "$e0"}}},
+    )
+    found = classify_event(config(), BOT, ROOM, reply)
+    assert isinstance(found, Incoming) and found.text == "the answer"
+    emote = classify_event(config(), BOT, ROOM, message("waves", msgtype="m.emote"))
+    assert isinstance(emote, Incoming) and emote.text == f"* {OWNER} waves"
+
+
+def member(user: str, membership: str, previous: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "m.room.member",
+        "state_key": user,
+        "sender": user,
+        "content": {"membership": membership},
+    }
+    if previous is not None:
+        event["unsigned"] = {"prev_content": {"membership": previous}}
+    return event
+
+
+def test_only_what_follows_the_bots_own_join_counts() -> None:
+    before, after = message("old"), message("new")
+    timeline = [before, member(BOT, "join"), after]
+    assert list(events_after_own_join(BOT, timeline)) == [after]
+    assert list(events_after_own_join(BOT, [before, after])) == [before, after]
+    renamed = [before, member(BOT, "join", previous="join"), after]
+    assert list(events_after_own_join(BOT, renamed)) == renamed

@@ -1,0 +1,189 @@
+"""The Matrix sync loop against a mock homeserver: the sync token moves only once every
+message of its batch is durable, and old or repeated events are never submitted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import nio
+import pytest
+import trio
+import trio.testing
+from nio.store import SqliteMemoryStore
+
+from ganglion.backend import SubmitError
+from ganglion.config import MatrixConfig
+from ganglion.matrix.crypto import KeyKeeper
+from ganglion.matrix.errors import MatrixRequestError
+from ganglion.matrix.http import Homeserver
+from ganglion.matrix.sync import SyncLoop
+from ganglion.messages import UserMessage
+from ganglion.store import OutboxItem, StoredMessage
+
+BOT = "@bot:hs.example"
+OWNER = "@owner:hs.example"
+ROOM = "!room:hs.example"
+
+
+class Backend:
+    """Records submitted messages; `gate` holds `submit` back, `failures` fail it."""
+
+    def __init__(self) -> None:
+        self.submitted: list[UserMessage] = []
+        self.gate: trio.Event | None = None
+        self.failures = 0
+
+    async def submit(self, message: UserMessage) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failures:
+            self.failures -= 1
+            raise SubmitError("the thread is stuck")
+        self.submitted.append(message)
+
+    async def history(
+        self, thread_id: str, *, before_id: int | None, limit: int
+    ) -> Sequence[StoredMessage]:
+        return ()
+
+    async def undelivered(self, thread_id: str | None = None) -> Sequence[OutboxItem]:
+        return ()
+
+    async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
+        pass
+
+
+def text(event_id: str, body: str, sender: str = OWNER) -> dict[str, Any]:
+    return {
+        "type": "m.room.message",
+        "event_id": event_id,
+        "sender": sender,
+        "origin_server_ts": 1,
+        "content": {"msgtype": "m.text", "body": body},
+    }
+
+
+def joined(user: str) -> dict[str, Any]:
+    return {
+        "type": "m.room.member",
+        "event_id": "$join",
+        "sender": user,
+        "state_key": user,
+        "origin_server_ts": 1,
+        "content": {"membership": "join"},
+    }
+
+
+def sync_body(next_batch: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    room = {
+        "timeline": {"events": events, "limited": False, "prev_batch": "p"},
+        "state": {"events": []},
+        "ephemeral": {"events": []},
+        "account_data": {"events": []},
+    }
+    return {
+        "next_batch": next_batch,
+        "rooms": {"join": {ROOM: room} if events else {}, "invite": {}, "leave": {}},
+        "to_device": {"events": []},
+        "device_one_time_keys_count": {"signed_curve25519": 50},
+    }
+
+
+class Server:
+    """A mock homeserver answering /sync from a list, and key uploads."""
+
+    def __init__(self, *syncs: dict[str, Any] | httpx.Response) -> None:
+        self.syncs = list(syncs)
+        self.since: list[str | None] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/sync"):
+            self.since.append(request.url.params.get("since"))
+            answer = self.syncs.pop(0)
+            return (
+                answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+            )
+        if request.url.path.endswith("/keys/upload"):
+            return httpx.Response(200, json={"one_time_key_counts": {"signed_curve25519": 50}})
+        return httpx.Response(200, json={})
+
+
+def sync_loop(server: Server, backend: Backend, token: str | None) -> tuple[SyncLoop, Any]:
+    client: Any = nio.Client(BOT, "BOTDEVICE", config=nio.ClientConfig(store=SqliteMemoryStore))
+    client.restore_login(BOT, "BOTDEVICE", "syt_token")
+    if token is not None:
+        client.store.save_sync_token(token)
+    homeserver = Homeserver(
+        client, httpx.AsyncClient(transport=httpx.MockTransport(server)), "https://hs.example"
+    )
+    config = MatrixConfig.model_validate(
+        {
+            "homeserver": "https://hs.example",
+            "user_id": BOT,
+            "access_token": "syt_token",
+            "device_id": "BOTDEVICE",
+            "allowed_users": [OWNER],
+        }
+    )
+    loop = SyncLoop(
+        homeserver, KeyKeeper(homeserver), config, backend, trio.Event(), lambda r, e: None
+    )
+    return loop, client
+
+
+async def test_the_first_sync_ever_answers_nothing_and_keeps_its_token() -> None:
+    backend = Backend()
+    loop, client = sync_loop(Server(sync_body("t1", [text("$old", "old news")])), backend, None)
+    await loop.sync_once()
+    assert backend.submitted == []
+    assert client.store.load_sync_token() == "t1"
+    assert loop.synced.is_set()
+
+
+async def test_the_token_moves_only_after_the_message_is_durable() -> None:
+    backend = Backend()
+    backend.gate = trio.Event()
+    server = Server(sync_body("t1", [text("$e1", "hello")]))
+    loop, client = sync_loop(server, backend, "t0")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(loop.sync_once)
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.store.load_sync_token() == "t0"  # submit has not returned yet
+        backend.gate.set()
+    assert [m.message_id for m in backend.submitted] == ["$e1"]
+    assert backend.submitted[0] == UserMessage(ROOM, "matrix", "hello", OWNER, "$e1")
+    assert client.store.load_sync_token() == "t1"
+    assert server.since == ["t0"]
+
+
+async def test_a_failed_submit_is_retried_before_the_token_moves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = Backend()
+    backend.failures = 2
+    loop, client = sync_loop(Server(sync_body("t1", [text("$e1", "hello")])), backend, "t0")
+    await loop.sync_once()
+    assert [m.message_id for m in backend.submitted] == ["$e1"]
+    assert client.store.load_sync_token() == "t1"
+
+
+async def test_only_what_follows_the_join_is_answered_and_nothing_twice() -> None:
+    backend = Backend()
+    events = [text("$before", "before the bot came"), joined(BOT), text("$after", "welcome")]
+    again = [text("$after", "welcome"), text("$own", "mine", sender=BOT)]
+    loop, _ = sync_loop(Server(sync_body("t1", events), sync_body("t2", again)), backend, "t0")
+    await loop.sync_once()
+    await loop.sync_once()
+    assert [m.message_id for m in backend.submitted] == ["$after"]
+
+
+@pytest.mark.parametrize("body", [json.dumps([1, 2]), "<html>", json.dumps({"rooms": 1})])
+async def test_a_sync_answer_that_is_not_matrix_leaves_the_token_alone(body: str) -> None:
+    backend = Backend()
+    loop, client = sync_loop(Server(httpx.Response(200, text=body)), backend, "t0")
+    with pytest.raises(MatrixRequestError):
+        await loop.sync_once()
+    assert client.store.load_sync_token() == "t0"
