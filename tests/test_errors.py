@@ -10,6 +10,7 @@ from ganglion.config import ConfigError
 from ganglion.entries import EntryError
 from ganglion.errors import GanglionError, StartupError
 from ganglion.llm import LLMError
+from ganglion.matrix.errors import MatrixError
 from ganglion.reminders import ScheduleError
 from ganglion.safefs import SafePathError
 from ganglion.services import ServiceUnavailable
@@ -41,6 +42,7 @@ from ganglion.web.protocol import FrameError
         SubmitError("x"),
         FrameError("bad", "x"),
         ChatError("x", 3),
+        MatrixError("x"),
     ],
     ids=lambda error: type(error).__name__,
 )

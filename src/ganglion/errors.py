@@ -15,6 +15,7 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── ScheduleError        a reminder refused (reminders.schedule)
 ├── SandboxError         the configured shell sandbox cannot be used (tools.shell)
 ├── ConnectionLost       an MCP server went away (tools.mcp)
+├── MatrixError          a homeserver failed or refused (the tree in matrix/errors.py)
 ├── ServiceUnavailable   a service actor did not answer (services)
 ├── SubmitError          a message could not be made durable (backend)
 ├── FrameError           a web chat frame refused (web.protocol)

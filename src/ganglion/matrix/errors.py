@@ -16,6 +16,8 @@ Every message is one line meant for the operator: what happened and what to do.
 
 from __future__ import annotations
 
+from ganglion.errors import GanglionError
+
 __all__ = [
     "MatrixAuthError",
     "MatrixError",
@@ -25,7 +27,7 @@ __all__ = [
 ]
 
 
-class MatrixError(Exception):
+class MatrixError(GanglionError):
     """Base of the Matrix interface's errors."""
 
 
