@@ -22,11 +22,11 @@ from typing import Any
 
 import trio
 
-from ganglion.chat import ChatMessage
 from ganglion.config import RemindersConfig
 from ganglion.messages import ReminderDue
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.store import ConversationStore
+from ganglion.transcript import ChatMessage
 from ganglion_actors import ChildSpec, open_supervisor
 
 SCHEDULED = 10_000
@@ -98,7 +98,7 @@ async def _lateness(path: Path) -> dict[str, Any]:
 
     actor = ReminderActor(store, RemindersConfig(), "UTC", deliver, notify)
     async with open_supervisor("bench") as sup:
-        await sup.start(ChildSpec("reminders", actor.run))
+        await sup.start(ChildSpec("reminders", actor.serve))
         with trio.fail_after(WINDOW_SECONDS + 120):
             await done.wait()
         await sup.shutdown(5)
@@ -131,7 +131,7 @@ async def _startup(path: Path) -> dict[str, Any]:
 
     actor = ReminderActor(store, RemindersConfig(), "UTC", deliver, notify)
     async with open_supervisor("bench") as sup:
-        await sup.start(ChildSpec("reminders", actor.run))
+        await sup.start(ChildSpec("reminders", actor.serve))
         ready = time.perf_counter() - started
         await sup.shutdown(5)
     await store.aclose()

@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from ganglion.chat import ChatMessage
 from ganglion.store import ConversationStore
+from ganglion.transcript import ChatMessage
 
 SAMPLES = 200
 WARMUP = 20

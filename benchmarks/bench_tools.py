@@ -25,13 +25,13 @@ from typing import Any
 
 import trio
 
-from ganglion.chat import ToolCall
 from ganglion.config import Config, MCPServerConfig
 from ganglion.redact import Redactor
 from ganglion.runtime import _builtin_tools
 from ganglion.threads import Peers
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.mcp import MCPServer
+from ganglion.transcript import ToolCall
 
 CTX = ToolContext(thread_id="web_bench0000000000", turn_id="bench", interface="web")
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "mcpserver.py"

@@ -3,7 +3,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ganglion.chat import ChatMessage, ToolCall
 from ganglion.compaction import (
     TRUNCATED,
     compaction_threshold,
@@ -14,6 +13,7 @@ from ganglion.compaction import (
     summary_request,
 )
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
+from ganglion.transcript import ChatMessage, ToolCall
 
 
 def test_threshold_is_absolute_or_a_fraction_of_the_window() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ganglion.backend import SubmitError
-from ganglion.chatclient import ChatError
 from ganglion.config import ConfigError
 from ganglion.entries import EntryError
 from ganglion.errors import GanglionError, StartupError
@@ -15,6 +14,7 @@ from ganglion.reminders import ScheduleError
 from ganglion.safefs import SafePathError
 from ganglion.services import ServiceUnavailable
 from ganglion.store import MigrationError, StoreError
+from ganglion.terminal import ChatError
 from ganglion.threads.turn import TurnError
 from ganglion.tools.files import FileAccessError
 from ganglion.tools.mcp import ConnectionLost

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ganglion.chat import ToolCall
 from ganglion.config import FilesToolConfig, load_config
 from ganglion.datadir import ensure_data_dir
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.files import file_tools
+from ganglion.transcript import ToolCall
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply, calling_all
 

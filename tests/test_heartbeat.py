@@ -8,7 +8,7 @@ import trio
 
 from ganglion.config import HeartbeatConfig
 from ganglion.entries import active_lines
-from ganglion.heartbeat import HEARTBEAT_THREAD, run_heartbeat
+from ganglion.heartbeat import HEARTBEAT_THREAD, serve_heartbeat
 from ganglion.messages import HeartbeatReview, TriggerHeartbeat
 from ganglion_actors import ChildSpec, open_supervisor
 
@@ -32,7 +32,7 @@ async def run_for(
 
     async with open_supervisor("test") as sup:
         ref = await sup.start(
-            ChildSpec("heartbeat", partial(run_heartbeat, config, heartbeats, send_review))
+            ChildSpec("heartbeat", partial(serve_heartbeat, config, heartbeats, send_review))
         )
         if trigger:
             answer = await ref.ask(lambda reply: TriggerHeartbeat("web_x", reply))

@@ -14,7 +14,6 @@ import trio
 from pydantic import SecretStr
 
 import ganglion.llm
-from ganglion.chat import ChatMessage, ToolCall, Usage
 from ganglion.config import EndpointConfig, LLMConfig, LLMTimeouts, RetryConfig
 from ganglion.llm import (
     LLMClient,
@@ -25,6 +24,7 @@ from ganglion.llm import (
     LLMUnavailable,
     extract_text_tool_calls,
 )
+from ganglion.transcript import ChatMessage, ToolCall, Usage
 from tests.fakellm import (
     FakeLLM,
     Hang,

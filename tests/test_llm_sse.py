@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ganglion.chat import ToolCall
 from ganglion.llm import extract_text_tool_calls
 from ganglion.llm.sse import SSEParser, is_done
+from ganglion.transcript import ToolCall
 
 
 def parse(*chunks: bytes) -> list[str]:

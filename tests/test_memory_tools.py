@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from ganglion.chat import ToolCall
 from ganglion.config import MemoryToolConfig
 from ganglion.datadir import ensure_data_dir
 from ganglion.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.memory import ARCHIVE_NAME, memory_tools
+from ganglion.transcript import ToolCall
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply, calling_all
 

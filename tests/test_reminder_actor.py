@@ -130,7 +130,7 @@ async def rig(
     )
     try:
         async with open_supervisor("test", intensity=0) as sup:
-            ref = await sup.start(ChildSpec("reminders", actor.run, restart=Restart.TEMPORARY))
+            ref = await sup.start(ChildSpec("reminders", actor.serve, restart=Restart.TEMPORARY))
             yield Rig(store, ref, delivered, notices, wall)
             await sup.shutdown(1)
     finally:

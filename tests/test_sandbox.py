@@ -247,7 +247,7 @@ OUTLIVE_WORKER_THREADS = """
 import json, sys, threading
 from pathlib import Path
 import trio, trio._core._thread_cache
-from ganglion.chat import ToolCall
+from ganglion.transcript import ToolCall
 from ganglion.config import ShellToolConfig
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.shell import shell_tools

@@ -17,7 +17,6 @@ import pytest
 import trio
 import trio.testing
 
-from ganglion.chat import ToolCall
 from ganglion.config import ShellToolConfig
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.shell import (
@@ -26,6 +25,7 @@ from ganglion.tools.shell import (
     resource_limits,
     shell_tools,
 )
+from ganglion.transcript import ToolCall
 from tests.daemon import daemon_config, open_daemon
 from tests.fakellm import FakeLLM, Reply
 from tests.process import run_ganglion
@@ -252,7 +252,7 @@ DAEMON_RUNNING_A_COMMAND = """
 import json, sys
 from pathlib import Path
 import trio
-from ganglion.chat import ToolCall
+from ganglion.transcript import ToolCall
 from ganglion.config import ShellToolConfig
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.shell import shell_tools

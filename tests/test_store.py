@@ -10,7 +10,6 @@ import sqlite_utils
 import trio
 import trio.testing
 
-from ganglion.chat import ChatMessage, ToolCall
 from ganglion.store import (
     ConversationStore,
     MigrationError,
@@ -19,6 +18,7 @@ from ganglion.store import (
     StoreError,
     Turn,
 )
+from ganglion.transcript import ChatMessage, ToolCall
 
 THREAD = "web_0123456789abcdef"
 OTHER = "!room:example.org"

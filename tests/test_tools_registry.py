@@ -4,8 +4,8 @@ import json
 
 import trio
 
-from ganglion.chat import ToolCall
 from ganglion.tools import ToolContext, ToolRegistry, tool
+from ganglion.transcript import ToolCall
 
 CONTEXT = ToolContext(thread_id="web_00000000", turn_id="t1", interface="web")
 

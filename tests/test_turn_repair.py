@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from ganglion.chat import ChatMessage, ToolCall
 from ganglion.threads.turn import INTERRUPTED_RESULT, repair_tool_pairs
+from ganglion.transcript import ChatMessage, ToolCall
 
 CALL_A = ToolCall("a", "shell", '{"command": "ls"}')
 CALL_B = ToolCall("b", "read", '{"path": "x"}')

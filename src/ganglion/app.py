@@ -89,8 +89,8 @@ async def _serve_tree(
 ) -> None:
     async with open_supervisor("root", intensity=5, period=60.0) as root:
         await root.start(ChildSpec("threads", services.threads.serve))
-        await root.start(ChildSpec("reminders", services.run_reminders))
-        await root.start(ChildSpec("heartbeat", services.run_heartbeat))
+        await root.start(ChildSpec("reminders", services.serve_reminders))
+        await root.start(ChildSpec("heartbeat", services.serve_heartbeat))
         for spec in [*services.tool_servers(), *services.interfaces()]:
             await root.start(spec)
         resumed = await services.resume_cut_off_turns()

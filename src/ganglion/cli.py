@@ -119,9 +119,9 @@ def _run(config_path: Path | None) -> int:
 def _chat(config_path: Path | None, message: str | None) -> int:
     import trio
 
-    from ganglion.chatclient import ChatError, ChatTarget, chat_interactive, chat_once
     from ganglion.config import ConfigError, load_config
     from ganglion.datadir import WEB_TOKEN_FILE
+    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
     from ganglion.web import read_token
 
     try:

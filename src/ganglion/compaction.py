@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ganglion.chat import ChatMessage
 from ganglion.tokens import BYTES_PER_TOKEN, estimate_message_tokens
+from ganglion.transcript import ChatMessage
 
 __all__ = [
     "CompactionPlan",

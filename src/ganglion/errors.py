@@ -19,7 +19,7 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── ServiceUnavailable   a service actor did not answer (services)
 ├── SubmitError          a message could not be made durable (backend)
 ├── FrameError           a web chat frame refused (web.protocol)
-└── ChatError            the terminal client failed (chatclient)
+└── ChatError            the terminal client failed (terminal)
 
 Each is defined next to the code that raises it; this module holds the base and the
 start-up error, and imports nothing, so any module (the light CLI client too) may use it.

@@ -31,7 +31,7 @@ from ganglion.datadir import (
 )
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
-from ganglion.heartbeat import run_heartbeat
+from ganglion.heartbeat import serve_heartbeat
 from ganglion.llm import LLMClient
 from ganglion.matrix import serve_matrix
 from ganglion.messages import (
@@ -52,7 +52,7 @@ from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.safefs import SafePathError
 from ganglion.store import ConversationStore, StoreError
-from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, run_thread
+from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, serve_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
@@ -60,7 +60,7 @@ from ganglion.tools.mcp import MCPServer, mcp_child_spec
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
 from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
-from ganglion.web import WebState, load_or_create_token, run_web
+from ganglion.web import WebState, load_or_create_token, serve_web
 from ganglion_actors import ActorFn, ActorStopped, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = ["Services", "open_services"]
@@ -96,12 +96,12 @@ class Services:
         ]
         self.threads: Registry[str, Inbound] = Registry(
             "threads",
-            lambda thread_id: partial(run_thread, deps, thread_id),
+            lambda thread_id: partial(serve_thread, deps, thread_id),
             idle_timeout=config.threads.idle_seconds,
             mailbox_size=config.threads.mailbox_size,
         )
 
-    async def run_reminders(
+    async def serve_reminders(
         self,
         inbox: Inbox[ReminderRequest],
         *,
@@ -124,9 +124,9 @@ class Services:
             notify,
             missing_turns=self.store.missing_turns,
         )
-        await actor.run(inbox, task_status=task_status)
+        await actor.serve(inbox, task_status=task_status)
 
-    async def run_heartbeat(
+    async def serve_heartbeat(
         self,
         inbox: Inbox[TriggerHeartbeat],
         *,
@@ -137,7 +137,7 @@ class Services:
         async def send_review(review: HeartbeatReview) -> None:
             await self.threads.send(review.thread_id, review)
 
-        await run_heartbeat(
+        await serve_heartbeat(
             self.config.heartbeat,
             self.config.data_dir / GOALS_FILE,
             send_review,
@@ -153,11 +153,11 @@ class Services:
         """The interface actors to start, in order. Each is restarted with backoff for as
         long as it fails and never escalates: one broken interface (a homeserver that
         went away) never stops the others, the conversations or the reminders."""
-        found: list[tuple[str, ActorFn]] = [("system", self._run_system_log)]
+        found: list[tuple[str, ActorFn]] = [("system", self._serve_system_log)]
         if self.config.web.enabled:
-            found.append(("web", self._run_web))
+            found.append(("web", self._serve_web))
         if self.config.matrix.enabled:
-            found.append(("matrix", self._run_matrix))
+            found.append(("matrix", self._serve_matrix))
         return [
             ChildSpec(
                 name, run, restart=Restart.TRANSIENT, backoff=INTERFACE_BACKOFF, escalates=False
@@ -182,7 +182,7 @@ class Services:
     def begin_drain(self) -> None:
         self.web_state.draining = True
 
-    async def _run_web(
+    async def _serve_web(
         self,
         inbox: Inbox[Outbound],
         *,
@@ -200,7 +200,7 @@ class Services:
         self.deps.redactor.add(token)
         self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
         try:
-            await run_web(
+            await serve_web(
                 self.config.web,
                 self.config.shutdown.grace_seconds,
                 self.web_state,
@@ -212,7 +212,7 @@ class Services:
         finally:
             self.router.unregister("web")
 
-    async def _run_matrix(
+    async def _serve_matrix(
         self,
         inbox: Inbox[Outbound],
         *,
@@ -230,7 +230,7 @@ class Services:
         finally:
             self.router.unregister("matrix")
 
-    async def _run_system_log(
+    async def _serve_system_log(
         self,
         inbox: Inbox[Outbound],
         *,

@@ -19,7 +19,7 @@ truncation; `tests/test_compaction.py` checks it over random messages.
 
 from __future__ import annotations
 
-from ganglion.chat import ChatMessage
+from ganglion.transcript import ChatMessage
 
 __all__ = [
     "BYTES_PER_TOKEN",

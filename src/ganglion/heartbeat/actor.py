@@ -22,7 +22,7 @@ from ganglion.messages import HeartbeatReview, TriggerHeartbeat
 from ganglion.safefs import NotFound, SafePathError, open_dir
 from ganglion_actors import Inbox
 
-__all__ = ["HEARTBEAT_THREAD", "run_heartbeat"]
+__all__ = ["HEARTBEAT_THREAD", "serve_heartbeat"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ MAX_GOALS_BYTES = 64 * 1024
 SendReview = Callable[[HeartbeatReview], Awaitable[None]]
 
 
-async def run_heartbeat(
+async def serve_heartbeat(
     config: HeartbeatConfig,
     heartbeats_file: Path,
     send_review: SendReview,

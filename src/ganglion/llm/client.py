@@ -45,7 +45,6 @@ from typing import Any
 import httpx
 import trio
 
-from ganglion.chat import ChatMessage, Usage
 from ganglion.config import EndpointConfig, LLMConfig, LLMTimeouts, RetryConfig
 from ganglion.llm.completion import Assembly, Completion
 from ganglion.llm.errors import (
@@ -57,6 +56,7 @@ from ganglion.llm.errors import (
     LLMUnavailable,
 )
 from ganglion.llm.sse import SSEParser, is_done
+from ganglion.transcript import ChatMessage, Usage
 from ganglion_actors import Backoff
 
 __all__ = [

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ganglion.chat import ToolCall, Usage
 from ganglion.llm.errors import LLMStreamError
+from ganglion.transcript import ToolCall, Usage
 
 __all__ = ["Assembly", "Completion"]
 

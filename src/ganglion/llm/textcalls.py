@@ -20,7 +20,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from ganglion.chat import ToolCall
+from ganglion.transcript import ToolCall
 
 __all__ = ["extract_text_tool_calls"]
 

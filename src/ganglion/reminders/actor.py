@@ -100,7 +100,7 @@ class _Handover:
 
 
 class ReminderActor:
-    """The reminder actor's state and behaviour; `run` is its actor function.
+    """The reminder actor's state and behaviour; `serve` is its actor function.
 
     Owns: nothing but its reference to the reminder store (scheduler.db) and the retry
     list of slots whose threads did not confirm. It hands `ReminderDue`s to threads
@@ -134,7 +134,7 @@ class ReminderActor:
         self._retry: list[Slot] = []
         self._retry_at = math.inf
 
-    async def run(
+    async def serve(
         self,
         inbox: Inbox[ReminderRequest],
         *,

@@ -58,9 +58,9 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from ganglion.chat import ChatMessage, Role, ToolCall
 from ganglion.store.migrations import Migrations
 from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
+from ganglion.transcript import ChatMessage, Role, ToolCall
 
 __all__ = [
     "ConversationStore",

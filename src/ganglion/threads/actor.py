@@ -35,7 +35,6 @@ from typing import Any
 
 import trio
 
-from ganglion.chat import ChatMessage
 from ganglion.compaction import (
     compaction_threshold,
     needs_compaction,
@@ -63,13 +62,14 @@ from ganglion.prompt import PromptContext, build_system_prompt
 from ganglion.store import StoredMessage, ThreadState, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
-from ganglion.threads.handlers import run_command
+from ganglion.threads.handlers import handle_command
 from ganglion.threads.ids import interface_for
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
+from ganglion.transcript import ChatMessage
 from ganglion_actors import Inbox, Reply
 
-__all__ = ["HEARTBEAT_OK", "ThreadActor", "run_thread"]
+__all__ = ["HEARTBEAT_OK", "ThreadActor", "serve_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class _RunCommand:
 _Work = _RunTurn | _RunCommand
 
 
-async def run_thread(
+async def serve_thread(
     deps: ThreadDeps,
     thread_id: str,
     inbox: Inbox[Inbound],
@@ -119,7 +119,7 @@ async def run_thread(
 
 
 class ThreadActor:
-    """One conversation's state and behaviour; `run_thread` runs it.
+    """One conversation's state and behaviour; `serve_thread` runs it.
 
     Owns: the thread's in-memory history (since the last summary), its summary and its
     queue of work. Nothing outside changes them: turns and commands act through the
@@ -220,7 +220,7 @@ class ThreadActor:
                         case _RunTurn(turn=turn):
                             await self.run_turn(turn)
                         case _RunCommand(command=command):
-                            await run_command(self, command)
+                            await handle_command(self, command)
                 finally:
                     self._outstanding -= 1
                     self._inbox.set_busy(self._outstanding > 0)

@@ -38,12 +38,12 @@ class CommandHost(Protocol):
     async def compact_if_needed(self, *, force: bool = False) -> bool: ...
 
 
-__all__ = ["CommandHost", "run_command"]
+__all__ = ["CommandHost", "handle_command"]
 
 log = logging.getLogger(__name__)
 
 
-async def run_command(thread: CommandHost, command: Command) -> None:
+async def handle_command(thread: CommandHost, command: Command) -> None:
     match command.name:
         case "help":
             await thread.notice(help_text())

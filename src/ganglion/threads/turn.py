@@ -11,12 +11,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ganglion.chat import ChatMessage, ToolCall
 from ganglion.errors import GanglionError
 from ganglion.llm import extract_text_tool_calls
 from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
 from ganglion.tools import ToolContext
+from ganglion.transcript import ChatMessage, ToolCall
 
 if TYPE_CHECKING:
     from ganglion.threads.deps import ThreadDeps

@@ -30,8 +30,8 @@ from typing import Any, get_type_hints, overload
 import trio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from ganglion.chat import ToolCall
 from ganglion.errors import GanglionError
+from ganglion.transcript import ToolCall
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]
 

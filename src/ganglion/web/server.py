@@ -33,7 +33,7 @@ from ganglion.web.auth import COOKIE_NAME, FailureThrottle, token_matches
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import Inbox, unwrap_group
 
-__all__ = ["WebState", "create_app", "run_web"]
+__all__ = ["WebState", "create_app", "serve_web"]
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _bind(config: WebConfig) -> str:
     return f"{host}:{config.port}"
 
 
-async def run_web(
+async def serve_web(
     config: WebConfig,
     graceful_seconds: float,
     state: WebState,
