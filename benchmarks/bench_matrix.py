@@ -22,8 +22,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tests.e2e.people import PASSWORD
-from tests.fakellm import Reply, open_fake_llm
-from tests.live import open_live_daemon
+from tests.support.fakellm import Reply, open_fake_llm
+from tests.support.live import open_live_daemon
 from tests.support.matrix_human import MatrixHuman, open_human
 from tests.support.synapse import open_synapse, synapse_python
 

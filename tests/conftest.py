@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio.testing
 
-from tests.fakellm import FakeLLM, open_fake_llm
+from tests.support.fakellm import FakeLLM, open_fake_llm
 
 
 @pytest.fixture

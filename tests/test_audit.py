@@ -12,8 +12,8 @@ import pytest
 
 from ganglion.config import Config
 from ganglion.redact import REDACTED, Redactor, configured_secrets, encoded_forms
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, calling
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling
 
 API_KEY = "llm-key-5f2b9c0e77aa"
 ROOM = "web_aaaaaaaaaaaaaaaa"

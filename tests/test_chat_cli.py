@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.fakellm import FakeLLM, HTTPError, Reply
-from tests.process import run_ganglion
-from tests.web import open_web_daemon, web_config
+from tests.support.fakellm import FakeLLM, HTTPError, Reply
+from tests.support.process import run_ganglion
+from tests.support.web import open_web_daemon, web_config
 
 pytestmark = pytest.mark.slow
 

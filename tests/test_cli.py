@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.process import run_ganglion
+from tests.support.process import run_ganglion
 
 pytestmark = pytest.mark.slow
 

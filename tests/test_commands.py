@@ -1,6 +1,12 @@
+"""Special commands: parsing and formatting (pure), then inside the running daemon,
+where they never reach the model."""
+
 from __future__ import annotations
 
-from ganglion.messages import ReminderInfo
+import sqlite3
+from pathlib import Path
+
+from ganglion.messages import AddReminder, ReminderInfo
 from ganglion.threads.commands import (
     Command,
     format_reminders,
@@ -10,6 +16,8 @@ from ganglion.threads.commands import (
     unescape,
     unknown_command_text,
 )
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply
 
 
 def test_ordinary_text_is_not_a_command() -> None:
@@ -60,3 +68,84 @@ def test_tool_listing_groups_mcp_servers() -> None:
         "- MCP server web: get"
     )
     assert "only talk" in format_tools(frozenset())
+
+
+WEB = "web_dddddddddddddddd"
+
+
+async def test_help_and_unknown_commands_never_reach_the_model(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB, "/help")
+        assert "/new" in await daemon.collector.notice(WEB)
+        await daemon.say(WEB, "/frobnicate")
+        assert (await daemon.collector.notice(WEB, 2)).startswith("Unknown command /frobnicate.")
+    assert fake_llm.requests == []
+
+
+async def test_new_archives_the_conversation_and_starts_fresh(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB, "remember the number 7")
+        await daemon.collector.final(WEB)
+        await daemon.say(WEB, "/new")
+        assert "new conversation" in await daemon.collector.notice(WEB)
+        await daemon.say(WEB, "what number?")
+        await daemon.collector.final(WEB, 2)
+    contents = [m["content"] for m in fake_llm.requests[-1]["messages"][1:]]
+    assert contents == ["what number?"]
+    with sqlite3.connect(tmp_path / "conversation.db") as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (4,)  # archived, kept
+
+
+async def test_reminders_command_asks_the_reminder_actor(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB, "/reminders")
+        assert await daemon.collector.notice(WEB) == "No reminders are scheduled."
+
+
+async def test_reminders_command_lists_this_conversations_and_the_system_ones(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    other = "!elsewhere:example.org"
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        reminders = daemon.services.peers.reminders
+        assert reminders is not None
+        for text, thread_id, system in (
+            ("mine", WEB, False),
+            ("theirs", other, False),
+            ("for everyone", None, True),
+        ):
+            await reminders.ask(
+                lambda reply, text=text, thread_id=thread_id, system=system: AddReminder(
+                    text, "at", "in 1h", reply, thread_id=thread_id, system=system
+                )
+            )
+        await daemon.say(WEB, "/reminders")
+        listing = await daemon.collector.notice(WEB)
+    assert "'mine'" in listing and "'for everyone'" in listing
+    assert "theirs" not in listing
+    assert listing.startswith("2 scheduled reminder(s):")
+
+
+async def test_heartbeat_command_with_no_goals_stays_quiet(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB, "/heartbeat")
+        assert "nothing to review" in await daemon.collector.notice(WEB)
+    assert fake_llm.requests == []
+
+
+async def test_heartbeat_command_reviews_active_goals(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("HEARTBEAT_OK"))
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        (tmp_path / "HEARTBEATS.txt").write_text("# goals\n- check the backup ran\n")
+        await daemon.say(WEB, "/heartbeat")
+        assert "review started" in await daemon.collector.notice(WEB)
+        await fake_llm.wait_for_requests(1)
+    request = fake_llm.requests[0]["messages"]
+    assert "system:heartbeat" in request[0]["content"]
+    assert "- check the backup ran" in request[-1]["content"]

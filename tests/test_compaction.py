@@ -1,4 +1,10 @@
+"""Compaction: the pure planning and rendering, then automatic and forced compaction in
+the running daemon."""
+
 from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +20,8 @@ from ganglion.compaction import (
 )
 from ganglion.tokens import estimate_message_tokens, estimate_tokens
 from ganglion.transcript import ChatMessage, ToolCall
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply
 
 
 def test_threshold_is_absolute_or_a_fraction_of_the_window() -> None:
@@ -218,3 +226,53 @@ def test_the_summary_stands_in_as_a_system_message() -> None:
     assert message.content == (
         "Summary of the earlier part of this conversation:\nThe owner is Ada."
     )
+
+
+WEB = "web_dddddddddddddddd"
+
+
+async def test_long_threads_are_compacted_automatically(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    long = "x" * 600
+    fake_llm.script(
+        Reply("first " + long),
+        Reply("second " + long),
+        Reply("SUMMARY: the user asked twice about x."),
+        Reply("third"),
+    )
+    config = daemon_config(
+        tmp_path,
+        fake_llm.base_url,
+        compaction={"threshold_tokens": 1200, "keep_recent_messages": 2},
+    )
+    async with open_daemon(config) as daemon:
+        await daemon.say(WEB, "one " + long)
+        await daemon.collector.final(WEB)
+        await daemon.say(WEB, "two " + long)
+        await daemon.collector.final(WEB, 2)
+        await daemon.say(WEB, "three")
+        await daemon.collector.final(WEB, 3)
+        info = await daemon.info(WEB)
+    assert info.has_summary
+    summary_request = fake_llm.requests[2]["messages"]
+    assert "running summary" in summary_request[0]["content"]
+    assert "one x" in summary_request[1]["content"]
+    third = fake_llm.requests[3]["messages"]
+    assert third[1]["content"].endswith("SUMMARY: the user asked twice about x.")
+    assert all(not (m["content"] or "").startswith("one ") for m in third)
+    assert third[-1]["content"] == "three"
+    with sqlite3.connect(tmp_path / "conversation.db") as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (6,)
+
+
+async def test_compact_command_forces_a_summary(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("a"), Reply("b"), Reply("the summary"))
+    config = daemon_config(tmp_path, fake_llm.base_url, compaction={"keep_recent_messages": 2})
+    async with open_daemon(config) as daemon:
+        await daemon.say(WEB, "/compact")
+        assert await daemon.collector.notice(WEB) == "Nothing to compact yet."
+        for text in ("q1", "q2"):
+            await daemon.say(WEB, text)
+        await daemon.collector.final(WEB, 2)
+        await daemon.say(WEB, "/compact")
+        notice = await daemon.collector.notice(WEB, 2)
+    assert notice == "Compacted: 2 older message(s) summarised, 2 kept verbatim."

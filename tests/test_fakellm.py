@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from tests.fakellm import FakeLLM, HTTPError, Reply, TextToolCall, Truncated
+from tests.support.fakellm import FakeLLM, HTTPError, Reply, TextToolCall, Truncated
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**BODY, "stream": True, "stream_options": {"include_usage": True}}

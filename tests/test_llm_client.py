@@ -25,7 +25,7 @@ from ganglion.llm import (
     extract_text_tool_calls,
 )
 from ganglion.transcript import ChatMessage, ToolCall, Usage
-from tests.fakellm import (
+from tests.support.fakellm import (
     FakeLLM,
     Hang,
     HTTPError,

@@ -1,4 +1,4 @@
-"""MCP servers from the test suite (tests/mcpserver.py), used end to end through turns:
+"""MCP servers from the test suite (tests/support/mcpserver.py), used end to end through turns:
 over stdio and streamable HTTP, with error results, a server dying mid-call and being
 restarted, a server that cannot start, and no process left behind."""
 
@@ -29,10 +29,10 @@ from ganglion.tools.mcp import (
     mcp_tool_name,
 )
 from ganglion_actors import open_supervisor
-from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, calling
+from tests.support.daemon import Daemon, daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling
 
-SERVER = str(Path(__file__).with_name("mcpserver.py"))
+SERVER = str(Path(__file__).parent / "support" / "mcpserver.py")
 ROOM = "web_aaaaaaaaaaaaaaaa"
 
 

@@ -15,8 +15,8 @@ from ganglion.entries import EntryError, EntryFile, normalize_entry
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.memory import ARCHIVE_NAME, memory_tools
 from ganglion.transcript import ToolCall
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, calling_all
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling_all
 
 CTX = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
 

@@ -17,9 +17,9 @@ import trio
 
 from ganglion.reminders import ReminderStore
 from ganglion.reminders.schedule import Schedule
-from tests.fakellm import FakeLLM, Reply
-from tests.live import LiveDaemon, open_live_daemon
-from tests.web import hello, next_frame, send
+from tests.support.fakellm import FakeLLM, Reply
+from tests.support.live import LiveDaemon, open_live_daemon
+from tests.support.web import hello, next_frame, send
 
 pytestmark = pytest.mark.slow
 

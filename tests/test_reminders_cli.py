@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ganglion.messages import AddReminder, ListReminders, ReminderInfo
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM
-from tests.process import run_ganglion
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM
+from tests.support.process import run_ganglion
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from ganglion.messages import Notice, ReminderDue
-from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, calling, calling_all
+from tests.support.daemon import Daemon, daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling, calling_all
 
 ROOM = "web_aaaaaaaaaaaaaaaa"
 OTHER = "web_bbbbbbbbbbbbbbbb"

@@ -19,10 +19,10 @@ import pytest
 import trio
 
 from ganglion.config import MemoryToolConfig
-from tests.fakellm import FakeLLM, Reply, calling, calling_all
-from tests.live import LiveDaemon, open_live_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling, calling_all
+from tests.support.live import LiveDaemon, open_live_daemon
+from tests.support.web import hello, send
 from tests.test_file_tools import toggle_in_a_loop
-from tests.web import hello, send
 
 pytestmark = pytest.mark.slow
 

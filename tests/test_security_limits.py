@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from ganglion.redact import encoded_forms
-from tests.fakellm import FakeLLM, Reply, calling, calling_all
-from tests.live import open_live_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling, calling_all
+from tests.support.live import open_live_daemon
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.fakellm import FakeLLM, Reply, calling
-from tests.live import LiveDaemon, open_live_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling
+from tests.support.live import LiveDaemon, open_live_daemon
 from tests.test_security_files import tool_results, turn
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import trio
 
-from tests.fakellm import FakeLLM
-from tests.live import LiveDaemon, open_live_daemon
-from tests.process import run_ganglion
+from tests.support.fakellm import FakeLLM
+from tests.support.live import LiveDaemon, open_live_daemon
+from tests.support.process import run_ganglion
 
 pytestmark = pytest.mark.slow
 

@@ -26,9 +26,9 @@ from ganglion.tools.shell import (
     shell_tools,
 )
 from ganglion.transcript import ToolCall
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply
-from tests.process import run_ganglion
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply
+from tests.support.process import run_ganglion
 
 CTX = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
 SECRET = "sk-test-0123456789abcdefghij"

@@ -14,8 +14,8 @@ from ganglion.app import ForcedStop, run_daemon
 from ganglion.messages import UserMessage
 from ganglion.runtime import Services
 from ganglion_actors._supervisor import unwrap_group
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Hang, Reply
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Hang, Reply
 
 WEB = "web_eeeeeeeeeeeeeeee"
 

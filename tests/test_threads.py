@@ -8,8 +8,8 @@ from pathlib import Path
 import trio
 
 from ganglion.messages import FinalReply, TextDelta, TurnFailed, TurnStarted
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, HTTPError, MalformedSSE, Reply, Truncated
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, HTTPError, MalformedSSE, Reply, Truncated
 
 WEB_A = "web_aaaaaaaaaaaaaaaa"
 WEB_B = "web_bbbbbbbbbbbbbbbb"

@@ -11,8 +11,8 @@ import pytest
 from ganglion.messages import ToolActivity
 from ganglion.tokens import estimate_tokens
 from ganglion.tools import ToolContext, tool
-from tests.daemon import daemon_config, open_daemon
-from tests.fakellm import FakeLLM, Reply, TextToolCall, offered_tools
+from tests.support.daemon import daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, Reply, TextToolCall, offered_tools
 
 WEB = "web_cccccccccccccccc"
 calls: list[tuple[int, int, str]] = []

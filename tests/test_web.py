@@ -13,8 +13,8 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from ganglion.web.session import FLOOD_CLOSE_AFTER
-from tests.fakellm import FakeLLM, Reply
-from tests.web import hello, next_frame, open_web_daemon, send, web_config
+from tests.support.fakellm import FakeLLM, Reply
+from tests.support.web import hello, next_frame, open_web_daemon, send, web_config
 
 TAB_A = "web_a1a1a1a1a1a1a1a1"
 TAB_B = "web_b2b2b2b2b2b2b2b2"

@@ -17,7 +17,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.web import WebDaemon, hello, next_frame, send, serve_in_thread
+from tests.support.web import WebDaemon, hello, next_frame, send, serve_in_thread
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

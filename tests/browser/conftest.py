@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.web import ServerThread, serve_in_thread
+from tests.support.web import ServerThread, serve_in_thread
 
 CHROMIUM = os.environ.get("GANGLION_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -12,8 +12,8 @@ from playwright.sync_api import BrowserContext, expect
 
 from ganglion.messages import AddReminder
 from tests.browser.conftest import open_chat, screenshot
-from tests.fakellm import Reply, calling
-from tests.web import ServerThread, serve_in_thread
+from tests.support.fakellm import Reply, calling
+from tests.support.web import ServerThread, serve_in_thread
 
 
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]

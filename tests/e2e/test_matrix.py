@@ -19,8 +19,8 @@ import pytest
 import trio
 
 from tests.e2e.people import PASSWORD, Timings
-from tests.fakellm import FakeLLM, Reply, calling
-from tests.live import LiveDaemon, open_live_daemon
+from tests.support.fakellm import FakeLLM, Reply, calling
+from tests.support.live import LiveDaemon, open_live_daemon
 from tests.support.matrix_human import MatrixHuman, ReceivedMessage
 from tests.support.synapse import Synapse
 

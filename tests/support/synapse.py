@@ -40,7 +40,7 @@ import httpx
 import trio
 import yaml
 
-from tests.live import free_port
+from tests.support.live import free_port
 
 __all__ = [
     "SYNAPSE_PYTHON_ENV",

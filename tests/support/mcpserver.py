@@ -1,7 +1,7 @@
 """A small MCP server for the test suite, run as a subprocess (stdio, or streamable HTTP).
 
-    python tests/mcpserver.py stdio
-    python tests/mcpserver.py http PORT
+    python tests/support/mcpserver.py stdio
+    python tests/support/mcpserver.py http PORT
 
 Tools: `add`, `echo` (reports the `X-Test-Header` request header over HTTP), `fail` (an
 error result), `grow` (adds `multiply` and announces the new tool list), `die` (the

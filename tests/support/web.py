@@ -16,8 +16,8 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from ganglion.config import Config
 from ganglion.runtime import Services
-from tests.daemon import Daemon, daemon_config, open_daemon
-from tests.fakellm import FakeLLM, open_fake_llm
+from tests.support.daemon import Daemon, daemon_config, open_daemon
+from tests.support.fakellm import FakeLLM, open_fake_llm
 
 T = TypeVar("T")
 
