@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from ganglion.tools.mcp import (
 from ganglion_actors import open_supervisor
 from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, Reply, calling
+from tests.support.live import free_port
 
 SERVER = str(Path(__file__).parent / "support" / "mcpserver.py")
 ROOM = "web_aaaaaaaaaaaaaaaa"
@@ -167,13 +167,6 @@ async def test_a_server_that_cannot_start_never_stops_the_daemon(
     assert "Traceback" not in caplog.text  # an expected failure is one line
     names = [t["function"]["name"] for t in fake_llm.requests[0]["tools"]]
     assert names and not any(name.startswith("mcp__") for name in names)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

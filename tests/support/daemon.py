@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +86,17 @@ class Daemon:
             )
 
 
+def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, sections merged key by key at every depth."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def daemon_config(data_dir: Path, llm_url: str, **overrides: Any) -> Config:
     raw: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -96,12 +107,7 @@ def daemon_config(data_dir: Path, llm_url: str, **overrides: Any) -> Config:
         "logging": {"dir": None},
         "shutdown": {"grace_seconds": 5},
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return Config.model_validate(raw)
+    return Config.model_validate(merge_settings(raw, overrides))
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +28,8 @@ import httpx
 import trio
 import yaml
 from trio_websocket import WebSocketConnection, open_websocket_url
+
+from tests.support.daemon import merge_settings
 
 __all__ = ["LiveDaemon", "free_port", "open_live_daemon"]
 
@@ -154,16 +156,6 @@ class LiveDaemon:
             yield ws
 
 
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 @asynccontextmanager
 async def open_live_daemon(
     tmp_path: Path, llm_url: str, *, start: bool = True, **overrides: Any
@@ -183,7 +175,7 @@ async def open_live_daemon(
         "logging": {"dir": str(root / "logs")},
     }
     config_path = root / "config.yaml"
-    config_path.write_text(yaml.safe_dump(_merge(config, overrides)))
+    config_path.write_text(yaml.safe_dump(merge_settings(config, overrides)))
     live = LiveDaemon(root, config_path, data_dir, port)
     try:
         if start:
