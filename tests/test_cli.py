@@ -149,3 +149,17 @@ async def test_a_busy_web_port_is_a_clear_start_up_error(tmp_path: Path) -> None
     assert result.returncode == 2, stderr
     assert f"cannot start: the web chat cannot listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
+
+
+async def test_ganglion_with_no_command_runs_the_daemon(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("web: {port: not-a-port}\n", encoding="utf-8")
+    result = await run_ganglion("--config", "config.yaml", cwd=tmp_path)
+    assert result.returncode == 2  # the daemon's own configuration check answered
+    assert "web.port" in result.stderr.decode()
+
+
+async def test_help_lists_every_command(tmp_path: Path) -> None:
+    result = await run_ganglion("--help", cwd=tmp_path)
+    usage = result.stdout.decode()
+    assert result.returncode == 0
+    assert all(command in usage for command in ("run", "chat", "reminders"))

@@ -1,6 +1,6 @@
 """The `ganglion` command line.
 
-    ganglion run [--config PATH]     run the daemon until SIGTERM/SIGINT
+    ganglion [run] [--config PATH]   run the daemon until SIGTERM/SIGINT
     ganglion chat [-m TEXT]          talk to the running daemon from the terminal
     ganglion reminders list          list scheduled reminders (works while the daemon runs)
     ganglion reminders cancel ID     cancel one
@@ -33,14 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganglion", description="Ganglion, a personal AI assistant daemon."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="YAML config file (default: ./config.yaml if present, else built-in defaults)",
-    )
+    config_help = "YAML config file (default: ./config.yaml if present, else built-in defaults)"
+    # `ganglion` alone runs the daemon, as the original's `uv run ganglion` did.
+    parser.add_argument("--config", dest="main_config", type=Path, default=None, help=config_help)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon in the foreground (the default)")
+    run.add_argument("--config", type=Path, default=None, help=config_help)
     chat = commands.add_parser("chat", help="chat with the running daemon")
     chat.add_argument("--config", type=Path, default=None, help="the daemon's config file")
     chat.add_argument("-m", "--message", help="send one message, print the reply, exit")
@@ -55,12 +53,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        return _run(args.config)
+    config = getattr(args, "config", None) or args.main_config
+    if args.command in (None, "run"):
+        return _run(config)
     if args.command == "chat":
-        return _chat(args.config, args.message)
+        return _chat(config, args.message)
     if args.command == "reminders":
-        return _reminders(args.config, args.action, getattr(args, "reminder_id", None))
+        return _reminders(config, args.action, getattr(args, "reminder_id", None))
     raise AssertionError(args.command)
 
 
