@@ -28,10 +28,10 @@ import trio
 from ganglion.config import Config, MCPServerConfig
 from ganglion.redact import Redactor
 from ganglion.runtime import _builtin_tools
-from ganglion.threads import Peers
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.mcp import MCPServer
 from ganglion.transcript import ToolCall
+from ganglion_actors import reserve
 
 CTX = ToolContext(thread_id="web_bench0000000000", turn_id="bench", interface="web")
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "mcpserver.py"
@@ -70,7 +70,7 @@ async def _bench(data: Path) -> dict[str, Any]:
     (data / "skills").mkdir()
     (data / "note.txt").write_text("x" * 4096)
     config = Config(data_dir=data)
-    tools = ToolRegistry(_builtin_tools(config, Peers(), Redactor()))
+    tools = ToolRegistry(_builtin_tools(config, reserve("reminders"), Redactor()))
     results: dict[str, Any] = {}
     results["shell_true"] = _summary(
         await _timed(lambda: _call(tools, "shell", command="true"), 100)

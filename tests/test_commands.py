@@ -111,7 +111,7 @@ async def test_reminders_command_lists_this_conversations_and_the_system_ones(
 ) -> None:
     other = "!elsewhere:example.org"
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
-        reminders = daemon.services.peers.reminders
+        reminders = daemon.services.deps.reminders
         assert reminders is not None
         for text, thread_id, system in (
             ("mine", WEB, False),

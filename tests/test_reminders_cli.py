@@ -23,7 +23,7 @@ async def test_list_and_cancel_against_the_running_daemon(
     config_file = tmp_path / "config.yaml"
     config_file.write_text(f"data_dir: {data}\nlogging: {{dir: null}}\n")
     async with open_daemon(daemon_config(data, fake_llm.base_url)) as daemon:
-        reminders = daemon.services.peers.reminders
+        reminders = daemon.services.deps.reminders
         assert reminders is not None
         info: ReminderInfo = await reminders.ask(
             lambda reply: AddReminder(
@@ -48,7 +48,7 @@ async def test_list_and_cancel_against_the_running_daemon(
 
 async def test_reminders_command_lists_what_is_scheduled(tmp_path: Path, fake_llm: FakeLLM) -> None:
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
-        reminders = daemon.services.peers.reminders
+        reminders = daemon.services.deps.reminders
         assert reminders is not None
         await reminders.ask(
             lambda reply: AddReminder("stretch", "every", "2h", reply, thread_id=THREAD)

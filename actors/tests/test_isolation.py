@@ -68,6 +68,7 @@ def test_the_public_surface_is_pinned() -> None:
         "SupervisorStatistics",
         "current_actor_name",
         "open_supervisor",
+        "reserve",
         "unwrap_group",
     ]
     for module in ("_backoff", "_errors", "_mailbox", "_registry", "_supervisor"):

@@ -392,3 +392,28 @@ async def test_an_expected_crash_is_one_log_line(
         await sup.shutdown(1)
     assert "actor c failed: crash" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_a_reserved_reference_queues_until_its_actor_starts(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from ganglion_actors import reserve
+
+    seen: list[object] = []
+
+    async def echo(inbox: Inbox[object], *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async for message in inbox:
+            seen.append(message)
+
+    ref = reserve("late")
+    await ref.send("sent before the start")
+    async with open_supervisor("s") as sup:
+        started = await sup.start(ChildSpec("late", echo, ref=ref))
+        assert started is ref
+        await ref.send("after")
+        with trio.fail_after(5):
+            while len(seen) < 2:
+                await trio.sleep(0.01)
+        await sup.shutdown(1)
+    assert seen == ["sent before the start", "after"]

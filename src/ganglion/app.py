@@ -28,7 +28,7 @@ import trio
 
 from ganglion.config import Config
 from ganglion.runtime import Services, open_services
-from ganglion_actors import ChildSpec, open_supervisor, unwrap_group
+from ganglion_actors import open_supervisor, unwrap_group
 
 __all__ = ["ForcedStop", "run_daemon"]
 
@@ -88,10 +88,7 @@ async def _serve_tree(
     config: Config, services: Services, task_status: trio.TaskStatus[Services]
 ) -> None:
     async with open_supervisor("root", intensity=5, period=60.0) as root:
-        await root.start(ChildSpec("threads", services.threads.serve))
-        await root.start(ChildSpec("reminders", services.serve_reminders))
-        await root.start(ChildSpec("heartbeat", services.serve_heartbeat))
-        for spec in [*services.tool_servers(), *services.interfaces()]:
+        for spec in [*services.service_actors(), *services.tool_servers(), *services.interfaces()]:
             await root.start(spec)
         resumed = await services.resume_cut_off_turns()
         if resumed:

@@ -52,7 +52,7 @@ from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.safefs import SafePathError
 from ganglion.store import ConversationStore, StoreError
-from ganglion.threads import Peers, SharedPromptFiles, ThreadDeps, serve_thread
+from ganglion.threads import SharedPromptFiles, ThreadDeps, serve_thread
 from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
 from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
@@ -61,7 +61,17 @@ from ganglion.tools.memory import memory_tools
 from ganglion.tools.scheduling import reminder_tools
 from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
 from ganglion.web import WebState, load_or_create_token, serve_web
-from ganglion_actors import ActorFn, ActorStopped, Backoff, ChildSpec, Inbox, Registry, Restart
+from ganglion_actors import (
+    ActorFn,
+    ActorRef,
+    ActorStopped,
+    Backoff,
+    ChildSpec,
+    Inbox,
+    Registry,
+    Restart,
+    reserve,
+)
 
 __all__ = ["Services", "open_services"]
 
@@ -86,7 +96,6 @@ class Services:
         self.reminder_store = reminder_store
         self.deps = deps
         self.router = deps.router
-        self.peers = deps.peers
         self.web_state = WebState()
         self.stop_requested = trio.Event()
         self.mcp_servers = [
@@ -107,8 +116,6 @@ class Services:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.peers.reminders = inbox.ref
-
         async def deliver(due: ReminderDue) -> None:
             # Returns once the thread has the reminder's turn on disk (see ReminderDue).
             await self.threads.ask(due.thread_id, lambda accepted: replace(due, accepted=accepted))
@@ -132,8 +139,6 @@ class Services:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.peers.heartbeat = inbox.ref
-
         async def send_review(review: HeartbeatReview) -> None:
             await self.threads.send(review.thread_id, review)
 
@@ -144,6 +149,15 @@ class Services:
             inbox,
             task_status=task_status,
         )
+
+    def service_actors(self) -> list[ChildSpec[Any]]:
+        """The thread registry, then the reminder and heartbeat actors on the references
+        the threads already hold."""
+        return [
+            ChildSpec("threads", self.threads.serve),
+            ChildSpec("reminders", self.serve_reminders, ref=self.deps.reminders),
+            ChildSpec("heartbeat", self.serve_heartbeat, ref=self.deps.heartbeat),
+        ]
 
     def tool_servers(self) -> list[ChildSpec[Any]]:
         """The MCP server actors to start: one per enabled server."""
@@ -288,7 +302,10 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         if compaction_endpoint is not None
         else llm
     )
-    peers = Peers()
+    # The service actors' references, reserved now and started by the tree (app.py):
+    # threads and tools get final references, and no actor registers itself anywhere.
+    reminders: ActorRef[ReminderRequest] = reserve("reminders")
+    heartbeat: ActorRef[TriggerHeartbeat] = reserve("heartbeat")
     redactor = Redactor(configured_secrets(config))
     deps = ThreadDeps(
         config=config,
@@ -297,9 +314,10 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
-        tools=ToolRegistry(_builtin_tools(config, peers, redactor)),
+        tools=ToolRegistry(_builtin_tools(config, reminders, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
-        peers=peers,
+        reminders=reminders,
+        heartbeat=heartbeat,
         now=lambda: datetime.now(zone),
         timezone=timezone,
         redactor=redactor,
@@ -341,7 +359,9 @@ async def _check_shell(config: Config) -> None:
         log.info("shell commands run in a bubblewrap sandbox")
 
 
-def _builtin_tools(config: Config, peers: Peers, redactor: Redactor) -> list[Tool]:
+def _builtin_tools(
+    config: Config, reminders: ActorRef[ReminderRequest], redactor: Redactor
+) -> list[Tool]:
     """The tools the configuration enables."""
     tools = config.tools
     found: list[Tool] = []
@@ -352,7 +372,7 @@ def _builtin_tools(config: Config, peers: Peers, redactor: Redactor) -> list[Too
     if tools.memory.enabled:
         found += memory_tools(tools.memory, config.data_dir)
     if tools.reminders.enabled:
-        found += reminder_tools(lambda: peers.reminders)
+        found += reminder_tools(reminders)
     return found
 
 

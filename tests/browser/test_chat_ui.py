@@ -95,7 +95,7 @@ def test_a_reminder_is_delivered_into_the_tab(
     thread = page.evaluate("window.ganglionThread")
     soon = datetime.now(ZoneInfo("Europe/Paris")) + timedelta(seconds=3)
     spec = soon.replace(tzinfo=None).isoformat(timespec="seconds")
-    reminders = server.web.services.peers.reminders
+    reminders = server.web.services.deps.reminders
     assert reminders is not None
     info = server.call(
         reminders.ask,

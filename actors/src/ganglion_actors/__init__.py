@@ -19,6 +19,7 @@ from ganglion_actors._mailbox import (
     Inbox,
     Reply,
     current_actor_name,
+    reserve,
 )
 from ganglion_actors._registry import Registry, RegistryStatistics
 from ganglion_actors._supervisor import (
@@ -51,5 +52,6 @@ __all__ = [
     "SupervisorStatistics",
     "current_actor_name",
     "open_supervisor",
+    "reserve",
     "unwrap_group",
 ]

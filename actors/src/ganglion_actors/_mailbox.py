@@ -22,7 +22,15 @@ import trio
 
 from ganglion_actors._errors import ActorDied, ActorStopped, MailboxFull
 
-__all__ = ["ActorRef", "ActorStatistics", "Inbox", "Mailbox", "Reply", "current_actor_name"]
+__all__ = [
+    "ActorRef",
+    "ActorStatistics",
+    "Inbox",
+    "Mailbox",
+    "Reply",
+    "current_actor_name",
+    "reserve",
+]
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -275,3 +283,10 @@ class Inbox(Generic[M]):
         for reply in self._replies:
             reply.fail(ActorDied(self.name))
         self._replies.clear()
+
+
+def reserve(name: str, capacity: int = 64) -> ActorRef[Any]:
+    """The reference of an actor that is not started yet, for wiring actors that need each
+    other: hand it out now, start the actor later with `ChildSpec(..., ref=it)`. Messages
+    sent before then wait in its mailbox (up to `capacity`; then senders wait)."""
+    return Mailbox[Any](name, capacity).ref

@@ -64,7 +64,8 @@ class Restart(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class ChildSpec(Generic[M]):
     """How to run one child: its name (also its log name), its actor function, its restart
-    type and the capacity of its mailbox.
+    type and the capacity of its mailbox (or `ref`, a `reserve`d reference whose
+    mailbox it takes over).
 
     `backoff` replaces the supervisor's own for this child. A child with
     `escalates=False` is restarted (per its restart type) for as long as it fails and its
@@ -81,6 +82,7 @@ class ChildSpec(Generic[M]):
     backoff: Backoff | None = None
     escalates: bool = True
     expected: tuple[type[BaseException], ...] = ()
+    ref: ActorRef[M] | None = None  # a `reserve`d reference to start the child on
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,9 @@ class Supervisor:
         """
         if self._stopping:
             raise RuntimeError(f"supervisor {self.name!r} is stopping")
-        mailbox: Mailbox[M] = Mailbox(spec.name, spec.mailbox_size)
+        mailbox: Mailbox[M] = (
+            spec.ref._mailbox if spec.ref is not None else Mailbox(spec.name, spec.mailbox_size)
+        )
         child = _Child(spec, mailbox)
         self._children.append(child)
         try:

@@ -18,15 +18,7 @@ from ganglion.store import ConversationStore
 from ganglion.tools import ToolRegistry
 from ganglion_actors import ActorRef
 
-__all__ = ["Peers", "SharedPromptFiles", "ThreadDeps"]
-
-
-@dataclass(slots=True)
-class Peers:
-    """References to the service actors, filled in as the tree starts them."""
-
-    reminders: ActorRef[ReminderRequest] | None = None
-    heartbeat: ActorRef[TriggerHeartbeat] | None = None
+__all__ = ["SharedPromptFiles", "ThreadDeps"]
 
 
 class SharedPromptFiles:
@@ -49,7 +41,8 @@ class ThreadDeps:
     """Everything a thread actor uses that it does not own, shared by all threads and
     built once per daemon run: the validated config, the conversation store, the model
     clients and the limiter on concurrent model calls, the delivery router, the prompt
-    files, the tools, the service actors' references, the clock and the redactor."""
+    files, the tools, the service actors' references (reserved before the tree starts
+    them, so they are final), the clock and the redactor."""
 
     config: Config
     store: ConversationStore
@@ -59,7 +52,8 @@ class ThreadDeps:
     prompt_files: SharedPromptFiles
     tools: ToolRegistry
     llm_slots: trio.CapacityLimiter
-    peers: Peers
+    reminders: ActorRef[ReminderRequest]
+    heartbeat: ActorRef[TriggerHeartbeat]
     now: Callable[[], datetime]
     timezone: str
     redactor: Redactor

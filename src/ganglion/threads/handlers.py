@@ -76,7 +76,7 @@ async def _list_reminders(thread: CommandHost) -> str:
     scope = None if interface_for(thread.thread_id) == "system" else thread.thread_id
     try:
         items: tuple[ReminderInfo, ...] = await ask_service(
-            thread.deps.peers.reminders,
+            thread.deps.reminders,
             lambda reply: ListReminders(reply=reply, thread_id=scope, include_system=True),
             name="reminder",
         )
@@ -91,7 +91,7 @@ async def _confirm_reminder(thread: CommandHost, args: str) -> str:
         return "Give the reminder's id: /confirm <id> (/reminders lists them)."
     try:
         info: ReminderInfo = await ask_service(
-            thread.deps.peers.reminders,
+            thread.deps.reminders,
             lambda reply: ConfirmReminder(reminder_id, thread.thread_id, reply),
             name="reminder",
         )
@@ -105,7 +105,7 @@ async def _confirm_reminder(thread: CommandHost, args: str) -> str:
 async def _trigger_heartbeat(thread: CommandHost) -> str:
     try:
         outcome: str = await ask_service(
-            thread.deps.peers.heartbeat,
+            thread.deps.heartbeat,
             lambda reply: TriggerHeartbeat(requested_by=thread.thread_id, reply=reply),
             name="heartbeat",
         )

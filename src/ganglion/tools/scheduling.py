@@ -38,13 +38,12 @@ __all__ = ["reminder_tools"]
 T = TypeVar("T")
 
 
-def reminder_tools(reminders: Callable[[], ActorRef[ReminderRequest] | None]) -> list[Tool]:
-    """The scheduling tools; `reminders()` gives the reminder actor's current reference
-    (None while it is not running)."""
+def reminder_tools(reminders: ActorRef[ReminderRequest]) -> list[Tool]:
+    """The scheduling tools, asking the reminder actor at `reminders`."""
 
     async def ask(make: Callable[[Reply[T]], ReminderRequest]) -> T:
         try:
-            return await ask_service(reminders(), make, name="reminder")
+            return await ask_service(reminders, make, name="reminder")
         except (ScheduleError, ServiceUnavailable) as exc:
             raise ToolError(str(exc)) from None
 
