@@ -9,7 +9,8 @@ the store's outbox, and the interface delivers them when it is back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,6 +63,15 @@ class DeliveryRouter:
 
     def unregister(self, name: str) -> None:
         self._routes.pop(name, None)
+
+    @contextmanager
+    def route(self, name: str, owns: Callable[[str], bool], sink: Sink) -> Iterator[None]:
+        """`register` for the duration of the block (an interface's whole life)."""
+        self.register(name, owns, sink)
+        try:
+            yield
+        finally:
+            self.unregister(name)
 
     def route_for(self, thread_id: str) -> Sink | None:
         for route in self._routes.values():

@@ -35,7 +35,6 @@ from ganglion.heartbeat import serve_heartbeat
 from ganglion.llm import LLMClient
 from ganglion.matrix import serve_matrix
 from ganglion.messages import (
-    FinalReply,
     HeartbeatReview,
     Inbound,
     Notice,
@@ -43,7 +42,6 @@ from ganglion.messages import (
     ReminderDue,
     ReminderRequest,
     TriggerHeartbeat,
-    TurnFailed,
     Wake,
 )
 from ganglion.private import tighten
@@ -52,8 +50,9 @@ from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders import ReminderActor, ReminderStore
 from ganglion.safefs import SafePathError
 from ganglion.store import ConversationStore, StoreError
+from ganglion.systemlog import serve_system_log
 from ganglion.threads import SharedPromptFiles, ThreadDeps, serve_thread
-from ganglion.threads.ids import SYSTEM_PREFIX, WEB_PREFIX
+from ganglion.threads.ids import interface_for
 from ganglion.tools import Tool, ToolRegistry
 from ganglion.tools.files import file_tools
 from ganglion.tools.mcp import MCPServer, mcp_child_spec
@@ -109,6 +108,7 @@ class Services:
             idle_timeout=config.threads.idle_seconds,
             mailbox_size=config.threads.mailbox_size,
         )
+        self.backend = DaemonBackend(self.threads, store)
 
     async def serve_reminders(
         self,
@@ -167,7 +167,9 @@ class Services:
         """The interface actors to start, in order. Each is restarted with backoff for as
         long as it fails and never escalates: one broken interface (a homeserver that
         went away) never stops the others, the conversations or the reminders."""
-        found: list[tuple[str, ActorFn]] = [("system", self._serve_system_log)]
+        found: list[tuple[str, ActorFn]] = [
+            ("system", partial(serve_system_log, self.router, self.backend))
+        ]
         if self.config.web.enabled:
             found.append(("web", self._serve_web))
         if self.config.matrix.enabled:
@@ -212,19 +214,16 @@ class Services:
                 f"{self.config.data_dir / WEB_TOKEN_FILE} and start again"
             ) from None
         self.deps.redactor.add(token)
-        self.router.register("web", lambda thread_id: thread_id.startswith(WEB_PREFIX), inbox.ref)
-        try:
+        with self.router.route("web", lambda thread: interface_for(thread) == "web", inbox.ref):
             await serve_web(
                 self.config.web,
                 self.config.shutdown.grace_seconds,
                 self.web_state,
-                DaemonBackend(self.threads, self.store),
+                self.backend,
                 token,
                 inbox,
                 task_status=task_status,
             )
-        finally:
-            self.router.unregister("web")
 
     async def _serve_matrix(
         self,
@@ -232,44 +231,16 @@ class Services:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.router.register("matrix", lambda thread_id: thread_id.startswith("!"), inbox.ref)
-        try:
+        with self.router.route(
+            "matrix", lambda thread: interface_for(thread) == "matrix", inbox.ref
+        ):
             await serve_matrix(
                 self.config.matrix,
                 self.config.data_dir,
-                DaemonBackend(self.threads, self.store),
+                self.backend,
                 inbox,
                 task_status=task_status,
             )
-        finally:
-            self.router.unregister("matrix")
-
-    async def _serve_system_log(
-        self,
-        inbox: Inbox[Outbound],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Where autonomous threads 'deliver': the log, for the owner to read."""
-        self.router.register(
-            "system", lambda thread_id: thread_id.startswith(SYSTEM_PREFIX), inbox.ref
-        )
-        task_status.started()
-        try:
-            async for event in inbox:
-                match event:
-                    case FinalReply(thread_id=thread_id, text=text, outbox_id=outbox_id):
-                        log.info("%s says: %s", thread_id, text)
-                        if outbox_id is not None:
-                            await self.store.mark_delivered([outbox_id])
-                    case TurnFailed(thread_id=thread_id, message=message):
-                        log.warning("%s turn failed: %s", thread_id, message)
-                    case Notice(thread_id=thread_id, text=text):
-                        log.info("%s notice: %s", thread_id, text)
-                    case _:
-                        pass
-        finally:
-            self.router.unregister("system")
 
 
 @asynccontextmanager
