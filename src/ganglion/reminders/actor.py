@@ -51,7 +51,6 @@ from ganglion.messages import (
     ReminderDue,
     ReminderInfo,
     ReminderRequest,
-    reminder_turn_id,
 )
 from ganglion.reminders.schedule import (
     Schedule,
@@ -232,7 +231,7 @@ class ReminderActor:
         if self.missing_turns is None:
             return
         slots = await self.store.done_since(self.wall() - RECHECK_WINDOW)
-        turn_ids = {self._turn_id(slot): slot for slot in slots}
+        turn_ids = {self._due(slot).turn_id: slot for slot in slots}
         lost = [turn_ids[t] for t in await self.missing_turns(list(turn_ids))]
         lost.sort(key=lambda slot: slot.at)
         resend = []
@@ -273,9 +272,7 @@ class ReminderActor:
 
     async def _hand_over_one(self, handover: _Handover) -> None:
         reminder = handover.slot.reminder
-        due = ReminderDue(
-            self._target(reminder), reminder.id, handover.slot.key, reminder.text, reminder.system
-        )
+        due = self._due(handover.slot)
         with trio.move_on_after(HANDOVER_TIMEOUT):
             try:
                 await self.deliver(due)
@@ -304,8 +301,12 @@ class ReminderActor:
             return SYSTEM_REMINDER_THREAD
         return reminder.thread_id
 
-    def _turn_id(self, slot: Slot) -> str:
-        return reminder_turn_id(self._target(slot.reminder), slot.reminder.id, slot.key)
+    def _due(self, slot: Slot) -> ReminderDue:
+        """The message that hands `slot` to its thread (its turn id derives from it)."""
+        reminder = slot.reminder
+        return ReminderDue(
+            self._target(reminder), reminder.id, slot.key, reminder.text, reminder.system
+        )
 
     async def _report_missed(self, slot: Slot, circumstance: str | None = None) -> None:
         reminder = slot.reminder

@@ -59,6 +59,10 @@ class WebState:
     ready: bool = False
     draining: bool = False
     binds: list[str] = field(default_factory=list)
+    # The origins a page of this chat may have, and the host names requests may name:
+    # derived from `binds` once they are known (see `served_origins`).
+    origins: frozenset[str] = frozenset()
+    hosts: frozenset[str] = frozenset()
 
 
 def presented_token(cookie: str | None, authorization: str | None) -> str | None:
@@ -89,8 +93,7 @@ def create_app(
 
     def refusal(address: str | None, host: str | None, presented: str | None) -> Response | None:
         """Why a request may not proceed (an unknown Host, throttled, a wrong token)."""
-        origins = served_origins(state.binds, config)
-        if host is not None and host not in {origin.split("://", 1)[1] for origin in origins}:
+        if host is not None and host not in state.hosts:
             log.warning("refused a request for unknown host %r", host)
             return Response("unknown host\n", status=421, content_type="text/plain")
         address = address or "unknown"
@@ -148,7 +151,7 @@ def create_app(
             return refused
         # Browsers always send Origin on a websocket; clients without one are not pages.
         origin = websocket.headers.get("Origin")
-        if origin is not None and origin not in served_origins(state.binds, config):
+        if origin is not None and origin not in state.origins:
             log.warning("refused a websocket from foreign origin %r", origin)
             return Response("foreign origin\n", status=403, content_type="text/plain")
         await websocket.accept()
@@ -221,6 +224,8 @@ async def serve_web(
                 f"the web chat cannot listen on {hypercorn_config.bind[0]}: "
                 f"{error.strerror or error} (change web.host/web.port, or stop what uses it)"
             ) from error
+        state.origins = served_origins(state.binds, config)
+        state.hosts = frozenset(origin.split("://", 1)[1] for origin in state.origins)
         state.ready = True
         for bind in state.binds:
             log.info("web chat listening on %s", bind)
