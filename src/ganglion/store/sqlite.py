@@ -13,10 +13,13 @@ waiting and runs them in one transaction, so a burst (forty reminders coming due
 threads storing their turns) costs one fsync, not one per write, and every caller still
 returns only once its own write is on disk. If any write of a group fails, the group is
 rolled back and its writes are run again one transaction each, so one bad write fails
-alone (write functions touch only the database, so running one again is safe). A call cancelled while its work is in the thread
-waits for that work to finish, so a transaction is always committed or rolled back
-whole, never abandoned; a write cancelled while it waits for the connection either
-never happens or, if another writer's group took it already, happens whole. `aclose` closes the connection; it may be called more than once.
+alone (write functions touch only the database, so running one again is safe).
+
+A call cancelled while its work is in the thread waits for that work to finish, so a
+transaction is always committed or rolled back whole, never abandoned; a write cancelled
+while it waits for the connection either never happens or, if another writer's group
+took it already, happens whole. `aclose` closes the connection; it may be called more
+than once.
 
 Error handling: SQLite errors are raised as `StoreError` (with the database path and the
 original exception chained), so callers handle one exception type.
@@ -151,7 +154,10 @@ class SQLiteStore:
                 return await trio.to_thread.run_sync(fn, limiter=self._limiter)
             return await trio.to_thread.run_sync(fn)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: {self.description} error: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"{self.path}: {self.description} error: {exc}")
 
     async def _read(self, fn: Callable[[], T]) -> T:
         self._reads += 1
@@ -181,9 +187,7 @@ class SQLiteStore:
             raise
         if write.error is not None:
             if isinstance(write.error, sqlite3.Error):
-                raise StoreError(
-                    f"{self.path}: {self.description} error: {write.error}"
-                ) from write.error
+                raise self._error(write.error) from write.error
             raise write.error
         value: T = write.value
         return value
