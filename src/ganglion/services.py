@@ -1,7 +1,7 @@
 """Asking a service actor (the reminders, the heartbeat) with a time limit.
 
 Threads and tools ask the service actors for things (schedule a reminder, review the goals
-now). A service that is not running, died with the request, or does not answer within
+now). A service that stopped, died with the request, or does not answer within
 `SERVICE_TIMEOUT` becomes one `ServiceUnavailable` whose message can be shown as it is;
 errors the service itself reports (a refused schedule) pass through unchanged.
 """
@@ -31,15 +31,13 @@ class ServiceUnavailable(GanglionError):
     """The service could not answer; the message says so in words for people."""
 
 
-async def ask_service(ref: ActorRef[M] | None, make: Callable[[Reply[R]], M], *, name: str) -> R:
+async def ask_service(ref: ActorRef[M], make: Callable[[Reply[R]], M], *, name: str) -> R:
     """`ref.ask(make)` within `SERVICE_TIMEOUT`.
 
-    Error handling: `ServiceUnavailable` when `ref` is None (not running), the actor
-    stopped or died with the request, or it did not answer in time; what the actor passed
-    to `Reply.fail` is raised as it is.
+    Error handling: `ServiceUnavailable` when the actor stopped or died with the request,
+    or did not answer in time (one not started yet answers once it is); what the actor
+    passed to `Reply.fail` is raised as it is.
     """
-    if ref is None:
-        raise ServiceUnavailable(f"The {name} service is not running.")
     try:
         with trio.fail_after(SERVICE_TIMEOUT):
             return await ref.ask(make)
