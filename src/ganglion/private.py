@@ -16,11 +16,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "protect_process", "tighten"]
+from ganglion.safefs import NotFound, open_dir
+
+__all__ = ["PRIVATE_UMASK", "load_or_create_secret", "protect_process", "tighten"]
 
 PR_SET_DUMPABLE = 4
 
@@ -86,3 +89,26 @@ def protect_process() -> None:
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+def load_or_create_secret(data_dir: Path, name: str, configured: str | None) -> str:
+    """A secret the daemon keeps for itself (the web token, the Matrix pickle key): the
+    configured value, else the one stored in `data_dir/name`, else a new one (256 bits)
+    stored there, 0600.
+
+    The file is read and written beneath the data directory's handle (`safefs`): a file
+    planted as a link or a hard link (to content someone knows) is refused rather than
+    trusted. Error handling: `safefs.SafePathError` for such a file.
+    """
+    if configured is not None:
+        return configured
+    with open_dir(data_dir) as directory:
+        try:
+            stored = directory.read_bytes(name)[0].decode("utf-8", "replace").strip()
+        except NotFound:
+            stored = ""
+        if stored:
+            return stored
+        secret = secrets.token_urlsafe(32)
+        directory.write_atomic(name, (secret + "\n").encode(), mode=0o600)
+    return secret

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,7 +50,8 @@ from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.outgoing import Outgoing
 from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
-from ganglion.safefs import NotFound, SafePathError, open_dir
+from ganglion.private import load_or_create_secret
+from ganglion.safefs import SafePathError
 from ganglion_actors import Backoff, Inbox
 
 __all__ = ["Connection", "load_or_create_pickle_key", "serve_matrix", "store_dir_for"]
@@ -73,18 +73,8 @@ def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
 
     Error handling: `safefs.SafePathError` for a key file planted as a link.
     """
-    if config.pickle_key is not None:
-        return config.pickle_key.get_secret_value()
-    with open_dir(data_dir) as directory:
-        try:
-            key = directory.read_bytes(MATRIX_PICKLE_KEY_FILE)[0].decode("utf-8", "replace")
-        except NotFound:
-            key = ""
-        if key.strip():
-            return key.strip()
-        key = secrets.token_urlsafe(32)
-        directory.write_atomic(MATRIX_PICKLE_KEY_FILE, (key + "\n").encode(), mode=0o600)
-    return key
+    configured = config.pickle_key.get_secret_value() if config.pickle_key is not None else None
+    return load_or_create_secret(data_dir, MATRIX_PICKLE_KEY_FILE, configured)
 
 
 async def serve_matrix(

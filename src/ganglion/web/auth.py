@@ -15,7 +15,6 @@ token cannot be guessed at the speed of the network.
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import trio
 from pydantic import SecretStr
 
 from ganglion.datadir import WEB_TOKEN_FILE
-from ganglion.safefs import NotFound, SafePathError, open_dir
+from ganglion.private import load_or_create_secret
+from ganglion.safefs import SafePathError, open_dir
 
 __all__ = [
     "COOKIE_NAME",
@@ -39,25 +39,11 @@ TOKEN_FILE = WEB_TOKEN_FILE
 
 
 def load_or_create_token(data_dir: Path, configured: SecretStr | None) -> str:
-    """The token to require: the configured one, else the stored one, else a new one.
-
-    The file is read and written beneath the data directory's handle (`safefs`): a
-    `web_token` planted as a link or a hard link (to a file whose content someone knows)
-    is refused, and start-up fails rather than accept a token chosen by someone else.
-    Error handling: `safefs.SafePathError` for such a file.
-    """
-    if configured is not None:
-        return configured.get_secret_value()
-    with open_dir(data_dir) as directory:
-        try:
-            token = directory.read_bytes(TOKEN_FILE)[0].decode("utf-8", "replace").strip()
-        except NotFound:
-            token = ""
-        if token:
-            return token
-        token = secrets.token_urlsafe(32)
-        directory.write_atomic(TOKEN_FILE, (token + "\n").encode(), mode=0o600)
-    return token
+    """The token to require: the configured one, else the stored one, else a new one
+    (`private.load_or_create_secret`: a planted link or hard link is refused, so start-up
+    fails rather than accept a token chosen by someone else)."""
+    value = configured.get_secret_value() if configured is not None else None
+    return load_or_create_secret(data_dir, TOKEN_FILE, value)
 
 
 def read_token(data_dir: Path) -> str | None:
