@@ -19,6 +19,10 @@ truncation; `tests/test_compaction.py` checks it over random messages.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from ganglion.transcript import ChatMessage
 
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "MESSAGE_OVERHEAD",
     "TOOL_CALL_OVERHEAD",
     "estimate_message_tokens",
+    "estimate_request_tokens",
+    "estimate_schema_tokens",
     "estimate_tokens",
 ]
 
@@ -52,3 +58,15 @@ def estimate_message_tokens(message: ChatMessage) -> int:
         total += TOOL_CALL_OVERHEAD + estimate_tokens(call.id)
         total += estimate_tokens(call.name) + estimate_tokens(call.arguments)
     return total
+
+
+def estimate_schema_tokens(tools: Sequence[Mapping[str, Any]] | None) -> int:
+    """The estimated cost of offering `tools` (OpenAI function schemas) in a request."""
+    return estimate_tokens(json.dumps(list(tools))) if tools else 0
+
+
+def estimate_request_tokens(
+    messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] | None = None
+) -> int:
+    """The estimated prompt size of a request: its messages and its tool schemas."""
+    return sum(estimate_message_tokens(m) for m in messages) + estimate_schema_tokens(tools)

@@ -10,6 +10,7 @@
 from ganglion.llm.client import LLMClient, LLMStatistics, OnText
 from ganglion.llm.completion import Completion
 from ganglion.llm.errors import (
+    LLMContextExceeded,
     LLMError,
     LLMRequestRejected,
     LLMStreamError,
@@ -22,6 +23,7 @@ from ganglion.llm.textcalls import extract_text_tool_calls
 __all__ = [
     "Completion",
     "LLMClient",
+    "LLMContextExceeded",
     "LLMError",
     "LLMRequestRejected",
     "LLMStatistics",

@@ -49,6 +49,7 @@ from ganglion.config import EndpointConfig, LLMConfig, LLMTimeouts, RetryConfig
 from ganglion.llm.completion import Assembly, Completion
 from ganglion.llm.errors import (
     DETAIL_LIMIT,
+    LLMContextExceeded,
     LLMError,
     LLMRequestRejected,
     LLMStreamError,
@@ -56,6 +57,8 @@ from ganglion.llm.errors import (
     LLMUnavailable,
 )
 from ganglion.llm.sse import SSEParser, is_done
+from ganglion.llm.window import Overflow, WindowState, parse_overflow, probe_served_window
+from ganglion.tokens import estimate_request_tokens
 from ganglion.transcript import ChatMessage, Usage
 from ganglion_actors import Backoff
 
@@ -82,6 +85,8 @@ ENDPOINT_REJECTIONS = frozenset({401, 403, 404})
 # waited for long (the answer is whole already).
 DRAIN_SECONDS = 2.0
 ERROR_BODY_LIMIT = 64 * 1024
+# A server that could not be asked what it serves is asked again at most this often.
+PROBE_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class LLMClient:
         retries: RetryConfig,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        context_window: int = 8192,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
@@ -139,6 +145,10 @@ class LLMClient:
         )
         self._requests = self._retry_count = self._failures = self._fallbacks = 0
         self._usage = Usage()
+        self._windows = [WindowState(context_window) for _ in self._endpoints]
+        self._probing = trio.Lock()
+        self._next_probe = -math.inf
+        self._reported: int | None = None
 
     @classmethod
     def from_config(
@@ -155,6 +165,7 @@ class LLMClient:
             retries=llm.retries,
             transport=transport,
             rng=rng,
+            context_window=llm.context_window,
         )
 
     async def aclose(self) -> None:
@@ -170,6 +181,65 @@ class LLMClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def window(self) -> WindowState:
+        """What is known of the primary endpoint's context window (see `llm.window`).
+
+        Asks the server what it serves the first time, and again after the connection
+        was lost (a restarted server may serve another size); a server that cannot be
+        reached is asked again at most once a minute. Logs the window in force whenever
+        it changes, and warns when the configuration promises more than the server serves.
+        """
+        state = self._windows[0]
+        if not state.probed and trio.current_time() >= self._next_probe:
+            async with self._probing:
+                if not state.probed and trio.current_time() >= self._next_probe:
+                    await self._probe(self._endpoints[0], state)
+        self._report(state)
+        return state
+
+    async def _probe(self, endpoint: EndpointConfig, state: WindowState) -> None:
+        try:
+            served = await probe_served_window(
+                self._http, endpoint.base_url, endpoint.model, _headers(endpoint)
+            )
+        except LLMUnavailable as exc:
+            log.info("could not ask %s for its context window: %s", endpoint.base_url, exc)
+            self._next_probe = trio.current_time() + PROBE_RETRY_SECONDS
+            return
+        state.probed = True
+        if served is not None:
+            state.served = served
+            # A refusal learned against the previous server says nothing of this one.
+            state.learned = None
+
+    def _report(self, state: WindowState) -> None:
+        if state.limit == self._reported:
+            return
+        self._reported = state.limit
+        endpoint = self._endpoints[0]
+        if state.learned is not None and state.learned == state.limit:
+            why = "learned from the server's refusal"
+        elif state.served is not None and state.served.tokens == state.limit:
+            why = state.served.source
+        else:
+            why = "llm.context_window; the server does not say what it serves"
+        log.info(
+            "context window for %s at %s: %d tokens (%s)",
+            endpoint.model,
+            endpoint.base_url,
+            state.limit,
+            why,
+        )
+        if state.configured > state.limit:
+            log.warning(
+                "llm.context_window is %d but %s serves only %d tokens per request; using "
+                "%d (raise the server's context size, or set llm.context_window to match)",
+                state.configured,
+                endpoint.base_url,
+                state.limit,
+                state.limit,
+            )
 
     def statistics(self) -> LLMStatistics:
         return LLMStatistics(
@@ -195,8 +265,10 @@ class LLMClient:
         network or the stream; nothing else escapes for those.
         """
         body = _request_body(messages, tools, temperature, max_tokens)
+        estimate = estimate_request_tokens(messages, tools)
         last: LLMError | None = None
         for index, endpoint in enumerate(self._endpoints):
+            window = self._windows[index]
             if index:
                 self._fallbacks += 1
                 log.warning("falling back to %s (model %s)", endpoint.base_url, endpoint.model)
@@ -204,12 +276,20 @@ class LLMClient:
                 completion = await self._complete_on(
                     endpoint, {**body, "model": endpoint.model}, on_text
                 )
+            except LLMContextExceeded as exc:
+                window.learn_overflow(Overflow(exc.limit, exc.prompt_tokens), estimate)
+                exc.window = window.limit
+                self._failures += 1
+                raise
             except LLMError as exc:
+                if isinstance(exc, LLMUnavailable) and exc.status is None:
+                    window.probed = False  # when it is back, it may serve another size
                 if not _endpoint_fault(exc):
                     self._failures += 1
                     raise
                 last = exc
                 continue
+            window.calibrate(estimate, completion.usage.prompt_tokens)
             self._usage += completion.usage
             return completion
         self._failures += 1
@@ -373,12 +453,38 @@ async def _check_status(response: httpx.Response, url: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    detail = server_message(await _read_some(response, ERROR_BODY_LIMIT))
+    body = await _read_some(response, ERROR_BODY_LIMIT)
+    detail = server_message(body)
+    if status in (400, 413, 500) and (overflow := _overflow(body, detail)) is not None:
+        raise LLMContextExceeded(
+            status, detail, limit=overflow.limit, prompt_tokens=overflow.prompt_tokens
+        )
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         error = LLMUnavailable(f"{url}: HTTP {status}: {detail}", status=status)
         raise _Retryable(error, retry_after)
     raise LLMRequestRejected(status, detail)
+
+
+def _overflow(body: bytes, detail: str) -> Overflow | None:
+    """The context overflow an error body describes, from its message or, for servers
+    that state the numbers as fields (llama.cpp: `n_prompt_tokens`, `n_ctx`), from them."""
+    overflow = parse_overflow(detail)
+    if overflow is None:
+        return None
+    try:
+        error = json.loads(body).get("error")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return overflow
+    if isinstance(error, dict):
+        limit, prompt = error.get("n_ctx"), error.get("n_prompt_tokens")
+        return Overflow(
+            limit=limit if isinstance(limit, int) and limit > 0 else overflow.limit,
+            prompt_tokens=prompt
+            if isinstance(prompt, int) and prompt > 0
+            else overflow.prompt_tokens,
+        )
+    return overflow
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:

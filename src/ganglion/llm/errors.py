@@ -3,6 +3,7 @@
 LLMError                 base; `.user_message` is short and never holds raw server text
 ├── LLMUnavailable       connection errors, 5xx or 429 on every endpoint, after retries
 ├── LLMRequestRejected   a 4xx other than 429: the request itself was refused (not retried)
+│   └── LLMContextExceeded the request does not fit the server's context window
 ├── LLMTimeout           no first token, or the whole attempt took too long, on every
 │                        endpoint after retries
 └── LLMStreamError       malformed SSE or JSON, a stream cut off without a finish reason
@@ -16,7 +17,14 @@ from __future__ import annotations
 
 from ganglion.errors import GanglionError
 
-__all__ = ["LLMError", "LLMRequestRejected", "LLMStreamError", "LLMTimeout", "LLMUnavailable"]
+__all__ = [
+    "LLMContextExceeded",
+    "LLMError",
+    "LLMRequestRejected",
+    "LLMStreamError",
+    "LLMTimeout",
+    "LLMUnavailable",
+]
 
 DETAIL_LIMIT = 300
 
@@ -68,6 +76,39 @@ class LLMRequestRejected(LLMError):
     @property
     def user_message(self) -> str:
         return f"The model server refused the request (HTTP {self.status}); see the daemon's log."
+
+
+class LLMContextExceeded(LLMRequestRejected):
+    """The server refused the request because it does not fit its context window.
+
+    `limit` is the window the server stated (None when it did not say), `prompt_tokens`
+    the request's size it stated; `window` is the limit the client works with from now
+    on (it learned from this refusal).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        limit: int | None,
+        prompt_tokens: int | None,
+        window: int | None = None,
+    ) -> None:
+        super().__init__(status, detail)
+        self.limit = limit
+        self.prompt_tokens = prompt_tokens
+        self.window = window
+
+    @property
+    def user_message(self) -> str:
+        size = f" ({self.prompt_tokens:,} tokens)" if self.prompt_tokens else ""
+        limit = self.limit or self.window
+        window = f" of {limit:,} tokens" if limit else ""
+        return (
+            f"The request{size} did not fit the model server's context window{window}. "
+            "Try /compact or /new, or raise the server's context size."
+        )
 
 
 class LLMTimeout(LLMError):

@@ -27,7 +27,6 @@ the actor, which reloads its intact history from the store.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from ganglion.compaction import (
     summary_message,
     summary_request,
 )
+from ganglion.fitting import Budget, Fit, answer_reserve, fit_request
 from ganglion.llm import LLMError
 from ganglion.messages import (
     FinalReply,
@@ -64,8 +64,8 @@ from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
 from ganglion.threads.ids import interface_for
-from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
-from ganglion.tokens import estimate_message_tokens, estimate_tokens
+from ganglion.threads.turn import SMALL_WINDOW, TurnError, repair_tool_pairs, run_model_loop
+from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
 from ganglion.transcript import ChatMessage
 from ganglion_actors import Inbox, Reply
 
@@ -306,36 +306,64 @@ class ThreadActor:
 
     def estimated_tokens(self, system_prompt: str = "") -> int:
         """The prompt's estimated size: system prompt, tool schemas, summary, history."""
-        total = estimate_tokens(system_prompt) + self._tool_schema_tokens()
+        # The schemas go with every request and can be thousands of tokens; MCP servers
+        # add and remove tools at run time, so they are measured each time.
+        total = estimate_tokens(system_prompt) + estimate_schema_tokens(self.deps.tools.schemas())
         if self.summary:
             total += estimate_message_tokens(summary_message(self.summary))
         return total + sum(estimate_message_tokens(m.message) for m in self.history)
 
-    def _tool_schema_tokens(self) -> int:
-        # The schemas go with every request and can be thousands of tokens; MCP servers
-        # add and remove tools at run time, so they are measured each time.
-        schemas = self.deps.tools.schemas()
-        return estimate_tokens(json.dumps(schemas)) if schemas else 0
+    async def budget(self) -> Budget:
+        """What a request to the model may hold now (the window learned from the server,
+        room for the answer, and the calibrated token count)."""
+        window = await self.deps.llm.window()
+        reserve = answer_reserve(window.limit, self.deps.config.llm.max_tokens)
+        return Budget(window.limit, reserve, window.ratio)
+
+    async def fit_prompt(
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        may_compact: bool = False,
+    ) -> Fit:
+        """The prompt for the next request, fitted into `budget` with `tools` offered.
+
+        When it only fits with cuts (or not at all) and `may_compact`, the older part of
+        the conversation is summarised first and the prompt built again.
+        """
+        tools_estimate = estimate_schema_tokens(tools)
+        fit = fit_request(await self.prompt_messages(final_note=final_note), tools_estimate, budget)
+        if (fit.clips or not fit.fits) and may_compact and await self.compact_if_needed(force=True):
+            messages = await self.prompt_messages(final_note=final_note)
+            fit = fit_request(messages, tools_estimate, budget)
+        return fit
 
     async def compact_if_needed(self, *, force: bool = False) -> bool:
         """Summarise older messages when the thread is too long (or `force`).
 
-        Returns True when a summary was made. Model errors are logged and leave the
-        history as it was: compaction is retried after the next turn.
+        "Too long" is measured in the server's tokens (calibrated) against the window the
+        server really serves. Returns True when a summary was made. Model errors are
+        logged and leave the history as it was: compaction is retried after the next turn.
         """
         config = self.deps.config
+        window = await self.deps.llm.window()
         threshold = compaction_threshold(
             config.compaction.threshold_tokens,
             config.compaction.threshold_fraction,
-            config.llm.context_window,
+            window.limit,
         )
         system_prompt = await self.system_prompt()
-        if not force and not needs_compaction(self.estimated_tokens(system_prompt), threshold):
+        size = int(self.estimated_tokens(system_prompt) * window.ratio)
+        if not force and not needs_compaction(size, threshold):
             return False
-        # A compaction request must fit the window: instructions, the previous summary and
-        # room for the answer come off the budget before the transcript is chunked.
+        # A compaction request must fit the compaction model's window: instructions, the
+        # previous summary and room for the answer come off the budget before the
+        # transcript is chunked (in estimate units, hence the ratio).
+        compaction_window = await self.deps.compaction_llm.window()
         previous = estimate_tokens(self.summary or "")
-        budget = max(256, int(config.llm.context_window * 0.6) - previous)
+        budget = max(256, int(compaction_window.limit * 0.6 / compaction_window.ratio) - previous)
         plan = plan_compaction(
             [m.message for m in self.history],
             keep_recent=config.compaction.keep_recent_messages,
@@ -367,6 +395,25 @@ class ThreadActor:
         self.history = self.history[plan.keep_from :]
         log.info("compacted %d message(s) into a summary", dropped)
         return True
+
+    async def why_not_compacted(self) -> str:
+        """What `/compact` says when there was nothing to summarise: that the conversation
+        fits, or, when it does not, what takes the room."""
+        budget = await self.budget()
+        system_prompt = await self.system_prompt()
+        if budget.count(self.estimated_tokens(system_prompt)) <= budget.room:
+            return "Nothing to compact yet."
+        compact = budget.window <= SMALL_WINDOW
+        fixed = estimate_tokens(system_prompt) + estimate_schema_tokens(
+            self.deps.tools.schemas(compact=compact)
+        )
+        return (
+            f"Nothing to compact: too few messages to summarise, and still the request does "
+            f"not fit. The system prompt and tools alone take about {budget.count(fixed):,} "
+            f"of the {budget.window:,} tokens the model server accepts per request "
+            f"({budget.reserve:,} are kept for the answer); long messages are cut to fit. "
+            "Raise the server's context size, or shorten MEMORIES.txt and the skills index."
+        )
 
     def info(self) -> ThreadInfo:
         return ThreadInfo(

@@ -37,6 +37,8 @@ class CommandHost(Protocol):
 
     async def compact_if_needed(self, *, force: bool = False) -> bool: ...
 
+    async def why_not_compacted(self) -> str: ...
+
 
 __all__ = ["CommandHost", "handle_command"]
 
@@ -58,7 +60,7 @@ async def handle_command(thread: CommandHost, command: Command) -> None:
                     f"Compacted: {before - kept} older message(s) summarised, {kept} kept verbatim."
                 )
             else:
-                await thread.notice("Nothing to compact yet.")
+                await thread.notice(await thread.why_not_compacted())
         case "reminders":
             await thread.notice(await _list_reminders(thread))
         case "confirm":

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ganglion.errors import GanglionError
-from ganglion.llm import extract_text_tool_calls
+from ganglion.fitting import Budget, Fit
+from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
 from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
 from ganglion.tools import ToolContext
@@ -30,7 +31,16 @@ class TurnHost(Protocol):
     interface: str
     deps: ThreadDeps
 
-    async def prompt_messages(self, *, final_note: str | None = None) -> list[ChatMessage]: ...
+    async def budget(self) -> Budget: ...
+
+    async def fit_prompt(
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        may_compact: bool = False,
+    ) -> Fit: ...
 
     async def append(
         self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
@@ -48,6 +58,8 @@ FINAL_ROUND_NOTE = (
     "You have used all the tool calls allowed for this message. Answer now with what you "
     "have, and say what is left undone."
 )
+# With a window this small or smaller, tools are offered in their compact form.
+SMALL_WINDOW = 4096
 ACTIVITY_PREVIEW_CHARS = 2000
 PERSIST_NOTICE_CHARS = 300
 AUDIT_LOG_ARGUMENT_CHARS = 500
@@ -108,18 +120,30 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
         await thread.emit(TextDelta(thread.thread_id, turn.turn_id, text))
 
     rounds = 0
+    refused = False  # the server refused one request of this turn for its size
     while True:
         allow_tools = bool(schemas) and rounds < deps.config.llm.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
-        messages = await thread.prompt_messages(final_note=note)
-        async with deps.llm_slots:
-            completion = await deps.llm.complete(
-                messages,
-                tools=schemas if allow_tools else None,
-                on_text=stream,
-                temperature=deps.config.llm.temperature,
-                max_tokens=deps.config.llm.max_tokens,
-            )
+        budget = await thread.budget()
+        offered, fit = await _fit(thread, budget, allow_tools, note, rounds == 0 or refused)
+        if rounds == 0 and not refused:
+            await _tell_about_cuts(thread, fit, budget)
+        try:
+            async with deps.llm_slots:
+                completion = await deps.llm.complete(
+                    fit.messages,
+                    tools=offered,
+                    on_text=stream,
+                    temperature=deps.config.llm.temperature,
+                    max_tokens=deps.config.llm.max_tokens,
+                )
+        except LLMContextExceeded as exc:
+            # The client learned the window the server stated; fit again, once.
+            log.warning("request of %d tokens refused for its size: %s", fit.tokens, exc)
+            if refused:
+                raise TurnError(_still_too_large(exc, fit)) from exc
+            refused = True
+            continue
         calls = completion.tool_calls
         content: str | None = completion.content or None
         if not calls and allow_tools:
@@ -142,6 +166,78 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
             await thread.append(
                 turn, ChatMessage("tool", refusal, tool_call_id=call.id, name=call.name)
             )
+
+
+async def _fit(
+    thread: TurnHost, budget: Budget, allow_tools: bool, note: str | None, may_compact: bool
+) -> tuple[list[dict[str, Any]] | None, Fit]:
+    """The tools to offer and the fitted prompt. Small windows get the tools' compact
+    schemas; when even those leave no room, the request goes without tools.
+
+    Error handling: raises `TurnError` (with the numbers) when the system prompt alone
+    leaves no room for the conversation.
+    """
+    tools = thread.deps.tools
+    offers: list[list[dict[str, Any]] | None] = [None]
+    if allow_tools:
+        compact = tools.schemas(compact=True)
+        offers = (
+            [compact, None] if budget.window <= SMALL_WINDOW else [tools.schemas(), compact, None]
+        )
+    fit: Fit | None = None
+    for offered in offers:
+        fit = await thread.fit_prompt(budget, offered, final_note=note, may_compact=may_compact)
+        may_compact = False  # compaction, if it helps at all, has helped by now
+        if fit.fits:
+            if offered is not offers[0]:
+                log.warning(
+                    "%s: the context window (%d tokens) is too small for the full tool "
+                    "schemas; offering %s",
+                    thread.thread_id,
+                    budget.window,
+                    "compact ones" if offered else "none",
+                )
+            return offered, fit
+    assert fit is not None
+    raise TurnError(
+        f"This conversation cannot fit the model's context window: the instructions alone "
+        f"take about {fit.fixed_tokens:,} of the {budget.window:,} tokens the model server "
+        f"accepts per request ({budget.reserve:,} are kept for the answer). Raise the "
+        "server's context size (llama.cpp: --ctx-size per --parallel slot; Ollama: num_ctx), "
+        "or shorten MEMORIES.txt and the skills index."
+    )
+
+
+async def _tell_about_cuts(thread: TurnHost, fit: Fit, budget: Budget) -> None:
+    """Tell the owner when their new message had to be cut to fit the window."""
+    last_user = max((i for i, m in enumerate(fit.messages) if m.role == "user"), default=-1)
+    for clip in fit.clips:
+        if clip.index == last_user:
+            await thread.emit(
+                Notice(
+                    thread.thread_id,
+                    f"Your message is about {budget.count(clip.original):,} tokens, more than "
+                    f"the model's context window ({budget.window:,} tokens) can hold with "
+                    f"the rest of the conversation. The model sees its beginning and end "
+                    f"(about {budget.count(clip.kept):,} tokens); the middle is cut, and the "
+                    "full text is kept in the conversation.",
+                )
+            )
+
+
+def _still_too_large(exc: LLMContextExceeded, fit: Fit) -> str:
+    size = exc.prompt_tokens or fit.tokens
+    limit = exc.limit or exc.window
+    stated = (
+        f"accepts {limit:,} tokens per request and this one was {size:,}"
+        if limit
+        else (f"refused a request of about {size:,} tokens for its size")
+    )
+    return (
+        f"This message does not fit the model's context window even after compacting: the "
+        f"server {stated}. Raise the server's context size, lower llm.context_window, or "
+        "start afresh with /new."
+    )
 
 
 async def _run_tool(thread: TurnHost, turn: Turn, call: ToolCall, context: ToolContext) -> None:

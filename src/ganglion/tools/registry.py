@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import nullcontext
@@ -92,21 +93,60 @@ class Tool:
     # Changes what outlives the conversation (memories, goals, skills, reminders): the
     # owner is shown each change in the conversation.
     persists: bool = False
+    # What small context windows get instead of `description`: one line that still says
+    # how to call the tool. None: the description's first sentence.
+    brief: str | None = None
 
-    def schema(self) -> dict[str, Any]:
+    def schema(self, *, compact: bool = False) -> dict[str, Any]:
+        """The OpenAI function schema. `compact` is for small context windows: the brief
+        description, and no per-parameter descriptions or `additionalProperties`."""
         if self.arguments is None:
             parameters = dict(self.parameters or {"type": "object", "properties": {}})
         else:
-            parameters = self.arguments.model_json_schema()
+            parameters = _without_titles(self.arguments.model_json_schema())
         parameters.pop("title", None)
+        if compact:
+            parameters = _compacted(parameters)
         return {
             "type": "function",
             "function": {
                 "name": self.name,
-                "description": self.description,
+                "description": self.short_description() if compact else self.description,
                 "parameters": parameters,
             },
         }
+
+    def short_description(self) -> str:
+        if self.brief is not None:
+            return self.brief
+        first = re.split(r"(?<=[.!?])\s", self.description, maxsplit=1)[0]
+        return " ".join(first.split())
+
+
+def _without_titles(schema: Any) -> Any:
+    """A pydantic schema without the "title" of every field (it only repeats the name)."""
+    if isinstance(schema, dict):
+        return {
+            key: _without_titles(value)
+            for key, value in schema.items()
+            if not (key == "title" and isinstance(value, str))
+        }
+    if isinstance(schema, list):
+        return [_without_titles(item) for item in schema]
+    return schema
+
+
+def _compacted(parameters: dict[str, Any]) -> dict[str, Any]:
+    properties = parameters.get("properties")
+    compact = {k: v for k, v in parameters.items() if k != "additionalProperties"}
+    if isinstance(properties, dict):
+        compact["properties"] = {
+            name: {k: v for k, v in spec.items() if k != "description"}
+            if isinstance(spec, dict)
+            else spec
+            for name, spec in properties.items()
+        }
+    return compact
 
 
 @overload
@@ -115,7 +155,11 @@ def tool(fn: ToolFn, /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, timeout: float | None = None, persists: bool = False
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    persists: bool = False,
+    brief: str | None = None,
 ) -> Callable[[ToolFn], Tool]: ...
 
 
@@ -126,6 +170,7 @@ def tool(
     name: str | None = None,
     timeout: float | None = None,
     persists: bool = False,
+    brief: str | None = None,
 ) -> Tool | Callable[[ToolFn], Tool]:
     """Make a `Tool` from an async function (usable as `@tool` or `@tool(name=...)`)."""
 
@@ -137,6 +182,7 @@ def tool(
             fn=fn,
             timeout=timeout,
             persists=persists,
+            brief=brief,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -166,6 +212,7 @@ class ToolRegistry:
         # Building the schemas takes milliseconds (pydantic); they change only when a
         # tool comes or goes, and every model request needs them.
         self._schemas: list[dict[str, Any]] | None = None
+        self._compact: list[dict[str, Any]] | None = None
         for item in tools:
             self.register(item)
 
@@ -173,18 +220,23 @@ class ToolRegistry:
         if item.name in self._tools:
             raise ValueError(f"a tool named {item.name!r} is already registered")
         self._tools[item.name] = item
-        self._schemas = None
+        self._schemas = self._compact = None
 
     def unregister(self, name: str) -> None:
         if self._tools.pop(name, None) is not None:
-            self._schemas = None
+            self._schemas = self._compact = None
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self._tools)
 
-    def schemas(self) -> list[dict[str, Any]]:
-        """The function schemas of every tool, for a model request (do not modify)."""
+    def schemas(self, *, compact: bool = False) -> list[dict[str, Any]]:
+        """The function schemas of every tool, for a model request (do not modify);
+        `compact` ones for small context windows (see `Tool.schema`)."""
+        if compact:
+            if self._compact is None:
+                self._compact = [item.schema(compact=True) for item in self._tools.values()]
+            return self._compact
         if self._schemas is None:
             self._schemas = [item.schema() for item in self._tools.values()]
         return self._schemas
