@@ -12,7 +12,8 @@ chunks, tool-call arguments split across chunks, a usage chunk when
 `"stream": false`) or inject faults: an HTTP error with Retry-After, a hang, a truncated
 stream, malformed JSON, a tool call written as plain text. Connections are kept alive
 between requests as real servers do. Written with h11 on trio sockets so that faults can
-break the protocol at will. `GET .../models` lists one model; other paths get a 404.
+break the protocol at will. `GET .../models` lists one model; `routes` adds answers for
+other paths (what llama.cpp's `/props` or vLLM's model list says); other paths get a 404.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ class FakeLLM:
     """The server's state: the script, and what it has received.
 
     `requests` holds every chat-completion body (parsed JSON) in order; `headers` the
-    matching request headers (names lower-cased); `in_flight` the requests being answered.
+    matching request headers (names lower-cased); `in_flight` the requests being answered;
+    `routes` maps a path (`/props`, `/v1/models`, `/api/show`) to the JSON it answers.
     """
 
     def __init__(self, responder: Callable[[dict[str, Any]], Step] | None = None) -> None:
@@ -143,6 +145,7 @@ class FakeLLM:
         self.headers: list[dict[str, str]] = []
         self.responder = responder
         self.in_flight = 0
+        self.routes: dict[str, Any] = {}
         self._script: deque[Step] = deque()
         self._received = trio.Event()
 
@@ -176,7 +179,9 @@ class FakeLLM:
 
     async def _route(self, http: _Connection, request: h11.Request, data: bytes) -> None:
         path = request.target.decode().split("?")[0]
-        if request.method == b"GET" and path.endswith("/models"):
+        if path in self.routes:
+            await http.send_json(200, self.routes[path])
+        elif request.method == b"GET" and path.endswith("/models"):
             await http.send_json(200, {"object": "list", "data": [{"id": "fake"}]})
         elif request.method == b"POST" and path.endswith("/chat/completions"):
             try:

@@ -64,7 +64,8 @@ from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
 from ganglion.threads.ids import interface_for
-from ganglion.threads.turn import SMALL_WINDOW, TurnError, repair_tool_pairs, run_model_loop
+from ganglion.threads.offers import SMALL_WINDOW
+from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
 from ganglion.transcript import ChatMessage
 from ganglion_actors import Inbox, Reply

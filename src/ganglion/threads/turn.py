@@ -16,6 +16,8 @@ from ganglion.fitting import Budget, Fit
 from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
 from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
+from ganglion.threads.offers import MORE_TOOLS, Offer, tool_offers, unlock
+from ganglion.tokens import estimate_message_tokens
 from ganglion.tools import ToolContext
 from ganglion.transcript import ChatMessage, ToolCall
 
@@ -58,8 +60,6 @@ FINAL_ROUND_NOTE = (
     "You have used all the tool calls allowed for this message. Answer now with what you "
     "have, and say what is left undone."
 )
-# With a window this small or smaller, tools are offered in their compact form.
-SMALL_WINDOW = 4096
 ACTIVITY_PREVIEW_CHARS = 2000
 PERSIST_NOTICE_CHARS = 300
 AUDIT_LOG_ARGUMENT_CHARS = 500
@@ -121,11 +121,14 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
 
     rounds = 0
     refused = False  # the server refused one request of this turn for its size
+    unlocked: frozenset[str] = frozenset()  # asked for with more_tools
     while True:
         allow_tools = bool(schemas) and rounds < deps.config.llm.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
         budget = await thread.budget()
-        offered, fit = await _fit(thread, budget, allow_tools, note, rounds == 0 or refused)
+        offered, fit = await _fit(
+            thread, budget, unlocked if allow_tools else None, note, rounds == 0 or refused
+        )
         if rounds == 0 and not refused:
             await _tell_about_cuts(thread, fit, budget)
         try:
@@ -146,8 +149,8 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
             continue
         calls = completion.tool_calls
         content: str | None = completion.content or None
-        if not calls and allow_tools:
-            calls = extract_text_tool_calls(completion.content, tools.names)
+        if not calls and offered:
+            calls = extract_text_tool_calls(completion.content, tools.names | {MORE_TOOLS})
             if calls:
                 content = None  # the text *was* the call; keep it out of the history
         if not calls:
@@ -158,7 +161,14 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
         await thread.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
         allowed = deps.config.llm.max_tool_calls_per_round
         for call in calls[:allowed]:
-            await _run_tool(thread, turn, call, context)
+            if call.name == MORE_TOOLS:
+                added, result = unlock(call, tools)
+                unlocked |= added
+                await thread.append(
+                    turn, ChatMessage("tool", result, tool_call_id=call.id, name=call.name)
+                )
+            else:
+                await _run_tool(thread, turn, call, context)
         for call in calls[allowed:]:
             # Every call needs its result for the history to stay valid.
             log.warning("tool call in %s not run: over %d in one round", thread.thread_id, allowed)
@@ -169,42 +179,59 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
 
 
 async def _fit(
-    thread: TurnHost, budget: Budget, allow_tools: bool, note: str | None, may_compact: bool
+    thread: TurnHost,
+    budget: Budget,
+    unlocked: frozenset[str] | None,
+    note: str | None,
+    may_compact: bool,
 ) -> tuple[list[dict[str, Any]] | None, Fit]:
-    """The tools to offer and the fitted prompt. Small windows get the tools' compact
-    schemas; when even those leave no room, the request goes without tools.
+    """The tools to offer (the best that fits, see `threads.offers`) and the fitted
+    prompt. `unlocked`: the tools asked for with `more_tools` so far; None for no tools.
 
     Error handling: raises `TurnError` (with the numbers) when the system prompt alone
     leaves no room for the conversation.
     """
-    tools = thread.deps.tools
-    offers: list[list[dict[str, Any]] | None] = [None]
-    if allow_tools:
-        compact = tools.schemas(compact=True)
-        offers = (
-            [compact, None] if budget.window <= SMALL_WINDOW else [tools.schemas(), compact, None]
-        )
+    offers = (
+        tool_offers(thread.deps.tools, budget.window, unlocked)
+        if unlocked is not None
+        else [Offer(None, "no tools")]
+    )
     fit: Fit | None = None
-    for offered in offers:
-        fit = await thread.fit_prompt(budget, offered, final_note=note, may_compact=may_compact)
+    for index, offer in enumerate(offers):
+        fit = await thread.fit_prompt(
+            budget, offer.schemas, final_note=note, may_compact=may_compact
+        )
         may_compact = False  # compaction, if it helps at all, has helped by now
         if fit.fits:
-            if offered is not offers[0]:
-                log.warning(
-                    "%s: the context window (%d tokens) is too small for the full tool "
-                    "schemas; offering %s",
+            if index:
+                log.info(
+                    "%s: a context window of %d tokens leaves room for %s",
                     thread.thread_id,
                     budget.window,
-                    "compact ones" if offered else "none",
+                    offer.name,
                 )
-            return offered, fit
+            return offer.schemas, fit
     assert fit is not None
-    raise TurnError(
-        f"This conversation cannot fit the model's context window: the instructions alone "
-        f"take about {fit.fixed_tokens:,} of the {budget.window:,} tokens the model server "
-        f"accepts per request ({budget.reserve:,} are kept for the answer). Raise the "
-        "server's context size (llama.cpp: --ctx-size per --parallel slot; Ollama: num_ctx), "
-        "or shorten MEMORIES.txt and the skills index."
+    raise TurnError(_does_not_fit(fit, budget))
+
+
+def _does_not_fit(fit: Fit, budget: Budget) -> str:
+    window = (
+        f"of the {budget.window:,} tokens the model server accepts per request "
+        f"({budget.reserve:,} are kept for the answer)"
+    )
+    instructions = budget.count(estimate_message_tokens(fit.messages[0]))
+    if instructions + budget.reserve > budget.window:
+        return (
+            f"This conversation cannot fit the model's context window: the instructions "
+            f"alone take about {instructions:,} {window}. Raise the server's context size "
+            "(llama.cpp: --ctx-size per --parallel slot; Ollama: num_ctx), or shorten "
+            "MEMORIES.txt and the skills index."
+        )
+    return (
+        f"This answer needs more room than the model's context window has: its tool calls "
+        f"and what cannot be cut take about {fit.fixed_tokens:,} {window}. Ask for less at "
+        "once, raise the server's context size, or start afresh with /new."
     )
 
 

@@ -160,7 +160,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
             raise FileAccessError(f"the content is {len(data)} bytes; the limit is {max_write}")
         return data
 
-    @tool
+    @tool(core=True)
     async def read_file(ctx: ToolContext, path: str, offset: int = 0) -> str:
         """Read a text file (UTF-8). Long files come in pages: pass the offset the previous
         page ends with."""
@@ -174,7 +174,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
 
         return await run_safely(read)
 
-    @tool
+    @tool(core=True)
     async def write_file(
         ctx: ToolContext, path: str, content: str, create_dirs: bool = False
     ) -> str:
@@ -233,7 +233,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
         added = await run_safely(append)
         return f"appended {added} bytes to {target.relative}"
 
-    @tool
+    @tool(core=True)
     async def list_dir(ctx: ToolContext, path: str = ".") -> str:
         """List a directory: one entry per line, directories ending in /."""
         target = roots.resolve(path)

@@ -126,7 +126,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
             "They are no longer in your prompt; read that file if you need them."
         )
 
-    @tool(persists=True)
+    @tool(core=True, persists=True)
     async def remember(ctx: ToolContext, fact: str) -> str:
         """Add a long-term fact to MEMORIES.txt (one line; shared by every conversation).
         Use it for what will matter later: preferences, people, projects, machines."""
@@ -157,7 +157,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
         removed = await memories.edit(lambda entries: entries.remove(memory))
         return f"forgot: {removed}"
 
-    @tool(persists=True)
+    @tool(core=True, persists=True)
     async def add_goal(ctx: ToolContext, goal: str) -> str:
         """Add an active goal to HEARTBEATS.txt: something you promised to do, follow up on
         or watch. Goals are reviewed on every heartbeat until you finish them."""

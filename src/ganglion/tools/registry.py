@@ -96,6 +96,9 @@ class Tool:
     # What small context windows get instead of `description`: one line that still says
     # how to call the tool. None: the description's first sentence.
     brief: str | None = None
+    # Offered even when a small context window leaves room for only a few tools; the
+    # others are offered when the model asks for them (threads.turn, `more_tools`).
+    core: bool = False
 
     def schema(self, *, compact: bool = False) -> dict[str, Any]:
         """The OpenAI function schema. `compact` is for small context windows: the brief
@@ -120,7 +123,7 @@ class Tool:
         if self.brief is not None:
             return self.brief
         first = re.split(r"(?<=[.!?])\s", self.description, maxsplit=1)[0]
-        return " ".join(first.split())
+        return " ".join(re.sub(r"\s\([^()]*\)", "", first).split())
 
 
 def _without_titles(schema: Any) -> Any:
@@ -137,16 +140,27 @@ def _without_titles(schema: Any) -> Any:
 
 
 def _compacted(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Only what a call needs: each property's type (an optional one without its null
+    alternative), enum and item type; no descriptions, defaults or extra keys."""
+    compact: dict[str, Any] = {"type": "object", "properties": {}}
     properties = parameters.get("properties")
-    compact = {k: v for k, v in parameters.items() if k != "additionalProperties"}
     if isinstance(properties, dict):
         compact["properties"] = {
-            name: {k: v for k, v in spec.items() if k != "description"}
-            if isinstance(spec, dict)
-            else spec
+            name: _compact_property(spec) if isinstance(spec, dict) else spec
             for name, spec in properties.items()
         }
+    if parameters.get("required"):
+        compact["required"] = parameters["required"]
     return compact
+
+
+def _compact_property(spec: dict[str, Any]) -> dict[str, Any]:
+    variants = spec.get("anyOf")
+    if isinstance(variants, list):
+        typed = [v for v in variants if isinstance(v, dict) and v.get("type") != "null"]
+        if len(typed) == 1:
+            spec = typed[0]
+    return {k: v for k, v in spec.items() if k in ("type", "enum", "items")}
 
 
 @overload
@@ -160,6 +174,7 @@ def tool(
     timeout: float | None = None,
     persists: bool = False,
     brief: str | None = None,
+    core: bool = False,
 ) -> Callable[[ToolFn], Tool]: ...
 
 
@@ -171,6 +186,7 @@ def tool(
     timeout: float | None = None,
     persists: bool = False,
     brief: str | None = None,
+    core: bool = False,
 ) -> Tool | Callable[[ToolFn], Tool]:
     """Make a `Tool` from an async function (usable as `@tool` or `@tool(name=...)`)."""
 
@@ -183,6 +199,7 @@ def tool(
             timeout=timeout,
             persists=persists,
             brief=brief,
+            core=core,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -211,8 +228,7 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         # Building the schemas takes milliseconds (pydantic); they change only when a
         # tool comes or goes, and every model request needs them.
-        self._schemas: list[dict[str, Any]] | None = None
-        self._compact: list[dict[str, Any]] | None = None
+        self._schemas: dict[bool, list[dict[str, Any]]] = {}
         for item in tools:
             self.register(item)
 
@@ -220,26 +236,32 @@ class ToolRegistry:
         if item.name in self._tools:
             raise ValueError(f"a tool named {item.name!r} is already registered")
         self._tools[item.name] = item
-        self._schemas = self._compact = None
+        self._schemas.clear()
 
     def unregister(self, name: str) -> None:
         if self._tools.pop(name, None) is not None:
-            self._schemas = self._compact = None
+            self._schemas.clear()
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(self._tools)
 
-    def schemas(self, *, compact: bool = False) -> list[dict[str, Any]]:
-        """The function schemas of every tool, for a model request (do not modify);
-        `compact` ones for small context windows (see `Tool.schema`)."""
-        if compact:
-            if self._compact is None:
-                self._compact = [item.schema(compact=True) for item in self._tools.values()]
-            return self._compact
-        if self._schemas is None:
-            self._schemas = [item.schema() for item in self._tools.values()]
-        return self._schemas
+    @property
+    def core_names(self) -> frozenset[str]:
+        """The tools offered even when a small window leaves room for only a few."""
+        return frozenset(name for name, item in self._tools.items() if item.core)
+
+    def schemas(
+        self, *, compact: bool = False, only: frozenset[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The function schemas of every tool (or of those named in `only`), for a model
+        request (do not modify); `compact` ones for small context windows."""
+        if compact not in self._schemas:
+            self._schemas[compact] = [item.schema(compact=compact) for item in self._tools.values()]
+        found = self._schemas[compact]
+        if only is None:
+            return found
+        return [schema for schema in found if schema["function"]["name"] in only]
 
     async def call(self, call: ToolCall, context: ToolContext) -> ToolResult:
         """Run one tool call; never raises for anything the model or the tool did wrong.

@@ -55,6 +55,7 @@ def reminder_tools(reminders: ActorRef[ReminderRequest]) -> list[Tool]:
         return found
 
     @tool(
+        core=True,
         persists=True,
         brief='Schedule a reminder. kind "at" (schedule "2026-12-01 09:30" or "in 20m"), '
         '"every" ("2h") or "cron" ("0 9 * * 1-5"); system: true runs it in the background.',
