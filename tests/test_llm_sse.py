@@ -162,3 +162,11 @@ def test_broken_json_is_text() -> None:
 
 def test_no_known_tools_means_no_calls() -> None:
     assert extract_text_tool_calls('{"name": "add", "arguments": {}}', ()) == ()
+
+
+def test_a_long_event_in_many_small_chunks_comes_out_whole() -> None:
+    payload = "x" * 2_000_000
+    body = f"data: {payload}\r\n\r\ndata: [DONE]\r\n\r\n".encode()
+    parser = SSEParser()
+    events = [e for i in range(0, len(body), 997) for e in parser.feed(body[i : i + 997])]
+    assert events == [payload, "[DONE]"]

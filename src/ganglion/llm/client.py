@@ -377,6 +377,9 @@ class LLMClient:
         async for chunk in response.aiter_bytes():
             for data in parser.feed(chunk):
                 await _fold_event(data, assembly, relay)
+            if assembly.cut:
+                log.warning("%s: the answer was cut at its length limit", response.url)
+                return  # closing the response stops the server generating
             self._move_deadline(watchdog, assembly)
         for data in parser.close():
             await _fold_event(data, assembly, relay)

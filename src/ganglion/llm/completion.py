@@ -40,6 +40,11 @@ class Completion:
     endpoint: str
 
 
+# No chat answer or tool call is this long; a model that writes more is stuck in a loop.
+MAX_ANSWER_CHARS = 1_000_000
+CUT_NOTE = "\n\n[… the answer was cut here: the model went on past 1,000,000 characters]"
+
+
 @dataclass
 class _PartialCall:
     id: str = ""
@@ -49,7 +54,13 @@ class _PartialCall:
 
 @dataclass
 class Assembly:
-    """The answer being streamed in; `events` counts the chunks folded in so far."""
+    """The answer being streamed in; `events` counts the chunks folded in so far.
+
+    An answer longer than `MAX_ANSWER_CHARS` (text and tool-call arguments together: a
+    model repeating itself until its window is full) is cut there: `cut` is set, the
+    text ends with `CUT_NOTE`, and the assembly counts as complete with finish reason
+    "length", so the reader stops reading (and the server stops generating).
+    """
 
     model: str
     text: list[str] = field(default_factory=list)
@@ -58,6 +69,8 @@ class Assembly:
     usage: Usage = field(default_factory=Usage)
     done: bool = False
     events: int = 0
+    size: int = 0
+    cut: bool = False
 
     @property
     def complete(self) -> bool:
@@ -104,12 +117,26 @@ class Assembly:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if isinstance(piece := delta.get("content"), str) and piece:
+                piece = self._take(piece)
                 self.text.append(piece)
                 added.append(piece)
             for call in delta.get("tool_calls") or ():
                 self._fold_call_delta(call)
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        if self.cut:
+            self.text.append(CUT_NOTE)
+            added.append(CUT_NOTE)
+            self.finish_reason, self.done = "length", True
         return "".join(added)
+
+    def _take(self, piece: str) -> str:
+        """What of `piece` fits under `MAX_ANSWER_CHARS`; sets `cut` when not all of it."""
+        room = MAX_ANSWER_CHARS - self.size
+        if len(piece) > room:
+            self.cut = True
+            piece = piece[: max(0, room)]
+        self.size += len(piece)
+        return piece
 
     def _fold_call_delta(self, call: dict[str, Any]) -> None:
         partial = self.calls.setdefault(self._call_index(call), _PartialCall())
@@ -118,7 +145,7 @@ class Assembly:
         # The name comes once, in the first delta; some servers repeat it, never split it.
         partial.name = partial.name or function.get("name") or ""
         if arguments := function.get("arguments"):
-            partial.arguments.append(_json_text(arguments))
+            partial.arguments.append(self._take(_json_text(arguments)))
 
     def _call_index(self, call: dict[str, Any]) -> int:
         if (index := call.get("index")) is not None:

@@ -26,7 +26,7 @@ import re
 __all__ = ["DONE", "SSEParser", "is_done"]
 
 DONE = "[DONE]"
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def is_done(data: str) -> bool:
@@ -76,14 +76,18 @@ class SSEParser:
         return None
 
     def _feed_text(self, text: str) -> list[str]:
+        # The unfinished line was searched already: look for line ends only in what is
+        # new (and a "\r" the pending text ended with), so a long event that arrives in
+        # many chunks costs linear time, not quadratic.
+        searched = max(0, len(self._pending) - 1)
         text = self._pending + text
         events = []
-        end = 0
-        for line in _LINE.finditer(text):
-            if line.end() == len(text) and line.group().endswith("\r"):
+        start = 0
+        while (end := _LINE_END.search(text, max(start, searched))) is not None:
+            if end.group() == "\r" and end.end() == len(text):
                 break  # maybe the first half of a "\r\n" still on its way
-            end = line.end()
-            if (data := self.feed_line(line.group())) is not None:
+            line, start = text[start : end.start()], end.end()
+            if (data := self.feed_line(line)) is not None:
                 events.append(data)
-        self._pending = text[end:]
+        self._pending = text[start:]
         return events
