@@ -64,6 +64,11 @@ class Schedule:
     anchor: datetime  # aware UTC: creation time (every: intervals count from here)
 
 
+# Nothing is scheduled further ahead than this (dates overflow a few thousand years on).
+MAX_DURATION = 100 * 365.25 * 86400
+MAX_DURATION_TEXT = "100 years"
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -77,6 +82,8 @@ def parse_duration(text: str) -> float:
     """`90`, `90s`, `15m`, `2h`, `1d 12h`, `1w` -> seconds."""
     text = text.strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", text):
+        if float(text) > MAX_DURATION:
+            raise ScheduleError(f"the duration {text!r} is longer than {MAX_DURATION_TEXT}")
         return float(text)
     total, position = 0.0, 0
     for match in _DURATION.finditer(text):
@@ -86,6 +93,8 @@ def parse_duration(text: str) -> float:
         position = match.end()
     if not total or text[position:].strip():
         raise ScheduleError(f"cannot read the duration {text!r}; write e.g. 90s, 15m, 2h or 1d")
+    if total > MAX_DURATION:
+        raise ScheduleError(f"the duration {text!r} is longer than {MAX_DURATION_TEXT}")
     return total
 
 
