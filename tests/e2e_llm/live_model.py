@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from trio_websocket import WebSocketConnection
 
 from tests.support.live import TURN_TIMEOUT, LiveDaemon, open_live_daemon
 from tests.support.llamacpp import LlamaCpp
@@ -26,6 +27,7 @@ from tests.support.llamacpp import LlamaCpp
 __all__ = [
     "NO_TOOLS",
     "deltas",
+    "next_of",
     "open_ganglion",
     "reopen",
     "stored_messages",
@@ -71,6 +73,16 @@ async def open_ganglion(
 
 def deltas(frames: list[dict[str, Any]]) -> list[str]:
     return [frame["text"] for frame in frames if frame["type"] == "delta"]
+
+
+async def next_of(ws: WebSocketConnection, *types: str) -> dict[str, Any]:
+    """The next frame of one of `types`, within a model turn's time (a cold prompt on a
+    busy machine takes seconds before the first token)."""
+    with trio.fail_after(TURN_TIMEOUT):
+        while (frame := json.loads(await ws.get_message()))["type"] not in types:
+            pass
+    result: dict[str, Any] = frame
+    return result
 
 
 async def reopen(live: LiveDaemon, thread_id: str) -> list[dict[str, Any]]:

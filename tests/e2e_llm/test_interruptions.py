@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from ganglion.llm.errors import LLMStreamError
-from tests.e2e_llm.live_model import open_ganglion, stored_messages, turn_states, wait_for_answer
+from tests.e2e_llm.live_model import (
+    next_of,
+    open_ganglion,
+    stored_messages,
+    turn_states,
+    wait_for_answer,
+)
 from tests.support.llamacpp import LlamaCpp
-from tests.support.web import hello, next_frame, send
+from tests.support.web import hello, send
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +38,7 @@ async def test_a_turn_cut_by_shutdown_mid_stream_is_answered_after_the_restart(
         async with live.socket() as ws:
             await hello(ws, WEB)
             await send(ws, LONG)
-            await next_frame(ws, "delta")
+            await next_of(ws, "delta")
         assert await live.stop() == 0  # SIGTERM mid-stream; the grace is too short for it
         assert turn_states(live.data_dir, WEB) == ["running"]
         assert stored_messages(live.data_dir, WEB) == [("user", LONG)]
@@ -52,9 +58,9 @@ async def test_a_server_killed_mid_stream_fails_the_turn_and_the_next_one_is_ans
         async with live.socket() as ws:
             await hello(ws, WEB)
             await send(ws, LONG)
-            await next_frame(ws, "delta")
+            await next_of(ws, "delta")
             await llamacpp.kill()
-            failed = await next_frame(ws, "reply", "failed")
+            failed = await next_of(ws, "reply", "failed")
         assert failed["type"] == "failed", failed
         assert failed["message"] == LLMStreamError.user_text
         await llamacpp.start()

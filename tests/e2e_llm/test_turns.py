@@ -3,7 +3,6 @@ the terminal client, conversations at once, and every built-in tool offered."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,16 @@ import trio
 
 from tests.e2e_llm.live_model import (
     deltas,
+    next_of,
     open_ganglion,
     reopen,
     stored_messages,
     turn_states,
 )
-from tests.support.live import TURN_TIMEOUT, LiveDaemon
+from tests.support.live import LiveDaemon
 from tests.support.llamacpp import TOOLS_TEMPLATE, LlamaCpp, open_llamacpp
 from tests.support.process import run_ganglion
+from tests.support.web import hello, send
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ async def test_a_reply_streams_in_several_chunks_and_is_stored(
         frames = await live.turn(WEB, "Hello! Who are you?")
         reply = frames[-1]
         assert reply["type"] == "reply", reply
-        assert [f["type"] for f in frames[:1]] == ["turn_started"]
+        assert frames[0]["type"] == "turn_started"
         streamed = deltas(frames)
         assert len(streamed) >= 3
         assert "".join(streamed) == reply["text"]
@@ -65,15 +66,12 @@ async def test_ganglion_chat_prints_the_models_reply(tmp_path: Path, llamacpp: L
 async def _timed_turn(live: LiveDaemon, thread_id: str, text: str, seen: dict[str, Any]) -> None:
     """One turn over its own socket; when its first token and its end arrived."""
     async with live.socket() as ws:
-        await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
-        with trio.fail_after(TURN_TIMEOUT):
-            while json.loads(await ws.get_message())["type"] != "history":
-                pass
-            await ws.send_message(json.dumps({"v": 1, "type": "send", "id": "m1", "text": text}))
-            while (frame := json.loads(await ws.get_message()))["type"] not in ("reply", "failed"):
-                if frame["type"] == "delta":
-                    seen.setdefault("first_token", trio.current_time())
-    seen.update(end=trio.current_time(), frame=frame)
+        await hello(ws, thread_id)
+        await send(ws, text)
+        await next_of(ws, "delta")
+        seen["first_token"] = trio.current_time()
+        seen["frame"] = await next_of(ws, "reply", "failed")
+        seen["end"] = trio.current_time()
 
 
 async def test_three_conversations_are_answered_at_once(

@@ -213,10 +213,8 @@ class LlamaCpp:
     async def kill(self) -> None:
         """SIGKILL at once (connections in flight are cut mid-stream); returns once the
         process is gone, so `start` may follow."""
-        if self._process is not None:
-            self._process.kill()
-            with trio.CancelScope(shield=True):
-                await self._terminate(grace=0)
+        with trio.CancelScope(shield=True):
+            await self._terminate(grace=0)
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited after `STOP_GRACE` seconds.
@@ -232,10 +230,12 @@ class LlamaCpp:
         await self.start()
 
     async def _terminate(self, *, grace: float) -> None:
+        """SIGTERM and up to `grace` seconds to exit (none: SIGKILL at once), then
+        SIGKILL; returns once the process is reaped."""
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
+        if grace > 0 and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             with trio.move_on_after(grace):
                 await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
