@@ -135,20 +135,19 @@ def _side_venv(
         session.run_install(
             "uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv), external=True
         )
-    for flags, group in (([], set(missing) - no_deps), (["--no-deps"], set(missing) & no_deps)):
-        if group:
-            requirements = [f"{package}=={missing[package]}" for package in sorted(group)]
-            session.run_install(
-                "uv",
-                "pip",
-                "install",
-                "--quiet",
-                *flags,
-                "--python",
-                str(python),
-                *requirements,
-                external=True,
-            )
+    for package, version in sorted(missing.items()):
+        flags = ["--no-deps"] if package in no_deps else []
+        session.run_install(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            *flags,
+            "--python",
+            str(python),
+            f"{package}=={version}",
+            external=True,
+        )
     session.log(f"{described} installed in {time.monotonic() - started:.1f} s")
     return python
 
