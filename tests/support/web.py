@@ -16,6 +16,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from ganglion.config import Config
 from ganglion.runtime import Services
+from ganglion.web.server import WebState
 from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, open_fake_llm
 
@@ -31,6 +32,11 @@ class WebDaemon:
     @property
     def services(self) -> Services:
         return self.daemon.services
+
+    @property
+    def state(self) -> WebState:
+        assert self.daemon.web is not None
+        return self.daemon.web
 
     @property
     def ws_url(self) -> str:
@@ -65,7 +71,8 @@ async def open_web_daemon(config: Config) -> AsyncIterator[WebDaemon]:
         daemon.services.router.register(
             "test", lambda thread_id: not thread_id.startswith("web_"), daemon.collector
         )
-        base = daemon.services.web_state.binds[0]
+        assert daemon.web is not None
+        base = daemon.web.binds[0]
         token = (config.data_dir / "web_token").read_text().strip()
         yield WebDaemon(daemon, base, token)
 
