@@ -16,6 +16,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from ganglion.config import Config
 from ganglion.runtime import Services
+from ganglion.web import frames
 from ganglion.web.server import WebState
 from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, open_fake_llm
@@ -87,7 +88,7 @@ async def next_frame(ws: WebSocketConnection, *types: str) -> dict[str, Any]:
 
 
 async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]:
-    await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
+    await ws.send_message(frames.hello(thread_id))
     await next_frame(ws, "welcome")
     history = await next_frame(ws, "history")
     messages: list[dict[str, Any]] = history["messages"]
@@ -95,7 +96,7 @@ async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]
 
 
 async def send(ws: WebSocketConnection, text: str, message_id: str = "m1") -> None:
-    await ws.send_message(json.dumps({"v": 1, "type": "send", "id": message_id, "text": text}))
+    await ws.send_message(frames.send(message_id, text))
 
 
 class ServerThread:
