@@ -27,8 +27,8 @@ import trio
 
 from ganglion.config import Config, MCPServerConfig
 from ganglion.redact import Redactor
-from ganglion.runtime import _builtin_tools
 from ganglion.tools import ToolContext, ToolRegistry
+from ganglion.tools.builtin import builtin_tools
 from ganglion.tools.mcp import MCPServer
 from ganglion.transcript import ToolCall
 from ganglion_actors import reserve
@@ -70,7 +70,7 @@ async def _bench(data: Path) -> dict[str, Any]:
     (data / "skills").mkdir()
     (data / "note.txt").write_text("x" * 4096)
     config = Config(data_dir=data)
-    tools = ToolRegistry(_builtin_tools(config, reserve("reminders"), Redactor()))
+    tools = ToolRegistry(builtin_tools(config, reserve("reminders"), Redactor()))
     results: dict[str, Any] = {}
     results["shell_true"] = _summary(
         await _timed(lambda: _call(tools, "shell", command="true"), 100)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,55 @@ async def test_chat_m_without_a_daemon_says_it_is_not_running(tmp_path: Path) ->
     assert result.returncode == 3
     assert "is `ganglion run` running?" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+# What the daemon is made of; `ganglion chat` must start without any of it.
+DAEMON_MODULES = {
+    "ganglion.app",
+    "ganglion.runtime",
+    "ganglion.store",
+    "ganglion.threads.actor",
+    "ganglion.llm",
+    "ganglion.web.server",
+    "ganglion.web.protocol",
+    "ganglion.matrix",
+    "quart",
+    "hypercorn",
+    "nio",
+    "httpx",
+    "sqlite_utils",
+}
+
+
+async def modules_loaded_by(code: str, cwd: Path) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-c", script], cwd=cwd, capture_stdout=True, capture_stderr=True
+        )
+    loaded: list[str] = json.loads(result.stdout.decode().splitlines()[-1])
+    return set(loaded)
+
+
+async def test_the_terminal_client_imports_neither_pydantic_nor_the_daemon(
+    tmp_path: Path,
+) -> None:
+    loaded = await modules_loaded_by("import ganglion.terminal", tmp_path)
+    assert "ganglion.web.frames" in loaded
+    assert not loaded & (DAEMON_MODULES | {"pydantic", "ganglion.config", "yaml"})
+
+
+async def test_ganglion_chat_imports_nothing_of_the_daemon(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "web_token").write_text("abc\n")
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    path = chat_config(tmp_path, free_port, tmp_path / "data")
+    loaded = await modules_loaded_by(
+        f"from ganglion.cli import main\nassert main(['chat', '--config', {str(path)!r}, '-m', 'hi']) == 3",
+        tmp_path,
+    )
+    assert "ganglion.terminal" in loaded
+    assert not loaded & DAEMON_MODULES

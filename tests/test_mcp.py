@@ -24,7 +24,7 @@ from ganglion.tools.mcp import (
     RESTART_BACKOFF,
     ConnectionLost,
     MCPServer,
-    mcp_child_spec,
+    mcp_child,
     mcp_tool_name,
 )
 from ganglion_actors import open_supervisor
@@ -235,7 +235,7 @@ class FlakyServer(MCPServer):
 async def tries(server: FlakyServer, count: int) -> list[float]:
     """The gaps between the starts of the first `count` connection attempts."""
     async with open_supervisor("test", intensity=0, rng=random.Random(1)) as supervisor:
-        await supervisor.start(mcp_child_spec(server))
+        await supervisor.start(mcp_child(server))
         with trio.fail_after(3600):
             while len(server.tried_at) < count:
                 await trio.sleep(0.5)

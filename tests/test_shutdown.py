@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from ganglion.app import ForcedStop, run_daemon
+from ganglion.app import ForcedStop, RunningDaemon, run_daemon
 from ganglion.messages import UserMessage
-from ganglion.runtime import Services
 from ganglion_actors._supervisor import unwrap_group
 from tests.support.daemon import daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, Hang, Reply
@@ -68,7 +67,8 @@ async def test_a_second_signal_stops_at_once(tmp_path: Path, fake_llm: FakeLLM) 
     config = daemon_config(tmp_path, fake_llm.base_url, shutdown={"grace_seconds": 600})
     with pytest.raises(BaseExceptionGroup) as caught, trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            services: Services = await nursery.start(_run, config)
+            running: RunningDaemon = await nursery.start(_run, config)
+            services = running.services
             await services.threads.send(WEB, UserMessage(WEB, "web", "hang please"))
             await fake_llm.wait_for_requests(1)
             os.kill(os.getpid(), signal.SIGTERM)
@@ -80,5 +80,5 @@ async def test_a_second_signal_stops_at_once(tmp_path: Path, fake_llm: FakeLLM) 
     assert turn_states(tmp_path) == ["running"]  # answered after the next start
 
 
-async def _run(config: object, *, task_status: trio.TaskStatus[Services]) -> None:
+async def _run(config: object, *, task_status: trio.TaskStatus[RunningDaemon]) -> None:
     await run_daemon(config, task_status=task_status)  # type: ignore[arg-type]

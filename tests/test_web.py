@@ -24,7 +24,7 @@ async def test_health_and_readiness_need_no_token(tmp_path: Path, fake_llm: Fake
     async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.http() as http:
         assert (await http.get("/healthz")).status_code == 200
         assert (await http.get("/readyz")).text == "ready\n"
-        web.services.begin_drain()
+        web.state.draining = True  # what the tree does when asked to stop
         assert (await http.get("/readyz")).status_code == 503
 
 

@@ -17,6 +17,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ganglion.web.frames import history_request
 from tests.support.web import WebDaemon, hello, next_frame, send, serve_in_thread
 
 json_values = st.recursive(
@@ -70,7 +71,7 @@ async def throw(web: WebDaemon, batch: list[Any], thread_id: str) -> None:
                 nursery.cancel_scope.cancel()
             # the fuzzed session still works: it can still say hello and page its history
             await hello(ws, thread_id)
-            await ws.send_message(json.dumps({"v": 1, "type": "history", "before_id": 10**9}))
+            await ws.send_message(history_request(10**9))
             await next_frame(ws, "history")
 
 

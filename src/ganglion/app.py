@@ -7,11 +7,18 @@
             ├── threads         registry of ThreadActors (one per conversation)
             ├── reminders       reminder actor
             ├── heartbeat       heartbeat actor
+            ├── mcp:<name> …    one per enabled MCP server
+            ├── system          the system threads' log (an interface)
             ├── web             web chat interface (if enabled)
             └── matrix          Matrix interface (if enabled)
 
-Each child is started with `nursery.start` semantics: `run_daemon` reports readiness only
-once every child said it is ready, and a child that fails to start fails start-up.
+`_children` builds that list from what `open_services` made (runtime.py), handing each
+child what it needs: the thread registry, the delivery router, the backend, the service
+actors' reserved references. How each is run lives beside it (`reminders_child`,
+`web_child`, …). Each child is started with `nursery.start` semantics: `run_daemon` reports
+readiness only once every child said it is ready, and a child that fails to start fails
+start-up. The interfaces and MCP servers are restarted with backoff for as long as they
+fail and never escalate; the others count toward the root's restart intensity.
 Shutdown closes the children's mailboxes in reverse order (interfaces stop taking new
 messages first, in-flight turns finish last) within `shutdown.grace_seconds`, then cancels
 whatever is left.
@@ -23,14 +30,23 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from ganglion.config import Config
+from ganglion.heartbeat import heartbeat_child
+from ganglion.matrix import matrix_child
+from ganglion.reminders import reminders_child
 from ganglion.runtime import Services, open_services
-from ganglion_actors import open_supervisor, unwrap_group
+from ganglion.systemlog import system_log_child
+from ganglion.threads.registry import resume_cut_off_turns
+from ganglion.tools.mcp import mcp_children
+from ganglion.web.server import WebState, web_child
+from ganglion_actors import ChildSpec, open_supervisor, unwrap_group
 
-__all__ = ["ForcedStop", "run_daemon"]
+__all__ = ["ForcedStop", "RunningDaemon", "run_daemon"]
 
 log = logging.getLogger("ganglion")
 
@@ -46,15 +62,23 @@ class ForcedStop(Exception):
         super().__init__(self.signal_name)
 
 
+@dataclass(frozen=True, slots=True)
+class RunningDaemon:
+    """What `run_daemon` reports once every child is ready."""
+
+    services: Services
+    web: WebState | None  # the web chat's state (where it listens), when it is enabled
+
+
 async def run_daemon(
     config: Config,
     *,
     handle_signals: bool = True,
-    task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[RunningDaemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run Ganglion until a signal (or `Services.request_stop`) asks it to stop.
 
-    Reports the running `Services` through `task_status` once every child is ready.
+    Reports a `RunningDaemon` through `task_status` once every child is ready.
     Error handling: raises `Escalation` when a child's restart intensity was exceeded,
     `ForcedStop` after a second signal, `StartupError` when start-up cannot complete.
     """
@@ -85,21 +109,49 @@ def _no_signals() -> Iterator[AsyncIterator[int]]:
 
 
 async def _serve_tree(
-    config: Config, services: Services, task_status: trio.TaskStatus[Services]
+    config: Config, services: Services, task_status: trio.TaskStatus[RunningDaemon]
 ) -> None:
+    web = WebState() if config.web.enabled else None
     async with open_supervisor("root", intensity=5, period=60.0) as root:
-        for spec in [*services.service_actors(), *services.tool_servers(), *services.interfaces()]:
+        for spec in _children(config, services, web):
             await root.start(spec)
-        resumed = await services.resume_cut_off_turns()
+        resumed = await resume_cut_off_turns(services.threads, services.store)
         if resumed:
             log.info("resuming cut-off turns in %d thread(s)", resumed)
         log.info("ganglion is ready (data in %s)", config.data_dir)
-        task_status.started(services)
+        task_status.started(RunningDaemon(services, web))
         await services.stop_requested.wait()
         log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
-        services.begin_drain()
+        if web is not None:
+            web.draining = True  # /readyz fails from now on, before the web chat stops
         await root.shutdown(config.shutdown.grace_seconds)
     log.info("stopped cleanly")
+
+
+def _children(config: Config, services: Services, web: WebState | None) -> list[ChildSpec[Any]]:
+    """The root supervisor's children, in start order (the tree at the top)."""
+    deps, threads, backend = services.deps, services.threads, services.backend
+    router = deps.router
+    children: list[ChildSpec[Any]] = [
+        ChildSpec("threads", threads.serve),
+        reminders_child(
+            services.reminder_store,
+            config.reminders,
+            deps.timezone,
+            threads,
+            router,
+            missing_turns=services.store.missing_turns,
+            ref=deps.reminders,
+        ),
+        heartbeat_child(config.heartbeat, config.data_dir, threads, ref=deps.heartbeat),
+        *mcp_children(config, deps.tools),
+        system_log_child(backend, router),
+    ]
+    if web is not None:
+        children.append(web_child(config, web, backend, deps.redactor, router))
+    if config.matrix.enabled:
+        children.append(matrix_child(config.matrix, config.data_dir, backend, router))
+    return children
 
 
 async def _watch_signals(

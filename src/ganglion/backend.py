@@ -13,6 +13,10 @@ Rules an interface keeps:
    message is durable (its turn is on disk, or it was a command).
 2. A reply is marked delivered only after the other side accepted it (a homeserver's
    answer to the send, a websocket send that did not fail).
+
+How an interface runs (`interface_child`): under the root supervisor, holding the delivery
+route of the threads it owns (those whose `interface_for` is its name) for as long as it
+runs, and restarted with backoff for as long as it fails, never escalating.
 """
 
 from __future__ import annotations
@@ -23,15 +27,27 @@ from typing import Protocol
 
 import trio
 
+from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
-from ganglion.messages import Inbound, UserMessage
+from ganglion.messages import Inbound, Outbound, UserMessage
 from ganglion.store import ConversationStore, OutboxItem, StoredMessage
-from ganglion_actors import ActorError, Registry
+from ganglion.threads.ids import interface_for
+from ganglion_actors import ActorError, ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
-__all__ = ["SUBMIT_TIMEOUT", "DaemonBackend", "InterfaceBackend", "SubmitError"]
+__all__ = [
+    "INTERFACE_BACKOFF",
+    "SUBMIT_TIMEOUT",
+    "DaemonBackend",
+    "InterfaceBackend",
+    "SubmitError",
+    "interface_child",
+]
 
 # How long a thread may take to make a message durable before `submit` gives up.
 SUBMIT_TIMEOUT = 30.0
+
+# Interfaces fail for outside reasons (a port, a homeserver): retried up to once a minute.
+INTERFACE_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=0.2, reset_after=60.0)
 
 
 class SubmitError(GanglionError):
@@ -92,3 +108,26 @@ class DaemonBackend:
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
         await self._store.mark_delivered(outbox_ids)
+
+
+def interface_child(name: str, run: ActorFn, router: DeliveryRouter) -> ChildSpec[Outbound]:
+    """How the root supervisor runs the interface actor `run` (an `ActorFn` taking the
+    interface's `Inbox[Outbound]`), named `name` ("web", "matrix", "system").
+
+    Each incarnation holds the delivery route of the threads whose `interface_for` is
+    `name` from before it starts until it ends, so the thread actors' events reach its
+    mailbox and nothing else's. Error handling: restarted with `INTERFACE_BACKOFF` for as
+    long as it fails and never escalating: one broken interface (a homeserver that went
+    away) never stops the others, the conversations or the reminders. Replies emitted
+    while it is down wait in the outbox.
+    """
+
+    async def serve(
+        inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with router.route(name, lambda thread_id: interface_for(thread_id) == name, inbox.ref):
+            await run(inbox, task_status=task_status)
+
+    return ChildSpec(
+        name, serve, restart=Restart.TRANSIENT, backoff=INTERFACE_BACKOFF, escalates=False
+    )

@@ -121,7 +121,7 @@ def _chat(config_path: Path | None, message: str | None) -> int:
     from ganglion.config import ConfigError, load_config
     from ganglion.datadir import WEB_TOKEN_FILE
     from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
-    from ganglion.web import read_token
+    from ganglion.web.auth import read_token
 
     try:
         config, _ = load_config(config_path)

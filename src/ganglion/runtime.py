@@ -1,8 +1,14 @@
-"""The daemon's shared services, and the actor functions the supervision tree starts.
+"""What the whole daemon shares, opened once per run and closed after the tree stopped.
 
-`open_services` opens what must outlive every actor (the conversation store, the model
-clients) and closes it after the tree has stopped. It fails start-up early, with a clear
-message, when something cannot work: an unusable data directory, a corrupt database.
+`open_services` opens what must outlive every actor (the conversation and reminder
+stores, the model clients) and builds what the actors share: `ThreadDeps`, the thread
+registry, the interfaces' backend and the stop event. It fails start-up early, with a
+clear message, when something cannot work: an unusable data directory, a corrupt
+database, a shell sandbox that this machine cannot provide.
+
+How each actor is started lives beside it (`reminders_child`, `heartbeat_child`,
+`mcp_children`, `system_log_child`, `web_child`, `matrix_child`); `app.py` composes the tree
+from them.
 """
 
 from __future__ import annotations
@@ -11,236 +17,63 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
 
 from ganglion.backend import DaemonBackend
 from ganglion.config import Config
-from ganglion.datadir import (
-    CONVERSATION_DB,
-    GOALS_FILE,
-    SCHEDULER_DB,
-    WEB_TOKEN_FILE,
-    ensure_data_dir,
-)
+from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
-from ganglion.heartbeat import serve_heartbeat
 from ganglion.llm import LLMClient
-from ganglion.matrix import serve_matrix
-from ganglion.messages import (
-    HeartbeatReview,
-    Inbound,
-    Notice,
-    Outbound,
-    ReminderDue,
-    ReminderRequest,
-    TriggerHeartbeat,
-    Wake,
-)
+from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
 from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
-from ganglion.reminders import ReminderActor, ReminderStore
-from ganglion.safefs import SafePathError
+from ganglion.reminders import ReminderStore
 from ganglion.store import ConversationStore, StoreError
-from ganglion.systemlog import serve_system_log
-from ganglion.threads import SharedPromptFiles, ThreadDeps, serve_thread
-from ganglion.threads.ids import interface_for
-from ganglion.tools import Tool, ToolRegistry
-from ganglion.tools.files import file_tools
-from ganglion.tools.mcp import MCPServer, mcp_child_spec
-from ganglion.tools.memory import memory_tools
-from ganglion.tools.scheduling import reminder_tools
-from ganglion.tools.shell import SandboxError, check_sandbox, shell_tools
-from ganglion.web import WebState, load_or_create_token, serve_web
-from ganglion_actors import (
-    ActorFn,
-    ActorRef,
-    ActorStopped,
-    Backoff,
-    ChildSpec,
-    Inbox,
-    Registry,
-    Restart,
-    reserve,
-)
+from ganglion.threads.deps import SharedPromptFiles, ThreadDeps
+from ganglion.threads.registry import thread_registry
+from ganglion.tools import ToolRegistry
+from ganglion.tools.builtin import builtin_tools
+from ganglion.tools.shell import SandboxError, check_sandbox
+from ganglion_actors import ActorRef, Registry, reserve
 
 __all__ = ["Services", "open_services"]
 
 log = logging.getLogger("ganglion")
 
-# Interfaces fail for outside reasons (a port, a homeserver): retried up to once a minute.
-INTERFACE_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=0.2, reset_after=60.0)
 
-
+@dataclass(frozen=True, slots=True, eq=False)
 class Services:
-    """Everything the actors share; built once per daemon run."""
+    """What the actors of one daemon run share, made by `open_services`.
 
-    def __init__(
-        self,
-        config: Config,
-        store: ConversationStore,
-        reminder_store: ReminderStore,
-        deps: ThreadDeps,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.reminder_store = reminder_store
-        self.deps = deps
-        self.router = deps.router
-        self.web_state = WebState()
-        self.stop_requested = trio.Event()
-        self.mcp_servers = [
-            MCPServer(name, server, deps.tools, log_dir=config.logging.dir)
-            for name, server in config.tools.mcp.servers.items()
-            if server.enabled
-        ]
-        self.threads: Registry[str, Inbound] = Registry(
-            "threads",
-            lambda thread_id: partial(serve_thread, deps, thread_id),
-            idle_timeout=config.threads.idle_seconds,
-            mailbox_size=config.threads.mailbox_size,
-        )
-        self.backend = DaemonBackend(self.threads, store)
+    Owns nothing it must close: `open_services` closes the stores and the model clients
+    once the tree has stopped. `threads` is the registry every conversation is reached
+    through (the tree runs it as its first child); `backend` is what the interfaces see
+    of the daemon; `stop_requested` is set by `request_stop` (what SIGTERM does) and
+    makes the tree drain and stop.
+    """
 
-    async def serve_reminders(
-        self,
-        inbox: Inbox[ReminderRequest],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async def deliver(due: ReminderDue) -> None:
-            # Returns once the thread has the reminder's turn on disk (see ReminderDue).
-            await self.threads.ask(due.thread_id, lambda accepted: replace(due, accepted=accepted))
+    config: Config
+    store: ConversationStore
+    reminder_store: ReminderStore
+    deps: ThreadDeps
+    threads: Registry[str, Inbound]
+    backend: DaemonBackend
+    stop_requested: trio.Event = field(default_factory=trio.Event)
 
-        async def notify(thread_id: str, text: str) -> None:
-            await self.router.deliver(Notice(thread_id, text))
-
-        actor = ReminderActor(
-            self.reminder_store,
-            self.config.reminders,
-            self.deps.timezone,
-            deliver,
-            notify,
-            missing_turns=self.store.missing_turns,
-        )
-        await actor.serve(inbox, task_status=task_status)
-
-    async def serve_heartbeat(
-        self,
-        inbox: Inbox[TriggerHeartbeat],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async def send_review(review: HeartbeatReview) -> None:
-            await self.threads.send(review.thread_id, review)
-
-        await serve_heartbeat(
-            self.config.heartbeat,
-            self.config.data_dir / GOALS_FILE,
-            send_review,
-            inbox,
-            task_status=task_status,
-        )
-
-    def service_actors(self) -> list[ChildSpec[Any]]:
-        """The thread registry, then the reminder and heartbeat actors on the references
-        the threads already hold."""
-        return [
-            ChildSpec("threads", self.threads.serve),
-            ChildSpec("reminders", self.serve_reminders, ref=self.deps.reminders),
-            ChildSpec("heartbeat", self.serve_heartbeat, ref=self.deps.heartbeat),
-        ]
-
-    def tool_servers(self) -> list[ChildSpec[Any]]:
-        """The MCP server actors to start: one per enabled server."""
-        return [mcp_child_spec(server) for server in self.mcp_servers]
-
-    def interfaces(self) -> list[ChildSpec[Any]]:
-        """The interface actors to start, in order. Each is restarted with backoff for as
-        long as it fails and never escalates: one broken interface (a homeserver that
-        went away) never stops the others, the conversations or the reminders."""
-        found: list[tuple[str, ActorFn]] = [
-            ("system", partial(serve_system_log, self.router, self.backend))
-        ]
-        if self.config.web.enabled:
-            found.append(("web", self._serve_web))
-        if self.config.matrix.enabled:
-            found.append(("matrix", self._serve_matrix))
-        return [
-            ChildSpec(
-                name, run, restart=Restart.TRANSIENT, backoff=INTERFACE_BACKOFF, escalates=False
-            )
-            for name, run in found
-        ]
-
-    async def resume_cut_off_turns(self) -> int:
-        """Wake every thread that has a turn cut off by the last stop, so it is answered."""
-        thread_ids = await self.store.threads_with_pending_turns()
-        for thread_id in thread_ids:
-            try:
-                await self.threads.send(thread_id, Wake(thread_id))
-            except ActorStopped:
-                break
-        return len(thread_ids)
+    @property
+    def router(self) -> DeliveryRouter:
+        return self.deps.router
 
     def request_stop(self) -> None:
         """Ask the daemon to drain and stop (what SIGTERM does)."""
         self.stop_requested.set()
-
-    def begin_drain(self) -> None:
-        self.web_state.draining = True
-
-    async def _serve_web(
-        self,
-        inbox: Inbox[Outbound],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        try:
-            token = await trio.to_thread.run_sync(
-                load_or_create_token, self.config.data_dir, self.config.web.token
-            )
-        except SafePathError as exc:
-            raise StartupError(
-                f"the web token file is not usable ({exc}); remove "
-                f"{self.config.data_dir / WEB_TOKEN_FILE} and start again"
-            ) from None
-        self.deps.redactor.add(token)
-        with self.router.route("web", lambda thread: interface_for(thread) == "web", inbox.ref):
-            await serve_web(
-                self.config.web,
-                self.config.shutdown.grace_seconds,
-                self.web_state,
-                self.backend,
-                token,
-                inbox,
-                task_status=task_status,
-            )
-
-    async def _serve_matrix(
-        self,
-        inbox: Inbox[Outbound],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        with self.router.route(
-            "matrix", lambda thread: interface_for(thread) == "matrix", inbox.ref
-        ):
-            await serve_matrix(
-                self.config.matrix,
-                self.config.data_dir,
-                self.backend,
-                inbox,
-                task_status=task_status,
-            )
 
 
 @asynccontextmanager
@@ -285,7 +118,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
-        tools=ToolRegistry(_builtin_tools(config, reminders, redactor)),
+        tools=ToolRegistry(builtin_tools(config, reminders, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         reminders=reminders,
         heartbeat=heartbeat,
@@ -294,7 +127,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         redactor=redactor,
     )
     try:
-        yield Services(config, store, reminder_store, deps)
+        threads = thread_registry(deps)
+        yield Services(config, store, reminder_store, deps, threads, DaemonBackend(threads, store))
     finally:
         with trio.CancelScope(shield=True):
             if compaction_llm is not llm:
@@ -328,23 +162,6 @@ async def _check_shell(config: Config) -> None:
         raise StartupError(str(exc)) from None
     if shell.sandbox == "bwrap":
         log.info("shell commands run in a bubblewrap sandbox")
-
-
-def _builtin_tools(
-    config: Config, reminders: ActorRef[ReminderRequest], redactor: Redactor
-) -> list[Tool]:
-    """The tools the configuration enables."""
-    tools = config.tools
-    found: list[Tool] = []
-    if tools.files.enabled:
-        found += file_tools(tools.files, config.data_dir)
-    if tools.shell.enabled:
-        found += shell_tools(tools.shell, config.data_dir, lambda: redactor.secrets)
-    if tools.memory.enabled:
-        found += memory_tools(tools.memory, config.data_dir)
-    if tools.reminders.enabled:
-        found += reminder_tools(reminders)
-    return found
 
 
 def _system_timezone() -> str:

@@ -7,15 +7,18 @@ It finds the daemon's address in the config (default 127.0.0.1:8080) and its tok
 GANGLION_WEB_TOKEN, the config, or the data directory's web_token file. Exit status: 0
 on success, 1 when the turn failed, 3 when the daemon is not reachable or refused the
 token.
+
+It speaks the web chat's protocol through `ganglion.web.frames`, and imports nothing of
+the daemon (no pydantic, no store): it starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 import trio
 from trio_websocket import (
@@ -28,6 +31,7 @@ from trio_websocket import (
 
 from ganglion.errors import GanglionError
 from ganglion.threads.ids import new_web_thread_id
+from ganglion.web import frames
 
 __all__ = ["ChatError", "ChatTarget", "chat_interactive", "chat_once"]
 
@@ -47,17 +51,14 @@ class ChatTarget:
     token: str
 
 
-def _frame(kind: str, **fields: Any) -> str:
-    return json.dumps({"v": 1, "type": kind, **fields})
-
-
-async def _session(target: ChatTarget, thread_id: str, body: Any) -> int:
+async def _session(
+    target: ChatTarget, thread_id: str, body: Callable[[WebSocketConnection], Awaitable[int]]
+) -> int:
     headers = [(b"Authorization", f"Bearer {target.token}".encode())]
     try:
         async with open_websocket_url(target.url, extra_headers=headers, connect_timeout=10) as ws:
-            await ws.send_message(_frame("hello", thread_id=thread_id))
-            result: int = await body(ws)
-            return result
+            await ws.send_message(frames.hello(thread_id))
+            return await body(ws)
     except ConnectionRejected as exc:
         if exc.status_code == 401:
             raise ChatError(
@@ -78,27 +79,35 @@ async def _session(target: ChatTarget, thread_id: str, body: Any) -> int:
         ) from None
 
 
+async def _next_frame(ws: WebSocketConnection) -> frames.ServerFrame:
+    """The next frame this client knows (others are skipped)."""
+    while True:
+        frame = frames.parse_server_frame(await ws.get_message())
+        if frame is not None:
+            return frame
+
+
 async def chat_once(target: ChatTarget, text: str, out: TextIO = sys.stdout) -> int:
     """Send one message; print the final reply (or a notice, for commands)."""
     thread_id = new_web_thread_id()
 
     async def body(ws: WebSocketConnection) -> int:
-        await ws.send_message(_frame("send", id=secrets.token_hex(8), text=text))
+        await ws.send_message(frames.send(secrets.token_hex(8), text))
+        command = text.strip().startswith("/")
         while True:
-            frame = json.loads(await ws.get_message())
-            match frame.get("type"):
-                case "reply":
-                    print(frame["text"], file=out)
-                    return 0
-                case "notice" if text.strip().startswith("/"):
-                    print(frame["text"], file=out)
-                    return 0
-                case "failed":
-                    print(f"ganglion: the turn failed: {frame['message']}", file=sys.stderr)
-                    return EXIT_FAILED_TURN
-                case "error":
-                    print(f"ganglion: {frame['message']}", file=sys.stderr)
-                    return EXIT_FAILED_TURN
+            frame = await _next_frame(ws)
+            if frame["type"] == frames.REPLY:
+                print(frame["text"], file=out)
+                return 0
+            if frame["type"] == frames.NOTICE and command:
+                print(frame["text"], file=out)
+                return 0
+            if frame["type"] == frames.FAILED:
+                print(f"ganglion: the turn failed: {frame['message']}", file=sys.stderr)
+                return EXIT_FAILED_TURN
+            if frame["type"] == frames.ERROR:
+                print(f"ganglion: {frame['message']}", file=sys.stderr)
+                return EXIT_FAILED_TURN
 
     return await _session(target, thread_id, body)
 
@@ -110,21 +119,21 @@ async def chat_interactive(target: ChatTarget, out: TextIO = sys.stdout) -> int:
 
     async def show(ws: WebSocketConnection) -> None:
         while True:
-            frame = json.loads(await ws.get_message())
-            match frame.get("type"):
-                case "delta":
-                    out.write(frame["text"])
-                    out.flush()
-                case "tool" if frame.get("phase") == "start":
+            frame = await _next_frame(ws)
+            if frame["type"] == frames.DELTA:
+                out.write(frame["text"])
+                out.flush()
+            elif frame["type"] == frames.TOOL:
+                if frame["phase"] == "start":
                     print(f"\n[running {frame['tool']}…]", file=out, flush=True)
-                case "reply":
-                    print("\n", file=out, flush=True)
-                case "failed":
-                    print(f"\n[failed: {frame['message']}]\n", file=out, flush=True)
-                case "notice":
-                    print(f"[{frame['text']}]\n", file=out, flush=True)
-                case "error":
-                    print(f"[error: {frame['message']}]", file=out, flush=True)
+            elif frame["type"] == frames.REPLY:
+                print("\n", file=out, flush=True)
+            elif frame["type"] == frames.FAILED:
+                print(f"\n[failed: {frame['message']}]\n", file=out, flush=True)
+            elif frame["type"] == frames.NOTICE:
+                print(f"[{frame['text']}]\n", file=out, flush=True)
+            elif frame["type"] == frames.ERROR:
+                print(f"[error: {frame['message']}]", file=out, flush=True)
 
     async def body(ws: WebSocketConnection) -> int:
         print(
@@ -135,9 +144,7 @@ async def chat_interactive(target: ChatTarget, out: TextIO = sys.stdout) -> int:
             nursery.start_soon(show, ws)
             async for line in stdin:
                 if line.strip():
-                    await ws.send_message(
-                        _frame("send", id=secrets.token_hex(8), text=line.rstrip("\n"))
-                    )
+                    await ws.send_message(frames.send(secrets.token_hex(8), line.rstrip("\n")))
             nursery.cancel_scope.cancel()
         return 0
 

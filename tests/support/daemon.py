@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from ganglion.app import run_daemon
+from ganglion.app import RunningDaemon, run_daemon
 from ganglion.config import Config
 from ganglion.messages import (
     FinalReply,
@@ -22,6 +22,7 @@ from ganglion.messages import (
     UserMessage,
 )
 from ganglion.runtime import Services
+from ganglion.web.server import WebState
 
 
 class Collector:
@@ -73,6 +74,7 @@ class Collector:
 class Daemon:
     services: Services
     collector: Collector
+    web: WebState | None  # the web chat's state, when it is enabled
 
     async def say(self, thread_id: str, text: str, message_id: str | None = None) -> None:
         await self.services.threads.send(
@@ -115,11 +117,12 @@ async def open_daemon(config: Config) -> AsyncIterator[Daemon]:
     """The whole daemon (minus signals), stopped gracefully at the end of the block."""
     collector = Collector()
     async with trio.open_nursery() as nursery:
-        services: Services = await nursery.start(_run, config)
+        running: RunningDaemon = await nursery.start(_run, config)
+        services = running.services
         services.router.register("test", lambda thread_id: True, collector)
-        yield Daemon(services, collector)
+        yield Daemon(services, collector, running.web)
         services.request_stop()
 
 
-async def _run(config: Config, *, task_status: trio.TaskStatus[Services]) -> None:
+async def _run(config: Config, *, task_status: trio.TaskStatus[RunningDaemon]) -> None:
     await run_daemon(config, handle_signals=False, task_status=task_status)

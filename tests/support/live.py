@@ -29,6 +29,7 @@ import trio
 import yaml
 from trio_websocket import WebSocketConnection, open_websocket_url
 
+from ganglion.web import frames
 from tests.support.daemon import merge_settings
 
 __all__ = ["LiveDaemon", "free_port", "open_live_daemon"]
@@ -131,19 +132,17 @@ class LiveDaemon:
         its notice)."""
         command = text.startswith("/") and not text.startswith("//")
         ends = ("notice",) if command else ("reply", "failed")
-        frames: list[dict[str, Any]] = []
+        seen: list[dict[str, Any]] = []
         async with self.socket() as ws:
-            await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
+            await ws.send_message(frames.hello(thread_id))
             with trio.fail_after(TURN_TIMEOUT):
                 while json.loads(await ws.get_message())["type"] != "history":
                     pass
-                await ws.send_message(
-                    json.dumps({"v": 1, "type": "send", "id": secrets.token_hex(8), "text": text})
-                )
+                await ws.send_message(frames.send(secrets.token_hex(8), text))
                 while True:
-                    frames.append(json.loads(await ws.get_message()))
-                    if frames[-1]["type"] in ends:
-                        return frames
+                    seen.append(json.loads(await ws.get_message()))
+                    if seen[-1]["type"] in ends:
+                        return seen
 
     @asynccontextmanager
     async def socket(self) -> AsyncIterator[WebSocketConnection]:

@@ -16,6 +16,8 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from ganglion.config import Config
 from ganglion.runtime import Services
+from ganglion.web import frames
+from ganglion.web.server import WebState
 from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, open_fake_llm
 
@@ -31,6 +33,11 @@ class WebDaemon:
     @property
     def services(self) -> Services:
         return self.daemon.services
+
+    @property
+    def state(self) -> WebState:
+        assert self.daemon.web is not None
+        return self.daemon.web
 
     @property
     def ws_url(self) -> str:
@@ -65,7 +72,8 @@ async def open_web_daemon(config: Config) -> AsyncIterator[WebDaemon]:
         daemon.services.router.register(
             "test", lambda thread_id: not thread_id.startswith("web_"), daemon.collector
         )
-        base = daemon.services.web_state.binds[0]
+        assert daemon.web is not None
+        base = daemon.web.binds[0]
         token = (config.data_dir / "web_token").read_text().strip()
         yield WebDaemon(daemon, base, token)
 
@@ -80,7 +88,7 @@ async def next_frame(ws: WebSocketConnection, *types: str) -> dict[str, Any]:
 
 
 async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]:
-    await ws.send_message(json.dumps({"v": 1, "type": "hello", "thread_id": thread_id}))
+    await ws.send_message(frames.hello(thread_id))
     await next_frame(ws, "welcome")
     history = await next_frame(ws, "history")
     messages: list[dict[str, Any]] = history["messages"]
@@ -88,7 +96,7 @@ async def hello(ws: WebSocketConnection, thread_id: str) -> list[dict[str, Any]]
 
 
 async def send(ws: WebSocketConnection, text: str, message_id: str = "m1") -> None:
-    await ws.send_message(json.dumps({"v": 1, "type": "send", "id": message_id, "text": text}))
+    await ws.send_message(frames.send(message_id, text))
 
 
 class ServerThread:

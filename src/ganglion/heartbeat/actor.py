@@ -5,6 +5,9 @@ file lists active goals it sends a `HeartbeatReview` turn to the system heartbea
 where the model reviews them with its tools and stays quiet when there is nothing to say.
 With no active goals nothing is sent: no model call, no noise. The timer is a deadline on
 the mailbox receive, so the actor sleeps until it is due or asked, never polling.
+
+The tree runs it with `heartbeat_child`, on the reference the threads already hold (the
+`/heartbeat` command asks it), sending each review through the thread registry.
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from ganglion.config import HeartbeatConfig
+from ganglion.datadir import GOALS_FILE
 from ganglion.entries import active_lines
-from ganglion.messages import HeartbeatReview, TriggerHeartbeat
+from ganglion.messages import HeartbeatReview, Inbound, TriggerHeartbeat
 from ganglion.safefs import NotFound, SafePathError, open_dir
-from ganglion_actors import Inbox
+from ganglion_actors import ActorRef, ChildSpec, Inbox, Registry
 
-__all__ = ["HEARTBEAT_THREAD", "serve_heartbeat"]
+__all__ = ["HEARTBEAT_THREAD", "heartbeat_child", "serve_heartbeat"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,28 @@ HEARTBEAT_THREAD = "system:heartbeat"
 MAX_GOALS_BYTES = 64 * 1024
 
 SendReview = Callable[[HeartbeatReview], Awaitable[None]]
+
+
+def heartbeat_child(
+    config: HeartbeatConfig,
+    data_dir: Path,
+    threads: Registry[str, Inbound],
+    *,
+    ref: ActorRef[TriggerHeartbeat],
+) -> ChildSpec[TriggerHeartbeat]:
+    """The heartbeat as the root supervisor runs it: started on `ref` (reserved before
+    the tree starts), reviewing `data_dir`'s HEARTBEATS.txt and sending each review to
+    its thread through `threads`. Permanent, and its crashes count toward the root's
+    restart intensity."""
+
+    async def send_review(review: HeartbeatReview) -> None:
+        await threads.send(review.thread_id, review)
+
+    return ChildSpec(
+        "heartbeat",
+        partial(serve_heartbeat, config, data_dir / GOALS_FILE, send_review),
+        ref=ref,
+    )
 
 
 async def serve_heartbeat(

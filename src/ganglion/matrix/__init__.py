@@ -7,10 +7,11 @@ encrypted. Rooms are threads (`!room:server`).
     events.py    which invites to accept and which events to answer (pure)
     outgoing.py  replies from the outbox, typing notices, notices
     render.py    Markdown to sanitised HTML, long replies split (pure)
-    actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks
+    actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks;
+                 `matrix_child`: how the tree runs it
 """
 
-from ganglion.matrix.actor import Connection, serve_matrix
+from ganglion.matrix.actor import Connection, matrix_child, serve_matrix
 from ganglion.matrix.errors import (
     MatrixAuthError,
     MatrixError,
@@ -26,5 +27,6 @@ __all__ = [
     "MatrixRequestError",
     "MatrixSetupError",
     "MatrixUnavailable",
+    "matrix_child",
     "serve_matrix",
 ]

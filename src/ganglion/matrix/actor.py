@@ -2,6 +2,9 @@
 
     await nursery.start(serve_matrix, config, data_dir, backend, inbox)
 
+The tree runs it as an interface, `matrix_child`: it owns the `!room:server` threads'
+delivery route while it runs and is restarted with backoff whenever it fails.
+
 Start-up: opens the encryption store, checks the token with `whoami` (it must belong to
 `matrix.user_id` and `matrix.device_id`), uploads the device keys (before any room is
 joined, so the first message can be decrypted), and reports started. A homeserver that
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,9 +39,10 @@ import httpx
 import nio
 import trio
 
-from ganglion.backend import InterfaceBackend
+from ganglion.backend import InterfaceBackend, interface_child
 from ganglion.config import MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
+from ganglion.delivery import DeliveryRouter
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import (
     MatrixAuthError,
@@ -52,9 +57,15 @@ from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
 from ganglion.private import load_or_create_secret
 from ganglion.safefs import SafePathError
-from ganglion_actors import Backoff, Inbox
+from ganglion_actors import Backoff, ChildSpec, Inbox
 
-__all__ = ["Connection", "load_or_create_pickle_key", "serve_matrix", "store_dir_for"]
+__all__ = [
+    "Connection",
+    "load_or_create_pickle_key",
+    "matrix_child",
+    "serve_matrix",
+    "store_dir_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,14 @@ def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
     """
     configured = config.pickle_key.get_secret_value() if config.pickle_key is not None else None
     return load_or_create_secret(data_dir, MATRIX_PICKLE_KEY_FILE, configured)
+
+
+def matrix_child(
+    config: MatrixConfig, data_dir: Path, backend: InterfaceBackend, router: DeliveryRouter
+) -> ChildSpec[Outbound]:
+    """Matrix as the root supervisor runs it: an interface (`interface_child`) that owns
+    the `!room:server` threads, each incarnation a `serve_matrix`."""
+    return interface_child("matrix", partial(serve_matrix, config, data_dir, backend), router)
 
 
 async def serve_matrix(

@@ -1,6 +1,6 @@
 """Reminders: croniter schedules, a SQLite ledger, exactly-once firing."""
 
-from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD, ReminderActor
+from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD, ReminderActor, reminders_child
 from ganglion.reminders.schedule import Schedule, ScheduleError
 from ganglion.reminders.store import Reminder, ReminderStore
 
@@ -11,4 +11,5 @@ __all__ = [
     "ReminderStore",
     "Schedule",
     "ScheduleError",
+    "reminders_child",
 ]

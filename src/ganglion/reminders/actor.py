@@ -30,6 +30,10 @@ silently dropped.
 An autonomous turn (a reminder firing, a heartbeat review) may schedule only one-shot
 reminders, and only `MAX_FROM_REMINDERS` of those may be pending: no reminder or heartbeat
 can breed reminders in a loop. Only a person sets recurring ones.
+
+The tree runs it with `reminders_child`, on the reference the threads and the scheduling
+tools already hold, handing reminders over through the thread registry and telling the
+owner through the delivery router.
 """
 
 from __future__ import annotations
@@ -37,17 +41,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import trio
 
 from ganglion.config import RemindersConfig
+from ganglion.delivery import DeliveryRouter
 from ganglion.messages import (
     AddReminder,
     CancelReminder,
     ConfirmReminder,
+    Inbound,
     ListReminders,
+    Notice,
     ReminderDue,
     ReminderInfo,
     ReminderRequest,
@@ -63,9 +70,9 @@ from ganglion.reminders.schedule import (
 )
 from ganglion.reminders.store import Claim, Reminder, ReminderStore, Slot
 from ganglion.reminders.text import reminder_info
-from ganglion_actors import ActorDied, ActorStopped, Inbox
+from ganglion_actors import ActorDied, ActorRef, ActorStopped, ChildSpec, Inbox, Registry
 
-__all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor"]
+__all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor", "reminders_child"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,42 @@ WallClock = Callable[[], datetime]
 
 def _wall_now() -> datetime:
     return datetime.now(UTC)
+
+
+def reminders_child(
+    store: ReminderStore,
+    config: RemindersConfig,
+    default_timezone: str,
+    threads: Registry[str, Inbound],
+    router: DeliveryRouter,
+    *,
+    missing_turns: MissingTurns,
+    ref: ActorRef[ReminderRequest],
+) -> ChildSpec[ReminderRequest]:
+    """The reminder actor as the root supervisor runs it: started on `ref` (reserved
+    before the tree starts), a fresh `ReminderActor` each incarnation (the ledger makes
+    a restart safe). It hands each `ReminderDue` to its thread through `threads` (which
+    returns once the thread has the reminder's turn on disk) and tells the owner through
+    `router`. Permanent, and its crashes count toward the root's restart intensity.
+    """
+
+    async def deliver(due: ReminderDue) -> None:
+        await threads.ask(due.thread_id, lambda accepted: replace(due, accepted=accepted))
+
+    async def notify(thread_id: str, text: str) -> None:
+        await router.deliver(Notice(thread_id, text))
+
+    async def serve(
+        inbox: Inbox[ReminderRequest],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        actor = ReminderActor(
+            store, config, default_timezone, deliver, notify, missing_turns=missing_turns
+        )
+        await actor.serve(inbox, task_status=task_status)
+
+    return ChildSpec("reminders", serve, ref=ref)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ When the connection ends (the process exits, HTTP fails, a ping goes unanswered)
 server's tools are unregistered at once, calls in flight get a clear tool error, and the
 actor ends with `ConnectionLost`; its supervisor starts it again after a jittered
 exponential backoff (1 s doubling up to 5 min, back to 1 s after a connection that stayed
-up for a while: `mcp_child_spec`). A server that cannot start or keeps failing is logged
+up for a while: `mcp_child`). A server that cannot start or keeps failing is logged
 in one line per attempt, never fatal: the daemon serves everyone else.
 
 Resource handling: a stdio server runs in its own process group with a minimal
@@ -39,7 +39,7 @@ from mcp import ClientSession, McpError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from ganglion.config import MCPServerConfig
+from ganglion.config import Config, MCPServerConfig
 from ganglion.errors import GanglionError
 from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
 from ganglion_actors import Backoff, ChildSpec, Inbox, Restart, unwrap_group
@@ -48,7 +48,8 @@ __all__ = [
     "RESTART_BACKOFF",
     "ConnectionLost",
     "MCPServer",
-    "mcp_child_spec",
+    "mcp_child",
+    "mcp_children",
     "mcp_tool_name",
     "serve_mcp_server",
 ]
@@ -367,7 +368,7 @@ async def serve_mcp_server(
     It takes no messages; the supervisor closing its mailbox is the signal to stop.
     Ready at once, so a slow or broken server never delays start-up. A connection that
     ends or cannot be made ends this incarnation with `ConnectionLost` saying why; run it
-    with `mcp_child_spec`, whose supervisor restarts it after `RESTART_BACKOFF`.
+    with `mcp_child`, whose supervisor restarts it after `RESTART_BACKOFF`.
     """
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -378,7 +379,17 @@ async def serve_mcp_server(
         stop.set()
 
 
-def mcp_child_spec(server: MCPServer) -> ChildSpec[Any]:
+def mcp_children(config: Config, tools: ToolRegistry) -> list[ChildSpec[Any]]:
+    """The root supervisor's children for the enabled MCP servers, in configuration
+    order, each registering its tools in `tools`."""
+    return [
+        mcp_child(MCPServer(name, server, tools, log_dir=config.logging.dir))
+        for name, server in config.tools.mcp.servers.items()
+        if server.enabled
+    ]
+
+
+def mcp_child(server: MCPServer) -> ChildSpec[Any]:
     """How the root supervisor runs `server`: restarted with backoff for as long as it
     fails, never escalating (a broken server must not stop the daemon)."""
     return ChildSpec(

@@ -1,6 +1,11 @@
-"""The web chat interface: hypercorn + quart-trio, one websocket per browser tab."""
+"""The web chat interface: hypercorn + quart-trio, one websocket per browser tab.
 
-from ganglion.web.auth import load_or_create_token, read_token
-from ganglion.web.server import WebState, create_app, serve_web
+    frames.py    the protocol's frame names and the client's frames (pure, no pydantic:
+                 `ganglion chat` imports it without the daemon)
+    protocol.py  the server's side: client frames validated, events and history as frames
+    auth.py      the access token and the throttle on wrong ones
+    session.py   one websocket session, and the hub that fans events out to them
+    server.py    the quart app, `serve_web` and `web_child` (how the tree runs it)
 
-__all__ = ["WebState", "create_app", "load_or_create_token", "read_token", "serve_web"]
+Nothing is imported here, so the client side costs only what it uses.
+"""

@@ -8,6 +8,11 @@ history (with every final reply) is sent again when it reconnects. When the mail
 closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop through its
 `shutdown_trigger`; open sessions are closed at once and idle connections get at most
 `WEB_DRAIN_SECONDS`, so the conversations keep the rest of the grace period.
+
+The tree runs it with `web_child`: an interface that owns the `web_` threads' delivery
+route while it runs, restarted with backoff whenever it fails; each incarnation first
+loads (or creates) the access token and adds it to the daemon's own secrets in the
+redactor, so no tool output ever hands it to the model and no log line shows it.
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ from hypercorn.trio import serve
 from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
-from ganglion.backend import InterfaceBackend
-from ganglion.config import WebConfig
+from ganglion.backend import InterfaceBackend, interface_child
+from ganglion.config import Config, WebConfig
+from ganglion.datadir import WEB_TOKEN_FILE
+from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.messages import FinalReply, Outbound
-from ganglion.web.auth import COOKIE_NAME, FailureThrottle, token_matches
+from ganglion.redact import Redactor
+from ganglion.safefs import SafePathError
+from ganglion.web.auth import COOKIE_NAME, FailureThrottle, load_or_create_token, token_matches
 from ganglion.web.session import Hub, run_session
-from ganglion_actors import Inbox, unwrap_group
+from ganglion_actors import ChildSpec, Inbox, unwrap_group
 
-__all__ = ["WebState", "create_app", "serve_web"]
+__all__ = ["WebState", "create_app", "serve_web", "web_child"]
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +191,46 @@ def served_origins(binds: Sequence[str], config: WebConfig) -> frozenset[str]:
             hosts = {"127.0.0.1", "[::1]", "localhost"}
         origins |= {f"{scheme}://{name}:{port}" for name in hosts}
     return frozenset(origins)
+
+
+def web_child(
+    config: Config,
+    state: WebState,
+    backend: InterfaceBackend,
+    redactor: Redactor,
+    router: DeliveryRouter,
+) -> ChildSpec[Outbound]:
+    """The web chat as the root supervisor runs it (see the module docstring); `state`
+    outlives its incarnations and is what the daemon's tree may read of it (its binds).
+
+    Error handling: a token file that is not usable (planted as a link) is a
+    `StartupError` naming the file to remove.
+    """
+
+    async def serve(
+        inbox: Inbox[Outbound], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            token = await trio.to_thread.run_sync(
+                load_or_create_token, config.data_dir, config.web.token
+            )
+        except SafePathError as exc:
+            raise StartupError(
+                f"the web token file is not usable ({exc}); remove "
+                f"{config.data_dir / WEB_TOKEN_FILE} and start again"
+            ) from None
+        redactor.add(token)
+        await serve_web(
+            config.web,
+            config.shutdown.grace_seconds,
+            state,
+            backend,
+            token,
+            inbox,
+            task_status=task_status,
+        )
+
+    return interface_child("web", serve, router)
 
 
 def _bind(config: WebConfig) -> str:

@@ -10,7 +10,6 @@ the daemon down for everyone.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,6 @@ from ganglion.backend import InterfaceBackend, SubmitError
 from ganglion.config import WebConfig
 from ganglion.messages import Outbound, UserMessage
 from ganglion.web.protocol import (
-    PROTOCOL_VERSION,
     FrameError,
     Hello,
     HistoryRequest,
@@ -29,6 +27,7 @@ from ganglion.web.protocol import (
     event_frame,
     history_frame,
     parse_client_frame,
+    welcome_frame,
 )
 
 __all__ = ["Hub", "TokenBucket", "run_session"]
@@ -191,9 +190,7 @@ async def _read(
 
 
 async def _welcome(thread_id: str, backend: InterfaceBackend, outlet: _Outlet) -> None:
-    outlet.offer(
-        json.dumps({"type": "welcome", "thread_id": thread_id, "protocol": PROTOCOL_VERSION})
-    )
+    outlet.offer(welcome_frame(thread_id))
     # The history carries every final reply, including those made while the tab was away:
     # what was pending before it was read is delivered with it.
     pending = await backend.undelivered(thread_id)

@@ -1,0 +1,119 @@
+"""The web protocol's frames: one definition (`ganglion.web.frames`) for the client and
+the server; the server's pydantic models and frame builders agree with it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, get_args
+
+import pytest
+from pydantic import BaseModel
+
+from ganglion.messages import FinalReply, Notice, TextDelta, ToolActivity, TurnFailed, TurnStarted
+from ganglion.store import StoredMessage
+from ganglion.transcript import ChatMessage, ToolCall
+from ganglion.web import frames
+from ganglion.web.protocol import (
+    Hello,
+    HistoryRequest,
+    Send,
+    error_frame,
+    event_frame,
+    history_frame,
+    parse_client_frame,
+    welcome_frame,
+)
+
+TAB = "web_0123456789abcdef"
+
+
+def keys(typed_dict: Any) -> set[str]:
+    return set(typed_dict.__required_keys__ | typed_dict.__optional_keys__)
+
+
+def test_the_client_builders_write_the_documented_frames() -> None:
+    assert json.loads(frames.hello(TAB)) == {
+        "v": 1,
+        "type": "hello",
+        "thread_id": TAB,
+        "last_seen": None,
+    }
+    assert json.loads(frames.send("m1", "hi")) == {"v": 1, "type": "send", "id": "m1", "text": "hi"}
+    assert json.loads(frames.history_request(12)) == {"v": 1, "type": "history", "before_id": 12}
+
+
+def test_the_server_accepts_what_the_client_builders_write() -> None:
+    assert parse_client_frame(frames.hello(TAB, last_seen=3)) == Hello(
+        type="hello", thread_id=TAB, last_seen=3
+    )
+    assert parse_client_frame(frames.send("m1", "hi")) == Send(type="send", id="m1", text="hi")
+    assert parse_client_frame(frames.history_request(12)) == HistoryRequest(
+        type="history", before_id=12
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "typed_dict"),
+    [
+        (Hello, frames.HelloFrame),
+        (Send, frames.SendFrame),
+        (HistoryRequest, frames.HistoryRequestFrame),
+    ],
+)
+def test_the_server_models_have_the_fields_of_the_shared_definition(
+    model: type[BaseModel], typed_dict: Any
+) -> None:
+    assert set(model.model_fields) == keys(typed_dict)
+
+
+def test_the_client_frame_types_are_the_server_models_types() -> None:
+    models = (Hello, Send, HistoryRequest)
+    types = {get_args(model.model_fields["type"].annotation)[0] for model in models}
+    assert types == frames.CLIENT_FRAME_TYPES
+
+
+@pytest.mark.parametrize(
+    ("raw", "typed_dict"),
+    [
+        (welcome_frame(TAB), frames.WelcomeFrame),
+        (error_frame("bad_frame", "no"), frames.ErrorFrame),
+        (event_frame(TurnStarted(TAB, "t1")), frames.TurnStartedFrame),
+        (event_frame(TextDelta(TAB, "t1", "Hel")), frames.DeltaFrame),
+        (event_frame(ToolActivity(TAB, "t1", "c1", "shell", "start", "{}")), frames.ToolFrame),
+        (event_frame(FinalReply(TAB, "t1", "Hello", outbox_id=4)), frames.ReplyFrame),
+        (event_frame(TurnFailed(TAB, "t1", "model down")), frames.FailedFrame),
+        (event_frame(Notice(TAB, "noted")), frames.NoticeFrame),
+        (history_frame([], more=False), frames.HistoryFrame),
+    ],
+)
+def test_every_server_frame_is_one_the_client_reads_with_its_defined_fields(
+    raw: str, typed_dict: Any
+) -> None:
+    frame = frames.parse_server_frame(raw)
+    assert frame is not None
+    assert set(frame) == keys(typed_dict)
+
+
+def test_history_items_have_the_defined_fields() -> None:
+    call = ToolCall("c1", "shell", '{"command": "ls"}')
+    page = [
+        StoredMessage(1, TAB, "t1", ChatMessage("user", "hi"), 0.0),
+        StoredMessage(2, TAB, "t1", ChatMessage("assistant", None, tool_calls=(call,)), 0.0),
+        StoredMessage(
+            3, TAB, "t1", ChatMessage("tool", "a\n", tool_call_id="c1", name="shell"), 0.0
+        ),
+    ]
+    frame = frames.parse_server_frame(history_frame(page, more=True))
+    assert frame is not None and frame["type"] == frames.HISTORY
+    items = frame["messages"]
+    assert all(set(item) <= keys(frames.HistoryItem) for item in items)
+    assert items[1]["tool_calls"] == [{"id": "c1", "name": "shell", "arguments": call.arguments}]
+    assert items[2]["tool_call_id"] == "c1" and items[2]["name"] == "shell"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "not json", "[1, 2]", '{"text": "no type"}', '{"type": "from_the_future"}', b"\xff"],
+)
+def test_the_client_skips_what_is_not_a_frame_it_knows(raw: str | bytes) -> None:
+    assert frames.parse_server_frame(raw) is None
