@@ -149,8 +149,14 @@ def validate(schedule: Schedule, now: datetime, *, min_interval: float) -> None:
                 raise ScheduleError(
                     "give the time without an offset; the timezone says where it is"
                 )
-            if local_to_utc(local, tz) <= now:
+            try:
+                when = local_to_utc(local, tz)
+            except OverflowError:
+                raise ScheduleError(f"{schedule.spec} is outside the calendar") from None
+            if when <= now:
                 raise ScheduleError(f"{schedule.spec} ({schedule.timezone}) is in the past")
+            if (when - now).total_seconds() > MAX_DURATION:
+                raise ScheduleError(f"{schedule.spec} is more than {MAX_DURATION_TEXT} away")
         case "every":
             if float(schedule.spec) < min_interval:
                 raise ScheduleError(f"the shortest allowed interval is {min_interval:g} s")
