@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from ganglion.compaction import SUMMARY_INSTRUCTIONS
 from ganglion.tokens import estimate_tokens
@@ -181,3 +182,17 @@ async def test_a_small_window_offers_core_tools_and_the_rest_on_request(tmp_path
     assert result["role"] == "tool"
     assert result["content"] == "Offered from now on: cancel_reminder. Unknown: nope."
     assert all(_request_tokens(body) <= 2048 for body in _chats(fake))
+
+
+async def test_the_window_is_asked_for_at_start_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with open_fake_llm(responder=_answers()) as fake:
+        fake.routes["/props"] = LLAMACPP_PROPS
+        async with open_daemon(daemon_config(tmp_path, fake.base_url)):
+            with trio.fail_after(10):
+                while "context window for fake" not in caplog.text:
+                    await trio.sleep(0.01)
+    assert fake.paths[:2] == ["GET /v1/models", "GET /props"]
+    assert fake.requests == []  # no message was sent

@@ -90,6 +90,7 @@ async def run_daemon(
             ):
                 async with trio.open_nursery() as root:
                     root.start_soon(_watch_signals, signals, services, root.cancel_scope, forced)
+                    root.start_soon(_learn_context_windows, services)
                     await _serve_tree(config, services, task_status)
                     root.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -152,6 +153,15 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
     if config.matrix.enabled:
         children.append(matrix_child(config.matrix, config.data_dir, backend, router))
     return children
+
+
+async def _learn_context_windows(services: Services) -> None:
+    """Ask the model servers what context they serve at start-up, beside it (a server
+    that is slow or down never delays readiness; the first turn asks again if needed)."""
+    deps = services.deps
+    await deps.llm.window()
+    if deps.compaction_llm is not deps.llm:
+        await deps.compaction_llm.window()
 
 
 async def _watch_signals(

@@ -146,6 +146,7 @@ class FakeLLM:
         self.responder = responder
         self.in_flight = 0
         self.routes: dict[str, Any] = {}
+        self.paths: list[str] = []  # every request's method and path, in order
         self._script: deque[Step] = deque()
         self._received = trio.Event()
 
@@ -179,6 +180,7 @@ class FakeLLM:
 
     async def _route(self, http: _Connection, request: h11.Request, data: bytes) -> None:
         path = request.target.decode().split("?")[0]
+        self.paths.append(f"{request.method.decode()} {path}")
         if path in self.routes:
             await http.send_json(200, self.routes[path])
         elif request.method == b"GET" and path.endswith("/models"):
