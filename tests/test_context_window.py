@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,12 @@ async def test_a_huge_paste_is_cut_the_owner_is_told_and_the_conversation_goes_o
     assert sent.startswith("START of the log") and sent.endswith("END of the log")
     assert "characters cut here" in sent
     assert max(_request_tokens(first), _request_tokens(second)) <= 2048
-    assert info.messages == 4  # the store keeps the paste whole; only what is sent is cut
+    # Only what is sent is cut: the store keeps the paste whole (the second turn's room
+    # came from summarising it, as the history since the summary shows).
+    with sqlite3.connect(tmp_path / "conversation.db") as db:
+        [(stored,)] = db.execute("SELECT content FROM messages ORDER BY id LIMIT 1").fetchall()
+    assert stored == paste
+    assert info.has_summary and info.messages == 2
 
 
 async def test_a_window_too_small_for_the_instructions_says_so(tmp_path: Path) -> None:

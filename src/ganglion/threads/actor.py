@@ -332,16 +332,24 @@ class ThreadActor:
         """The prompt for the next request, fitted into `budget` with `tools` offered.
 
         When it only fits with cuts (or not at all) and `may_compact`, the older part of
-        the conversation is summarised first and the prompt built again.
+        the conversation is summarised first and the prompt built again; if the messages
+        kept verbatim (`compaction.keep_recent_messages`) are still too many, fewer are
+        kept, down to the newest one alone.
         """
         tools_estimate = estimate_schema_tokens(tools)
         fit = fit_request(await self.prompt_messages(final_note=final_note), tools_estimate, budget)
-        if (fit.clips or not fit.fits) and may_compact and await self.compact_if_needed(force=True):
-            messages = await self.prompt_messages(final_note=final_note)
-            fit = fit_request(messages, tools_estimate, budget)
+        configured = self.deps.config.compaction.keep_recent_messages
+        for keep in sorted({configured, min(configured, 2), 1}, reverse=True):
+            if not (fit.clips or not fit.fits) or not may_compact:
+                break
+            if await self.compact_if_needed(force=True, keep_recent=keep):
+                messages = await self.prompt_messages(final_note=final_note)
+                fit = fit_request(messages, tools_estimate, budget)
         return fit
 
-    async def compact_if_needed(self, *, force: bool = False) -> bool:
+    async def compact_if_needed(
+        self, *, force: bool = False, keep_recent: int | None = None
+    ) -> bool:
         """Summarise older messages when the thread is too long (or `force`).
 
         "Too long" is measured in the server's tokens (calibrated) against the window the
@@ -367,7 +375,9 @@ class ThreadActor:
         budget = max(256, int(compaction_window.limit * 0.6 / compaction_window.ratio) - previous)
         plan = plan_compaction(
             [m.message for m in self.history],
-            keep_recent=config.compaction.keep_recent_messages,
+            keep_recent=(
+                config.compaction.keep_recent_messages if keep_recent is None else keep_recent
+            ),
             chunk_budget_tokens=budget,
             force=force,
         )
