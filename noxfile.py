@@ -195,8 +195,10 @@ def e2e_llm(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks; writes one JSON report (.bench/report.json by default). The Matrix
-    round trips run against a real Synapse, installed as for `e2e`."""
+    round trips run against a real Synapse, installed as for `e2e`; prompt sizes are
+    counted by a real tokenizer (llama.cpp, installed as for `e2e-llm`)."""
     synapse_python = _ensure_synapse(session)
+    llamacpp_python = _ensure_llamacpp(session)
     _sync(session, "dev")
     out = session.posargs[0] if session.posargs else ".bench/report.json"
     session.run(
@@ -204,5 +206,8 @@ def bench(session: nox.Session) -> None:
         "benchmarks/run.py",
         "--out",
         out,
-        env={"GANGLION_SYNAPSE_PYTHON": str(synapse_python)},
+        env={
+            "GANGLION_SYNAPSE_PYTHON": str(synapse_python),
+            "GANGLION_LLAMACPP_PYTHON": str(llamacpp_python),
+        },
     )

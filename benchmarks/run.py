@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parent.parent))  # tests.support: the llama.cpp server
 
 import bench_matrix
+import bench_prompt
 import bench_reminders
 import bench_store
 import bench_tools
@@ -21,6 +23,7 @@ BENCHMARKS = {
     "reminders": bench_reminders.main,
     "tools": bench_tools.main,
     "matrix": bench_matrix.main,
+    "prompt": bench_prompt.main,
 }
 
 

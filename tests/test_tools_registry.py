@@ -84,3 +84,32 @@ def test_schemas_are_built_once_and_follow_registrations() -> None:
     assert [s["function"]["name"] for s in registry.schemas()] == ["add", "explode"]
     registry.unregister("add")
     assert [s["function"]["name"] for s in registry.schemas()] == ["explode"]
+
+
+def test_compact_schemas_keep_only_what_a_call_needs() -> None:
+    from ganglion.tools import tool
+
+    @tool(core=True)
+    async def greet(ctx: ToolContext, name: str, times: int | None = None) -> str:
+        """Greet someone (politely). Say hello to `name`: as often as `times` says."""
+        return "hi"
+
+    @tool(brief="Wave.")
+    async def wave(ctx: ToolContext) -> str:
+        """Wave at everyone in the room, for a long time."""
+        return "waved"
+
+    registry = ToolRegistry([greet, wave])
+    full, compact = registry.schemas(), registry.schemas(compact=True)
+    assert "title" not in json.dumps(full)  # the field titles only repeat the names
+    assert full[0]["function"]["description"].startswith("Greet someone (politely).")
+    greet_compact = compact[0]["function"]
+    assert greet_compact["description"] == "Greet someone."
+    assert greet_compact["parameters"] == {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "times": {"type": "integer"}},
+        "required": ["name"],
+    }
+    assert compact[1]["function"]["description"] == "Wave."
+    assert registry.core_names == {"greet"}
+    assert [s["function"]["name"] for s in registry.schemas(only=frozenset({"wave"}))] == ["wave"]

@@ -204,7 +204,7 @@ def memory_tools(config: MemoryToolConfig, data_dir: Path) -> list[Tool]:
             existed = await run_safely(write)
         return f"{'replaced' if existed else 'wrote'} skill skills/{file_name}"
 
-    @tool
+    @tool(brief="Read the skill `name`.")
     async def read_skill(ctx: ToolContext, name: str) -> str:
         """Read the full text of the skill `name` (as listed in the skills index)."""
         path = f"{SKILLS_DIR}/{skill_file_name(name)}"

@@ -123,7 +123,9 @@ class Tool:
         if self.brief is not None:
             return self.brief
         first = re.split(r"(?<=[.!?])\s", self.description, maxsplit=1)[0]
-        return " ".join(re.sub(r"\s\([^()]*\)", "", first).split())
+        first = re.sub(r"\s\([^()]*\)", "", first)  # no asides
+        main = re.split(r"[:;]\s", first, maxsplit=1)[0].rstrip(".")  # no elaboration
+        return " ".join(main.split()) + "."
 
 
 def _without_titles(schema: Any) -> Any:

@@ -57,8 +57,8 @@ def reminder_tools(reminders: ActorRef[ReminderRequest]) -> list[Tool]:
     @tool(
         core=True,
         persists=True,
-        brief='Schedule a reminder. kind "at" (schedule "2026-12-01 09:30" or "in 20m"), '
-        '"every" ("2h") or "cron" ("0 9 * * 1-5"); system: true runs it in the background.',
+        brief='Schedule a reminder: kind "at" ("2026-12-01 09:30", "in 20m"), "every" ("2h") '
+        'or "cron" ("0 9 * * 1-5").',
     )
     async def set_reminder(
         ctx: ToolContext,
@@ -98,7 +98,7 @@ def reminder_tools(reminders: ActorRef[ReminderRequest]) -> list[Tool]:
             )
         return "scheduled " + reminder_line(info)
 
-    @tool
+    @tool(brief="List this conversation's reminders.")
     async def list_reminders(ctx: ToolContext) -> str:
         """List the reminders this conversation has scheduled, with their ids."""
         found = await visible(ctx)

@@ -412,7 +412,7 @@ def shell_tools(
     writable = config.writable_paths or [data_dir]
     limits = resource_limits(config)
 
-    @tool(core=True)
+    @tool(core=True, brief="Run a shell command; returns its output and exit code.")
     async def shell(ctx: ToolContext, command: str, timeout_seconds: float | None = None) -> str:
         """Run a shell command (/bin/sh -c) on the owner's machine and return its output
         (stdout and stderr together) and exit code. Runs in the scripts directory unless
