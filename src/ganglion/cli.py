@@ -1,13 +1,18 @@
 """The `ganglion` command line.
 
     ganglion [run] [--config PATH]   run the daemon until SIGTERM/SIGINT
+    ganglion init [DIR] [--systemd]  write config.yaml, the data directory, the token
+    ganglion check [--json]          validate the config and probe every configured part
+    ganglion status [--json]         what the running daemon is doing
     ganglion chat [-m TEXT]          talk to the running daemon from the terminal
     ganglion reminders list          list scheduled reminders (works while the daemon runs)
     ganglion reminders cancel ID     cancel one
 
-Exit status: 0 after a clean stop, 2 for a configuration that cannot be used (one readable
-message, never a traceback), 1 when a failure escalated to the root of the supervision
-tree, 128+N when a second signal N forced an immediate stop.
+Exit status of `run`: 0 after a clean stop, 2 for a configuration that cannot be used
+(one readable message, never a traceback), 1 when a failure escalated to the root of the
+supervision tree (or the daemon crashed), 128+N when a second signal N forced an
+immediate stop. `check` exits 1 when any probe failed; `status` and `chat` exit 3 when no
+daemon answers.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
+EXIT_NO_DAEMON = 3
 
 log = logging.getLogger("ganglion")
 
@@ -39,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon in the foreground (the default)")
     run.add_argument("--config", type=Path, default=None, help=config_help)
+    init = commands.add_parser("init", help="set up a directory: config.yaml, data, token")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--systemd", action="store_true", help="also write ganglion.service")
+    check = commands.add_parser("check", help="validate the config and probe each part")
+    check.add_argument("--config", type=Path, default=None, help=config_help)
+    check.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    status = commands.add_parser("status", help="ask the running daemon what it is doing")
+    status.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    status.add_argument("--json", action="store_true", help="the daemon's answer as JSON")
     chat = commands.add_parser("chat", help="chat with the running daemon")
     chat.add_argument("--config", type=Path, default=None, help="the daemon's config file")
     chat.add_argument("-m", "--message", help="send one message, print the reply, exit")
@@ -56,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = getattr(args, "config", None) or args.main_config
     if args.command in (None, "run"):
         return _run(config)
+    if args.command == "init":
+        return _init(args.directory, systemd=args.systemd)
+    if args.command == "check":
+        return _check(config, as_json=args.json)
+    if args.command == "status":
+        return _status(config, as_json=args.json)
     if args.command == "chat":
         return _chat(config, args.message)
     if args.command == "reminders":
@@ -113,6 +134,34 @@ def _run(config_path: Path | None) -> int:
             log.critical("the daemon crashed", exc_info=True)
             return EXIT_CRASH
     return EXIT_OK
+
+
+def _init(directory: Path, *, systemd: bool) -> int:
+    import os
+
+    from ganglion.config import ConfigError
+    from ganglion.ops.setup import init, next_steps
+    from ganglion.private import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
+    try:
+        report = init(directory, systemd=systemd)
+    except ConfigError as exc:
+        print(f"ganglion: the existing config.yaml cannot be used\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"ganglion: cannot set up {directory}: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    print(next_steps(report))
+    return EXIT_OK
+
+
+def _check(config_path: Path | None, *, as_json: bool) -> int:
+    raise NotImplementedError
+
+
+def _status(config_path: Path | None, *, as_json: bool) -> int:
+    raise NotImplementedError
 
 
 def _chat(config_path: Path | None, message: str | None) -> int:
