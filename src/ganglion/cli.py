@@ -18,6 +18,7 @@ daemon answers.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -157,7 +158,28 @@ def _init(directory: Path, *, systemd: bool) -> int:
 
 
 def _check(config_path: Path | None, *, as_json: bool) -> int:
-    raise NotImplementedError
+    import trio
+
+    from ganglion.config import ConfigError, load_config, require_an_interface
+    from ganglion.ops.check import failed, render, render_json, run_checks
+
+    try:
+        config, source = load_config(config_path)
+        require_an_interface(config)
+    except ConfigError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "config": str(exc), "checks": []}))
+        else:
+            print(f"[FAIL] configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.addHandler(logging.NullHandler())  # the checklist says it all; no stray log lines
+    findings = trio.run(run_checks, config)
+    if as_json:
+        print(render_json(findings))
+    else:
+        print(f"[ok]   configuration: {source or 'built-in defaults'}")
+        print(render(findings))
+    return EXIT_CRASH if failed(findings) else EXIT_OK
 
 
 def _status(config_path: Path | None, *, as_json: bool) -> int:
