@@ -90,9 +90,10 @@ def _run(config_path: Path | None) -> int:
 
     import trio
 
-    from ganglion.app import ForcedStop, run_daemon
+    from ganglion.app import ForcedStop
     from ganglion.config import ConfigError, load_config, require_an_interface
     from ganglion.logs import configure_logging
+    from ganglion.ops.notify import Notifier, serve_notifying
     from ganglion.private import PRIVATE_UMASK, protect_process
     from ganglion_actors import Escalation
 
@@ -121,7 +122,7 @@ def _run(config_path: Path | None) -> int:
         else:
             log.info("configuration read from %s", source)
         try:
-            trio.run(run_daemon, config)
+            trio.run(serve_notifying, config, Notifier.from_environ())
         except ForcedStop as stop:
             log.warning("stopped at once by a second signal (%s)", stop.signal_name)
             return 128 + stop.signum
