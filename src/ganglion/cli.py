@@ -183,16 +183,10 @@ def _check(config_path: Path | None, *, as_json: bool) -> int:
     return EXIT_CRASH if failed(findings) else EXIT_OK
 
 
-def _status(config_path: Path | None, *, as_json: bool) -> int:
-    raise NotImplementedError
-
-
-def _chat(config_path: Path | None, message: str | None) -> int:
-    import trio
-
+def _daemon_address(config_path: Path | None) -> tuple[str, str] | int:
+    """The running daemon's web address (host:port) and token, else the exit status."""
     from ganglion.config import ConfigError, load_config
     from ganglion.datadir import WEB_TOKEN_FILE
-    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
     from ganglion.web.auth import read_token
 
     try:
@@ -211,10 +205,22 @@ def _chat(config_path: Path | None, message: str | None) -> int:
             f"{config.data_dir / WEB_TOKEN_FILE}); has `ganglion run` been started here?",
             file=sys.stderr,
         )
-        return 3
+        return EXIT_NO_DAEMON
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.web.host, config.web.host)
     host = f"[{host}]" if ":" in host else host
-    target = ChatTarget(f"ws://{host}:{config.web.port}/ws", token)
+    return f"{host}:{config.web.port}", token
+
+
+def _chat(config_path: Path | None, message: str | None) -> int:
+    import trio
+
+    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
+
+    found = _daemon_address(config_path)
+    if isinstance(found, int):
+        return found
+    address, token = found
+    target = ChatTarget(f"ws://{address}/ws", token)
     try:
         if message is not None:
             return trio.run(chat_once, target, message)
@@ -224,6 +230,35 @@ def _chat(config_path: Path | None, message: str | None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 0
+
+
+def _status(config_path: Path | None, *, as_json: bool) -> int:
+    import httpx
+
+    from ganglion.ops.status import render
+
+    found = _daemon_address(config_path)
+    if isinstance(found, int):
+        return found
+    address, token = found
+    url = f"http://{address}/api/status"
+    try:
+        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        print(
+            f"ganglion: no daemon is running at http://{address} ({type(exc).__name__}); "
+            "start it with `ganglion run`",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DAEMON
+    if reply.status_code != 200:
+        print(
+            f"ganglion: the daemon answered HTTP {reply.status_code}: {reply.text.strip()}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DAEMON
+    print(json.dumps(reply.json(), indent=2) if as_json else render(reply.json()))
+    return EXIT_OK
 
 
 def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -> int:
