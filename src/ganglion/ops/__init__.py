@@ -6,5 +6,6 @@ tells its process supervisor and its monitoring.
 - `notify`: the sd_notify protocol (READY=1, STOPPING=1, WATCHDOG=1, STATUS=);
 - `status`: what the running daemon is doing (`ganglion status`, `/status`);
 - `metrics`: Prometheus metrics (`/metrics`);
-- `endpoints`: the two authenticated HTTP routes, registered on the web chat's app.
+- `endpoints`: the two authenticated HTTP routes, registered on the web chat's app;
+- `reference`: the README's configuration reference, generated from the models.
 """

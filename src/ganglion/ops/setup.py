@@ -20,7 +20,7 @@ from ganglion.config import DEFAULT_CONFIG_NAME, Config, load_config
 from ganglion.datadir import ensure_data_dir
 from ganglion.web.auth import load_or_create_token
 
-__all__ = ["UNIT_NAME", "InitReport", "config_template", "init", "unit_text"]
+__all__ = ["UNIT_NAME", "InitReport", "config_template", "init", "next_steps", "unit_text"]
 
 UNIT_NAME = "ganglion.service"
 # systemd's stop timeout is the grace period plus this much: the drain gets its whole

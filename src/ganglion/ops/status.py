@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ganglion.runtime import Services
     from ganglion_actors import ActorRef
 
-__all__ = ["Activity", "DaemonView", "render", "snapshot"]
+__all__ = ["Activity", "DaemonView", "ganglion_version", "render", "snapshot"]
 
 # Threads whose last activity is remembered (the most recent ones).
 RECENT_THREADS = 200
