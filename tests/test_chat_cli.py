@@ -57,7 +57,8 @@ async def test_chat_m_exits_1_when_the_turn_fails(tmp_path: Path, fake_llm: Fake
         path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
         result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
     assert result.returncode == 1
-    assert "the turn failed: The model server is not reachable" in result.stderr.decode()
+    assert "the turn failed: The model server at " in result.stderr.decode()
+    assert "answered with an error (HTTP 500)" in result.stderr.decode()
 
 
 async def test_chat_m_with_a_wrong_token_says_so(tmp_path: Path, fake_llm: FakeLLM) -> None:
@@ -136,3 +137,34 @@ async def test_ganglion_chat_imports_nothing_of_the_daemon(tmp_path: Path) -> No
     )
     assert "ganglion.terminal" in loaded
     assert not loaded & DAEMON_MODULES
+
+
+async def test_chat_m_names_the_model_endpoint_that_refuses_connections(tmp_path: Path) -> None:
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = f"http://127.0.0.1:{port}/v1"  # nothing listens there
+    config = web_config(tmp_path / "daemon", down)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        f"the turn failed: Cannot reach the model server at {down}: connection refused. "
+        "Is the server running?"
+    ) in result.stderr.decode()
+
+
+async def test_chat_m_lists_the_models_when_the_model_is_unknown(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.routes["/v1/models"] = {"data": [{"id": "llama3.2:3b"}]}
+    fake_llm.script(HTTPError(404, body='{"error": {"message": "model \\"gpt-5\\" not found"}}'))
+    config = web_config(tmp_path / "daemon", fake_llm.base_url, llm={"model": "gpt-5"})
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat("--config", str(path), "-m", "hello", cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'has no model "gpt-5" (HTTP 404); it has: llama3.2:3b.' in result.stderr.decode(), (
+        result.stderr.decode()
+    )

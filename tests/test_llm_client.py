@@ -353,7 +353,9 @@ async def test_a_connection_refused_is_unavailable(idle_clock: trio.abc.Clock) -
         with pytest.raises(LLMUnavailable) as caught:
             await client.complete(HELLO)
         assert client.statistics().requests == RETRIES.attempts
-    assert "not reachable" in caught.value.user_message
+    assert caught.value.user_message == (
+        f"Cannot reach the model server at {closed_url}: connection refused. Is the server running?"
+    )
 
 
 # --- time limits --------------------------------------------------------------------
@@ -615,3 +617,104 @@ def test_the_package_exports_what_all_lists() -> None:
         if not name.startswith("_") and not isinstance(value, type(ganglion))
     }
     assert public - {"annotations"} == names
+
+
+# --- messages the owner can act on ----------------------------------------------------
+
+
+async def test_a_wrong_api_key_says_to_check_it_and_never_shows_it(fake_llm: FakeLLM) -> None:
+    fake_llm.script(HTTPError(401, body='{"error": {"message": "bad key sk-secret-123"}}'))
+    endpoint = EndpointConfig(base_url=fake_llm.base_url, model="m", api_key="sk-secret-123")
+    async with LLMClient([endpoint], timeouts=TIMEOUTS, retries=RETRIES) as client:
+        with pytest.raises(LLMRequestRejected) as caught:
+            await client.complete(HELLO)
+    assert caught.value.user_message == (
+        f"The model server at {fake_llm.base_url} refused the API key (HTTP 401); "
+        "check llm.api_key."
+    )
+    assert caught.value.kind == "auth"
+
+
+async def test_a_forbidden_answer_says_to_check_the_key(fake_llm: FakeLLM) -> None:
+    fake_llm.script(HTTPError(403))
+    async with client_for(fake_llm) as client:
+        with pytest.raises(LLMRequestRejected) as caught:
+            await client.complete(HELLO)
+    assert "(HTTP 403); check llm.api_key" in caught.value.user_message
+
+
+async def test_an_unknown_model_lists_the_models_the_server_has(fake_llm: FakeLLM) -> None:
+    fake_llm.routes["/v1/models"] = {"data": [{"id": "llama3"}, {"id": "qwen2.5"}]}
+    fake_llm.script(HTTPError(404, body='{"error": {"message": "model not found"}}'))
+    async with client_for(fake_llm) as client:
+        with pytest.raises(LLMRequestRejected) as caught:
+            await client.complete(HELLO)
+    assert caught.value.user_message == (
+        f'The model server at {fake_llm.base_url} has no model "m0" (HTTP 404); '
+        "it has: llama3, qwen2.5."
+    )
+    assert caught.value.kind == "model_not_found"
+
+
+async def test_a_404_without_a_model_list_points_at_the_base_url(fake_llm: FakeLLM) -> None:
+    fake_llm.routes["/v1/models"] = "not a list"
+    fake_llm.script(HTTPError(404))
+    async with client_for(fake_llm) as client:
+        with pytest.raises(LLMRequestRejected) as caught:
+            await client.complete(HELLO)
+    assert 'answered 404 for model "m0"' in caught.value.user_message
+    assert "it usually ends in /v1" in caught.value.user_message
+
+
+async def test_a_server_error_says_the_server_answered_not_that_it_is_unreachable(
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
+) -> None:
+    fake_llm.responder = lambda body: HTTPError(502, body="<html>bad gateway</html>")
+    async with client_for(fake_llm) as client:
+        with pytest.raises(LLMUnavailable) as caught:
+            await client.complete(HELLO)
+        errors = client.statistics().errors
+    assert caught.value.user_message == (
+        f"The model server at {fake_llm.base_url} answered with an error (HTTP 502); "
+        "see the model server's log."
+    )
+    assert errors == {"server_error": 1}
+
+
+async def test_a_timeout_names_the_endpoint_and_the_limit(
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
+) -> None:
+    fake_llm.responder = lambda body: Hang()
+    async with client_for(fake_llm) as client:
+        with pytest.raises(LLMTimeout) as caught:
+            await client.complete(HELLO)
+    assert caught.value.user_message == (
+        f"The model at {fake_llm.base_url} took too long to answer "
+        "(no first token within 30 s). Please try again."
+    )
+
+
+async def test_credentials_in_the_base_url_are_never_shown(idle_clock: trio.abc.Clock) -> None:
+    async with open_fake_llm() as fake:
+        closed = fake.base_url
+    secret_url = closed.replace("http://", "http://user:hunter2@") + "?key=hunter2"
+    endpoint = EndpointConfig(base_url=secret_url, model="m")
+    async with LLMClient([endpoint], timeouts=TIMEOUTS, retries=RETRIES) as client:
+        with pytest.raises(LLMUnavailable) as caught:
+            await client.complete(HELLO)
+    assert "hunter2" not in caught.value.user_message
+    assert closed in caught.value.user_message
+
+
+async def test_statistics_count_answers_latency_and_errors_by_kind(
+    fake_llm: FakeLLM, idle_clock: trio.abc.Clock
+) -> None:
+    fake_llm.script(Reply("one", latency=2.0), HTTPError(400))
+    async with client_for(fake_llm) as client:
+        await client.complete(HELLO)
+        with pytest.raises(LLMRequestRejected):
+            await client.complete(HELLO)
+        stats = client.statistics()
+    assert (stats.answered, stats.failures) == (1, 1)
+    assert stats.latency_seconds == pytest.approx(2.0)
+    assert stats.errors == {"rejected": 1}

@@ -53,17 +53,21 @@ class Case:
 
 
 CASES = {
-    "server error 500": Case((HTTPError(500),), "FAILED: The model server is not reachable"),
+    "server error 500": Case((HTTPError(500),), "FAILED: The model server at http://127.0.0.1:"),
     "429 with Retry-After": Case(
         (HTTPError(429, retry_after=3), Reply("after the wait")), "after the wait", attempts=2
     ),
-    "hang before the first byte": Case((Hang(),), "FAILED: The model took too long"),
+    "hang before the first byte": Case((Hang(),), "FAILED: The model at http://127.0.0.1:"),
     "stall mid-stream": Case(
         (Reply("some words then silence", chunk_size=5, stall_after=1),),
-        "FAILED: The model's answer was cut off",
+        "FAILED: The answer from the model server at http://127.0.0.1:",
     ),
-    "truncated stream": Case((Truncated(),), "FAILED: The model's answer was cut off"),
-    "malformed SSE": Case((MalformedSSE(),), "FAILED: The model's answer was cut off"),
+    "truncated stream": Case(
+        (Truncated(),), "FAILED: The answer from the model server at http://127.0.0.1:"
+    ),
+    "malformed SSE": Case(
+        (MalformedSSE(),), "FAILED: The answer from the model server at http://127.0.0.1:"
+    ),
     "invalid tool-call JSON": Case(
         (Reply(tool_calls=(("list_dir", '{"path": '),)), Reply("recovered")),
         "recovered",
@@ -140,5 +144,8 @@ async def test_connection_refused_is_told_and_the_server_coming_back_is_used(
             await daemon.say(A, "and now?")
             answers = await daemon.collector.final(A, 2)
             nursery.cancel_scope.cancel()
-    assert refused.startswith("FAILED: The model server is not reachable")
+    assert refused == (
+        f"FAILED: Cannot reach the model server at http://127.0.0.1:{port}/v1: "
+        "connection refused. Is the server running?"
+    )
     assert answers[1] == "back again"

@@ -172,9 +172,9 @@ async def test_a_server_error_fails_the_turn_clearly_and_the_thread_goes_on(
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
         await daemon.say(WEB_A, "hello")
         (failed,) = await daemon.collector.final(WEB_A)
-        assert (
-            failed
-            == "FAILED: The model server is not reachable or keeps failing right now. Please try again later."
+        assert failed == (
+            f"FAILED: The model server at {fake_llm.base_url} answered with an error "
+            "(HTTP 500); see the model server's log."
         )
         await daemon.say(WEB_A, "hello again")
         assert (await daemon.collector.final(WEB_A, 2))[1] == "ok"
@@ -188,9 +188,13 @@ async def test_garbage_streams_fail_the_turn_with_a_short_message(
         for text in ("one", "two", "three"):
             await daemon.say(WEB_A, text)
         results = await daemon.collector.final(WEB_A, 3)
+    garbled = (
+        f"FAILED: The answer from the model server at {fake_llm.base_url} was cut off or "
+        "garbled. Please try again."
+    )
     assert results == [
-        "FAILED: The model's answer was cut off or garbled. Please try again.",
-        "FAILED: The model's answer was cut off or garbled. Please try again.",
+        garbled,
+        garbled,
         "FAILED: The model returned an empty answer. Please try again.",
     ]
     assert all("Traceback" not in r for r in results)

@@ -38,6 +38,8 @@ import trio
 from ganglion.config import Config
 from ganglion.heartbeat import heartbeat_child
 from ganglion.matrix import matrix_child
+from ganglion.ops.endpoints import ops_routes
+from ganglion.ops.status import DaemonView
 from ganglion.reminders import reminders_child
 from ganglion.runtime import Services, open_services
 from ganglion.systemlog import system_log_child
@@ -112,10 +114,11 @@ def _no_signals() -> Iterator[AsyncIterator[int]]:
 async def _serve_tree(
     config: Config, services: Services, task_status: trio.TaskStatus[RunningDaemon]
 ) -> None:
-    web = WebState() if config.web.enabled else None
+    view = DaemonView(services)
+    web = WebState(extensions=[ops_routes(view)]) if config.web.enabled else None
     async with open_supervisor("root", intensity=5, period=60.0) as root:
         for spec in _children(config, services, web):
-            await root.start(spec)
+            view.actors.append(await root.start(spec))
         resumed = await resume_cut_off_turns(services.threads, services.store)
         if resumed:
             log.info("resuming cut-off turns in %d thread(s)", resumed)

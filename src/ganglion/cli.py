@@ -1,18 +1,24 @@
 """The `ganglion` command line.
 
     ganglion [run] [--config PATH]   run the daemon until SIGTERM/SIGINT
+    ganglion init [DIR] [--systemd]  write config.yaml, the data directory, the token
+    ganglion check [--json]          validate the config and probe every configured part
+    ganglion status [--json]         what the running daemon is doing
     ganglion chat [-m TEXT]          talk to the running daemon from the terminal
     ganglion reminders list          list scheduled reminders (works while the daemon runs)
     ganglion reminders cancel ID     cancel one
 
-Exit status: 0 after a clean stop, 2 for a configuration that cannot be used (one readable
-message, never a traceback), 1 when a failure escalated to the root of the supervision
-tree, 128+N when a second signal N forced an immediate stop.
+Exit status of `run`: 0 after a clean stop, 2 for a configuration that cannot be used
+(one readable message, never a traceback), 1 when a failure escalated to the root of the
+supervision tree (or the daemon crashed), 128+N when a second signal N forced an
+immediate stop. `check` exits 1 when any probe failed; `status` and `chat` exit 3 when no
+daemon answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,6 +31,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
+EXIT_NO_DAEMON = 3
 
 log = logging.getLogger("ganglion")
 
@@ -39,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon in the foreground (the default)")
     run.add_argument("--config", type=Path, default=None, help=config_help)
+    init = commands.add_parser("init", help="set up a directory: config.yaml, data, token")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--systemd", action="store_true", help="also write ganglion.service")
+    check = commands.add_parser("check", help="validate the config and probe each part")
+    check.add_argument("--config", type=Path, default=None, help=config_help)
+    check.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    status = commands.add_parser("status", help="ask the running daemon what it is doing")
+    status.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    status.add_argument("--json", action="store_true", help="the daemon's answer as JSON")
     chat = commands.add_parser("chat", help="chat with the running daemon")
     chat.add_argument("--config", type=Path, default=None, help="the daemon's config file")
     chat.add_argument("-m", "--message", help="send one message, print the reply, exit")
@@ -56,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = getattr(args, "config", None) or args.main_config
     if args.command in (None, "run"):
         return _run(config)
+    if args.command == "init":
+        return _init(args.directory, systemd=args.systemd)
+    if args.command == "check":
+        return _check(config, as_json=args.json)
+    if args.command == "status":
+        return _status(config, as_json=args.json)
     if args.command == "chat":
         return _chat(config, args.message)
     if args.command == "reminders":
@@ -68,9 +90,10 @@ def _run(config_path: Path | None) -> int:
 
     import trio
 
-    from ganglion.app import ForcedStop, run_daemon
+    from ganglion.app import ForcedStop
     from ganglion.config import ConfigError, load_config, require_an_interface
     from ganglion.logs import configure_logging
+    from ganglion.ops.notify import Notifier, serve_notifying
     from ganglion.private import PRIVATE_UMASK, protect_process
     from ganglion_actors import Escalation
 
@@ -99,7 +122,7 @@ def _run(config_path: Path | None) -> int:
         else:
             log.info("configuration read from %s", source)
         try:
-            trio.run(run_daemon, config)
+            trio.run(serve_notifying, config, Notifier.from_environ())
         except ForcedStop as stop:
             log.warning("stopped at once by a second signal (%s)", stop.signal_name)
             return 128 + stop.signum
@@ -115,12 +138,55 @@ def _run(config_path: Path | None) -> int:
     return EXIT_OK
 
 
-def _chat(config_path: Path | None, message: str | None) -> int:
+def _init(directory: Path, *, systemd: bool) -> int:
+    import os
+
+    from ganglion.config import ConfigError
+    from ganglion.ops.setup import init, next_steps
+    from ganglion.private import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)
+    try:
+        report = init(directory, systemd=systemd)
+    except ConfigError as exc:
+        print(f"ganglion: the existing config.yaml cannot be used\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"ganglion: cannot set up {directory}: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    print(next_steps(report))
+    return EXIT_OK
+
+
+def _check(config_path: Path | None, *, as_json: bool) -> int:
     import trio
 
+    from ganglion.config import ConfigError, load_config, require_an_interface
+    from ganglion.ops.check import failed, render, render_json, run_checks
+
+    try:
+        config, source = load_config(config_path)
+        require_an_interface(config)
+    except ConfigError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "config": str(exc), "checks": []}))
+        else:
+            print(f"[FAIL] configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.addHandler(logging.NullHandler())  # the checklist says it all; no stray log lines
+    findings = trio.run(run_checks, config)
+    if as_json:
+        print(render_json(findings))
+    else:
+        print(f"[ok]   configuration: {source or 'built-in defaults'}")
+        print(render(findings))
+    return EXIT_CRASH if failed(findings) else EXIT_OK
+
+
+def _daemon_address(config_path: Path | None) -> tuple[str, str] | int:
+    """The running daemon's web address (host:port) and token, else the exit status."""
     from ganglion.config import ConfigError, load_config
     from ganglion.datadir import WEB_TOKEN_FILE
-    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
     from ganglion.web.auth import read_token
 
     try:
@@ -139,10 +205,22 @@ def _chat(config_path: Path | None, message: str | None) -> int:
             f"{config.data_dir / WEB_TOKEN_FILE}); has `ganglion run` been started here?",
             file=sys.stderr,
         )
-        return 3
+        return EXIT_NO_DAEMON
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.web.host, config.web.host)
     host = f"[{host}]" if ":" in host else host
-    target = ChatTarget(f"ws://{host}:{config.web.port}/ws", token)
+    return f"{host}:{config.web.port}", token
+
+
+def _chat(config_path: Path | None, message: str | None) -> int:
+    import trio
+
+    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
+
+    found = _daemon_address(config_path)
+    if isinstance(found, int):
+        return found
+    address, token = found
+    target = ChatTarget(f"ws://{address}/ws", token)
     try:
         if message is not None:
             return trio.run(chat_once, target, message)
@@ -152,6 +230,35 @@ def _chat(config_path: Path | None, message: str | None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 0
+
+
+def _status(config_path: Path | None, *, as_json: bool) -> int:
+    import httpx
+
+    from ganglion.ops.status import render
+
+    found = _daemon_address(config_path)
+    if isinstance(found, int):
+        return found
+    address, token = found
+    url = f"http://{address}/api/status"
+    try:
+        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        print(
+            f"ganglion: no daemon is running at http://{address} ({type(exc).__name__}); "
+            "start it with `ganglion run`",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DAEMON
+    if reply.status_code != 200:
+        print(
+            f"ganglion: the daemon answered HTTP {reply.status_code}: {reply.text.strip()}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DAEMON
+    print(json.dumps(reply.json(), indent=2) if as_json else render(reply.json()))
+    return EXIT_OK
 
 
 def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -> int:

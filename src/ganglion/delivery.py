@@ -56,6 +56,7 @@ class DeliveryRouter:
         self._routes: dict[str, _Route] = {}
         self._delivered = 0
         self._unrouted = 0
+        self._observers: list[Callable[[Outbound], None]] = []
 
     def register(self, name: str, owns: Callable[[str], bool], sink: Sink) -> None:
         """Route events of every thread for which `owns(thread_id)` is true to `sink`."""
@@ -73,6 +74,11 @@ class DeliveryRouter:
         finally:
             self.unregister(name)
 
+    def observe(self, observer: Callable[[Outbound], None]) -> None:
+        """Call `observer(event)` for every event, before it is routed (status and metrics
+        count turns and tool calls this way). It must be quick and must not raise."""
+        self._observers.append(observer)
+
     def route_for(self, thread_id: str) -> Sink | None:
         for route in self._routes.values():
             if route.owns(thread_id):
@@ -85,6 +91,8 @@ class DeliveryRouter:
         Interfaces drain their mailbox without waiting on any client or on the disk (a
         slow web socket is closed, delivery marks are written beside the loop), so the
         wait is short and one slow client never holds up another conversation."""
+        for observer in self._observers:
+            observer(event)
         sink = self.route_for(event.thread_id)
         if sink is None:
             self._unrouted += 1

@@ -32,12 +32,14 @@ had its finish reason is a whole answer however it ended.
 from __future__ import annotations
 
 import email.utils
+import errno
 import json
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -87,6 +89,8 @@ DRAIN_SECONDS = 2.0
 ERROR_BODY_LIMIT = 64 * 1024
 # A server that could not be asked what it serves is asked again at most this often.
 PROBE_RETRY_SECONDS = 60.0
+# How long `list_models` waits for the server's list (it explains a 404).
+MODELS_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,9 @@ class LLMStatistics:
 
     `requests`: HTTP requests sent (attempts); `retries`: attempts repeated after a
     failure; `failures`: `complete` calls that raised; `fallbacks_used`: fallback
-    endpoints tried; `usage`: tokens of all successful answers.
+    endpoints tried; `usage`: tokens of all successful answers; `answered`: `complete`
+    calls that returned, `latency_seconds` their total duration; `errors`: the failed
+    calls by `LLMError.kind`.
     """
 
     requests: int
@@ -103,6 +109,9 @@ class LLMStatistics:
     failures: int
     fallbacks_used: int
     usage: Usage
+    answered: int = 0
+    latency_seconds: float = 0.0
+    errors: Mapping[str, int] = field(default_factory=dict)
 
 
 class _Retryable(Exception):
@@ -144,6 +153,9 @@ class LLMClient:
             timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=None, pool=None),
         )
         self._requests = self._retry_count = self._failures = self._fallbacks = 0
+        self._answered = 0
+        self._latency = 0.0
+        self._errors: dict[str, int] = {}
         self._usage = Usage()
         self._windows = [WindowState(context_window) for _ in self._endpoints]
         self._probing = trio.Lock()
@@ -243,8 +255,29 @@ class LLMClient:
 
     def statistics(self) -> LLMStatistics:
         return LLMStatistics(
-            self._requests, self._retry_count, self._failures, self._fallbacks, self._usage
+            self._requests,
+            self._retry_count,
+            self._failures,
+            self._fallbacks,
+            self._usage,
+            answered=self._answered,
+            latency_seconds=self._latency,
+            errors=dict(self._errors),
         )
+
+    async def list_models(self, index: int = 0) -> tuple[str, ...] | None:
+        """The model ids endpoint `index` lists (`GET {base_url}/models`), None when it
+        does not answer with a list within `MODELS_SECONDS`."""
+        endpoint = self._endpoints[index]
+        with trio.move_on_after(MODELS_SECONDS):
+            try:
+                response = await self._http.get(
+                    f"{endpoint.base_url}/models", headers=_headers(endpoint)
+                )
+            except httpx.HTTPError:
+                return None
+            return _model_ids(response)
+        return None
 
     async def complete(
         self,
@@ -267,6 +300,7 @@ class LLMClient:
         body = _request_body(messages, tools, temperature, max_tokens)
         estimate = estimate_request_tokens(messages, tools)
         last: LLMError | None = None
+        started = trio.current_time()
         for index, endpoint in enumerate(self._endpoints):
             window = self._windows[index]
             if index:
@@ -276,25 +310,32 @@ class LLMClient:
                 completion = await self._complete_on(
                     endpoint, {**body, "model": endpoint.model}, on_text
                 )
-            except LLMContextExceeded as exc:
-                window.learn_overflow(Overflow(exc.limit, exc.prompt_tokens), estimate)
-                exc.window = window.limit
-                self._failures += 1
-                raise
             except LLMError as exc:
-                if isinstance(exc, LLMUnavailable) and exc.status is None:
+                exc.at(endpoint.base_url, endpoint.model)
+                if isinstance(exc, LLMContextExceeded):
+                    window.learn_overflow(Overflow(exc.limit, exc.prompt_tokens), estimate)
+                    exc.window = window.limit
+                elif isinstance(exc, LLMUnavailable) and exc.status is None:
                     window.probed = False  # when it is back, it may serve another size
+                elif isinstance(exc, LLMRequestRejected) and exc.status == 404:
+                    exc.with_models(await self.list_models(index))
                 if not _endpoint_fault(exc):
-                    self._failures += 1
+                    self._count_failure(exc)
                     raise
                 last = exc
                 continue
             window.calibrate(estimate, completion.usage.prompt_tokens)
             self._usage += completion.usage
+            self._answered += 1
+            self._latency += trio.current_time() - started
             return completion
-        self._failures += 1
         assert last is not None
+        self._count_failure(last)
         raise last
+
+    def _count_failure(self, error: LLMError) -> None:
+        self._failures += 1
+        self._errors[error.kind] = self._errors.get(error.kind, 0) + 1
 
     async def _complete_on(
         self, endpoint: EndpointConfig, body: dict[str, Any], on_text: OnText | None
@@ -347,11 +388,16 @@ class LLMClient:
                     log.debug("%s: the stream broke after its finish reason: %r", url, exc)
         if assembly.complete:
             return assembly.completion(endpoint.base_url)
+        limits = self._timeouts
         if watchdog.cancelled_caught:
-            what = "idle gap in the stream" if assembly.events else "no first token"
-            raise _Retryable(LLMTimeout(f"{url}: {what} in time"))
+            if assembly.events:
+                cause = f"silent for {limits.idle:g} s in the middle of its answer"
+            else:
+                cause = f"no first token within {limits.first_token:g} s"
+            raise _Retryable(LLMTimeout(f"{url}: {cause}", cause=cause))
         if total.cancelled_caught:
-            raise _Retryable(LLMTimeout(f"{url}: the answer took longer than the total limit"))
+            cause = f"the answer took longer than {limits.total:g} s"
+            raise _Retryable(LLMTimeout(f"{url}: {cause}", cause=cause))
         raise LLMStreamError(f"{url}: the stream ended without a finish reason or [DONE]")
 
     async def _read(
@@ -407,8 +453,53 @@ def _request_failure(url: str, exc: httpx.RequestError, assembly: Assembly) -> E
     if assembly.events:
         return LLMStreamError(f"{url}: connection lost mid-stream: {exc!r}")
     if isinstance(exc, httpx.TimeoutException):
-        return _Retryable(LLMTimeout(f"{url}: {exc!r}"))
-    return _Retryable(LLMUnavailable(f"{url}: {exc!r}"))
+        cause = "could not connect in time" if isinstance(exc, httpx.ConnectTimeout) else ""
+        return _Retryable(LLMTimeout(f"{url}: {exc!r}", cause=cause))
+    return _Retryable(LLMUnavailable(f"{url}: {exc!r}", cause=_network_cause(exc)))
+
+
+def _network_cause(exc: httpx.RequestError) -> str:
+    """A short, fixed phrase for a network failure (never the exception's own text)."""
+    if not isinstance(exc, httpx.ConnectError):
+        return "the connection failed"
+    errnos = {error.errno for error in _causes(exc) if isinstance(error, OSError)}
+    text = " ".join(str(error) for error in _causes(exc)).lower()
+    if errno.ECONNREFUSED in errnos or "refused" in text:
+        return "connection refused"
+    if any(isinstance(error, socket.gaierror) for error in _causes(exc)):
+        return "the host name does not resolve"
+    if "ssl" in text or "certificate" in text:
+        return "the TLS handshake failed"
+    if errnos & {errno.ENETUNREACH, errno.EHOSTUNREACH}:
+        return "the network is unreachable"
+    return "could not connect"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it was raised from or groups, depth first."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        if isinstance(error, BaseExceptionGroup):
+            stack.extend(error.exceptions)
+        stack.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+
+
+def _model_ids(response: httpx.Response) -> tuple[str, ...] | None:
+    if not 200 <= response.status_code < 300:
+        return None
+    try:
+        data = response.json().get("data")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    if not isinstance(data, list):
+        return None
+    return tuple(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
 
 
 def _endpoint_fault(error: LLMError) -> bool:

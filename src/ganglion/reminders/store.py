@@ -375,6 +375,13 @@ class ReminderStore(SQLiteStore):
             )
         )
 
+    async def ledger_counts(self) -> dict[str, int]:
+        """How many slots the ledger holds in each state (claimed, done, missed)."""
+        rows = await self._read(
+            lambda: self._rows("SELECT state, count(*) AS n FROM ledger GROUP BY state")
+        )
+        return {str(row["state"]): int(row["n"]) for row in rows}
+
     async def ledger(self, reminder_id: str) -> list[tuple[datetime, str]]:
         rows = await self._read(
             lambda: self._rows(

@@ -120,6 +120,7 @@ class MCPServer:
         self.registered: list[str] = []
         self.attempts = 0  # connections tried
         self.connections = 0  # connections that came up
+        self.tools_listed = 0  # tools the server listed when last asked
         self._lost = trio.Event()
         self._lost_reason: str | None = None
         self._tools_changed = trio.Event()
@@ -277,6 +278,7 @@ class MCPServer:
 
     def _register(self, tools: list[mcp_types.Tool]) -> None:
         self._unregister()
+        self.tools_listed = len(tools)
         for item in tools:
             name = mcp_tool_name(self.name, item.name, self.registry.names)
             description = (item.description or item.title or item.name).strip()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,7 +42,7 @@ from ganglion.web.auth import COOKIE_NAME, FailureThrottle, load_or_create_token
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
 
-__all__ = ["WebState", "create_app", "serve_web", "web_child"]
+__all__ = ["Extension", "RequestCheck", "WebState", "create_app", "serve_web", "web_child"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ UNAUTHORISED_PAGE = (
 )
 
 
+# Checks the current request (host, throttle, token): None to proceed, else the refusal.
+RequestCheck = Callable[[], Response | None]
+# Registers more routes on the app (the operator's /metrics and /api/status, ops.endpoints).
+Extension = Callable[[QuartTrio, RequestCheck], None]
+
+
 @dataclass(slots=True)
 class WebState:
     """What the HTTP handlers may know about the daemon."""
@@ -72,6 +78,7 @@ class WebState:
     # derived from `binds` once they are known (see `served_origins`).
     origins: frozenset[str] = frozenset()
     hosts: frozenset[str] = frozenset()
+    extensions: list[Extension] = field(default_factory=list)
 
 
 def presented_token(cookie: str | None, authorization: str | None) -> str | None:
@@ -166,6 +173,16 @@ def create_app(
         await websocket.accept()
         await run_session(websocket._get_current_object(), backend, hub, config)  # type: ignore[attr-defined]
         return None
+
+    def check_request() -> Response | None:
+        return refusal(
+            request.remote_addr,
+            request.headers.get("Host"),
+            presented_token(request.cookies.get(COOKIE_NAME), request.headers.get("Authorization")),
+        )
+
+    for extend in state.extensions:
+        extend(app, check_request)
 
     @app.after_request
     async def security_headers(response: Response) -> Response:

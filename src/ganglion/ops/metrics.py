@@ -1,0 +1,138 @@
+"""Prometheus metrics for `GET /metrics`, read from the daemon at scrape time.
+
+Nothing is counted twice: each scrape reads the counters the daemon keeps anyway (the
+model client's, the actors', the thread registry's, `Activity`'s, the reminder ledger)
+through a collector of its own registry, so the daemon's code holds no metric objects.
+Counters restart from zero with the daemon, as Prometheus expects; the reminder ledger's
+counts are the ledger's (all time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from ganglion.ops.status import LATENCY_BUCKETS, DaemonView
+
+__all__ = ["CONTENT_TYPE", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def render_metrics(view: DaemonView) -> bytes:
+    """The exposition text for one scrape."""
+    ledger = await view.services.reminder_store.ledger_counts()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DaemonCollector(view, ledger))
+    return generate_latest(registry)
+
+
+class _DaemonCollector(Collector):
+    def __init__(self, view: DaemonView, ledger: dict[str, int]) -> None:
+        self.view = view
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._turns()
+        yield from self._model()
+        yield from self._actors()
+        yield from self._reminders()
+
+    def _turns(self) -> Iterator[Metric]:
+        activity = self.view.activity
+        turns = CounterMetricFamily("ganglion_turns", "Turns by outcome", labels=["outcome"])
+        turns.add_metric(["started"], activity.turns_started)
+        turns.add_metric(["answered"], activity.turns_answered)
+        turns.add_metric(["failed"], activity.turns_failed)
+        yield turns
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip(LATENCY_BUCKETS, activity.latency_counts, strict=True):
+            buckets.append((f"{bound:g}", count))
+        finished = activity.turns_answered + activity.turns_failed
+        buckets.append(("+Inf", finished))
+        yield HistogramMetricFamily(
+            "ganglion_turn_duration_seconds",
+            "Time from a turn's start to its answer or failure",
+            buckets=buckets,
+            sum_value=activity.latency_seconds,
+        )
+        tools = CounterMetricFamily(
+            "ganglion_tool_calls", "Tool calls by tool and outcome", labels=["tool", "outcome"]
+        )
+        for (tool, outcome), calls in sorted(activity.tool_calls.items()):
+            tools.add_metric([tool, outcome], calls)
+        yield tools
+        system = CounterMetricFamily(
+            "ganglion_system_turns",
+            "Turns of system threads (system:heartbeat is the heartbeat's reviews)",
+            labels=["thread"],
+        )
+        for thread, count in sorted(activity.system_turns.items()):
+            system.add_metric([thread], count)
+        yield system
+
+    def _model(self) -> Iterator[Metric]:
+        stats = self.view.services.deps.llm.statistics()
+        yield _counter("ganglion_model_requests", "HTTP requests to the model", stats.requests)
+        yield _counter("ganglion_model_retries", "Model requests repeated", stats.retries)
+        yield _counter("ganglion_model_fallbacks", "Fallback endpoints tried", stats.fallbacks_used)
+        errors = CounterMetricFamily(
+            "ganglion_model_errors", "Failed model calls by kind", labels=["kind"]
+        )
+        for kind, count in sorted(stats.errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
+        tokens = CounterMetricFamily("ganglion_model_tokens", "Tokens", labels=["direction"])
+        tokens.add_metric(["in"], stats.usage.prompt_tokens)
+        tokens.add_metric(["out"], stats.usage.completion_tokens)
+        yield tokens
+        latency = CounterMetricFamily(
+            "ganglion_model_call_seconds", "Total duration of answered model calls"
+        )
+        latency.add_metric([], stats.latency_seconds)
+        yield latency
+        yield _counter("ganglion_model_answers", "Model calls answered", stats.answered)
+
+    def _actors(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "ganglion_actor_restarts", "Restarts of the root's children", labels=["actor"]
+        )
+        depth = GaugeMetricFamily(
+            "ganglion_mailbox_depth", "Messages waiting in each mailbox", labels=["actor"]
+        )
+        up = GaugeMetricFamily("ganglion_actor_up", "1 while the actor runs", labels=["actor"])
+        for ref in self.view.actors:
+            stats = ref.statistics()
+            restarts.add_metric([stats.name], stats.restarts)
+            depth.add_metric([stats.name], stats.mailbox_depth)
+            up.add_metric([stats.name], 1 if stats.running else 0)
+        registry = self.view.services.threads.statistics()
+        restarts.add_metric(["threads:conversations"], registry.restarts)
+        depth.add_metric(["threads:queued"], registry.queued)
+        yield from (restarts, depth, up)
+        yield _gauge("ganglion_threads_live", "Conversation actors in memory", registry.live)
+
+    def _reminders(self) -> Iterator[Metric]:
+        ledger = CounterMetricFamily(
+            "ganglion_reminder_slots", "Reminder slots by state (fired = done)", labels=["state"]
+        )
+        for state in ("claimed", "done", "missed"):
+            ledger.add_metric([state], self.ledger.get(state, 0))
+        yield ledger
+
+
+def _counter(name: str, documentation: str, value: float) -> Metric:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _gauge(name: str, documentation: str, value: Any) -> Metric:
+    return GaugeMetricFamily(name, documentation, value=value)

@@ -1,0 +1,254 @@
+"""What the running daemon is doing: gathered for `GET /api/status` (and `/metrics`),
+printed by `ganglion status`.
+
+`DaemonView` is what the tree hands the two endpoints: the shared services, the root's
+children (their references, added as each starts), and `Activity`, which counts turns and
+tool calls from the outbound events as the delivery router sees them (nothing polls, and
+no actor had to learn about monitoring). `snapshot` reads everything else from the
+existing `statistics()` methods and the reminder store, and returns plain JSON.
+
+`render` turns a snapshot into the text `ganglion status` prints; it is pure, so the
+client command imports nothing of the daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, TurnStarted
+
+if TYPE_CHECKING:
+    from ganglion.runtime import Services
+    from ganglion_actors import ActorRef
+
+__all__ = ["Activity", "DaemonView", "ganglion_version", "render", "snapshot"]
+
+# Threads whose last activity is remembered (the most recent ones).
+RECENT_THREADS = 200
+# Buckets of the turn-latency histogram, in seconds.
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+NEXT_REMINDERS = 5
+
+
+@dataclass
+class Activity:
+    """Turns and tool calls, counted from the outbound events (`DeliveryRouter.observe`).
+
+    A turn starts with `TurnStarted` and ends with its `FinalReply` or `TurnFailed`; a
+    quiet heartbeat review ends without either and is counted as started only.
+    `latency_counts[i]` counts finished turns that took at most `LATENCY_BUCKETS[i]`.
+    """
+
+    turns_started: int = 0
+    turns_answered: int = 0
+    turns_failed: int = 0
+    latency_seconds: float = 0.0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    tool_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    system_turns: Counter[str] = field(default_factory=Counter)  # heartbeat reviews, …
+    last_activity: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    _running: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def observe(self, event: Outbound) -> None:
+        self._touch(event.thread_id)
+        match event:
+            case TurnStarted(thread_id=thread, turn_id=turn):
+                self.turns_started += 1
+                if thread.startswith("system:"):
+                    self.system_turns[thread] += 1
+                self._running[thread] = (turn, trio.current_time())
+            case FinalReply(thread_id=thread, turn_id=turn):
+                self.turns_answered += 1
+                self._finish(thread, turn)
+            case TurnFailed(thread_id=thread, turn_id=turn):
+                self.turns_failed += 1
+                self._finish(thread, turn)
+            case ToolActivity(phase="end", tool=tool, ok=ok):
+                self.tool_calls[tool, "ok" if ok else "error"] += 1
+            case _:
+                pass
+
+    def _touch(self, thread_id: str) -> None:
+        self.last_activity[thread_id] = time.time()
+        self.last_activity.move_to_end(thread_id)
+        while len(self.last_activity) > RECENT_THREADS:
+            self.last_activity.popitem(last=False)
+
+    def _finish(self, thread_id: str, turn_id: str) -> None:
+        running = self._running.get(thread_id)
+        if running is None or running[0] != turn_id:
+            return
+        del self._running[thread_id]
+        took = trio.current_time() - running[1]
+        self.latency_seconds += took
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if took <= bound:
+                self.latency_counts[index] += 1
+
+
+@dataclass(eq=False)
+class DaemonView:
+    """What `/api/status` and `/metrics` may read of the running daemon."""
+
+    services: Services
+    activity: Activity = field(default_factory=Activity)
+    actors: list[ActorRef[Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.services.router.observe(self.activity.observe)
+
+
+def ganglion_version() -> str:
+    try:
+        return version("ganglion")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def snapshot(view: DaemonView) -> dict[str, Any]:
+    """Everything `ganglion status` shows, as JSON-ready values."""
+    services, activity = view.services, view.activity
+    llm = services.deps.llm.statistics()
+    registry = services.threads.statistics()
+    reminders = services.reminder_store
+    upcoming = [r for r in await reminders.active() if r.next_fire is not None]
+    return {
+        "version": ganglion_version(),
+        "uptime_seconds": round(time.time() - view.started_at, 1),
+        "draining": services.stop_requested.is_set(),
+        "actors": [_actor(ref) for ref in view.actors],
+        "threads": {
+            "live": registry.live,
+            "spawned": registry.spawned,
+            "passivated": registry.passivated,
+            "restarts": registry.restarts,
+            "recent": [
+                {"thread_id": thread, "last_activity": at, "live": thread in live}
+                for live in [services.threads.live_keys()]
+                for thread, at in reversed(activity.last_activity.items())
+            ][:20],
+        },
+        "turns": {
+            "started": activity.turns_started,
+            "answered": activity.turns_answered,
+            "failed": activity.turns_failed,
+            "latency_seconds": round(activity.latency_seconds, 3),
+            "system": dict(activity.system_turns),
+        },
+        "tools": [
+            {"tool": tool, "outcome": outcome, "calls": calls}
+            for (tool, outcome), calls in sorted(activity.tool_calls.items())
+        ],
+        "reminders": {
+            "active": len(upcoming),
+            "ledger": await reminders.ledger_counts(),
+            "next": [
+                {"id": r.id, "text": r.text[:80], "at": r.next_fire.isoformat()}
+                for r in upcoming[:NEXT_REMINDERS]
+                if r.next_fire is not None
+            ],
+        },
+        "model": {
+            "endpoint": services.config.llm.base_url,
+            "model": services.config.llm.model,
+            "requests": llm.requests,
+            "answered": llm.answered,
+            "retries": llm.retries,
+            "failures": llm.failures,
+            "fallbacks_used": llm.fallbacks_used,
+            "errors": dict(llm.errors),
+            "latency_seconds": round(llm.latency_seconds, 3),
+            "tokens_in": llm.usage.prompt_tokens,
+            "tokens_out": llm.usage.completion_tokens,
+        },
+    }
+
+
+def _actor(ref: ActorRef[Any]) -> dict[str, Any]:
+    stats = ref.statistics()
+    state = "running" if stats.running else ("stopped" if stats.closed else "restarting")
+    return {
+        "name": stats.name,
+        "state": state,
+        "restarts": stats.restarts,
+        "mailbox": stats.mailbox_depth,
+        "capacity": stats.mailbox_capacity,
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    """The text `ganglion status` prints for a snapshot."""
+    lines = [
+        f"Ganglion {status['version']}, up {_duration(status['uptime_seconds'])}"
+        + (" (draining)" if status["draining"] else ""),
+        "",
+        "Supervision tree (root):",
+    ]
+    for actor in status["actors"]:
+        lines.append(
+            f"  {actor['name']:<16} {actor['state']:<10} restarts {actor['restarts']:<3} "
+            f"mailbox {actor['mailbox']}/{actor['capacity']}"
+        )
+    threads = status["threads"]
+    lines += [
+        "",
+        f"Threads: {threads['live']} live, {threads['spawned']} started, "
+        f"{threads['passivated']} passivated, {threads['restarts']} restarts",
+    ]
+    now = time.time()
+    for thread in threads["recent"][:10]:
+        ago = _duration(now - thread["last_activity"])
+        lines.append(f"  {thread['thread_id']:<40} last activity {ago} ago")
+    turns = status["turns"]
+    finished = turns["answered"] + turns["failed"]
+    mean = f", {turns['latency_seconds'] / finished:.1f} s on average" if finished else ""
+    lines += [
+        "",
+        f"Turns: {turns['started']} started, {turns['answered']} answered, "
+        f"{turns['failed']} failed{mean}",
+    ]
+    if turns["system"]:
+        system = ", ".join(f"{name} {n}" for name, n in sorted(turns["system"].items()))
+        lines.append(f"System turns (heartbeat reviews, system reminders): {system}")
+    if status["tools"]:
+        calls = ", ".join(f"{t['tool']} {t['outcome']} {t['calls']}" for t in status["tools"])
+        lines.append(f"Tool calls: {calls}")
+    model = status["model"]
+    errors = ", ".join(f"{kind} {n}" for kind, n in sorted(model["errors"].items())) or "none"
+    answered = model["answered"]
+    latency = f", {model['latency_seconds'] / answered:.1f} s on average" if answered else ""
+    lines += [
+        "",
+        f"Model {model['model']} at {model['endpoint']}:",
+        f"  {model['requests']} requests, {answered} answers{latency}, "
+        f"{model['retries']} retries, {model['fallbacks_used']} fallbacks",
+        f"  errors: {errors}",
+        f"  tokens: {model['tokens_in']:,} in, {model['tokens_out']:,} out",
+    ]
+    reminders = status["reminders"]
+    ledger = reminders["ledger"]
+    lines += [
+        "",
+        f"Reminders: {reminders['active']} active, {ledger.get('done', 0)} fired, "
+        f"{ledger.get('missed', 0)} missed",
+    ]
+    lines += [f"  {r['at']}  {r['text']}  ({r['id']})" for r in reminders["next"]]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
