@@ -90,7 +90,20 @@ async def test_a_message_streams_a_reply_to_its_own_tab_only(
         assert await hello(tab_a, TAB_A) == []
         await hello(tab_b, TAB_B)
         await send(tab_a, "hi there")
-        assert (await next_frame(tab_a))["type"] == "turn_started"
+        assert await next_frame(tab_a) == {
+            "type": "accepted",
+            "id": "m1",
+            "turn_id": f"{TAB_A}/m1",
+            "state": "queued",
+            "duplicate": False,
+        }
+        started = await next_frame(tab_a)
+        assert started == {
+            "type": "turn_started",
+            "turn_id": f"{TAB_A}/m1",
+            "source": "user",
+            "label": None,
+        }
         delta = await next_frame(tab_a, "delta")
         assert delta["text"] == "Hello"
         reply = await next_frame(tab_a, "reply")
@@ -177,6 +190,7 @@ async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: Fak
                 "type": "error",
                 "code": "rate_limited",
                 "message": "too many frames; slow down",
+                "id": None,
             } in frames
         await send(other, "the daemon still answers others")
         assert (await next_frame(other, "reply"))["text"] == "ok"

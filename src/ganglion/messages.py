@@ -58,6 +58,7 @@ __all__ = [
     "UserMessage",
     "Wake",
     "reminder_turn_id",
+    "user_turn_id",
 ]
 
 Interface = Literal["web", "matrix", "system"]
@@ -76,6 +77,12 @@ class UserMessage:
     sender: str | None = None
     message_id: str | None = None
     accepted: Reply[None] | None = None
+
+
+def user_turn_id(thread_id: str, message_id: str) -> str:
+    """The turn id of a person's message that carries its interface's id (a web client's
+    message id, a Matrix event id): a resubmission finds its turn."""
+    return f"{thread_id}/{message_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from ganglion.messages import (
     TurnStarted,
     UserMessage,
     Wake,
+    user_turn_id,
 )
 from ganglion.prompt import PromptContext, build_system_prompt
 from ganglion.store import StoredMessage, ThreadState, Turn
@@ -162,7 +163,7 @@ class ThreadActor:
                         accepted.send(None)  # commands are never stored
                     await self.enqueue(queue, _RunCommand(command))
                     return
-                turn_id = f"{self.thread_id}/{message_id}" if message_id else None
+                turn_id = user_turn_id(self.thread_id, message_id) if message_id else None
                 await self._queue_turn(
                     queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
                 )

@@ -30,7 +30,7 @@ from hypercorn.trio import serve
 from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
-from ganglion.backend import InterfaceBackend, interface_child
+from ganglion.backend import LibraryBackend, interface_child
 from ganglion.config import Config, WebConfig
 from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.delivery import DeliveryRouter
@@ -84,7 +84,7 @@ def presented_token(cookie: str | None, authorization: str | None) -> str | None
 
 
 def create_app(
-    state: WebState, backend: InterfaceBackend, hub: Hub, token: str, config: WebConfig
+    state: WebState, backend: LibraryBackend, hub: Hub, token: str, config: WebConfig
 ) -> QuartTrio:
     app = QuartTrio("ganglion", static_folder=None)
 
@@ -196,7 +196,7 @@ def served_origins(binds: Sequence[str], config: WebConfig) -> frozenset[str]:
 def web_child(
     config: Config,
     state: WebState,
-    backend: InterfaceBackend,
+    backend: LibraryBackend,
     redactor: Redactor,
     router: DeliveryRouter,
 ) -> ChildSpec[Outbound]:
@@ -242,7 +242,7 @@ async def serve_web(
     config: WebConfig,
     graceful_seconds: float,
     state: WebState,
-    backend: InterfaceBackend,
+    backend: LibraryBackend,
     token: str,
     inbox: Inbox[Outbound],
     *,
@@ -299,7 +299,7 @@ async def serve_web(
 class _DeliveryMarks:
     """Outbox ids delivered live, marked in the store in batches by a task of their own."""
 
-    def __init__(self, backend: InterfaceBackend) -> None:
+    def __init__(self, backend: LibraryBackend) -> None:
         self._backend = backend
         self._pending: list[int] = []
         self._wake = trio.Event()
