@@ -9,8 +9,8 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from ganglion.messages import FinalReply, Notice, TextDelta, ToolActivity, TurnFailed, TurnStarted
 from ganglion.backend import Submitted
+from ganglion.messages import FinalReply, Notice, TextDelta, ToolActivity, TurnFailed, TurnStarted
 from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.transcript import ChatMessage, ToolCall
 from ganglion.web import frames

@@ -136,7 +136,9 @@ async def test_a_reminder_shows_its_text_never_the_instructions(
             await hello(tab, TAB)
             due = ReminderDue(TAB, "r1", "2026-01-01T09:00", "stretch")
             with trio.fail_after(10):
-                await web.services.threads.ask(TAB, lambda accepted: replace(due, accepted=accepted))
+                await web.services.threads.ask(
+                    TAB, lambda accepted: replace(due, accepted=accepted)
+                )
             started = await next_frame(tab, "turn_started")
             assert (started["source"], started["label"]) == ("reminder", "stretch")
             await next_frame(tab, "reply")
