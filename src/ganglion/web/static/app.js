@@ -141,7 +141,8 @@ function onAccepted(frame) {
   if (!entry) return;
   entry.turnId = frame.turn_id;
   if (frame.turn_id) byTurn.set(frame.turn_id, entry);
-  const answered = frame.state === "done" || frame.state === "failed" || (!frame.turn_id && frame.duplicate);
+  // A command has no turn: its output follows at once, as a notice.
+  const answered = frame.state === "done" || frame.state === "failed" || !frame.turn_id;
   setState(entry, answered ? "answered" : frame.state === "queued" && frame.duplicate ? "queued" : "accepted");
   if (answered) outgoing.delete(entry.id);
 }
@@ -203,6 +204,21 @@ function systemBubble(kind, text) {
   return node;
 }
 
+// A failed turn's bubble offers to send its message again (as a new message).
+function failedTurn(message, text) {
+  const node = systemBubble("error", message);
+  if (text) {
+    const retry = el("button", "link", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => {
+      retry.remove();
+      send(text);
+    });
+    node.append(retry);
+  }
+  return node;
+}
+
 function chip(source, label) {
   const text = source === "reminder" ? `Reminder: ${label || ""}` : "Heartbeat review";
   const node = el("div", "chip " + source, text);
@@ -250,10 +266,12 @@ function historyNodes(messages) {
   // A tool result answers a call of the assistant message just before it: servers may
   // reuse call ids from one round to the next, so ids are matched within that message only.
   let calls = new Map();
+  const asked = new Map(); // turn id -> what the owner wrote
   for (const m of messages) {
+    if (m.role === "user" && !m.kind && m.turn_id && (!m.source || m.source === "user")) asked.set(m.turn_id, m.content);
     if (m.kind === "command") nodes.push(userBubble(m.content, "command"));
     else if (m.kind === "notice") nodes.push(systemBubble("notice", m.content));
-    else if (m.kind === "failed") nodes.push(systemBubble("error", m.content));
+    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
     else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label));
     else if (m.role === "user") {
       const node = userBubble(m.content);
@@ -421,6 +439,7 @@ function onFrame(frame) {
     }
     case "failed": {
       setActivity("");
+      const asked = byTurn.get(frame.turn_id)?.text;
       answered(frame.turn_id);
       const entry = streaming.get(frame.turn_id);
       if (entry) {
@@ -428,7 +447,7 @@ function onFrame(frame) {
         entry.node.removeAttribute("aria-busy");
       }
       streaming.delete(frame.turn_id);
-      append(systemBubble("error", frame.message));
+      append(failedTurn(frame.message, asked));
       announce(`Failed: ${frame.message}`);
       break;
     }
