@@ -334,7 +334,7 @@ def test_every_text_has_contrast_of_at_least_4_5(
     browser: Browser, server: ServerThread, scheme: str
 ) -> None:
     context = browser.new_context(color_scheme=scheme, **DESKTOP)  # type: ignore[arg-type]
-    server.fake.script(Reply("An answer with `code` and a [link](https://example.org)."))
+    server.fake.script(Reply(MARKDOWN))
     page = open_chat(context, server)
     send(page, "hello")
     expect(page.locator(".msg.assistant:not(.streaming)")).to_have_count(1)
@@ -390,3 +390,45 @@ def test_a_reply_in_a_background_tab_shows_in_the_title_and_notifies(
         "document.dispatchEvent(new Event('visibilitychange'))"
     )
     expect(page).to_have_title("take your time · Ganglion")
+
+
+MARKDOWN = """An answer with `code` and a [link](https://example.org).
+
+| tool | use |
+|------|-----|
+| shell | run commands |
+
+> a quote
+
+---
+
+- one
+  - nested
+
+```python
+def greet(name):
+    return f"hi {name}"  # says hi
+```
+"""
+
+
+def test_markdown_as_people_write_it(sized: BrowserContext, server: ServerThread) -> None:
+    server.fake.script(Reply(MARKDOWN, chunk_size=20, chunk_delay=0.01))
+    page = open_chat(sized, server)
+    send(page, "show me markdown")
+    for view in ("live", "restored"):
+        reply = page.locator(".msg.assistant:not(.streaming)")
+        expect(reply.locator("table th")).to_have_text(["tool", "use"])
+        expect(reply.locator("blockquote")).to_have_text("a quote")
+        expect(reply.locator("hr")).to_have_count(1)
+        expect(reply.locator("ul ul li")).to_have_text("nested")
+        expect(reply.locator(".codeblock .language")).to_have_text("python")
+        expect(reply.locator(".codeblock .hl-k").first).to_have_text("def")
+        expect(reply.locator(".codeblock .hl-c1")).to_have_text("# says hi")
+        expect(reply.locator(".codeblock button.copy")).to_have_text("Copy")
+        expect(reply.locator(".actions button.copy")).to_have_text("Copy reply")
+        link = reply.locator("a")
+        expect(link).to_have_attribute("rel", "noopener noreferrer")
+        screenshot(page, f"markdown-{view}-{size_of(sized)}")
+        if view == "live":
+            page.reload()

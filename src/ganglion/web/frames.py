@@ -39,7 +39,7 @@ Server -> client:
                                            reminder said (never the model's instructions)
     delta {turn_id, text}                  streamed tokens
     tool {turn_id, call_id, tool, phase, arguments, result, ok}
-    reply {turn_id, text, outbox_id}       the final answer
+    reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text}                          command output, reminders, system notes
     threads {items: [...], archived}       the conversations, most recent first
@@ -325,6 +325,7 @@ class HistoryItem(TypedDict):
     source: NotRequired[str]  # a turn's input: 'user', 'reminder', 'heartbeat'
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
+    html: NotRequired[str]  # an assistant's text rendered, as in `reply`
 
 
 class HistoryFrame(TypedDict):
@@ -370,6 +371,7 @@ class ReplyFrame(TypedDict):
     type: ReplyType
     turn_id: str
     text: str
+    html: str  # `text` rendered (ganglion.markdown): sanitise it before use all the same
     outbox_id: int | None
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ganglion.backend import Submitted
 from ganglion.errors import GanglionError
+from ganglion.markdown import render_highlighted
 from ganglion.messages import (
     FinalReply,
     Notice,
@@ -229,7 +230,11 @@ def event_frame(event: Outbound, turn: Turn | None = None) -> str:
             )
         case FinalReply(turn_id=turn_id, text=text, outbox_id=outbox_id):
             frame = frames.ReplyFrame(
-                type=frames.REPLY, turn_id=turn_id, text=text, outbox_id=outbox_id
+                type=frames.REPLY,
+                turn_id=turn_id,
+                text=text,
+                html=render_highlighted(text),
+                outbox_id=outbox_id,
             )
         case TurnFailed(turn_id=turn_id, message=message):
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
@@ -246,7 +251,8 @@ def history_frame(
     queued: Sequence[Turn] = (),
 ) -> str:
     """A page of the transcript, with the `queued` turns' inputs at its end. Heartbeat
-    reviews that found nothing to tell are left out (their input and their answer)."""
+    reviews that found nothing to tell are left out (their input and their answer).
+    Renders every reply's Markdown: call it in a worker thread for a page."""
     quiet = {
         m.turn_id
         for m in messages
@@ -267,6 +273,8 @@ def history_frame(
             item["label"] = turn_label(stored.source, message.content)
             if stored.source != "user":
                 item["content"] = None  # the instructions are the model's, not the owner's
+        if message.role == "assistant" and stored.kind is None and message.content:
+            item["html"] = render_highlighted(message.content)
         if message.tool_calls:
             item["tool_calls"] = [
                 frames.HistoryToolCall(id=c.id, name=c.name, arguments=c.arguments)

@@ -13,6 +13,7 @@ the daemon down for everyone.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import trio
@@ -244,7 +245,11 @@ async def _handle(
         case HistoryRequest(before_id=before_id):
             page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
             outlet.offer(
-                history_frame(list(page), more=len(page) == HISTORY_PAGE, before_id=before_id)
+                await trio.to_thread.run_sync(
+                    partial(
+                        history_frame, page, more=len(page) == HISTORY_PAGE, before_id=before_id
+                    )
+                )
             )
 
 
@@ -276,7 +281,11 @@ async def _welcome(
     pending = await backend.undelivered(thread_id)
     page = await backend.history(thread_id, before_id=None, limit=HISTORY_PAGE)
     queued = await backend.queued(thread_id)
-    outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE, queued=queued))
+    outlet.offer(
+        await trio.to_thread.run_sync(
+            partial(history_frame, page, more=len(page) == HISTORY_PAGE, queued=queued)
+        )
+    )
     if pending:
         # A tab that closes right after the history must not leave the marking undone.
         with trio.CancelScope(shield=True):

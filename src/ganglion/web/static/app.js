@@ -3,7 +3,7 @@
 // a reply can run as script; the server's CSP forbids inline script as a second line of
 // defence. The websocket protocol is documented in ganglion/web/frames.py.
 
-import { el, renderMarkdown } from "./markdown.js";
+import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initSidebar, refreshThreads } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -181,18 +181,25 @@ function updateWelcome() {
   welcome.hidden = transcript.querySelector(".msg, .tool, .chip") !== null;
 }
 
-function assistantBubble(text) {
+function assistantBubble(text, html) {
   const node = el("div", "msg assistant");
   node.append(el("span", "sr-only", "Ganglion said: "));
   const body = el("div", "text");
   body.dir = "auto";
-  body.append(renderMarkdown(text || ""));
   node.append(body);
+  setAssistantText(node, text || "", html);
   return node;
 }
 
-function setAssistantText(node, text) {
-  node.querySelector(".text").replaceChildren(renderMarkdown(text));
+// `html`: the finished reply as the server rendered it; without it, a streaming preview.
+function setAssistantText(node, text, html) {
+  node.querySelector(".text").replaceChildren(html === undefined ? renderMarkdown(text) : renderHtml(html));
+  node.querySelector(".actions")?.remove();
+  if (html !== undefined) {
+    const actions = el("div", "actions");
+    actions.append(copyButton(text, "Copy reply"));
+    node.append(actions);
+  }
 }
 
 function systemBubble(kind, text) {
@@ -279,7 +286,7 @@ function historyNodes(messages) {
       if (m.queued) node.querySelector(".state").textContent = "Waiting for its turn";
       nodes.push(node);
     } else if (m.role === "assistant") {
-      if (m.content) nodes.push(assistantBubble(m.content));
+      if (m.content) nodes.push(assistantBubble(m.content, m.html));
       calls = new Map();
       for (const call of m.tool_calls || []) {
         const box = toolBlock(call.name, call.arguments);
@@ -430,8 +437,8 @@ function onFrame(frame) {
       if (entry) {
         entry.node.classList.remove("streaming");
         entry.node.removeAttribute("aria-busy");
-        setAssistantText(entry.node, frame.text);
-      } else append(assistantBubble(frame.text));
+        setAssistantText(entry.node, frame.text, frame.html);
+      } else append(assistantBubble(frame.text, frame.html));
       announce(`Ganglion said: ${frame.text}`);
       noteInBackground("Ganglion", frame.text);
       refreshThreads();

@@ -1,6 +1,10 @@
-// Safe Markdown for the web chat: model text only ever enters the page through
-// textContent and createElement (never innerHTML), so nothing in a reply can run as script,
-// and links are made only for http(s) URLs.
+// Replies in the web chat. A finished reply comes rendered by the server (markdown-it-py,
+// the same rules as the Matrix interface's HTML, code highlighted by Pygments) and is run
+// through DOMPurify (vendored, see vendor/dompurify/README.md) before it enters the page,
+// as an inert DOM fragment. While a reply streams, a small preview renderer below shows it:
+// it only ever uses textContent and createElement, and links only http(s) URLs.
+
+import DOMPurify from "./vendor/dompurify/purify.es.js";
 
 export function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -35,23 +39,56 @@ function inline(parent, text) {
   }
 }
 
-function codeBlock(code) {
-  const box = el("div", "codeblock");
-  const pre = el("pre");
-  pre.append(el("code", "", code));
-  const copy = el("button", "", "Copy");
+export function copyButton(text, label = "Copy") {
+  const copy = el("button", "copy", label);
   copy.type = "button";
   copy.addEventListener("click", async () => {
     try {
-      await navigator.clipboard.writeText(code);
+      await navigator.clipboard.writeText(text);
       copy.textContent = "Copied";
     } catch {
       copy.textContent = "Copy failed";
     }
-    setTimeout(() => (copy.textContent = "Copy"), 1500);
+    setTimeout(() => (copy.textContent = label), 1500);
   });
-  box.append(pre, copy);
+  return copy;
+}
+
+// A code block with its language shown and a copy button.
+function decorate(pre) {
+  const code = pre.querySelector("code");
+  const language = /(?:^|\s)language-([\w+#.-]+)/.exec(code?.className || "")?.[1];
+  const box = el("div", "codeblock");
+  const bar = el("div", "codebar");
+  bar.append(el("span", "language", language || "text"), copyButton(pre.textContent));
+  pre.replaceWith(box);
+  box.append(bar, pre);
   return box;
+}
+
+function codeBlock(code) {
+  const pre = el("pre");
+  pre.append(el("code", "", code));
+  const holder = document.createDocumentFragment();
+  holder.append(pre);
+  return decorate(pre);
+}
+
+const SANITISE = {
+  RETURN_DOM_FRAGMENT: true,
+  FORBID_TAGS: ["style", "img", "form", "input", "button", "textarea", "select"],
+  FORBID_ATTR: ["style", "id", "name"],
+};
+
+// The server's rendering of a reply, sanitised, as nodes (never an HTML string).
+export function renderHtml(html) {
+  const fragment = DOMPurify.sanitize(html, SANITISE);
+  for (const link of fragment.querySelectorAll("a")) {
+    link.rel = "noopener noreferrer";
+    link.target = "_blank";
+  }
+  for (const pre of fragment.querySelectorAll("pre")) decorate(pre);
+  return fragment;
 }
 
 export function renderMarkdown(text) {
