@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from ganglion.messages import Notice, ReminderDue
+from ganglion.web import frames
 from tests.support.fakellm import FakeLLM, HTTPError, Reply
 from tests.support.web import hello, next_frame, open_web_daemon, send, web_config
 
@@ -169,3 +170,27 @@ async def test_a_turn_waiting_for_its_turn_comes_back_queued(
         ("slow one", False, f"{TAB}/m1"),
         ("waiting one", True, f"{TAB}/m2"),
     ]
+
+
+async def test_the_conversation_list_is_asked_renamed_and_searched_over_the_socket(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(Reply("Lisbon is lovely."))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as tab:
+        await tab.send_message(frames.list_threads())  # no hello needed to list
+        assert (await next_frame(tab, "threads"))["items"] == []
+        await hello(tab, TAB)
+        await send(tab, "a trip to Lisbon", "m1")
+        await next_frame(tab, "reply")
+        await tab.send_message(frames.rename(TAB, "Holidays"))
+        listed = await next_frame(tab, "threads")
+        assert [(i["thread_id"], i["title"]) for i in listed["items"]] == [(TAB, "Holidays")]
+        await tab.send_message(frames.search("lisb"))
+        results = await next_frame(tab, "search_results")
+        assert [(h["thread_id"], h["title"]) for h in results["hits"]] == [
+            (TAB, "Holidays"),
+            (TAB, "Holidays"),
+        ]
+        await tab.send_message(frames.delete("web_0000000000000000"))
+        error = await next_frame(tab, "error")
+        assert error["code"] == "unknown_thread"

@@ -432,3 +432,32 @@ def test_markdown_as_people_write_it(sized: BrowserContext, server: ServerThread
         screenshot(page, f"markdown-{view}-{size_of(sized)}")
         if view == "live":
             page.reload()
+
+
+ANNOUNCEMENTS = """
+window.announced = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const node = document.getElementById("announcer");
+  new MutationObserver(() => {
+    if (node.textContent) window.announced.push(node.textContent);
+  }).observe(node, { childList: true, characterData: true, subtree: true });
+});
+"""
+
+
+def test_a_screen_reader_hears_who_wrote_what_and_only_the_finished_reply(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("one two three four five six", chunk_size=3, chunk_delay=0.02))
+    context.add_init_script(ANNOUNCEMENTS)
+    page = open_chat(context, server)
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    expect(page.get_by_role("status")).to_have_text("connected")
+    assert page.locator("#banner").get_attribute("role") == "alert"
+    assert page.locator("#transcript").get_attribute("aria-live") == "off"
+    send(page, "count")
+    expect(page.locator(".msg.assistant:not(.streaming)")).to_have_count(1)
+    expect(page.locator(".msg.user")).to_contain_text("You said: count")
+    expect(page.locator(".msg.assistant")).to_contain_text("Ganglion said: one two")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.announced") == ["Ganglion said: one two three four five six"]
