@@ -23,6 +23,7 @@ from ganglion.web.protocol import (
     Rename,
     Search,
     Send,
+    Stop,
     accepted_frame,
     error_frame,
     event_frame,
@@ -72,6 +73,7 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
         type="archive", thread_id=TAB, archived=True
     )
     assert parse_client_frame(frames.delete(TAB)) == Delete(type="delete", thread_id=TAB)
+    assert parse_client_frame(frames.stop("t1")) == Stop(type="stop", turn_id="t1")
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,7 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
         (Hello, frames.HelloFrame),
         (Send, frames.SendFrame),
         (HistoryRequest, frames.HistoryRequestFrame),
+        (Stop, frames.StopFrame),
         (ListThreads, frames.ListThreadsFrame),
         (Search, frames.SearchFrame),
         (Rename, frames.RenameFrame),
@@ -94,7 +97,7 @@ def test_the_server_models_have_the_fields_of_the_shared_definition(
 
 
 def test_the_client_frame_types_are_the_server_models_types() -> None:
-    models = (Hello, Send, HistoryRequest, ListThreads, Search, Rename, Archive, Delete)
+    models = (Hello, Send, HistoryRequest, Stop, ListThreads, Search, Rename, Archive, Delete)
     types = {get_args(model.model_fields["type"].annotation)[0] for model in models}
     assert types == frames.CLIENT_FRAME_TYPES
 

@@ -194,3 +194,28 @@ async def test_the_conversation_list_is_asked_renamed_and_searched_over_the_sock
         await tab.send_message(frames.delete("web_0000000000000000"))
         error = await next_frame(tab, "error")
         assert error["code"] == "unknown_thread"
+
+
+async def test_stop_keeps_the_partial_answer_and_says_so(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("one two three four five six seven", chunk_size=4, chunk_delay=0.5))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        async with web.socket() as tab:
+            await hello(tab, TAB)
+            await send(tab, "count slowly", "m1")
+            turn_id = (await next_frame(tab, "turn_started"))["turn_id"]
+            await next_frame(tab, "delta")
+            await tab.send_message(frames.stop(turn_id))
+            reply = await next_frame(tab, "reply")
+            assert "one" in reply["text"] and "seven" not in reply["text"]
+            notice = await next_frame(tab, "notice")
+            assert (notice["text"], notice["turn_id"]) == ("Stopped.", turn_id)
+            await send(tab, "still there?", "m2")  # the thread goes on
+            assert (await next_frame(tab, "reply"))["text"] == "ok"
+        async with web.socket() as tab:
+            history = await hello(tab, TAB)
+    assert [(m["role"], m.get("kind")) for m in history[:3]] == [
+        ("user", None),
+        ("assistant", None),
+        ("system", "notice"),
+    ]
+    assert history[1]["content"] == reply["text"]

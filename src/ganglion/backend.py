@@ -36,7 +36,15 @@ import trio
 
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
-from ganglion.messages import Inbound, Notice, Outbound, TurnFailed, UserMessage, user_turn_id
+from ganglion.messages import (
+    Inbound,
+    Notice,
+    Outbound,
+    StopTurn,
+    TurnFailed,
+    UserMessage,
+    user_turn_id,
+)
 from ganglion.store import (
     ConversationStore,
     OutboxItem,
@@ -145,6 +153,10 @@ class LibraryBackend(InterfaceBackend, Protocol):
         """Messages of the interface's conversations with every word of `text`."""
         ...
 
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        """Ask the thread to stop `turn_id` if it is running (its partial answer is kept)."""
+        ...
+
     async def rename(self, thread_id: str, title: str) -> None: ...
 
     async def archive(self, thread_id: str, archived: bool) -> None: ...
@@ -209,6 +221,13 @@ class DaemonBackend:
 
     async def search(self, interface: str, text: str) -> Sequence[SearchHit]:
         return await self._store.search(interface, text)
+
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        try:
+            with trio.fail_after(SUBMIT_TIMEOUT):
+                await self._threads.send(thread_id, StopTurn(thread_id, turn_id))
+        except (ActorError, trio.TooSlowError):
+            log.warning("could not ask %s to stop %s", thread_id, turn_id, exc_info=True)
 
     async def rename(self, thread_id: str, title: str) -> None:
         await self._store.rename_thread(thread_id, title)

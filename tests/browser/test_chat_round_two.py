@@ -461,3 +461,23 @@ def test_a_screen_reader_hears_who_wrote_what_and_only_the_finished_reply(
     expect(page.locator(".msg.assistant")).to_contain_text("Ganglion said: one two")
     page.wait_for_timeout(200)
     assert page.evaluate("window.announced") == ["Ganglion said: one two three four five six"]
+
+
+def test_stop_during_a_slow_stream_keeps_the_partial_answer(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("one two three four five six seven", chunk_size=4, chunk_delay=0.4))
+    page = open_chat(sized, server)
+    send(page, "count slowly")
+    expect(page.locator(".msg.assistant.streaming")).to_be_visible()
+    page.get_by_role("button", name="Stop").click()
+    reply = page.locator(".msg.assistant:not(.streaming) .text")
+    expect(reply).to_contain_text("one")
+    expect(page.locator(".msg.notice .text")).to_have_text("Stopped.")
+    expect(page.locator("#activity")).to_be_hidden()
+    expect(page.locator(".msg.user")).to_have_attribute("data-state", "answered")
+    assert "seven" not in reply.inner_text()
+    screenshot(page, f"stopped-{size_of(sized)}")
+    page.reload()
+    expect(page.locator(".msg.notice .text")).to_have_text("Stopped.")
+    assert "seven" not in page.locator(".msg.assistant .text").inner_text()

@@ -16,6 +16,9 @@ Client -> server:
         a message or a /command. `id` makes a resend after a reconnect idempotent.
     {"v": 1, "type": "history", "before_id": 123}
         an older page of the transcript.
+    {"v": 1, "type": "stop", "turn_id": "..."}
+        stop a running turn: what it streamed is kept as its `reply`, then a
+        `notice` "Stopped." (a turn not running is left alone).
     {"v": 1, "type": "list_threads", "archived": false}
         the conversations (answered with `threads`).
     {"v": 1, "type": "search", "query": "words"}
@@ -41,7 +44,7 @@ Server -> client:
     tool {turn_id, call_id, tool, phase, arguments, result, ok}
     reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
     failed {turn_id, message}              the turn failed; message is safe to show
-    notice {text}                          command output, reminders, system notes
+    notice {text, turn_id}                 command output, reminders, system notes
     threads {items: [...], archived}       the conversations, most recent first
     search_results {query, hits: [...]}    messages that matched, best first
     error {code, message, id}              a frame was refused; the session goes on.
@@ -92,6 +95,7 @@ __all__ = [
     "SEARCH_RESULTS",
     "SEND",
     "SERVER_FRAME_TYPES",
+    "STOP",
     "THREADS",
     "TOOL",
     "TURN_STARTED",
@@ -134,6 +138,8 @@ __all__ = [
     "SendType",
     "ServerFrame",
     "ServerFrameType",
+    "StopFrame",
+    "StopType",
     "ThreadItem",
     "ThreadsFrame",
     "ThreadsType",
@@ -155,6 +161,7 @@ __all__ = [
     "rename",
     "search",
     "send",
+    "stop",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -178,6 +185,7 @@ SearchType = Literal["search"]
 RenameType = Literal["rename"]
 ArchiveType = Literal["archive"]
 DeleteType = Literal["delete"]
+StopType = Literal["stop"]
 ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
 TurnState = Literal["queued", "running", "done", "failed"]
@@ -199,6 +207,7 @@ SEARCH: Final[SearchType] = "search"
 RENAME: Final[RenameType] = "rename"
 ARCHIVE: Final[ArchiveType] = "archive"
 DELETE: Final[DeleteType] = "delete"
+STOP: Final[StopType] = "stop"
 THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 
@@ -206,6 +215,7 @@ ClientFrameType = Literal[
     HelloType,
     SendType,
     HistoryType,
+    StopType,
     ListThreadsType,
     SearchType,
     RenameType,
@@ -253,6 +263,12 @@ class HistoryRequestFrame(TypedDict):
     before_id: int
 
 
+class StopFrame(TypedDict):
+    v: Version
+    type: StopType
+    turn_id: str
+
+
 class ListThreadsFrame(TypedDict):
     v: Version
     type: ListThreadsType
@@ -289,6 +305,7 @@ ClientFrame = (
     HelloFrame
     | SendFrame
     | HistoryRequestFrame
+    | StopFrame
     | ListThreadsFrame
     | SearchFrame
     | RenameFrame
@@ -384,6 +401,7 @@ class FailedFrame(TypedDict):
 class NoticeFrame(TypedDict):
     type: NoticeType
     text: str
+    turn_id: str | None  # the turn it is about, if any
 
 
 class ErrorFrame(TypedDict):
@@ -455,6 +473,11 @@ def send(message_id: str, text: str) -> str:
 def history_request(before_id: int) -> str:
     """Ask for the page of the transcript before the message `before_id`."""
     return encode(HistoryRequestFrame(v=PROTOCOL_VERSION, type=HISTORY, before_id=before_id))
+
+
+def stop(turn_id: str) -> str:
+    """Stop the running turn `turn_id`."""
+    return encode(StopFrame(v=PROTOCOL_VERSION, type=STOP, turn_id=turn_id))
 
 
 def list_threads(*, archived: bool = False) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "Rename",
     "Search",
     "Send",
+    "Stop",
     "accepted_frame",
     "error_frame",
     "event_frame",
@@ -81,6 +82,11 @@ class HistoryRequest(_Frame):
     before_id: int = Field(ge=1)
 
 
+class Stop(_Frame):
+    type: frames.StopType
+    turn_id: str = Field(min_length=1, max_length=300)
+
+
 class ListThreads(_Frame):
     type: frames.ListThreadsType
     archived: bool = False
@@ -108,7 +114,7 @@ class Delete(_Frame):
     thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
 
 
-_Client = Hello | Send | HistoryRequest | ListThreads | Search | Rename | Archive | Delete
+_Client = Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete
 ClientFrame = Annotated[_Client, Field(discriminator="type")]
 _client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
 
@@ -238,8 +244,8 @@ def event_frame(event: Outbound, turn: Turn | None = None) -> str:
             )
         case TurnFailed(turn_id=turn_id, message=message):
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
-        case Notice(text=text):
-            frame = frames.NoticeFrame(type=frames.NOTICE, text=text)
+        case Notice(text=text, turn_id=turn_id):
+            frame = frames.NoticeFrame(type=frames.NOTICE, text=text, turn_id=turn_id)
     return frames.encode(frame)
 
 

@@ -32,6 +32,7 @@ from ganglion.web.protocol import (
     Rename,
     Search,
     Send,
+    Stop,
     accepted_frame,
     error_frame,
     event_frame,
@@ -202,7 +203,7 @@ async def _read(
 
 
 async def _handle(
-    frame: Hello | Send | HistoryRequest | ListThreads | Search | Rename | Archive | Delete,
+    frame: Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete,
     backend: LibraryBackend,
     hub: Hub,
     config: WebConfig,
@@ -242,6 +243,8 @@ async def _handle(
                 )
             else:
                 outlet.offer(accepted_frame(message_id, submitted))
+        case Stop(turn_id=turn_id):
+            await backend.stop(thread[0], turn_id)
         case HistoryRequest(before_id=before_id):
             page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
             outlet.offer(

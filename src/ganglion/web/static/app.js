@@ -250,10 +250,17 @@ function toolResult(box, result, ok) {
   box.append(el("pre", "", result));
 }
 
-function setActivity(text) {
+let runningTurn = null; // the turn the Stop button stops
+function setActivity(text, turnId) {
+  if (turnId !== undefined) runningTurn = turnId;
+  if (!text) runningTurn = null;
   activity.hidden = !text;
-  activity.textContent = text || "";
+  $("activity-text").textContent = text || "";
+  $("stop").hidden = !runningTurn;
 }
+$("stop").addEventListener("click", () => {
+  if (runningTurn && sendFrame({ type: "stop", turn_id: runningTurn })) setActivity("stopping…");
+});
 
 function showBanner(text, sticky) {
   banner.textContent = text;
@@ -395,7 +402,7 @@ function onFrame(frame) {
         append(chip("reminder", frame.label));
         noteInBackground("Reminder", frame.label || "");
       }
-      if (frame.source !== "heartbeat") setActivity("thinking…");
+      if (frame.source !== "heartbeat") setActivity("thinking…", frame.turn_id);
       break;
     }
     case "delta": {
@@ -465,6 +472,10 @@ function onFrame(frame) {
       }
       append(systemBubble("notice", frame.text));
       announce(frame.text);
+      if (frame.turn_id && frame.turn_id === runningTurn && $("activity-text").textContent === "stopping…") {
+        answered(frame.turn_id);
+        setActivity("");
+      }
       break;
     case "threads":
     case "search_results":
