@@ -219,3 +219,17 @@ async def test_stop_keeps_the_partial_answer_and_says_so(tmp_path: Path, fake_ll
         ("system", "notice"),
     ]
     assert history[1]["content"] == reply["text"]
+
+
+async def test_a_deleted_conversation_cannot_be_opened_again(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as tab:
+        await hello(tab, TAB)
+        await send(tab, "forget me", "m1")
+        await next_frame(tab, "reply")
+        await tab.send_message(frames.delete(TAB))
+        await next_frame(tab, "threads")
+        await tab.send_message(frames.hello(TAB))
+        error = await next_frame(tab, "error", "welcome")
+        assert (error["type"], error["code"]) == ("error", "deleted")

@@ -146,7 +146,7 @@ class LibraryBackend(InterfaceBackend, Protocol):
         ...
 
     async def conversation(self, thread_id: str) -> ThreadSummary | None:
-        """One conversation; None when it was deleted (or never had a message)."""
+        """One conversation (a deleted one says so); None when it is unknown."""
         ...
 
     async def search(self, interface: str, text: str) -> Sequence[SearchHit]:

@@ -223,6 +223,7 @@ class ThreadSummary:
     created_at: float
     updated_at: float | None
     archived: bool
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +321,7 @@ def _summary(row: Mapping[str, Any]) -> ThreadSummary:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         archived=bool(row["archived"]),
+        deleted=bool(row["deleted"]),
     )
 
 
@@ -660,11 +662,9 @@ class ConversationStore(SQLiteStore):
         return tuple(_summary(r) for r in rows)
 
     async def thread_summary(self, thread_id: str) -> ThreadSummary | None:
-        """One conversation as the list shows it; None if it is unknown or deleted."""
+        """One conversation as the list shows it (`deleted` ones too); None if unknown."""
         rows = await self._read(
-            lambda: self._rows(
-                "SELECT * FROM threads WHERE thread_id = ? AND deleted = 0", (thread_id,)
-            )
+            lambda: self._rows("SELECT * FROM threads WHERE thread_id = ?", (thread_id,))
         )
         return _summary(rows[0]) if rows else None
 

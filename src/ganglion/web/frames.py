@@ -51,7 +51,9 @@ Server -> client:
                                            `id` names the refused send (null for other
                                            frames): that message was not taken and
                                            will not be answered (`too_large`,
-                                           `rate_limited`, `bad_frame`, `not_stored`)
+                                           `rate_limited`, `bad_frame`, `not_stored`).
+                                           A hello for a deleted conversation gets
+                                           `deleted` and binds nothing
 
 Errors never end the session except for `unauthorised` handshakes and repeated floods,
 which close the socket with a reason.

@@ -212,6 +212,10 @@ async def _handle(
 ) -> None:
     match frame:
         case Hello(thread_id=thread_id):
+            summary = await backend.conversation(thread_id)
+            if summary is not None and summary.deleted:
+                outlet.offer(error_frame("deleted", "this conversation was deleted"))
+                return
             if thread and thread[0] != thread_id:
                 hub.remove(thread[0], outlet)
             thread[:] = [thread_id]

@@ -484,7 +484,10 @@ function onFrame(frame) {
     case "error": {
       const entry = frame.id ? outgoing.get(frame.id) : null;
       if (entry) setState(entry, "failed", frame.message);
-      else showBanner(frame.message);
+      else if (frame.code === "deleted") {
+        showBanner("This conversation was deleted. Start a new chat from the list.", true);
+        input.disabled = true;
+      } else showBanner(frame.message);
       break;
     }
   }
