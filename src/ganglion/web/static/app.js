@@ -546,7 +546,7 @@ function connect() {
     if (!opened && (await tokenRefused())) {
       setStatus("refused", "not signed in");
       showBanner(
-        "This tab's access token is no longer valid. Open the link that `ganglion run` printed (it ends in ?token=…).",
+        "This tab's access token is no longer valid. Open the link that “ganglion run” printed (it ends in ?token=…).",
         true,
       );
       return;
