@@ -97,7 +97,8 @@ async def test_new_archives_the_conversation_and_starts_fresh(
     contents = [m["content"] for m in fake_llm.requests[-1]["messages"][1:]]
     assert contents == ["what number?"]
     with sqlite3.connect(tmp_path / "conversation.db") as conn:
-        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (4,)  # archived, kept
+        kept = "SELECT count(*) FROM messages WHERE kind IS NULL"
+        assert conn.execute(kept).fetchone() == (4,)  # archived, kept
 
 
 async def test_reminders_command_asks_the_reminder_actor(tmp_path: Path, fake_llm: FakeLLM) -> None:

@@ -134,6 +134,7 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
     assert raw(db_path, "SELECT name FROM _migrations ORDER BY rowid") == [
         ("create_tables",),
         ("index_undelivered_outbox",),
+        ("display_rows_titles_and_search",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
     assert {"threads", "messages", "turns", "outbox", "messages_by_thread"} <= tables

@@ -13,6 +13,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from ganglion.web.session import FLOOD_CLOSE_AFTER
+from tests.support.daemon import open_daemon
 from tests.support.fakellm import FakeLLM, Reply
 from tests.support.web import hello, next_frame, open_web_daemon, send, web_config
 
@@ -90,7 +91,20 @@ async def test_a_message_streams_a_reply_to_its_own_tab_only(
         assert await hello(tab_a, TAB_A) == []
         await hello(tab_b, TAB_B)
         await send(tab_a, "hi there")
-        assert (await next_frame(tab_a))["type"] == "turn_started"
+        assert await next_frame(tab_a) == {
+            "type": "accepted",
+            "id": "m1",
+            "turn_id": f"{TAB_A}/m1",
+            "state": "queued",
+            "duplicate": False,
+        }
+        started = await next_frame(tab_a)
+        assert started == {
+            "type": "turn_started",
+            "turn_id": f"{TAB_A}/m1",
+            "source": "user",
+            "label": None,
+        }
         delta = await next_frame(tab_a, "delta")
         assert delta["text"] == "Hello"
         reply = await next_frame(tab_a, "reply")
@@ -177,6 +191,7 @@ async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: Fak
                 "type": "error",
                 "code": "rate_limited",
                 "message": "too many frames; slow down",
+                "id": None,
             } in frames
         await send(other, "the daemon still answers others")
         assert (await next_frame(other, "reply"))["text"] == "ok"
@@ -246,3 +261,28 @@ async def test_a_slow_delivery_mark_never_holds_up_the_other_tabs(
         with trio.fail_after(10):
             while await web.services.store.undelivered():
                 await trio.sleep(0.01)
+
+
+async def test_the_link_with_the_token_goes_to_the_terminal_never_to_the_log(
+    tmp_path: Path, fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    caplog.set_level("DEBUG")
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        token = web.token
+    terminal = capsys.readouterr().err
+    assert f"open the web chat at {web.base}/?token={token}" in terminal
+    assert all(token not in record.getMessage() for record in caplog.records)
+    assert any("web chat ready at" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_configured_token_is_not_printed(
+    tmp_path: Path, fake_llm: FakeLLM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "configured-" + "t" * 30
+    config = web_config(tmp_path, fake_llm.base_url, web={"token": token})
+    async with open_daemon(config) as daemon:
+        assert daemon.web is not None
+        base = daemon.web.binds[0]
+    terminal = capsys.readouterr().err
+    assert f"open the web chat at {base}/ (with web.token)" in terminal
+    assert token not in terminal

@@ -9,18 +9,30 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
+from ganglion.backend import Submitted
 from ganglion.messages import FinalReply, Notice, TextDelta, ToolActivity, TurnFailed, TurnStarted
-from ganglion.store import StoredMessage
+from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.transcript import ChatMessage, ToolCall
 from ganglion.web import frames
 from ganglion.web.protocol import (
+    Archive,
+    Delete,
     Hello,
     HistoryRequest,
+    ListThreads,
+    Rename,
+    Search,
     Send,
+    Stop,
+    accepted_frame,
     error_frame,
     event_frame,
     history_frame,
     parse_client_frame,
+    search_frame,
+    send_id,
+    threads_frame,
+    turn_label,
     welcome_frame,
 )
 
@@ -50,6 +62,18 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
     assert parse_client_frame(frames.history_request(12)) == HistoryRequest(
         type="history", before_id=12
     )
+    assert parse_client_frame(frames.list_threads(archived=True)) == ListThreads(
+        type="list_threads", archived=True
+    )
+    assert parse_client_frame(frames.search("cats")) == Search(type="search", query="cats")
+    assert parse_client_frame(frames.rename(TAB, "Cats")) == Rename(
+        type="rename", thread_id=TAB, title="Cats"
+    )
+    assert parse_client_frame(frames.archive(TAB)) == Archive(
+        type="archive", thread_id=TAB, archived=True
+    )
+    assert parse_client_frame(frames.delete(TAB)) == Delete(type="delete", thread_id=TAB)
+    assert parse_client_frame(frames.stop("t1")) == Stop(type="stop", turn_id="t1")
 
 
 @pytest.mark.parametrize(
@@ -58,6 +82,12 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
         (Hello, frames.HelloFrame),
         (Send, frames.SendFrame),
         (HistoryRequest, frames.HistoryRequestFrame),
+        (Stop, frames.StopFrame),
+        (ListThreads, frames.ListThreadsFrame),
+        (Search, frames.SearchFrame),
+        (Rename, frames.RenameFrame),
+        (Archive, frames.ArchiveFrame),
+        (Delete, frames.DeleteFrame),
     ],
 )
 def test_the_server_models_have_the_fields_of_the_shared_definition(
@@ -67,7 +97,7 @@ def test_the_server_models_have_the_fields_of_the_shared_definition(
 
 
 def test_the_client_frame_types_are_the_server_models_types() -> None:
-    models = (Hello, Send, HistoryRequest)
+    models = (Hello, Send, HistoryRequest, Stop, ListThreads, Search, Rename, Archive, Delete)
     types = {get_args(model.model_fields["type"].annotation)[0] for model in models}
     assert types == frames.CLIENT_FRAME_TYPES
 
@@ -75,8 +105,14 @@ def test_the_client_frame_types_are_the_server_models_types() -> None:
 @pytest.mark.parametrize(
     ("raw", "typed_dict"),
     [
-        (welcome_frame(TAB), frames.WelcomeFrame),
+        (welcome_frame(TAB, 65536), frames.WelcomeFrame),
         (error_frame("bad_frame", "no"), frames.ErrorFrame),
+        (accepted_frame("m1", Submitted(f"{TAB}/m1", "queued")), frames.AcceptedFrame),
+        (
+            threads_frame([ThreadSummary(TAB, "Cats", 0.0, 1.0, False)], archived=False),
+            frames.ThreadsFrame,
+        ),
+        (search_frame("cat", [SearchHit(TAB, "Cats", 3, "[cat]s")]), frames.SearchResultsFrame),
         (event_frame(TurnStarted(TAB, "t1")), frames.TurnStartedFrame),
         (event_frame(TextDelta(TAB, "t1", "Hel")), frames.DeltaFrame),
         (event_frame(ToolActivity(TAB, "t1", "c1", "shell", "start", "{}")), frames.ToolFrame),
@@ -117,3 +153,55 @@ def test_history_items_have_the_defined_fields() -> None:
 )
 def test_the_client_skips_what_is_not_a_frame_it_knows(raw: str | bytes) -> None:
     assert frames.parse_server_frame(raw) is None
+
+
+def test_a_reminder_turn_shows_its_text_never_its_instructions() -> None:
+    content = "[A reminder you scheduled earlier is due now (x). Act on it.]\nstretch"
+    turn = Turn("t1", TAB, "reminder", "running", ChatMessage("user", content), 0.0)
+    frame = json.loads(event_frame(TurnStarted(TAB, "t1"), turn))
+    assert (frame["source"], frame["label"]) == ("reminder", "stretch")
+    page = [StoredMessage(1, TAB, "t1", ChatMessage("user", content), 0.0, source="reminder")]
+    item = json.loads(history_frame(page, more=False))["messages"][0]
+    assert item["label"] == "stretch" and item["content"] is None
+    assert turn_label("heartbeat", "[Heartbeat review ...]\ngoals") == "Heartbeat review"
+
+
+def test_a_quiet_heartbeat_review_is_left_out_of_the_history() -> None:
+    page = [
+        StoredMessage(
+            1, TAB, "h1", ChatMessage("user", "[review]\ngoals"), 0.0, source="heartbeat"
+        ),
+        StoredMessage(2, TAB, "h1", ChatMessage("assistant", "HEARTBEAT_OK"), 0.0),
+        StoredMessage(3, TAB, "t2", ChatMessage("user", "hi"), 0.0, source="user"),
+    ]
+    items = json.loads(history_frame(page, more=False))["messages"]
+    assert [item["id"] for item in items] == [3]
+
+
+def test_queued_turns_end_the_first_page_marked_queued() -> None:
+    queued = Turn("t9", TAB, "user", "queued", ChatMessage("user", "later"), 0.0)
+    items = json.loads(history_frame([], more=False, queued=[queued]))["messages"]
+    assert items == [
+        {
+            "id": 0,
+            "role": "user",
+            "content": "later",
+            "turn_id": "t9",
+            "source": "user",
+            "label": None,
+            "queued": True,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (frames.send("m7", "x" * 100_000), "m7"),
+        (frames.history_request(3), None),
+        ('{"type": "send", "id": 5}', None),
+        ("not json", None),
+    ],
+)
+def test_a_refused_send_is_named_by_its_id(raw: str, expected: str | None) -> None:
+    assert send_id(raw) == expected

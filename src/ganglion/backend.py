@@ -14,6 +14,12 @@ Rules an interface keeps:
 2. A reply is marked delivered only after the other side accepted it (a homeserver's
    answer to the send, a websocket send that did not fail).
 
+The web chat shows a conversation from the store alone, so the daemon keeps, for the
+interfaces in `KEEPS_TRANSCRIPT`, what the model never sees beside what it does: a command
+as typed (recorded by `submit`, before its thread runs it), and the notices and failed
+turns its thread emits (recorded by `DisplayJournal`, the delivery router's journal, in
+the emitting thread's task, so they keep their place among the thread's own rows).
+
 How an interface runs (`interface_child`): under the root supervisor, holding the delivery
 route of the threads it owns (those whose `interface_for` is its name) for as long as it
 runs, and restarted with backoff for as long as it fails, never escalating.
@@ -21,27 +27,55 @@ runs, and restarted with backoff for as long as it fails, never escalating.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Final, Literal, Protocol
 
 import trio
 
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
-from ganglion.messages import Inbound, Outbound, UserMessage
-from ganglion.store import ConversationStore, OutboxItem, StoredMessage
+from ganglion.messages import (
+    Inbound,
+    Notice,
+    Outbound,
+    StopTurn,
+    TurnFailed,
+    UserMessage,
+    user_turn_id,
+)
+from ganglion.store import (
+    ConversationStore,
+    OutboxItem,
+    SearchHit,
+    StoredMessage,
+    StoreError,
+    ThreadSummary,
+    Turn,
+)
+from ganglion.threads.commands import parse_command
 from ganglion.threads.ids import interface_for
 from ganglion_actors import ActorError, ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = [
     "INTERFACE_BACKOFF",
+    "KEEPS_TRANSCRIPT",
     "SUBMIT_TIMEOUT",
     "DaemonBackend",
+    "DisplayJournal",
     "InterfaceBackend",
+    "LibraryBackend",
     "SubmitError",
+    "Submitted",
     "interface_child",
 ]
+
+log = logging.getLogger(__name__)
+
+# The interfaces whose conversations are shown from the store (commands, notices and
+# failed turns are kept for them too); a Matrix room keeps its own.
+KEEPS_TRANSCRIPT: Final = frozenset({"web"})
 
 # How long a thread may take to make a message durable before `submit` gives up.
 SUBMIT_TIMEOUT = 30.0
@@ -55,13 +89,29 @@ class SubmitError(GanglionError):
     the interface must not acknowledge it, so the sender can send it again."""
 
 
+TurnState = Literal["queued", "running", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What `submit` made of a message: its turn (None for a command, which is not one)
+    and that turn's state: 'queued' when it was new; for a resubmission (`duplicate`),
+    the state the first submission's turn is in now ('done' for a command run already)."""
+
+    turn_id: str | None
+    state: TurnState
+    duplicate: bool = False
+
+
 class InterfaceBackend(Protocol):
     """What an interface actor needs from the daemon."""
 
-    async def submit(self, message: UserMessage) -> None:
+    async def submit(self, message: UserMessage) -> Submitted:
         """Hand `message` to its thread; return once it is durable.
 
-        Error handling: `SubmitError` when it is not (do not acknowledge it).
+        Idempotent by `message.message_id`: a message sent again is not handed over
+        twice, and its first turn's state is returned. Error handling: `SubmitError` when
+        it is not durable (do not acknowledge it).
         """
         ...
 
@@ -80,23 +130,113 @@ class InterfaceBackend(Protocol):
         ...
 
 
+class LibraryBackend(InterfaceBackend, Protocol):
+    """What an interface that lists its conversations needs too (the web chat)."""
+
+    async def turn(self, turn_id: str) -> Turn | None:
+        """The turn `turn_id` as stored (its source and state), None if unknown."""
+        ...
+
+    async def queued(self, thread_id: str) -> Sequence[Turn]:
+        """The thread's turns waiting to start (not yet in its history), oldest first."""
+        ...
+
+    async def conversations(self, interface: str, *, archived: bool) -> Sequence[ThreadSummary]:
+        """The interface's conversations that have messages, most recent first."""
+        ...
+
+    async def conversation(self, thread_id: str) -> ThreadSummary | None:
+        """One conversation (a deleted one says so); None when it is unknown."""
+        ...
+
+    async def search(self, interface: str, text: str) -> Sequence[SearchHit]:
+        """Messages of the interface's conversations with every word of `text`."""
+        ...
+
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        """Ask the thread to stop `turn_id` if it is running (its partial answer is kept)."""
+        ...
+
+    async def rename(self, thread_id: str, title: str) -> None: ...
+
+    async def archive(self, thread_id: str, archived: bool) -> None: ...
+
+    async def delete(self, thread_id: str) -> None: ...
+
+
 class DaemonBackend:
-    """`InterfaceBackend` over the thread registry and the conversation store."""
+    """`LibraryBackend` over the thread registry and the conversation store."""
 
     def __init__(self, threads: Registry[str, Inbound], store: ConversationStore) -> None:
         self._threads = threads
         self._store = store
 
-    async def submit(self, message: UserMessage) -> None:
+    async def submit(self, message: UserMessage) -> Submitted:
+        thread_id = message.thread_id
+        turn_id = user_turn_id(thread_id, message.message_id) if message.message_id else None
+        command = parse_command(message.text) is not None
+        recorded: StoredMessage | None = None
         try:
+            if command and message.interface in KEEPS_TRANSCRIPT:
+                # Recorded before the thread has it, so its output lands after it.
+                recorded, created = await self._store.record(
+                    thread_id, "command", message.text, interface=message.interface, turn_id=turn_id
+                )
+                if not created:
+                    return Submitted(None, "done", duplicate=True)
+            elif not command and turn_id is not None:
+                existing = await self._store.turn(turn_id)
+                if existing is not None:
+                    return Submitted(turn_id, _state(existing.state), duplicate=True)
             with trio.fail_after(SUBMIT_TIMEOUT):
                 await self._threads.ask(
-                    message.thread_id, lambda accepted: replace(message, accepted=accepted)
+                    thread_id, lambda accepted: replace(message, accepted=accepted)
                 )
-        except (ActorError, trio.TooSlowError) as exc:
+        except (ActorError, trio.TooSlowError, StoreError) as exc:
+            if recorded is not None:
+                with trio.CancelScope(shield=True):
+                    await self._forget(recorded.id)
             raise SubmitError(
-                f"{message.thread_id} did not store the message ({type(exc).__name__})"
+                f"{thread_id} did not store the message ({type(exc).__name__})"
             ) from exc
+        return Submitted(None if command else turn_id, "queued")
+
+    async def _forget(self, message_id: int) -> None:
+        try:
+            await self._store.forget(message_id)
+        except StoreError:
+            log.warning("a command its thread did not take stays recorded", exc_info=True)
+
+    async def turn(self, turn_id: str) -> Turn | None:
+        return await self._store.turn(turn_id)
+
+    async def queued(self, thread_id: str) -> Sequence[Turn]:
+        return await self._store.queued_turns(thread_id)
+
+    async def conversations(self, interface: str, *, archived: bool) -> Sequence[ThreadSummary]:
+        return await self._store.list_threads(interface, archived=archived)
+
+    async def conversation(self, thread_id: str) -> ThreadSummary | None:
+        return await self._store.thread_summary(thread_id)
+
+    async def search(self, interface: str, text: str) -> Sequence[SearchHit]:
+        return await self._store.search(interface, text)
+
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        try:
+            with trio.fail_after(SUBMIT_TIMEOUT):
+                await self._threads.send(thread_id, StopTurn(thread_id, turn_id))
+        except (ActorError, trio.TooSlowError):
+            log.warning("could not ask %s to stop %s", thread_id, turn_id, exc_info=True)
+
+    async def rename(self, thread_id: str, title: str) -> None:
+        await self._store.rename_thread(thread_id, title)
+
+    async def archive(self, thread_id: str, archived: bool) -> None:
+        await self._store.archive_thread(thread_id, archived)
+
+    async def delete(self, thread_id: str) -> None:
+        await self._store.delete_thread(thread_id)
 
     async def history(
         self, thread_id: str, *, before_id: int | None, limit: int
@@ -108,6 +248,42 @@ class DaemonBackend:
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
         await self._store.mark_delivered(outbox_ids)
+
+
+def _state(state: str) -> TurnState:
+    match state:
+        case "queued" | "running" | "done" | "failed":
+            return state
+    raise StoreError(f"a turn in an unknown state {state!r}")
+
+
+class DisplayJournal:
+    """The delivery router's journal: records the notices and failed turns of the
+    conversations of `KEEPS_TRANSCRIPT` interfaces, so they come back with the history.
+
+    Error handling: a record that cannot be written is logged and the event delivered
+    anyway (a live tab still sees it)."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    async def __call__(self, event: Outbound) -> None:
+        interface = interface_for(event.thread_id)
+        if interface not in KEEPS_TRANSCRIPT:
+            return
+        match event:
+            case Notice(text=text, turn_id=turn_id):
+                kind = "notice"
+            case TurnFailed(message=text, turn_id=turn_id):
+                kind = "failed"
+            case _:
+                return
+        try:
+            await self._store.record(
+                event.thread_id, kind, text, interface=interface, turn_id=turn_id
+            )
+        except StoreError:
+            log.warning("a %s for %s was not recorded", kind, event.thread_id, exc_info=True)
 
 
 def interface_child(name: str, run: ActorFn, router: DeliveryRouter) -> ChildSpec[Outbound]:

@@ -4,12 +4,16 @@ Each interface registers which thread ids it owns (`web_…` tabs, `!room:server
 the mailbox that takes its events. The thread actor never knows which interface it talks
 to. An event with no live route is dropped here on purpose: final replies are already in
 the store's outbox, and the interface delivers them when it is back.
+
+A `journal`, when given, sees every event before it is routed, in the emitter's task: it
+records what an interface shows from the store later (the web chat's notices and failed
+turns, `backend.DisplayJournal`), in order with the rows the emitter writes next.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,7 +56,8 @@ class DeliveryRouter:
     handling: `deliver` waits while the sink's mailbox is full, never longer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Callable[[Outbound], Awaitable[None]] | None = None) -> None:
+        self._journal = journal
         self._routes: dict[str, _Route] = {}
         self._delivered = 0
         self._unrouted = 0
@@ -90,7 +95,11 @@ class DeliveryRouter:
 
         Interfaces drain their mailbox without waiting on any client or on the disk (a
         slow web socket is closed, delivery marks are written beside the loop), so the
-        wait is short and one slow client never holds up another conversation."""
+        wait is short and one slow client never holds up another conversation. The
+        journal, if any, records the event first (and never raises); observers see it
+        next."""
+        if self._journal is not None:
+            await self._journal(event)
         for observer in self._observers:
             observer(event)
         sink = self.route_for(event.thread_id)

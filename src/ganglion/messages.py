@@ -9,6 +9,7 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
     HeartbeatReview   the heartbeat asks a thread to review its goals
     GetThreadInfo     request/reply: the thread's state (for status views and tests)
     Wake              activate a thread so it answers turns cut off before a restart
+    StopTurn          the owner stops a running turn (its partial answer is kept)
 
 Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
@@ -49,6 +50,7 @@ __all__ = [
     "ReminderDue",
     "ReminderInfo",
     "ReminderRequest",
+    "StopTurn",
     "TextDelta",
     "ThreadInfo",
     "ToolActivity",
@@ -58,6 +60,7 @@ __all__ = [
     "UserMessage",
     "Wake",
     "reminder_turn_id",
+    "user_turn_id",
 ]
 
 Interface = Literal["web", "matrix", "system"]
@@ -76,6 +79,12 @@ class UserMessage:
     sender: str | None = None
     message_id: str | None = None
     accepted: Reply[None] | None = None
+
+
+def user_turn_id(thread_id: str, message_id: str) -> str:
+    """The turn id of a person's message that carries its interface's id (a web client's
+    message id, a Matrix event id): a resubmission finds its turn."""
+    return f"{thread_id}/{message_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,16 @@ class Wake:
     thread_id: str
 
 
-Inbound = UserMessage | ReminderDue | HeartbeatReview | GetThreadInfo | Wake
+@dataclass(frozen=True, slots=True)
+class StopTurn:
+    """Stop `turn_id` if it is running: the thread keeps what was streamed so far as the
+    turn's answer and says it was stopped. A turn not running is left alone."""
+
+    thread_id: str
+    turn_id: str
+
+
+Inbound = UserMessage | ReminderDue | HeartbeatReview | GetThreadInfo | Wake | StopTurn
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
 
-from ganglion.backend import DaemonBackend
+from ganglion.backend import DaemonBackend, DisplayJournal
 from ganglion.config import Config
 from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
@@ -116,7 +116,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         store=store,
         llm=llm,
         compaction_llm=compaction_llm,
-        router=DeliveryRouter(),
+        router=DeliveryRouter(journal=DisplayJournal(store)),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
         tools=ToolRegistry(builtin_tools(config, reminders, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),

@@ -27,9 +27,10 @@ def test_open_with_token_send_and_see_a_streamed_reply(
     answer = "Here is **bold** and a list:\n\n- one\n- two\n\n```python\nprint('hi')\n```"
     server.fake.script(Reply(answer, chunk_size=3, chunk_delay=0.03))
     page = open_chat(context, server)
-    assert page.url == f"{server.web.base}/"  # the token left the address bar
+    thread = page.evaluate("window.ganglionThread")
+    assert page.url == f"{server.web.base}/c/{thread}"  # the token left the address bar
     send(page, "hello there")
-    expect(page.locator(".msg.user")).to_have_text("hello there")
+    expect(page.locator(".msg.user .text")).to_have_text("hello there")
     page.wait_for_selector(".msg.assistant.streaming")  # tokens arrive before the reply ends
     reply = page.locator(".msg.assistant:not(.streaming)")
     expect(reply.locator("strong")).to_have_text("bold")
@@ -48,8 +49,8 @@ def test_shift_enter_makes_a_new_line_and_enter_sends(
     page.type("#input", "line two")
     assert page.input_value("#input") == "line one\nline two"
     page.press("#input", "Enter")
-    expect(page.locator(".msg.user")).to_have_text("line one\nline two")
-    expect(page.locator(".msg.assistant")).to_have_text("ok")
+    expect(page.locator(".msg.user .text")).to_have_text("line one\nline two")
+    expect(page.locator(".msg.assistant .text")).to_have_text("ok")
 
 
 def test_two_tabs_are_separate_conversations(context: BrowserContext, server: ServerThread) -> None:
@@ -57,7 +58,7 @@ def test_two_tabs_are_separate_conversations(context: BrowserContext, server: Se
     second = open_chat(context, server)
     assert first.evaluate("window.ganglionThread") != second.evaluate("window.ganglionThread")
     send(first, "only in the first tab")
-    expect(first.locator(".msg.assistant")).to_have_text("ok")
+    expect(first.locator(".msg.assistant .text")).to_have_text("ok")
     second.wait_for_timeout(300)
     expect(second.locator(".msg")).to_have_count(0)
 
@@ -67,18 +68,18 @@ def test_reload_keeps_the_conversation(context: BrowserContext, server: ServerTh
     page = open_chat(context, server)
     thread = page.evaluate("window.ganglionThread")
     send(page, "remember me")
-    expect(page.locator(".msg.assistant")).to_have_text("remembered")
+    expect(page.locator(".msg.assistant .text")).to_have_text("remembered")
     page.reload()
     page.wait_for_selector("#status.connected")
     assert page.evaluate("window.ganglionThread") == thread
-    expect(page.locator(".msg.user")).to_have_text("remember me")
-    expect(page.locator(".msg.assistant")).to_have_text("remembered")
+    expect(page.locator(".msg.user .text")).to_have_text("remember me")
+    expect(page.locator(".msg.assistant .text")).to_have_text("remembered")
 
 
 def test_new_clears_the_conversation(context: BrowserContext, server: ServerThread) -> None:
     page = open_chat(context, server)
     send(page, "something old")
-    expect(page.locator(".msg.assistant")).to_have_text("ok")
+    expect(page.locator(".msg.assistant .text")).to_have_text("ok")
     send(page, "/new")
     expect(page.locator(".msg.notice")).to_contain_text("Started a new conversation")
     expect(page.locator(".msg.user")).to_have_count(0)
@@ -102,7 +103,7 @@ def test_a_reminder_is_delivered_into_the_tab(
         lambda reply: AddReminder("water the plants", "at", spec, reply, thread_id=thread),
     )
     assert info.next_fire is not None
-    expect(page.locator(".msg.assistant")).to_have_text(
+    expect(page.locator(".msg.assistant .text")).to_have_text(
         "⏰ Time to water the plants!", timeout=20_000
     )
     assert "water the plants" in server.fake.requests[-1]["messages"][-1]["content"]
@@ -158,7 +159,7 @@ def test_phone_width_layout(browser, server: ServerThread) -> None:  # type: ign
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     page = open_chat(context, server)
     send(page, "hi from a phone")
-    expect(page.locator(".msg.assistant")).to_have_text("ok")
+    expect(page.locator(".msg.assistant .text")).to_have_text("ok")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360
     screenshot(page, "phone")
@@ -174,15 +175,15 @@ def test_the_tab_reconnects_after_a_daemon_restart_without_duplicates(
     with serve_in_thread(tmp_path, web={"port": port}) as first:
         page = open_chat(context, first)
         send(page, "before the restart")
-        expect(page.locator(".msg.assistant")).to_have_text("ok")
-    expect(page.locator("#status")).to_have_text("reconnecting…")
+        expect(page.locator(".msg.assistant .text")).to_have_text("ok")
+    expect(page.locator("#status")).to_have_text("Disconnected")
     send(page, "typed while the daemon was down")
     with serve_in_thread(tmp_path, web={"port": port}):
         expect(page.locator("#status.connected")).to_be_visible(timeout=20_000)
-        expect(page.locator(".msg.user")).to_have_text(
+        expect(page.locator(".msg.user .text")).to_have_text(
             ["before the restart", "typed while the daemon was down"], timeout=20_000
         )
-        expect(page.locator(".msg.assistant")).to_have_text(["ok", "ok"], timeout=20_000)
+        expect(page.locator(".msg.assistant .text")).to_have_text(["ok", "ok"], timeout=20_000)
         page.reload()
         page.wait_for_selector("#status.connected")
         expect(page.locator(".msg.user")).to_have_count(2)
@@ -199,7 +200,7 @@ def test_tool_calls_show_as_expandable_blocks_live_and_after_reload(
     )
     page = open_chat(context, server)
     send(page, "run something")
-    expect(page.locator(".msg.assistant")).to_have_text(
+    expect(page.locator(".msg.assistant .text")).to_have_text(
         "The shell said hello; the file is missing."
     )
     for view in ("live", "restored"):

@@ -3,12 +3,9 @@
 Pure functions, no I/O.
 
 - `message_content(text)`: `body` is the Markdown text itself (what clients without
-  HTML show), `formatted_body` its rendering in `org.matrix.custom.html`. The renderer is
-  markdown-it-py (CommonMark, plus tables and strikethrough) with raw HTML off: HTML in
-  the model's text comes out escaped, as text. Links whose scheme is not safe
-  (`javascript:`, `vbscript:`, `file:`, `data:`) are not made into links, and images are
-  not rendered (Matrix only shows `mxc://` images; a remote URL would leak the reader's
-  address). Single newlines stay line breaks, as people expect in chat.
+  HTML show), `formatted_body` its rendering in `org.matrix.custom.html`, by the rules
+  the web chat uses too (`ganglion.markdown`: CommonMark, tables and strikethrough, raw
+  HTML escaped, no images, no unsafe links, single newlines kept).
 - `split_reply(text)`: a reply too large for one event becomes several, cut on
   paragraph boundaries (a fenced code block is cut between its lines and each piece is
   fenced again); a paragraph larger than an event alone is cut between lines, then
@@ -25,25 +22,14 @@ import json
 import re
 from typing import Any, Final
 
-from markdown_it import MarkdownIt
+from ganglion.markdown import render_html
 
 __all__ = ["MAX_CONTENT_BYTES", "message_content", "render_html", "split_reply"]
 
 MAX_CONTENT_BYTES: Final = 30_000
 HTML_FORMAT: Final = "org.matrix.custom.html"
 
-_markdown = (
-    MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
-    .enable(["table", "strikethrough"])
-    .disable("image")
-)
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-
-
-def render_html(text: str) -> str:
-    """`text` (Markdown) as sanitised HTML for `formatted_body`."""
-    html: str = _markdown.render(text)
-    return html.strip()
 
 
 def message_content(text: str, *, msgtype: str = "m.text") -> dict[str, Any]:

@@ -6,10 +6,12 @@ from ganglion.store.conversations import (
     ConversationStore,
     FinishedTurn,
     OutboxItem,
+    SearchHit,
     StoredMessage,
     StoreError,
     StoreStatistics,
     ThreadState,
+    ThreadSummary,
     Turn,
 )
 from ganglion.store.migrations import Migration, MigrationError, Migrations
@@ -23,9 +25,11 @@ __all__ = [
     "Migrations",
     "OutboxItem",
     "SQLiteStore",
+    "SearchHit",
     "StoreError",
     "StoreStatistics",
     "StoredMessage",
     "ThreadState",
+    "ThreadSummary",
     "Turn",
 ]

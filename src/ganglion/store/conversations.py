@@ -66,14 +66,20 @@ __all__ = [
     "ConversationStore",
     "FinishedTurn",
     "OutboxItem",
+    "SearchHit",
     "StoreError",
     "StoreStatistics",
     "StoredMessage",
     "ThreadState",
+    "ThreadSummary",
     "Turn",
 ]
 
 PENDING = ("queued", "running")
+TITLE_CHARS = 80
+DISPLAY_KINDS = ("command", "notice", "failed")
+# What the search index holds: the words of the conversation, not tool output.
+_SEARCHED = "new.kind IS NULL AND new.role IN ('user', 'assistant') AND new.content IS NOT NULL"
 
 migrations = Migrations("conversation")
 
@@ -151,14 +157,83 @@ def index_undelivered_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_undelivered_all ON outbox (id) WHERE delivered_at IS NULL")
 
 
+@migrations.migration
+def display_rows_titles_and_search(db: sqlite_utils.Database) -> None:
+    # Rows shown to the owner but never to the model (`kind`: a command, its output, a
+    # notice, a failed turn's message), in the same id order as the conversation.
+    db.execute("ALTER TABLE messages ADD COLUMN kind TEXT")
+    db.execute("CREATE INDEX messages_by_turn ON messages (turn_id)")
+    db.execute("ALTER TABLE threads ADD COLUMN title TEXT")
+    db.execute("ALTER TABLE threads ADD COLUMN custom_title TEXT")
+    db.execute("ALTER TABLE threads ADD COLUMN updated_at REAL")
+    db.execute("ALTER TABLE threads ADD COLUMN archived INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE threads ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE threads SET updated_at = (SELECT MAX(created_at) FROM messages "
+        "WHERE messages.thread_id = threads.thread_id)"
+    )
+    db.execute(
+        "UPDATE threads SET title = (SELECT substr(json_extract(t.input, '$.content'), 1, ?) FROM turns t "
+        "WHERE t.thread_id = threads.thread_id AND t.source = 'user' ORDER BY t.created_at "
+        "LIMIT 1)",
+        (TITLE_CHARS,),
+    )
+    db.execute(
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+        "content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        f"CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN {_SEARCHED} "
+        "BEGIN INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content); END"
+    )
+    db.execute(
+        f"CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
+        f"WHEN {_SEARCHED.replace('new.', 'old.')} BEGIN INSERT INTO messages_fts "
+        "(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END"
+    )
+    db.execute(
+        "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages "
+        f"WHERE {_SEARCHED.replace('new.', '')}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
+    """One row of a conversation. `kind` is None for what the model sees, else what the
+    owner is shown beside it ('command', 'notice', 'failed'); `source` is the kind of
+    turn ('user', 'reminder', 'heartbeat') when this is a turn's input."""
+
     id: int
     thread_id: str
     turn_id: str | None
     message: ChatMessage
     created_at: float
     meta: Mapping[str, Any] | None = None
+    kind: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """A conversation as a list of them shows it: `title` is the owner's, else the start
+    of its first message."""
+
+    thread_id: str
+    title: str
+    created_at: float
+    updated_at: float | None
+    archived: bool
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message that matched a search; `snippet` marks the matches with [ and ]."""
+
+    thread_id: str
+    title: str
+    message_id: int
+    snippet: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +309,35 @@ def _stored(row: Mapping[str, Any]) -> StoredMessage:
         message=_decode(row),
         created_at=row["created_at"],
         meta=json.loads(row["meta"]) if row["meta"] is not None else None,
+        kind=row["kind"],
+        source=row.get("source"),
     )
+
+
+def _summary(row: Mapping[str, Any]) -> ThreadSummary:
+    return ThreadSummary(
+        thread_id=row["thread_id"],
+        title=row["custom_title"] or row["title"] or "New chat",
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        archived=bool(row["archived"]),
+        deleted=bool(row["deleted"]),
+    )
+
+
+def fts_query(text: str) -> str:
+    """The owner's words as an FTS5 query: every word must appear (the last one may be
+    the start of a word); quotes and operators are taken literally."""
+    words = text.split()
+    quoted = ['"' + word.replace('"', '""') + '"' for word in words]
+    if quoted:
+        quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
 
 def _turn(row: Mapping[str, Any]) -> Turn:
@@ -285,7 +388,8 @@ class ConversationStore(SQLiteStore):
             )
             thread = self._rows("SELECT * FROM threads WHERE thread_id = ?", (thread_id,))[0]
             messages = self._rows(
-                "SELECT * FROM messages WHERE thread_id = ? AND epoch = ? ORDER BY id",
+                "SELECT * FROM messages WHERE thread_id = ? AND epoch = ? AND kind IS NULL "
+                "ORDER BY id",
                 (thread_id, thread["epoch"]),
             )
             return ThreadState(
@@ -475,7 +579,8 @@ class ConversationStore(SQLiteStore):
 
         def page() -> tuple[StoredMessage, ...]:
             rows = self._rows(
-                "SELECT m.* FROM messages m JOIN threads t USING (thread_id) "
+                "SELECT m.*, tu.source FROM messages m JOIN threads t USING (thread_id) "
+                "LEFT JOIN turns tu ON tu.turn_id = m.turn_id AND tu.user_message_id = m.id "
                 f"WHERE m.thread_id = ? AND m.epoch = t.epoch {where} "
                 "ORDER BY m.id DESC LIMIT ?",
                 [thread_id, *params, limit],
@@ -484,7 +589,144 @@ class ConversationStore(SQLiteStore):
 
         return await self._read(page)
 
+    # -- what the owner is shown beside the conversation ----------------------------------
+
+    async def record(
+        self,
+        thread_id: str,
+        kind: str,
+        text: str,
+        *,
+        interface: str,
+        turn_id: str | None = None,
+    ) -> tuple[StoredMessage, bool]:
+        """Append a row the owner sees and the model does not (`kind` in `DISPLAY_KINDS`:
+        a command as typed, a notice, a failed turn's message). Creates the thread if it
+        is new. Idempotent for commands by `turn_id` (the client's id for the send): a
+        command recorded already is returned with False."""
+        if kind not in DISPLAY_KINDS:
+            raise StoreError(f"not a display kind: {kind!r}")
+        role: Role = "user" if kind == "command" else "system"
+
+        def insert() -> tuple[StoredMessage, bool]:
+            if kind == "command" and turn_id is not None:
+                rows = self._rows(
+                    "SELECT * FROM messages WHERE turn_id = ? AND kind = 'command'", (turn_id,)
+                )
+                if rows:
+                    return _stored(rows[0]), False
+            self._db.execute(
+                "INSERT OR IGNORE INTO threads (thread_id, interface, created_at, epoch) "
+                "VALUES (?, ?, ?, 0)",
+                (thread_id, interface, time.time()),
+            )
+            message = ChatMessage(role, text)
+            return self._insert_message(thread_id, turn_id, message, None, kind), True
+
+        return await self._write(insert)
+
+    async def forget(self, message_id: int) -> None:
+        """Remove a display row (a command its thread never took)."""
+        await self._write(
+            lambda: self._db.execute(
+                "DELETE FROM messages WHERE id = ? AND kind IS NOT NULL", (message_id,)
+            )
+        )
+
+    async def turn(self, turn_id: str) -> Turn | None:
+        """The turn `turn_id` as stored, or None if there is none."""
+        rows = await self._read(
+            lambda: self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
+        )
+        return _turn(rows[0]) if rows else None
+
+    async def queued_turns(self, thread_id: str) -> tuple[Turn, ...]:
+        """The turns of the current epoch waiting for their turn (their input is not yet in
+        the history), oldest first."""
+        turns = await self._read(lambda: self._pending(thread_id))
+        return tuple(turn for turn in turns if turn.state == "queued")
+
+    # -- the list of conversations ----------------------------------------------------------
+
+    async def list_threads(
+        self, interface: str, *, archived: bool = False, limit: int = 200
+    ) -> tuple[ThreadSummary, ...]:
+        """The conversations of `interface` that have messages, most recent first."""
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT * FROM threads WHERE interface = ? AND deleted = 0 AND archived = ? "
+                "AND updated_at IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+                (interface, int(archived), limit),
+            )
+        )
+        return tuple(_summary(r) for r in rows)
+
+    async def thread_summary(self, thread_id: str) -> ThreadSummary | None:
+        """One conversation as the list shows it (`deleted` ones too); None if unknown."""
+        rows = await self._read(
+            lambda: self._rows("SELECT * FROM threads WHERE thread_id = ?", (thread_id,))
+        )
+        return _summary(rows[0]) if rows else None
+
+    async def search(self, interface: str, text: str, *, limit: int = 50) -> tuple[SearchHit, ...]:
+        """Messages of `interface`'s live conversations holding every word of `text`, best
+        matches first."""
+        query = fts_query(text)
+        if not query:
+            return ()
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT m.id, m.thread_id, t.title, t.custom_title, "
+                "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
+                "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+                "JOIN threads t ON t.thread_id = m.thread_id "
+                "WHERE messages_fts MATCH ? AND t.interface = ? AND t.deleted = 0 "
+                "AND m.epoch = t.epoch ORDER BY rank LIMIT ?",
+                (query, interface, limit),
+            )
+        )
+        return tuple(
+            SearchHit(
+                r["thread_id"], r["custom_title"] or r["title"] or "New chat", r["id"], r["snippet"]
+            )
+            for r in rows
+        )
+
+    async def rename_thread(self, thread_id: str, title: str) -> None:
+        """Give a conversation the owner's title (an empty one goes back to the default)."""
+        await self._write(
+            lambda: self._update_thread(thread_id, "custom_title", " ".join(title.split()) or None)
+        )
+
+    async def archive_thread(self, thread_id: str, archived: bool) -> None:
+        await self._write(lambda: self._update_thread(thread_id, "archived", int(archived)))
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete a conversation's messages, turns and replies for good. The thread's row
+        stays, marked deleted, so a running actor that still writes to it fails no write."""
+
+        def delete() -> None:
+            self._update_thread(thread_id, "deleted", 1)
+            self._db.execute("DELETE FROM messages WHERE thread_id = ?", (thread_id,))
+            self._db.execute("DELETE FROM outbox WHERE thread_id = ?", (thread_id,))
+            self._db.execute("DELETE FROM turns WHERE thread_id = ?", (thread_id,))
+            self._db.execute(
+                "UPDATE threads SET title = NULL, custom_title = NULL, summary = NULL, "
+                "summary_upto = NULL WHERE thread_id = ?",
+                (thread_id,),
+            )
+
+        await self._write(delete)
+
     # -- in the worker thread --------------------------------------------------------------
+
+    def _update_thread(self, thread_id: str, column: str, value: Any) -> None:
+        cursor = self._db.execute(
+            f"UPDATE threads SET {column} = ? WHERE thread_id = ? AND deleted = 0",
+            (value, thread_id),
+        )
+        if cursor.rowcount == 0:
+            raise StoreError(f"unknown thread {thread_id!r}")
 
     def _epoch(self, thread_id: str) -> int:
         rows = self._rows("SELECT epoch FROM threads WHERE thread_id = ?", (thread_id,))
@@ -522,6 +764,11 @@ class ConversationStore(SQLiteStore):
             "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
             (turn_id, thread_id, self._epoch(thread_id), source, json.dumps(_encode(message)), now),
         )
+        if source == "user" and message.content:
+            self._db.execute(
+                "UPDATE threads SET title = ?, updated_at = ? WHERE thread_id = ? AND title IS NULL",
+                (_title(message.content), now, thread_id),
+            )
         return Turn(turn_id, thread_id, source, "queued", message, now), True
 
     def _start(self, turn: Turn) -> StoredMessage:
@@ -538,6 +785,7 @@ class ConversationStore(SQLiteStore):
         turn_id: str | None,
         message: ChatMessage,
         meta: Mapping[str, Any] | None,
+        kind: str | None = None,
     ) -> StoredMessage:
         now = time.time()
         record = {
@@ -547,10 +795,12 @@ class ConversationStore(SQLiteStore):
             **_encode(message),
             "created_at": now,
             "meta": json.dumps(dict(meta)) if meta is not None else None,
+            "kind": kind,
         }
         cursor = self._db.execute(
             f"INSERT INTO messages ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
             list(record.values()),
         )
+        self._db.execute("UPDATE threads SET updated_at = ? WHERE thread_id = ?", (now, thread_id))
         assert cursor.lastrowid is not None
-        return StoredMessage(cursor.lastrowid, thread_id, turn_id, message, now, meta)
+        return StoredMessage(cursor.lastrowid, thread_id, turn_id, message, now, meta, kind)

@@ -52,11 +52,15 @@ from ganglion.messages import (
     Notice,
     Outbound,
     ReminderDue,
+    StopTurn,
+    TextDelta,
     ThreadInfo,
+    ToolActivity,
     TurnFailed,
     TurnStarted,
     UserMessage,
     Wake,
+    user_turn_id,
 )
 from ganglion.prompt import PromptContext, build_system_prompt
 from ganglion.store import StoredMessage, ThreadState, Turn
@@ -150,6 +154,10 @@ class ThreadActor:
         self.turns_done = 0
         self._inbox = inbox
         self._outstanding = 0
+        # The running turn's id and cancel scope (for StopTurn), and the text it streamed
+        # since its last tool call (kept as its answer when it is stopped).
+        self._running: tuple[str, trio.CancelScope] | None = None
+        self._streamed: list[str] = []
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class ThreadActor:
                         accepted.send(None)  # commands are never stored
                     await self.enqueue(queue, _RunCommand(command))
                     return
-                turn_id = f"{self.thread_id}/{message_id}" if message_id else None
+                turn_id = user_turn_id(self.thread_id, message_id) if message_id else None
                 await self._queue_turn(
                     queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
                 )
@@ -183,6 +191,9 @@ class ThreadActor:
                 await self._queue_turn(queue, ChatMessage("user", content), "heartbeat", None)
             case GetThreadInfo(reply=reply):
                 reply.send(self.info())
+            case StopTurn(turn_id=turn_id):
+                if self._running is not None and self._running[0] == turn_id:
+                    self._running[1].cancel()
             case Wake():
                 pass
 
@@ -231,16 +242,23 @@ class ThreadActor:
         if turn.state == "queued":
             self.history.append(await store.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id))
-        try:
-            text = await run_model_loop(self, turn)
-        except (LLMError, TurnError) as exc:
-            log.warning("turn %s failed: %s", turn.turn_id, exc)
-            await self._fail(turn, exc.user_message)
+        with trio.CancelScope() as stoppable:
+            self._running = (turn.turn_id, stoppable)
+            try:
+                text = await run_model_loop(self, turn)
+            except (LLMError, TurnError) as exc:
+                log.warning("turn %s failed: %s", turn.turn_id, exc)
+                await self._fail(turn, exc.user_message)
+                return
+            except Exception:
+                log.exception("turn %s crashed", turn.turn_id)
+                await self._fail(turn, CRASH_MESSAGE)
+                raise
+            finally:
+                self._running = None
+        if stoppable.cancelled_caught:
+            await self._stopped(turn)
             return
-        except Exception:
-            log.exception("turn %s crashed", turn.turn_id)
-            await self._fail(turn, CRASH_MESSAGE)
-            raise
         quiet = turn.source == "heartbeat" and text.strip() == HEARTBEAT_OK
         finished = await store.finish_turn(
             turn.turn_id,
@@ -257,6 +275,23 @@ class ThreadActor:
             await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
         await self.compact_if_needed()
 
+    async def _stopped(self, turn: Turn) -> None:
+        """End a turn the owner stopped: what it streamed is its answer, marked stopped."""
+        text = "".join(self._streamed).strip()
+        with trio.CancelScope(shield=True):
+            finished = await self.deps.store.finish_turn(
+                turn.turn_id,
+                state="done",
+                final=ChatMessage("assistant", text) if text else None,
+                outbox={"text": text, "stopped": True} if text else None,
+            )
+            if finished.message is not None:
+                self.history.append(finished.message)
+            if text:
+                await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+            await self.emit(Notice(self.thread_id, "Stopped.", turn.turn_id))
+        log.info("turn %s stopped by the owner", turn.turn_id)
+
     async def _fail(self, turn: Turn, message: str) -> None:
         with trio.CancelScope(shield=True):
             await self.deps.store.finish_turn(turn.turn_id, state="failed", final=None, outbox=None)
@@ -269,6 +304,11 @@ class ThreadActor:
         self.history.append(stored)
 
     async def emit(self, event: Outbound) -> None:
+        match event:
+            case TurnStarted() | ToolActivity():
+                self._streamed.clear()
+            case TextDelta(text=text):
+                self._streamed.append(text)
         await self.deps.router.deliver(event)
 
     async def notice(self, text: str) -> None:

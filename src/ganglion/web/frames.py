@@ -11,28 +11,66 @@ from here and have the same fields (a test holds them together).
 Client -> server:
 
     {"v": 1, "type": "hello", "thread_id": "web_<hex>", "last_seen": 12 | null}
-        first frame; binds the socket to the tab's thread (kept in sessionStorage).
+        first frame; binds the socket to a conversation (the tab's, or /c/<thread_id>).
     {"v": 1, "type": "send", "id": "<client message id>", "text": "..."}
         a message or a /command. `id` makes a resend after a reconnect idempotent.
     {"v": 1, "type": "history", "before_id": 123}
         an older page of the transcript.
+    {"v": 1, "type": "stop", "turn_id": "..."}
+        stop a running turn: what it streamed is kept as its `reply`, then a
+        `notice` "Stopped." (a turn not running is left alone).
+    {"v": 1, "type": "list_threads", "archived": false}
+        the conversations (answered with `threads`).
+    {"v": 1, "type": "search", "query": "words"}
+        search every conversation's text (answered with `search_results`).
+    {"v": 1, "type": "rename", "thread_id": "web_<hex>", "title": "..."}
+    {"v": 1, "type": "archive", "thread_id": "web_<hex>", "archived": true}
+    {"v": 1, "type": "delete", "thread_id": "web_<hex>"}
+        change a conversation (answered with a fresh `threads`).
 
 Server -> client:
 
-    welcome {thread_id, protocol}          after a valid hello
-    history {messages: [...], more}        the transcript (current conversation)
-    turn_started {turn_id}                 the assistant is working
+    welcome {thread_id, protocol, max_message_bytes}   after a valid hello
+    history {messages: [...], more, before_id}
+                                           a page of the transcript: the newest one
+                                           after hello (`before_id` null, ending with
+                                           the turns still queued), or the page asked for
+    accepted {id, turn_id, state, duplicate}
+                                           a send is durable (see "Correlation" below)
+    turn_started {turn_id, source, label}  the assistant is working; `source` is 'user',
+                                           'reminder' or 'heartbeat', `label` what a
+                                           reminder said (never the model's instructions)
     delta {turn_id, text}                  streamed tokens
     tool {turn_id, call_id, tool, phase, arguments, result, ok}
-    reply {turn_id, text, outbox_id}       the final answer
+    reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
     failed {turn_id, message}              the turn failed; message is safe to show
-    notice {text}                          command output, reminders, system notes
-    error {code, message}                  a frame was refused; the session goes on
-                                           (`not_stored`: a send could not be made
-                                           durable and will not be answered)
+    notice {text, turn_id}                 command output, reminders, system notes
+    threads {items: [...], archived}       the conversations, most recent first
+    search_results {query, hits: [...]}    messages that matched, best first
+    error {code, message, id}              a frame was refused; the session goes on.
+                                           `id` names the refused send (null for other
+                                           frames): that message was not taken and
+                                           will not be answered (`too_large`,
+                                           `rate_limited`, `bad_frame`, `not_stored`).
+                                           A hello for a deleted conversation gets
+                                           `deleted` and binds nothing
 
 Errors never end the session except for `unauthorised` handshakes and repeated floods,
 which close the socket with a reason.
+
+Correlation: a client picks each send's `id` (letters, digits, `_`, `-`; unique in its
+conversation). Exactly one answer names it: `accepted` (the message is on disk and will
+be answered) or `error` with that `id` (it was not taken; send it again, with the same
+id, to retry). `accepted.turn_id` is the turn that answers it (null for a /command,
+whose output comes as a `notice`); `turn_started`, `delta`, `tool`, `reply` and `failed`
+carry that turn id. Sending an id again is safe: it is never answered twice, and the
+`accepted` says `duplicate: true` with the state its turn is in ('queued', 'running',
+'done' or 'failed'; a command run already is 'done'). In a `history` page, a person's
+message carries its `turn_id` too, so a client that reconnects can tell which of its
+unacknowledged sends are there already. Every row of the conversation comes back in a
+history page, in order: messages, commands as typed (`kind: "command"`), their output
+and other notices (`kind: "notice"`), failed turns (`kind: "failed"`), and the inputs
+of reminder and heartbeat turns (`source`, with a `label`, never their instructions).
 """
 
 from __future__ import annotations
@@ -41,22 +79,37 @@ import json
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast, get_args
 
 __all__ = [
+    "ACCEPTED",
+    "ARCHIVE",
     "CLIENT_FRAME_TYPES",
+    "DELETE",
     "DELTA",
     "ERROR",
     "FAILED",
     "HELLO",
     "HISTORY",
+    "LIST_THREADS",
     "NOTICE",
     "PROTOCOL_VERSION",
+    "RENAME",
     "REPLY",
+    "SEARCH",
+    "SEARCH_RESULTS",
     "SEND",
     "SERVER_FRAME_TYPES",
+    "STOP",
+    "THREADS",
     "TOOL",
     "TURN_STARTED",
     "WELCOME",
+    "AcceptedFrame",
+    "AcceptedType",
+    "ArchiveFrame",
+    "ArchiveType",
     "ClientFrame",
     "ClientFrameType",
+    "DeleteFrame",
+    "DeleteType",
     "DeltaFrame",
     "DeltaType",
     "ErrorFrame",
@@ -70,26 +123,47 @@ __all__ = [
     "HistoryRequestFrame",
     "HistoryToolCall",
     "HistoryType",
+    "ListThreadsFrame",
+    "ListThreadsType",
     "NoticeFrame",
     "NoticeType",
+    "RenameFrame",
+    "RenameType",
     "ReplyFrame",
     "ReplyType",
+    "SearchFrame",
+    "SearchHitItem",
+    "SearchResultsFrame",
+    "SearchResultsType",
+    "SearchType",
     "SendFrame",
     "SendType",
     "ServerFrame",
     "ServerFrameType",
+    "StopFrame",
+    "StopType",
+    "ThreadItem",
+    "ThreadsFrame",
+    "ThreadsType",
     "ToolFrame",
     "ToolType",
     "TurnStartedFrame",
     "TurnStartedType",
+    "TurnState",
     "Version",
     "WelcomeFrame",
     "WelcomeType",
+    "archive",
+    "delete",
     "encode",
     "hello",
     "history_request",
+    "list_threads",
     "parse_server_frame",
+    "rename",
+    "search",
     "send",
+    "stop",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -107,6 +181,16 @@ ReplyType = Literal["reply"]
 FailedType = Literal["failed"]
 NoticeType = Literal["notice"]
 ErrorType = Literal["error"]
+AcceptedType = Literal["accepted"]
+ListThreadsType = Literal["list_threads"]
+SearchType = Literal["search"]
+RenameType = Literal["rename"]
+ArchiveType = Literal["archive"]
+DeleteType = Literal["delete"]
+StopType = Literal["stop"]
+ThreadsType = Literal["threads"]
+SearchResultsType = Literal["search_results"]
+TurnState = Literal["queued", "running", "done", "failed"]
 
 HELLO: Final[HelloType] = "hello"
 SEND: Final[SendType] = "send"
@@ -119,11 +203,33 @@ REPLY: Final[ReplyType] = "reply"
 FAILED: Final[FailedType] = "failed"
 NOTICE: Final[NoticeType] = "notice"
 ERROR: Final[ErrorType] = "error"
+ACCEPTED: Final[AcceptedType] = "accepted"
+LIST_THREADS: Final[ListThreadsType] = "list_threads"
+SEARCH: Final[SearchType] = "search"
+RENAME: Final[RenameType] = "rename"
+ARCHIVE: Final[ArchiveType] = "archive"
+DELETE: Final[DeleteType] = "delete"
+STOP: Final[StopType] = "stop"
+THREADS: Final[ThreadsType] = "threads"
+SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 
-ClientFrameType = Literal[HelloType, SendType, HistoryType]
+ClientFrameType = Literal[
+    HelloType,
+    SendType,
+    HistoryType,
+    StopType,
+    ListThreadsType,
+    SearchType,
+    RenameType,
+    ArchiveType,
+    DeleteType,
+]
 ServerFrameType = Literal[
     WelcomeType,
     HistoryType,
+    AcceptedType,
+    ThreadsType,
+    SearchResultsType,
     TurnStartedType,
     DeltaType,
     ToolType,
@@ -159,7 +265,55 @@ class HistoryRequestFrame(TypedDict):
     before_id: int
 
 
-ClientFrame = HelloFrame | SendFrame | HistoryRequestFrame
+class StopFrame(TypedDict):
+    v: Version
+    type: StopType
+    turn_id: str
+
+
+class ListThreadsFrame(TypedDict):
+    v: Version
+    type: ListThreadsType
+    archived: bool
+
+
+class SearchFrame(TypedDict):
+    v: Version
+    type: SearchType
+    query: str
+
+
+class RenameFrame(TypedDict):
+    v: Version
+    type: RenameType
+    thread_id: str
+    title: str
+
+
+class ArchiveFrame(TypedDict):
+    v: Version
+    type: ArchiveType
+    thread_id: str
+    archived: bool
+
+
+class DeleteFrame(TypedDict):
+    v: Version
+    type: DeleteType
+    thread_id: str
+
+
+ClientFrame = (
+    HelloFrame
+    | SendFrame
+    | HistoryRequestFrame
+    | StopFrame
+    | ListThreadsFrame
+    | SearchFrame
+    | RenameFrame
+    | ArchiveFrame
+    | DeleteFrame
+)
 
 
 # Server -> client.
@@ -169,6 +323,7 @@ class WelcomeFrame(TypedDict):
     type: WelcomeType
     thread_id: str
     protocol: int
+    max_message_bytes: int
 
 
 class HistoryToolCall(TypedDict):
@@ -184,17 +339,34 @@ class HistoryItem(TypedDict):
     tool_calls: NotRequired[list[HistoryToolCall]]
     tool_call_id: NotRequired[str | None]  # tool results only, with `name`
     name: NotRequired[str | None]
+    turn_id: NotRequired[str | None]
+    kind: NotRequired[str]  # 'command', 'notice', 'failed': shown, never sent to the model
+    source: NotRequired[str]  # a turn's input: 'user', 'reminder', 'heartbeat'
+    label: NotRequired[str | None]  # what a reminder said
+    queued: NotRequired[bool]  # a turn's input still waiting for its turn
+    html: NotRequired[str]  # an assistant's text rendered, as in `reply`
 
 
 class HistoryFrame(TypedDict):
     type: HistoryType
     messages: list[HistoryItem]
     more: bool
+    before_id: int | None
+
+
+class AcceptedFrame(TypedDict):
+    type: AcceptedType
+    id: str
+    turn_id: str | None
+    state: TurnState
+    duplicate: bool
 
 
 class TurnStartedFrame(TypedDict):
     type: TurnStartedType
     turn_id: str
+    source: str
+    label: str | None
 
 
 class DeltaFrame(TypedDict):
@@ -218,6 +390,7 @@ class ReplyFrame(TypedDict):
     type: ReplyType
     turn_id: str
     text: str
+    html: str  # `text` rendered (ganglion.markdown): sanitise it before use all the same
     outbox_id: int | None
 
 
@@ -230,17 +403,48 @@ class FailedFrame(TypedDict):
 class NoticeFrame(TypedDict):
     type: NoticeType
     text: str
+    turn_id: str | None  # the turn it is about, if any
 
 
 class ErrorFrame(TypedDict):
     type: ErrorType
     code: str
     message: str
+    id: str | None
+
+
+class ThreadItem(TypedDict):
+    thread_id: str
+    title: str
+    updated_at: float | None
+    archived: bool
+
+
+class ThreadsFrame(TypedDict):
+    type: ThreadsType
+    items: list[ThreadItem]
+    archived: bool
+
+
+class SearchHitItem(TypedDict):
+    thread_id: str
+    title: str
+    message_id: int
+    snippet: str  # the matched words between [ and ]
+
+
+class SearchResultsFrame(TypedDict):
+    type: SearchResultsType
+    query: str
+    hits: list[SearchHitItem]
 
 
 ServerFrame = (
     WelcomeFrame
     | HistoryFrame
+    | AcceptedFrame
+    | ThreadsFrame
+    | SearchResultsFrame
     | TurnStartedFrame
     | DeltaFrame
     | ToolFrame
@@ -271,6 +475,35 @@ def send(message_id: str, text: str) -> str:
 def history_request(before_id: int) -> str:
     """Ask for the page of the transcript before the message `before_id`."""
     return encode(HistoryRequestFrame(v=PROTOCOL_VERSION, type=HISTORY, before_id=before_id))
+
+
+def stop(turn_id: str) -> str:
+    """Stop the running turn `turn_id`."""
+    return encode(StopFrame(v=PROTOCOL_VERSION, type=STOP, turn_id=turn_id))
+
+
+def list_threads(*, archived: bool = False) -> str:
+    """Ask for the conversations (the archived ones when `archived`)."""
+    return encode(ListThreadsFrame(v=PROTOCOL_VERSION, type=LIST_THREADS, archived=archived))
+
+
+def search(query: str) -> str:
+    """Search every conversation's text for `query`'s words."""
+    return encode(SearchFrame(v=PROTOCOL_VERSION, type=SEARCH, query=query))
+
+
+def rename(thread_id: str, title: str) -> str:
+    return encode(RenameFrame(v=PROTOCOL_VERSION, type=RENAME, thread_id=thread_id, title=title))
+
+
+def archive(thread_id: str, *, archived: bool = True) -> str:
+    return encode(
+        ArchiveFrame(v=PROTOCOL_VERSION, type=ARCHIVE, thread_id=thread_id, archived=archived)
+    )
+
+
+def delete(thread_id: str) -> str:
+    return encode(DeleteFrame(v=PROTOCOL_VERSION, type=DELETE, thread_id=thread_id))
 
 
 def parse_server_frame(raw: str | bytes) -> ServerFrame | None:

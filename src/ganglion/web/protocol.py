@@ -10,11 +10,14 @@ events and history pages become the server's frames, built as `frames`' `TypedDi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ganglion.backend import Submitted
 from ganglion.errors import GanglionError
+from ganglion.markdown import render_highlighted
 from ganglion.messages import (
     FinalReply,
     Notice,
@@ -24,22 +27,37 @@ from ganglion.messages import (
     TurnFailed,
     TurnStarted,
 )
-from ganglion.store import StoredMessage
+from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
+from ganglion.threads.actor import HEARTBEAT_OK
 from ganglion.threads.ids import WEB_THREAD_PATTERN
 from ganglion.web import frames
 
 __all__ = [
+    "Archive",
     "ClientFrame",
+    "Delete",
     "FrameError",
     "Hello",
     "HistoryRequest",
+    "ListThreads",
+    "Rename",
+    "Search",
     "Send",
+    "Stop",
+    "accepted_frame",
     "error_frame",
     "event_frame",
     "history_frame",
     "parse_client_frame",
+    "search_frame",
+    "send_id",
+    "threads_frame",
+    "turn_label",
     "welcome_frame",
 ]
+
+MAX_TITLE = 200
+MAX_QUERY = 500
 
 
 class _Frame(BaseModel):
@@ -64,8 +82,41 @@ class HistoryRequest(_Frame):
     before_id: int = Field(ge=1)
 
 
-ClientFrame = Annotated[Hello | Send | HistoryRequest, Field(discriminator="type")]
-_client_frame: TypeAdapter[Hello | Send | HistoryRequest] = TypeAdapter(ClientFrame)
+class Stop(_Frame):
+    type: frames.StopType
+    turn_id: str = Field(min_length=1, max_length=300)
+
+
+class ListThreads(_Frame):
+    type: frames.ListThreadsType
+    archived: bool = False
+
+
+class Search(_Frame):
+    type: frames.SearchType
+    query: str = Field(max_length=MAX_QUERY)
+
+
+class Rename(_Frame):
+    type: frames.RenameType
+    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
+    title: str = Field(max_length=MAX_TITLE)
+
+
+class Archive(_Frame):
+    type: frames.ArchiveType
+    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
+    archived: bool = True
+
+
+class Delete(_Frame):
+    type: frames.DeleteType
+    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
+
+
+_Client = Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete
+ClientFrame = Annotated[_Client, Field(discriminator="type")]
+_client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
 
 
 class FrameError(GanglionError):
@@ -75,7 +126,7 @@ class FrameError(GanglionError):
         self.message = message
 
 
-def parse_client_frame(raw: str | bytes) -> Hello | Send | HistoryRequest:
+def parse_client_frame(raw: str | bytes) -> _Client:
     """Parse and validate one client frame. Raises `FrameError` with a clear message."""
     if not raw:
         raise FrameError("bad_frame", "empty frame; send a JSON object with a 'type'")
@@ -102,23 +153,74 @@ def parse_client_frame(raw: str | bytes) -> Hello | Send | HistoryRequest:
         raise FrameError("bad_frame", f"{where}: {first['msg']}") from None
 
 
-def welcome_frame(thread_id: str) -> str:
+def send_id(raw: str | bytes) -> str | None:
+    """The `id` of a refused frame when it is a send (so its error can name it), else
+    None. Reads frames of any size: only call it on frames the session refuses."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != frames.SEND:
+        return None
+    message_id = data.get("id")
+    if isinstance(message_id, str) and 0 < len(message_id) <= 100:
+        return message_id
+    return None
+
+
+def welcome_frame(thread_id: str, max_message_bytes: int) -> str:
     return frames.encode(
         frames.WelcomeFrame(
-            type=frames.WELCOME, thread_id=thread_id, protocol=frames.PROTOCOL_VERSION
+            type=frames.WELCOME,
+            thread_id=thread_id,
+            protocol=frames.PROTOCOL_VERSION,
+            max_message_bytes=max_message_bytes,
         )
     )
 
 
-def error_frame(code: str, message: str) -> str:
-    return frames.encode(frames.ErrorFrame(type=frames.ERROR, code=code, message=message))
+def error_frame(code: str, message: str, message_id: str | None = None) -> str:
+    return frames.encode(
+        frames.ErrorFrame(type=frames.ERROR, code=code, message=message, id=message_id)
+    )
 
 
-def event_frame(event: Outbound) -> str:
+def accepted_frame(message_id: str, submitted: Submitted) -> str:
+    return frames.encode(
+        frames.AcceptedFrame(
+            type=frames.ACCEPTED,
+            id=message_id,
+            turn_id=submitted.turn_id,
+            state=submitted.state,
+            duplicate=submitted.duplicate,
+        )
+    )
+
+
+def turn_label(source: str, content: str | None) -> str | None:
+    """What a reminder or heartbeat turn's input says, without the instructions the
+    thread wrapped it in (a bracketed first line): the label its chip shows."""
+    if source == "heartbeat":
+        return "Heartbeat review"
+    if source != "reminder" or not content:
+        return None
+    first, _, rest = content.partition("\n")
+    if first.startswith("[") and first.endswith("]"):
+        return rest.strip() or None
+    return content.strip()
+
+
+def event_frame(event: Outbound, turn: Turn | None = None) -> str:
+    """The frame of an outbound event; `turn` is the stored turn of a `TurnStarted`
+    (its source and label), when the caller has it."""
     frame: frames.ServerFrame
     match event:
         case TurnStarted(turn_id=turn_id):
-            frame = frames.TurnStartedFrame(type=frames.TURN_STARTED, turn_id=turn_id)
+            source = turn.source if turn is not None else "user"
+            label = turn_label(source, turn.input.content) if turn is not None else None
+            frame = frames.TurnStartedFrame(
+                type=frames.TURN_STARTED, turn_id=turn_id, source=source, label=label
+            )
         case TextDelta(turn_id=turn_id, text=text):
             frame = frames.DeltaFrame(type=frames.DELTA, turn_id=turn_id, text=text)
         case ToolActivity():
@@ -134,20 +236,51 @@ def event_frame(event: Outbound) -> str:
             )
         case FinalReply(turn_id=turn_id, text=text, outbox_id=outbox_id):
             frame = frames.ReplyFrame(
-                type=frames.REPLY, turn_id=turn_id, text=text, outbox_id=outbox_id
+                type=frames.REPLY,
+                turn_id=turn_id,
+                text=text,
+                html=render_highlighted(text),
+                outbox_id=outbox_id,
             )
         case TurnFailed(turn_id=turn_id, message=message):
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
-        case Notice(text=text):
-            frame = frames.NoticeFrame(type=frames.NOTICE, text=text)
+        case Notice(text=text, turn_id=turn_id):
+            frame = frames.NoticeFrame(type=frames.NOTICE, text=text, turn_id=turn_id)
     return frames.encode(frame)
 
 
-def history_frame(messages: tuple[StoredMessage, ...] | list[StoredMessage], *, more: bool) -> str:
+def history_frame(
+    messages: Sequence[StoredMessage],
+    *,
+    more: bool,
+    before_id: int | None = None,
+    queued: Sequence[Turn] = (),
+) -> str:
+    """A page of the transcript, with the `queued` turns' inputs at its end. Heartbeat
+    reviews that found nothing to tell are left out (their input and their answer).
+    Renders every reply's Markdown: call it in a worker thread for a page."""
+    quiet = {
+        m.turn_id
+        for m in messages
+        if m.message.role == "assistant" and (m.message.content or "").strip() == HEARTBEAT_OK
+    }
     items: list[frames.HistoryItem] = []
     for stored in messages:
+        if stored.turn_id is not None and stored.turn_id in quiet:
+            continue
         message = stored.message
-        item = frames.HistoryItem(id=stored.id, role=message.role, content=message.content)
+        item = frames.HistoryItem(
+            id=stored.id, role=message.role, content=message.content, turn_id=stored.turn_id
+        )
+        if stored.kind is not None:
+            item["kind"] = stored.kind
+        if stored.source is not None:
+            item["source"] = stored.source
+            item["label"] = turn_label(stored.source, message.content)
+            if stored.source != "user":
+                item["content"] = None  # the instructions are the model's, not the owner's
+        if message.role == "assistant" and stored.kind is None and message.content:
+            item["html"] = render_highlighted(message.content)
         if message.tool_calls:
             item["tool_calls"] = [
                 frames.HistoryToolCall(id=c.id, name=c.name, arguments=c.arguments)
@@ -157,4 +290,54 @@ def history_frame(messages: tuple[StoredMessage, ...] | list[StoredMessage], *, 
             item["tool_call_id"] = message.tool_call_id
             item["name"] = message.name
         items.append(item)
-    return frames.encode(frames.HistoryFrame(type=frames.HISTORY, messages=items, more=more))
+    for turn in queued:
+        if turn.source == "heartbeat":
+            continue
+        label = turn_label(turn.source, turn.input.content)
+        items.append(
+            frames.HistoryItem(
+                id=0,
+                role="user",
+                content=turn.input.content if turn.source == "user" else None,
+                turn_id=turn.turn_id,
+                source=turn.source,
+                label=label,
+                queued=True,
+            )
+        )
+    return frames.encode(
+        frames.HistoryFrame(type=frames.HISTORY, messages=items, more=more, before_id=before_id)
+    )
+
+
+def threads_frame(items: Sequence[ThreadSummary], *, archived: bool) -> str:
+    return frames.encode(
+        frames.ThreadsFrame(
+            type=frames.THREADS,
+            items=[
+                frames.ThreadItem(
+                    thread_id=t.thread_id,
+                    title=t.title,
+                    updated_at=t.updated_at,
+                    archived=t.archived,
+                )
+                for t in items
+            ],
+            archived=archived,
+        )
+    )
+
+
+def search_frame(query: str, hits: Sequence[SearchHit]) -> str:
+    return frames.encode(
+        frames.SearchResultsFrame(
+            type=frames.SEARCH_RESULTS,
+            query=query,
+            hits=[
+                frames.SearchHitItem(
+                    thread_id=h.thread_id, title=h.title, message_id=h.message_id, snippet=h.snippet
+                )
+                for h in hits
+            ],
+        )
+    )

@@ -18,6 +18,7 @@ redactor, so no tool output ever hands it to the model and no log line shows it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from hypercorn.trio import serve
 from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
 
-from ganglion.backend import InterfaceBackend, interface_child
+from ganglion.backend import LibraryBackend, interface_child
 from ganglion.config import Config, WebConfig
 from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.delivery import DeliveryRouter
@@ -38,6 +39,7 @@ from ganglion.errors import StartupError
 from ganglion.messages import FinalReply, Outbound
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
+from ganglion.threads.ids import WEB_THREAD_PATTERN
 from ganglion.web.auth import COOKIE_NAME, FailureThrottle, load_or_create_token, token_matches
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
@@ -91,7 +93,7 @@ def presented_token(cookie: str | None, authorization: str | None) -> str | None
 
 
 def create_app(
-    state: WebState, backend: InterfaceBackend, hub: Hub, token: str, config: WebConfig
+    state: WebState, backend: LibraryBackend, hub: Hub, token: str, config: WebConfig
 ) -> QuartTrio:
     app = QuartTrio("ganglion", static_folder=None)
 
@@ -120,14 +122,14 @@ def create_app(
             return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
         return None
 
-    @app.get("/")
-    async def index() -> Response:
+    async def page(path: str) -> Response:
+        """The chat page at `path`; `?token=` sets the cookie and comes back without it."""
         offered = request.args.get("token")
         if offered is not None:
             refused = refusal(request.remote_addr, request.headers.get("Host"), offered)
             if refused is not None:
                 return refused
-            response = Response("", status=303, headers={"Location": "/"})
+            response = Response("", status=303, headers={"Location": path})
             response.set_cookie(
                 COOKIE_NAME,
                 token,
@@ -147,6 +149,21 @@ def create_app(
         response = await send_from_directory(STATIC, "index.html")
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.get("/")
+    async def index() -> Response:
+        return await page("/")
+
+    @app.get("/c/<thread_id>")
+    async def conversation(thread_id: str) -> Response:
+        # A bookmark of one conversation; the page reads the id from its address.
+        if not re.fullmatch(WEB_THREAD_PATTERN, thread_id):
+            return Response("no such conversation\n", status=404, content_type="text/plain")
+        return await page(f"/c/{thread_id}")
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return await send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
 
     @app.get("/static/<path:name>")
     async def static(name: str) -> Response:
@@ -213,7 +230,7 @@ def served_origins(binds: Sequence[str], config: WebConfig) -> frozenset[str]:
 def web_child(
     config: Config,
     state: WebState,
-    backend: InterfaceBackend,
+    backend: LibraryBackend,
     redactor: Redactor,
     router: DeliveryRouter,
 ) -> ChildSpec[Outbound]:
@@ -259,7 +276,7 @@ async def serve_web(
     config: WebConfig,
     graceful_seconds: float,
     state: WebState,
-    backend: InterfaceBackend,
+    backend: LibraryBackend,
     token: str,
     inbox: Inbox[Outbound],
     *,
@@ -316,7 +333,7 @@ async def serve_web(
 class _DeliveryMarks:
     """Outbox ids delivered live, marked in the store in batches by a task of their own."""
 
-    def __init__(self, backend: InterfaceBackend) -> None:
+    def __init__(self, backend: LibraryBackend) -> None:
         self._backend = backend
         self._pending: list[int] = []
         self._wake = trio.Event()

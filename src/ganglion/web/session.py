@@ -2,7 +2,9 @@
 out to the sessions of each thread.
 
 A session reads frames, validates them (`protocol.parse_client_frame`), rate-limits them
-with a token bucket, and hands messages to the daemon. Events for its thread reach it
+with a token bucket, and hands messages to the daemon. Every send is answered once: an
+`accepted` frame once it is durable, or an `error` naming its id when it was refused
+(too large, over the rate limit, malformed, not stored), so a client never has to guess. Events for its thread reach it
 through a bounded queue that the hub fills without ever waiting: a session too slow to
 keep up is closed (its tab reconnects and gets the history again) rather than slowing
 the daemon down for everyone.
@@ -11,22 +13,34 @@ the daemon down for everyone.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import trio
 
-from ganglion.backend import InterfaceBackend, SubmitError
+from ganglion.backend import LibraryBackend, SubmitError
 from ganglion.config import WebConfig
-from ganglion.messages import Outbound, UserMessage
+from ganglion.messages import Outbound, TurnStarted, UserMessage
+from ganglion.store import StoreError
 from ganglion.web.protocol import (
+    Archive,
+    Delete,
     FrameError,
     Hello,
     HistoryRequest,
+    ListThreads,
+    Rename,
+    Search,
     Send,
+    Stop,
+    accepted_frame,
     error_frame,
     event_frame,
     history_frame,
     parse_client_frame,
+    search_frame,
+    send_id,
+    threads_frame,
     welcome_frame,
 )
 
@@ -37,6 +51,7 @@ log = logging.getLogger(__name__)
 QUEUE_FRAMES = 1024
 HISTORY_PAGE = 200
 FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
+RATE_LIMITED = "too many messages at once; this one was not sent (slow down and retry)"
 
 
 class TokenBucket:
@@ -57,13 +72,14 @@ class TokenBucket:
 
 
 class _Outlet:
-    """The queue of frames waiting to be written to one socket."""
+    """The queue of frames waiting to be written to one socket (a `TurnStarted` is
+    written once the writer has looked up its turn's source)."""
 
     def __init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[str](QUEUE_FRAMES)
+        self.send, self.receive = trio.open_memory_channel[str | TurnStarted](QUEUE_FRAMES)
         self.overflowed = False
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: str | TurnStarted) -> bool:
         try:
             self.send.send_nowait(frame)
         except trio.WouldBlock:
@@ -93,7 +109,7 @@ class Hub:
 
     def publish(self, event: Outbound) -> bool:
         """Queue `event` for every session of its thread; True if one took it."""
-        frame = event_frame(event)
+        frame = event if isinstance(event, TurnStarted) else event_frame(event)
         delivered = False
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
@@ -105,13 +121,13 @@ class Hub:
                 outlet.send.close()
 
 
-async def run_session(socket: Any, backend: InterfaceBackend, hub: Hub, config: WebConfig) -> None:
+async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: WebConfig) -> None:
     """Serve one accepted websocket until it closes."""
     outlet = _Outlet()
     thread: list[str] = []
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, socket, outlet, nursery.cancel_scope)
+            nursery.start_soon(_write, socket, backend, outlet, nursery.cancel_scope)
             await _read(socket, backend, hub, config, outlet, thread)
             nursery.cancel_scope.cancel()
     finally:
@@ -119,10 +135,19 @@ async def run_session(socket: Any, backend: InterfaceBackend, hub: Hub, config: 
             hub.remove(thread[0], outlet)
 
 
-async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
+async def _write(
+    socket: Any, backend: LibraryBackend, outlet: _Outlet, scope: trio.CancelScope
+) -> None:
     async with outlet.receive:
-        async for frame in outlet.receive:
-            await socket.send(frame)
+        async for item in outlet.receive:
+            if isinstance(item, TurnStarted):
+                try:
+                    turn = await backend.turn(item.turn_id)
+                except StoreError:
+                    log.warning("turn %s could not be read", item.turn_id, exc_info=True)
+                    turn = None
+                item = event_frame(item, turn)
+            await socket.send(item)
     if outlet.overflowed:
         log.warning("closing a web session that could not keep up")
         await socket.close(1013, "too slow to keep up; reconnect to resume")
@@ -131,7 +156,7 @@ async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
 
 async def _read(
     socket: Any,
-    backend: InterfaceBackend,
+    backend: LibraryBackend,
     hub: Hub,
     config: WebConfig,
     outlet: _Outlet,
@@ -149,7 +174,12 @@ async def _read(
                 log.warning("closing a flooding web session")
                 await socket.close(1008, "too many frames")
                 return
-            if refused == 1:  # one error per streak: answering every frame would add to it
+            # A refused send is always named (its sender marks it failed); other frames
+            # get one error per streak: answering every one would add to the flood.
+            message_id = send_id(raw)
+            if message_id is not None:
+                outlet.offer(error_frame("rate_limited", RATE_LIMITED, message_id))
+            elif refused == 1:
                 outlet.offer(error_frame("rate_limited", "too many frames; slow down"))
             continue
         refused = 0
@@ -158,44 +188,111 @@ async def _read(
             outlet.offer(
                 error_frame(
                     "too_large",
-                    f"frames are limited to {config.max_message_bytes} bytes; this one had {size}",
+                    f"messages are limited to {config.max_message_bytes} bytes; this one "
+                    f"had {size}",
+                    send_id(raw),
                 )
             )
             continue
         try:
             frame = parse_client_frame(raw)
         except FrameError as exc:
-            outlet.offer(error_frame(exc.code, exc.message))
+            outlet.offer(error_frame(exc.code, exc.message, send_id(raw)))
             continue
-        match frame:
-            case Hello(thread_id=thread_id):
-                if thread and thread[0] != thread_id:
-                    hub.remove(thread[0], outlet)
-                thread[:] = [thread_id]
-                hub.add(thread_id, outlet)
-                await _welcome(thread_id, backend, outlet)
-            case _ if not thread:
-                outlet.offer(error_frame("no_hello", "send a hello frame first"))
-            case Send(id=message_id, text=text):
-                try:
-                    await backend.submit(UserMessage(thread[0], "web", text, message_id=message_id))
-                except SubmitError:
-                    log.warning("a web message could not be stored", exc_info=True)
-                    outlet.offer(
-                        error_frame("not_stored", "the message could not be stored; send it again")
+        await _handle(frame, backend, hub, config, outlet, thread)
+
+
+async def _handle(
+    frame: Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete,
+    backend: LibraryBackend,
+    hub: Hub,
+    config: WebConfig,
+    outlet: _Outlet,
+    thread: list[str],
+) -> None:
+    match frame:
+        case Hello(thread_id=thread_id):
+            summary = await backend.conversation(thread_id)
+            if summary is not None and summary.deleted:
+                outlet.offer(error_frame("deleted", "this conversation was deleted"))
+                return
+            if thread and thread[0] != thread_id:
+                hub.remove(thread[0], outlet)
+            thread[:] = [thread_id]
+            hub.add(thread_id, outlet)
+            await _welcome(thread_id, backend, outlet, config)
+        case ListThreads(archived=archived):
+            await _list(backend, outlet, archived=archived)
+        case Search(query=query):
+            outlet.offer(search_frame(query, await backend.search("web", query)))
+        case Rename() | Archive() | Delete():
+            try:
+                await _change(frame, backend)
+            except StoreError:
+                outlet.offer(error_frame("unknown_thread", "there is no such conversation"))
+            await _list(backend, outlet, archived=isinstance(frame, Archive) and not frame.archived)
+        case _ if not thread:
+            outlet.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
+        case Send(id=message_id, text=text):
+            try:
+                submitted = await backend.submit(
+                    UserMessage(thread[0], "web", text, message_id=message_id)
+                )
+            except SubmitError:
+                log.warning("a web message could not be stored", exc_info=True)
+                outlet.offer(
+                    error_frame(
+                        "not_stored", "the message could not be stored; send it again", message_id
                     )
-            case HistoryRequest(before_id=before_id):
-                page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
-                outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
+                )
+            else:
+                outlet.offer(accepted_frame(message_id, submitted))
+        case Stop(turn_id=turn_id):
+            await backend.stop(thread[0], turn_id)
+        case HistoryRequest(before_id=before_id):
+            page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
+            outlet.offer(
+                await trio.to_thread.run_sync(
+                    partial(
+                        history_frame, page, more=len(page) == HISTORY_PAGE, before_id=before_id
+                    )
+                )
+            )
 
 
-async def _welcome(thread_id: str, backend: InterfaceBackend, outlet: _Outlet) -> None:
-    outlet.offer(welcome_frame(thread_id))
+def send_id_of(frame: object) -> str | None:
+    return frame.id if isinstance(frame, Send) else None
+
+
+async def _change(frame: Rename | Archive | Delete, backend: LibraryBackend) -> None:
+    match frame:
+        case Rename(thread_id=thread_id, title=title):
+            await backend.rename(thread_id, title)
+        case Archive(thread_id=thread_id, archived=archived):
+            await backend.archive(thread_id, archived)
+        case Delete(thread_id=thread_id):
+            await backend.delete(thread_id)
+
+
+async def _list(backend: LibraryBackend, outlet: _Outlet, *, archived: bool) -> None:
+    items = await backend.conversations("web", archived=archived)
+    outlet.offer(threads_frame(items, archived=archived))
+
+
+async def _welcome(
+    thread_id: str, backend: LibraryBackend, outlet: _Outlet, config: WebConfig
+) -> None:
+    outlet.offer(welcome_frame(thread_id, config.max_message_bytes))
     # The history carries every final reply, including those made while the tab was away:
     # what was pending before it was read is delivered with it.
     pending = await backend.undelivered(thread_id)
     page = await backend.history(thread_id, before_id=None, limit=HISTORY_PAGE)
-    outlet.offer(history_frame(list(page), more=len(page) == HISTORY_PAGE))
+    queued = await backend.queued(thread_id)
+    outlet.offer(
+        await trio.to_thread.run_sync(
+            partial(history_frame, page, more=len(page) == HISTORY_PAGE, queued=queued)
+        )
+    )
     if pending:
         # A tab that closes right after the history must not leave the marking undone.
         with trio.CancelScope(shield=True):

@@ -1,138 +1,168 @@
 // Ganglion web chat. No build step, no dependencies. Model text is only ever put into the
-// page through textContent and createElement (never innerHTML), so nothing in a reply can
-// run as script; the server's CSP forbids inline script as a second line of defence.
+// page through textContent and createElement (markdown.js, never innerHTML), so nothing in
+// a reply can run as script; the server's CSP forbids inline script as a second line of
+// defence. The websocket protocol is documented in ganglion/web/frames.py.
+
+import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
+import { initSidebar, refreshThreads } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
 const transcript = $("transcript");
+const older = $("older");
 const input = $("input");
 const sendButton = $("send");
 const statusBadge = $("status");
+const retryNow = $("retry-now");
 const activity = $("activity");
 const banner = $("banner");
+const announcer = $("announcer");
+const jump = $("jump");
+const welcome = $("welcome");
+const commandMenu = $("commands");
 
-function randomHex(bytes) {
+const THREAD = /^web_[0-9a-f]{8,64}$/;
+const COMMANDS = [
+  ["/help", "what the commands do"],
+  ["/new", "archive this conversation and start afresh"],
+  ["/compact", "summarise the older part of the conversation"],
+  ["/reminders", "list the reminders"],
+  ["/confirm", "allow a recurring reminder the assistant set"],
+  ["/heartbeat", "review the open goals now"],
+  ["/tools", "list the tools the assistant may use"],
+];
+
+export function randomHex(bytes) {
   const data = new Uint8Array(bytes);
   crypto.getRandomValues(data);
   return Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-let thread = sessionStorage.getItem("ganglion.thread");
-if (!thread || !/^web_[0-9a-f]{8,64}$/.test(thread)) {
-  thread = "web_" + randomHex(8);
-  sessionStorage.setItem("ganglion.thread", thread);
+// The conversation: the one in the address (/c/<thread_id>), else the tab's, else a new
+// one; the address then names it, so a reload, a bookmark or another device opens it.
+function chooseThread() {
+  const match = /^\/c\/([^/]+)$/.exec(location.pathname);
+  if (match && THREAD.test(match[1])) return match[1];
+  const kept = sessionStorage.getItem("ganglion.thread");
+  return kept && THREAD.test(kept) ? kept : "web_" + randomHex(8);
 }
+const thread = chooseThread();
+sessionStorage.setItem("ganglion.thread", thread);
+if (location.pathname !== `/c/${thread}`) history.replaceState(null, "", `/c/${thread}`);
 window.ganglionThread = thread;
 
-// ---- safe Markdown --------------------------------------------------------------------
+// ---- outgoing messages: pending -> accepted -> answered, or failed ----------------------
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
+// Sends not yet accepted survive a reload (sessionStorage) and are sent again with the
+// same id: the server never takes one twice, and answers each once.
+const OUTBOX_KEY = `ganglion.outbox.${thread}`;
+const outgoing = new Map(); // client id -> {id, text, node, state, turnId}
+const byTurn = new Map(); // turn id -> outgoing entry
+let maxBytes = 64 * 1024;
+
+function saveOutbox() {
+  const waiting = [...outgoing.values()].filter((m) => m.state === "pending");
+  sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(waiting.map(({ id, text }) => ({ id, text }))));
+}
+
+function frameFor(entry) {
+  return JSON.stringify({ v: 1, type: "send", id: entry.id, text: entry.text });
+}
+
+function setState(entry, state, reason) {
+  entry.state = state;
+  const node = entry.node;
+  node.dataset.state = state;
+  const label = node.querySelector(".state");
+  label.replaceChildren();
+  if (state === "pending") label.textContent = "Sending…";
+  else if (state === "queued") label.textContent = "Waiting for its turn";
+  else if (state === "accepted") label.textContent = "Sent";
+  else if (state === "failed") {
+    label.append(el("span", "reason", `Not sent: ${reason}`));
+    const retry = el("button", "link", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => resend(entry));
+    const edit = el("button", "link", "Edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => {
+      input.value = entry.text;
+      autosize();
+      input.focus();
+      forget(entry);
+    });
+    label.append(" ", retry, " ", edit);
+  }
+  saveOutbox();
+}
+
+function forget(entry) {
+  outgoing.delete(entry.id);
+  entry.node.remove();
+  saveOutbox();
+  updateWelcome();
+}
+
+function userBubble(text, kind) {
+  const node = el("div", "msg user" + (kind === "command" ? " command" : ""));
+  node.append(el("span", "sr-only", "You said: "));
+  node.append(el("div", "text", text));
+  node.append(el("div", "state"));
+  node.querySelector(".text").dir = "auto";
   return node;
 }
 
-function inline(parent, text) {
-  // `code`, **bold**, *italic*, [text](http…)
-  const pattern = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(\[[^\]]+\]\((https?:\/\/[^\s)]+)\))/;
-  let rest = text;
-  while (rest) {
-    const match = pattern.exec(rest);
-    if (!match) {
-      parent.append(document.createTextNode(rest));
-      break;
-    }
-    if (match.index) parent.append(document.createTextNode(rest.slice(0, match.index)));
-    const token = match[0];
-    if (match[1]) parent.append(el("code", "", token.slice(1, -1)));
-    else if (match[2]) inline(parent.appendChild(el("strong")), token.slice(2, -2));
-    else if (match[3]) inline(parent.appendChild(el("em")), token.slice(1, -1));
-    else {
-      const link = el("a", "", token.slice(1, token.indexOf("](")));
-      link.href = match[5];
-      link.rel = "noopener noreferrer";
-      link.target = "_blank";
-      parent.append(link);
-    }
-    rest = rest.slice(match.index + token.length);
-  }
+function bytesOf(text) {
+  return new TextEncoder().encode(text).length;
 }
 
-function codeBlock(code) {
-  const box = el("div", "codeblock");
-  const pre = el("pre");
-  pre.append(el("code", "", code));
-  const copy = el("button", "", "Copy");
-  copy.type = "button";
-  copy.addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText(code);
-      copy.textContent = "Copied";
-    } catch {
-      copy.textContent = "Copy failed";
-    }
-    setTimeout(() => (copy.textContent = "Copy"), 1500);
-  });
-  box.append(pre, copy);
-  return box;
+function send(text) {
+  const entry = { id: randomHex(8), text, state: "pending", turnId: null, node: null };
+  entry.node = append(userBubble(text, text.trim().startsWith("/") && !text.trim().startsWith("//") ? "command" : null));
+  outgoing.set(entry.id, entry);
+  const size = bytesOf(frameFor(entry));
+  if (size > maxBytes) {
+    setState(entry, "failed", `too long (${size.toLocaleString()} bytes; the limit is ${maxBytes.toLocaleString()})`);
+    return;
+  }
+  setState(entry, "pending");
+  transcript.scrollTop = transcript.scrollHeight;
+  if (synced) socket.send(frameFor(entry));
 }
 
-function renderMarkdown(text) {
-  const root = document.createDocumentFragment();
-  const lines = text.replace(/\r\n/g, "\n").split("\n");
-  let paragraph = [];
-  let list = null;
-  const flush = () => {
-    if (paragraph.length) {
-      const p = el("p");
-      paragraph.forEach((line, i) => {
-        if (i) p.append(el("br"));
-        inline(p, line);
-      });
-      root.append(p);
-      paragraph = [];
-    }
-  };
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    const fence = /^\s*```/.exec(line);
-    if (fence) {
-      flush();
-      list = null;
-      const body = [];
-      i++;
-      while (i < lines.length && !/^\s*```/.test(lines[i])) body.push(lines[i++]);
-      root.append(codeBlock(body.join("\n")));
-      continue;
-    }
-    const heading = /^(#{1,3})\s+(.*)$/.exec(line);
-    const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
-    const numbered = /^\s*\d+[.)]\s+(.*)$/.exec(line);
-    if (heading) {
-      flush();
-      list = null;
-      inline(root.appendChild(el("h" + heading[1].length)), heading[2]);
-    } else if (bullet || numbered) {
-      flush();
-      const kind = bullet ? "ul" : "ol";
-      if (!list || list.tagName.toLowerCase() !== kind) list = root.appendChild(el(kind));
-      inline(list.appendChild(el("li")), (bullet || numbered)[1]);
-    } else if (!line.trim()) {
-      flush();
-      list = null;
-    } else {
-      list = null;
-      paragraph.push(line);
-    }
-  }
-  flush();
-  return root;
+function resend(entry) {
+  entry.node.remove();
+  outgoing.delete(entry.id);
+  saveOutbox();
+  send(entry.text);
+}
+
+function onAccepted(frame) {
+  const entry = outgoing.get(frame.id);
+  if (!entry) return;
+  entry.turnId = frame.turn_id;
+  if (frame.turn_id) byTurn.set(frame.turn_id, entry);
+  // A command has no turn: its output follows at once, as a notice.
+  const answered = frame.state === "done" || frame.state === "failed" || !frame.turn_id;
+  setState(entry, answered ? "answered" : frame.state === "queued" && frame.duplicate ? "queued" : "accepted");
+  if (answered) outgoing.delete(entry.id);
+}
+
+function answered(turnId) {
+  const entry = byTurn.get(turnId);
+  if (!entry) return;
+  byTurn.delete(turnId);
+  outgoing.delete(entry.id);
+  setState(entry, "answered");
 }
 
 // ---- transcript -----------------------------------------------------------------------
 
 const streaming = new Map(); // turn_id -> {node, text}
+const turns = new Map(); // turn_id -> {source, label} of turns started live
 const shownReplies = new Set(JSON.parse(sessionStorage.getItem("ganglion.shown") || "[]"));
+let oldestId = null;
+let moreHistory = false;
+let loadingOlder = false;
 
 function atBottom() {
   return transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80;
@@ -142,14 +172,65 @@ function append(node) {
   const stick = atBottom();
   transcript.append(node);
   if (stick) transcript.scrollTop = transcript.scrollHeight;
+  else jump.hidden = false;
+  updateWelcome();
   return node;
 }
 
-function bubble(role, text) {
-  const node = el("div", "msg " + role);
-  if (role === "assistant") node.append(renderMarkdown(text || ""));
-  else node.textContent = text || "";
-  return append(node);
+function updateWelcome() {
+  welcome.hidden = transcript.querySelector(".msg, .tool, .chip") !== null;
+}
+
+function assistantBubble(text, html) {
+  const node = el("div", "msg assistant");
+  node.append(el("span", "sr-only", "Ganglion said: "));
+  const body = el("div", "text");
+  body.dir = "auto";
+  node.append(body);
+  setAssistantText(node, text || "", html);
+  return node;
+}
+
+// `html`: the finished reply as the server rendered it; without it, a streaming preview.
+function setAssistantText(node, text, html) {
+  node.querySelector(".text").replaceChildren(html === undefined ? renderMarkdown(text) : renderHtml(html));
+  node.querySelector(".actions")?.remove();
+  if (html !== undefined) {
+    const actions = el("div", "actions");
+    actions.append(copyButton(text, "Copy reply"));
+    node.append(actions);
+  }
+}
+
+function systemBubble(kind, text) {
+  const node = el("div", "msg " + kind);
+  node.append(el("span", "sr-only", kind === "error" ? "Failed: " : "Notice: "));
+  const body = el("div", "text", text);
+  body.dir = "auto";
+  node.append(body);
+  return node;
+}
+
+// A failed turn's bubble offers to send its message again (as a new message).
+function failedTurn(message, text) {
+  const node = systemBubble("error", message);
+  if (text) {
+    const retry = el("button", "link", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => {
+      retry.remove();
+      send(text);
+    });
+    node.append(retry);
+  }
+  return node;
+}
+
+function chip(source, label) {
+  const text = source === "reminder" ? `Reminder: ${label || ""}` : "Heartbeat review";
+  const node = el("div", "chip " + source, text);
+  node.dir = "auto";
+  return node;
 }
 
 function toolBlock(name, args, result, ok) {
@@ -158,7 +239,7 @@ function toolBlock(name, args, result, ok) {
   box.append(el("summary", "", `tool: ${name}`));
   if (args) box.append(el("pre", "", args));
   if (result !== undefined && result !== null) toolResult(box, result, ok);
-  return append(box);
+  return box;
 }
 
 function toolResult(box, result, ok) {
@@ -169,37 +250,99 @@ function toolResult(box, result, ok) {
   box.append(el("pre", "", result));
 }
 
-function setActivity(text) {
+let runningTurn = null; // the turn the Stop button stops
+function setActivity(text, turnId) {
+  if (turnId !== undefined) runningTurn = turnId;
+  if (!text) runningTurn = null;
   activity.hidden = !text;
-  activity.textContent = text || "";
+  $("activity-text").textContent = text || "";
+  $("stop").hidden = !runningTurn;
 }
+$("stop").addEventListener("click", () => {
+  if (runningTurn && sendFrame({ type: "stop", turn_id: runningTurn })) setActivity("stopping…");
+});
 
-function showBanner(text) {
+function showBanner(text, sticky) {
   banner.textContent = text;
   banner.hidden = false;
   clearTimeout(showBanner.timer);
-  showBanner.timer = setTimeout(() => (banner.hidden = true), 6000);
+  if (!sticky) showBanner.timer = setTimeout(() => (banner.hidden = true), 6000);
 }
 
-function renderHistory(messages) {
-  transcript.replaceChildren();
-  streaming.clear();
+function announce(text) {
+  announcer.textContent = "";
+  setTimeout(() => (announcer.textContent = text.slice(0, 400)), 50);
+}
+
+// The nodes of a page of history, oldest first.
+function historyNodes(messages) {
+  const nodes = [];
   // A tool result answers a call of the assistant message just before it: servers may
   // reuse call ids from one round to the next, so ids are matched within that message only.
   let calls = new Map();
+  const asked = new Map(); // turn id -> what the owner wrote
   for (const m of messages) {
-    if (m.role === "user") bubble("user", m.content);
-    else if (m.role === "assistant") {
-      if (m.content) bubble("assistant", m.content);
+    if (m.role === "user" && !m.kind && m.turn_id && (!m.source || m.source === "user")) asked.set(m.turn_id, m.content);
+    if (m.kind === "command") nodes.push(userBubble(m.content, "command"));
+    else if (m.kind === "notice") nodes.push(systemBubble("notice", m.content));
+    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
+    else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label));
+    else if (m.role === "user") {
+      const node = userBubble(m.content);
+      node.dataset.state = m.queued ? "queued" : "answered";
+      if (m.queued) node.querySelector(".state").textContent = "Waiting for its turn";
+      nodes.push(node);
+    } else if (m.role === "assistant") {
+      if (m.content) nodes.push(assistantBubble(m.content, m.html));
       calls = new Map();
-      for (const call of m.tool_calls || []) calls.set(call.id, toolBlock(call.name, call.arguments));
+      for (const call of m.tool_calls || []) {
+        const box = toolBlock(call.name, call.arguments);
+        calls.set(call.id, box);
+        nodes.push(box);
+      }
     } else if (m.role === "tool" && calls.has(m.tool_call_id)) {
       const content = String(m.content ?? "");
       toolResult(calls.get(m.tool_call_id), content, !content.startsWith("error:"));
       calls.delete(m.tool_call_id);
     }
   }
-  transcript.scrollTop = transcript.scrollHeight;
+  return nodes;
+}
+
+function renderHistory(frame) {
+  const messages = frame.messages;
+  const ids = messages.map((m) => m.id).filter((id) => id > 0);
+  if (frame.before_id !== null && frame.before_id !== undefined) {
+    // an older page: put it above, keeping what the reader looks at in place
+    const fromBottom = transcript.scrollHeight - transcript.scrollTop;
+    older.after(...historyNodes(messages));
+    transcript.scrollTop = transcript.scrollHeight - fromBottom;
+    loadingOlder = false;
+  } else {
+    transcript.replaceChildren(older, ...historyNodes(messages));
+    streaming.clear();
+    // Sends not yet accepted: those the history holds already are only waiting for
+    // their `accepted`; the others are shown again, pending.
+    const inHistory = new Set(messages.map((m) => m.turn_id).filter(Boolean));
+    for (const entry of outgoing.values()) {
+      const waiting = entry.state === "pending" && !inHistory.has(`${thread}/${entry.id}`);
+      if (waiting || entry.state === "failed") transcript.append(entry.node);
+    }
+    transcript.scrollTop = transcript.scrollHeight;
+    jump.hidden = true;
+  }
+  if (ids.length) oldestId = Math.min(oldestId ?? Infinity, ...ids);
+  moreHistory = frame.more;
+  older.hidden = !moreHistory;
+  updateWelcome();
+  maybeLoadOlder();
+}
+
+function maybeLoadOlder() {
+  if (!moreHistory || loadingOlder || !synced || oldestId === null) return;
+  if (transcript.scrollTop > 200) return;
+  loadingOlder = true;
+  socket.send(JSON.stringify({ v: 1, type: "history", before_id: oldestId }));
 }
 
 function rememberReply(outboxId) {
@@ -210,33 +353,70 @@ function rememberReply(outboxId) {
   return true;
 }
 
+// ---- a tab in the background ----------------------------------------------------------
+
+let unread = 0;
+function noteInBackground(what, text) {
+  if (!document.hidden) return;
+  unread += 1;
+  document.title = `(${unread}) ${baseTitle}`;
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification(what, { body: text.slice(0, 180), tag: thread });
+  }
+}
+let baseTitle = "Ganglion";
+export function setTitle(title) {
+  baseTitle = title ? `${title} · Ganglion` : "Ganglion";
+  $("title").textContent = title || "Ganglion";
+  document.title = unread ? `(${unread}) ${baseTitle}` : baseTitle;
+}
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && unread) {
+    unread = 0;
+    document.title = baseTitle;
+  }
+});
+
+// ---- frames ---------------------------------------------------------------------------
+
 function onFrame(frame) {
   switch (frame.type) {
     case "welcome":
+      maxBytes = frame.max_message_bytes || maxBytes;
+      $("limit").textContent = `Messages are limited to ${maxBytes.toLocaleString()} bytes.`;
       break;
     case "history":
-      renderHistory(frame.messages);
-      synced = true;
-      // Messages typed while disconnected go out now, after the history they follow.
-      while (unsent.length) {
-        const { frame: pending, text } = unsent.shift();
-        if (text) bubble("user", text);
-        socket.send(pending);
+      renderHistory(frame);
+      if (frame.before_id === null || frame.before_id === undefined) {
+        synced = true;
+        // Messages typed while disconnected go out now, after the history they follow.
+        for (const entry of outgoing.values()) if (entry.state === "pending") socket.send(frameFor(entry));
       }
       break;
-    case "turn_started":
-      setActivity("thinking…");
+    case "accepted":
+      onAccepted(frame);
       break;
+    case "turn_started": {
+      turns.set(frame.turn_id, { source: frame.source, label: frame.label });
+      if (frame.source === "reminder") {
+        append(chip("reminder", frame.label));
+        noteInBackground("Reminder", frame.label || "");
+      }
+      if (frame.source !== "heartbeat") setActivity("thinking…", frame.turn_id);
+      break;
+    }
     case "delta": {
+      if (turns.get(frame.turn_id)?.source === "heartbeat") break; // shown only if it says something
       let entry = streaming.get(frame.turn_id);
       if (!entry) {
-        entry = { node: bubble("assistant", ""), text: "" };
+        entry = { node: append(assistantBubble("")), text: "" };
         entry.node.classList.add("streaming");
+        entry.node.setAttribute("aria-busy", "true");
         streaming.set(frame.turn_id, entry);
       }
       entry.text += frame.text;
       const stick = atBottom();
-      entry.node.replaceChildren(renderMarkdown(entry.text));
+      setAssistantText(entry.node, entry.text);
       if (stick) transcript.scrollTop = transcript.scrollHeight;
       break;
     }
@@ -244,37 +424,72 @@ function onFrame(frame) {
       if (frame.phase === "start") setActivity(`running tool ${frame.tool}…`);
       else {
         // text streamed before the call belongs to its own bubble
+        const entry = streaming.get(frame.turn_id);
+        if (entry) {
+          entry.node.classList.remove("streaming");
+          entry.node.removeAttribute("aria-busy");
+        }
         streaming.delete(frame.turn_id);
-        toolBlock(frame.tool, frame.arguments, frame.result, frame.ok);
+        append(toolBlock(frame.tool, frame.arguments, frame.result, frame.ok));
         setActivity("thinking…");
       }
       break;
     case "reply": {
       setActivity("");
+      answered(frame.turn_id);
       const entry = streaming.get(frame.turn_id);
       streaming.delete(frame.turn_id);
       if (!rememberReply(frame.outbox_id)) break;
+      if (turns.get(frame.turn_id)?.source === "heartbeat") append(chip("heartbeat"));
       if (entry) {
         entry.node.classList.remove("streaming");
-        entry.node.replaceChildren(renderMarkdown(frame.text));
-      } else bubble("assistant", frame.text);
+        entry.node.removeAttribute("aria-busy");
+        setAssistantText(entry.node, frame.text, frame.html);
+      } else append(assistantBubble(frame.text, frame.html));
+      announce(`Ganglion said: ${frame.text}`);
+      noteInBackground("Ganglion", frame.text);
+      refreshThreads();
       break;
     }
     case "failed": {
       setActivity("");
+      const asked = byTurn.get(frame.turn_id)?.text;
+      answered(frame.turn_id);
       const entry = streaming.get(frame.turn_id);
-      if (entry) entry.node.classList.remove("streaming");
+      if (entry) {
+        entry.node.classList.remove("streaming");
+        entry.node.removeAttribute("aria-busy");
+      }
       streaming.delete(frame.turn_id);
-      bubble("error", frame.message);
+      append(failedTurn(frame.message, asked));
+      announce(`Failed: ${frame.message}`);
       break;
     }
     case "notice":
-      if (frame.text.startsWith("Started a new conversation")) transcript.replaceChildren();
-      bubble("notice", frame.text);
+      if (frame.text.startsWith("Started a new conversation")) {
+        transcript.replaceChildren(older);
+        oldestId = null;
+      }
+      append(systemBubble("notice", frame.text));
+      announce(frame.text);
+      if (frame.turn_id && frame.turn_id === runningTurn && $("activity-text").textContent === "stopping…") {
+        answered(frame.turn_id);
+        setActivity("");
+      }
       break;
-    case "error":
-      showBanner(frame.message);
+    case "threads":
+    case "search_results":
+      document.dispatchEvent(new CustomEvent("ganglion:frame", { detail: frame }));
       break;
+    case "error": {
+      const entry = frame.id ? outgoing.get(frame.id) : null;
+      if (entry) setState(entry, "failed", frame.message);
+      else if (frame.code === "deleted") {
+        showBanner("This conversation was deleted. Start a new chat from the list.", true);
+        input.disabled = true;
+      } else showBanner(frame.message);
+      break;
+    }
   }
 }
 
@@ -283,54 +498,128 @@ function onFrame(frame) {
 let socket = null;
 let synced = false; // the history of this connection has arrived
 let delay = 500;
-const unsent = []; // {frame, text} typed while disconnected; sent once the history is back
+let retryTimer = null;
+const MAX_DELAY = 4000;
 
-function setStatus(connected, text) {
-  statusBadge.classList.toggle("connected", connected);
-  statusBadge.classList.toggle("connecting", !connected);
+function setStatus(state, text) {
+  statusBadge.className = `status ${state}`;
   statusBadge.textContent = text;
-  input.disabled = false;
-  sendButton.disabled = false;
+  retryNow.hidden = state !== "disconnected";
+}
+
+export function sendFrame(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ v: 1, ...frame }));
+    return true;
+  }
+  return false;
 }
 
 function connect() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  if (socket && socket.readyState <= WebSocket.OPEN) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws`);
-  socket.addEventListener("open", () => {
+  setStatus("connecting", "connecting…");
+  const current = new WebSocket(`${scheme}://${location.host}/ws`);
+  socket = current;
+  let opened = false;
+  current.addEventListener("open", () => {
+    opened = true;
     delay = 500;
-    setStatus(true, "connected");
-    socket.send(JSON.stringify({ v: 1, type: "hello", thread_id: thread }));
+    setStatus("connected", "connected");
+    current.send(JSON.stringify({ v: 1, type: "hello", thread_id: thread }));
+    refreshThreads();
   });
-  socket.addEventListener("message", (event) => {
+  current.addEventListener("message", (event) => {
     try {
       onFrame(JSON.parse(event.data));
     } catch (error) {
       console.error("bad frame", error);
     }
   });
-  socket.addEventListener("close", (event) => {
+  current.addEventListener("close", async (event) => {
+    if (socket !== current) return;
     synced = false;
-    setStatus(false, "reconnecting…");
-    if (event.code === 1008 || event.code === 4401) showBanner(event.reason || "connection refused");
-    setTimeout(connect, delay);
-    delay = Math.min(delay * 2, 10000);
+    loadingOlder = false;
+    if (event.code === 1008) showBanner(event.reason || "connection refused");
+    if (!opened && (await tokenRefused())) {
+      setStatus("refused", "not signed in");
+      showBanner(
+        "This tab's access token is no longer valid. Open the link that “ganglion run” printed (it ends in ?token=…).",
+        true,
+      );
+      return;
+    }
+    setStatus("disconnected", "Disconnected");
+    retryTimer = setTimeout(connect, delay);
+    delay = Math.min(delay * 2, MAX_DELAY);
   });
 }
 
-function send(text) {
-  const frame = JSON.stringify({ v: 1, type: "send", id: randomHex(8), text });
-  const shown = !text.trim().startsWith("/") || text.trim().startsWith("//");
-  if (synced && socket.readyState === WebSocket.OPEN && !unsent.length) {
-    if (shown) bubble("user", text);
-    socket.send(frame);
-  } else {
-    if (shown) bubble("user", text);
-    unsent.push({ frame, text: shown ? text : null });
+async function tokenRefused() {
+  try {
+    const response = await fetch(location.pathname, { cache: "no-store" });
+    return response.status === 401;
+  } catch {
+    return false; // the daemon is down: keep trying
   }
 }
 
+function retrySoon() {
+  if (socket && socket.readyState <= WebSocket.OPEN) return;
+  if (statusBadge.classList.contains("refused")) return;
+  delay = 500;
+  connect();
+}
+retryNow.addEventListener("click", retrySoon);
+window.addEventListener("focus", retrySoon);
+window.addEventListener("online", retrySoon);
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) retrySoon();
+});
+
+// ---- composer -----------------------------------------------------------------------
+
 function autosize() {
-  input.rows = Math.min(8, Math.max(1, input.value.split("\n").length));
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight + 2, 192)}px`;
+  sendButton.disabled = !input.value.trim();
+  showCommands();
+}
+
+let commandChoice = 0;
+function matchingCommands() {
+  const text = input.value;
+  if (!text.startsWith("/") || /\s/.test(text)) return [];
+  return COMMANDS.filter(([name]) => name.startsWith(text.toLowerCase()));
+}
+
+function showCommands() {
+  const matches = matchingCommands();
+  commandMenu.hidden = !matches.length;
+  input.setAttribute("aria-expanded", String(matches.length > 0));
+  commandChoice = Math.min(commandChoice, Math.max(0, matches.length - 1));
+  commandMenu.replaceChildren(
+    ...matches.map(([name, help], i) => {
+      const item = el("li", i === commandChoice ? "chosen" : "");
+      item.setAttribute("role", "option");
+      item.setAttribute("aria-selected", String(i === commandChoice));
+      item.append(el("strong", "", name), " ", el("span", "", help));
+      item.addEventListener("mousedown", (event) => {
+        event.preventDefault();
+        pickCommand(name);
+      });
+      return item;
+    }),
+  );
+}
+
+function pickCommand(name) {
+  input.value = name + " ";
+  commandChoice = 0;
+  autosize();
+  input.focus();
 }
 
 $("composer").addEventListener("submit", (event) => {
@@ -342,12 +631,48 @@ $("composer").addEventListener("submit", (event) => {
   send(text);
 });
 input.addEventListener("keydown", (event) => {
+  const matches = matchingCommands();
+  if (matches.length && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+    event.preventDefault();
+    commandChoice = (commandChoice + (event.key === "ArrowDown" ? 1 : -1) + matches.length) % matches.length;
+    showCommands();
+    return;
+  }
+  if (matches.length && event.key === "Tab") {
+    event.preventDefault();
+    pickCommand(matches[commandChoice][0]);
+    return;
+  }
+  if (event.key === "Escape") {
+    commandMenu.hidden = true;
+    return;
+  }
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    $("composer").requestSubmit();
+    if (matches.length && input.value !== matches[commandChoice][0]) pickCommand(matches[commandChoice][0]);
+    else $("composer").requestSubmit();
   }
 });
 input.addEventListener("input", autosize);
 
+transcript.addEventListener("scroll", () => {
+  if (atBottom()) jump.hidden = true;
+  maybeLoadOlder();
+});
+jump.addEventListener("click", () => {
+  transcript.scrollTop = transcript.scrollHeight;
+  jump.hidden = true;
+});
+
+// ---- start ----------------------------------------------------------------------------
+
+for (const { id, text } of JSON.parse(sessionStorage.getItem(OUTBOX_KEY) || "[]")) {
+  const entry = { id, text, state: "pending", turnId: null, node: userBubble(text) };
+  outgoing.set(id, entry);
+  setState(entry, "pending");
+}
+initSidebar({ thread, sendFrame, setTitle, randomHex });
 connect();
+autosize();
+updateWelcome();
 input.focus();
