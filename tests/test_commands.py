@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ganglion.messages import AddReminder, ReminderInfo
+from ganglion.messages import AddReminder, FinalReply, ReminderInfo
 from ganglion.threads.commands import (
     Command,
     format_reminders,
@@ -131,22 +131,28 @@ async def test_reminders_command_lists_this_conversations_and_the_system_ones(
     assert listing.startswith("2 scheduled reminder(s):")
 
 
-async def test_heartbeat_command_with_no_goals_stays_quiet(
-    tmp_path: Path, fake_llm: FakeLLM
-) -> None:
-    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
-        await daemon.say(WEB, "/heartbeat")
-        assert "nothing to review" in await daemon.collector.notice(WEB)
-    assert fake_llm.requests == []
-
-
-async def test_heartbeat_command_reviews_active_goals(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_heartbeat_command_shows_a_silent_review(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.script(Reply("HEARTBEAT_OK"))
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
         (tmp_path / "HEARTBEATS.txt").write_text("# goals\n- check the backup ran\n")
         await daemon.say(WEB, "/heartbeat")
-        assert "review started" in await daemon.collector.notice(WEB)
-        await fake_llm.wait_for_requests(1)
-    request = fake_llm.requests[0]["messages"]
-    assert "system:heartbeat" in request[0]["content"]
-    assert "- check the backup ran" in request[-1]["content"]
+        notice = await daemon.collector.notice(WEB)
+    assert notice.startswith("Heartbeat review of this conversation: nothing to report")
+    [request] = fake_llm.requests
+    assert "- check the backup ran" in request["messages"][0]["content"]
+    assert WEB in request["messages"][0]["content"]  # this conversation's review
+    assert not daemon.collector.of(WEB, FinalReply)
+
+
+async def test_heartbeat_command_delivers_what_the_review_says(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(Reply("You meant to call Anna today."))
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB, "/heartbeat")
+        notice = await daemon.collector.notice(WEB)
+        [reply] = await daemon.collector.final(WEB)
+        info = await daemon.info(WEB)
+    assert reply == "You meant to call Anna today."
+    assert notice.startswith("Heartbeat review of this conversation: delivered")
+    assert info.messages == 2  # the review's marker and what it said

@@ -200,17 +200,26 @@ async def test_garbage_streams_fail_the_turn_with_a_short_message(
     assert all("Traceback" not in r for r in results)
 
 
-async def test_heartbeat_ok_is_stored_but_not_delivered(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_a_silent_review_is_neither_delivered_nor_kept(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
     from ganglion.messages import HeartbeatReview
 
-    fake_llm.script(Reply("HEARTBEAT_OK"))
+    (tmp_path / "HEARTBEATS.txt").write_text("- water the plants\n")
+    fake_llm.script(Reply("**HEARTBEAT_OK**"))
     async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
-        await daemon.services.threads.send(WEB_A, HeartbeatReview(WEB_A, "- water the plants"))
+        await daemon.services.threads.send(WEB_A, HeartbeatReview(WEB_A))
         await fake_llm.wait_for_requests(1)
         await daemon.say(WEB_A, "hi")
         await daemon.collector.final(WEB_A)
         assert [e.text for e in daemon.collector.of(WEB_A, FinalReply)] == ["ok"]  # type: ignore[union-attr]
-    assert "water the plants" in fake_llm.requests[0]["messages"][-1]["content"]
+        info = await daemon.info(WEB_A)
+    review, turn = fake_llm.requests
+    assert "water the plants" in review["messages"][0]["content"]  # the goals, in the prompt
+    assert "Heartbeat review" in review["messages"][-1]["content"]
+    # No trace: the next turn's prompt holds neither the review nor its answer.
+    assert [m["content"] for m in turn["messages"][1:]] == ["hi"]
+    assert info.messages == 2
     assert not daemon.collector.of(WEB_A, TurnFailed)
 
 

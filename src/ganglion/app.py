@@ -6,7 +6,7 @@
         └── root supervisor     children started in this order, stopped in reverse:
             ├── threads         registry of ThreadActors (one per conversation)
             ├── reminders       reminder actor
-            ├── heartbeat       heartbeat actor
+            ├── heartbeat       heartbeat actor: reviews fanned out to active threads
             ├── mcp:<name> …    one per enabled MCP server
             ├── system          the system threads' log (an interface)
             ├── web             web chat interface (if enabled)
@@ -36,7 +36,7 @@ from typing import Any
 import trio
 
 from ganglion.config import Config
-from ganglion.heartbeat import heartbeat_child
+from ganglion.heartbeat.actor import heartbeat_child
 from ganglion.matrix import matrix_child
 from ganglion.ops.endpoints import ops_routes
 from ganglion.ops.status import DaemonView
@@ -147,7 +147,15 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             missing_turns=services.store.missing_turns,
             ref=deps.reminders,
         ),
-        heartbeat_child(config.heartbeat, config.data_dir, threads, ref=deps.heartbeat),
+        heartbeat_child(
+            config.heartbeat,
+            config.data_dir,
+            threads,
+            services.store,
+            deps.timezone,
+            ref=deps.heartbeat,
+            statistics=services.heartbeat,
+        ),
         *mcp_children(config, deps.tools),
         system_log_child(backend, router),
     ]

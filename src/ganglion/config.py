@@ -37,6 +37,8 @@ from pydantic import (
 )
 
 from ganglion.errors import StartupError
+from ganglion.heartbeat.review import ActiveHours
+from ganglion.threads.ids import is_valid_thread_id
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -421,8 +423,30 @@ class ToolsConfig(_Model):
 
 
 class HeartbeatConfig(_Model):
+    """When goals and conversations are reviewed, and where the global review speaks."""
+
     enabled: bool = True
     interval_seconds: float = Field(3600.0, ge=60)
+    active_window: float = Field(86400.0, gt=0)
+    recent_turns: int = Field(3, ge=0, le=50)
+    active_hours: str | None = None
+    deliver_to: str | None = None
+
+    @field_validator("active_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            ActiveHours.parse(value)  # ValueError: a config error with this field's path
+        return value
+
+    @field_validator("deliver_to")
+    @classmethod
+    def _conversation(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_thread_id(value):
+            raise ValueError(
+                "must be a conversation's thread id (web_…) or a Matrix room id (!…:server)"
+            )
+        return value
 
 
 class ShutdownConfig(_Model):

@@ -6,7 +6,8 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
 
     UserMessage       a person wrote in a Matrix room or a web tab
     ReminderDue       a reminder slot fired for this thread
-    HeartbeatReview   the heartbeat asks a thread to review its goals
+    HeartbeatReview   the heartbeat asks a thread for a review (answered with a ReviewOutcome)
+    Announce          the heartbeat has the thread say what the global review found
     GetThreadInfo     request/reply: the thread's state (for status views and tests)
     Wake              activate a thread so it answers turns cut off before a restart
     StopTurn          the owner stops a running turn (its partial answer is kept)
@@ -38,6 +39,7 @@ from ganglion_actors import Reply
 
 __all__ = [
     "AddReminder",
+    "Announce",
     "CancelReminder",
     "ConfirmReminder",
     "FinalReply",
@@ -50,6 +52,7 @@ __all__ = [
     "ReminderDue",
     "ReminderInfo",
     "ReminderRequest",
+    "ReviewOutcome",
     "StopTurn",
     "TextDelta",
     "ThreadInfo",
@@ -112,8 +115,32 @@ def reminder_turn_id(thread_id: str, reminder_id: str, slot: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatReview:
+    """Review the open goals (and, for a conversation, its last few turns) now, and
+    answer `reply` with the outcome. `scope` "thread" speaks into the conversation;
+    "global" (the system heartbeat thread) hands what it would say back."""
+
     thread_id: str
-    heartbeats: str
+    scope: Literal["thread", "global"] = "thread"
+    reply: Reply[ReviewOutcome] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOutcome:
+    """How a review ended: "silent", "spoke" (`text` is what it said), "failed" (`text`
+    says why) or "skipped" (the thread was already reviewing); `tokens` it used."""
+
+    thread_id: str
+    state: Literal["silent", "spoke", "failed", "skipped"]
+    text: str = ""
+    tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Say `text` in the conversation as the assistant (what the global review said)."""
+
+    thread_id: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +172,7 @@ class StopTurn:
     turn_id: str
 
 
-Inbound = UserMessage | ReminderDue | HeartbeatReview | GetThreadInfo | Wake | StopTurn
+Inbound = UserMessage | ReminderDue | HeartbeatReview | Announce | GetThreadInfo | Wake | StopTurn
 
 
 @dataclass(frozen=True, slots=True)

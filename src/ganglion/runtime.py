@@ -29,6 +29,7 @@ from ganglion.config import Config
 from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
+from ganglion.heartbeat.actor import HeartbeatStatistics
 from ganglion.llm import LLMClient
 from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
 from ganglion.private import tighten
@@ -66,6 +67,7 @@ class Services:
     threads: Registry[str, Inbound]
     backend: DaemonBackend
     stop_requested: trio.Event = field(default_factory=trio.Event)
+    heartbeat: HeartbeatStatistics = field(default_factory=HeartbeatStatistics)
 
     @property
     def router(self) -> DeliveryRouter:

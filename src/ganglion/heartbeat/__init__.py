@@ -1,5 +1,8 @@
-"""The heartbeat actor: reviews the open goals in HEARTBEATS.txt on a timer."""
+"""The heartbeat: reviews fanned out to the active conversations on a schedule.
 
-from ganglion.heartbeat.actor import HEARTBEAT_THREAD, heartbeat_child, serve_heartbeat
+- `actor`: the heartbeat actor (`heartbeat_child`, `serve_heartbeat`);
+- `review`: what a review asks and how its answer is read (pure).
 
-__all__ = ["HEARTBEAT_THREAD", "heartbeat_child", "serve_heartbeat"]
+Import from the submodules; this package imports nothing, so the configuration can use
+the pure `review` module without pulling in the actor.
+"""

@@ -1,61 +1,106 @@
-"""The heartbeat actor.
+"""The heartbeat actor: reviews fanned out to every active conversation, on a schedule.
 
-Every `heartbeat.interval_seconds` (and on `/heartbeat`) it reads `HEARTBEATS.txt`; when the
-file lists active goals it sends a `HeartbeatReview` turn to the system heartbeat thread,
-where the model reviews them with its tools and stays quiet when there is nothing to say.
-With no active goals nothing is sent: no model call, no noise. The timer is a deadline on
-the mailbox receive, so the actor sleeps until it is due or asked, never polling.
+At each beat (every `heartbeat.interval_seconds`, drift-free; `TriggerHeartbeat` asks for
+one now) it reads `HEARTBEATS.txt` and the conversations active within
+`heartbeat.active_window` seconds (from the store: no thread is woken to ask), then:
 
-The tree runs it with `heartbeat_child`, on the reference the threads already hold (the
-`/heartbeat` command asks it), sending each review through the thread registry.
+1. asks each active conversation for a review (`HeartbeatReview`) with `send_nowait`: it
+   never waits on a slow thread. A conversation whose previous review has not finished is
+   skipped, not asked twice; one with no activity since its last review is skipped when
+   there are no active goals (no model call at all, and a passivated thread stays asleep);
+2. when there are active goals, asks the system heartbeat thread for the global review,
+   and speaks what it says (`Announce`) into `heartbeat.deliver_to`, else into the most
+   recently active conversation, else only into the log.
+
+Outside `heartbeat.active_hours` a beat is skipped. Each beat logs one line when its
+reviews are in (run, skipped and why, silent, delivered, failed, tokens), and the totals
+are kept for `statistics()`. The reviews themselves run in the threads
+(`threads.review`), so a thread that fails or crashes during its review costs that
+review only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 import trio
 
 from ganglion.config import HeartbeatConfig
 from ganglion.datadir import GOALS_FILE
 from ganglion.entries import active_lines
-from ganglion.messages import HeartbeatReview, Inbound, TriggerHeartbeat
+from ganglion.heartbeat.review import ActiveHours, next_beat
+from ganglion.messages import (
+    Announce,
+    HeartbeatReview,
+    Inbound,
+    ReviewOutcome,
+    TriggerHeartbeat,
+)
 from ganglion.safefs import NotFound, SafePathError, open_dir
-from ganglion_actors import ActorRef, ChildSpec, Inbox, Registry
+from ganglion.store import ConversationStore, ThreadActivity
+from ganglion.threads.ids import interface_for
+from ganglion_actors import ActorRef, ActorStopped, ChildSpec, Inbox, MailboxFull, Registry, Reply
 
-__all__ = ["HEARTBEAT_THREAD", "heartbeat_child", "serve_heartbeat"]
+__all__ = ["HEARTBEAT_THREAD", "HeartbeatStatistics", "heartbeat_child", "serve_heartbeat"]
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_THREAD = "system:heartbeat"
 # The review reads at most this much of HEARTBEATS.txt (the prompt cuts goals further).
 MAX_GOALS_BYTES = 64 * 1024
+# A beat's line is logged when its reviews are in, or after this long (a slow model).
+REVIEW_WAIT = 600.0
 
-SendReview = Callable[[HeartbeatReview], Awaitable[None]]
+Wall = Callable[[], datetime]
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class HeartbeatStatistics:
+    """Totals since the daemon started: beats, reviews by outcome, skips by reason,
+    and the tokens reviews used (the server's figures, estimated when it gave none)."""
+
+    beats: int = 0
+    reviews: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    tokens: int = 0
 
 
 def heartbeat_child(
     config: HeartbeatConfig,
     data_dir: Path,
     threads: Registry[str, Inbound],
+    store: ConversationStore,
+    timezone: str,
     *,
     ref: ActorRef[TriggerHeartbeat],
+    statistics: HeartbeatStatistics | None = None,
 ) -> ChildSpec[TriggerHeartbeat]:
-    """The heartbeat as the root supervisor runs it: started on `ref` (reserved before
-    the tree starts), reviewing `data_dir`'s HEARTBEATS.txt and sending each review to
-    its thread through `threads`. Permanent, and its crashes count toward the root's
-    restart intensity."""
-
-    async def send_review(review: HeartbeatReview) -> None:
-        await threads.send(review.thread_id, review)
-
+    """The heartbeat as the root supervisor runs it, on `ref` (reserved before the tree
+    starts). Permanent; its crashes count toward the root's restart intensity."""
     return ChildSpec(
         "heartbeat",
-        partial(serve_heartbeat, config, data_dir / GOALS_FILE, send_review),
+        partial(
+            serve_heartbeat,
+            config,
+            data_dir / GOALS_FILE,
+            threads,
+            store,
+            timezone,
+            statistics=statistics,
+        ),
         ref=ref,
     )
 
@@ -63,32 +108,183 @@ def heartbeat_child(
 async def serve_heartbeat(
     config: HeartbeatConfig,
     heartbeats_file: Path,
-    send_review: SendReview,
+    threads: Registry[str, Inbound],
+    store: ConversationStore,
+    timezone: str,
     inbox: Inbox[TriggerHeartbeat],
     *,
+    statistics: HeartbeatStatistics | None = None,
+    wall: Wall = _wall_now,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    task_status.started()
-    due = _next_due(config)
-    while True:
-        request: TriggerHeartbeat | None = None
-        with trio.move_on_at(due):
+    heartbeat = _Heartbeat(
+        config, heartbeats_file, threads, store, ZoneInfo(timezone), wall, statistics
+    )
+    async with trio.open_nursery() as nursery:
+        task_status.started()
+        interval = config.interval_seconds
+        due = trio.current_time() + interval if config.enabled else math.inf
+        while True:
+            request: TriggerHeartbeat | None = None
+            with trio.move_on_at(due):
+                try:
+                    request = await inbox.receive()
+                except trio.EndOfChannel:
+                    nursery.cancel_scope.cancel()
+                    return
+            if request is None:
+                nursery.start_soon(heartbeat.beat, nursery, False, None)
+                due = next_beat(due, interval, trio.current_time())
+            else:
+                nursery.start_soon(heartbeat.beat, nursery, True, request.reply)
+
+
+class _Heartbeat:
+    def __init__(
+        self,
+        config: HeartbeatConfig,
+        heartbeats_file: Path,
+        threads: Registry[str, Inbound],
+        store: ConversationStore,
+        zone: ZoneInfo,
+        wall: Wall,
+        statistics: HeartbeatStatistics | None,
+    ) -> None:
+        self.config = config
+        self.heartbeats_file = heartbeats_file
+        self.threads = threads
+        self.store = store
+        self.zone = zone
+        self.wall = wall
+        self.stats = statistics if statistics is not None else HeartbeatStatistics()
+        self.hours = ActiveHours.parse(config.active_hours) if config.active_hours else None
+        self.in_flight: set[str] = set()
+
+    async def beat(self, nursery: trio.Nursery, forced: bool, reply: Reply[str] | None) -> None:
+        summary = await self._beat(nursery, forced)
+        if reply is not None:
+            reply.send(summary)
+
+    async def _beat(self, nursery: trio.Nursery, forced: bool) -> str:
+        self.stats.beats += 1
+        now = self.wall()
+        if not forced and self.hours and not self.hours.contains(now.astimezone(self.zone).time()):
+            self.stats.skipped["outside hours"] += 1
+            log.info("heartbeat: skipped, outside the active hours %s", self.config.active_hours)
+            return "Skipped: outside the active hours."
+        goals = active_lines(await trio.to_thread.run_sync(_read_goals, self.heartbeats_file))
+        since = now.timestamp() - self.config.active_window
+        active = [
+            a
+            for a in await self.store.thread_activity(since)
+            if interface_for(a.thread_id) != "system"
+        ]
+        skipped: Counter[str] = Counter()
+        asked: list[tuple[str, Reply[ReviewOutcome]]] = []
+        for activity in active:
+            if not goals and not _new_activity(activity):
+                skipped["no activity"] += 1
+                continue
+            self._ask(activity.thread_id, "thread", asked, skipped)
+        if goals:
+            self._ask(HEARTBEAT_THREAD, "global", asked, skipped)
+        target = self._speak_to(active)
+        outcomes = await self._gather(nursery, asked, target)
+        for thread_id, _ in asked:
+            if thread_id not in outcomes:
+                skipped["still running"] += 1
+        return self._settle(outcomes, skipped)
+
+    async def _gather(
+        self,
+        nursery: trio.Nursery,
+        asked: list[tuple[str, Reply[ReviewOutcome]]],
+        target: str | None,
+    ) -> dict[str, ReviewOutcome]:
+        """The outcomes that come in within `REVIEW_WAIT`. Each review is waited for in
+        the actor's nursery however long it takes: its thread keeps its place
+        (`in_flight`) until then, and a late global review still speaks."""
+        outcomes: dict[str, ReviewOutcome] = {}
+        all_in = trio.Event()
+        left = len(asked)
+
+        async def wait(thread_id: str, reply: Reply[ReviewOutcome]) -> None:
+            nonlocal left
             try:
-                request = await inbox.receive()
-            except trio.EndOfChannel:
-                return
-        if request is None:
-            await _review(heartbeats_file, send_review)
-            due = _next_due(config)
-            continue
-        outcome = await _review(heartbeats_file, send_review)
-        if request.reply is not None:
-            request.reply.send(outcome)
+                outcome = await reply.wait()
+            except Exception as exc:  # the thread died during its review
+                outcome = ReviewOutcome(thread_id, "failed", repr(exc))
+            finally:
+                self.in_flight.discard(thread_id)
+            if thread_id == HEARTBEAT_THREAD and outcome.state == "spoke":
+                self._announce(outcome.text, target)
+            outcomes[thread_id] = outcome
+            left -= 1
+            if not left:
+                all_in.set()
+
+        for thread_id, reply in asked:
+            nursery.start_soon(wait, thread_id, reply)
+        if asked:
+            with trio.move_on_after(REVIEW_WAIT):
+                await all_in.wait()
+        return dict(outcomes)
+
+    def _ask(
+        self,
+        thread_id: str,
+        scope: Literal["thread", "global"],
+        asked: list[tuple[str, Reply[ReviewOutcome]]],
+        skipped: Counter[str],
+    ) -> None:
+        if thread_id in self.in_flight:
+            skipped["busy"] += 1
+            return
+        reply: Reply[ReviewOutcome] = Reply()
+        try:
+            self.threads.send_nowait(thread_id, HeartbeatReview(thread_id, scope, reply))
+        except MailboxFull:
+            skipped["busy"] += 1
+            return
+        except ActorStopped:
+            skipped["stopping"] += 1
+            return
+        self.in_flight.add(thread_id)
+        asked.append((thread_id, reply))
+
+    def _speak_to(self, active: list[ThreadActivity]) -> str | None:
+        if self.config.deliver_to:
+            return self.config.deliver_to
+        latest = max(active, key=lambda a: a.last_activity, default=None)
+        return latest.thread_id if latest else None
+
+    def _settle(self, outcomes: dict[str, ReviewOutcome], skipped: Counter[str]) -> str:
+        counts: Counter[str] = Counter(outcome.state for outcome in outcomes.values())
+        tokens = sum(outcome.tokens for outcome in outcomes.values())
+        self.stats.reviews.update(counts)
+        self.stats.skipped.update(skipped)
+        self.stats.tokens += tokens
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) or "none"
+        line = (
+            f"{sum(counts.values())} review(s): {counts['silent']} silent, "
+            f"{counts['spoke']} delivered, {counts['failed']} failed, "
+            f"{counts['skipped']} busy; skipped: {why}; {tokens} tokens"
+        )
+        log.info("heartbeat: %s", line)
+        return f"Heartbeat: {line}."
+
+    def _announce(self, text: str, target: str | None) -> None:
+        if target is None:
+            log.info("heartbeat (no conversation to speak in) says: %s", text)
+            return
+        try:
+            self.threads.send_nowait(target, Announce(target, text))
+        except (MailboxFull, ActorStopped) as exc:
+            log.warning("heartbeat: could not speak in %s (%r): %s", target, exc, text)
 
 
-def _next_due(config: HeartbeatConfig) -> float:
-    """When the timer fires next; never when the timer is disabled (`/heartbeat` still works)."""
-    return trio.current_time() + config.interval_seconds if config.enabled else math.inf
+def _new_activity(activity: ThreadActivity) -> bool:
+    return activity.last_review is None or activity.last_activity > activity.last_review
 
 
 def _read_goals(heartbeats_file: Path) -> str:
@@ -103,14 +299,3 @@ def _read_goals(heartbeats_file: Path) -> str:
         log.warning("heartbeat: %s is not read: %s", heartbeats_file.name, exc)
         return ""
     return data.decode("utf-8", errors="replace")
-
-
-async def _review(heartbeats_file: Path, send_review: SendReview) -> str:
-    text = await trio.to_thread.run_sync(_read_goals, heartbeats_file)
-    goals = active_lines(text)
-    if not goals:
-        log.debug("heartbeat: no active goals, nothing to review")
-        return "No active goals in HEARTBEATS.txt: nothing to review."
-    await send_review(HeartbeatReview(HEARTBEAT_THREAD, goals))
-    log.info("heartbeat: review of %d goal line(s) sent", goals.count("\n") + 1)
-    return "Heartbeat review started: the results appear in the system thread log."

@@ -70,6 +70,7 @@ __all__ = [
     "StoreError",
     "StoreStatistics",
     "StoredMessage",
+    "ThreadActivity",
     "ThreadState",
     "ThreadSummary",
     "Turn",
@@ -234,6 +235,16 @@ class SearchHit:
     title: str
     message_id: int
     snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadActivity:
+    """When a thread last had activity of its own, and was last reviewed (None: never),
+    in epoch seconds."""
+
+    thread_id: str
+    last_activity: float
+    last_review: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +458,34 @@ class ConversationStore(SQLiteStore):
             )
         )
         return tuple(r["thread_id"] for r in rows)
+
+    async def thread_activity(self, since: float) -> tuple[ThreadActivity, ...]:
+        """The threads with activity of their own (the owner's messages and commands,
+        the assistant's answers; not a heartbeat review's) after `since` (epoch seconds),
+        each with when it was last reviewed."""
+
+        def find() -> tuple[ThreadActivity, ...]:
+            active = self._rows(
+                "SELECT m.thread_id AS thread_id, MAX(m.created_at) AS last FROM messages m "
+                "LEFT JOIN turns t ON t.turn_id = m.turn_id WHERE m.created_at > ? "
+                "AND (m.kind IS NULL OR m.kind = 'command') "
+                "AND (t.source IS NULL OR t.source != 'heartbeat') GROUP BY m.thread_id",
+                (since,),
+            )
+            reviews = {
+                row["thread_id"]: row["last"]
+                for row in self._rows(
+                    "SELECT thread_id, MAX(created_at) AS last FROM turns "
+                    "WHERE source = 'heartbeat' AND created_at > ? GROUP BY thread_id",
+                    (since,),
+                )
+            }
+            return tuple(
+                ThreadActivity(row["thread_id"], row["last"], reviews.get(row["thread_id"]))
+                for row in active
+            )
+
+        return await self._read(find)
 
     async def missing_turns(self, turn_ids: Sequence[str]) -> set[str]:
         """Those of `turn_ids` that no turn has (in any state, any epoch)."""

@@ -43,8 +43,10 @@ from ganglion.compaction import (
     summary_request,
 )
 from ganglion.fitting import Budget, Fit, answer_reserve, fit_request
+from ganglion.heartbeat.review import HEARTBEAT_OK, REVIEW_MARKER
 from ganglion.llm import LLMError
 from ganglion.messages import (
+    Announce,
     FinalReply,
     GetThreadInfo,
     HeartbeatReview,
@@ -52,6 +54,7 @@ from ganglion.messages import (
     Notice,
     Outbound,
     ReminderDue,
+    ReviewOutcome,
     StopTurn,
     TextDelta,
     ThreadInfo,
@@ -69,16 +72,16 @@ from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
 from ganglion.threads.ids import interface_for
 from ganglion.threads.offers import SMALL_WINDOW
+from ganglion.threads.review import run_review
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
-from ganglion.transcript import ChatMessage
+from ganglion.transcript import ChatMessage, Usage
 from ganglion_actors import Inbox, Reply
 
 __all__ = ["HEARTBEAT_OK", "ThreadActor", "serve_thread"]
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_OK = "HEARTBEAT_OK"
 CRASH_MESSAGE = (
     "Something went wrong inside Ganglion while answering this message (details are in "
     "the daemon's log). Please try again."
@@ -95,7 +98,17 @@ class _RunCommand:
     command: Command
 
 
-_Work = _RunTurn | _RunCommand
+@dataclass(frozen=True, slots=True)
+class _RunReview:
+    review: HeartbeatReview
+
+
+@dataclass(frozen=True, slots=True)
+class _Speak:
+    text: str
+
+
+_Work = _RunTurn | _RunCommand | _RunReview | _Speak
 
 
 async def serve_thread(
@@ -157,6 +170,7 @@ class ThreadActor:
         # The running turn's id and cancel scope (for StopTurn), and the text it streamed
         # since its last tool call (kept as its answer when it is stopped).
         self._running: tuple[str, trio.CancelScope] | None = None
+        self._reviewing = False
         self._streamed: list[str] = []
 
     # -- intake ---------------------------------------------------------------------------
@@ -182,13 +196,15 @@ class ThreadActor:
                 await self._queue_turn(
                     queue, ChatMessage("user", content), "reminder", message.turn_id, accepted
                 )
-            case HeartbeatReview(heartbeats=goals):
-                content = (
-                    "[Heartbeat review. These are the active goals from HEARTBEATS.txt. Review "
-                    "them and act where something is due, using your tools. If nothing needs "
-                    f"the owner's attention, reply exactly {HEARTBEAT_OK}.]\n{goals}"
-                )
-                await self._queue_turn(queue, ChatMessage("user", content), "heartbeat", None)
+            case HeartbeatReview(reply=reply):
+                if self._reviewing:  # the previous review has not finished: not twice
+                    if reply is not None:
+                        reply.send(ReviewOutcome(self.thread_id, "skipped", "busy"))
+                    return
+                self._reviewing = True
+                await self.enqueue(queue, _RunReview(message))
+            case Announce(text=text):
+                await self.enqueue(queue, _Speak(text))
             case GetThreadInfo(reply=reply):
                 reply.send(self.info())
             case StopTurn(turn_id=turn_id):
@@ -233,12 +249,20 @@ class ThreadActor:
                             await self.run_turn(turn)
                         case _RunCommand(command=command):
                             await handle_command(self, command)
+                        case _RunReview(review=review):
+                            await self._review(review)
+                        case _Speak(text=text):
+                            await self.speak(None, text)
                 finally:
                     self._outstanding -= 1
                     self._inbox.set_busy(self._outstanding > 0)
 
     async def run_turn(self, turn: Turn) -> None:
         store = self.deps.store
+        if turn.source == "heartbeat":
+            # A review cut off by a restart: the next beat reviews again, afresh.
+            await store.finish_turn(turn.turn_id, state="failed", final=None)
+            return
         if turn.state == "queued":
             self.history.append(await store.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id))
@@ -259,21 +283,62 @@ class ThreadActor:
         if stoppable.cancelled_caught:
             await self._stopped(turn)
             return
-        quiet = turn.source == "heartbeat" and text.strip() == HEARTBEAT_OK
         finished = await store.finish_turn(
             turn.turn_id,
             state="done",
             final=ChatMessage("assistant", text),
-            outbox=None if quiet else {"text": text},
+            outbox={"text": text},
         )
         if finished.message is not None:
             self.history.append(finished.message)
         self.turns_done += 1
-        if quiet:
-            log.info("heartbeat review: nothing to report")
-        else:
-            await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+        await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
         await self.compact_if_needed()
+
+    # -- heartbeat reviews ----------------------------------------------------------------
+
+    async def _review(self, review: HeartbeatReview) -> None:
+        outcome = ReviewOutcome(self.thread_id, "failed", "the review crashed")
+        try:
+            outcome = await run_review(self, review)
+        finally:
+            self._reviewing = False
+            if review.reply is not None:
+                review.reply.send(outcome)
+
+    async def review_now(self) -> str:
+        """Review this conversation now (`/heartbeat`) and say how it went."""
+        outcome = await run_review(self, HeartbeatReview(self.thread_id))
+        match outcome.state:
+            case "silent":
+                return (
+                    "Heartbeat review of this conversation: nothing to report (the model "
+                    f"answered {HEARTBEAT_OK}, which is shown to no one)."
+                )
+            case "spoke":
+                return f"Heartbeat review of this conversation: delivered above ({outcome.tokens} tokens)."
+            case _:
+                return f"Heartbeat review of this conversation failed: {outcome.text}"
+
+    async def speak(self, turn: Turn | None, text: str) -> None:
+        """Say `text` in the conversation as a heartbeat review's answer: stored as the
+        review's marker and the answer, delivered like any reply."""
+        store = self.deps.store
+        if turn is None:
+            turn, _ = await store.queue_turn(
+                self.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
+            )
+        self.history.append(await store.start_turn(turn.turn_id))
+        await self.emit(TurnStarted(self.thread_id, turn.turn_id))
+        finished = await store.finish_turn(
+            turn.turn_id, state="done", final=ChatMessage("assistant", text), outbox={"text": text}
+        )
+        if finished.message is not None:
+            self.history.append(finished.message)
+        await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+
+    def used(self, usage: Usage, estimated_prompt: int) -> None:
+        """What a request of a turn cost (a review counts it; a turn has no use for it)."""
 
     async def _stopped(self, turn: Turn) -> None:
         """End a turn the owner stopped: what it streamed is its answer, marked stopped."""

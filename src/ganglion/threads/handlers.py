@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo, TriggerHeartbeat
+from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo
 from ganglion.reminders import ScheduleError
 from ganglion.reminders.text import reminder_line
 from ganglion.services import ServiceUnavailable, ask_service
@@ -39,6 +39,8 @@ class CommandHost(Protocol):
 
     async def why_not_compacted(self) -> str: ...
 
+    async def review_now(self) -> str: ...
+
 
 __all__ = ["CommandHost", "handle_command"]
 
@@ -66,7 +68,7 @@ async def handle_command(thread: CommandHost, command: Command) -> None:
         case "confirm":
             await thread.notice(await _confirm_reminder(thread, command.args))
         case "heartbeat":
-            await thread.notice(await _trigger_heartbeat(thread))
+            await thread.notice(await thread.review_now())
         case "tools":
             await thread.notice(format_tools(thread.deps.tools.names))
         case name:
@@ -102,15 +104,3 @@ async def _confirm_reminder(thread: CommandHost, args: str) -> str:
     except ServiceUnavailable as exc:
         return str(exc)
     return f"Confirmed: {reminder_line(info)}."
-
-
-async def _trigger_heartbeat(thread: CommandHost) -> str:
-    try:
-        outcome: str = await ask_service(
-            thread.deps.heartbeat,
-            lambda reply: TriggerHeartbeat(requested_by=thread.thread_id, reply=reply),
-            name="heartbeat",
-        )
-    except ServiceUnavailable as exc:
-        return str(exc)
-    return outcome

@@ -19,7 +19,7 @@ from ganglion.store import Turn
 from ganglion.threads.offers import MORE_TOOLS, Offer, tool_offers, unlock
 from ganglion.tokens import estimate_message_tokens
 from ganglion.tools import ToolContext
-from ganglion.transcript import ChatMessage, ToolCall
+from ganglion.transcript import ChatMessage, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ganglion.threads.deps import ThreadDeps
@@ -49,6 +49,8 @@ class TurnHost(Protocol):
     ) -> None: ...
 
     async def emit(self, event: Outbound) -> None: ...
+
+    def used(self, usage: Usage, estimated_prompt: int) -> None: ...
 
 
 __all__ = ["TurnError", "TurnHost", "repair_tool_pairs", "run_model_loop"]
@@ -147,6 +149,7 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
                 raise TurnError(_still_too_large(exc, fit)) from exc
             refused = True
             continue
+        thread.used(completion.usage, fit.tokens)
         calls = completion.tool_calls
         content: str | None = completion.content or None
         if not calls and offered:
