@@ -81,7 +81,8 @@ class ChaosClient:
     """One browser tab: sends its messages one after another over the web chat and,
     whenever the socket breaks, reconnects, says hello with its thread id and reads the
     history, as the web UI does. A message not yet answered is sent again with the same id
-    (the daemon stores it once)."""
+    (the daemon stores it once). Now and then the tab closes right after sending, so that
+    its answer reaches it in the history of the next connection."""
 
     number: int
     rng: random.Random
@@ -122,7 +123,7 @@ class ChaosClient:
                         return
             except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError):
                 pass
-            await trio.sleep(0.1 + self.rng.random() * 0.3)
+            await trio.sleep(0.1 + self.rng.random() * 0.5)
 
     async def _converse(self, ws: Any, moments: Moments, stop: trio.Event) -> bool:
         await ws.send_message(frames.hello(self.thread_id))
@@ -138,6 +139,9 @@ class ChaosClient:
                 await trio.sleep(self.rng.random() * 0.5)
                 self.pending = self._next_message()
             await ws.send_message(frames.send(self.pending, self._text(self.pending)))
+            if self.rng.random() < 0.1:  # the tab closes; its answer waits in the outbox
+                await trio.sleep(self.rng.random() * 0.2)
+                return False
             await self._wait_for_answer(ws, moments)
 
     async def _wait_for_answer(self, ws: Any, moments: Moments) -> None:
