@@ -3,10 +3,11 @@
 Every session installs the locked dependencies (`uv.lock`) into its own virtualenv with
 `uv sync --frozen`, so what is tested is exactly what `uv run ganglion run` runs.
 
-    uv run nox                 tests + lint + typecheck + browser + e2e + e2e-llm
+    uv run nox                 tests + lint + typecheck + browser + e2e + e2e-llm + chaos
     uv run nox -s e2e          Matrix against a real Synapse (in its own virtualenv)
     uv run nox -s e2e-llm      against a real llama.cpp server (in its own virtualenv)
-    uv run nox -s bench        benchmarks, JSON report in .bench/report.json
+    uv run nox -s chaos        a real daemon SIGKILLed 24 times under load (seed printed)
+    uv run nox -s bench        benchmarks: bench-report.json, detail in .bench/report.json
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint", "typecheck", "browser", "e2e", "e2e-llm"]
+nox.options.sessions = ["tests", "lint", "typecheck", "browser", "e2e", "e2e-llm", "chaos"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -190,6 +191,15 @@ def e2e_llm(session: nox.Session) -> None:
         *session.posargs,
         env={"GANGLION_LLAMACPP_PYTHON": str(llamacpp_python)},
     )
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """A real `ganglion run` under 24 web clients and reminders, SIGKILLed 24 times at
+    seeded moments and restarted, then audited; SIGTERM with turns in flight. Prints its
+    seed and counts (replay with GANGLION_CHAOS_SEED=<seed>)."""
+    _sync(session, "dev")
+    session.run("pytest", "tests/chaos", "-s", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,4 +1,5 @@
-"""Run every benchmark and write one JSON report: `python benchmarks/run.py --out PATH`."""
+"""Run every benchmark and write one JSON report: `python benchmarks/run.py --out PATH`,
+and the headline figures (issue 16 item 5) to `bench-report.json` at the repository root."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parent.parent))  # tests.support: the llama.cpp server
 
+import bench_daemon
 import bench_matrix
 import bench_prompt
 import bench_reminders
@@ -24,7 +26,9 @@ BENCHMARKS = {
     "tools": bench_tools.main,
     "matrix": bench_matrix.main,
     "prompt": bench_prompt.main,
+    "daemon": bench_daemon.main,
 }
+HEADLINE = Path(__file__).parent.parent / "bench-report.json"
 
 
 def main() -> None:
@@ -45,6 +49,9 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["results"], indent=2))
     print(f"report written to {args.out}")
+    HEADLINE.write_text(json.dumps(bench_daemon.headline(report["results"]), indent=2) + "\n")
+    print(HEADLINE.read_text())
+    print(f"headline figures written to {HEADLINE}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""The whole daemon: a real `ganglion run` process, the scripted fake model on loopback and
+web clients over the websocket protocol.
+
+    python benchmarks/bench_daemon.py [--out report.json]
+
+Each figure is the median of `REPEATS` runs. Scenarios (issue 16 item 5):
+
+- concurrency: 50 sessions send one message each at once; the model takes 300 ms per
+  reply, streamed in 20 chunks; wall time with `llm.max_concurrency` 64 and 1.
+- overhead: 100 sessions x 20 messages against a zero-latency model: turns per second,
+  the client's round trip (the model answers at once, so the round trip is the daemon's
+  overhead plus loopback HTTP), the daemon's user+sys CPU per turn.
+- rt10x20: 10 sessions each sending 20 messages one after the other (zero latency).
+- start-up (process start to `/readyz` ready), SIGTERM to exit when idle, RSS when idle.
+
+`headline(results)` gathers the top-level keys of `bench-report.json` from this and the
+other benchmarks' results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.support
+
+from tests.support.fakellm import Reply, open_fake_llm
+from tests.support.live import LiveDaemon, open_live_daemon
+
+from ganglion.web import frames
+
+REPEATS = int(os.environ.get("GANGLION_BENCH_REPEATS") or 3)
+CHUNKS = 20
+MODEL_SECONDS = 0.3
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def _session(live: LiveDaemon, count: int, go: trio.Event, round_trips: list[float]) -> None:
+    """One tab: after `go`, `count` messages one after another, each timed to its reply."""
+    thread_id = f"web_{secrets.token_hex(8)}"
+    async with live.socket() as ws:
+        await ws.send_message(frames.hello(thread_id))
+        while json.loads(await ws.get_message())["type"] != "history":
+            pass
+        await go.wait()
+        for n in range(count):
+            started = time.perf_counter()
+            await ws.send_message(frames.send(f"b{n}", f"message {n}"))
+            while json.loads(await ws.get_message())["type"] not in ("reply", "failed"):
+                pass
+            round_trips.append(time.perf_counter() - started)
+
+
+async def _load(live: LiveDaemon, sessions: int, count: int) -> dict[str, Any]:
+    """`sessions` tabs, connected first, then all sending `count` messages each."""
+    round_trips: list[float] = []
+    go = trio.Event()
+    async with trio.open_nursery() as nursery:
+        for _ in range(sessions):
+            nursery.start_soon(_session, live, count, go, round_trips)
+        await trio.sleep(1.0)  # every tab has said hello
+        cpu = _cpu_seconds(live.pid)
+        started = time.perf_counter()
+        go.set()
+    wall = time.perf_counter() - started
+    turns = len(round_trips)
+    return {
+        "wall_s": wall,
+        "turns": turns,
+        "turns_per_s": turns / wall,
+        "p50_ms": _percentile(round_trips, 0.5) * 1000,
+        "p99_ms": _percentile(round_trips, 0.99) * 1000,
+        "cpu_ms_per_turn": (_cpu_seconds(live.pid) - cpu) * 1000 / turns,
+    }
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
+
+
+async def _measure(root: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "repeats": REPEATS}
+    streamed = Reply("x" * CHUNKS, chunk_size=1, chunk_delay=MODEL_SECONDS / CHUNKS)
+    async with open_fake_llm(responder=lambda body: streamed) as fake:
+        for limit in (64, 1):
+            runs = []
+            for n in range(REPEATS):
+                async with open_live_daemon(
+                    root / f"c{limit}-{n}", fake.base_url, llm={"max_concurrency": limit}
+                ) as live:
+                    runs.append(await _load(live, 50, 1))
+                    await live.stop()
+            results[f"concurrency_max{limit}"] = _median(runs)
+    async with open_fake_llm() as fake:  # answers "ok" at once
+        overhead, rt, starts, stops, rss = [], [], [], [], []
+        for n in range(REPEATS):
+            async with open_live_daemon(
+                root / f"o-{n}", fake.base_url, llm={"max_concurrency": 64}, start=False
+            ) as live:
+                began = time.perf_counter()
+                await live.start()
+                starts.append(time.perf_counter() - began)
+                await trio.sleep(1.0)
+                rss.append(_rss_mb(live.pid))
+                overhead.append(await _load(live, 100, 20))
+                rt.append(await _load(live, 10, 20))
+                await trio.sleep(1.0)
+                began = time.perf_counter()
+                assert await live.stop() == 0
+                stops.append(time.perf_counter() - began)
+        results["overhead_100x20"] = _median(overhead)
+        results["rt10x20"] = _median(rt)
+        results["startup_ready_s"] = round(statistics.median(starts), 3)
+        results["sigterm_exit_s"] = round(statistics.median(stops), 3)
+        results["rss_idle_mb"] = round(statistics.median(rss), 1)
+    return results
+
+
+def main(directory: Path | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench_daemon_", dir=directory) as tmp:
+        return trio.run(_measure, Path(tmp))
+
+
+NOT_MEASURED = {
+    "heartbeat_calls_per_beat_1": "left to the heartbeat fan-out's work (issue 16 item 5)",
+    "heartbeat_calls_per_beat_100": "left to the heartbeat fan-out's work (issue 16 item 5)",
+    "heartbeat_prompt_tokens_per_beat_100": "left to the heartbeat fan-out's work",
+    "loop_block_p99_ms": "needs a trio Instrument inside the daemon: not measured yet",
+    "loop_block_max_ms": "needs a trio Instrument inside the daemon: not measured yet",
+    "rss_10k_idle_threads_mb": "10,000 passivated threads: not measured yet",
+}
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """The top-level keys of `bench-report.json` from every benchmark's results (None,
+    with a note in `notes`, for what is not measured)."""
+    daemon = results.get("daemon") or {}
+    store = results.get("conversation_store") or {}
+    reminders = results.get("reminders") or {}
+    firing, startup = reminders.get("firing") or {}, reminders.get("startup") or {}
+    wide, narrow = daemon.get("concurrency_max64", {}), daemon.get("concurrency_max1", {})
+    overhead, rt = daemon.get("overhead_100x20", {}), daemon.get("rt10x20", {})
+    ratio = narrow["wall_s"] / wide["wall_s"] if wide and narrow else None
+    report: dict[str, Any] = {
+        "concurrency_wall_s_max64": wide.get("wall_s"),
+        "concurrency_wall_s_max1": narrow.get("wall_s"),
+        "concurrency_ratio": round(ratio, 2) if ratio else None,
+        "turns_per_s": overhead.get("turns_per_s"),
+        "overhead_p50_ms": overhead.get("p50_ms"),
+        "overhead_p99_ms": overhead.get("p99_ms"),
+        "cpu_ms_per_turn": overhead.get("cpu_ms_per_turn"),
+        "rt10x20_p50_ms": rt.get("p50_ms"),
+        "rt10x20_p99_ms": rt.get("p99_ms"),
+        "append_ms_at_10": (store.get("append_at_10") or {}).get("p50_ms"),
+        "append_ms_at_10000": (store.get("append_at_10000") or {}).get("p50_ms"),
+        "rss_idle_mb": daemon.get("rss_idle_mb"),
+        "startup_ready_s": daemon.get("startup_ready_s"),
+        "sigterm_exit_s": daemon.get("sigterm_exit_s"),
+        "reminder_lateness_p50_ms": firing.get("lateness_p50_ms"),
+        "reminder_lateness_p99_ms": firing.get("lateness_p99_ms"),
+        "reminder_startup_100k_s": (
+            startup["startup_ms"] / 1000 if "startup_ms" in startup else None
+        ),
+        "cpu_count": os.cpu_count(),
+    }
+    report.update(dict.fromkeys(NOT_MEASURED))
+    report["notes"] = dict(NOT_MEASURED)
+    return report
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="JSON report to write")
+    args = parser.parse_args()
+    report = main()
+    text = json.dumps(report, indent=2)
+    print(text)
+    print(json.dumps(headline({"daemon": report}), indent=2))
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    _cli()
