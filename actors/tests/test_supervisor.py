@@ -276,6 +276,13 @@ async def test_shutdown_stops_children_in_reverse_order_after_draining(
         assert order == ["c", "b", "a"]
         assert sorted(drained) == ["work for a", "work for b", "work for c"]
 
+    order.clear()
+    async with open_supervisor("s") as sup:
+        for name in ("a", "b", "c"):
+            await sup.start(child(name))
+        await sup.shutdown(grace=10, first=["a"])  # the workers before those who carry
+        assert order == ["a", "c", "b"]
+
 
 async def test_shutdown_cancels_what_outlives_the_grace_period(
     autojump_clock: trio.abc.Clock,

@@ -19,9 +19,10 @@ actors' reserved references. How each is run lives beside it (`reminders_child`,
 readiness only once every child said it is ready, and a child that fails to start fails
 start-up. The interfaces and MCP servers are restarted with backoff for as long as they
 fail and never escalate; the others count toward the root's restart intensity.
-Shutdown closes the children's mailboxes in reverse order (interfaces stop taking new
-messages first, in-flight turns finish last) within `shutdown.grace_seconds`, then cancels
-whatever is left.
+Shutdown, within `shutdown.grace_seconds` in all: the thread registry first (no new
+message is taken; turns in flight finish while the interfaces are still there to deliver
+their replies live), then the other children in reverse start order; whatever is left at
+the deadline is cancelled.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ async def _serve_tree(
         log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
         if web is not None:
             web.draining = True  # /readyz fails from now on, before the web chat stops
-        await root.shutdown(config.shutdown.grace_seconds)
+        # The conversations drain first, while the interfaces are still there to carry
+        # their last replies live; new messages meanwhile are refused (not stored: the
+        # sender is told), and the rest stops in reverse start order.
+        await root.shutdown(config.shutdown.grace_seconds, first=["threads"])
     log.info("stopped cleanly")
 
 

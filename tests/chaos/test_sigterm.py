@@ -1,5 +1,6 @@
 """SIGTERM to a real `ganglion run` while turns are in flight: within a long grace they
-finish (live delivery is a known gap: see the xfail); past a short one they are answered after the restart."""
+finish and are delivered live (the conversations drain before the interfaces close);
+past a short one they are answered after the restart."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from ganglion.web import frames
@@ -97,12 +97,6 @@ async def test_sigterm_with_a_long_grace_finishes_the_turns_in_flight(tmp_path: 
     print(f"\nlong grace: {TABS} turns finished in the drain; {delivered} delivered live")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the web interface closes its sessions when the drain begins (stopped in "
-    "reverse start order, before the threads), so replies finished during the grace "
-    "period wait in the outbox for the tab's next connection",
-)
 async def test_sigterm_with_a_long_grace_delivers_the_turns_in_flight_live(
     tmp_path: Path,
 ) -> None:

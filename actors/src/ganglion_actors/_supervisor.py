@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -165,16 +165,20 @@ class Supervisor:
             raise
         return mailbox.ref
 
-    async def shutdown(self, grace: float) -> None:
+    async def shutdown(self, grace: float, *, first: Sequence[str] = ()) -> None:
         """Stop every child, in reverse start order, within `grace` seconds in total.
 
-        Each child's mailbox is closed (later sends raise `ActorStopped`) and the child
-        drains what is queued and returns; a child still running at the shared deadline
-        is cancelled. No restarts happen once shutdown began. Returns when all ended.
+        The children named in `first` are stopped before the others, in that order (the
+        workers whose results the others must still carry, say). Each child's mailbox is
+        closed (later sends raise `ActorStopped`) and the child drains what is queued and
+        returns; a child still running at the shared deadline is cancelled. No restarts
+        happen once shutdown began. Returns when all ended.
         """
         self._stopping = True
         deadline = trio.current_time() + grace
-        for child in reversed(self._children):
+        named = [c for name in first for c in self._children if c.spec.name == name]
+        rest = [c for c in reversed(self._children) if c not in named]
+        for child in [*named, *rest]:
             child.mailbox.close()
             if not child.mailbox.running:
                 child.scope.cancel()  # waiting out a backoff: nothing to drain
