@@ -148,9 +148,6 @@ def main(directory: Path | None = None) -> dict[str, Any]:
 
 
 NOT_MEASURED = {
-    "heartbeat_calls_per_beat_1": "left to the heartbeat fan-out's work (issue 16 item 5)",
-    "heartbeat_calls_per_beat_100": "left to the heartbeat fan-out's work (issue 16 item 5)",
-    "heartbeat_prompt_tokens_per_beat_100": "left to the heartbeat fan-out's work",
     "loop_block_p99_ms": "needs a trio Instrument inside the daemon: not measured yet",
     "loop_block_max_ms": "needs a trio Instrument inside the daemon: not measured yet",
     "rss_10k_idle_threads_mb": "10,000 passivated threads: not measured yet",
@@ -161,6 +158,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     """The top-level keys of `bench-report.json` from every benchmark's results (None,
     with a note in `notes`, for what is not measured)."""
     daemon = results.get("daemon") or {}
+    heartbeat, prompt = results.get("heartbeat") or {}, results.get("prompt") or {}
     store = results.get("conversation_store") or {}
     reminders = results.get("reminders") or {}
     firing, startup = reminders.get("firing") or {}, reminders.get("startup") or {}
@@ -187,6 +185,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "reminder_startup_100k_s": (
             startup["startup_ms"] / 1000 if "startup_ms" in startup else None
         ),
+        "heartbeat_calls_per_beat_1": heartbeat.get("calls_per_beat_1"),
+        "heartbeat_calls_per_beat_100": heartbeat.get("calls_per_beat_100"),
+        "heartbeat_prompt_tokens_per_beat_100": heartbeat.get("prompt_tokens_per_beat_100"),
+        "first_turn_prompt_tokens": prompt.get("first_turn_prompt_tokens"),
         "cpu_count": os.cpu_count(),
     }
     report.update(dict.fromkeys(NOT_MEASURED))

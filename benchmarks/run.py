@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parent.parent))  # tests.support: the llama.cpp server
 
 import bench_daemon
+import bench_heartbeat
 import bench_matrix
 import bench_prompt
 import bench_reminders
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "matrix": bench_matrix.main,
     "prompt": bench_prompt.main,
     "daemon": bench_daemon.main,
+    "heartbeat": bench_heartbeat.main,
 }
 HEADLINE = Path(__file__).parent.parent / "bench-report.json"
 
