@@ -269,7 +269,6 @@ async def test_the_special_commands_work_in_a_room(
             "/tools": "tool(s):",
             "/reminders": "No reminders are scheduled.",
             "/compact": "Nothing to compact yet.",
-            "/heartbeat": "heartbeat",
             "/new": "Started a new conversation.",
         }
         for command, start in expected.items():
@@ -336,3 +335,21 @@ async def test_a_matrix_setup_that_cannot_work_is_one_log_line_and_the_web_chat_
     matching = [line for line in log.splitlines() if logged in line]
     assert len(matching) == 1, log
     assert "retrying with backoff" in matching[0]
+
+
+async def test_a_review_with_something_to_say_speaks_in_the_room(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    """Issue 12: a conversation's heartbeat review that speaks is delivered into its
+    Matrix room like any reply (the fake model echoes, so the review is not silent)."""
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        await say(owner, live, room_id, "hello")
+        review = await say(owner, live, room_id, "/heartbeat")
+        notice = await owner.wait_for_message(room_id, bot_id(live))
+    assert review.msgtype == "m.text" and review.encrypted
+    assert review.body.startswith("echo: [Heartbeat review of this conversation.")
+    assert notice.msgtype == "m.notice"
+    assert notice.body.startswith("Heartbeat review of this conversation: delivered")
+    [request] = [r for r in fake_llm.requests if "Heartbeat review" in str(r["messages"][-1])]
+    assert [m["content"] for m in request["messages"][1:-1]] == ["hello", "echo: hello"]

@@ -119,9 +119,12 @@ def _query(data_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def stored_messages(data_dir: Path, thread_id: str) -> list[tuple[str, str | None]]:
-    """(role, content) of every stored message of the thread, oldest first."""
+    """(role, content) of every stored message of the thread the model sees (not the
+    commands, notices and failures shown beside them), oldest first."""
     rows = _query(
-        data_dir, "SELECT role, content FROM messages WHERE thread_id = ? ORDER BY id", thread_id
+        data_dir,
+        "SELECT role, content FROM messages WHERE thread_id = ? AND kind IS NULL ORDER BY id",
+        thread_id,
     )
     return [(role, content) for role, content in rows]
 
