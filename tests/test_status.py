@@ -56,6 +56,7 @@ async def test_status_prints_what_the_daemon_is_doing(tmp_path: Path, fake_llm: 
     assert f"  {A}" in out
     assert "errors: server_error 1" in out
     assert "tokens: 30 in, 15 out" in out
+    assert "\nHeartbeat: 0 beats; reviews none; skipped none; 0 tokens" in out
     status = json.loads(as_json.stdout)
     assert status["turns"]["failed"] == 1
     assert status["model"]["requests"] == 4
@@ -111,6 +112,9 @@ async def test_metrics_move_with_turns_and_need_the_token(
     assert after[("ganglion_actor_restarts_total", (("actor", "web"),))] == 0
     assert ("ganglion_mailbox_depth", (("actor", "threads"),)) in after
     assert after[("ganglion_reminder_slots_total", (("state", "missed"),))] == 0
+    assert after[("ganglion_heartbeat_beats_total", ())] == 0
+    assert after[("ganglion_heartbeat_reviews_total", (("outcome", "spoke"),))] == 0
+    assert ("ganglion_heartbeat_tokens_total", ()) in after
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert "ganglion_" not in refused.text
 

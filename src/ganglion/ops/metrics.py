@@ -46,6 +46,7 @@ class _DaemonCollector(Collector):
         yield from self._model()
         yield from self._actors()
         yield from self._reminders()
+        yield from self._heartbeat()
 
     def _turns(self) -> Iterator[Metric]:
         activity = self.view.activity
@@ -128,6 +129,25 @@ class _DaemonCollector(Collector):
         for state in ("claimed", "done", "missed"):
             ledger.add_metric([state], self.ledger.get(state, 0))
         yield ledger
+
+    def _heartbeat(self) -> Iterator[Metric]:
+        stats = self.view.services.heartbeat
+        yield _counter("ganglion_heartbeat_beats", "Heartbeat beats", stats.beats)
+        reviews = CounterMetricFamily(
+            "ganglion_heartbeat_reviews", "Heartbeat reviews by outcome", labels=["outcome"]
+        )
+        for outcome in ("silent", "spoke", "failed", "skipped"):
+            reviews.add_metric([outcome], stats.reviews.get(outcome, 0))
+        yield reviews
+        skipped = CounterMetricFamily(
+            "ganglion_heartbeat_skipped",
+            "Conversations a beat did not review, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.skipped.items()):
+            skipped.add_metric([reason], count)
+        yield skipped
+        yield _counter("ganglion_heartbeat_tokens", "Tokens heartbeat reviews used", stats.tokens)
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:

@@ -146,6 +146,12 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             {"tool": tool, "outcome": outcome, "calls": calls}
             for (tool, outcome), calls in sorted(activity.tool_calls.items())
         ],
+        "heartbeat": {
+            "beats": services.heartbeat.beats,
+            "reviews": dict(services.heartbeat.reviews),
+            "skipped": dict(services.heartbeat.skipped),
+            "tokens": services.heartbeat.tokens,
+        },
         "reminders": {
             "active": len(upcoming),
             "ledger": await reminders.ledger_counts(),
@@ -240,6 +246,14 @@ def render(status: dict[str, Any]) -> str:
         f"{ledger.get('missed', 0)} missed",
     ]
     lines += [f"  {r['at']}  {r['text']}  ({r['id']})" for r in reminders["next"]]
+    beat = status["heartbeat"]
+    reviews = ", ".join(f"{n} {state}" for state, n in sorted(beat["reviews"].items())) or "none"
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(beat["skipped"].items())) or "none"
+    lines += [
+        "",
+        f"Heartbeat: {beat['beats']} beats; reviews {reviews}; skipped {skipped}; "
+        f"{beat['tokens']:,} tokens",
+    ]
     return "\n".join(lines)
 
 
