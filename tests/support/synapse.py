@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import signal
 import subprocess
@@ -41,6 +40,7 @@ import trio
 import yaml
 
 from tests.support.live import free_port
+from tests.support.process import log_tail, side_python
 
 __all__ = [
     "SYNAPSE_PYTHON_ENV",
@@ -97,23 +97,11 @@ class Account:
 
 def synapse_python() -> Path:
     """The python of the virtualenv Synapse is installed in (see `noxfile.py`)."""
-    value = os.environ.get(SYNAPSE_PYTHON_ENV)
-    if not value:
-        raise SynapseError(
-            f"{SYNAPSE_PYTHON_ENV} is not set: run these tests with `uv run nox -s e2e`, "
-            "which installs Synapse in its own virtualenv and sets it"
-        )
-    python = Path(value)
-    if not python.exists():
-        raise SynapseError(f"{SYNAPSE_PYTHON_ENV}={value} does not exist")
-    return python
+    return side_python(SYNAPSE_PYTHON_ENV, "e2e", "Synapse", SynapseError)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"({path.name}: missing)"
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"--- {path.name} (last {len(text)} lines) ---\n" + "\n".join(text)
+    return log_tail(path, lines)
 
 
 def _log_config(log_file: Path) -> dict[str, Any]:
