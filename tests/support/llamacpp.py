@@ -27,7 +27,6 @@ raises `LlamaCppError` with the tail of its log; it never skips.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +37,7 @@ from typing import Final
 import httpx
 import trio
 
-from tests.support.process import log_tail, side_python
+from tests.support.process import log_tail, side_python, terminate
 
 __all__ = [
     "LLAMACPP_PYTHON_ENV",
@@ -225,17 +224,8 @@ class LlamaCpp:
     async def _terminate(self, *, grace: float) -> None:
         """SIGTERM and up to `grace` seconds to exit (none: SIGKILL at once), then
         SIGKILL; returns once the process is reaped."""
-        process = self._process
-        if process is None:
-            return
-        if grace > 0 and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(grace):
-                await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
-        if process.poll() is None:
-            process.kill()
-        with trio.fail_after(STOP_GRACE):
-            await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+        if self._process is not None:
+            await terminate(self._process, grace=grace, reap_within=STOP_GRACE)
         self._process = None
 
 

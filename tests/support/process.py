@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -39,6 +40,19 @@ def side_python(variable: str, session: str, installs: str, error: type[Exceptio
     if not python.exists():
         raise error(f"{variable}={value} does not exist")
     return python
+
+
+async def terminate(process: subprocess.Popen[bytes], *, grace: float, reap_within: float) -> None:
+    """SIGTERM and up to `grace` seconds to exit (none: SIGKILL at once), then SIGKILL;
+    returns once the process is reaped (within `reap_within` seconds)."""
+    if grace > 0 and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(grace):
+            await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+    if process.poll() is None:
+        process.kill()
+    with trio.fail_after(reap_within):
+        await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
 
 
 def log_tail(path: Path, lines: int) -> str:

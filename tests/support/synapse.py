@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ import trio
 import yaml
 
 from tests.support.live import free_port
-from tests.support.process import log_tail, side_python
+from tests.support.process import log_tail, side_python, terminate
 
 __all__ = [
     "SYNAPSE_PYTHON_ENV",
@@ -262,17 +261,8 @@ class Synapse:
         await self.start()
 
     async def _terminate(self, *, grace: float) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(grace):
-                await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
-        if process.poll() is None:
-            process.kill()
-            with trio.fail_after(STOP_GRACE):
-                await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+        if self._process is not None:
+            await terminate(self._process, grace=grace, reap_within=STOP_GRACE)
         self._process = None
 
     async def register(self, localpart: str, password: str, *, admin: bool = False) -> Account:
