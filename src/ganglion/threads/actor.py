@@ -71,7 +71,7 @@ from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
 from ganglion.threads.ids import interface_for
-from ganglion.threads.offers import SMALL_WINDOW
+from ganglion.threads.offers import tool_offers
 from ganglion.threads.review import run_review
 from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
 from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
@@ -519,10 +519,9 @@ class ThreadActor:
         system_prompt = await self.system_prompt()
         if budget.count(self.estimated_tokens(system_prompt)) <= budget.room:
             return "Nothing to compact yet."
-        compact = budget.window <= SMALL_WINDOW
-        fixed = estimate_tokens(system_prompt) + estimate_schema_tokens(
-            self.deps.tools.schemas(compact=compact)
-        )
+        # The tools as a request would offer them first (threads.offers decides).
+        offered = tool_offers(self.deps.tools, budget.window, frozenset())[0].schemas
+        fixed = estimate_tokens(system_prompt) + estimate_schema_tokens(offered)
         return (
             f"Nothing to compact: too few messages to summarise, and still the request does "
             f"not fit. The system prompt and tools alone take about {budget.count(fixed):,} "

@@ -123,9 +123,10 @@ async def run_review(actor: ThreadActor, review: HeartbeatReview) -> ReviewOutco
         log.warning("heartbeat review of %s failed: %s", actor.thread_id, exc)
         await store.finish_turn(turn.turn_id, state="failed", final=None)
         return ReviewOutcome(actor.thread_id, "failed", exc.user_message, host.tokens)
-    if is_silent(text) or review.scope == "global":
+    silent = is_silent(text)
+    if silent or review.scope == "global":
         await store.finish_turn(turn.turn_id, state="done", final=None)
-        if is_silent(text):
+        if silent:
             return ReviewOutcome(actor.thread_id, "silent", "", host.tokens)
         return ReviewOutcome(actor.thread_id, "spoke", text, host.tokens)
     await actor.speak(turn, text)
