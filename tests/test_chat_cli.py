@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.support.fakellm import FakeLLM, HTTPError, Reply
-from tests.support.process import run_ganglion
+from tests.support.process import modules_loaded_by, run_ganglion
 from tests.support.web import open_web_daemon, web_config
 
 pytestmark = pytest.mark.slow
@@ -103,17 +101,6 @@ DAEMON_MODULES = {
     "httpx",
     "sqlite_utils",
 }
-
-
-async def modules_loaded_by(code: str, cwd: Path) -> set[str]:
-    """The modules a fresh interpreter has loaded after running `code`."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    with trio.fail_after(60):
-        result = await trio.run_process(
-            [sys.executable, "-c", script], cwd=cwd, capture_stdout=True, capture_stderr=True
-        )
-    loaded: list[str] = json.loads(result.stdout.decode().splitlines()[-1])
-    return set(loaded)
 
 
 async def test_the_terminal_client_imports_neither_pydantic_nor_the_daemon(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.process import run_ganglion
+from tests.support.process import modules_loaded_by, run_ganglion
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,32 @@ async def test_sigterm_stops_the_daemon_cleanly_with_exit_0(tmp_path: Path) -> N
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # nothing of the daemon's process group is left running
     assert (tmp_path / "data" / "MEMORIES.txt").is_file()
-    assert (tmp_path / "logs" / "ganglion.log").read_text().count("ganglion is ready") == 1
+    logged = (tmp_path / "logs" / "ganglion.log").read_text()
+    assert logged.count("ganglion is ready") == 1
+    assert logged.endswith("stopped cleanly\n")  # flushed before the quick exit
+
+
+async def test_a_daemon_without_matrix_or_mcp_servers_never_imports_their_libraries(
+    tmp_path: Path,
+) -> None:
+    # Together they were half of the start-up time, for parts a default set-up never runs.
+    config = daemon_config(tmp_path)
+    loaded = await modules_loaded_by(
+        "import trio\n"
+        "from pathlib import Path\n"
+        "from ganglion.app import run_daemon\n"
+        "from ganglion.config import load_config\n"
+        f"config, _ = load_config(Path({str(config)!r}))\n"
+        "async def main():\n"
+        "    async with trio.open_nursery() as nursery:\n"
+        "        running = await nursery.start(lambda task_status: run_daemon(\n"
+        "            config, handle_signals=False, task_status=task_status))\n"
+        "        running.services.request_stop()\n"
+        "trio.run(main)",
+        tmp_path,
+    )
+    assert "ganglion.web.server" in loaded
+    assert not loaded & {"nio", "mcp", "ganglion.matrix", "ganglion.tools.mcp"}
 
 
 def port_is_free(port: int) -> bool:

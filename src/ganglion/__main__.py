@@ -1,5 +1,3 @@
-import sys
+from ganglion.cli import console
 
-from ganglion.cli import main
-
-sys.exit(main())
+console()

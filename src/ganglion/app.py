@@ -38,14 +38,12 @@ import trio
 
 from ganglion.config import Config
 from ganglion.heartbeat.actor import heartbeat_child
-from ganglion.matrix import matrix_child
 from ganglion.ops.endpoints import ops_routes
 from ganglion.ops.status import DaemonView
 from ganglion.reminders import reminders_child
 from ganglion.runtime import Services, open_services
 from ganglion.systemlog import system_log_child
 from ganglion.threads.registry import resume_cut_off_turns
-from ganglion.tools.mcp import mcp_children
 from ganglion.web.server import WebState, web_child
 from ganglion_actors import ChildSpec, open_supervisor, unwrap_group
 
@@ -160,12 +158,19 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             ref=deps.heartbeat,
             statistics=services.heartbeat,
         ),
-        *mcp_children(config, deps.tools),
-        system_log_child(backend, router),
     ]
+    # The MCP SDK and matrix-nio are imported only when they are used: together they are
+    # half of the daemon's import time.
+    if any(server.enabled for server in config.tools.mcp.servers.values()):
+        from ganglion.tools.mcp import mcp_children
+
+        children += mcp_children(config, deps.tools)
+    children.append(system_log_child(backend, router))
     if web is not None:
         children.append(web_child(config, web, backend, deps.redactor, router))
     if config.matrix.enabled:
+        from ganglion.matrix import matrix_child
+
         children.append(matrix_child(config.matrix, config.data_dir, backend, router))
     return children
 

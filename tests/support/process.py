@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,17 @@ async def run_ganglion(
             check=False,
             env=env,
         )
+
+
+async def modules_loaded_by(code: str, cwd: Path) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-c", script], cwd=cwd, capture_stdout=True, capture_stderr=True
+        )
+    loaded: list[str] = json.loads(result.stdout.decode().splitlines()[-1])
+    return set(loaded)
 
 
 def side_python(variable: str, session: str, installs: str, error: type[Exception]) -> Path:

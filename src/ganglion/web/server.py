@@ -6,8 +6,9 @@ works). Outbound events arrive in the actor's mailbox and are fanned out to the 
 of their thread by the `Hub`; a tab that is not connected misses nothing, because its
 history (with every final reply) is sent again when it reconnects. When the mailbox is
 closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop through its
-`shutdown_trigger`; open sessions are closed at once and idle connections get at most
-`WEB_DRAIN_SECONDS`, so the conversations keep the rest of the grace period.
+`shutdown_trigger`; open sessions are closed at once and the other connections get at
+most `WEB_DRAIN_SECONDS` (our HTTP answers take milliseconds, but hypercorn keeps a
+connection that was opened and never used, as browsers' preconnects are, until then).
 
 The tree runs it with `web_child`: an interface that owns the `web_` threads' delivery
 route while it runs, restarted with backoff whenever it fails; each incarnation first
@@ -54,7 +55,7 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
-WEB_DRAIN_SECONDS = 2.0
+WEB_DRAIN_SECONDS = 1.0
 TOO_MANY_FAILURES = "Too many wrong tokens from this address; wait a minute and try again.\n"
 UNAUTHORISED_PAGE = (
     "Ganglion needs its access token. Open the link that `ganglion run` printed on its "
@@ -325,8 +326,7 @@ async def serve_web(
         state.draining = True
         hub.close_all()
         stop.set()
-        with trio.CancelScope(shield=True):
-            await marks.flush()
+        await marks.close()
         nursery.cancel_scope.deadline = trio.current_time() + hypercorn_config.graceful_timeout
 
 
@@ -337,21 +337,31 @@ class _DeliveryMarks:
         self._backend = backend
         self._pending: list[int] = []
         self._wake = trio.Event()
+        self._scope = trio.CancelScope()
 
     def add(self, outbox_id: int) -> None:
         self._pending.append(outbox_id)
         self._wake.set()
 
     async def serve(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            await self.flush()
+        with self._scope:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                await self._flush()
 
-    async def flush(self) -> None:
+    async def close(self) -> None:
+        """Stop the marking task, and mark what is left."""
+        self._scope.cancel()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        # Shielded: a batch taken from the list is always written (only `close` cancels,
+        # and it cancels the wait for more, never a write).
         batch, self._pending = self._pending, []
         if batch:
-            await self._backend.mark_delivered(batch)
+            with trio.CancelScope(shield=True):
+                await self._backend.mark_delivered(batch)
 
 
 def _announce(url: str, token: str | None) -> None:
