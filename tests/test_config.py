@@ -29,7 +29,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (config.web.host, config.web.port, config.web.enabled) == ("127.0.0.1", 8080, True)
     assert config.matrix.enabled is False
     assert config.llm.base_url == "http://127.0.0.1:11434/v1"
-    assert config.llm.max_concurrency == 4
+    assert config.llm.max_concurrency == 8
     assert config.shutdown.grace_seconds == 10
     assert config.data_dir == tmp_path / "data"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -96,6 +97,33 @@ async def test_a_child_is_spawned_on_its_first_message(autojump_clock: trio.abc.
         with trio.fail_after(1):
             assert await registry.ask("a", Recall) == ["hi"]
         assert world.incarnations("a") == 1
+
+
+SENDERS_REQUEST: contextvars.ContextVar[object] = contextvars.ContextVar("request")
+
+
+async def test_a_child_starts_from_the_hosts_context_never_its_first_senders(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A web request's context (its socket, its app context) must not live as long as the
+    # conversation its first message spawned.
+    seen: list[object] = []
+
+    def spawn(key: str) -> ActorFn:
+        async def run(inbox: Inbox[object], *, task_status: trio.TaskStatus[None]) -> None:
+            seen.append(SENDERS_REQUEST.get(None))
+            task_status.started()
+            async for _ in inbox:
+                pass
+
+        return run
+
+    registry: Registry[str, object] = Registry("threads", spawn, idle_timeout=IDLE)
+    async with serving(registry):
+        SENDERS_REQUEST.set("the sender's socket")
+        await registry.send("a", Note("hi"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert seen == [None]
 
 
 async def test_an_idle_child_is_passivated(autojump_clock: trio.abc.Clock) -> None:

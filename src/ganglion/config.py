@@ -119,7 +119,7 @@ class LLMConfig(EndpointConfig):
     """The main model, how hard to push it and what to fall back to."""
 
     fallbacks: list[EndpointConfig] = Field(default_factory=list)
-    max_concurrency: int = Field(4, ge=1, le=256)
+    max_concurrency: int = Field(8, ge=1, le=256)
     max_tool_rounds: int = Field(8, ge=1, le=100)
     max_tool_calls_per_round: int = Field(16, ge=1, le=256)
     context_window: int = Field(8192, ge=512)
@@ -139,7 +139,7 @@ class CompactionConfig(_Model):
 
 
 class ThreadsConfig(_Model):
-    idle_seconds: float = Field(900.0, gt=0)
+    idle_seconds: float = Field(120.0, gt=0)
     mailbox_size: int = Field(64, ge=1)
 
 

@@ -21,6 +21,7 @@ in: put `registry.serve` in a `ChildSpec` under a supervisor.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 from collections.abc import Callable, Hashable
@@ -99,6 +100,7 @@ class Registry(Generic[K, M]):
         self._backoff = backoff
         self._rng = rng or random.Random()
         self._nursery: trio.Nursery | None = None
+        self._context = contextvars.Context()
         self._serving = False
         self._live: dict[K, _Entry[M]] = {}
         self._retiring: dict[K, _Entry[M]] = {}  # passivated, not yet returned
@@ -120,6 +122,7 @@ class Registry(Generic[K, M]):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._context = contextvars.copy_context()
                 task_status.started()
                 async for _ in inbox:
                     pass  # the host takes no messages of its own; it waits for the close
@@ -175,7 +178,11 @@ class Registry(Generic[K, M]):
         )
         self._live[key] = entry
         self._spawned += 1
-        self._nursery.start_soon(self._supervise, key, entry)
+        # A task inherits the context variables of the task that spawned it: a child
+        # spawned in the context of the sender would keep the sender's alive (a web
+        # request's socket, its app context: most of an idle conversation's memory) for as
+        # long as it lives. Children are the host's, so they start from the host's context.
+        self._context.run(self._nursery.start_soon, self._supervise, key, entry)
         return entry
 
     def _passivate(self, key: K, entry: _Entry[M]) -> bool:
