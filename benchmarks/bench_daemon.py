@@ -12,6 +12,10 @@ Each figure is the median of `REPEATS` runs. Scenarios (issue 16 item 5):
   overhead plus loopback HTTP), the daemon's user+sys CPU per turn.
 - rt10x20: 10 sessions each sending 20 messages one after the other (zero latency).
 - start-up (process start to `/readyz` ready), SIGTERM to exit when idle, RSS when idle.
+- the event loop's steps during the overhead run (the daemon's own instrument, read from
+  `/api/status` before and after): the 99th percentile and the longest.
+- 10,000 conversations of one turn each, then passivated (`threads.idle_seconds` 1 s):
+  RSS (one run: it takes a minute).
 
 `headline(results)` gathers the top-level keys of `bench-report.json` from this and the
 other benchmarks' results.
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.support
@@ -37,11 +42,13 @@ sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.support
 from tests.support.fakellm import Reply, open_fake_llm
 from tests.support.live import LiveDaemon, open_live_daemon
 
+from ganglion.ops.loop import STEP_BUCKETS_MS, percentile_ms
 from ganglion.web import frames
 
 REPEATS = int(os.environ.get("GANGLION_BENCH_REPEATS") or 3)
 CHUNKS = 20
 MODEL_SECONDS = 0.3
+IDLE_THREADS = int(os.environ.get("GANGLION_BENCH_IDLE_THREADS") or 10_000)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -61,9 +68,38 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def _session(live: LiveDaemon, count: int, go: trio.Event, round_trips: list[float]) -> None:
+async def _status(live: LiveDaemon) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=live.base) as http:
+        reply = await http.get("/api/status", headers={"Authorization": f"Bearer {live.token}"})
+    reply.raise_for_status()
+    status: dict[str, Any] = reply.json()
+    return status
+
+
+def _loop_steps(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The event loop's steps between two status readings: their 99th percentile and the
+    longest (each as the upper bound of its histogram bucket)."""
+    counts = [b - a for a, b in zip(before["loop"]["counts"], after["loop"]["counts"], strict=True)]
+    longest = max((i for i, count in enumerate(counts) if count), default=None)
+    finite = STEP_BUCKETS_MS[-2]
+    return {
+        "steps": sum(counts),
+        "p99_ms": percentile_ms(counts, 0.99),
+        "max_ms": None if longest is None else min(STEP_BUCKETS_MS[longest], finite),
+        "max_ms_since_start": after["loop"]["max_ms"],
+        "max_task_since_start": after["loop"]["max_task"],
+    }
+
+
+async def _session(
+    live: LiveDaemon,
+    count: int,
+    go: trio.Event,
+    round_trips: list[float],
+    thread_id: str | None = None,
+) -> None:
     """One tab: after `go`, `count` messages one after another, each timed to its reply."""
-    thread_id = f"web_{secrets.token_hex(8)}"
+    thread_id = thread_id or f"web_{secrets.token_hex(8)}"
     async with live.socket() as ws:
         await ws.send_message(frames.hello(thread_id))
         while json.loads(await ws.get_message())["type"] != "history":
@@ -75,6 +111,32 @@ async def _session(live: LiveDaemon, count: int, go: trio.Event, round_trips: li
             while json.loads(await ws.get_message())["type"] not in ("reply", "failed"):
                 pass
             round_trips.append(time.perf_counter() - started)
+
+
+async def _idle_threads(live: LiveDaemon, threads: int, at_once: int = 50) -> dict[str, Any]:
+    """`threads` conversations of one turn each, `at_once` at a time; then, once every
+    one has been passivated, the daemon's RSS."""
+    go = trio.Event()
+    go.set()
+    round_trips: list[float] = []
+    started = time.perf_counter()
+    for first in range(0, threads, at_once):
+        async with trio.open_nursery() as nursery:
+            for n in range(first, min(threads, first + at_once)):
+                nursery.start_soon(_session, live, 1, go, round_trips, f"web_{n:016x}")
+    took = time.perf_counter() - started
+    with trio.fail_after(60):
+        while True:
+            status = await _status(live)
+            if not status["threads"]["live"]:
+                break
+            await trio.sleep(0.5)
+    return {
+        "threads": threads,
+        "turns_s": round(took, 1),
+        "passivated": status["threads"]["passivated"],
+        "rss_mb": round(_rss_mb(live.pid), 1),
+    }
 
 
 async def _load(live: LiveDaemon, sessions: int, count: int) -> dict[str, Any]:
@@ -118,7 +180,7 @@ async def _measure(root: Path) -> dict[str, Any]:
                     await live.stop()
             results[f"concurrency_max{limit}"] = _median(runs)
     async with open_fake_llm() as fake:  # answers "ok" at once
-        overhead, rt, starts, stops, rss = [], [], [], [], []
+        overhead, rt, starts, stops, rss, loop = [], [], [], [], [], []
         for n in range(REPEATS):
             async with open_live_daemon(
                 root / f"o-{n}", fake.base_url, llm={"max_concurrency": 64}, start=False
@@ -128,7 +190,9 @@ async def _measure(root: Path) -> dict[str, Any]:
                 starts.append(time.perf_counter() - began)
                 await trio.sleep(1.0)
                 rss.append(_rss_mb(live.pid))
+                before = await _status(live)
                 overhead.append(await _load(live, 100, 20))
+                loop.append(_loop_steps(before, await _status(live)))
                 rt.append(await _load(live, 10, 20))
                 await trio.sleep(1.0)
                 began = time.perf_counter()
@@ -139,6 +203,14 @@ async def _measure(root: Path) -> dict[str, Any]:
         results["startup_ready_s"] = round(statistics.median(starts), 3)
         results["sigterm_exit_s"] = round(statistics.median(stops), 3)
         results["rss_idle_mb"] = round(statistics.median(rss), 1)
+        results["loop_steps_overhead_run"] = loop
+        results["loop_block_p99_ms"] = statistics.median(run["p99_ms"] for run in loop)
+        results["loop_block_max_ms"] = statistics.median(run["max_ms"] for run in loop)
+        async with open_live_daemon(
+            root / "idle", fake.base_url, threads={"idle_seconds": 1}
+        ) as live:
+            results["idle_threads"] = await _idle_threads(live, IDLE_THREADS)
+            await live.stop()
     return results
 
 
@@ -147,16 +219,9 @@ def main(directory: Path | None = None) -> dict[str, Any]:
         return trio.run(_measure, Path(tmp))
 
 
-NOT_MEASURED = {
-    "loop_block_p99_ms": "needs a trio Instrument inside the daemon: not measured yet",
-    "loop_block_max_ms": "needs a trio Instrument inside the daemon: not measured yet",
-    "rss_10k_idle_threads_mb": "10,000 passivated threads: not measured yet",
-}
-
-
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """The top-level keys of `bench-report.json` from every benchmark's results (None,
-    with a note in `notes`, for what is not measured)."""
+    """The top-level keys of `bench-report.json` from every benchmark's results (None for
+    a benchmark that did not run)."""
     daemon = results.get("daemon") or {}
     heartbeat, prompt = results.get("heartbeat") or {}, results.get("prompt") or {}
     store = results.get("conversation_store") or {}
@@ -177,7 +242,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "rt10x20_p99_ms": rt.get("p99_ms"),
         "append_ms_at_10": (store.get("append_at_10") or {}).get("p50_ms"),
         "append_ms_at_10000": (store.get("append_at_10000") or {}).get("p50_ms"),
+        "loop_block_p99_ms": daemon.get("loop_block_p99_ms"),
+        "loop_block_max_ms": daemon.get("loop_block_max_ms"),
         "rss_idle_mb": daemon.get("rss_idle_mb"),
+        "rss_10k_idle_threads_mb": (daemon.get("idle_threads") or {}).get("rss_mb"),
         "startup_ready_s": daemon.get("startup_ready_s"),
         "sigterm_exit_s": daemon.get("sigterm_exit_s"),
         "reminder_lateness_p50_ms": firing.get("lateness_p50_ms"),
@@ -191,8 +259,6 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "first_turn_prompt_tokens": prompt.get("first_turn_prompt_tokens"),
         "cpu_count": os.cpu_count(),
     }
-    report.update(dict.fromkeys(NOT_MEASURED))
-    report["notes"] = dict(NOT_MEASURED)
     return report
 
 

@@ -62,6 +62,8 @@ async def test_status_prints_what_the_daemon_is_doing(tmp_path: Path, fake_llm: 
     assert status["model"]["requests"] == 4
     assert {a["name"]: a["state"] for a in status["actors"]}["web"] == "running"
     assert all(a["restarts"] == 0 for a in status["actors"])
+    assert "\nEvent loop: " in out
+    assert status["loop"]["steps"] == sum(status["loop"]["counts"]) > 0
 
 
 async def test_status_without_a_running_daemon_exits_3(tmp_path: Path) -> None:
@@ -115,6 +117,10 @@ async def test_metrics_move_with_turns_and_need_the_token(
     assert after[("ganglion_heartbeat_beats_total", ())] == 0
     assert after[("ganglion_heartbeat_reviews_total", (("outcome", "spoke"),))] == 0
     assert ("ganglion_heartbeat_tokens_total", ()) in after
+    steps = after[("ganglion_event_loop_step_seconds_count", ())]
+    assert steps > before[("ganglion_event_loop_step_seconds_count", ())]
+    assert after[("ganglion_event_loop_step_seconds_bucket", (("le", "+Inf"),))] == steps
+    assert after[("ganglion_event_loop_longest_step_seconds", ())] > 0
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert "ganglion_" not in refused.text
 

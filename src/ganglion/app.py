@@ -115,6 +115,20 @@ async def _serve_tree(
 ) -> None:
     view = DaemonView(services)
     web = WebState(extensions=[ops_routes(view)]) if config.web.enabled else None
+    trio.lowlevel.add_instrument(view.loop)
+    try:
+        await _supervise(config, services, view, web, task_status)
+    finally:
+        trio.lowlevel.remove_instrument(view.loop)
+
+
+async def _supervise(
+    config: Config,
+    services: Services,
+    view: DaemonView,
+    web: WebState | None,
+    task_status: trio.TaskStatus[RunningDaemon],
+) -> None:
     async with open_supervisor("root", intensity=5, period=60.0) as root:
         for spec in _children(config, services, web):
             view.actors.append(await root.start(spec))

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ganglion.ops.loop import STEP_BUCKETS_MS
 from ganglion.ops.status import LATENCY_BUCKETS, DaemonView
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
@@ -47,6 +48,7 @@ class _DaemonCollector(Collector):
         yield from self._actors()
         yield from self._reminders()
         yield from self._heartbeat()
+        yield from self._loop()
 
     def _turns(self) -> Iterator[Metric]:
         activity = self.view.activity
@@ -148,6 +150,25 @@ class _DaemonCollector(Collector):
             skipped.add_metric([reason], count)
         yield skipped
         yield _counter("ganglion_heartbeat_tokens", "Tokens heartbeat reviews used", stats.tokens)
+
+    def _loop(self) -> Iterator[Metric]:
+        loop = self.view.loop
+        buckets: list[tuple[str, float]] = []
+        seen = 0
+        for bound, count in zip(STEP_BUCKETS_MS, loop.counts, strict=True):
+            seen += count
+            buckets.append((f"{bound / 1000:g}" if bound != float("inf") else "+Inf", seen))
+        yield HistogramMetricFamily(
+            "ganglion_event_loop_step_seconds",
+            "How long each step of the event loop ran before its next checkpoint",
+            buckets=buckets,
+            sum_value=loop.total_ms / 1000,
+        )
+        yield _gauge(
+            "ganglion_event_loop_longest_step_seconds",
+            "The longest step of the event loop since start",
+            loop.max_ms / 1000,
+        )
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, TurnStarted
+from ganglion.ops.loop import LoopSteps
 
 if TYPE_CHECKING:
     from ganglion.runtime import Services
@@ -100,6 +101,7 @@ class DaemonView:
     activity: Activity = field(default_factory=Activity)
     actors: list[ActorRef[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    loop: LoopSteps = field(default_factory=LoopSteps)  # installed by the tree as it runs
 
     def __post_init__(self) -> None:
         self.services.router.observe(self.activity.observe)
@@ -123,6 +125,7 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
         "version": ganglion_version(),
         "uptime_seconds": round(time.time() - view.started_at, 1),
         "draining": services.stop_requested.is_set(),
+        "loop": view.loop.snapshot(),
         "actors": [_actor(ref) for ref in view.actors],
         "threads": {
             "live": registry.live,
@@ -238,6 +241,13 @@ def render(status: dict[str, Any]) -> str:
         f"  errors: {errors}",
         f"  tokens: {model['tokens_in']:,} in, {model['tokens_out']:,} out",
     ]
+    if "loop" in status:
+        loop = status["loop"]
+        lines += [
+            "",
+            f"Event loop: {loop['steps']:,} steps, 99% within {loop['p99_ms'] or 0:g} ms; "
+            f"the longest {loop['max_ms']:.1f} ms ({loop['max_task'] or 'none'})",
+        ]
     reminders = status["reminders"]
     ledger = reminders["ledger"]
     lines += [
