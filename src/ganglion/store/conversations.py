@@ -229,7 +229,6 @@ class RewindRefused(GanglionError):
       owner's (a reminder's, a heartbeat review's)
     - `compacted`: a compaction summary covers its message already
     - `busy`: a turn is running or waiting (the thread actor says so first)
-    - `bad_edit`: the new text is a command
     """
 
     def __init__(self, code: str, message: str) -> None:
