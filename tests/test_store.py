@@ -14,6 +14,7 @@ from ganglion.store import (
     ConversationStore,
     MigrationError,
     Migrations,
+    RewindRefused,
     StoredMessage,
     StoreError,
     Turn,
@@ -135,6 +136,7 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
         ("create_tables",),
         ("index_undelivered_outbox",),
         ("display_rows_titles_and_search",),
+        ("superseded_messages",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
     assert {"threads", "messages", "turns", "outbox", "messages_by_thread"} <= tables
@@ -406,6 +408,128 @@ async def test_summary_is_stored_and_loaded(store: ConversationStore) -> None:
 async def test_a_summary_for_an_unknown_thread_is_refused(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match="unknown thread"):
         await store.set_summary("web_nobody", "gist", 1)
+
+
+# -- rewinding (regenerate, edit) -----------------------------------------------------------
+
+
+async def answered(
+    store: ConversationStore, text: str, answer: str, *, turn_id: str, source: str = "user"
+) -> Turn:
+    """A turn of `thread` answered with `answer` (its reply waiting in the outbox)."""
+    turn, _ = await begin(store, THREAD, ChatMessage("user", text), source=source, turn_id=turn_id)
+    await store.finish_turn(
+        turn.turn_id, state="done", final=ChatMessage("assistant", answer), outbox={"text": answer}
+    )
+    return turn
+
+
+async def test_a_rewind_supersedes_the_last_turn_and_queues_it_again(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "first", "one", turn_id="t1")
+        last = await answered(store, "second", "two", turn_id="t2")
+        await store.record(THREAD, "notice", "a notice after it", interface="web")
+        rewound = await store.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
+        state = await store.load_thread(THREAD, interface="web")
+        page = await store.history_page(THREAD)
+        undelivered = await store.undelivered(THREAD)
+    assert rewound.created and rewound.superseded_from == last.user_message_id
+    assert (rewound.turn.turn_id, rewound.turn.state) == ("t3", "queued")
+    assert rewound.turn.input == ChatMessage("user", "second")
+    assert [m.message.content for m in state.messages] == ["first", "one"]
+    assert [m.message.content for m in page] == ["first", "one"]
+    assert [t.turn_id for t in state.pending] == ["t3"]
+    assert [i.turn_id for i in undelivered] == ["t1"]  # the taken-back reply is never sent
+    # Kept in the database, marked with the turn that took their place.
+    assert raw(db_path, "SELECT content, superseded_by FROM messages ORDER BY id") == [
+        ("first", None),
+        ("one", None),
+        ("second", "t3"),
+        ("two", "t3"),
+        ("a notice after it", "t3"),
+    ]
+
+
+async def test_an_edit_queues_the_new_text_and_renames_a_first_message(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "helo wrld", "?", turn_id="t1")
+        rewound = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text="hello world")
+        summary = await store.thread_summary(THREAD)
+        started = await store.start_turn("t2")
+        page = await store.history_page(THREAD)
+    assert rewound.turn.input == ChatMessage("user", "hello world")
+    assert summary is not None and summary.title == "hello world"
+    assert [m.message.content for m in page] == [started.message.content] == ["hello world"]
+
+
+async def test_a_rewind_is_idempotent_by_its_new_turn_id(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "q", "a", turn_id="t1")
+        first = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+        again = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+    assert first.created and not again.created
+    assert again.turn.turn_id == "t2" and again.superseded_from is None
+
+
+async def test_a_superseded_message_is_not_found_by_search(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "tell me about zebras", "stripes", turn_id="t1")
+        await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text="tell me about lions")
+        assert await store.search("web", "zebras") == ()
+
+
+async def test_a_rewind_with_nothing_to_take_back_is_refused(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT), pytest.raises(RewindRefused) as refused:
+        await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+    assert refused.value.code == "nothing_to_rewind"
+    assert raw(db_path, "SELECT count(*) FROM turns") == [(0,)]
+
+
+async def test_only_the_owners_last_turn_can_be_taken_back(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "first", "one", turn_id="t1")
+        await answered(store, "second", "two", turn_id="t2")
+        with pytest.raises(RewindRefused) as earlier:
+            await store.rewind_turn(THREAD, "t1", new_turn_id="t3", text=None)
+        await answered(
+            store, "[a reminder]\nstretch", "stretch now", turn_id="r1", source="reminder"
+        )
+        with pytest.raises(RewindRefused) as reminder:
+            await store.rewind_turn(THREAD, "r1", new_turn_id="t3", text=None)
+    assert (earlier.value.code, reminder.value.code) == ("not_last", "not_last")
+    assert raw(db_path, "SELECT count(*) FROM messages WHERE superseded_by IS NOT NULL") == [(0,)]
+
+
+async def test_a_turn_a_summary_covers_cannot_be_taken_back(store: ConversationStore) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn = await answered(store, "old question", "old answer", turn_id="t1")
+        assert turn.user_message_id is not None
+        await store.set_summary(THREAD, "the gist", turn.user_message_id)
+        with pytest.raises(RewindRefused) as refused:
+            await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+    assert refused.value.code == "compacted"
+
+
+async def test_rows_after_a_compaction_boundary_may_be_superseded(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        old = await answered(store, "old", "old answer", turn_id="t1")
+        assert old.user_message_id is not None
+        await store.set_summary(THREAD, "the gist", old.user_message_id + 1)
+        await answered(store, "new", "new answer", turn_id="t2")
+        await store.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
+        state = await store.load_thread(THREAD, interface="web")
+    assert state.summary == "the gist"
+    assert [m.message.content for m in state.messages] == ["old", "old answer"]
 
 
 # -- outbox and paging -----------------------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 import trio
 
-from ganglion.messages import FinalReply, TextDelta, TurnFailed, TurnStarted
-from tests.support.daemon import daemon_config, open_daemon
+from ganglion.messages import FinalReply, RewindTurn, TextDelta, TurnFailed, TurnStarted
+from ganglion.store import RewindRefused
+from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, HTTPError, MalformedSSE, Reply, Truncated
 
 WEB_A = "web_aaaaaaaaaaaaaaaa"
@@ -278,3 +280,91 @@ async def test_a_message_is_confirmed_once_its_turn_is_on_disk(
             )
         assert await store.missing_turns([turn_id]) == set()
         await daemon.collector.final(WEB_A)
+
+
+async def rewind(daemon: Daemon, thread_id: str, turn_id: str, message_id: str) -> None:
+    """Regenerate `turn_id` as the turn of `message_id`, as the web chat asks it."""
+    with trio.fail_after(10):
+        await daemon.services.threads.ask(
+            thread_id, lambda accepted: RewindTurn(thread_id, turn_id, message_id, None, accepted)
+        )
+
+
+async def test_a_rewind_cut_off_by_a_crash_is_answered_after_restart(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    never = trio.Event()
+    fake_llm.script(Reply("the old answer"), Reply("lost in the crash", gate=never))
+    config = daemon_config(tmp_path, fake_llm.base_url)
+    with trio.CancelScope() as crash:
+        async with open_daemon(config) as daemon:
+            await daemon.say(WEB_A, "a question", message_id="m1")
+            await daemon.collector.final(WEB_A)
+            await rewind(daemon, WEB_A, f"{WEB_A}/m1", "m2")
+            await fake_llm.wait_for_requests(2)
+            crash.cancel()  # as with kill -9, before the new answer is stored
+    fake_llm.script(Reply("answered after the restart"))
+    async with open_daemon(config) as daemon:
+        assert await daemon.collector.final(WEB_A) == ["answered after the restart"]
+        page = await daemon.services.store.history_page(WEB_A)
+    assert len(fake_llm.requests) == 3
+    assert fake_llm.requests[-1]["messages"][1:] == [{"role": "user", "content": "a question"}]
+    assert [(m.message.content, m.turn_id) for m in page] == [
+        ("a question", f"{WEB_A}/m2"),
+        ("answered after the restart", f"{WEB_A}/m2"),
+    ]
+    with sqlite3.connect(tmp_path / "conversation.db") as conn:
+        kept = conn.execute("SELECT content, superseded_by FROM messages ORDER BY id").fetchall()
+    assert kept == [
+        ("a question", f"{WEB_A}/m2"),
+        ("the old answer", f"{WEB_A}/m2"),
+        ("a question", None),
+        ("answered after the restart", None),
+    ]
+
+
+async def test_a_rewind_while_messages_wait_is_refused_and_changes_nothing(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    gate = trio.Event()
+    fake_llm.script(Reply("first"), Reply("second", gate=gate))
+    async with open_daemon(daemon_config(tmp_path, fake_llm.base_url)) as daemon:
+        await daemon.say(WEB_A, "one", message_id="m1")
+        await daemon.collector.final(WEB_A)
+        await daemon.say(WEB_A, "two", message_id="m2")
+        await fake_llm.wait_for_requests(2)
+        with pytest.raises(RewindRefused) as refused:
+            await rewind(daemon, WEB_A, f"{WEB_A}/m1", "m3")
+        gate.set()
+        assert await daemon.collector.final(WEB_A, 2) == ["first", "second"]
+    assert refused.value.code == "busy"
+    assert history(tmp_path, WEB_A) == [
+        ("user", "one"),
+        ("assistant", "first"),
+        ("user", "two"),
+        ("assistant", "second"),
+    ]
+
+
+async def test_compaction_after_a_rewind_never_sees_the_rows_taken_back(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(Reply("a1"), Reply("a weak answer"), Reply("a2"), Reply("the summary"))
+    config = daemon_config(tmp_path, fake_llm.base_url, compaction={"keep_recent_messages": 2})
+    async with open_daemon(config) as daemon:
+        await daemon.say(WEB_A, "q1", message_id="m1")
+        await daemon.collector.final(WEB_A)
+        await daemon.say(WEB_A, "q2", message_id="m2")
+        await daemon.collector.final(WEB_A, 2)
+        await rewind(daemon, WEB_A, f"{WEB_A}/m2", "m3")
+        await daemon.collector.final(WEB_A, 3)
+        await daemon.say(WEB_A, "/compact")
+        notice = await daemon.collector.notice(WEB_A)
+        await rewind(daemon, WEB_A, f"{WEB_A}/m3", "m4")  # the kept tail may still be rewound
+        await daemon.collector.final(WEB_A, 4)
+    assert notice == "Compacted: 2 older message(s) summarised, 2 kept verbatim."
+    summarised = fake_llm.requests[3]["messages"][-1]["content"]
+    assert "q1" in summarised and "a1" in summarised and "weak" not in summarised
+    sent = fake_llm.requests[4]["messages"]
+    assert "the summary" in sent[1]["content"]
+    assert sent[2:] == [{"role": "user", "content": "q2"}]

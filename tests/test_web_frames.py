@@ -21,6 +21,7 @@ from ganglion.web.protocol import (
     HistoryRequest,
     ListThreads,
     Rename,
+    Rewind,
     Search,
     Send,
     Stop,
@@ -74,6 +75,12 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
     )
     assert parse_client_frame(frames.delete(TAB)) == Delete(type="delete", thread_id=TAB)
     assert parse_client_frame(frames.stop("t1")) == Stop(type="stop", turn_id="t1")
+    assert parse_client_frame(frames.rewind("m2", "t1")) == Rewind(
+        type="rewind", id="m2", turn_id="t1", text=None
+    )
+    assert parse_client_frame(frames.rewind("m2", "t1", "better")) == Rewind(
+        type="rewind", id="m2", turn_id="t1", text="better"
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,6 +90,7 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
         (Send, frames.SendFrame),
         (HistoryRequest, frames.HistoryRequestFrame),
         (Stop, frames.StopFrame),
+        (Rewind, frames.RewindFrame),
         (ListThreads, frames.ListThreadsFrame),
         (Search, frames.SearchFrame),
         (Rename, frames.RenameFrame),
@@ -97,7 +105,18 @@ def test_the_server_models_have_the_fields_of_the_shared_definition(
 
 
 def test_the_client_frame_types_are_the_server_models_types() -> None:
-    models = (Hello, Send, HistoryRequest, Stop, ListThreads, Search, Rename, Archive, Delete)
+    models = (
+        Hello,
+        Send,
+        HistoryRequest,
+        Stop,
+        Rewind,
+        ListThreads,
+        Search,
+        Rename,
+        Archive,
+        Delete,
+    )
     types = {get_args(model.model_fields["type"].annotation)[0] for model in models}
     assert types == frames.CLIENT_FRAME_TYPES
 
@@ -198,6 +217,7 @@ def test_queued_turns_end_the_first_page_marked_queued() -> None:
     ("raw", "expected"),
     [
         (frames.send("m7", "x" * 100_000), "m7"),
+        (frames.rewind("m8", "t1", "x" * 100_000), "m8"),
         (frames.history_request(3), None),
         ('{"type": "send", "id": 5}', None),
         ("not json", None),

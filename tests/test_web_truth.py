@@ -12,7 +12,7 @@ import trio
 
 from ganglion.messages import Notice, ReminderDue
 from ganglion.web import frames
-from tests.support.fakellm import FakeLLM, HTTPError, Reply
+from tests.support.fakellm import FakeLLM, HTTPError, Reply, calling
 from tests.support.web import hello, next_frame, open_web_daemon, send, web_config
 
 TAB = "web_c3c3c3c3c3c3c3c3"
@@ -233,3 +233,128 @@ async def test_a_deleted_conversation_cannot_be_opened_again(
         await tab.send_message(frames.hello(TAB))
         error = await next_frame(tab, "error", "welcome")
         assert (error["type"], error["code"]) == ("error", "deleted")
+
+
+# -- taking back the last turn (regenerate, edit) -------------------------------------------
+
+
+def model_saw(fake_llm: FakeLLM) -> list[tuple[str, str | None]]:
+    """The conversation the model was sent last (without the system prompt)."""
+    return [(m["role"], m.get("content")) for m in fake_llm.requests[-1]["messages"][1:]]
+
+
+async def test_regenerate_answers_the_last_message_again_in_place_of_the_old_answer(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(
+        Reply("first"),
+        calling("list_reminders"),
+        Reply("a weak answer"),
+        Reply("a better answer"),
+    )
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        async with web.socket() as tab:
+            await hello(tab, TAB)
+            await send(tab, "hello", "m1")
+            await next_frame(tab, "reply")
+            await send(tab, "any reminders?", "m2")
+            await next_frame(tab, "reply")
+            await tab.send_message(frames.rewind("m3", f"{TAB}/m2"))
+            accepted = await next_frame(tab, "accepted", "error")
+            assert accepted == {
+                "type": "accepted",
+                "id": "m3",
+                "turn_id": f"{TAB}/m3",
+                "state": "queued",
+                "duplicate": False,
+            }
+            reply = await next_frame(tab, "reply")
+            assert (reply["turn_id"], reply["text"]) == (f"{TAB}/m3", "a better answer")
+        async with web.socket() as tab:
+            history = await hello(tab, TAB)
+    # The taken-back answer and its tool call go neither to the model nor to the screen.
+    assert model_saw(fake_llm) == [
+        ("user", "hello"),
+        ("assistant", "first"),
+        ("user", "any reminders?"),
+    ]
+    assert [(m["role"], m["content"], m["turn_id"]) for m in history] == [
+        ("user", "hello", f"{TAB}/m1"),
+        ("assistant", "first", f"{TAB}/m1"),
+        ("user", "any reminders?", f"{TAB}/m3"),
+        ("assistant", "a better answer", f"{TAB}/m3"),
+    ]
+
+
+async def test_an_edit_answers_the_new_text_and_the_old_one_is_gone(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(Reply("what?"), Reply("Bonjour!"))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        async with web.socket() as tab:
+            await hello(tab, TAB)
+            await send(tab, "say helo in french", "m1")
+            await next_frame(tab, "reply")
+            await tab.send_message(frames.rewind("m2", f"{TAB}/m1", "say hello in French"))
+            assert (await next_frame(tab, "accepted", "error"))["type"] == "accepted"
+            assert (await next_frame(tab, "reply"))["text"] == "Bonjour!"
+            await tab.send_message(frames.list_threads())
+            listed = await next_frame(tab, "threads")
+        async with web.socket() as tab:
+            history = await hello(tab, TAB)
+    assert model_saw(fake_llm) == [("user", "say hello in French")]
+    assert [m["content"] for m in history] == ["say hello in French", "Bonjour!"]
+    assert [i["title"] for i in listed["items"]] == ["say hello in French"]
+
+
+async def test_a_rewind_while_a_turn_runs_is_refused_by_its_id(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    gate = trio.Event()
+    fake_llm.script(Reply("first"), Reply("slow", gate=gate))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as tab:
+        await hello(tab, TAB)
+        await send(tab, "one", "m1")
+        await next_frame(tab, "reply")
+        await send(tab, "two", "m2")
+        await next_frame(tab, "turn_started")
+        await tab.send_message(frames.rewind("m3", f"{TAB}/m1"))
+        error = await next_frame(tab, "error", "accepted")
+        assert (error["type"], error["code"], error["id"]) == ("error", "busy", "m3")
+        assert "Wait for the answer" in error["message"]
+        gate.set()
+        assert (await next_frame(tab, "reply"))["text"] == "slow"
+        history = await web.services.store.history_page(TAB)
+    assert [m.message.content for m in history] == ["one", "first", "two", "slow"]
+
+
+async def test_a_rewind_with_nothing_to_take_back_is_refused_clearly(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as tab:
+        await hello(tab, TAB)
+        await tab.send_message(frames.rewind("m1", f"{TAB}/m0"))
+        error = await next_frame(tab, "error", "accepted")
+        assert (error["code"], error["id"]) == ("nothing_to_rewind", "m1")
+        await send(tab, "hi", "m2")
+        await next_frame(tab, "reply")
+        await tab.send_message(frames.rewind("m3", f"{TAB}/m0"))  # not the last turn
+        error = await next_frame(tab, "error", "accepted")
+        assert (error["code"], error["id"]) == ("not_last", "m3")
+        await tab.send_message('{"v": 1, "type": "rewind", "id": "m4", "turn_id": "x", "text": ""}')
+        error = await next_frame(tab, "error", "accepted")
+        assert (error["code"], error["id"]) == ("bad_frame", "m4")
+    assert len(fake_llm.requests) == 1
+
+
+async def test_a_rewind_sent_again_is_not_taken_twice(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as tab:
+        await hello(tab, TAB)
+        await send(tab, "hi", "m1")
+        await next_frame(tab, "reply")
+        await tab.send_message(frames.rewind("m2", f"{TAB}/m1"))
+        await next_frame(tab, "reply")
+        await tab.send_message(frames.rewind("m2", f"{TAB}/m1"))
+        again = await next_frame(tab, "accepted", "error")
+        assert (again["duplicate"], again["state"]) == (True, "done")
+    assert len(fake_llm.requests) == 2

@@ -40,6 +40,7 @@ from ganglion.messages import (
     Inbound,
     Notice,
     Outbound,
+    RewindTurn,
     StopTurn,
     TurnFailed,
     UserMessage,
@@ -157,6 +158,18 @@ class LibraryBackend(InterfaceBackend, Protocol):
         """Ask the thread to stop `turn_id` if it is running (its partial answer is kept)."""
         ...
 
+    async def rewind(
+        self, thread_id: str, turn_id: str, message_id: str, text: str | None
+    ) -> Submitted:
+        """Take back the thread's last turn `turn_id` and answer it again as the turn of
+        `message_id`, with `text` when it is an edit; return once the new turn is durable.
+
+        Idempotent by `message_id`, like `submit`. Error handling: `RewindRefused` (the
+        message says why, safe to show) when it cannot be taken back; `SubmitError` when
+        the new turn is not durable.
+        """
+        ...
+
     async def rename(self, thread_id: str, title: str) -> None: ...
 
     async def archive(self, thread_id: str, archived: bool) -> None: ...
@@ -185,9 +198,9 @@ class DaemonBackend:
                 if not created:
                     return Submitted(None, "done", duplicate=True)
             elif not command and turn_id is not None:
-                existing = await self._store.turn(turn_id)
+                existing = await self._submitted(turn_id)
                 if existing is not None:
-                    return Submitted(turn_id, _state(existing.state), duplicate=True)
+                    return existing
             with trio.fail_after(SUBMIT_TIMEOUT):
                 await self._threads.ask(
                     thread_id, lambda accepted: replace(message, accepted=accepted)
@@ -200,6 +213,30 @@ class DaemonBackend:
                 f"{thread_id} did not store the message ({type(exc).__name__})"
             ) from exc
         return Submitted(None if command else turn_id, "queued")
+
+    async def rewind(
+        self, thread_id: str, turn_id: str, message_id: str, text: str | None
+    ) -> Submitted:
+        new_turn_id = user_turn_id(thread_id, message_id)
+        try:
+            existing = await self._submitted(new_turn_id)
+            if existing is not None:
+                return existing
+            with trio.fail_after(SUBMIT_TIMEOUT):
+                await self._threads.ask(
+                    thread_id,
+                    lambda accepted: RewindTurn(thread_id, turn_id, message_id, text, accepted),
+                )
+        except (ActorError, trio.TooSlowError, StoreError) as exc:
+            raise SubmitError(
+                f"{thread_id} did not store the rewind ({type(exc).__name__})"
+            ) from exc
+        return Submitted(new_turn_id, "queued")
+
+    async def _submitted(self, turn_id: str) -> Submitted | None:
+        """How a turn sent before stands now (None: it was never taken)."""
+        existing = await self._store.turn(turn_id)
+        return None if existing is None else Submitted(turn_id, _state(existing.state), True)
 
     async def _forget(self, message_id: int) -> None:
         try:

@@ -5,6 +5,7 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── StartupError         the daemon cannot start as configured; one line, exit 2
 │   └── ConfigError      the configuration file is unusable (config.py)
 ├── StoreError           a store cannot be used, or an operation on it failed
+├── RewindRefused        a turn the owner cannot take back (store.conversations)
 ├── MigrationError       a database this version cannot use (store.migrations)
 ├── LLMError             the model could not answer (the tree in llm/errors.py)
 ├── TurnError            a turn cannot complete (threads.turn)

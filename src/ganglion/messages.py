@@ -11,6 +11,7 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
     GetThreadInfo     request/reply: the thread's state (for status views and tests)
     Wake              activate a thread so it answers turns cut off before a restart
     StopTurn          the owner stops a running turn (its partial answer is kept)
+    RewindTurn        the owner takes back the last turn: regenerate it, or edit their message
 
 Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
@@ -53,6 +54,7 @@ __all__ = [
     "ReminderInfo",
     "ReminderRequest",
     "ReviewOutcome",
+    "RewindTurn",
     "StopTurn",
     "TextDelta",
     "ThreadInfo",
@@ -172,7 +174,31 @@ class StopTurn:
     turn_id: str
 
 
-Inbound = UserMessage | ReminderDue | HeartbeatReview | Announce | GetThreadInfo | Wake | StopTurn
+@dataclass(frozen=True, slots=True)
+class RewindTurn:
+    """Take back the thread's last turn `turn_id` and answer it afresh as a new turn named
+    by `message_id` (like a send's id): with the same message (regenerate) or with `text`
+    (an edit of it). The old turn's message and everything after it stay in the store,
+    superseded. Only while the thread is idle. `accepted` is answered once the new turn is
+    durable, or failed with `ganglion.store.RewindRefused` saying why it was not taken."""
+
+    thread_id: str
+    turn_id: str
+    message_id: str
+    text: str | None = None
+    accepted: Reply[None] | None = None
+
+
+Inbound = (
+    UserMessage
+    | ReminderDue
+    | HeartbeatReview
+    | Announce
+    | GetThreadInfo
+    | Wake
+    | StopTurn
+    | RewindTurn
+)
 
 
 @dataclass(frozen=True, slots=True)

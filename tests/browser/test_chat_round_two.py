@@ -4,42 +4,23 @@ and phone sizes."""
 from __future__ import annotations
 
 import re
-import socket
-import sqlite3
-import time
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import trio
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from ganglion.messages import ReminderDue
-from tests.browser.conftest import open_chat, screenshot
+from tests.browser.conftest import (
+    DESKTOP,
+    fire_reminder,
+    free_port,
+    open_chat,
+    screenshot,
+    seed,
+    send,
+    size_of,
+)
 from tests.support.fakellm import HTTPError, Reply
 from tests.support.web import ServerThread, serve_in_thread
-
-PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
-DESKTOP = {"viewport": {"width": 1100, "height": 760}}
-
-
-def send(page: Page, text: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
-
-
-@pytest.fixture(params=["desktop", "phone"])
-def sized(request: pytest.FixtureRequest, browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(**(DESKTOP if request.param == "desktop" else PHONE))
-    yield context
-    context.close()
-
-
-def size_of(context: BrowserContext) -> str:
-    pages = context.pages
-    width = pages[0].viewport_size["width"] if pages and pages[0].viewport_size else 1000
-    return "phone" if width < 500 else "desktop"
 
 
 def open_list(page: Page) -> None:
@@ -118,25 +99,6 @@ def test_conversations_are_renamed_archived_deleted_and_searched(
     second.wait_for_url("**/c/web_*")
     expect(second.locator(".msg")).to_have_count(0)
     expect(second.locator("#threads li.thread a")).to_have_count(0)
-
-
-def seed(db: Path, thread: str, count: int) -> None:
-    """`count` messages in `thread`, written straight into the store's database."""
-    now = time.time()
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "INSERT OR IGNORE INTO threads (thread_id, interface, created_at, epoch, title, "
-            "updated_at) VALUES (?, 'web', ?, 0, 'long one', ?)",
-            (thread, now, now),
-        )
-        conn.executemany(
-            "INSERT INTO messages (thread_id, epoch, role, content, created_at) "
-            "VALUES (?, 0, ?, ?, ?)",
-            [
-                (thread, "user" if n % 2 == 0 else "assistant", f"message {n}", now)
-                for n in range(count)
-            ],
-        )
 
 
 def test_scrolling_up_goes_back_through_500_messages(
@@ -225,15 +187,7 @@ def test_a_reminder_is_a_chip_live_and_after_reload(
     page = open_chat(sized, server)
     thread = page.evaluate("window.ganglionThread")
     page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
-    due = ReminderDue(thread, "r1", "2026-01-01T09:00", "stretch your legs")
-
-    async def fire() -> None:
-        with trio.fail_after(10):
-            await server.web.services.threads.ask(
-                thread, lambda accepted: replace(due, accepted=accepted)
-            )
-
-    server.call(fire)
+    fire_reminder(server, thread, "stretch your legs")
     expect(page.locator(".chip")).to_have_text("Reminder: stretch your legs")
     expect(page.locator(".msg.assistant .text")).to_have_text("Time to stretch!")
     expect(page).to_have_title(re.compile(r"^\(2\) "))  # the reminder and its reply, while away
@@ -291,12 +245,6 @@ def test_a_tab_whose_token_is_no_longer_valid_says_so(
         expect(page.locator("#banner")).to_contain_text("no longer valid", timeout=20_000)
         expect(page.locator("#status")).to_have_text("not signed in")
         screenshot(page, "token-refused")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 CONTRAST = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,14 +10,9 @@ from zoneinfo import ZoneInfo
 from playwright.sync_api import BrowserContext, expect
 
 from ganglion.messages import AddReminder
-from tests.browser.conftest import open_chat, screenshot
+from tests.browser.conftest import free_port, open_chat, screenshot, send
 from tests.support.fakellm import Reply, calling
 from tests.support.web import ServerThread, serve_in_thread
-
-
-def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    page.fill("#input", text)
-    page.press("#input", "Enter")
 
 
 def test_open_with_token_send_and_see_a_streamed_reply(
@@ -169,9 +163,7 @@ def test_phone_width_layout(browser, server: ServerThread) -> None:  # type: ign
 def test_the_tab_reconnects_after_a_daemon_restart_without_duplicates(
     context: BrowserContext, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with serve_in_thread(tmp_path, web={"port": port}) as first:
         page = open_chat(context, first)
         send(page, "before the restart")

@@ -18,7 +18,8 @@ The schema is built by the migrations below (`ganglion.store.migrations`).
     {id, name, arguments}), `tool_call_id`, `name`, `meta` (JSON, e.g. a tool's
     duration and outcome), stamped with the thread's epoch and the turn that produced
     it. Indexed by (thread_id, epoch, id). Appending is one INSERT whatever the
-    history length: nothing is rewritten or counted.
+    history length: nothing is rewritten or counted. `superseded_by` names the turn
+    that took a row's place when the owner took its turn back (see "Rewinding").
 `turns`
     One row per turn, keyed by `turn_id` (an interface's event id where it has one, so
     a resubmitted event finds its turn): `source` ('user', 'reminder', 'heartbeat'),
@@ -43,6 +44,17 @@ turns are *pending*: both are answered after a restart. `finish_turn` writes the
 reply, the end state and the outbox entry in one transaction and refuses a turn that is
 finished already, so a turn is either pending or answered, and never answered twice.
 
+Rewinding
+---------
+
+The owner may take back the last turn of a conversation (regenerate its answer, or edit
+their message): `rewind_turn` marks that turn's input and every row after it
+`superseded_by` the new turn and queues the new turn, in one transaction. Superseded rows
+stay in the database (what was said remains on record) but are no longer loaded for the
+model, shown in the history or found by a search. Only the last turn of the current
+epoch can be taken back, and only while no turn is pending, and never one that a
+compaction summary covers already (`RewindRefused` says which rule).
+
 All blocking work runs in a worker thread, one call at a time, on one connection; each
 write is one short transaction (`ganglion.store.sqlite`).
 """
@@ -58,6 +70,7 @@ from typing import Any, Literal
 
 import sqlite_utils
 
+from ganglion.errors import GanglionError
 from ganglion.store.migrations import Migrations
 from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
 from ganglion.transcript import ChatMessage, Role, ToolCall
@@ -66,6 +79,8 @@ __all__ = [
     "ConversationStore",
     "FinishedTurn",
     "OutboxItem",
+    "RewindRefused",
+    "Rewound",
     "SearchHit",
     "StoreError",
     "StoreStatistics",
@@ -198,6 +213,29 @@ def display_rows_titles_and_search(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations.migration
+def superseded_messages(db: sqlite_utils.Database) -> None:
+    # The rows of a turn the owner took back (regenerate, edit) stay, named by the turn
+    # that replaced them, and are left out of everything read for the model or the owner.
+    db.execute("ALTER TABLE messages ADD COLUMN superseded_by TEXT")
+
+
+class RewindRefused(GanglionError):
+    """A turn cannot be taken back; `code` names the rule (for a web `error` frame) and
+    the message, safe to show, says it to the owner:
+
+    - `nothing_to_rewind`: the conversation has no turn of the owner's yet
+    - `not_last`: the turn is not the last one (another came after it) or is not the
+      owner's (a reminder's, a heartbeat review's)
+    - `compacted`: a compaction summary covers its message already
+    - `busy`: a turn is running or waiting (the thread actor says so first)
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One row of a conversation. `kind` is None for what the model sees, else what the
@@ -281,6 +319,17 @@ class FinishedTurn:
 
     message: StoredMessage | None
     outbox_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rewound:
+    """What `rewind_turn` did: the new turn (queued), whether it was created now (False:
+    a rewind with this new turn id happened before, nothing was changed), and the id of
+    the first superseded row (the thread drops it and all after it from its history)."""
+
+    turn: Turn
+    created: bool
+    superseded_from: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +449,7 @@ class ConversationStore(SQLiteStore):
             thread = self._rows("SELECT * FROM threads WHERE thread_id = ?", (thread_id,))[0]
             messages = self._rows(
                 "SELECT * FROM messages WHERE thread_id = ? AND epoch = ? AND kind IS NULL "
-                "ORDER BY id",
+                "AND superseded_by IS NULL ORDER BY id",
                 (thread_id, thread["epoch"]),
             )
             return ThreadState(
@@ -582,6 +631,47 @@ class ConversationStore(SQLiteStore):
 
         return await self._write(finish)
 
+    async def rewind_turn(
+        self, thread_id: str, turn_id: str, *, new_turn_id: str, text: str | None
+    ) -> Rewound:
+        """Take back the thread's last turn `turn_id` and queue it again as `new_turn_id`,
+        in one transaction: its input and every row after it are marked superseded (kept,
+        never loaded again), its undelivered reply is dropped from the outbox, and the new
+        turn is queued with `text` (an edit) or the same input (regenerate).
+
+        Idempotent by `new_turn_id`: a rewind done already returns its turn and False.
+        Error handling: `RewindRefused` (nothing written) when `turn_id` is not the last
+        turn of the owner's, or a summary covers it; `StoreError` for an unknown thread.
+        """
+
+        def rewind() -> Rewound:
+            existing = self._rows("SELECT * FROM turns WHERE turn_id = ?", (new_turn_id,))
+            if existing:
+                return Rewound(_turn(existing[0]), False, None)
+            turn = self._last_turn(thread_id, turn_id)
+            assert turn.user_message_id is not None
+            first = turn.user_message_id
+            now = time.time()
+            self._db.execute(
+                "UPDATE messages SET superseded_by = ? WHERE thread_id = ? AND epoch = ? "
+                "AND id >= ? AND superseded_by IS NULL",
+                (new_turn_id, thread_id, self._epoch(thread_id), first),
+            )
+            # A reply taken back is never delivered late to a tab that missed it.
+            self._db.execute(
+                "UPDATE outbox SET delivered_at = ? WHERE turn_id = ? AND delivered_at IS NULL",
+                (now, turn_id),
+            )
+            message = turn.input if text is None else ChatMessage("user", text)
+            if text is not None and not self._said_before(thread_id, first):
+                self._db.execute(
+                    "UPDATE threads SET title = ? WHERE thread_id = ?", (_title(text), thread_id)
+                )
+            queued, _ = self._queue(thread_id, message, "user", new_turn_id)
+            return Rewound(queued, True, first)
+
+        return await self._write(rewind)
+
     # -- outbox and paging -----------------------------------------------------------------
 
     async def undelivered(
@@ -620,7 +710,7 @@ class ConversationStore(SQLiteStore):
             rows = self._rows(
                 "SELECT m.*, tu.source FROM messages m JOIN threads t USING (thread_id) "
                 "LEFT JOIN turns tu ON tu.turn_id = m.turn_id AND tu.user_message_id = m.id "
-                f"WHERE m.thread_id = ? AND m.epoch = t.epoch {where} "
+                f"WHERE m.thread_id = ? AND m.epoch = t.epoch AND m.superseded_by IS NULL {where} "
                 "ORDER BY m.id DESC LIMIT ?",
                 [thread_id, *params, limit],
             )
@@ -720,7 +810,7 @@ class ConversationStore(SQLiteStore):
                 "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "JOIN threads t ON t.thread_id = m.thread_id "
                 "WHERE messages_fts MATCH ? AND t.interface = ? AND t.deleted = 0 "
-                "AND m.epoch = t.epoch ORDER BY rank LIMIT ?",
+                "AND m.epoch = t.epoch AND m.superseded_by IS NULL ORDER BY rank LIMIT ?",
                 (query, interface, limit),
             )
         )
@@ -778,6 +868,48 @@ class ConversationStore(SQLiteStore):
         if not rows:
             raise StoreError(f"unknown turn {turn_id!r}")
         return _turn(rows[0])
+
+    def _last_turn(self, thread_id: str, turn_id: str) -> Turn:
+        """`turn_id` if it is the owner's last turn in the thread and may be taken back."""
+        epoch = self._epoch(thread_id)
+        last = self._rows(
+            "SELECT turn_id FROM messages WHERE thread_id = ? AND epoch = ? AND kind IS NULL "
+            "AND superseded_by IS NULL ORDER BY id DESC LIMIT 1",
+            (thread_id, epoch),
+        )
+        if not last or last[0]["turn_id"] is None:
+            raise RewindRefused(
+                "nothing_to_rewind", "There is no message of yours to edit or regenerate yet."
+            )
+        turn = self._get_turn(last[0]["turn_id"])
+        if turn.turn_id != turn_id or turn.source != "user" or turn.user_message_id is None:
+            raise RewindRefused(
+                "not_last",
+                "Only your last message can be edited or its answer regenerated, and "
+                "something came after this one.",
+            )
+        if turn.state in PENDING:
+            raise RewindRefused("busy", "This message is still being answered.")
+        summary_upto = self._rows(
+            "SELECT summary_upto FROM threads WHERE thread_id = ?", (thread_id,)
+        )[0]["summary_upto"]
+        if summary_upto is not None and turn.user_message_id <= summary_upto:
+            raise RewindRefused(
+                "compacted",
+                "This message is part of the summary of the older conversation now, so it "
+                "can no longer be edited or regenerated.",
+            )
+        return turn
+
+    def _said_before(self, thread_id: str, message_id: int) -> bool:
+        """Whether the owner wrote in the thread before `message_id` (not superseded)."""
+        rows = self._rows(
+            "SELECT 1 FROM messages m JOIN turns t ON t.user_message_id = m.id "
+            "WHERE m.thread_id = ? AND m.id < ? AND t.source = 'user' "
+            "AND m.superseded_by IS NULL LIMIT 1",
+            (thread_id, message_id),
+        )
+        return bool(rows)
 
     def _pending(self, thread_id: str) -> tuple[Turn, ...]:
         rows = self._rows(

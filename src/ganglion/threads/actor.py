@@ -14,6 +14,12 @@ passivated when idle. Each incarnation runs two tasks:
 Commands (`/new`, `/compact`, …) go through the same queue, so they apply in order with
 the turns around them; they are never persisted and never reach the model.
 
+The owner may take back the last turn (`RewindTurn`: regenerate the answer, or edit the
+message) when no turn is queued or running; intake refuses it otherwise. The worker then,
+in order with the rest of its work, supersedes the turn's rows and queues the new turn in
+one store transaction, drops them from the in-memory history and answers the new turn
+(after a restart too: it is a queued turn like any other).
+
 History is loaded once on activation and kept in memory; every message is appended to
 the store as it is produced. A turn is `queued` -> `running` -> `done`/`failed` in the
 store; on activation the actor re-runs what was cut off (kill, crash, shutdown), so a turn
@@ -55,6 +61,7 @@ from ganglion.messages import (
     Outbound,
     ReminderDue,
     ReviewOutcome,
+    RewindTurn,
     StopTurn,
     TextDelta,
     ThreadInfo,
@@ -66,7 +73,7 @@ from ganglion.messages import (
     user_turn_id,
 )
 from ganglion.prompt import PromptContext, build_system_prompt
-from ganglion.store import StoredMessage, ThreadState, Turn
+from ganglion.store import RewindRefused, StoredMessage, ThreadState, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
@@ -82,6 +89,7 @@ __all__ = ["HEARTBEAT_OK", "ThreadActor", "serve_thread"]
 
 log = logging.getLogger(__name__)
 
+REWIND_BUSY = "Wait for the answer (or stop it) before editing or regenerating."
 CRASH_MESSAGE = (
     "Something went wrong inside Ganglion while answering this message (details are in "
     "the daemon's log). Please try again."
@@ -108,7 +116,12 @@ class _Speak:
     text: str
 
 
-_Work = _RunTurn | _RunCommand | _RunReview | _Speak
+@dataclass(frozen=True, slots=True)
+class _RunRewind:
+    request: RewindTurn
+
+
+_Work = _RunTurn | _RunCommand | _RunReview | _Speak | _RunRewind
 
 
 async def serve_thread(
@@ -167,6 +180,7 @@ class ThreadActor:
         self.turns_done = 0
         self._inbox = inbox
         self._outstanding = 0
+        self._turns = 0  # turns (and rewinds) queued or running, not yet answered
         # The running turn's id and cancel scope (for StopTurn), and the text it streamed
         # since its last tool call (kept as its answer when it is stopped).
         self._running: tuple[str, trio.CancelScope] | None = None
@@ -210,6 +224,12 @@ class ThreadActor:
             case StopTurn(turn_id=turn_id):
                 if self._running is not None and self._running[0] == turn_id:
                     self._running[1].cancel()
+            case RewindTurn(accepted=accepted):
+                if self._turns:  # the turn to take back must be the last one, finished
+                    if accepted is not None:
+                        accepted.fail(RewindRefused("busy", REWIND_BUSY))
+                    return
+                await self.enqueue(queue, _RunRewind(message))
             case Wake():
                 pass
 
@@ -231,8 +251,35 @@ class ThreadActor:
         else:
             log.info("turn %s was already received; not answering it twice", turn.turn_id)
 
+    async def _rewind(self, request: RewindTurn) -> Turn | None:
+        """Take back the last turn (see `RewindTurn`): the new turn to run, or None when
+        there is none (refused, or taken already). Runs in the worker, so what was still
+        to be done after the last answer (a compaction, a command) is done first. An
+        edit's text is the message as written (never a command, never unescaped)."""
+        accepted = request.accepted
+        try:
+            rewound = await self.deps.store.rewind_turn(
+                self.thread_id,
+                request.turn_id,
+                new_turn_id=user_turn_id(self.thread_id, request.message_id),
+                text=request.text,
+            )
+        except RewindRefused as exc:
+            if accepted is not None:
+                accepted.fail(exc)
+            return None
+        if rewound.superseded_from is not None:
+            self.history = [m for m in self.history if m.id < rewound.superseded_from]
+        if accepted is not None:
+            accepted.send(None)  # durable now: the new turn is queued in the store
+        if not rewound.created:
+            return None
+        log.info("turn %s taken back; answering it again", request.turn_id)
+        return rewound.turn
+
     async def enqueue(self, queue: trio.MemorySendChannel[_Work], work: _Work) -> None:
         self._outstanding += 1
+        self._turns += isinstance(work, _RunTurn | _RunRewind)  # `_answer` counts them off
         self._inbox.set_busy(True)
         await queue.send(work)
 
@@ -246,23 +293,38 @@ class ThreadActor:
                         continue  # stays queued in the store; answered after the restart
                     match item:
                         case _RunTurn(turn=turn):
-                            await self.run_turn(turn)
+                            await self._answer(turn)
                         case _RunCommand(command=command):
                             await handle_command(self, command)
                         case _RunReview(review=review):
                             await self._review(review)
                         case _Speak(text=text):
                             await self.speak(None, text)
+                        case _RunRewind(request=request):
+                            await self._answer(await self._rewind(request))
                 finally:
                     self._outstanding -= 1
                     self._inbox.set_busy(self._outstanding > 0)
 
-    async def run_turn(self, turn: Turn) -> None:
+    async def _answer(self, turn: Turn | None) -> None:
+        """Run `turn` (None: a rewind that came to none), then compact the thread if it
+        grew too long. The turn stops counting as pending once it is answered, before the
+        compaction: the owner may take it back at once (the rewind waits in the queue)."""
+        answered = False
+        try:
+            answered = turn is not None and await self.run_turn(turn)
+        finally:
+            self._turns -= 1
+        if answered:
+            await self.compact_if_needed()
+
+    async def run_turn(self, turn: Turn) -> bool:
+        """Answer `turn`; True when it was answered in full (not failed or stopped)."""
         store = self.deps.store
         if turn.source == "heartbeat":
             # A review cut off by a restart: the next beat reviews again, afresh.
             await store.finish_turn(turn.turn_id, state="failed", final=None)
-            return
+            return False
         if turn.state == "queued":
             self.history.append(await store.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id))
@@ -273,7 +335,7 @@ class ThreadActor:
             except (LLMError, TurnError) as exc:
                 log.warning("turn %s failed: %s", turn.turn_id, exc)
                 await self._fail(turn, exc.user_message)
-                return
+                return False
             except Exception:
                 log.exception("turn %s crashed", turn.turn_id)
                 await self._fail(turn, CRASH_MESSAGE)
@@ -282,7 +344,7 @@ class ThreadActor:
                 self._running = None
         if stoppable.cancelled_caught:
             await self._stopped(turn)
-            return
+            return False
         finished = await store.finish_turn(
             turn.turn_id,
             state="done",
@@ -293,7 +355,7 @@ class ThreadActor:
             self.history.append(finished.message)
         self.turns_done += 1
         await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
-        await self.compact_if_needed()
+        return True
 
     # -- heartbeat reviews ----------------------------------------------------------------
 

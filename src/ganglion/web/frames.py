@@ -19,6 +19,11 @@ Client -> server:
     {"v": 1, "type": "stop", "turn_id": "..."}
         stop a running turn: what it streamed is kept as its `reply`, then a
         `notice` "Stopped." (a turn not running is left alone).
+    {"v": 1, "type": "rewind", "id": "<client message id>", "turn_id": "...", "text": null}
+        take back the conversation's last turn, `turn_id` (the owner's last message and
+        everything after it), and answer it again as a new turn: with the same message
+        (regenerate) or, given a `text`, with that text instead (an edit). `id` names the
+        new turn as a send's id does, and is answered the same way (see "Correlation").
     {"v": 1, "type": "list_threads", "archived": false}
         the conversations (answered with `threads`).
     {"v": 1, "type": "search", "query": "words"}
@@ -51,7 +56,9 @@ Server -> client:
                                            `id` names the refused send (null for other
                                            frames): that message was not taken and
                                            will not be answered (`too_large`,
-                                           `rate_limited`, `bad_frame`, `not_stored`).
+                                           `rate_limited`, `bad_frame`, `not_stored`;
+                                           for a rewind also `busy`, `not_last`,
+                                           `nothing_to_rewind`, `compacted`).
                                            A hello for a deleted conversation gets
                                            `deleted` and binds nothing
 
@@ -71,6 +78,15 @@ unacknowledged sends are there already. Every row of the conversation comes back
 history page, in order: messages, commands as typed (`kind: "command"`), their output
 and other notices (`kind: "notice"`), failed turns (`kind: "failed"`), and the inputs
 of reminder and heartbeat turns (`source`, with a `label`, never their instructions).
+
+Rewinding: a `rewind` is correlated like a send (its `id`, then `accepted` or `error`).
+Once it is accepted, the turn named by `turn_id` and every row after it are gone from
+the conversation (a client removes them from the screen; no history page brings them
+back) and the new turn is answered like a sent message. It is taken only while nothing
+is queued or running in the conversation, and only for the last turn, which must be the
+owner's message (not a reminder's) and not yet summarised by a compaction; otherwise the
+`error` says which (`busy`, `not_last`, `nothing_to_rewind`, `compacted`) and nothing
+changed.
 """
 
 from __future__ import annotations
@@ -93,6 +109,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RENAME",
     "REPLY",
+    "REWIND",
     "SEARCH",
     "SEARCH_RESULTS",
     "SEND",
@@ -131,6 +148,8 @@ __all__ = [
     "RenameType",
     "ReplyFrame",
     "ReplyType",
+    "RewindFrame",
+    "RewindType",
     "SearchFrame",
     "SearchHitItem",
     "SearchResultsFrame",
@@ -161,6 +180,7 @@ __all__ = [
     "list_threads",
     "parse_server_frame",
     "rename",
+    "rewind",
     "search",
     "send",
     "stop",
@@ -188,6 +208,7 @@ RenameType = Literal["rename"]
 ArchiveType = Literal["archive"]
 DeleteType = Literal["delete"]
 StopType = Literal["stop"]
+RewindType = Literal["rewind"]
 ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
 TurnState = Literal["queued", "running", "done", "failed"]
@@ -210,6 +231,7 @@ RENAME: Final[RenameType] = "rename"
 ARCHIVE: Final[ArchiveType] = "archive"
 DELETE: Final[DeleteType] = "delete"
 STOP: Final[StopType] = "stop"
+REWIND: Final[RewindType] = "rewind"
 THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 
@@ -218,6 +240,7 @@ ClientFrameType = Literal[
     SendType,
     HistoryType,
     StopType,
+    RewindType,
     ListThreadsType,
     SearchType,
     RenameType,
@@ -271,6 +294,14 @@ class StopFrame(TypedDict):
     turn_id: str
 
 
+class RewindFrame(TypedDict):
+    v: Version
+    type: RewindType
+    id: str
+    turn_id: str
+    text: NotRequired[str | None]  # an edit's new message; absent or null: regenerate
+
+
 class ListThreadsFrame(TypedDict):
     v: Version
     type: ListThreadsType
@@ -308,6 +339,7 @@ ClientFrame = (
     | SendFrame
     | HistoryRequestFrame
     | StopFrame
+    | RewindFrame
     | ListThreadsFrame
     | SearchFrame
     | RenameFrame
@@ -480,6 +512,14 @@ def history_request(before_id: int) -> str:
 def stop(turn_id: str) -> str:
     """Stop the running turn `turn_id`."""
     return encode(StopFrame(v=PROTOCOL_VERSION, type=STOP, turn_id=turn_id))
+
+
+def rewind(message_id: str, turn_id: str, text: str | None = None) -> str:
+    """Take back the last turn `turn_id` and answer it again, as the new turn of
+    `message_id`: regenerated, or with `text` as the owner's message (an edit)."""
+    return encode(
+        RewindFrame(v=PROTOCOL_VERSION, type=REWIND, id=message_id, turn_id=turn_id, text=text)
+    )
 
 
 def list_threads(*, archived: bool = False) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "HistoryRequest",
     "ListThreads",
     "Rename",
+    "Rewind",
     "Search",
     "Send",
     "Stop",
@@ -71,9 +72,12 @@ class Hello(_Frame):
     last_seen: int | None = None
 
 
+_MessageId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class Send(_Frame):
     type: frames.SendType
-    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    id: _MessageId
     text: str = Field(min_length=1)
 
 
@@ -85,6 +89,13 @@ class HistoryRequest(_Frame):
 class Stop(_Frame):
     type: frames.StopType
     turn_id: str = Field(min_length=1, max_length=300)
+
+
+class Rewind(_Frame):
+    type: frames.RewindType
+    id: _MessageId
+    turn_id: str = Field(min_length=1, max_length=300)
+    text: str | None = Field(default=None, min_length=1)
 
 
 class ListThreads(_Frame):
@@ -114,7 +125,9 @@ class Delete(_Frame):
     thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
 
 
-_Client = Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete
+_Client = (
+    Hello | Send | HistoryRequest | Stop | Rewind | ListThreads | Search | Rename | Archive | Delete
+)
 ClientFrame = Annotated[_Client, Field(discriminator="type")]
 _client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
 
@@ -154,13 +167,13 @@ def parse_client_frame(raw: str | bytes) -> _Client:
 
 
 def send_id(raw: str | bytes) -> str | None:
-    """The `id` of a refused frame when it is a send (so its error can name it), else
-    None. Reads frames of any size: only call it on frames the session refuses."""
+    """The `id` of a refused frame when it is a send or a rewind (so its error can name
+    it), else None. Reads frames of any size: only call it on frames the session refuses."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("type") != frames.SEND:
+    if not isinstance(data, dict) or data.get("type") not in (frames.SEND, frames.REWIND):
         return None
     message_id = data.get("id")
     if isinstance(message_id, str) and 0 < len(message_id) <= 100:

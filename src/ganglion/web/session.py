@@ -21,7 +21,7 @@ import trio
 from ganglion.backend import LibraryBackend, SubmitError
 from ganglion.config import WebConfig
 from ganglion.messages import Outbound, TurnStarted, UserMessage
-from ganglion.store import StoreError
+from ganglion.store import RewindRefused, StoreError
 from ganglion.web.protocol import (
     Archive,
     Delete,
@@ -30,6 +30,7 @@ from ganglion.web.protocol import (
     HistoryRequest,
     ListThreads,
     Rename,
+    Rewind,
     Search,
     Send,
     Stop,
@@ -52,6 +53,7 @@ QUEUE_FRAMES = 1024
 HISTORY_PAGE = 200
 FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
 RATE_LIMITED = "too many messages at once; this one was not sent (slow down and retry)"
+NOT_STORED = "the message could not be stored; send it again"
 
 
 class TokenBucket:
@@ -203,7 +205,16 @@ async def _read(
 
 
 async def _handle(
-    frame: Hello | Send | HistoryRequest | Stop | ListThreads | Search | Rename | Archive | Delete,
+    frame: Hello
+    | Send
+    | HistoryRequest
+    | Stop
+    | Rewind
+    | ListThreads
+    | Search
+    | Rename
+    | Archive
+    | Delete,
     backend: LibraryBackend,
     hub: Hub,
     config: WebConfig,
@@ -240,15 +251,21 @@ async def _handle(
                 )
             except SubmitError:
                 log.warning("a web message could not be stored", exc_info=True)
-                outlet.offer(
-                    error_frame(
-                        "not_stored", "the message could not be stored; send it again", message_id
-                    )
-                )
+                outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
             else:
                 outlet.offer(accepted_frame(message_id, submitted))
         case Stop(turn_id=turn_id):
             await backend.stop(thread[0], turn_id)
+        case Rewind(id=message_id, turn_id=turn_id, text=text):
+            try:
+                submitted = await backend.rewind(thread[0], turn_id, message_id, text)
+            except RewindRefused as exc:
+                outlet.offer(error_frame(exc.code, exc.user_message, message_id))
+            except SubmitError:
+                log.warning("a web rewind could not be stored", exc_info=True)
+                outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
+            else:
+                outlet.offer(accepted_frame(message_id, submitted))
         case HistoryRequest(before_id=before_id):
             page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
             outlet.offer(
@@ -261,7 +278,7 @@ async def _handle(
 
 
 def send_id_of(frame: object) -> str | None:
-    return frame.id if isinstance(frame, Send) else None
+    return frame.id if isinstance(frame, Send | Rewind) else None
 
 
 async def _change(frame: Rename | Archive | Delete, backend: LibraryBackend) -> None:

@@ -4,6 +4,7 @@
 // defence. The websocket protocol is documented in ganglion/web/frames.py.
 
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
+import { initRewind } from "./rewind.js";
 import { initSidebar, refreshThreads } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -127,6 +128,7 @@ function send(text) {
   setState(entry, "pending");
   transcript.scrollTop = transcript.scrollHeight;
   if (synced) socket.send(frameFor(entry));
+  rewinds.update();
 }
 
 function resend(entry) {
@@ -140,7 +142,10 @@ function onAccepted(frame) {
   const entry = outgoing.get(frame.id);
   if (!entry) return;
   entry.turnId = frame.turn_id;
-  if (frame.turn_id) byTurn.set(frame.turn_id, entry);
+  if (frame.turn_id) {
+    byTurn.set(frame.turn_id, entry);
+    entry.node.dataset.turn = frame.turn_id;
+  }
   // A command has no turn: its output follows at once, as a notice.
   const answered = frame.state === "done" || frame.state === "failed" || !frame.turn_id;
   setState(entry, answered ? "answered" : frame.state === "queued" && frame.duplicate ? "queued" : "accepted");
@@ -181,8 +186,9 @@ function updateWelcome() {
   welcome.hidden = transcript.querySelector(".msg, .tool, .chip") !== null;
 }
 
-function assistantBubble(text, html) {
+function assistantBubble(text, html, turnId) {
   const node = el("div", "msg assistant");
+  if (turnId) node.dataset.turn = turnId;
   node.append(el("span", "sr-only", "Ganglion said: "));
   const body = el("div", "text");
   body.dir = "auto";
@@ -226,10 +232,11 @@ function failedTurn(message, text) {
   return node;
 }
 
-function chip(source, label) {
+function chip(source, label, turnId) {
   const text = source === "reminder" ? `Reminder: ${label || ""}` : "Heartbeat review";
   const node = el("div", "chip " + source, text);
   node.dir = "auto";
+  if (turnId) node.dataset.turn = turnId;
   return node;
 }
 
@@ -286,14 +293,15 @@ function historyNodes(messages) {
     if (m.kind === "command") nodes.push(userBubble(m.content, "command"));
     else if (m.kind === "notice") nodes.push(systemBubble("notice", m.content));
     else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
-    else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label));
+    else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label, m.turn_id));
     else if (m.role === "user") {
       const node = userBubble(m.content);
+      if (m.turn_id) node.dataset.turn = m.turn_id;
       node.dataset.state = m.queued ? "queued" : "answered";
       if (m.queued) node.querySelector(".state").textContent = "Waiting for its turn";
       nodes.push(node);
     } else if (m.role === "assistant") {
-      if (m.content) nodes.push(assistantBubble(m.content, m.html));
+      if (m.content) nodes.push(assistantBubble(m.content, m.html, m.turn_id));
       calls = new Map();
       for (const call of m.tool_calls || []) {
         const box = toolBlock(call.name, call.arguments);
@@ -319,6 +327,7 @@ function renderHistory(frame) {
     transcript.scrollTop = transcript.scrollHeight - fromBottom;
     loadingOlder = false;
   } else {
+    rewinds.reset();
     transcript.replaceChildren(older, ...historyNodes(messages));
     streaming.clear();
     // Sends not yet accepted: those the history holds already are only waiting for
@@ -380,6 +389,11 @@ document.addEventListener("visibilitychange", () => {
 // ---- frames ---------------------------------------------------------------------------
 
 function onFrame(frame) {
+  handleFrame(frame);
+  if (frame.type !== "delta") rewinds.update();
+}
+
+function handleFrame(frame) {
   switch (frame.type) {
     case "welcome":
       maxBytes = frame.max_message_bytes || maxBytes;
@@ -393,13 +407,16 @@ function onFrame(frame) {
         for (const entry of outgoing.values()) if (entry.state === "pending") socket.send(frameFor(entry));
       }
       break;
-    case "accepted":
+    case "accepted": {
+      const rewound = rewinds.accepted(frame);
+      if (rewound) outgoing.set(rewound.id, rewound);
       onAccepted(frame);
       break;
+    }
     case "turn_started": {
       turns.set(frame.turn_id, { source: frame.source, label: frame.label });
       if (frame.source === "reminder") {
-        append(chip("reminder", frame.label));
+        append(chip("reminder", frame.label, frame.turn_id));
         noteInBackground("Reminder", frame.label || "");
       }
       if (frame.source !== "heartbeat") setActivity("thinking…", frame.turn_id);
@@ -409,7 +426,7 @@ function onFrame(frame) {
       if (turns.get(frame.turn_id)?.source === "heartbeat") break; // shown only if it says something
       let entry = streaming.get(frame.turn_id);
       if (!entry) {
-        entry = { node: append(assistantBubble("")), text: "" };
+        entry = { node: append(assistantBubble("", undefined, frame.turn_id)), text: "" };
         entry.node.classList.add("streaming");
         entry.node.setAttribute("aria-busy", "true");
         streaming.set(frame.turn_id, entry);
@@ -440,12 +457,12 @@ function onFrame(frame) {
       const entry = streaming.get(frame.turn_id);
       streaming.delete(frame.turn_id);
       if (!rememberReply(frame.outbox_id)) break;
-      if (turns.get(frame.turn_id)?.source === "heartbeat") append(chip("heartbeat"));
+      if (turns.get(frame.turn_id)?.source === "heartbeat") append(chip("heartbeat", null, frame.turn_id));
       if (entry) {
         entry.node.classList.remove("streaming");
         entry.node.removeAttribute("aria-busy");
         setAssistantText(entry.node, frame.text, frame.html);
-      } else append(assistantBubble(frame.text, frame.html));
+      } else append(assistantBubble(frame.text, frame.html, frame.turn_id));
       announce(`Ganglion said: ${frame.text}`);
       noteInBackground("Ganglion", frame.text);
       refreshThreads();
@@ -483,6 +500,7 @@ function onFrame(frame) {
       break;
     case "error": {
       const entry = frame.id ? outgoing.get(frame.id) : null;
+      if (rewinds.refused(frame)) break;
       if (entry) setState(entry, "failed", frame.message);
       else if (frame.code === "deleted") {
         showBanner("This conversation was deleted. Start a new chat from the list.", true);
@@ -552,6 +570,7 @@ function connect() {
       return;
     }
     setStatus("disconnected", "Disconnected");
+    rewinds.update();
     retryTimer = setTimeout(connect, delay);
     delay = Math.min(delay * 2, MAX_DELAY);
   });
@@ -663,6 +682,15 @@ jump.addEventListener("click", () => {
   transcript.scrollTop = transcript.scrollHeight;
   jump.hidden = true;
 });
+
+// ---- regenerate and edit ------------------------------------------------------------------
+
+// Something is under way: the controls that take back a turn wait until it is done.
+function busy() {
+  if (!synced || runningTurn) return true;
+  return transcript.querySelector('.msg.user:is([data-state="pending"], [data-state="accepted"], [data-state="queued"])') !== null;
+}
+const rewinds = initRewind({ transcript, busy, sendFrame, randomHex, userBubble, showBanner });
 
 // ---- start ----------------------------------------------------------------------------
 
