@@ -146,6 +146,7 @@ async def serve_thread(
             task_status.started()
             async for message in inbox:
                 await actor.intake(message, send)
+                del message  # nor of the last message it took in
             actor.draining = True
 
 
@@ -289,22 +290,25 @@ class ThreadActor:
         async with queue:
             async for item in queue:
                 try:
-                    if self.draining:
-                        continue  # stays queued in the store; answered after the restart
-                    match item:
-                        case _RunTurn(turn=turn):
-                            await self._answer(turn)
-                        case _RunCommand(command=command):
-                            await handle_command(self, command)
-                        case _RunReview(review=review):
-                            await self._review(review)
-                        case _Speak(text=text):
-                            await self.speak(None, text)
-                        case _RunRewind(request=request):
-                            await self._answer(await self._rewind(request))
+                    if not self.draining:  # else it stays queued in the store: answered
+                        await self._do(item)  # after the restart
                 finally:
                     self._outstanding -= 1
                     self._inbox.set_busy(self._outstanding > 0)
+                    del item  # an idle conversation keeps nothing of its last work
+
+    async def _do(self, item: _Work) -> None:
+        match item:
+            case _RunTurn(turn=turn):
+                await self._answer(turn)
+            case _RunCommand(command=command):
+                await handle_command(self, command)
+            case _RunReview(review=review):
+                await self._review(review)
+            case _Speak(text=text):
+                await self.speak(None, text)
+            case _RunRewind(request=request):
+                await self._answer(await self._rewind(request))
 
     async def _answer(self, turn: Turn | None) -> None:
         """Run `turn` (None: a rewind that came to none), then compact the thread if it
