@@ -10,55 +10,62 @@ Pygments (spans with `hl-` classes; the page's stylesheet colours them), because
 browser can show what Matrix clients would strip.
 
 Pure functions, no I/O. Rendering is CPU work: a caller on the event loop renders one
-reply at a time, or a page of them in a worker thread.
+reply at a time, or a page of them in a worker thread. The libraries are imported on the
+first render, not at start-up.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 __all__ = ["render_highlighted", "render_html"]
 
-_FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
 _MAX_HIGHLIGHTED = 100_000  # characters of one code block; longer ones stay plain
 
 
-def _rules(**options: Any) -> MarkdownIt:
-    return (
-        MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False, **options})
-        .enable(["table", "strikethrough"])
-        .disable("image")
-    )
+@cache
+def _renderer(highlighted: bool) -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
+    options: dict[str, Any] = {"html": False, "breaks": True, "linkify": False}
+    if highlighted:
+        options["highlight"] = _highlight
+    return MarkdownIt("commonmark", options).enable(["table", "strikethrough"]).disable("image")
 
 
 def _highlight(code: str, language: str, _attrs: str) -> str:
     """A fenced block's code as highlighted spans; "" leaves it to markdown-it (escaped)."""
+    from pygments import highlight
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
     if not language or len(code) > _MAX_HIGHLIGHTED:
         return ""
     try:
         lexer = get_lexer_by_name(language, stripnl=False, ensurenl=False)
     except ClassNotFound:
         return ""
-    return str(highlight(code, lexer, _FORMATTER))
+    return str(highlight(code, lexer, _formatter()))
 
 
-_plain = _rules()
-_highlighted = _rules(highlight=_highlight)
+@cache
+def _formatter() -> Any:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(nowrap=True, classprefix="hl-")
 
 
 def render_html(text: str) -> str:
     """`text` (Markdown) as safe HTML; a fenced block is `<pre><code class="language-x">`."""
-    html: str = _plain.render(text)
+    html: str = _renderer(False).render(text)
     return html.strip()
 
 
 def render_highlighted(text: str) -> str:
     """`render_html`, with the code of fenced blocks in a known language highlighted."""
-    html: str = _highlighted.render(text)
+    html: str = _renderer(True).render(text)
     return html.strip()
