@@ -176,8 +176,7 @@ def test_the_client_skips_what_is_not_a_frame_it_knows(raw: str | bytes) -> None
 
 def test_a_reminder_turn_shows_its_text_never_its_instructions() -> None:
     content = "[A reminder you scheduled earlier is due now (x). Act on it.]\nstretch"
-    turn = Turn("t1", TAB, "reminder", "running", ChatMessage("user", content), 0.0)
-    frame = json.loads(event_frame(TurnStarted(TAB, "t1"), turn))
+    frame = json.loads(event_frame(TurnStarted(TAB, "t1", "reminder", content)))
     assert (frame["source"], frame["label"]) == ("reminder", "stretch")
     page = [StoredMessage(1, TAB, "t1", ChatMessage("user", content), 0.0, source="reminder")]
     item = json.loads(history_frame(page, more=False))["messages"][0]

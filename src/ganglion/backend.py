@@ -134,10 +134,6 @@ class InterfaceBackend(Protocol):
 class LibraryBackend(InterfaceBackend, Protocol):
     """What an interface that lists its conversations needs too (the web chat)."""
 
-    async def turn(self, turn_id: str) -> Turn | None:
-        """The turn `turn_id` as stored (its source and state), None if unknown."""
-        ...
-
     async def queued(self, thread_id: str) -> Sequence[Turn]:
         """The thread's turns waiting to start (not yet in its history), oldest first."""
         ...
@@ -243,9 +239,6 @@ class DaemonBackend:
             await self._store.forget(message_id)
         except StoreError:
             log.warning("a command its thread did not take stays recorded", exc_info=True)
-
-    async def turn(self, turn_id: str) -> Turn | None:
-        return await self._store.turn(turn_id)
 
     async def queued(self, thread_id: str) -> Sequence[Turn]:
         return await self._store.queued_turns(thread_id)

@@ -205,6 +205,8 @@ Inbound = (
 class TurnStarted:
     thread_id: str
     turn_id: str
+    source: str = "user"  # the turn's source: "user", "reminder", "heartbeat"
+    input: str | None = None  # what started it (an interface labels a reminder's turn)
 
 
 @dataclass(frozen=True, slots=True)

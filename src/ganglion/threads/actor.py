@@ -331,7 +331,7 @@ class ThreadActor:
             return False
         if turn.state == "queued":
             self.history.append(await store.start_turn(turn.turn_id))
-        await self.emit(TurnStarted(self.thread_id, turn.turn_id))
+        await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         with trio.CancelScope() as stoppable:
             self._running = (turn.turn_id, stoppable)
             try:
@@ -395,7 +395,7 @@ class ThreadActor:
                 self.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
             )
         self.history.append(await store.start_turn(turn.turn_id))
-        await self.emit(TurnStarted(self.thread_id, turn.turn_id))
+        await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         finished = await store.finish_turn(
             turn.turn_id, state="done", final=ChatMessage("assistant", text), outbox={"text": text}
         )

@@ -223,16 +223,16 @@ def turn_label(source: str, content: str | None) -> str | None:
     return content.strip()
 
 
-def event_frame(event: Outbound, turn: Turn | None = None) -> str:
-    """The frame of an outbound event; `turn` is the stored turn of a `TurnStarted`
-    (its source and label), when the caller has it."""
+def event_frame(event: Outbound) -> str:
+    """The frame of an outbound event."""
     frame: frames.ServerFrame
     match event:
-        case TurnStarted(turn_id=turn_id):
-            source = turn.source if turn is not None else "user"
-            label = turn_label(source, turn.input.content) if turn is not None else None
+        case TurnStarted(turn_id=turn_id, source=source, input=text):
             frame = frames.TurnStartedFrame(
-                type=frames.TURN_STARTED, turn_id=turn_id, source=source, label=label
+                type=frames.TURN_STARTED,
+                turn_id=turn_id,
+                source=source,
+                label=turn_label(source, text),
             )
         case TextDelta(turn_id=turn_id, text=text):
             frame = frames.DeltaFrame(type=frames.DELTA, turn_id=turn_id, text=text)

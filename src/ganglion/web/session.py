@@ -20,7 +20,7 @@ import trio
 
 from ganglion.backend import LibraryBackend, SubmitError
 from ganglion.config import WebConfig
-from ganglion.messages import Outbound, TurnStarted, UserMessage
+from ganglion.messages import Outbound, UserMessage
 from ganglion.store import RewindRefused, StoreError
 from ganglion.web.protocol import (
     Archive,
@@ -74,14 +74,13 @@ class TokenBucket:
 
 
 class _Outlet:
-    """The queue of frames waiting to be written to one socket (a `TurnStarted` is
-    written once the writer has looked up its turn's source)."""
+    """The queue of frames waiting to be written to one socket."""
 
     def __init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[str | TurnStarted](QUEUE_FRAMES)
+        self.send, self.receive = trio.open_memory_channel[str](QUEUE_FRAMES)
         self.overflowed = False
 
-    def offer(self, frame: str | TurnStarted) -> bool:
+    def offer(self, frame: str) -> bool:
         try:
             self.send.send_nowait(frame)
         except trio.WouldBlock:
@@ -111,7 +110,7 @@ class Hub:
 
     def publish(self, event: Outbound) -> bool:
         """Queue `event` for every session of its thread; True if one took it."""
-        frame = event if isinstance(event, TurnStarted) else event_frame(event)
+        frame = event_frame(event)
         delivered = False
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
@@ -129,7 +128,7 @@ async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: We
     thread: list[str] = []
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, socket, backend, outlet, nursery.cancel_scope)
+            nursery.start_soon(_write, socket, outlet, nursery.cancel_scope)
             await _read(socket, backend, hub, config, outlet, thread)
             nursery.cancel_scope.cancel()
     finally:
@@ -137,18 +136,9 @@ async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: We
             hub.remove(thread[0], outlet)
 
 
-async def _write(
-    socket: Any, backend: LibraryBackend, outlet: _Outlet, scope: trio.CancelScope
-) -> None:
+async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
     async with outlet.receive:
         async for item in outlet.receive:
-            if isinstance(item, TurnStarted):
-                try:
-                    turn = await backend.turn(item.turn_id)
-                except StoreError:
-                    log.warning("turn %s could not be read", item.turn_id, exc_info=True)
-                    turn = None
-                item = event_frame(item, turn)
             await socket.send(item)
     if outlet.overflowed:
         log.warning("closing a web session that could not keep up")
