@@ -24,7 +24,8 @@ import trio
 
 from ganglion.config import RemindersConfig
 from ganglion.messages import ReminderDue
-from ganglion.reminders import ReminderActor, ReminderStore
+from ganglion.reminders.actor import ReminderActor
+from ganglion.reminders.store import ReminderStore
 from ganglion.store import ConversationStore
 from ganglion.transcript import ChatMessage
 from ganglion_actors import ChildSpec, open_supervisor

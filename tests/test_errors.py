@@ -10,7 +10,7 @@ from ganglion.entries import EntryError
 from ganglion.errors import GanglionError, StartupError
 from ganglion.llm import LLMError
 from ganglion.matrix.errors import MatrixError
-from ganglion.reminders import ScheduleError
+from ganglion.reminders.schedule import ScheduleError
 from ganglion.safefs import SafePathError
 from ganglion.services import ServiceUnavailable
 from ganglion.store import MigrationError, StoreError

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from ganglion.config import Config, ConfigError, load_config
 from ganglion.llm.sse import SSEParser
 from ganglion.messages import AddReminder
-from ganglion.reminders import ReminderActor, ReminderStore, ScheduleError
+from ganglion.reminders.actor import ReminderActor
+from ganglion.reminders.schedule import ScheduleError
+from ganglion.reminders.store import ReminderStore
 from ganglion.tools import ToolContext, ToolRegistry
 from ganglion.tools.files import file_tools
 from ganglion.tools.memory import memory_tools

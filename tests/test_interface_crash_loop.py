@@ -16,9 +16,9 @@ import ganglion.app
 from ganglion.backend import interface_child
 from ganglion.config import Config
 from ganglion.messages import Outbound
-from ganglion.reminders import ReminderStore
 from ganglion.reminders.actor import ReminderActor
 from ganglion.reminders.schedule import Schedule
+from ganglion.reminders.store import ReminderStore
 from ganglion.runtime import Services
 from ganglion.web.server import WebState
 from ganglion_actors import ChildSpec, Inbox

@@ -17,8 +17,9 @@ import trio.testing
 
 from ganglion.config import RemindersConfig
 from ganglion.messages import AddReminder, CancelReminder, ListReminders, ReminderDue, ReminderInfo
-from ganglion.reminders import ReminderActor, ReminderStore, ScheduleError
-from ganglion.reminders.actor import HANDOVER_TIMEOUT, RETRY_DELAY
+from ganglion.reminders.actor import HANDOVER_TIMEOUT, RETRY_DELAY, ReminderActor
+from ganglion.reminders.schedule import ScheduleError
+from ganglion.reminders.store import ReminderStore
 from ganglion.store import StoreError
 from ganglion_actors import ActorDied, ActorRef, ActorStopped, ChildSpec, Restart, open_supervisor
 

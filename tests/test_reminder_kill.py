@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import trio
 
-from ganglion.reminders import ReminderStore
 from ganglion.reminders.schedule import Schedule
+from ganglion.reminders.store import ReminderStore
 from tests.support.fakellm import FakeLLM, Reply
 from tests.support.live import LiveDaemon, open_live_daemon
 from tests.support.web import hello, next_frame, send

@@ -40,7 +40,7 @@ from ganglion.config import Config
 from ganglion.heartbeat.actor import heartbeat_child
 from ganglion.ops.endpoints import ops_routes
 from ganglion.ops.status import DaemonView
-from ganglion.reminders import reminders_child
+from ganglion.reminders.actor import reminders_child
 from ganglion.runtime import Services, open_services
 from ganglion.systemlog import system_log_child
 from ganglion.threads.registry import resume_cut_off_turns

@@ -198,30 +198,26 @@ def _check(config_path: Path | None, *, as_json: bool) -> int:
 
 def _daemon_address(config_path: Path | None) -> tuple[str, str] | int:
     """The running daemon's web address (host:port) and token, else the exit status."""
-    from ganglion.config import ConfigError, load_config
+    from ganglion.configfile import ConfigError, client_view
     from ganglion.datadir import WEB_TOKEN_FILE
     from ganglion.web.auth import read_token
 
     try:
-        config, _ = load_config(config_path)
+        view = client_view(config_path)
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    token = (
-        config.web.token.get_secret_value()
-        if config.web.token is not None
-        else read_token(config.data_dir)
-    )
+    token = view.web_token if view.web_token is not None else read_token(view.data_dir)
     if token is None:
         print(
             f"ganglion: no web token found (GANGLION_WEB_TOKEN, web.token, or "
-            f"{config.data_dir / WEB_TOKEN_FILE}); has `ganglion run` been started here?",
+            f"{view.data_dir / WEB_TOKEN_FILE}); has `ganglion run` been started here?",
             file=sys.stderr,
         )
         return EXIT_NO_DAEMON
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.web.host, config.web.host)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(view.web_host, view.web_host)
     host = f"[{host}]" if ":" in host else host
-    return f"{host}:{config.web.port}", token
+    return f"{host}:{view.web_port}", token
 
 
 def _chat(config_path: Path | None, message: str | None) -> int:
@@ -277,17 +273,17 @@ def _status(config_path: Path | None, *, as_json: bool) -> int:
 def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -> int:
     import trio
 
-    from ganglion.config import ConfigError, load_config
+    from ganglion.configfile import ConfigError, client_view
     from ganglion.datadir import SCHEDULER_DB
     from ganglion.reminders.cli import cancel_reminder, list_reminders
     from ganglion.store import StoreError
 
     try:
-        config, _ = load_config(config_path)
+        view = client_view(config_path)
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    path = config.data_dir / SCHEDULER_DB
+    path = view.data_dir / SCHEDULER_DB
     if not path.exists():
         print(f"No reminders: {path} does not exist yet.")
         return EXIT_OK

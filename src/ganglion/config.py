@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from ganglion.errors import StartupError
+from ganglion.configfile import DEFAULT_CONFIG_NAME, ConfigError, read_config_file
 from ganglion.heartbeat.review import ActiveHours
 from ganglion.threads.ids import is_valid_thread_id
 
@@ -67,19 +66,8 @@ __all__ = [
     "require_an_interface",
 ]
 
-DEFAULT_CONFIG_NAME = "config.yaml"
 # A token that guards a web chat reachable from other machines must not be guessable.
 MIN_EXPOSED_TOKEN = 32
-
-ENV_SECRETS: Mapping[str, tuple[str, str]] = {
-    "GANGLION_LLM_API_KEY": ("llm", "api_key"),
-    "GANGLION_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
-    "GANGLION_WEB_TOKEN": ("web", "token"),
-}
-
-
-class ConfigError(StartupError):
-    """A configuration that cannot be used; the message is meant for the operator."""
 
 
 class _Model(BaseModel):
@@ -519,13 +507,7 @@ def load_config(
 
     Error handling: raises `ConfigError` with one readable message for every failure.
     """
-    environ = os.environ if environ is None else environ
-    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
-        path = Path(DEFAULT_CONFIG_NAME)
-    raw: Any = {}
-    if path is not None:
-        raw = _read_yaml(path)
-    raw = _apply_env_secrets(raw, environ)
+    path, raw = read_config_file(path, os.environ if environ is None else environ)
     where = str(path) if path is not None else "built-in defaults"
     try:
         config = Config.model_validate(raw)
@@ -533,46 +515,6 @@ def load_config(
         raise ConfigError(_describe(where, exc)) from None
     base = path.resolve().parent if path is not None else Path.cwd()
     return _absolute_paths(config, base, path), path
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: YAML syntax error{at}: {problem}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of options, not a {type(raw).__name__}"
-        )
-    return raw
-
-
-def _apply_env_secrets(raw: Any, environ: Mapping[str, str]) -> Any:
-    if not isinstance(raw, dict):
-        return raw
-    merged = dict(raw)
-    for var, (section, key) in ENV_SECRETS.items():
-        value = environ.get(var)
-        if not value:
-            continue
-        current = merged.get(section)
-        if section == "matrix" and not isinstance(current, dict):
-            continue  # the token alone does not turn Matrix on: the section does
-        part = dict(current) if isinstance(current, dict) else {}
-        part[key] = value
-        merged[section] = part
-    return merged
 
 
 def _describe(where: str, exc: ValidationError) -> str:

@@ -35,7 +35,7 @@ from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
 from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
-from ganglion.reminders import ReminderStore
+from ganglion.reminders.store import ReminderStore
 from ganglion.store import ConversationStore, StoreError
 from ganglion.threads.deps import SharedPromptFiles, ThreadDeps
 from ganglion.threads.registry import thread_registry

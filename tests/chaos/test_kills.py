@@ -19,8 +19,8 @@ from pathlib import Path
 
 import trio
 
-from ganglion.reminders import ReminderStore
 from ganglion.reminders.schedule import Schedule
+from ganglion.reminders.store import ReminderStore
 from tests.chaos.audit import Audit, audit
 from tests.chaos.harness import KINDS, ChaosClient, ChaosModel, Moments
 from tests.support.fakellm import open_fake_llm

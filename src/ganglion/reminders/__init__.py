@@ -1,15 +1,10 @@
-"""Reminders: croniter schedules, a SQLite ledger, exactly-once firing."""
+"""Reminders: croniter schedules, a SQLite ledger, exactly-once firing.
 
-from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD, ReminderActor, reminders_child
-from ganglion.reminders.schedule import Schedule, ScheduleError
-from ganglion.reminders.store import Reminder, ReminderStore
+    schedule.py  what a schedule says and when it fires next (pure)
+    store.py     `ReminderStore`: the reminders and the ledger of their slots (SQLite)
+    actor.py     `ReminderActor` and `reminders_child`: firing what comes due
+    text.py      how a reminder reads in a list (pure)
+    cli.py       `ganglion reminders list|cancel`, beside a running daemon
 
-__all__ = [
-    "SYSTEM_REMINDER_THREAD",
-    "Reminder",
-    "ReminderActor",
-    "ReminderStore",
-    "Schedule",
-    "ScheduleError",
-    "reminders_child",
-]
+Nothing is imported here, so `ganglion reminders` loads only the store it reads.
+"""

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo
-from ganglion.reminders import ScheduleError
+from ganglion.reminders.schedule import ScheduleError
 from ganglion.reminders.text import reminder_line
 from ganglion.services import ServiceUnavailable, ask_service
 from ganglion.threads.commands import (

@@ -27,7 +27,7 @@ from ganglion.messages import (
     ReminderInfo,
     ReminderRequest,
 )
-from ganglion.reminders import ScheduleError
+from ganglion.reminders.schedule import ScheduleError
 from ganglion.reminders.text import reminder_line
 from ganglion.services import ServiceUnavailable, ask_service
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool

@@ -17,13 +17,16 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
-from pydantic import SecretStr
 
 from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.private import load_or_create_secret
 from ganglion.safefs import SafePathError, open_dir
+
+if TYPE_CHECKING:  # the client commands read the token here without pydantic
+    from pydantic import SecretStr
 
 __all__ = [
     "COOKIE_NAME",
