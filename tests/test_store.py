@@ -271,6 +271,26 @@ async def test_start_turn_appends_the_input_and_marks_it_running(
     assert [(t.state, t.user_message_id) for t in state.pending] == [("running", stored.id)]
 
 
+async def test_begin_turn_queues_and_starts_in_one_write_once(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        turn, stored = await store.begin_turn(
+            THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
+        )
+        again, none = await store.begin_turn(
+            THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
+        )
+        state = await store.load_thread(THREAD, interface="web")
+    assert stored is not None and stored.message == ChatMessage("user", "hello")
+    assert (turn.state, turn.user_message_id) == ("running", stored.id)
+    assert none is None and again == turn  # a resubmission writes nothing
+    assert raw(db_path, "SELECT count(*) FROM messages") == [(1,)]
+    # A kill now leaves it running: the thread's next activation answers it.
+    assert [(t.turn_id, t.state) for t in state.pending] == [("t1", "running")]
+    assert [m.message.content for m in state.messages] == ["hello"]
+
+
 async def test_finish_turn_stores_reply_state_and_outbox_together(
     db_path: Path, store: ConversationStore
 ) -> None:

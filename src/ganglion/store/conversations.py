@@ -65,7 +65,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import sqlite_utils
@@ -567,6 +567,30 @@ class ConversationStore(SQLiteStore):
         """
         turn_id = turn_id or uuid.uuid4().hex
         return await self._write(lambda: self._queue(thread_id, message, source, turn_id))
+
+    async def begin_turn(
+        self,
+        thread_id: str,
+        message: ChatMessage,
+        *,
+        source: str,
+        turn_id: str | None = None,
+    ) -> tuple[Turn, StoredMessage | None]:
+        """`queue_turn` and `start_turn` in one transaction, for a thread with nothing
+        queued or running: one commit where there would be two. Returns the turn, now
+        running, and its input as appended to the history; for a resubmission, the turn
+        as stored and None (nothing is written).
+        """
+        turn_id = turn_id or uuid.uuid4().hex
+
+        def begin() -> tuple[Turn, StoredMessage | None]:
+            turn, created = self._queue(thread_id, message, source, turn_id)
+            if not created:
+                return turn, None
+            stored = self._start(turn)
+            return replace(turn, state="running", user_message_id=stored.id), stored
+
+        return await self._write(begin)
 
     async def start_turn(self, turn_id: str) -> StoredMessage:
         """Append a queued turn's input to the history and mark it running (one

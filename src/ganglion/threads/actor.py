@@ -99,6 +99,7 @@ CRASH_MESSAGE = (
 @dataclass(frozen=True, slots=True)
 class _RunTurn:
     turn: Turn
+    started: StoredMessage | None = None  # its input, when intake started it already
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +243,23 @@ class ThreadActor:
         turn_id: str | None,
         accepted: Reply[None] | None = None,
     ) -> None:
-        turn, created = await self.deps.store.queue_turn(
-            self.thread_id, message, source=source, turn_id=turn_id
-        )
+        store = self.deps.store
+        started: StoredMessage | None = None
+        if self._outstanding == 0:
+            # Nothing queued or running (and only intake adds work): the turn starts in
+            # the transaction that stores it, one commit where there would be two.
+            turn, started = await store.begin_turn(
+                self.thread_id, message, source=source, turn_id=turn_id
+            )
+            created = started is not None
+        else:
+            turn, created = await store.queue_turn(
+                self.thread_id, message, source=source, turn_id=turn_id
+            )
         if accepted is not None:
             accepted.send(None)  # durable now: the sender may forget it
         if created:
-            await self.enqueue(queue, _RunTurn(turn))
+            await self.enqueue(queue, _RunTurn(turn, started))
         else:
             log.info("turn %s was already received; not answering it twice", turn.turn_id)
 
@@ -299,8 +310,8 @@ class ThreadActor:
 
     async def _do(self, item: _Work) -> None:
         match item:
-            case _RunTurn(turn=turn):
-                await self._answer(turn)
+            case _RunTurn(turn=turn, started=started):
+                await self._answer(turn, started)
             case _RunCommand(command=command):
                 await handle_command(self, command)
             case _RunReview(review=review):
@@ -310,20 +321,21 @@ class ThreadActor:
             case _RunRewind(request=request):
                 await self._answer(await self._rewind(request))
 
-    async def _answer(self, turn: Turn | None) -> None:
+    async def _answer(self, turn: Turn | None, started: StoredMessage | None = None) -> None:
         """Run `turn` (None: a rewind that came to none), then compact the thread if it
         grew too long. The turn stops counting as pending once it is answered, before the
         compaction: the owner may take it back at once (the rewind waits in the queue)."""
         answered = False
         try:
-            answered = turn is not None and await self.run_turn(turn)
+            answered = turn is not None and await self.run_turn(turn, started)
         finally:
             self._turns -= 1
         if answered:
             await self.compact_if_needed()
 
-    async def run_turn(self, turn: Turn) -> bool:
-        """Answer `turn`; True when it was answered in full (not failed or stopped)."""
+    async def run_turn(self, turn: Turn, started: StoredMessage | None = None) -> bool:
+        """Answer `turn`; True when it was answered in full (not failed or stopped).
+        `started` is its input as stored when intake started it (`store.begin_turn`)."""
         store = self.deps.store
         if turn.source == "heartbeat":
             # A review cut off by a restart: the next beat reviews again, afresh.
@@ -331,6 +343,8 @@ class ThreadActor:
             return False
         if turn.state == "queued":
             self.history.append(await store.start_turn(turn.turn_id))
+        elif started is not None:
+            self.history.append(started)
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         with trio.CancelScope() as stoppable:
             self._running = (turn.turn_id, stoppable)
