@@ -47,9 +47,7 @@ def test_the_client_finds_the_daemon_where_the_daemon_listens(
     "text",
     ["web: {port: high}\n", "web: [1]\n", "data_dir: 5\n", "web: {port: 70000}\n"],
 )
-def test_what_the_client_cannot_vouch_for_gets_the_daemons_error(
-    tmp_path: Path, text: str
-) -> None:
+def test_what_the_client_cannot_vouch_for_gets_the_daemons_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as full:

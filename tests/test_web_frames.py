@@ -7,6 +7,7 @@ import json
 from typing import Any, get_args
 
 import pytest
+import trio
 from pydantic import BaseModel
 
 from ganglion.backend import Submitted
@@ -36,6 +37,7 @@ from ganglion.web.protocol import (
     turn_label,
     welcome_frame,
 )
+from ganglion.web.session import _coalesced
 
 TAB = "web_0123456789abcdef"
 
@@ -224,3 +226,25 @@ def test_queued_turns_end_the_first_page_marked_queued() -> None:
 )
 def test_a_refused_send_is_named_by_its_id(raw: str, expected: str | None) -> None:
     assert send_id(raw) == expected
+
+
+def test_streamed_text_that_piled_up_goes_out_as_one_frame_in_order() -> None:
+    send, receive = trio.open_memory_channel[str | TextDelta](16)
+    notice = event_frame(Notice(TAB, "noted"))
+    for item in [
+        TextDelta(TAB, "t1", "lo"),
+        TextDelta(TAB, "t1", ", "),
+        notice,
+        TextDelta(TAB, "t1", "wor"),
+        TextDelta(TAB, "t2", "other"),
+        TextDelta(TAB, "t2", " turn"),
+    ]:
+        send.send_nowait(item)
+    sent = _coalesced(TextDelta(TAB, "t1", "Hel"), receive)
+    assert [json.loads(frame) for frame in sent] == [
+        {"type": "delta", "turn_id": "t1", "text": "Hello, "},
+        json.loads(notice),
+        {"type": "delta", "turn_id": "t1", "text": "wor"},
+        {"type": "delta", "turn_id": "t2", "text": "other turn"},
+    ]
+    assert _coalesced(notice, receive) == [notice]  # nothing waiting: sent as it came

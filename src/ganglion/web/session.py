@@ -13,6 +13,7 @@ the daemon down for everyone.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,7 @@ import trio
 
 from ganglion.backend import LibraryBackend, SubmitError
 from ganglion.config import WebConfig
-from ganglion.messages import Outbound, UserMessage
+from ganglion.messages import Outbound, TextDelta, UserMessage
 from ganglion.store import RewindRefused, StoreError
 from ganglion.web.protocol import (
     Archive,
@@ -50,6 +51,7 @@ __all__ = ["Hub", "TokenBucket", "run_session"]
 log = logging.getLogger(__name__)
 
 QUEUE_FRAMES = 1024
+COALESCE_FRAMES = 256  # frames a writer takes at once, to merge the streamed text in them
 HISTORY_PAGE = 200
 FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
 RATE_LIMITED = "too many messages at once; this one was not sent (slow down and retry)"
@@ -74,13 +76,14 @@ class TokenBucket:
 
 
 class _Outlet:
-    """The queue of frames waiting to be written to one socket."""
+    """The queue of frames waiting to be written to one socket (streamed text waits as
+    its event, so the writer can merge what piled up into one frame)."""
 
     def __init__(self) -> None:
-        self.send, self.receive = trio.open_memory_channel[str](QUEUE_FRAMES)
+        self.send, self.receive = trio.open_memory_channel[str | TextDelta](QUEUE_FRAMES)
         self.overflowed = False
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: str | TextDelta) -> bool:
         try:
             self.send.send_nowait(frame)
         except trio.WouldBlock:
@@ -110,7 +113,7 @@ class Hub:
 
     def publish(self, event: Outbound) -> bool:
         """Queue `event` for every session of its thread; True if one took it."""
-        frame = event_frame(event)
+        frame = event if isinstance(event, TextDelta) else event_frame(event)
         delivered = False
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
@@ -138,12 +141,43 @@ async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: We
 
 async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
     async with outlet.receive:
-        async for item in outlet.receive:
-            await socket.send(item)
+        async for first in outlet.receive:
+            for frame in _coalesced(first, outlet.receive):
+                await socket.send(frame)
     if outlet.overflowed:
         log.warning("closing a web session that could not keep up")
         await socket.close(1013, "too slow to keep up; reconnect to resume")
     scope.cancel()
+
+
+def _coalesced(
+    first: str | TextDelta, waiting: trio.MemoryReceiveChannel[str | TextDelta]
+) -> list[str]:
+    """`first` and the frames already waiting behind it, with each run of streamed text
+    of one turn merged into one delta frame: a socket that fell behind catches up in a
+    few large frames instead of many small ones (each one a system call and a wake-up of
+    the browser), and one that keeps up sends each piece as it comes."""
+    batch = [first]
+    while len(batch) < COALESCE_FRAMES:
+        try:
+            batch.append(waiting.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    frames: list[str] = []
+    run: list[TextDelta] = []
+    for item in [*batch, None]:
+        if isinstance(item, TextDelta) and (not run or run[0].turn_id == item.turn_id):
+            run.append(item)
+            continue
+        if run:
+            merged = replace(run[0], text="".join(delta.text for delta in run))
+            frames.append(event_frame(merged))
+            run = []
+        if isinstance(item, TextDelta):
+            run.append(item)
+        elif item is not None:
+            frames.append(item)
+    return frames
 
 
 async def _read(
