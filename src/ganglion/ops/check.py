@@ -7,7 +7,8 @@ Then, concurrently:
   models it lists, one tiny completion, whether the configured model exists, whether it
   accepts `tools`;
 - each enabled MCP server: it starts and lists its tools;
-- Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`;
+- Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`,
+  and the local encryption store holds that device's keys (`ops.matrixcheck`);
 - the web chat's address is free (or held by a running Ganglion);
 - the data directory is writable (or can be created);
 - bubblewrap works, when the shell tool's sandbox is on.
@@ -45,7 +46,6 @@ Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUTS = LLMTimeouts(connect=10, first_token=60, idle=30, total=120)
 MCP_TIMEOUT_SECONDS = 30.0
-MATRIX_TIMEOUT_SECONDS = 15.0
 PING = [ChatMessage("user", "Reply with the single word OK.")]
 PING_TOOL = {
     "type": "function",
@@ -235,53 +235,9 @@ def _mcp_fix(config: MCPServerConfig, log_dir: Path | None) -> str:
 
 
 async def _matrix(config: Config) -> list[Finding]:
-    matrix = config.matrix
-    assert matrix.homeserver is not None
-    assert matrix.access_token is not None
-    url = f"{matrix.homeserver}/_matrix/client/v3/account/whoami"
-    headers = {"Authorization": f"Bearer {matrix.access_token.get_secret_value()}"}
-    try:
-        with trio.fail_after(MATRIX_TIMEOUT_SECONDS):
-            async with httpx.AsyncClient() as http:
-                reply = await http.get(url, headers=headers)
-    except (httpx.HTTPError, trio.TooSlowError) as exc:
-        detail = f"{matrix.homeserver} cannot be reached ({type(exc).__name__})"
-        return [Finding("Matrix", "fail", detail, "check matrix.homeserver")]
-    if reply.status_code in (401, 403):
-        return [
-            Finding("Matrix", "fail", "the access token is refused", "log in again (see README)")
-        ]
-    try:
-        who = reply.json()
-    except ValueError:
-        who = {}
-    if reply.status_code != 200 or not isinstance(who, dict):
-        return [Finding("Matrix", "fail", f"whoami answered HTTP {reply.status_code}", "")]
-    found: list[Finding] = []
-    if who.get("user_id") != matrix.user_id:
-        found.append(
-            Finding(
-                "Matrix user",
-                "fail",
-                f"the token belongs to {who.get('user_id')}, not {matrix.user_id}",
-                "set matrix.user_id, or use this user's token",
-            )
-        )
-    else:
-        found.append(Finding("Matrix user", "ok", f"{matrix.user_id} on {matrix.homeserver}"))
-    device = who.get("device_id")
-    if device is not None and device != matrix.device_id:
-        found.append(
-            Finding(
-                "Matrix device",
-                "fail",
-                f"the token belongs to device {device}, not {matrix.device_id}",
-                "set matrix.device_id to the token's device (the crypto store is per device)",
-            )
-        )
-    elif device is not None:
-        found.append(Finding("Matrix device", "ok", f"{device}"))
-    return found
+    from ganglion.ops.matrixcheck import probe_matrix
+
+    return await probe_matrix(config)
 
 
 # -- this machine --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ganglion.runtime import Services
     from ganglion_actors import ActorRef
 
-__all__ = ["Activity", "DaemonView", "ganglion_version", "render", "snapshot"]
+__all__ = ["Activity", "DaemonView", "ganglion_version", "matrix_status", "render", "snapshot"]
 
 # Threads whose last activity is remembered (the most recent ones).
 RECENT_THREADS = 200
@@ -179,11 +179,12 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             "tokens_in": llm.usage.prompt_tokens,
             "tokens_out": llm.usage.completion_tokens,
         },
-        "matrix": _matrix(config.matrix, services.matrix) if config.matrix.enabled else None,
+        "matrix": matrix_status(config.matrix, services.matrix) if config.matrix.enabled else None,
     }
 
 
-def _matrix(config: MatrixConfig, stats: MatrixStatistics) -> dict[str, Any]:
+def matrix_status(config: MatrixConfig, stats: MatrixStatistics) -> dict[str, Any]:
+    """The Matrix part of a snapshot (`ganglion status`)."""
     now = stats.clock()
     return {
         "homeserver": config.homeserver,
