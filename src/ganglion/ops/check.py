@@ -9,7 +9,8 @@ Then, concurrently:
 - each enabled MCP server: it starts and lists its tools;
 - Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`,
   and the local encryption store holds that device's keys (`ops.matrixcheck`);
-- the web chat's address is free (or held by a running Ganglion);
+- the web chat's address, and `web.metrics_bind`'s, are free (or held by a running
+  Ganglion);
 - the data directory is writable (or can be created);
 - bubblewrap works, when the shell tool's sandbox is on.
 
@@ -127,6 +128,8 @@ def _probes(config: Config) -> list[Probe]:
         probes.append(lambda: _matrix(config))
     if config.web.enabled:
         probes.append(lambda: _web_address(config))
+    if config.web.metrics_address is not None:
+        probes.append(lambda: _metrics_address(config))
     probes.append(lambda: _data_dir(config.data_dir))
     if config.tools.shell.enabled and config.tools.shell.sandbox == "bwrap":
         probes.append(lambda: _sandbox(config))
@@ -244,8 +247,22 @@ async def _matrix(config: Config) -> list[Finding]:
 
 
 async def _web_address(config: Config) -> list[Finding]:
-    host, port = config.web.host, config.web.port
-    what = "web chat address"
+    web = config.web
+    return await _address("web chat address", web.host, web.port, "web.port", _is_ganglion)
+
+
+async def _metrics_address(config: Config) -> list[Finding]:
+    address = config.web.metrics_address
+    assert address is not None
+    host, port = address
+    return await _address("metrics address", host, port, "web.metrics_bind", _serves_metrics)
+
+
+async def _address(
+    what: str, host: str, port: int, option: str, is_ours: Callable[[str, int], Awaitable[bool]]
+) -> list[Finding]:
+    """Whether `host:port` is free to listen on, or held by a running Ganglion
+    (`is_ours`)."""
     if port == 0:
         return [Finding(what, "ok", f"{host}: any free port")]
     try:
@@ -253,14 +270,14 @@ async def _web_address(config: Config) -> list[Finding]:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             return [Finding(what, "fail", f"cannot listen on {host}:{port}: {exc.strerror}", "")]
-        if await _is_ganglion(host, port):
+        if await is_ours(host, port):
             return [Finding(what, "ok", f"{host}:{port} is served by a running Ganglion")]
         return [
             Finding(
                 what,
                 "fail",
                 f"{host}:{port} is already in use by another program",
-                "stop it, or set web.port to a free port",
+                f"stop it, or set {option} to a free port",
             )
         ]
     return [Finding(what, "ok", f"{host}:{port} is free")]
@@ -274,16 +291,26 @@ def _try_bind(host: str, port: int) -> None:
 
 
 async def _is_ganglion(host: str, port: int) -> bool:
+    reply = await _get(host, port, "/readyz")
+    return reply is not None and reply.status_code == 200 and reply.text == "ready\n"
+
+
+async def _serves_metrics(host: str, port: int) -> bool:
+    reply = await _get(host, port, "/metrics")
+    return reply is not None and reply.status_code == 200 and "ganglion_" in reply.text
+
+
+async def _get(host: str, port: int, path: str) -> httpx.Response | None:
+    """`GET path` from a local listener (a wildcard bind asked on loopback), or None."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{shown}]" if ":" in shown else shown
     try:
         with trio.move_on_after(5):
             async with httpx.AsyncClient() as http:
-                reply = await http.get(f"http://{shown}:{port}/readyz")
-                return reply.status_code == 200 and reply.text == "ready\n"
+                return await http.get(f"http://{shown}:{port}{path}")
     except httpx.HTTPError:
-        return False
-    return False
+        return None
+    return None
 
 
 async def _data_dir(data_dir: Path) -> list[Finding]:
