@@ -7,6 +7,8 @@ encrypted. Rooms are threads (`!room:server`).
     events.py    which invites to accept and which events to answer (pure)
     outgoing.py  replies from the outbox, typing notices, notices
     render.py    Markdown to sanitised HTML, long replies split (pure)
+    stats.py     what the interface reports of itself (`ganglion status`, /metrics)
+    keystore.py  the encryption store on disk, read without changing it (check)
     actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks;
                  `matrix_child`: how the tree runs it
 """

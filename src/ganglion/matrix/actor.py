@@ -16,8 +16,9 @@ Then two tasks: the connection (`Connection.run`: sync after sync, see
 `ganglion.matrix.sync`, with backoff and jitter after a failure) and the delivery of
 outbound events (`ganglion.matrix.outgoing`), until the mailbox ends (shutdown).
 
-Error handling: every `MatrixError` is caught here, reported once (a repeat of the same
-failure is logged at debug level) and retried with backoff: `MatrixUnavailable` from
+Error handling: every `MatrixError` is caught here, counted (`MatrixStatistics`, which
+outlives the incarnations and is what `ganglion status` and `/metrics` read), reported
+once (a repeat of the same failure is logged at debug level) and retried with backoff: `MatrixUnavailable` from
 `BACKOFF` (0.5 s doubling to a minute), a token or setup problem from `SLOW_BACKOFF`
 (30 s doubling to 10 minutes), never in a tight loop. None of them stops the web chat,
 the reminders or the heartbeat.
