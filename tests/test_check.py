@@ -142,6 +142,15 @@ async def test_a_busy_web_port_fails(tmp_path: Path, fake_llm: FakeLLM, busy_por
     assert "web.port" in web["fix"]
 
 
+async def test_a_busy_metrics_bind_fails(tmp_path: Path, fake_llm: FakeLLM, busy_port: int) -> None:
+    path = write_config(tmp_path, fake_llm.base_url, web={"metrics_bind": f"127.0.0.1:{busy_port}"})
+    code, report = await check_json(tmp_path, path)
+    assert code == 1
+    metrics = finding(report, "metrics address")
+    assert metrics["detail"] == f"127.0.0.1:{busy_port} is already in use by another program"
+    assert "web.metrics_bind" in metrics["fix"]
+
+
 def read_only_dir(tmp_path: Path) -> Path:
     if os.geteuid() == 0:
         return Path("/sys")  # read-only even for root

@@ -28,8 +28,19 @@ pytestmark = pytest.mark.slow
             "config.yaml: matrix: matrix.homeserver is required (or set matrix.enabled: false)",
         ),
         ("web: {enabled: false}\n", "no interface is on"),
+        (
+            "web: {metrics_bind: '0.0.0.0:9464'}\n",
+            "config.yaml: web.metrics_bind: 0.0.0.0 is not a loopback address",
+        ),
     ],
-    ids=["unknown-key", "wrong-type", "yaml-syntax", "missing-required", "no-interface"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "yaml-syntax",
+        "missing-required",
+        "no-interface",
+        "metrics-off-loopback",
+    ],
 )
 async def test_bad_config_exits_2_with_one_readable_message(
     tmp_path: Path, text: str, expected: str
@@ -122,7 +133,7 @@ async def test_a_daemon_without_matrix_or_mcp_servers_never_imports_their_librar
         tmp_path,
     )
     assert "ganglion.web.server" in loaded
-    assert not loaded & {"nio", "mcp", "ganglion.matrix", "ganglion.tools.mcp"}
+    assert not loaded & {"nio", "mcp", "ganglion.matrix.actor", "ganglion.tools.mcp"}
 
 
 def port_is_free(port: int) -> bool:

@@ -185,3 +185,35 @@ def test_allowed_origins_must_be_origins(tmp_path: Path) -> None:
     path = write(tmp_path, "web: {allowed_origins: ['https://chat.example.org/app']}\n")
     with pytest.raises(ConfigError, match=r"web.allowed_origins.*not an origin"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("localhost:9464", ("localhost", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+    ],
+)
+def test_metrics_bind_takes_a_loopback_address(
+    tmp_path: Path, bind: str, address: tuple[str, int]
+) -> None:
+    path = write(tmp_path, f"web: {{metrics_bind: '{bind}'}}\n")
+    assert load_config(path, environ={})[0].web.metrics_address == address
+    assert load_config(write(tmp_path, "{}\n"), environ={})[0].web.metrics_address is None
+
+
+@pytest.mark.parametrize(
+    ("bind", "says"),
+    [
+        ("0.0.0.0:9464", "0.0.0.0 is not a loopback address"),
+        ("192.168.1.5:9464", "192.168.1.5 is not a loopback address"),
+        ("metrics.example.org:9464", "is not a loopback address"),
+        ("127.0.0.1", "is not an address: give host:port"),
+        ("127.0.0.1:99999", "is not an address"),
+    ],
+)
+def test_metrics_bind_refuses_anything_but_loopback(tmp_path: Path, bind: str, says: str) -> None:
+    path = write(tmp_path, f"web: {{metrics_bind: '{bind}'}}\n")
+    with pytest.raises(ConfigError, match=rf"config.yaml: web.metrics_bind: .*{says}"):
+        load_config(path, environ={})

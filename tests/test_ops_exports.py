@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-MODULES = ["check", "endpoints", "metrics", "notify", "reference", "setup", "status"]
+MODULES = ["check", "endpoints", "matrixcheck", "metrics", "notify", "reference", "setup", "status"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fakellm import FakeLLM, HTTPError, Reply, calling
-from tests.support.live import LiveDaemon, open_live_daemon
+from tests.support.live import LiveDaemon, free_port, open_live_daemon
 from tests.support.process import run_ganglion
 
 pytestmark = pytest.mark.slow
@@ -123,6 +123,22 @@ async def test_metrics_move_with_turns_and_need_the_token(
     assert after[("ganglion_event_loop_longest_step_seconds", ())] > 0
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert "ganglion_" not in refused.text
+
+
+async def test_metrics_bind_serves_metrics_without_the_token_on_loopback_only(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    port = free_port()
+    async with (
+        open_live_daemon(tmp_path, fake_llm.base_url, web={"metrics_bind": f"127.0.0.1:{port}"}),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        scraped = await http.get("/metrics")
+        rebound = await http.get("/metrics", headers={"Host": f"evil.example:{port}"})
+        status = await http.get("/api/status")
+    assert scraped.status_code == 200
+    assert samples(scraped.text)[("ganglion_actor_up", (("actor", "metrics"),))] == 1
+    assert (rebound.status_code, status.status_code) == (421, 404)
 
 
 def auth(live: LiveDaemon) -> dict[str, str]:

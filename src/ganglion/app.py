@@ -10,7 +10,8 @@
             ├── mcp:<name> …    one per enabled MCP server
             ├── system          the system threads' log (an interface)
             ├── web             web chat interface (if enabled)
-            └── matrix          Matrix interface (if enabled)
+            ├── matrix          Matrix interface (if enabled)
+            └── metrics         /metrics without the token (if web.metrics_bind)
 
 `_children` builds that list from what `open_services` made (runtime.py), handing each
 child what it needs: the thread registry, the delivery router, the backend, the service
@@ -38,7 +39,7 @@ import trio
 
 from ganglion.config import Config
 from ganglion.heartbeat.actor import heartbeat_child
-from ganglion.ops.endpoints import ops_routes
+from ganglion.ops.endpoints import metrics_child, ops_routes
 from ganglion.ops.status import DaemonView
 from ganglion.reminders.actor import reminders_child
 from ganglion.runtime import Services, open_services
@@ -129,8 +130,11 @@ async def _supervise(
     web: WebState | None,
     task_status: trio.TaskStatus[RunningDaemon],
 ) -> None:
+    children = _children(config, services, web)
+    if config.web.metrics_address is not None:
+        children.append(metrics_child(*config.web.metrics_address, view))
     async with open_supervisor("root", intensity=5, period=60.0) as root:
-        for spec in _children(config, services, web):
+        for spec in children:
             view.actors.append(await root.start(spec))
         resumed = await resume_cut_off_turns(services.threads, services.store)
         if resumed:
@@ -183,9 +187,13 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
     if web is not None:
         children.append(web_child(config, web, backend, deps.redactor, router))
     if config.matrix.enabled:
-        from ganglion.matrix import matrix_child
+        from ganglion.matrix.actor import matrix_child
 
-        children.append(matrix_child(config.matrix, config.data_dir, backend, router))
+        children.append(
+            matrix_child(
+                config.matrix, config.data_dir, backend, router, statistics=services.matrix
+            )
+        )
     return children
 
 

@@ -62,8 +62,10 @@ __all__ = [
     "ThreadsConfig",
     "ToolsConfig",
     "WebConfig",
+    "is_loopback_host",
     "load_config",
     "require_an_interface",
+    "split_address",
 ]
 
 # A token that guards a web chat reachable from other machines must not be guessable.
@@ -140,6 +142,7 @@ class WebConfig(_Model):
     max_frames_per_second: float = Field(10.0, gt=0)
     frame_burst: int = Field(30, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
+    metrics_bind: str | None = None
 
     @field_validator("allowed_origins")
     @classmethod
@@ -149,14 +152,47 @@ class WebConfig(_Model):
                 raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port], no path")
         return [origin.lower() for origin in value]
 
+    @field_validator("metrics_bind")
+    @classmethod
+    def _loopback_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _ = split_address(value)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"{host} is not a loopback address: /metrics without the token is only "
+                    "served on this machine (127.0.0.1, ::1 or localhost); scrape the web "
+                    "chat's /metrics with the token from elsewhere"
+                )
+        return value
+
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """`metrics_bind` as (host, port), or None when it is off."""
+        return split_address(self.metrics_bind) if self.metrics_bind is not None else None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 without brackets) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6) as (host, port); ValueError when it is not one."""
+    host, colon, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r} is not an address: give host:port, e.g. 127.0.0.1:9464")
+    return host, int(port)
 
 
 class MatrixConfig(_Model):

@@ -21,9 +21,9 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ganglion.safefs import NotFound, open_dir
+from ganglion.safefs import NotFound, SafeDir, open_dir
 
-__all__ = ["PRIVATE_UMASK", "load_or_create_secret", "protect_process", "tighten"]
+__all__ = ["PRIVATE_UMASK", "load_or_create_secret", "protect_process", "read_secret", "tighten"]
 
 PR_SET_DUMPABLE = 4
 
@@ -103,12 +103,30 @@ def load_or_create_secret(data_dir: Path, name: str, configured: str | None) -> 
     if configured is not None:
         return configured
     with open_dir(data_dir) as directory:
-        try:
-            stored = directory.read_bytes(name)[0].decode("utf-8", "replace").strip()
-        except NotFound:
-            stored = ""
+        stored = _read_secret(directory, name)
         if stored:
             return stored
         secret = secrets.token_urlsafe(32)
         directory.write_atomic(name, (secret + "\n").encode(), mode=0o600)
     return secret
+
+
+def read_secret(data_dir: Path, name: str) -> str | None:
+    """The secret kept in `data_dir/name` by `load_or_create_secret`, or None when there
+    is none yet (or no data directory); never creates anything (for `ganglion check`).
+
+    Error handling: `safefs.SafePathError` for a file planted as a link, or a data
+    directory that cannot be opened.
+    """
+    try:
+        with open_dir(data_dir) as directory:
+            return _read_secret(directory, name) or None
+    except NotFound:
+        return None
+
+
+def _read_secret(directory: SafeDir, name: str) -> str:
+    try:
+        return directory.read_bytes(name)[0].decode("utf-8", "replace").strip()
+    except NotFound:
+        return ""

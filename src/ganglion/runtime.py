@@ -31,6 +31,7 @@ from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat.actor import HeartbeatStatistics
 from ganglion.llm import LLMClient
+from ganglion.matrix.stats import MatrixStatistics
 from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
 from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
@@ -57,7 +58,8 @@ class Services:
     once the tree has stopped. `threads` is the registry every conversation is reached
     through (the tree runs it as its first child); `backend` is what the interfaces see
     of the daemon; `stop_requested` is set by `request_stop` (what SIGTERM does) and
-    makes the tree drain and stop.
+    makes the tree drain and stop. `heartbeat` and `matrix` are what those actors
+    report of themselves (`ganglion status`, `/metrics`).
     """
 
     config: Config
@@ -68,6 +70,7 @@ class Services:
     backend: DaemonBackend
     stop_requested: trio.Event = field(default_factory=trio.Event)
     heartbeat: HeartbeatStatistics = field(default_factory=HeartbeatStatistics)
+    matrix: MatrixStatistics = field(default_factory=MatrixStatistics)
 
     @property
     def router(self) -> DeliveryRouter:

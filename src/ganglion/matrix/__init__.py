@@ -7,26 +7,11 @@ encrypted. Rooms are threads (`!room:server`).
     events.py    which invites to accept and which events to answer (pure)
     outgoing.py  replies from the outbox, typing notices, notices
     render.py    Markdown to sanitised HTML, long replies split (pure)
+    stats.py     what the interface reports of itself (`ganglion status`, /metrics)
+    keystore.py  the encryption store on disk, read without changing it (check)
     actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks;
                  `matrix_child`: how the tree runs it
+
+Nothing is imported here: matrix-nio is loaded only when the interface runs (or `check`
+probes it), and the status and metrics read `stats.py` without it.
 """
-
-from ganglion.matrix.actor import Connection, matrix_child, serve_matrix
-from ganglion.matrix.errors import (
-    MatrixAuthError,
-    MatrixError,
-    MatrixRequestError,
-    MatrixSetupError,
-    MatrixUnavailable,
-)
-
-__all__ = [
-    "Connection",
-    "MatrixAuthError",
-    "MatrixError",
-    "MatrixRequestError",
-    "MatrixSetupError",
-    "MatrixUnavailable",
-    "matrix_child",
-    "serve_matrix",
-]

@@ -16,8 +16,9 @@ Then two tasks: the connection (`Connection.run`: sync after sync, see
 `ganglion.matrix.sync`, with backoff and jitter after a failure) and the delivery of
 outbound events (`ganglion.matrix.outgoing`), until the mailbox ends (shutdown).
 
-Error handling: every `MatrixError` is caught here, reported once (a repeat of the same
-failure is logged at debug level) and retried with backoff: `MatrixUnavailable` from
+Error handling: every `MatrixError` is caught here, counted (`MatrixStatistics`, which
+outlives the incarnations and is what `ganglion status` and `/metrics` read), reported
+once (a repeat of the same failure is logged at debug level) and retried with backoff: `MatrixUnavailable` from
 `BACKOFF` (0.5 s doubling to a minute), a token or setup problem from `SLOW_BACKOFF`
 (30 s doubling to 10 minutes), never in a tight loop. None of them stops the web chat,
 the reminders or the heartbeat.
@@ -53,6 +54,7 @@ from ganglion.matrix.errors import (
 )
 from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.outgoing import Outgoing
+from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
 from ganglion.private import load_or_create_secret
@@ -89,11 +91,18 @@ def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
 
 
 def matrix_child(
-    config: MatrixConfig, data_dir: Path, backend: InterfaceBackend, router: DeliveryRouter
+    config: MatrixConfig,
+    data_dir: Path,
+    backend: InterfaceBackend,
+    router: DeliveryRouter,
+    *,
+    statistics: MatrixStatistics | None = None,
 ) -> ChildSpec[Outbound]:
     """Matrix as the root supervisor runs it: an interface (`interface_child`) that owns
-    the `!room:server` threads, each incarnation a `serve_matrix`."""
-    return interface_child("matrix", partial(serve_matrix, config, data_dir, backend), router)
+    the `!room:server` threads, each incarnation a `serve_matrix` writing into the same
+    `statistics` (what `ganglion status` and `/metrics` show)."""
+    serve = partial(serve_matrix, config, data_dir, backend, statistics=statistics)
+    return interface_child("matrix", serve, router)
 
 
 async def serve_matrix(
@@ -102,21 +111,27 @@ async def serve_matrix(
     backend: InterfaceBackend,
     inbox: Inbox[Outbound],
     *,
+    statistics: MatrixStatistics | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve Matrix until the mailbox ends (see the module docstring)."""
+    stats = statistics if statistics is not None else MatrixStatistics()
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, follow_redirects=False) as http:
-        connection = Connection(config, data_dir, backend, http)
-        with trio.move_on_after(FIRST_CONNECT_WAIT):
-            try:
-                await connection.connect()
-            except MatrixError as exc:
-                connection.report(exc)
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.run)
-            await connection.outgoing.serve(inbox)
-            nursery.cancel_scope.cancel()
+        connection = Connection(config, data_dir, backend, http, stats)
+        stats.started(connection.device_id)
+        try:
+            with trio.move_on_after(FIRST_CONNECT_WAIT):
+                try:
+                    await connection.connect()
+                except MatrixError as exc:
+                    connection.report(exc)
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connection.run)
+                await connection.outgoing.serve(inbox)
+                nursery.cancel_scope.cancel()
+        finally:
+            stats.stopped()
 
 
 class Connection:
@@ -128,6 +143,7 @@ class Connection:
         data_dir: Path,
         backend: InterfaceBackend,
         http: httpx.AsyncClient,
+        stats: MatrixStatistics | None = None,
     ) -> None:
         # The config's validator guarantees these once Matrix is enabled.
         assert config.homeserver is not None
@@ -136,6 +152,8 @@ class Connection:
         assert config.device_id is not None
         self._config = config
         self._data_dir = data_dir
+        self.device_id: str = config.device_id
+        self.stats = stats if stats is not None else MatrixStatistics()
         self.store_dir = store_dir_for(config, data_dir)
         client: Any = nio.Client(config.user_id, config.device_id, str(self.store_dir))
         client.user_id = config.user_id
@@ -145,7 +163,13 @@ class Connection:
         self.synced = trio.Event()
         self.outgoing = Outgoing(self.homeserver, self.keys, backend, self.synced)
         self.sync = SyncLoop(
-            self.homeserver, self.keys, config, backend, self.synced, self.outgoing.mark_read
+            self.homeserver,
+            self.keys,
+            config,
+            backend,
+            self.synced,
+            self.outgoing.mark_read,
+            self.stats,
         )
         self.connected = False
         self._last_report: str | None = None
@@ -203,7 +227,9 @@ class Connection:
             attempt = 0
 
     def report(self, exc: MatrixError) -> None:
-        """Log a failure once: the same failure again is logged at debug level."""
+        """Count a failure, and log it once: the same failure again is logged at debug
+        level."""
+        self.stats.failed(exc, access_token=self.homeserver.client.access_token)
         message = str(exc)
         if message == self._last_report:
             log.debug("Matrix: still failing: %s", message)
@@ -271,3 +297,4 @@ class Connection:
                 "another device or its pickle_key changed, move it away and use a new "
                 "device id"
             ) from None
+        self.stats.ed25519_key = client.olm.account.identity_keys["ed25519"]

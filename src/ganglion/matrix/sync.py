@@ -15,7 +15,8 @@ Rules (numbered as in `ganglion.backend`):
 4. In a room the bot has just joined, only what follows its own join is answered.
 5. Event ids handed to `submit` are remembered (the most recent `REMEMBERED_EVENTS`),
    so an event seen twice in one run is submitted once.
-6. An event that cannot be decrypted is logged with the reason and counted, its keys
+6. An event that cannot be decrypted is logged with the reason and counted (in the
+   interface's `MatrixStatistics`, with the syncs that completed), its keys
    are requested from the sender's devices, and decryption is tried again after each
    sync: once the keys arrive, it is answered.
 """
@@ -26,7 +27,6 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import nio
@@ -44,10 +44,11 @@ from ganglion.matrix.events import (
     is_allowed_user,
 )
 from ganglion.matrix.http import SYNC_MARGIN, Homeserver
+from ganglion.matrix.stats import MatrixStatistics
 from ganglion.messages import UserMessage
 from ganglion_actors import Backoff
 
-__all__ = ["LONG_POLL_MS", "SyncCounters", "SyncLoop"]
+__all__ = ["LONG_POLL_MS", "SyncLoop"]
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,6 @@ SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
 _random = random.Random()
 
 
-@dataclass(slots=True)
-class SyncCounters:
-    """What the sync loop has seen since start-up."""
-
-    syncs: int = 0
-    submitted: int = 0
-    skipped: int = 0
-    undecryptable: int = 0
-    decrypted_late: int = 0
-    invites_accepted: int = 0
-    invites_refused: int = 0
-
-
 class SyncLoop:
     """Turns syncs into durable messages; see the module docstring for the rules."""
 
@@ -85,12 +73,13 @@ class SyncLoop:
         backend: InterfaceBackend,
         synced: trio.Event,
         mark_read: Callable[[str, str], None],
+        stats: MatrixStatistics | None = None,
     ) -> None:
         self._homeserver = homeserver
         self._keys = keys
         self._config = config
         self._backend = backend
-        self.counters = SyncCounters()
+        self.stats = stats if stats is not None else MatrixStatistics()
         self.synced = synced  # set after the first sync: the rooms are known
         self._mark_read = mark_read
         self._since: str | None = None
@@ -121,7 +110,6 @@ class SyncLoop:
         response = await self._homeserver.request(
             nio.SyncResponse, call, read_timeout=timeout_ms / 1000 + SYNC_MARGIN
         )
-        self.counters.syncs += 1
         incoming = [] if first else self._incoming(response)
         if first:
             log.info("first sync: the history of the rooms the bot is in is not answered")
@@ -134,6 +122,10 @@ class SyncLoop:
         await self._decide_invites()
         await self._keys.after_sync()
         await self._request_missing_keys()
+        self.stats.synced(
+            joined_rooms=len(self._client.rooms),
+            one_time_keys=self._client.olm.uploaded_key_count,
+        )
         for message in incoming:
             self._mark_read(message.room_id, message.event_id)
 
@@ -151,7 +143,7 @@ class SyncLoop:
                 if isinstance(decision, Incoming):
                     found.append(decision)
                 elif decision.reason.startswith("malformed"):
-                    self.counters.skipped += 1
+                    self.stats.skipped += 1
                     log.info(
                         "ignored an event from %s in %s (%s): %s",
                         source.get("sender"),
@@ -160,7 +152,7 @@ class SyncLoop:
                         decision.reason,
                     )
                 else:
-                    self.counters.skipped += 1
+                    self.stats.skipped += 1
                     log.debug(
                         "not answering %s in %s: %s",
                         source.get("event_id"),
@@ -172,7 +164,7 @@ class SyncLoop:
     def _undecryptable(self, room_id: str, event: Any) -> None:
         if event.sender == self._client.user_id or not is_allowed_user(self._config, event.sender):
             return
-        self.counters.undecryptable += 1
+        self.stats.undecryptable += 1
         log.warning(
             "cannot decrypt %s in %s from %s (device %s): the Megolm session %s is unknown "
             "to this device; asking the sender's devices for the key",
@@ -194,7 +186,7 @@ class SyncLoop:
             except nio.EncryptionError:
                 pending.append(event)
                 continue
-            self.counters.decrypted_late += 1
+            self.stats.decrypted_late += 1
             source: Mapping[str, Any] = getattr(decrypted, "source", None) or {}
             decision = classify_event(self._config, self._client.user_id, event.room_id, source)
             if isinstance(decision, Incoming):
@@ -218,7 +210,7 @@ class SyncLoop:
             self._handled[message.event_id] = None
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
-            self.counters.submitted += 1
+            self.stats.submitted += 1
 
     async def _submit(self, message: Incoming) -> None:
         """Hand one message to its thread, retrying with backoff until it is durable:
@@ -254,12 +246,12 @@ class SyncLoop:
                 if refusal is None:
                     method, path = nio.Api.join(token, room_id)
                     await self._homeserver.request(nio.JoinResponse, (method, path, "{}"))
-                    self.counters.invites_accepted += 1
+                    self.stats.invites_accepted += 1
                     log.info("joined %s on the invite of %s", room_id, room.inviter)
                 else:
                     method, path = nio.Api.room_leave(token, room_id)
                     await self._homeserver.request(nio.RoomLeaveResponse, (method, path, "{}"))
-                    self.counters.invites_refused += 1
+                    self.stats.invites_refused += 1
                     log.warning("refused the invite into %s: %s", room_id, refusal)
             except MatrixRequestError as exc:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)

@@ -7,8 +7,10 @@ Then, concurrently:
   models it lists, one tiny completion, whether the configured model exists, whether it
   accepts `tools`;
 - each enabled MCP server: it starts and lists its tools;
-- Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`;
-- the web chat's address is free (or held by a running Ganglion);
+- Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`,
+  and the local encryption store holds that device's keys (`ops.matrixcheck`);
+- the web chat's address, and `web.metrics_bind`'s, are free (or held by a running
+  Ganglion);
 - the data directory is writable (or can be created);
 - bubblewrap works, when the shell tool's sandbox is on.
 
@@ -45,7 +47,6 @@ Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUTS = LLMTimeouts(connect=10, first_token=60, idle=30, total=120)
 MCP_TIMEOUT_SECONDS = 30.0
-MATRIX_TIMEOUT_SECONDS = 15.0
 PING = [ChatMessage("user", "Reply with the single word OK.")]
 PING_TOOL = {
     "type": "function",
@@ -127,6 +128,8 @@ def _probes(config: Config) -> list[Probe]:
         probes.append(lambda: _matrix(config))
     if config.web.enabled:
         probes.append(lambda: _web_address(config))
+    if config.web.metrics_address is not None:
+        probes.append(lambda: _metrics_address(config))
     probes.append(lambda: _data_dir(config.data_dir))
     if config.tools.shell.enabled and config.tools.shell.sandbox == "bwrap":
         probes.append(lambda: _sandbox(config))
@@ -235,61 +238,31 @@ def _mcp_fix(config: MCPServerConfig, log_dir: Path | None) -> str:
 
 
 async def _matrix(config: Config) -> list[Finding]:
-    matrix = config.matrix
-    assert matrix.homeserver is not None
-    assert matrix.access_token is not None
-    url = f"{matrix.homeserver}/_matrix/client/v3/account/whoami"
-    headers = {"Authorization": f"Bearer {matrix.access_token.get_secret_value()}"}
-    try:
-        with trio.fail_after(MATRIX_TIMEOUT_SECONDS):
-            async with httpx.AsyncClient() as http:
-                reply = await http.get(url, headers=headers)
-    except (httpx.HTTPError, trio.TooSlowError) as exc:
-        detail = f"{matrix.homeserver} cannot be reached ({type(exc).__name__})"
-        return [Finding("Matrix", "fail", detail, "check matrix.homeserver")]
-    if reply.status_code in (401, 403):
-        return [
-            Finding("Matrix", "fail", "the access token is refused", "log in again (see README)")
-        ]
-    try:
-        who = reply.json()
-    except ValueError:
-        who = {}
-    if reply.status_code != 200 or not isinstance(who, dict):
-        return [Finding("Matrix", "fail", f"whoami answered HTTP {reply.status_code}", "")]
-    found: list[Finding] = []
-    if who.get("user_id") != matrix.user_id:
-        found.append(
-            Finding(
-                "Matrix user",
-                "fail",
-                f"the token belongs to {who.get('user_id')}, not {matrix.user_id}",
-                "set matrix.user_id, or use this user's token",
-            )
-        )
-    else:
-        found.append(Finding("Matrix user", "ok", f"{matrix.user_id} on {matrix.homeserver}"))
-    device = who.get("device_id")
-    if device is not None and device != matrix.device_id:
-        found.append(
-            Finding(
-                "Matrix device",
-                "fail",
-                f"the token belongs to device {device}, not {matrix.device_id}",
-                "set matrix.device_id to the token's device (the crypto store is per device)",
-            )
-        )
-    elif device is not None:
-        found.append(Finding("Matrix device", "ok", f"{device}"))
-    return found
+    from ganglion.ops.matrixcheck import probe_matrix
+
+    return await probe_matrix(config)
 
 
 # -- this machine --------------------------------------------------------------------------
 
 
 async def _web_address(config: Config) -> list[Finding]:
-    host, port = config.web.host, config.web.port
-    what = "web chat address"
+    web = config.web
+    return await _address("web chat address", web.host, web.port, "web.port", _is_ganglion)
+
+
+async def _metrics_address(config: Config) -> list[Finding]:
+    address = config.web.metrics_address
+    assert address is not None
+    host, port = address
+    return await _address("metrics address", host, port, "web.metrics_bind", _serves_metrics)
+
+
+async def _address(
+    what: str, host: str, port: int, option: str, is_ours: Callable[[str, int], Awaitable[bool]]
+) -> list[Finding]:
+    """Whether `host:port` is free to listen on, or held by a running Ganglion
+    (`is_ours`)."""
     if port == 0:
         return [Finding(what, "ok", f"{host}: any free port")]
     try:
@@ -297,14 +270,14 @@ async def _web_address(config: Config) -> list[Finding]:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             return [Finding(what, "fail", f"cannot listen on {host}:{port}: {exc.strerror}", "")]
-        if await _is_ganglion(host, port):
+        if await is_ours(host, port):
             return [Finding(what, "ok", f"{host}:{port} is served by a running Ganglion")]
         return [
             Finding(
                 what,
                 "fail",
                 f"{host}:{port} is already in use by another program",
-                "stop it, or set web.port to a free port",
+                f"stop it, or set {option} to a free port",
             )
         ]
     return [Finding(what, "ok", f"{host}:{port} is free")]
@@ -318,16 +291,26 @@ def _try_bind(host: str, port: int) -> None:
 
 
 async def _is_ganglion(host: str, port: int) -> bool:
+    reply = await _get(host, port, "/readyz")
+    return reply is not None and reply.status_code == 200 and reply.text == "ready\n"
+
+
+async def _serves_metrics(host: str, port: int) -> bool:
+    reply = await _get(host, port, "/metrics")
+    return reply is not None and reply.status_code == 200 and "ganglion_" in reply.text
+
+
+async def _get(host: str, port: int, path: str) -> httpx.Response | None:
+    """`GET path` from a local listener (a wildcard bind asked on loopback), or None."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     shown = f"[{shown}]" if ":" in shown else shown
     try:
         with trio.move_on_after(5):
             async with httpx.AsyncClient() as http:
-                reply = await http.get(f"http://{shown}:{port}/readyz")
-                return reply.status_code == 200 and reply.text == "ready\n"
+                return await http.get(f"http://{shown}:{port}{path}")
     except httpx.HTTPError:
-        return False
-    return False
+        return None
+    return None
 
 
 async def _data_dir(data_dir: Path) -> list[Finding]:

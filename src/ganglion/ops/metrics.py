@@ -1,8 +1,10 @@
 """Prometheus metrics for `GET /metrics`, read from the daemon at scrape time.
 
 Nothing is counted twice: each scrape reads the counters the daemon keeps anyway (the
-model client's, the actors', the thread registry's, `Activity`'s, the reminder ledger)
-through a collector of its own registry, so the daemon's code holds no metric objects.
+model client's, the actors', the thread registry's, `Activity`'s, the heartbeat's and
+the Matrix interface's statistics, the reminder ledger) through a collector of its own
+registry, so the daemon's code holds no metric objects. No label carries a room, a user
+or a conversation: the label sets stay small and fixed.
 Counters restart from zero with the daemon, as Prometheus expects; the reminder ledger's
 counts are the ledger's (all time).
 """
@@ -21,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ganglion.matrix.stats import ERROR_KINDS
 from ganglion.ops.loop import STEP_BUCKETS_MS
 from ganglion.ops.status import LATENCY_BUCKETS, DaemonView
 
@@ -49,6 +52,8 @@ class _DaemonCollector(Collector):
         yield from self._reminders()
         yield from self._heartbeat()
         yield from self._loop()
+        if self.view.services.config.matrix.enabled:
+            yield from self._matrix()
 
     def _turns(self) -> Iterator[Metric]:
         activity = self.view.activity
@@ -169,6 +174,48 @@ class _DaemonCollector(Collector):
             "The longest step of the event loop since start",
             loop.max_ms / 1000,
         )
+
+    def _matrix(self) -> Iterator[Metric]:
+        stats = self.view.services.matrix
+        yield _counter("ganglion_matrix_syncs", "Matrix syncs completed", stats.syncs)
+        errors = CounterMetricFamily(
+            "ganglion_matrix_sync_errors",
+            "Failures of the Matrix connection loop, by kind",
+            labels=["kind"],
+        )
+        for kind in ERROR_KINDS:
+            errors.add_metric([kind], stats.errors.get(kind, 0))
+        yield errors
+        yield _gauge(
+            "ganglion_matrix_consecutive_sync_errors",
+            "Matrix sync errors since the last successful sync",
+            stats.consecutive_errors,
+        )
+        if stats.last_sync_at is not None:
+            yield _gauge(
+                "ganglion_matrix_last_sync_timestamp_seconds",
+                "When the last Matrix sync completed (Unix time)",
+                stats.last_sync_at,
+            )
+        syncing = 1 if stats.state == "syncing" else 0
+        yield _gauge("ganglion_matrix_up", "1 while Matrix syncs succeed", syncing)
+        yield _gauge("ganglion_matrix_joined_rooms", "Matrix rooms joined", stats.joined_rooms)
+        yield _counter(
+            "ganglion_matrix_undecryptable_events",
+            "Megolm events from allowed users that could not be decrypted on arrival",
+            stats.undecryptable,
+        )
+        yield _counter(
+            "ganglion_matrix_decrypted_late_events",
+            "Undecryptable events decrypted once their keys arrived",
+            stats.decrypted_late,
+        )
+        if stats.one_time_keys is not None:
+            yield _gauge(
+                "ganglion_matrix_one_time_keys",
+                "The device's one-time keys on the homeserver",
+                stats.one_time_keys,
+            )
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:

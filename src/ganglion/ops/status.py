@@ -5,7 +5,9 @@ printed by `ganglion status`.
 children (their references, added as each starts), and `Activity`, which counts turns and
 tool calls from the outbound events as the delivery router sees them (nothing polls, and
 no actor had to learn about monitoring). `snapshot` reads everything else from the
-existing `statistics()` methods and the reminder store, and returns plain JSON.
+existing `statistics()` methods, what the heartbeat and Matrix actors report of
+themselves (`Services.heartbeat`, `Services.matrix`) and the reminder store, and returns
+plain JSON.
 
 `render` turns a snapshot into the text `ganglion status` prints; it is pure, so the
 client command imports nothing of the daemon.
@@ -25,10 +27,12 @@ from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, Tu
 from ganglion.ops.loop import LoopSteps
 
 if TYPE_CHECKING:
+    from ganglion.config import MatrixConfig
+    from ganglion.matrix.stats import MatrixStatistics
     from ganglion.runtime import Services
     from ganglion_actors import ActorRef
 
-__all__ = ["Activity", "DaemonView", "ganglion_version", "render", "snapshot"]
+__all__ = ["Activity", "DaemonView", "ganglion_version", "matrix_status", "render", "snapshot"]
 
 # Threads whose last activity is remembered (the most recent ones).
 RECENT_THREADS = 200
@@ -117,6 +121,7 @@ def ganglion_version() -> str:
 async def snapshot(view: DaemonView) -> dict[str, Any]:
     """Everything `ganglion status` shows, as JSON-ready values."""
     services, activity = view.services, view.activity
+    config = services.config
     llm = services.deps.llm.statistics()
     registry = services.threads.statistics()
     reminders = services.reminder_store
@@ -165,8 +170,8 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             ],
         },
         "model": {
-            "endpoint": services.config.llm.base_url,
-            "model": services.config.llm.model,
+            "endpoint": config.llm.base_url,
+            "model": config.llm.model,
             "requests": llm.requests,
             "answered": llm.answered,
             "retries": llm.retries,
@@ -177,7 +182,39 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             "tokens_in": llm.usage.prompt_tokens,
             "tokens_out": llm.usage.completion_tokens,
         },
+        "matrix": matrix_status(config.matrix, services.matrix) if config.matrix.enabled else None,
     }
+
+
+def matrix_status(config: MatrixConfig, stats: MatrixStatistics) -> dict[str, Any]:
+    """The Matrix part of a snapshot (`ganglion status`)."""
+    now = stats.clock()
+    return {
+        "homeserver": config.homeserver,
+        "user_id": config.user_id,
+        "state": stats.state,
+        "syncs": stats.syncs,
+        "last_sync_at": stats.last_sync_at,
+        "last_sync_age_seconds": _age(now, stats.last_sync_at),
+        "consecutive_errors": stats.consecutive_errors,
+        "errors": dict(stats.errors),
+        "last_error": stats.last_error,
+        "last_error_age_seconds": _age(now, stats.last_error_at),
+        "joined_rooms": stats.joined_rooms,
+        "submitted": stats.submitted,
+        "undecryptable": stats.undecryptable,
+        "decrypted_late": stats.decrypted_late,
+        "invites": {"accepted": stats.invites_accepted, "refused": stats.invites_refused},
+        "e2e": {
+            "device_id": stats.device_id or config.device_id,
+            "ed25519": stats.ed25519_key,
+            "one_time_keys": stats.one_time_keys,
+        },
+    }
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return round(max(0.0, now - then), 1) if then is not None else None
 
 
 def _actor(ref: ActorRef[Any]) -> dict[str, Any]:
@@ -264,7 +301,37 @@ def render(status: dict[str, Any]) -> str:
         f"Heartbeat: {beat['beats']} beats; reviews {reviews}; skipped {skipped}; "
         f"{beat['tokens']:,} tokens",
     ]
+    if status.get("matrix"):
+        lines += ["", *_render_matrix(status["matrix"])]
     return "\n".join(lines)
+
+
+def _render_matrix(matrix: dict[str, Any]) -> list[str]:
+    age = matrix["last_sync_age_seconds"]
+    last = f"last sync {_duration(age)} ago" if age is not None else "no sync yet"
+    errors = ", ".join(f"{kind} {n}" for kind, n in sorted(matrix["errors"].items())) or "none"
+    lines = [
+        f"Matrix {matrix['user_id']} on {matrix['homeserver']}: {matrix['state']}, {last} "
+        f"({matrix['syncs']} syncs)",
+        f"  {matrix['joined_rooms']} joined rooms; {matrix['submitted']} messages taken; "
+        f"invites {matrix['invites']['accepted']} accepted, "
+        f"{matrix['invites']['refused']} refused",
+        f"  sync errors: {errors}; {matrix['consecutive_errors']} in a row",
+    ]
+    if matrix["last_error"] is not None:
+        ago = _duration(matrix["last_error_age_seconds"] or 0)
+        lines.append(f"  last error ({ago} ago): {matrix['last_error']}")
+    lines.append(
+        f"  undecryptable events: {matrix['undecryptable']} "
+        f"({matrix['decrypted_late']} decrypted once their keys arrived)"
+    )
+    e2e = matrix["e2e"]
+    keys = e2e["one_time_keys"]
+    lines.append(
+        f"  encryption: device {e2e['device_id']}, ed25519 {e2e['ed25519'] or 'not loaded yet'}"
+        + (f", {keys} one-time keys on the server" if keys is not None else "")
+    )
+    return lines
 
 
 def _duration(seconds: float) -> str:
