@@ -34,7 +34,7 @@ from ganglion.transcript import ToolCall
 from ganglion_actors import reserve
 
 CTX = ToolContext(thread_id="web_bench0000000000", turn_id="bench", interface="web")
-SERVER = Path(__file__).resolve().parent.parent / "tests" / "mcpserver.py"
+SERVER = Path(__file__).resolve().parent.parent / "tests" / "support" / "mcpserver.py"
 
 
 def _summary(samples: list[float]) -> dict[str, float | int]:
