@@ -40,6 +40,7 @@ import trio
 from ganglion.config import Config
 from ganglion.heartbeat.actor import heartbeat_child
 from ganglion.ops.endpoints import metrics_child, ops_routes
+from ganglion.ops.loop import LoopSteps
 from ganglion.ops.status import DaemonView
 from ganglion.reminders.actor import reminders_child
 from ganglion.runtime import Services, open_services
@@ -116,6 +117,10 @@ async def _serve_tree(
 ) -> None:
     view = DaemonView(services)
     web = WebState(extensions=[ops_routes(view)]) if config.web.enabled else None
+    if not config.logging.event_loop_stats:
+        await _supervise(config, services, view, web, task_status)
+        return
+    view.loop = LoopSteps()
     trio.lowlevel.add_instrument(view.loop)
     try:
         await _supervise(config, services, view, web, task_status)

@@ -481,6 +481,7 @@ class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dir: Path | None = Path("logs")
     retention_days: int = Field(14, ge=1)
+    event_loop_stats: bool = False
 
 
 class Config(_Model):

@@ -6,7 +6,8 @@ histogram of `STEP_BUCKETS_MS`; the longest step is kept too. A step that takes 
 delays every conversation at once, so this is what `ganglion status` shows, `/metrics`
 exports, and the benchmark reads (the difference of two readings gives one run's share).
 
-It costs two clock reads and a bisection per step: a few percent of a turn's CPU.
+It costs two clock reads and a bisection per step, about a millisecond of CPU per turn
+(15% of one, measured): the daemon installs it only with `logging.event_loop_stats`.
 """
 
 from __future__ import annotations

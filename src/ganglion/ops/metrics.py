@@ -158,6 +158,8 @@ class _DaemonCollector(Collector):
 
     def _loop(self) -> Iterator[Metric]:
         loop = self.view.loop
+        if loop is None:
+            return
         buckets: list[tuple[str, float]] = []
         seen = 0
         for bound, count in zip(STEP_BUCKETS_MS, loop.counts, strict=True):

@@ -105,7 +105,7 @@ class DaemonView:
     activity: Activity = field(default_factory=Activity)
     actors: list[ActorRef[Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
-    loop: LoopSteps = field(default_factory=LoopSteps)  # installed by the tree as it runs
+    loop: LoopSteps | None = None  # with logging.event_loop_stats: installed by the tree
 
     def __post_init__(self) -> None:
         self.services.router.observe(self.activity.observe)
@@ -130,7 +130,7 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
         "version": ganglion_version(),
         "uptime_seconds": round(time.time() - view.started_at, 1),
         "draining": services.stop_requested.is_set(),
-        "loop": view.loop.snapshot(),
+        "loop": view.loop.snapshot() if view.loop is not None else None,
         "actors": [_actor(ref) for ref in view.actors],
         "threads": {
             "live": registry.live,
@@ -278,8 +278,8 @@ def render(status: dict[str, Any]) -> str:
         f"  errors: {errors}",
         f"  tokens: {model['tokens_in']:,} in, {model['tokens_out']:,} out",
     ]
-    if "loop" in status:
-        loop = status["loop"]
+    loop = status.get("loop")
+    if loop:
         lines += [
             "",
             f"Event loop: {loop['steps']:,} steps, 99% within {loop['p99_ms'] or 0:g} ms; "
