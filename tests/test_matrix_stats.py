@@ -24,7 +24,8 @@ from ganglion.matrix.errors import (
 )
 from ganglion.matrix.stats import ERROR_KINDS, HIDDEN, MatrixStatistics, error_kind
 from ganglion.ops.metrics import _DaemonCollector
-from ganglion.ops.status import matrix_status, render
+from ganglion.ops.status import matrix_status
+from ganglion.ops.statustext import render
 from tests.test_matrix_sync import BOT, OWNER, Backend, Server, sync_body, sync_loop, text
 
 TOKEN = "syt_secret_token_value"

@@ -8,7 +8,18 @@ import inspect
 
 import pytest
 
-MODULES = ["check", "endpoints", "matrixcheck", "metrics", "notify", "reference", "setup", "status"]
+MODULES = [
+    "check",
+    "endpoints",
+    "loop",
+    "matrixcheck",
+    "metrics",
+    "notify",
+    "reference",
+    "setup",
+    "status",
+    "statustext",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -244,7 +244,7 @@ def _chat(config_path: Path | None, message: str | None) -> int:
 def _status(config_path: Path | None, *, as_json: bool) -> int:
     import httpx
 
-    from ganglion.ops.status import render
+    from ganglion.ops.statustext import render
 
     found = _daemon_address(config_path)
     if isinstance(found, int):
