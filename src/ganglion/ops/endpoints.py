@@ -23,16 +23,14 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from ganglion.backend import INTERFACE_BACKOFF
-from ganglion.errors import StartupError
 from ganglion.ops.metrics import CONTENT_TYPE, render_metrics
 from ganglion.ops.status import DaemonView, snapshot
-from ganglion.web.server import Extension, RequestCheck
-from ganglion_actors import ChildSpec, Inbox, Restart, unwrap_group
+from ganglion.web.server import Extension, RequestCheck, start_hypercorn
+from ganglion_actors import ChildSpec, Inbox, Restart
 
 __all__ = ["metrics_child", "ops_routes", "serve_metrics"]
 
@@ -94,18 +92,14 @@ async def serve_metrics(
     hosts: set[str] = set()
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        try:
-            binds = await nursery.start(
-                partial(serve, _metrics_app(view, hosts), config, shutdown_trigger=stop.wait)
-            )
-        except (OSError, BaseExceptionGroup) as exc:
-            error = unwrap_group(exc)
-            if not isinstance(error, OSError):
-                raise
-            raise StartupError(
-                f"the metrics listener cannot listen on {config.bind[0]}: "
-                f"{error.strerror or error} (change web.metrics_bind, or stop what uses it)"
-            ) from error
+        binds = await start_hypercorn(
+            nursery,
+            _metrics_app(view, hosts),
+            config,
+            stop,
+            "the metrics listener",
+            "web.metrics_bind",
+        )
         bound_port = binds[0].rpartition(":")[2]
         hosts |= {f"{name}:{bound_port}" for name in LOOPBACK_NAMES}
         log.info("metrics served without the token at %s/metrics", binds[0])

@@ -296,18 +296,9 @@ async def serve_web(
     app = create_app(state, backend, hub, token, config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        try:
-            state.binds = await nursery.start(
-                partial(serve, app, hypercorn_config, shutdown_trigger=stop.wait)
-            )
-        except (OSError, BaseExceptionGroup) as exc:
-            error = unwrap_group(exc)
-            if not isinstance(error, OSError):
-                raise
-            raise StartupError(
-                f"the web chat cannot listen on {hypercorn_config.bind[0]}: "
-                f"{error.strerror or error} (change web.host/web.port, or stop what uses it)"
-            ) from error
+        state.binds = await start_hypercorn(
+            nursery, app, hypercorn_config, stop, "the web chat", "web.host/web.port"
+        )
         state.origins = served_origins(state.binds, config)
         state.hosts = frozenset(origin.split("://", 1)[1] for origin in state.origins)
         state.ready = True
@@ -328,6 +319,32 @@ async def serve_web(
         stop.set()
         await marks.close()
         nursery.cancel_scope.deadline = trio.current_time() + hypercorn_config.graceful_timeout
+
+
+async def start_hypercorn(
+    nursery: trio.Nursery,
+    app: QuartTrio,
+    config: HypercornConfig,
+    stop: trio.Event,
+    what: str,
+    option: str,
+) -> list[str]:
+    """Start hypercorn serving `app` in `nursery` until `stop` is set; the addresses it
+    bound. Error handling: a socket it cannot bind (a busy port) is a `StartupError`
+    naming `what` and the `option` to change."""
+    try:
+        binds: list[str] = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)
+        )
+    except (OSError, BaseExceptionGroup) as exc:
+        error = unwrap_group(exc)
+        if not isinstance(error, OSError):
+            raise
+        raise StartupError(
+            f"{what} cannot listen on {config.bind[0]}: "
+            f"{error.strerror or error} (change {option}, or stop what uses it)"
+        ) from error
+    return binds
 
 
 class _DeliveryMarks:
