@@ -11,7 +11,7 @@ counts are the ledger's (all time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -57,11 +57,16 @@ class _DaemonCollector(Collector):
 
     def _turns(self) -> Iterator[Metric]:
         activity = self.view.activity
-        turns = CounterMetricFamily("ganglion_turns", "Turns by outcome", labels=["outcome"])
-        turns.add_metric(["started"], activity.turns_started)
-        turns.add_metric(["answered"], activity.turns_answered)
-        turns.add_metric(["failed"], activity.turns_failed)
-        yield turns
+        yield _by(
+            "ganglion_turns",
+            "Turns by outcome",
+            "outcome",
+            [
+                ("started", activity.turns_started),
+                ("answered", activity.turns_answered),
+                ("failed", activity.turns_failed),
+            ],
+        )
         buckets: list[tuple[str, float]] = []
         for bound, count in zip(LATENCY_BUCKETS, activity.latency_counts, strict=True):
             buckets.append((f"{bound:g}", count))
@@ -79,30 +84,30 @@ class _DaemonCollector(Collector):
         for (tool, outcome), calls in sorted(activity.tool_calls.items()):
             tools.add_metric([tool, outcome], calls)
         yield tools
-        system = CounterMetricFamily(
+        yield _by(
             "ganglion_system_turns",
             "Turns of system threads (system:heartbeat is the heartbeat's reviews)",
-            labels=["thread"],
+            "thread",
+            sorted(activity.system_turns.items()),
         )
-        for thread, count in sorted(activity.system_turns.items()):
-            system.add_metric([thread], count)
-        yield system
 
     def _model(self) -> Iterator[Metric]:
         stats = self.view.services.deps.llm.statistics()
         yield _counter("ganglion_model_requests", "HTTP requests to the model", stats.requests)
         yield _counter("ganglion_model_retries", "Model requests repeated", stats.retries)
         yield _counter("ganglion_model_fallbacks", "Fallback endpoints tried", stats.fallbacks_used)
-        errors = CounterMetricFamily(
-            "ganglion_model_errors", "Failed model calls by kind", labels=["kind"]
+        yield _by(
+            "ganglion_model_errors",
+            "Failed model calls by kind",
+            "kind",
+            sorted(stats.errors.items()),
         )
-        for kind, count in sorted(stats.errors.items()):
-            errors.add_metric([kind], count)
-        yield errors
-        tokens = CounterMetricFamily("ganglion_model_tokens", "Tokens", labels=["direction"])
-        tokens.add_metric(["in"], stats.usage.prompt_tokens)
-        tokens.add_metric(["out"], stats.usage.completion_tokens)
-        yield tokens
+        yield _by(
+            "ganglion_model_tokens",
+            "Tokens",
+            "direction",
+            [("in", stats.usage.prompt_tokens), ("out", stats.usage.completion_tokens)],
+        )
         latency = CounterMetricFamily(
             "ganglion_model_call_seconds", "Total duration of answered model calls"
         )
@@ -130,30 +135,29 @@ class _DaemonCollector(Collector):
         yield _gauge("ganglion_threads_live", "Conversation actors in memory", registry.live)
 
     def _reminders(self) -> Iterator[Metric]:
-        ledger = CounterMetricFamily(
-            "ganglion_reminder_slots", "Reminder slots by state (fired = done)", labels=["state"]
+        yield _by(
+            "ganglion_reminder_slots",
+            "Reminder slots by state (fired = done)",
+            "state",
+            [(state, self.ledger.get(state, 0)) for state in ("claimed", "done", "missed")],
         )
-        for state in ("claimed", "done", "missed"):
-            ledger.add_metric([state], self.ledger.get(state, 0))
-        yield ledger
 
     def _heartbeat(self) -> Iterator[Metric]:
         stats = self.view.services.heartbeat
         yield _counter("ganglion_heartbeat_beats", "Heartbeat beats", stats.beats)
-        reviews = CounterMetricFamily(
-            "ganglion_heartbeat_reviews", "Heartbeat reviews by outcome", labels=["outcome"]
+        outcomes = ("silent", "spoke", "failed", "skipped")
+        yield _by(
+            "ganglion_heartbeat_reviews",
+            "Heartbeat reviews by outcome",
+            "outcome",
+            [(outcome, stats.reviews.get(outcome, 0)) for outcome in outcomes],
         )
-        for outcome in ("silent", "spoke", "failed", "skipped"):
-            reviews.add_metric([outcome], stats.reviews.get(outcome, 0))
-        yield reviews
-        skipped = CounterMetricFamily(
+        yield _by(
             "ganglion_heartbeat_skipped",
             "Conversations a beat did not review, by reason",
-            labels=["reason"],
+            "reason",
+            sorted(stats.skipped.items()),
         )
-        for reason, count in sorted(stats.skipped.items()):
-            skipped.add_metric([reason], count)
-        yield skipped
         yield _counter("ganglion_heartbeat_tokens", "Tokens heartbeat reviews used", stats.tokens)
 
     def _loop(self) -> Iterator[Metric]:
@@ -180,14 +184,12 @@ class _DaemonCollector(Collector):
     def _matrix(self) -> Iterator[Metric]:
         stats = self.view.services.matrix
         yield _counter("ganglion_matrix_syncs", "Matrix syncs completed", stats.syncs)
-        errors = CounterMetricFamily(
+        yield _by(
             "ganglion_matrix_sync_errors",
             "Failures of the Matrix connection loop, by kind",
-            labels=["kind"],
+            "kind",
+            [(kind, stats.errors.get(kind, 0)) for kind in ERROR_KINDS],
         )
-        for kind in ERROR_KINDS:
-            errors.add_metric([kind], stats.errors.get(kind, 0))
-        yield errors
         yield _gauge(
             "ganglion_matrix_consecutive_sync_errors",
             "Matrix sync errors since the last successful sync",
@@ -218,6 +220,14 @@ class _DaemonCollector(Collector):
                 "The device's one-time keys on the homeserver",
                 stats.one_time_keys,
             )
+
+
+def _by(name: str, documentation: str, label: str, values: Iterable[tuple[str, float]]) -> Metric:
+    """A counter with one label, a sample per (label value, count)."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in values:
+        family.add_metric([key], count)
+    return family
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:
