@@ -6,7 +6,7 @@ import time
 
 import trio
 
-from ganglion.ops.loop import STEP_BUCKETS_MS, LoopSteps, percentile_ms
+from ganglion.ops.loop import STEP_BUCKETS_MS, percentile_ms, timing_steps
 
 
 def test_the_percentile_is_the_upper_bound_of_its_bucket() -> None:
@@ -21,16 +21,16 @@ def test_the_percentile_is_the_upper_bound_of_its_bucket() -> None:
 
 
 async def test_a_step_that_blocks_the_loop_is_caught() -> None:
-    steps = LoopSteps()
-    trio.lowlevel.add_instrument(steps)
-    try:
+    with timing_steps() as steps:
         await trio.lowlevel.checkpoint()  # the step that added it is not timed
         assert steps.max_ms == 0
         time.sleep(0.03)  # noqa: ASYNC251 - the blocking call under test
         await trio.lowlevel.checkpoint()
         await trio.lowlevel.checkpoint()
-    finally:
-        trio.lowlevel.remove_instrument(steps)
+    await trio.lowlevel.checkpoint()
+    counted = steps.steps  # removed at the end of the block: nothing more is counted
+    await trio.lowlevel.checkpoint()
+    assert steps.steps == counted
     assert steps.max_ms >= 30
     assert sum(steps.counts[STEP_BUCKETS_MS.index(30) :]) >= 1
     snapshot = steps.snapshot()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ import trio
 from ganglion.config import Config
 from ganglion.heartbeat.actor import heartbeat_child
 from ganglion.ops.endpoints import metrics_child, ops_routes
-from ganglion.ops.loop import LoopSteps
+from ganglion.ops.loop import timing_steps
 from ganglion.ops.status import DaemonView
 from ganglion.reminders.actor import reminders_child
 from ganglion.runtime import Services, open_services
@@ -117,43 +117,28 @@ async def _serve_tree(
 ) -> None:
     view = DaemonView(services)
     web = WebState(extensions=[ops_routes(view)]) if config.web.enabled else None
-    if not config.logging.event_loop_stats:
-        await _supervise(config, services, view, web, task_status)
-        return
-    view.loop = LoopSteps()
-    trio.lowlevel.add_instrument(view.loop)
-    try:
-        await _supervise(config, services, view, web, task_status)
-    finally:
-        trio.lowlevel.remove_instrument(view.loop)
-
-
-async def _supervise(
-    config: Config,
-    services: Services,
-    view: DaemonView,
-    web: WebState | None,
-    task_status: trio.TaskStatus[RunningDaemon],
-) -> None:
     children = _children(config, services, web)
     if config.web.metrics_address is not None:
         children.append(metrics_child(*config.web.metrics_address, view))
-    async with open_supervisor("root", intensity=5, period=60.0) as root:
-        for spec in children:
-            view.actors.append(await root.start(spec))
-        resumed = await resume_cut_off_turns(services.threads, services.store)
-        if resumed:
-            log.info("resuming cut-off turns in %d thread(s)", resumed)
-        log.info("ganglion is ready (data in %s)", config.data_dir)
-        task_status.started(RunningDaemon(services, web))
-        await services.stop_requested.wait()
-        log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
-        if web is not None:
-            web.draining = True  # /readyz fails from now on, before the web chat stops
-        # The conversations drain first, while the interfaces are still there to carry
-        # their last replies live; new messages meanwhile are refused (not stored: the
-        # sender is told), and the rest stops in reverse start order.
-        await root.shutdown(config.shutdown.grace_seconds, first=["threads"])
+    with ExitStack() as instruments:
+        if config.logging.event_loop_stats:
+            view.loop = instruments.enter_context(timing_steps())
+        async with open_supervisor("root", intensity=5, period=60.0) as root:
+            for spec in children:
+                view.actors.append(await root.start(spec))
+            resumed = await resume_cut_off_turns(services.threads, services.store)
+            if resumed:
+                log.info("resuming cut-off turns in %d thread(s)", resumed)
+            log.info("ganglion is ready (data in %s)", config.data_dir)
+            task_status.started(RunningDaemon(services, web))
+            await services.stop_requested.wait()
+            log.info("stopping: draining for up to %.1f s", config.shutdown.grace_seconds)
+            if web is not None:
+                web.draining = True  # /readyz fails from now on, before the web chat stops
+            # The conversations drain first, while the interfaces are still there to carry
+            # their last replies live; new messages meanwhile are refused (not stored: the
+            # sender is told), and the rest stops in reverse start order.
+            await root.shutdown(config.shutdown.grace_seconds, first=["threads"])
     log.info("stopped cleanly")
 
 

@@ -13,11 +13,13 @@ It costs two clock reads and a bisection per step, about a millisecond of CPU pe
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import perf_counter
 
 import trio
 
-__all__ = ["STEP_BUCKETS_MS", "LoopSteps", "percentile_ms"]
+__all__ = ["STEP_BUCKETS_MS", "LoopSteps", "percentile_ms", "timing_steps"]
 
 # Upper bounds of the histogram's buckets, in milliseconds (the last one is open-ended).
 STEP_BUCKETS_MS: tuple[float, ...] = (
@@ -82,6 +84,17 @@ class LoopSteps(trio.abc.Instrument):
             "buckets_ms": [bound if bound != float("inf") else None for bound in STEP_BUCKETS_MS],
             "counts": list(self.counts),
         }
+
+
+@contextmanager
+def timing_steps() -> Iterator[LoopSteps]:
+    """A `LoopSteps` timing the current run's steps for the duration of the block."""
+    steps = LoopSteps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        yield steps
+    finally:
+        trio.lowlevel.remove_instrument(steps)
 
 
 def percentile_ms(counts: list[int], q: float) -> float | None:
