@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from ganglion.datadir import WEB_TOKEN_FILE
-from ganglion.private import load_or_create_secret
-from ganglion.safefs import SafePathError, open_dir
+from ganglion.private import load_or_create_secret, read_secret
+from ganglion.safefs import SafePathError
 
 if TYPE_CHECKING:  # the client commands read the token here without pydantic
     from pydantic import SecretStr
@@ -52,11 +52,9 @@ def load_or_create_token(data_dir: Path, configured: SecretStr | None) -> str:
 def read_token(data_dir: Path) -> str | None:
     """The stored token, for local clients (`ganglion chat`); None if there is none."""
     try:
-        with open_dir(data_dir) as directory:
-            data = directory.read_bytes(TOKEN_FILE)[0]
+        return read_secret(data_dir, TOKEN_FILE)
     except SafePathError:
         return None
-    return data.decode("utf-8", "replace").strip() or None
 
 
 def token_matches(presented: str | None, expected: str) -> bool:
