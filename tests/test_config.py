@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -169,8 +170,37 @@ def test_non_loopback_web_without_token_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "web: {host: 0.0.0.0}\n")
     with pytest.raises(ConfigError, match="not a loopback address"):
         load_config(path, environ={})
-    config, _ = load_config(path, environ={"GANGLION_WEB_TOKEN": "t" * 32})
+    token = secrets.token_hex(16)  # the weakest random token allowed: 128 bits
+    config, _ = load_config(path, environ={"GANGLION_WEB_TOKEN": token})
     assert config.web.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a" * 36,  # issue 26 row 9: only the length was checked
+        "password1234" * 3,
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "0123456789" * 4,
+    ],
+)
+def test_a_guessable_token_on_a_non_loopback_web_chat_is_refused(
+    tmp_path: Path, token: str
+) -> None:
+    path = write(tmp_path, "web: {host: 0.0.0.0}\n")
+    with pytest.raises(ConfigError, match="too easy to guess") as caught:
+        load_config(path, environ={"GANGLION_WEB_TOKEN": token})
+    assert "secrets.token_urlsafe(32)" in str(caught.value)
+    assert token not in str(caught.value)
+
+
+def test_random_tokens_of_every_allowed_form_pass_the_strength_check() -> None:
+    from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
+
+    made = [secrets.token_hex(16) for _ in range(500)] + [
+        secrets.token_urlsafe(32) for _ in range(500)
+    ]
+    assert min(estimated_bits(token) for token in made) >= MIN_TOKEN_BITS
 
 
 def test_a_short_token_on_a_non_loopback_web_chat_is_refused(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ async def test_init_sets_up_a_directory_and_prints_the_next_steps(tmp_path: Path
     token_file = site / "data" / "web_token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
-    assert f"http://127.0.0.1:8080/?token={token}" in out
+    assert f"http://127.0.0.1:8080/#token={token}" in out
     assert f"ganglion check --config {site / 'config.yaml'}" in out
     assert f"created {site / 'config.yaml'}" in out
     assert not (site / "ganglion.service").exists()

@@ -143,5 +143,26 @@ async def test_metrics_bind_serves_metrics_without_the_token_on_loopback_only(
     assert (rebound.status_code, status.status_code) == (421, 404)
 
 
+async def test_a_made_up_tool_name_never_becomes_a_metric_label(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    # Issue 26 row 6: the tokenless /metrics was a channel from the model to any local
+    # user, and an unbounded label set.
+    made_up = 'evil_tool_name_<script>_"quote'
+    port = free_port()
+    fake_llm.script(calling(made_up, x=1), Reply("done"))
+    async with (
+        open_live_daemon(
+            tmp_path, fake_llm.base_url, web={"metrics_bind": f"127.0.0.1:{port}"}
+        ) as live,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        await live.turn(A, "call it")
+        scraped = await http.get("/metrics")
+    assert "evil" not in scraped.text and "script" not in scraped.text
+    found = samples(scraped.text)
+    assert found[("ganglion_tool_calls_total", (("outcome", "error"), ("tool", "unknown")))] == 1
+
+
 def auth(live: LiveDaemon) -> dict[str, str]:
     return {"Authorization": f"Bearer {live.token}"}

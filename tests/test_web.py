@@ -12,6 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
+from ganglion.web import frames
 from ganglion.web.session import FLOOD_CLOSE_AFTER
 from tests.support.daemon import open_daemon
 from tests.support.fakellm import FakeLLM, Reply
@@ -42,31 +43,57 @@ async def test_the_token_is_generated_once_with_private_permissions(
         assert web.token == first
 
 
-async def test_the_page_requires_the_token_and_sets_a_strict_cookie(
+async def test_the_page_holds_no_secret_and_sets_no_cookie(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
     async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.http() as http:
-        assert (await http.get("/")).status_code == 401
-        assert (await http.get("/?token=wrong")).status_code == 401
-        login = await http.get(f"/?token={web.token}")
-        assert login.status_code == 303 and login.headers["location"] == "/"
-        cookie = login.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-        http.cookies.set("ganglion_token", web.token)
         page = await http.get("/")
         assert page.status_code == 200 and "<title>Ganglion</title>" in page.text
+        assert web.token not in page.text
+        # A cookie an older version left is deleted; none is set.
+        assert page.headers["set-cookie"].startswith("ganglion_token=;")
+        assert "Max-Age=0" in page.headers["set-cookie"]
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_a_websocket_without_the_token_is_refused(tmp_path: Path, fake_llm: FakeLLM) -> None:
+async def test_an_old_token_link_moves_the_token_into_the_fragment(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.http() as http:
+        login = await http.get(f"/c/{TAB_A}?token={web.token}")
+        assert login.status_code == 303
+        assert login.headers["location"] == f"/c/{TAB_A}#token={web.token}"
+        assert "ganglion_token=" + web.token not in login.headers.get("set-cookie", "")
+
+
+async def test_a_page_socket_must_send_the_right_token_first(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
+        for token, reason in ((None, "no token"), ("wrong", "wrong token")):
+            async with web.socket(token=token) as ws:
+                await ws.send_message(frames.hello(TAB_A))
+                with pytest.raises(ConnectionClosed) as caught, trio.fail_after(10):
+                    await ws.get_message()
+            assert caught.value.reason.code == frames.CLOSE_UNAUTHORISED
+            assert reason in (caught.value.reason.reason or "")
+        async with web.socket() as ws:
+            assert await hello(ws, TAB_A) == []
+
+
+async def test_a_client_socket_without_the_token_is_refused(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
     async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
         for token in (None, "wrong"):
             with pytest.raises(ConnectionRejected) as caught:
-                async with web.socket(token=token):
+                async with web.socket(token=token, origin=None):
                     pass
             assert caught.value.status_code == 401
+        async with web.socket(origin=None) as ws:
+            assert await hello(ws, TAB_A) == []
 
 
 async def test_a_websocket_from_a_foreign_origin_is_refused(
@@ -197,26 +224,6 @@ async def test_a_flood_is_rate_limited_then_closed(tmp_path: Path, fake_llm: Fak
         assert (await next_frame(other, "reply"))["text"] == "ok"
 
 
-async def test_failed_tokens_are_throttled_per_address_and_the_budget_refills(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    from ganglion.web.auth import FailureThrottle
-
-    throttle = FailureThrottle(burst=10, per_minute=10, max_addresses=3)
-    for _ in range(10):
-        assert not throttle.blocked("10.0.0.1")
-        throttle.failed("10.0.0.1")
-    assert throttle.blocked("10.0.0.1")
-    assert not throttle.blocked("10.0.0.2")  # another address has its own budget
-    await trio.sleep(6)  # ten a minute: one more attempt every six seconds
-    assert not throttle.blocked("10.0.0.1")
-    throttle.failed("10.0.0.1")
-    assert throttle.blocked("10.0.0.1")
-    for n in range(3, 6):
-        throttle.failed(f"10.0.0.{n}")  # the oldest address is forgotten beyond three
-    assert not throttle.blocked("10.0.0.1")
-
-
 async def test_a_web_token_file_planted_as_a_link_stops_start_up(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
@@ -270,7 +277,7 @@ async def test_the_link_with_the_token_goes_to_the_terminal_never_to_the_log(
     async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web:
         token = web.token
     terminal = capsys.readouterr().err
-    assert f"open the web chat at {web.base}/?token={token}" in terminal
+    assert f"open the web chat at {web.base}/#token={token}" in terminal
     assert all(token not in record.getMessage() for record in caplog.records)
     assert any("web chat ready at" in record.getMessage() for record in caplog.records)
 

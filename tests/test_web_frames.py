@@ -17,6 +17,7 @@ from ganglion.transcript import ChatMessage, ToolCall
 from ganglion.web import frames
 from ganglion.web.protocol import (
     Archive,
+    Auth,
     Delete,
     Hello,
     HistoryRequest,
@@ -93,6 +94,7 @@ def test_the_server_accepts_what_the_client_builders_write() -> None:
         (HistoryRequest, frames.HistoryRequestFrame),
         (Stop, frames.StopFrame),
         (Rewind, frames.RewindFrame),
+        (Auth, frames.AuthFrame),
         (ListThreads, frames.ListThreadsFrame),
         (Search, frames.SearchFrame),
         (Rename, frames.RenameFrame),
@@ -108,6 +110,7 @@ def test_the_server_models_have_the_fields_of_the_shared_definition(
 
 def test_the_client_frame_types_are_the_server_models_types() -> None:
     models = (
+        Auth,
         Hello,
         Send,
         HistoryRequest,

@@ -24,9 +24,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ganglion.errors import StartupError
+
+if TYPE_CHECKING:
+    from ganglion.peercheck import LocalDaemon
 
 __all__ = ["console", "main"]
 
@@ -196,10 +199,12 @@ def _check(config_path: Path | None, *, as_json: bool) -> int:
     return EXIT_CRASH if failed(findings) else EXIT_OK
 
 
-def _daemon_address(config_path: Path | None) -> tuple[str, str] | int:
-    """The running daemon's web address (host:port) and token, else the exit status."""
+def _daemon_target(config_path: Path | None) -> LocalDaemon | int:
+    """Where the running daemon listens, its token and whose socket may receive it;
+    else the exit status."""
     from ganglion.configfile import ConfigError, client_view
     from ganglion.datadir import WEB_TOKEN_FILE
+    from ganglion.peercheck import LocalDaemon, owner_uids
     from ganglion.web.auth import read_token
 
     try:
@@ -217,19 +222,17 @@ def _daemon_address(config_path: Path | None) -> tuple[str, str] | int:
         return EXIT_NO_DAEMON
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(view.web_host, view.web_host)
     host = f"[{host}]" if ":" in host else host
-    return f"{host}:{view.web_port}", token
+    return LocalDaemon(host, view.web_port, token, owner_uids(view.data_dir))
 
 
 def _chat(config_path: Path | None, message: str | None) -> int:
     import trio
 
-    from ganglion.terminal import ChatError, ChatTarget, chat_interactive, chat_once
+    from ganglion.terminal import ChatError, chat_interactive, chat_once
 
-    found = _daemon_address(config_path)
-    if isinstance(found, int):
-        return found
-    address, token = found
-    target = ChatTarget(f"ws://{address}/ws", token)
+    target = _daemon_target(config_path)
+    if isinstance(target, int):
+        return target
     try:
         if message is not None:
             return trio.run(chat_once, target, message)
@@ -242,31 +245,40 @@ def _chat(config_path: Path | None, message: str | None) -> int:
 
 
 def _status(config_path: Path | None, *, as_json: bool) -> int:
-    import httpx
+    import http.client
 
     from ganglion.ops.statustext import render
+    from ganglion.peercheck import PeerError, connect_checked
 
-    found = _daemon_address(config_path)
-    if isinstance(found, int):
-        return found
-    address, token = found
-    url = f"http://{address}/api/status"
+    target = _daemon_target(config_path)
+    if isinstance(target, int):
+        return target
+    connection = http.client.HTTPConnection(target.origin, timeout=10)
     try:
-        reply = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    except httpx.HTTPError as exc:
+        # The token goes only over a connection checked to end at the owner's daemon.
+        connection.sock = connect_checked(target, timeout=10)
+        connection.request(
+            "GET", "/api/status", headers={"Authorization": f"Bearer {target.token}"}
+        )
+        reply = connection.getresponse()
+        status, body = reply.status, reply.read().decode("utf-8", "replace")
+    except PeerError as exc:
+        print(f"ganglion: {exc}", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except (OSError, http.client.HTTPException) as exc:
         print(
-            f"ganglion: no daemon is running at http://{address} ({type(exc).__name__}); "
+            f"ganglion: no daemon is running at http://{target.origin} ({type(exc).__name__}); "
             "start it with `ganglion run`",
             file=sys.stderr,
         )
         return EXIT_NO_DAEMON
-    if reply.status_code != 200:
-        print(
-            f"ganglion: the daemon answered HTTP {reply.status_code}: {reply.text.strip()}",
-            file=sys.stderr,
-        )
+    finally:
+        connection.close()
+    if status != 200:
+        print(f"ganglion: the daemon answered HTTP {status}: {body.strip()}", file=sys.stderr)
         return EXIT_NO_DAEMON
-    print(json.dumps(reply.json(), indent=2) if as_json else render(reply.json()))
+    snapshot = json.loads(body)
+    print(json.dumps(snapshot, indent=2) if as_json else render(snapshot))
     return EXIT_OK
 
 

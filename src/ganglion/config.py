@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from ganglion.configfile import DEFAULT_CONFIG_NAME, ConfigError, read_config_file
+from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
 from ganglion.heartbeat.review import ActiveHours
 from ganglion.threads.ids import is_valid_thread_id
 
@@ -525,11 +526,18 @@ class Config(_Model):
                 "(or GANGLION_WEB_TOKEN) before exposing the web chat"
             )
         token = self.web.token.get_secret_value() if self.web.token is not None else ""
-        if self.web.enabled and not self.web.is_loopback and len(token) < MIN_EXPOSED_TOKEN:
+        if not self.web.enabled or self.web.is_loopback:
+            return self
+        make_one = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        if len(token) < MIN_EXPOSED_TOKEN:
             raise ValueError(
                 f"web.token must be at least {MIN_EXPOSED_TOKEN} characters when web.host is "
-                f"not a loopback address (try: python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))')"
+                f"not a loopback address ({make_one})"
+            )
+        if estimated_bits(token) < MIN_TOKEN_BITS:
+            raise ValueError(
+                "web.token is too easy to guess for a web chat reachable from other "
+                f"machines (it repeats itself or runs in sequence); {make_one}"
             )
         return self
 

@@ -4,9 +4,11 @@
     ganglion chat -m "text"       one message; print the final reply and exit 0
 
 It finds the daemon's address in the config (default 127.0.0.1:8080) and its token in
-GANGLION_WEB_TOKEN, the config, or the data directory's web_token file. Exit status: 0
-on success, 1 when the turn failed, 3 when the daemon is not reachable or refused the
-token.
+GANGLION_WEB_TOKEN, the config, or the data directory's web_token file. Before the token
+is sent, the connection is checked to end at a socket of the owner's
+(`ganglion.peercheck`): another local user holding the port gets nothing. Exit status: 0
+on success, 1 when the turn failed, 3 when the daemon is not reachable, is not the
+owner's, or refused the token.
 
 It speaks the web chat's protocol through `ganglion.web.frames`, and imports nothing of
 the daemon (no pydantic, no store): it starts in a fraction of a second.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from functools import partial
 from typing import TextIO
 
 import trio
@@ -26,14 +28,16 @@ from trio_websocket import (
     ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from ganglion.errors import GanglionError
+from ganglion.peercheck import LocalDaemon, PeerError, check_daemon_socket
 from ganglion.threads.ids import new_web_thread_id
 from ganglion.web import frames
+from ganglion_actors import unwrap_group
 
-__all__ = ["ChatError", "ChatTarget", "chat_interactive", "chat_once"]
+__all__ = ["ChatError", "chat_interactive", "chat_once"]
 
 EXIT_FAILED_TURN = 1
 EXIT_UNREACHABLE = 3
@@ -45,38 +49,86 @@ class ChatError(GanglionError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class ChatTarget:
-    url: str  # ws://host:port/ws
-    token: str
+CONNECT_TIMEOUT = 10.0
+
+
+async def _open_checked(target: LocalDaemon) -> trio.SocketStream:
+    """A TCP connection to the daemon whose far end is a socket of the owner's."""
+    with trio.fail_after(CONNECT_TIMEOUT):
+        stream = await trio.open_tcp_stream(target.host.strip("[]"), target.port)
+    try:
+        await trio.to_thread.run_sync(
+            partial(check_daemon_socket, stream.socket, target.owners)  # type: ignore[arg-type]
+        )
+    except PeerError:
+        await stream.aclose()
+        raise
+    return stream
 
 
 async def _session(
-    target: ChatTarget, thread_id: str, body: Callable[[WebSocketConnection], Awaitable[int]]
+    target: LocalDaemon, thread_id: str, body: Callable[[WebSocketConnection], Awaitable[int]]
 ) -> int:
     headers = [(b"Authorization", f"Bearer {target.token}".encode())]
     try:
-        async with open_websocket_url(target.url, extra_headers=headers, connect_timeout=10) as ws:
-            await ws.send_message(frames.hello(thread_id))
-            return await body(ws)
-    except ConnectionRejected as exc:
+        stream = await _open_checked(target)
+    except PeerError as exc:
+        raise ChatError(str(exc), EXIT_UNREACHABLE) from None
+    except (OSError, trio.TooSlowError) as exc:
+        raise _unreachable(target, exc) from None
+    try:
+        async with stream, trio.open_nursery() as nursery:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws = await wrap_client_stream(
+                    nursery, stream, target.origin, "/ws", extra_headers=headers
+                )
+            try:
+                await ws.send_message(frames.hello(thread_id))
+                return await body(ws)
+            finally:
+                await ws.aclose()
+    except BaseExceptionGroup as group:
+        # The connection's reader task runs in that nursery: its errors (a refused
+        # handshake, a closed connection) come out grouped.
+        failure = unwrap_group(group)
+        if not isinstance(failure, Exception) or isinstance(failure, BaseExceptionGroup):
+            raise
+        raise _failure(target, failure) from None
+    except (
+        ConnectionRejected,
+        HandshakeError,
+        ConnectionClosed,
+        OSError,
+        trio.TooSlowError,
+    ) as exc:
+        raise _failure(target, exc) from None
+
+
+def _failure(target: LocalDaemon, exc: Exception) -> ChatError:
+    """What a failed session says; an error that is not a connection's is raised as it is."""
+    if isinstance(exc, ChatError):
+        return exc
+    if isinstance(exc, ConnectionRejected):
         if exc.status_code == 401:
-            raise ChatError(
+            return ChatError(
                 "the daemon refused the token (check GANGLION_WEB_TOKEN or the data dir's web_token)",
                 EXIT_UNREACHABLE,
-            ) from None
-        raise ChatError(
+            )
+        return ChatError(
             f"the daemon refused the connection (HTTP {exc.status_code})", EXIT_UNREACHABLE
-        ) from None
-    except (OSError, HandshakeError, trio.TooSlowError) as exc:
-        raise ChatError(
-            f"cannot reach the daemon at {target.url}: is `ganglion run` running? ({exc})",
-            EXIT_UNREACHABLE,
-        ) from None
-    except ConnectionClosed as exc:
-        raise ChatError(
-            f"the daemon closed the connection ({exc.reason})", EXIT_UNREACHABLE
-        ) from None
+        )
+    if isinstance(exc, ConnectionClosed):
+        return ChatError(f"the daemon closed the connection ({exc.reason})", EXIT_UNREACHABLE)
+    if isinstance(exc, OSError | HandshakeError | trio.TooSlowError):
+        return _unreachable(target, exc)
+    raise exc
+
+
+def _unreachable(target: LocalDaemon, exc: Exception) -> ChatError:
+    return ChatError(
+        f"cannot reach the daemon at ws://{target.origin}/ws: is `ganglion run` running? ({exc})",
+        EXIT_UNREACHABLE,
+    )
 
 
 async def _next_frame(ws: WebSocketConnection) -> frames.ServerFrame:
@@ -87,7 +139,7 @@ async def _next_frame(ws: WebSocketConnection) -> frames.ServerFrame:
             return frame
 
 
-async def chat_once(target: ChatTarget, text: str, out: TextIO = sys.stdout) -> int:
+async def chat_once(target: LocalDaemon, text: str, out: TextIO = sys.stdout) -> int:
     """Send one message; print the final reply (or a notice, for commands)."""
     thread_id = new_web_thread_id()
 
@@ -112,7 +164,7 @@ async def chat_once(target: ChatTarget, text: str, out: TextIO = sys.stdout) -> 
     return await _session(target, thread_id, body)
 
 
-async def chat_interactive(target: ChatTarget, out: TextIO = sys.stdout) -> int:
+async def chat_interactive(target: LocalDaemon, out: TextIO = sys.stdout) -> int:
     """A line-based chat: each line is sent; replies stream as they arrive."""
     thread_id = new_web_thread_id()
     stdin = trio.wrap_file(sys.stdin)

@@ -147,7 +147,7 @@ class LiveDaemon:
     @asynccontextmanager
     async def socket(self) -> AsyncIterator[WebSocketConnection]:
         headers = [
-            (b"Cookie", f"ganglion_token={self.token}".encode()),
+            (b"Authorization", f"Bearer {self.token}".encode()),
             (b"Origin", self.base.encode()),
         ]
         url = self.base.replace("http://", "ws://") + "/ws"

@@ -50,13 +50,17 @@ class WebDaemon:
     async def socket(
         self, *, token: str | None = "same", origin: str | None = "same"
     ) -> AsyncIterator[WebSocketConnection]:
+        """A websocket as the page opens one (an Origin, then the token in its first
+        frame); with `origin=None`, as a non-browser client does (a Bearer header)."""
         headers: list[tuple[bytes, bytes]] = []
-        if token is not None:
-            value = self.token if token == "same" else token
-            headers.append((b"Cookie", f"ganglion_token={value}".encode()))
+        value = self.token if token == "same" else token
         if origin is not None:
             headers.append((b"Origin", (self.base if origin == "same" else origin).encode()))
+        elif value is not None:
+            headers.append((b"Authorization", f"Bearer {value}".encode()))
         async with open_websocket_url(self.ws_url, extra_headers=headers, connect_timeout=10) as ws:
+            if origin is not None and value is not None:
+                await ws.send_message(frames.auth(value))
             yield ws
 
 

@@ -45,14 +45,14 @@ def ops_routes(view: DaemonView) -> Extension:
     def register(app: QuartTrio, refusal: RequestCheck) -> None:
         @app.get("/api/status")
         async def status() -> Response:
-            if (refused := refusal()) is not None:
+            if (refused := await refusal()) is not None:
                 return refused
             body = json.dumps(await snapshot(view))
             return Response(body, content_type="application/json", headers=_no_store())
 
         @app.get("/metrics")
         async def metrics() -> Response:
-            if (refused := refusal()) is not None:
+            if (refused := await refusal()) is not None:
                 return refused
             body = await render_metrics(view)
             return Response(body, content_type=CONTENT_TYPE, headers=_no_store())

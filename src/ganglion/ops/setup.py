@@ -66,7 +66,7 @@ def init(directory: Path, *, systemd: bool = False) -> InitReport:
     token = load_or_create_token(config.data_dir, config.web.token)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.web.host, config.web.host)
     host = f"[{host}]" if ":" in host else host
-    report.url = f"http://{host}:{config.web.port}/?token={token}"
+    report.url = f"http://{host}:{config.web.port}/#token={token}"
     if systemd:
         report.unit_path = directory / UNIT_NAME
         written = _create(report.unit_path, unit_text(config, config_path))

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ganglion.heartbeat.actor import HEARTBEAT_THREAD
 from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, TurnStarted
 from ganglion.ops.loop import LoopSteps
+from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD
 
 if TYPE_CHECKING:
     from ganglion.config import MatrixConfig
@@ -38,6 +41,8 @@ RECENT_THREADS = 200
 # Buckets of the turn-latency histogram, in seconds.
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 NEXT_REMINDERS = 5
+UNKNOWN_TOOL = "unknown"
+SYSTEM_THREADS = frozenset({HEARTBEAT_THREAD, SYSTEM_REMINDER_THREAD})
 
 
 @dataclass
@@ -47,6 +52,11 @@ class Activity:
     A turn starts with `TurnStarted` and ends with its `FinalReply` or `TurnFailed`; a
     quiet heartbeat review ends without either and is counted as started only.
     `latency_counts[i]` counts finished turns that took at most `LATENCY_BUCKETS[i]`.
+
+    Every name it counts by comes from a closed set, since /metrics may be served without
+    the token: a tool that is not registered (a name the model made up, whatever it
+    holds) is counted as `unknown`, a system thread other than the known ones as
+    `system:other`.
     """
 
     turns_started: int = 0
@@ -58,6 +68,8 @@ class Activity:
     system_turns: Counter[str] = field(default_factory=Counter)  # heartbeat reviews, …
     last_activity: OrderedDict[str, float] = field(default_factory=OrderedDict)
     _running: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # The registered tools' names now (MCP servers come and go): set by the view.
+    tool_names: Callable[[], Collection[str]] = frozenset
 
     def observe(self, event: Outbound) -> None:
         self._touch(event.thread_id)
@@ -65,7 +77,8 @@ class Activity:
             case TurnStarted(thread_id=thread, turn_id=turn):
                 self.turns_started += 1
                 if thread.startswith("system:"):
-                    self.system_turns[thread] += 1
+                    known = thread in SYSTEM_THREADS
+                    self.system_turns[thread if known else "system:other"] += 1
                 self._running[thread] = (turn, trio.current_time())
             case FinalReply(thread_id=thread, turn_id=turn):
                 self.turns_answered += 1
@@ -74,7 +87,8 @@ class Activity:
                 self.turns_failed += 1
                 self._finish(thread, turn)
             case ToolActivity(phase="end", tool=tool, ok=ok):
-                self.tool_calls[tool, "ok" if ok else "error"] += 1
+                name = tool if tool in self.tool_names() else UNKNOWN_TOOL
+                self.tool_calls[name, "ok" if ok else "error"] += 1
             case _:
                 pass
 
@@ -107,6 +121,8 @@ class DaemonView:
     loop: LoopSteps | None = None  # with logging.event_loop_stats: installed by the tree
 
     def __post_init__(self) -> None:
+        tools = self.services.deps.tools
+        self.activity.tool_names = lambda: tools.names
         self.services.router.observe(self.activity.observe)
 
 

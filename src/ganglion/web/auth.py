@@ -2,20 +2,29 @@
 
 The token is generated on first start (256 bits from `secrets`) and kept in
 `data_dir/web_token` with 0600 permissions, unless one is configured (`web.token` or
-`GANGLION_WEB_TOKEN`). A browser presents it once in the URL (`/?token=…`, like
-Jupyter); the server answers with an HttpOnly, SameSite=Strict cookie and a redirect that
-removes it from the address bar. Non-browser clients (`ganglion chat`) send it as a
-Bearer header. Comparisons are constant-time.
+`GANGLION_WEB_TOKEN`). Comparisons are constant-time.
 
-Wrong tokens are throttled per client address (`FailureThrottle`): after a burst of
-failures an address is refused, right token or not, until its budget refills, so the
-token cannot be guessed at the speed of the network.
+Where the token travels, and why:
+
+- The printed link carries it in the URL's fragment (`/#token=…`), which browsers never
+  send to any server. The page keeps it in `localStorage`, which belongs to one origin
+  (scheme, host *and port*), and presents it in the websocket's first frame. No cookie
+  holds it: cookies ignore the port, so a server another local user runs on any
+  loopback port would receive one whenever the owner's browser visits it. A cookie left
+  by an older version is deleted on every page load.
+- Non-browser clients (`ganglion chat`, `ganglion status`, a Prometheus scrape) send it
+  as an `Authorization: Bearer` header, and the client commands only after checking that
+  the socket they reach is the owner's (`ganglion.peercheck`).
+
+No lockout: a 256-bit token cannot be guessed, so nothing is counted per address (every
+local client is 127.0.0.1, and counting would let another local user lock the owner
+out). A request without a token is refused at once; a wrong token costs that request
+`WRONG_TOKEN_DELAY` seconds and nothing else; the right token is always served.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,16 +38,20 @@ if TYPE_CHECKING:  # the client commands read the token here without pydantic
     from pydantic import SecretStr
 
 __all__ = [
-    "COOKIE_NAME",
+    "LEGACY_COOKIE",
     "TOKEN_FILE",
-    "FailureThrottle",
+    "WRONG_TOKEN_DELAY",
+    "bearer_token",
     "load_or_create_token",
     "read_token",
+    "refuse_wrong_token",
     "token_matches",
 ]
 
-COOKIE_NAME = "ganglion_token"
+# The cookie earlier versions kept the token in; deleted wherever a page is served.
+LEGACY_COOKIE = "ganglion_token"
 TOKEN_FILE = WEB_TOKEN_FILE
+WRONG_TOKEN_DELAY = 0.25
 
 
 def load_or_create_token(data_dir: Path, configured: SecretStr | None) -> str:
@@ -63,30 +76,13 @@ def token_matches(presented: str | None, expected: str) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
-class FailureThrottle:
-    """Failed token attempts per client address: `burst` at once, then `per_minute`.
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, else None."""
+    if authorization and authorization.startswith("Bearer "):
+        return authorization.removeprefix("Bearer ").strip() or None
+    return None
 
-    Addresses are forgotten oldest first beyond `max_addresses`, so memory stays bounded
-    whoever knocks.
-    """
 
-    def __init__(self, burst: int = 10, per_minute: float = 10.0, max_addresses: int = 4096):
-        self.burst = burst
-        self.rate = per_minute / 60.0
-        self.max_addresses = max_addresses
-        self._spent: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def _level(self, address: str) -> float:
-        """How many failures the address has outstanding now (leaking at `rate`)."""
-        spent, at = self._spent.get(address, (0.0, 0.0))
-        return max(0.0, spent - (trio.current_time() - at) * self.rate)
-
-    def blocked(self, address: str) -> bool:
-        """Whether one more failure would exceed the budget: refuse the attempt."""
-        return self._level(address) > self.burst - 1
-
-    def failed(self, address: str) -> None:
-        self._spent[address] = (self._level(address) + 1, trio.current_time())
-        self._spent.move_to_end(address)
-        while len(self._spent) > self.max_addresses:
-            self._spent.popitem(last=False)
+async def refuse_wrong_token() -> None:
+    """The cost of a wrong token: this request waits, nothing else is affected."""
+    await trio.sleep(WRONG_TOKEN_DELAY)

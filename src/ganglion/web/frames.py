@@ -10,8 +10,13 @@ from here and have the same fields (a test holds them together).
 
 Client -> server:
 
+    {"v": 1, "type": "auth", "token": "..."}
+        a page's first frame: the access token (a page cannot set headers on a
+        websocket). A socket opened with `Authorization: Bearer` skips it. A wrong or
+        missing token closes the socket with code 4001 ("unauthorised").
     {"v": 1, "type": "hello", "thread_id": "web_<hex>", "last_seen": 12 | null}
-        first frame; binds the socket to a conversation (the tab's, or /c/<thread_id>).
+        binds the socket to a conversation (the tab's, or /c/<thread_id>); the first
+        frame after the token.
     {"v": 1, "type": "send", "id": "<client message id>", "text": "..."}
         a message or a /command. `id` makes a resend after a reconnect idempotent.
     {"v": 1, "type": "history", "before_id": 123}
@@ -62,8 +67,8 @@ Server -> client:
                                            A hello for a deleted conversation gets
                                            `deleted` and binds nothing
 
-Errors never end the session except for `unauthorised` handshakes and repeated floods,
-which close the socket with a reason.
+Errors never end the session except for a missing or wrong token (close code 4001) and
+repeated floods (1008), which close the socket with a reason.
 
 Correlation: a client picks each send's `id` (letters, digits, `_`, `-`; unique in its
 conversation). Exactly one answer names it: `accepted` (the message is on disk and will
@@ -97,7 +102,9 @@ from typing import Any, Final, Literal, NotRequired, TypedDict, cast, get_args
 __all__ = [
     "ACCEPTED",
     "ARCHIVE",
+    "AUTH",
     "CLIENT_FRAME_TYPES",
+    "CLOSE_UNAUTHORISED",
     "DELETE",
     "DELTA",
     "ERROR",
@@ -123,6 +130,8 @@ __all__ = [
     "AcceptedType",
     "ArchiveFrame",
     "ArchiveType",
+    "AuthFrame",
+    "AuthType",
     "ClientFrame",
     "ClientFrameType",
     "DeleteFrame",
@@ -173,6 +182,7 @@ __all__ = [
     "WelcomeFrame",
     "WelcomeType",
     "archive",
+    "auth",
     "delete",
     "encode",
     "hello",
@@ -188,8 +198,10 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 Version = Literal[1]
+CLOSE_UNAUTHORISED: Final = 4001  # the websocket close code for a missing or wrong token
 
 # The type names. "history" is both a client's request and the server's page.
+AuthType = Literal["auth"]
 HelloType = Literal["hello"]
 SendType = Literal["send"]
 HistoryType = Literal["history"]
@@ -213,6 +225,7 @@ ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
 TurnState = Literal["queued", "running", "done", "failed"]
 
+AUTH: Final[AuthType] = "auth"
 HELLO: Final[HelloType] = "hello"
 SEND: Final[SendType] = "send"
 HISTORY: Final[HistoryType] = "history"
@@ -236,6 +249,7 @@ THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 
 ClientFrameType = Literal[
+    AuthType,
     HelloType,
     SendType,
     HistoryType,
@@ -266,6 +280,12 @@ SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
 
 
 # Client -> server.
+
+
+class AuthFrame(TypedDict):
+    v: Version
+    type: AuthType
+    token: str
 
 
 class HelloFrame(TypedDict):
@@ -335,7 +355,8 @@ class DeleteFrame(TypedDict):
 
 
 ClientFrame = (
-    HelloFrame
+    AuthFrame
+    | HelloFrame
     | SendFrame
     | HistoryRequestFrame
     | StopFrame
@@ -490,6 +511,11 @@ ServerFrame = (
 def encode(frame: ClientFrame | ServerFrame) -> str:
     """The frame as the JSON text a websocket carries."""
     return json.dumps(frame)
+
+
+def auth(token: str) -> str:
+    """A page's first frame: the access token."""
+    return encode(AuthFrame(v=PROTOCOL_VERSION, type=AUTH, token=token))
 
 
 def hello(thread_id: str, *, last_seen: int | None = None) -> str:

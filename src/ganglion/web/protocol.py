@@ -33,7 +33,9 @@ from ganglion.threads.ids import WEB_THREAD_PATTERN
 from ganglion.web import frames
 
 __all__ = [
+    "MAX_ROW_ID",
     "Archive",
+    "Auth",
     "ClientFrame",
     "Delete",
     "FrameError",
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 MAX_TITLE = 200
+MAX_ROW_ID = 2**63 - 1  # SQLite's integers: a larger id names no row and cannot be bound
+MAX_TOKEN = 512
 MAX_QUERY = 500
 
 
@@ -66,10 +70,15 @@ class _Frame(BaseModel):
     v: frames.Version = frames.PROTOCOL_VERSION
 
 
+class Auth(_Frame):
+    type: frames.AuthType
+    token: str = Field(min_length=1, max_length=MAX_TOKEN)
+
+
 class Hello(_Frame):
     type: frames.HelloType
     thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
-    last_seen: int | None = None
+    last_seen: int | None = Field(default=None, ge=0, le=MAX_ROW_ID)
 
 
 _MessageId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -83,7 +92,7 @@ class Send(_Frame):
 
 class HistoryRequest(_Frame):
     type: frames.HistoryType
-    before_id: int = Field(ge=1)
+    before_id: int = Field(ge=1, le=MAX_ROW_ID)
 
 
 class Stop(_Frame):
@@ -126,7 +135,17 @@ class Delete(_Frame):
 
 
 _Client = (
-    Hello | Send | HistoryRequest | Stop | Rewind | ListThreads | Search | Rename | Archive | Delete
+    Auth
+    | Hello
+    | Send
+    | HistoryRequest
+    | Stop
+    | Rewind
+    | ListThreads
+    | Search
+    | Rename
+    | Archive
+    | Delete
 )
 ClientFrame = Annotated[_Client, Field(discriminator="type")]
 _client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
@@ -149,6 +168,8 @@ def parse_client_frame(raw: str | bytes) -> _Client:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise FrameError("bad_json", f"the frame is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise FrameError("bad_json", "the frame is nested too deeply") from None
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "a frame must be a JSON object with a 'type'")
     if data.get("v", frames.PROTOCOL_VERSION) != frames.PROTOCOL_VERSION:
@@ -171,7 +192,7 @@ def send_id(raw: str | bytes) -> str | None:
     it), else None. Reads frames of any size: only call it on frames the session refuses."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("type") not in (frames.SEND, frames.REWIND):
         return None

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -41,7 +42,13 @@ from ganglion.messages import FinalReply, Outbound
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
 from ganglion.threads.ids import WEB_THREAD_PATTERN
-from ganglion.web.auth import COOKIE_NAME, FailureThrottle, load_or_create_token, token_matches
+from ganglion.web.auth import (
+    LEGACY_COOKIE,
+    bearer_token,
+    load_or_create_token,
+    refuse_wrong_token,
+    token_matches,
+)
 from ganglion.web.session import Hub, run_session
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
 
@@ -56,16 +63,14 @@ CSP = (
     "object-src 'none'"
 )
 WEB_DRAIN_SECONDS = 1.0
-TOO_MANY_FAILURES = "Too many wrong tokens from this address; wait a minute and try again.\n"
-UNAUTHORISED_PAGE = (
-    "Ganglion needs its access token. Open the link that `ganglion run` printed on its "
-    "terminal (it ends in ?token=...), or find the token in the data directory's web_token "
-    "file.\n"
+UNAUTHORISED = (
+    "Ganglion needs its access token: send it as 'Authorization: Bearer <token>' (the "
+    "data directory's web_token file holds it).\n"
 )
 
 
-# Checks the current request (host, throttle, token): None to proceed, else the refusal.
-RequestCheck = Callable[[], Response | None]
+# Checks the current request (host, token): None to proceed, else the refusal.
+RequestCheck = Callable[[], Awaitable[Response | None]]
 # Registers more routes on the app (the operator's /metrics and /api/status, ops.endpoints).
 Extension = Callable[[QuartTrio, RequestCheck], None]
 
@@ -84,18 +89,13 @@ class WebState:
     extensions: list[Extension] = field(default_factory=list)
 
 
-def presented_token(cookie: str | None, authorization: str | None) -> str | None:
-    """The token a request or websocket handshake carries: cookie or Bearer header."""
-    if cookie:
-        return cookie
-    if authorization and authorization.startswith("Bearer "):
-        return authorization.removeprefix("Bearer ").strip()
-    return None
-
-
 def create_app(
     state: WebState, backend: LibraryBackend, hub: Hub, token: str, config: WebConfig
 ) -> QuartTrio:
+    """The web chat's routes. The page and its static files need no token (they hold no
+    secret); everything that reads or changes the daemon does: the websocket (its first
+    frame, or a Bearer header) and the operator's routes (a Bearer header). See
+    `ganglion.web.auth` for where the token travels."""
     app = QuartTrio("ganglion", static_folder=None)
 
     @app.get("/healthz")
@@ -108,47 +108,38 @@ def create_app(
             return Response("ready\n", content_type="text/plain")
         return Response("not ready\n", status=503, content_type="text/plain")
 
-    throttle = FailureThrottle()
-
-    def refusal(address: str | None, host: str | None, presented: str | None) -> Response | None:
-        """Why a request may not proceed (an unknown Host, throttled, a wrong token)."""
+    def foreign_host(host: str | None) -> Response | None:
+        # A page of another name resolving to this address (DNS rebinding) gets nothing.
         if host is not None and host not in state.hosts:
             log.warning("refused a request for unknown host %r", host)
             return Response("unknown host\n", status=421, content_type="text/plain")
-        address = address or "unknown"
-        if throttle.blocked(address):
-            return Response(TOO_MANY_FAILURES, status=429, content_type="text/plain")
+        return None
+
+    async def refusal(host: str | None, authorization: str | None) -> Response | None:
+        """Why a request may not proceed: an unknown Host, no token, a wrong token."""
+        if (refused := foreign_host(host)) is not None:
+            return refused
+        presented = bearer_token(authorization)
         if not token_matches(presented, token):
-            throttle.failed(address)
-            return Response(UNAUTHORISED_PAGE, status=401, content_type="text/plain")
+            if presented is not None:
+                await refuse_wrong_token()
+            return Response(UNAUTHORISED, status=401, content_type="text/plain")
         return None
 
     async def page(path: str) -> Response:
-        """The chat page at `path`; `?token=` sets the cookie and comes back without it."""
+        """The chat page at `path`. An old-style link (`?token=`) is sent on to the
+        fragment form, which never leaves the browser again."""
+        if (refused := foreign_host(request.headers.get("Host"))) is not None:
+            return refused
         offered = request.args.get("token")
         if offered is not None:
-            refused = refusal(request.remote_addr, request.headers.get("Host"), offered)
-            if refused is not None:
-                return refused
-            response = Response("", status=303, headers={"Location": path})
-            response.set_cookie(
-                COOKIE_NAME,
-                token,
-                httponly=True,
-                samesite="Strict",
-                secure=request.scheme == "https",
-                max_age=400 * 24 * 3600,
+            response = Response(
+                "", status=303, headers={"Location": f"{path}#token={quote(offered, safe='')}"}
             )
-            return response
-        refused = refusal(
-            request.remote_addr,
-            request.headers.get("Host"),
-            presented_token(request.cookies.get(COOKIE_NAME), request.headers.get("Authorization")),
-        )
-        if refused is not None:
-            return refused
-        response = await send_from_directory(STATIC, "index.html")
+        else:
+            response = await send_from_directory(STATIC, "index.html")
         response.headers["Cache-Control"] = "no-store"
+        response.delete_cookie(LEGACY_COOKIE)
         return response
 
     @app.get("/")
@@ -174,30 +165,27 @@ def create_app(
 
     @app.websocket("/ws")
     async def ws() -> Response | None:
-        refused = refusal(
-            websocket.remote_addr,
-            websocket.headers.get("Host"),
-            presented_token(
-                websocket.cookies.get(COOKIE_NAME), websocket.headers.get("Authorization")
-            ),
-        )
-        if refused is not None:
+        if (refused := foreign_host(websocket.headers.get("Host"))) is not None:
             return refused
         # Browsers always send Origin on a websocket; clients without one are not pages.
         origin = websocket.headers.get("Origin")
         if origin is not None and origin not in state.origins:
             log.warning("refused a websocket from foreign origin %r", origin)
             return Response("foreign origin\n", status=403, content_type="text/plain")
+        authorization = websocket.headers.get("Authorization")
+        # A page cannot set headers on a websocket: it sends the token in its first frame.
+        first_frame = origin is not None and authorization is None
+        if not first_frame:
+            refused = await refusal(None, authorization)
+            if refused is not None:
+                return refused
         await websocket.accept()
-        await run_session(websocket._get_current_object(), backend, hub, config)  # type: ignore[attr-defined]
+        socket = websocket._get_current_object()  # type: ignore[attr-defined]
+        await run_session(socket, backend, hub, config, token if first_frame else None)
         return None
 
-    def check_request() -> Response | None:
-        return refusal(
-            request.remote_addr,
-            request.headers.get("Host"),
-            presented_token(request.cookies.get(COOKIE_NAME), request.headers.get("Authorization")),
-        )
+    async def check_request() -> Response | None:
+        return await refusal(request.headers.get("Host"), request.headers.get("Authorization"))
 
     for extend in state.extensions:
         extend(app, check_request)
@@ -388,7 +376,7 @@ def _announce(url: str, token: str | None) -> None:
     if token is None:
         print(f"Ganglion: open the web chat at {url}/ (with web.token)", file=sys.stderr)
     else:
-        print(f"Ganglion: open the web chat at {url}/?token={token}", file=sys.stderr)
+        print(f"Ganglion: open the web chat at {url}/#token={token}", file=sys.stderr)
     sys.stderr.flush()
     log.info("web chat ready at %s (the link with its token was printed on the terminal)", url)
 

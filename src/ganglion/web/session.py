@@ -8,6 +8,13 @@ with a token bucket, and hands messages to the daemon. Every send is answered on
 through a bounded queue that the hub fills without ever waiting: a session too slow to
 keep up is closed (its tab reconnects and gets the history again) rather than slowing
 the daemon down for everyone.
+
+A page's socket is accepted before it is authenticated (a page cannot set headers on a
+websocket): its first frame must be `auth` with the token, within `AUTH_SECONDS`, or the
+socket is closed with `frames.CLOSE_UNAUTHORISED` and nothing else is read.
+
+Error handling: every refused frame, and every frame whose handling failed, is answered
+with an `error` frame and the session goes on.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from ganglion.backend import LibraryBackend, SubmitError
 from ganglion.config import WebConfig
 from ganglion.messages import Outbound, TextDelta, UserMessage
 from ganglion.store import RewindRefused, StoreError
+from ganglion.web import frames
+from ganglion.web.auth import refuse_wrong_token, token_matches
 from ganglion.web.protocol import (
     Archive,
+    Auth,
     Delete,
     FrameError,
     Hello,
@@ -56,6 +66,8 @@ HISTORY_PAGE = 200
 FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
 RATE_LIMITED = "too many messages at once; this one was not sent (slow down and retry)"
 NOT_STORED = "the message could not be stored; send it again"
+NOT_HANDLED = "this frame could not be handled; the session goes on"
+AUTH_SECONDS = 10.0
 
 
 class TokenBucket:
@@ -125,8 +137,13 @@ class Hub:
                 outlet.send.close()
 
 
-async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: WebConfig) -> None:
-    """Serve one accepted websocket until it closes."""
+async def run_session(
+    socket: Any, backend: LibraryBackend, hub: Hub, config: WebConfig, token: str | None = None
+) -> None:
+    """Serve one accepted websocket until it closes. With `token`, the socket is not yet
+    authenticated: its first frame must carry that token."""
+    if token is not None and not await _authenticate(socket, token):
+        return
     outlet = _Outlet()
     thread: list[str] = []
     try:
@@ -137,6 +154,24 @@ async def run_session(socket: Any, backend: LibraryBackend, hub: Hub, config: We
     finally:
         if thread:
             hub.remove(thread[0], outlet)
+
+
+async def _authenticate(socket: Any, token: str) -> bool:
+    """Whether the socket's first frame is `auth` with `token`; closes it if not."""
+    reason = "no token: send the access token first"
+    with trio.move_on_after(AUTH_SECONDS):
+        raw = await socket.receive()
+        try:
+            frame = parse_client_frame(raw or "")
+        except FrameError:
+            frame = None
+        if isinstance(frame, Auth):
+            if token_matches(frame.token, token):
+                return True
+            await refuse_wrong_token()
+            reason = "wrong token"
+    await socket.close(frames.CLOSE_UNAUTHORISED, f"unauthorised: {reason}")
+    return False
 
 
 async def _write(socket: Any, outlet: _Outlet, scope: trio.CancelScope) -> None:
@@ -225,11 +260,16 @@ async def _read(
         except FrameError as exc:
             outlet.offer(error_frame(exc.code, exc.message, send_id(raw)))
             continue
-        await _handle(frame, backend, hub, config, outlet, thread)
+        try:
+            await _handle(frame, backend, hub, config, outlet, thread)
+        except Exception:  # one frame's failure must not end the session (a protocol edge)
+            log.exception("a web frame of type %s could not be handled", frame.type)
+            outlet.offer(error_frame("internal", NOT_HANDLED, send_id_of(frame)))
 
 
 async def _handle(
-    frame: Hello
+    frame: Auth
+    | Hello
     | Send
     | HistoryRequest
     | Stop
@@ -246,6 +286,8 @@ async def _handle(
     thread: list[str],
 ) -> None:
     match frame:
+        case Auth():
+            outlet.offer(error_frame("bad_frame", "this session is signed in already"))
         case Hello(thread_id=thread_id):
             summary = await backend.conversation(thread_id)
             if summary is not None and summary.deleted:

@@ -21,7 +21,11 @@ const jump = $("jump");
 const welcome = $("welcome");
 const commandMenu = $("commands");
 
+const signin = $("signin");
+const tokenInput = $("token-input");
+
 const THREAD = /^web_[0-9a-f]{8,64}$/;
+const CLOSE_UNAUTHORISED = 4001;
 const COMMANDS = [
   ["/help", "what the commands do"],
   ["/new", "archive this conversation and start afresh"],
@@ -37,6 +41,37 @@ export function randomHex(bytes) {
   crypto.getRandomValues(data);
   return Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+// The access token. The link `ganglion run` prints carries it in the fragment
+// (#token=…), which the browser never sends to any server; it is kept in this origin's
+// localStorage (which, unlike a cookie, no page on another port can read) and sent as
+// the socket's first frame. It is taken out of the address at once.
+const TOKEN_KEY = "ganglion.token";
+function takeTokenFromAddress() {
+  const offered = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (offered) localStorage.setItem(TOKEN_KEY, offered);
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+}
+takeTokenFromAddress();
+
+function askForToken(why) {
+  setStatus("refused", "not signed in");
+  if (why) showBanner(why, true);
+  signin.hidden = false;
+  tokenInput.focus();
+}
+
+signin.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = tokenInput.value.trim();
+  if (!token) return;
+  localStorage.setItem(TOKEN_KEY, token);
+  tokenInput.value = "";
+  signin.hidden = true;
+  banner.hidden = true;
+  delay = 500;
+  connect();
+});
 
 // The conversation: the one in the address (/c/<thread_id>), else the tab's, else a new
 // one; the address then names it, so a reload, a bookmark or another device opens it.
@@ -537,15 +572,19 @@ function connect() {
   clearTimeout(retryTimer);
   retryTimer = null;
   if (socket && socket.readyState <= WebSocket.OPEN) return;
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    askForToken();
+    return;
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   setStatus("connecting", "connecting…");
   const current = new WebSocket(`${scheme}://${location.host}/ws`);
   socket = current;
-  let opened = false;
   current.addEventListener("open", () => {
-    opened = true;
     delay = 500;
     setStatus("connected", "connected");
+    current.send(JSON.stringify({ v: 1, type: "auth", token }));
     current.send(JSON.stringify({ v: 1, type: "hello", thread_id: thread }));
     refreshThreads();
   });
@@ -556,33 +595,21 @@ function connect() {
       console.error("bad frame", error);
     }
   });
-  current.addEventListener("close", async (event) => {
+  current.addEventListener("close", (event) => {
     if (socket !== current) return;
     synced = false;
     loadingOlder = false;
-    if (event.code === 1008) showBanner(event.reason || "connection refused");
-    if (!opened && (await tokenRefused())) {
-      setStatus("refused", "not signed in");
-      showBanner(
-        "This tab's access token is no longer valid. Open the link that “ganglion run” printed (it ends in ?token=…).",
-        true,
-      );
+    if (event.code === CLOSE_UNAUTHORISED) {
+      localStorage.removeItem(TOKEN_KEY);
+      askForToken("The access token this browser had is not valid (any more).");
       return;
     }
+    if (event.code === 1008) showBanner(event.reason || "connection refused");
     setStatus("disconnected", "Disconnected");
     rewinds.update();
     retryTimer = setTimeout(connect, delay);
     delay = Math.min(delay * 2, MAX_DELAY);
   });
-}
-
-async function tokenRefused() {
-  try {
-    const response = await fetch(location.pathname, { cache: "no-store" });
-    return response.status === 401;
-  } catch {
-    return false; // the daemon is down: keep trying
-  }
 }
 
 function retrySoon() {
