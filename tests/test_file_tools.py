@@ -250,7 +250,7 @@ async def test_the_config_file_is_out_of_reach(tmp_path: Path) -> None:
         "data_dir: data\nllm:\n  api_key: sk-secret\ntools:\n  files:\n    roots: [., data]\n"
     )
     config, _ = load_config(config_file, environ={})
-    assert config.tools.files.config_file == config_file.resolve()
+    assert config.tools.files.owned_files(config.data_dir).files == (config_file.resolve(),)
     ensure_data_dir(config.data_dir)
     tools = ToolRegistry(file_tools(config.tools.files, config.data_dir))
     for name, arguments in [
