@@ -372,3 +372,13 @@ def test_start_up_refuses_a_bwrap_that_cannot_build_the_sandbox(tmp_path: Path) 
     fake.chmod(0o755)
     with pytest.raises(SandboxError, match="cannot create its sandbox here: bwrap: No perm"):
         check_sandbox(ShellToolConfig(sandbox="bwrap", bwrap_path=str(fake)))
+
+
+def test_start_up_refuses_a_bwrap_that_cannot_cap_its_tmpfs(tmp_path: Path) -> None:
+    """Issue 26, row 5: without --size the private /tmp would have no cap; no sandbox
+    runs without it."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: Unknown option --size' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxError, match=r"cannot cap the size .* tmp_bytes"):
+        check_sandbox(ShellToolConfig(sandbox="bwrap", bwrap_path=str(fake)))

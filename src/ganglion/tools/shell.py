@@ -407,6 +407,12 @@ def check_sandbox(config: ShellToolConfig) -> None:
         raise SandboxError(f"tools.shell.sandbox is bwrap, but bwrap cannot run: {exc}") from None
     if done.returncode != 0:
         reason = done.stderr.strip() or f"exit code {done.returncode}"
+        if "--size" in reason:
+            raise SandboxError(
+                "tools.shell.sandbox is bwrap, but this bubblewrap cannot cap the size of the "
+                "sandbox's /tmp, $HOME and /dev/shm (tools.shell.tmp_bytes needs a bwrap whose "
+                f"--help lists --size): {reason}"
+            )
         raise SandboxError(
             f"tools.shell.sandbox is bwrap, but bwrap cannot create its sandbox here: {reason}"
         )
