@@ -380,5 +380,5 @@ def test_start_up_refuses_a_bwrap_that_cannot_cap_its_tmpfs(tmp_path: Path) -> N
     fake = tmp_path / "bwrap"
     fake.write_text("#!/bin/sh\necho 'bwrap: Unknown option --size' >&2\nexit 1\n")
     fake.chmod(0o755)
-    with pytest.raises(SandboxError, match=r"cannot cap the size .* tmp_bytes"):
+    with pytest.raises(SandboxError, match=r"cannot cap the size .*tools.shell.tmp_bytes"):
         check_sandbox(ShellToolConfig(sandbox="bwrap", bwrap_path=str(fake)))
