@@ -351,3 +351,18 @@ async def test_the_logs_and_matrix_store_are_resolved_against_the_config_file(
         "store  (Ganglion's own; private)",
     ]
     assert (install / "logs" / "ganglion.log").exists()
+
+
+async def test_a_write_past_the_data_quota_makes_no_directory_and_a_smaller_one_passes(
+    root: Path,
+) -> None:
+    """Issue 26, row 5: the quota counts what the write adds, replacing included."""
+    (root / "big.bin").write_bytes(b"\0" * 1_000_000)
+    tools = registry(root, max_data_bytes=1024**2)
+    ok, text = await call(
+        tools, "write_file", path="new/dir/x.txt", content="x" * 60_000, create_dirs=True
+    )
+    assert not ok and "past the limit of 1048576 bytes" in text
+    assert sorted(p.name for p in root.iterdir()) == ["big.bin"]
+    assert (await call(tools, "write_file", path="big.bin", content="x" * 1_040_000))[0]
+    assert (root / "big.bin").stat().st_size == 1_040_000

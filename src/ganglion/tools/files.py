@@ -226,11 +226,12 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
 
         def write() -> None:
             with target.open() as directory:
+                quota.check(target, directory, len(data))  # before a directory is made
                 parent = os.path.dirname(target.relative)
                 if create_dirs and parent:
                     directory.mkdir(parent, parents=True)
                 try:
-                    replace(target, directory, data)
+                    directory.write_atomic(target.relative, data)
                 except safefs.NotFound:
                     raise FileAccessError(
                         "the directory does not exist; create it by writing with create_dirs"

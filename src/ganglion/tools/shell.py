@@ -45,7 +45,8 @@ took the sandbox with it). It sees:
 - `tools.shell.readonly_paths` read-only and `writable_paths` (default: the data
   directory) read-write; a private /tmp, a private empty $HOME and /dev/shm, each a
   tmpfs capped by its share of `tools.shell.tmp_bytes` (`tmpfs_sizes`: they live in
-  memory, outside the address-space limit), a fresh read-only /dev and /proc;
+  memory, outside the address-space limit), a fresh /dev (read-only, or it would be
+  one more tmpfs without a cap) and /proc;
 - everything else not at all (the root is a read-only tmpfs): /run, /var/run,
   $XDG_RUNTIME_DIR and their sockets (the session bus, docker.sock), /sys, /home, /root.
   Within the paths it does see, Ganglion's own files (`ganglion.owned`: the databases,
