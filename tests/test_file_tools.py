@@ -140,7 +140,11 @@ async def test_the_model_uses_the_file_tools_in_a_turn(tmp_path: Path, fake_llm:
 
 @pytest.mark.parametrize(
     "path",
-    ["web_token", "conversation.db", "conversation.db-wal", ".//scheduler.db", "{root}/web_token"],
+    [
+        *("web_token", "conversation.db", "conversation.db-wal", ".//scheduler.db"),
+        *("{root}/web_token", "reminders.json", ".reminders.json.0123456789ab.tmp"),
+        *("matrix_pickle_key", "matrix", "matrix/olm.db", "matrix/new/x"),
+    ],
 )
 async def test_ganglions_private_files_are_refused(tmp_path: Path, path: str) -> None:
     (tmp_path / "web_token").write_text("secret-token")
@@ -250,7 +254,7 @@ async def test_the_config_file_is_out_of_reach(tmp_path: Path) -> None:
         "data_dir: data\nllm:\n  api_key: sk-secret\ntools:\n  files:\n    roots: [., data]\n"
     )
     config, _ = load_config(config_file, environ={})
-    assert config.tools.files.config_file == config_file.resolve()
+    assert config.tools.files.owned_files(config.data_dir).files == (config_file.resolve(),)
     ensure_data_dir(config.data_dir)
     tools = ToolRegistry(file_tools(config.tools.files, config.data_dir))
     for name, arguments in [
@@ -310,3 +314,55 @@ async def test_a_symlink_toggled_in_a_loop_never_wins(root: Path, tmp_path: Path
     assert reads >= 10  # the race was live
     assert (outside / "f.txt").read_text() == "OUTSIDE"
     assert sorted(p.name for p in outside.iterdir()) == ["f.txt"]
+
+
+async def test_the_logs_and_matrix_store_are_resolved_against_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26, row 7: relative `logging.dir` and `matrix.store_dir` are taken from the
+    config file's directory, not the current one, and are private there."""
+    install = tmp_path / "install"
+    (install / "logs").mkdir(parents=True)
+    (install / "logs" / "ganglion.log").write_text("tool call in web_b: secret args\n")
+    (install / "store").mkdir()
+    (install / "store" / "sync_token").write_text("s1")
+    (install / "config.yaml").write_text(
+        "logging: {dir: logs}\nmatrix: {enabled: false, store_dir: store}\n"
+        "tools: {files: {roots: ['.']}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config, _ = load_config(install / "config.yaml", environ={})
+    tools = ToolRegistry(file_tools(config.tools.files, config.data_dir))
+    for name, path in [
+        ("read_file", "logs/ganglion.log"),
+        ("read_file", f"{install}/store/sync_token"),
+        ("list_dir", "logs"),
+        ("list_dir", "store"),
+        ("delete_file", "logs/ganglion.log"),
+    ]:
+        ok, text = await call(tools, name, path=path)
+        assert not ok and "private files" in text, (name, path, text)
+    ok, listing = await call(tools, "list_dir")
+    assert ok and listing.splitlines() == [
+        "config.yaml  (Ganglion's own; private)",
+        "logs  (Ganglion's own; private)",
+        "store  (Ganglion's own; private)",
+    ]
+    assert (install / "logs" / "ganglion.log").exists()
+
+
+async def test_a_write_past_the_data_quota_makes_no_directory_and_a_smaller_one_passes(
+    root: Path,
+) -> None:
+    """Issue 26, row 5: the quota counts what the write adds, replacing included."""
+    (root / "big.bin").write_bytes(b"\0" * 1_000_000)
+    tools = registry(root, max_data_bytes=1024**2)
+    ok, text = await call(
+        tools, "write_file", path="new/dir/x.txt", content="x" * 60_000, create_dirs=True
+    )
+    assert not ok and "past the limit of 1048576 bytes" in text
+    assert sorted(p.name for p in root.iterdir()) == ["big.bin"]
+    assert (await call(tools, "write_file", path="big.bin", content="x" * 1_040_000))[0]
+    assert (root / "big.bin").stat().st_size == 1_040_000

@@ -142,6 +142,47 @@ async def test_the_config_file_and_the_logs_are_hidden_inside_a_writable_path(
     assert (project / "notes.txt").read_text() == "written\n"
 
 
+async def test_ganglions_own_files_are_hidden_inside_a_writable_path(tmp_path: Path) -> None:
+    """Issue 26, rows 4 and 7: reminders.json, the logs and a custom Matrix store, with
+    the whole install directory writable."""
+    project = tmp_path / "assistant"
+    (project / "data" / "scripts").mkdir(parents=True)
+    (project / "data" / "reminders.json").write_text('[{"thread_id": "web_b"}]\n')
+    (project / "logs").mkdir()
+    (project / "logs" / "ganglion.log").write_text("tool call in web_b\n")
+    (project / "store").mkdir()
+    (project / "store" / "sync_token").write_text("s1\n")
+    config_file = project / "config.yaml"
+    config_file.write_text(
+        "logging: {dir: logs}\nmatrix: {enabled: false, store_dir: store}\n"
+        "tools: {shell: {sandbox: bwrap, writable_paths: ['.']}}\n"
+    )
+    config, _ = load_config(config_file, environ={})
+    tools = ToolRegistry(shell_tools(config.tools.shell, config.data_dir, lambda: ()))
+    command = "cat ../reminders.json; ls -A ../../logs ../../store; grep -r web_b ../.. 2>/dev/null | wc -l"
+    ok, text = await shell(tools, command)
+    assert ok, text
+    assert text.splitlines() == [
+        "cat: ../reminders.json: Permission denied",
+        "../../logs:",
+        "",
+        "../../store:",
+        "0",
+        "[exit code 0]",
+    ]
+
+
+async def test_tmp_home_and_dev_shm_are_capped_and_dev_is_read_only(data_dir: Path) -> None:
+    """Issue 26, row 5: `tmp_bytes` of 8 MiB, shared 4 / 2 / 2 MiB."""
+    command = " ; ".join(
+        f"head -c 300000000 /dev/zero > {where}/fill 2>/dev/null; wc -c < {where}/fill"
+        for where in ("/tmp", "$HOME", "/dev/shm")
+    )
+    ok, text = await shell(sandboxed(data_dir, tmp_bytes=8 << 20), f"{command}; touch /dev/x")
+    assert text.removeprefix("error: ").splitlines()[:3] == [str(n << 20) for n in (4, 2, 2)]
+    assert not ok and "cannot touch '/dev/x': Read-only file system" in text
+
+
 async def test_run_and_the_runtime_directory_are_not_visible(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,4 +371,14 @@ def test_start_up_refuses_a_bwrap_that_cannot_build_the_sandbox(tmp_path: Path) 
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     fake.chmod(0o755)
     with pytest.raises(SandboxError, match="cannot create its sandbox here: bwrap: No perm"):
+        check_sandbox(ShellToolConfig(sandbox="bwrap", bwrap_path=str(fake)))
+
+
+def test_start_up_refuses_a_bwrap_that_cannot_cap_its_tmpfs(tmp_path: Path) -> None:
+    """Issue 26, row 5: without --size the private /tmp would have no cap; no sandbox
+    runs without it."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: Unknown option --size' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxError, match=r"cannot cap the size .*tools.shell.tmp_bytes"):
         check_sandbox(ShellToolConfig(sandbox="bwrap", bwrap_path=str(fake)))

@@ -20,9 +20,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -38,6 +38,7 @@ from pydantic import (
 from ganglion.configfile import DEFAULT_CONFIG_NAME, ConfigError, read_config_file
 from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
 from ganglion.heartbeat.review import ActiveHours
+from ganglion.owned import OwnedFiles
 from ganglion.threads.ids import is_valid_thread_id
 
 __all__ = [
@@ -286,35 +287,47 @@ class RemindersConfig(_Model):
     confirm_recurring: bool = True
 
 
-class FilesToolConfig(_Model):
-    """Where the file tools may read and write; nothing outside these roots."""
+class _KnowsOwnedFiles(_Model):
+    """A tool section whose tools must keep off Ganglion's own files (`ganglion.owned`),
+    as `load_config` found them: one record, shared by the file tools and the shell."""
+
+    _owned: OwnedFiles | None = PrivateAttr(default=None)
+
+    def owned_files(self, data_dir: Path) -> OwnedFiles:
+        """Ganglion's own files as `load_config` recorded them; for a section made without
+        it (defaults, tests), those of `data_dir` alone."""
+        return self._owned if self._owned is not None else OwnedFiles.of(data_dir)
+
+    def knowing(self, owned: OwnedFiles) -> Self:
+        """A copy whose tools keep off `owned`."""
+        copy = self.model_copy()
+        copy._owned = owned
+        return copy
+
+
+class FilesToolConfig(_KnowsOwnedFiles):
+    """Where the file tools may read and write; nothing outside these roots, and never
+    Ganglion's own files. `max_data_bytes` caps what the files in the data directory may
+    add up to (Ganglion's own files, which grow with the conversations, are not counted):
+    a write that would take it past is refused."""
 
     enabled: bool = True
     roots: list[Path] = Field(default_factory=list)  # empty: the data directory
     max_read_bytes: int = Field(256 * 1024, ge=1024)
     max_write_bytes: int = Field(1024 * 1024, ge=1024)
-    # Not an option: the config file `load_config` read, which no tool may read or write.
-    _config_file: Path | None = PrivateAttr(default=None)
-
-    @property
-    def config_file(self) -> Path | None:
-        return self._config_file
-
-    def refusing(self, config_file: Path) -> FilesToolConfig:
-        """A copy whose tools also refuse `config_file` (its secrets, its MCP commands)."""
-        copy = self.model_copy()
-        copy._config_file = config_file
-        return copy
+    max_data_bytes: int = Field(1024**3, ge=1024**2)
 
 
 # A variable name, or a prefix of names ending in *.
 _ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
 
 
-class ShellToolConfig(_Model):
+class ShellToolConfig(_KnowsOwnedFiles):
     """The shell tool: where commands run, for how long, how much output comes back, the
     environment and resource limits they get, and the optional bubblewrap sandbox
-    (`writable_paths`, `readonly_paths`, `hidden_paths` and `network` apply to it).
+    (`writable_paths`, `readonly_paths`, `hidden_paths`, `network` and `tmp_bytes` apply
+    to it; `tmp_bytes` caps the sandbox's private /tmp, $HOME and /dev/shm together, see
+    `ganglion.tools.shell.tmpfs_sizes`).
 
     Resource limits (None: the daemon's own) apply to every process a command starts, in
     the sandbox or not. `limit_processes` is the kernel's RLIMIT_NPROC: it counts all the
@@ -338,8 +351,7 @@ class ShellToolConfig(_Model):
     readonly_paths: list[Path] = Field(default_factory=list)
     hidden_paths: list[Path] = Field(default_factory=list)
     network: bool = False
-    # The config file and the logs directory, recorded by `load_config`: never an option.
-    _daemon_paths: tuple[Path, ...] = PrivateAttr(default=())
+    tmp_bytes: int = Field(256 * 1024**2, ge=4 * 1024**2)
 
     @field_validator("pass_env")
     @classmethod
@@ -358,18 +370,6 @@ class ShellToolConfig(_Model):
             if "\0" in text:
                 raise ValueError(f"the value of {name} holds a NUL character")
         return value
-
-    @property
-    def daemon_paths(self) -> tuple[Path, ...]:
-        """The daemon's own files that a sandboxed command never sees: the config file it
-        was read from and the logs directory (set by `load_config`)."""
-        return self._daemon_paths
-
-    def with_daemon_paths(self, paths: Iterable[Path]) -> ShellToolConfig:
-        """A copy that records `paths` as the daemon's own files (see `daemon_paths`)."""
-        copy = self.model_copy()
-        copy._daemon_paths = tuple(paths)
-        return copy
 
 
 class MemoryToolConfig(_Model):
@@ -577,13 +577,18 @@ def _describe(where: str, exc: ValidationError) -> str:
 
 
 def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
-    logging_dir = config.logging.dir
+    logging_dir = (base / config.logging.dir).resolve() if config.logging.dir else None
     data_dir = (base / config.data_dir).resolve()
+    store_dir = config.matrix.store_dir
+    store_dir = (base / store_dir).resolve() if store_dir is not None else None
+    owned = OwnedFiles.of(
+        data_dir,
+        config_file=source.resolve() if source is not None else None,
+        log_dir=logging_dir,
+        matrix_store_dir=store_dir,
+    )
     files = config.tools.files
     roots = [(base / root).resolve() for root in files.roots]  # empty: the data directory
-    files = files.model_copy(update={"roots": roots})
-    if source is not None:
-        files = files.refusing(source.resolve())
     shell = config.tools.shell
     shell_paths = {
         "cwd": (base / shell.cwd).resolve() if shell.cwd is not None else None,
@@ -591,30 +596,18 @@ def _absolute_paths(config: Config, base: Path, source: Path | None) -> Config:
         "readonly_paths": [(base / path).resolve() for path in shell.readonly_paths],
         "hidden_paths": [(base / path).resolve() for path in shell.hidden_paths],
     }
-    # The sandbox hides the config file and the logs, wherever they are.
-    daemon_paths = [source.resolve()] if source is not None else []
-    if logging_dir is not None:
-        daemon_paths.append((base / logging_dir).resolve())
     return config.model_copy(
         update={
             "tools": config.tools.model_copy(
                 update={
-                    "files": files,
-                    "shell": shell.model_copy(update=shell_paths).with_daemon_paths(daemon_paths),
+                    "files": files.model_copy(update={"roots": roots}).knowing(owned),
+                    "shell": shell.model_copy(update=shell_paths).knowing(owned),
                     "mcp": _absolute_mcp_paths(config.tools.mcp, base),
                 }
             ),
             "data_dir": data_dir,
-            "matrix": config.matrix.model_copy(
-                update={
-                    "store_dir": (base / config.matrix.store_dir).resolve()
-                    if config.matrix.store_dir is not None
-                    else None
-                }
-            ),
-            "logging": config.logging.model_copy(
-                update={"dir": (base / logging_dir).resolve() if logging_dir else None}
-            ),
+            "matrix": config.matrix.model_copy(update={"store_dir": store_dir}),
+            "logging": config.logging.model_copy(update={"dir": logging_dir}),
         }
     )
 

@@ -3,7 +3,8 @@
 `ensure_data_dir` creates what is missing from the packaged templates and never touches a
 file that exists: the owner's edits and the assistant's memories always win. Everything
 beneath the data directory is created through `ganglion.safefs`, so a link planted there
-is never written through.
+is never written through. Which of these files are Ganglion's own, out of every tool's
+reach, is `ganglion.owned`'s to say.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ __all__ = [
     "TEMPLATE_FILES",
     "WEB_TOKEN_FILE",
     "ensure_data_dir",
-    "is_private_file",
 ]
 
 BASE_PROMPT_FILE = "BASE_PROMPT.txt"
@@ -46,21 +46,6 @@ SCHEDULER_DB = "scheduler.db"
 REMINDERS_MIRROR = "reminders.json"
 MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
 MATRIX_STORE_DIR = "matrix"
-# The databases hold every thread's history; the token opens the web chat.
-_PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
-
-
-def is_private_file(data_dir: Path, path: Path) -> bool:
-    """Whether `path` (resolved) is one of the daemon's own files in `data_dir` that no
-    tool may read or write: the web token, the databases, and the Matrix encryption
-    store (its directory and everything in it) and pickle key."""
-    if path == data_dir / MATRIX_STORE_DIR or data_dir / MATRIX_STORE_DIR in path.parents:
-        return True
-    if path.parent != data_dir:
-        return False
-    return path.name in (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE) or path.name.endswith(
-        _PRIVATE_SUFFIXES
-    )
 
 
 def ensure_data_dir(data_dir: Path) -> list[Path]:

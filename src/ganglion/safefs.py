@@ -46,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -65,6 +66,7 @@ __all__ = [
     "SafePathError",
     "WrongKind",
     "open_dir",
+    "replaced_name",
     "split_path",
 ]
 
@@ -388,6 +390,19 @@ class SafeDir:
             yield fd
         finally:
             os.close(fd)
+
+
+# The temporary a write goes to before it is renamed over its target: the target's name
+# (cut at 64 characters), then 12 hex digits.
+_TEMPORARY = re.compile(r"\.(.{1,64})\.[0-9a-f]{12}\.tmp", re.DOTALL)
+
+
+def replaced_name(name: str) -> str | None:
+    """The target name (cut at 64 characters) that `name` is the temporary of while an
+    atomic write is under way, or None: the temporary holds the target's new content, so
+    whoever keeps the target private keeps it private too."""
+    found = _TEMPORARY.fullmatch(name)
+    return found.group(1) if found else None
 
 
 def _replace(parent: int, name: str, data: bytes, mode: int, path: str) -> None:

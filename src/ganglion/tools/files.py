@@ -7,16 +7,19 @@ directory handle by `ganglion.safefs`, which follows no symbolic link and reads 
 hard-linked file, so a component swapped for a link mid-call cannot redirect the access:
 there is no check followed by a separate open.
 
-Some files inside the roots are refused by name: Ganglion's private files (databases, web
-token), the config file the daemon was started with (read and write), and BASE_PROMPT.txt
-(read only: it holds the owner's instructions). Writes are atomic and capped in size;
-reads return at most `max_read_bytes`, with an offset to page through the rest. All
-filesystem work runs in a worker thread.
+Some files inside the roots are refused by path: Ganglion's own files (`ganglion.owned`:
+the databases, reminders.json, the web token, the Matrix store, the logs, the config file;
+for every operation, and a listing names them without their size) and BASE_PROMPT.txt
+(read only: it holds the owner's instructions). Writes are atomic and capped in size,
+and a write into the data directory is refused when it would take the files there past
+`max_data_bytes`; reads return at most `max_read_bytes`, with an offset to page through
+the rest. All filesystem work runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +29,11 @@ import trio
 
 from ganglion import safefs
 from ganglion.config import FilesToolConfig
-from ganglion.datadir import BASE_PROMPT_FILE, is_private_file
+from ganglion.datadir import BASE_PROMPT_FILE
+from ganglion.owned import OwnedFiles, data_dir_usage
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
-__all__ = ["FileAccessError", "FileRoots", "Target", "file_tools", "run_safely"]
+__all__ = ["DataQuota", "FileAccessError", "FileRoots", "Target", "file_tools", "run_safely"]
 
 T = TypeVar("T")
 MAX_LISTED = 500
@@ -58,6 +62,11 @@ class Target:
     root: Path
     relative: str  # "." is the root itself
 
+    @property
+    def full(self) -> Path:
+        """The absolute path, as resolved beneath the root (where no link is followed)."""
+        return self.root / self.relative
+
     def open(self) -> safefs.SafeDir:
         return safefs.open_dir(self.root)
 
@@ -66,9 +75,7 @@ class FileRoots:
     """Splits model-given paths into a root and a relative path, and refuses the files no
     tool may touch."""
 
-    def __init__(
-        self, roots: Sequence[Path], data_dir: Path | None = None, config_file: Path | None = None
-    ) -> None:
+    def __init__(self, roots: Sequence[Path], owned: OwnedFiles) -> None:
         if not roots:
             raise ValueError("at least one root is needed")
         self.roots = [Path(os.path.realpath(root)) for root in roots]
@@ -76,8 +83,7 @@ class FileRoots:
         configured = [Path(os.path.abspath(root)) for root in roots]
         self._spellings = [*zip(configured, self.roots, strict=True)]
         self._spellings += [(real, real) for real in self.roots]
-        self._data_dir = Path(os.path.realpath(data_dir)) if data_dir is not None else None
-        self._config_file = Path(os.path.realpath(config_file)) if config_file else None
+        self.owned = owned
 
     def resolve(self, path: str, *, write: bool = False) -> Target:
         """The `Target` for `path`, or `FileAccessError` saying why not."""
@@ -87,8 +93,7 @@ class FileRoots:
         if ".." in given.parts:
             raise FileAccessError(f"{path!r} uses '..'; give a path {self._inside()}")
         target = self._split(given, path)
-        full = target.root / target.relative
-        self._refuse_reserved(full, path, write)
+        self._refuse_reserved(target.full, path, write)
         return target
 
     def _split(self, given: Path, path: str) -> Target:
@@ -105,16 +110,13 @@ class FileRoots:
         return f"inside the allowed directories ({', '.join(str(r) for r in self.roots)})"
 
     def _refuse_reserved(self, full: Path, path: str, write: bool) -> None:
-        if self._data_dir is not None and is_private_file(self._data_dir, full):
+        if self.owned.owns(full):
             raise FileAccessError(
-                f"{path!r} is one of Ganglion's private files (its databases and web token); "
-                "no tool may read or change it"
+                f"{path!r} is one of Ganglion's private files (its databases, reminders, "
+                "tokens, Matrix store, logs and configuration file); no tool may read, list or "
+                "change it"
             )
-        if full == self._config_file:
-            raise FileAccessError(
-                f"{path!r} is Ganglion's configuration file; no tool may read or change it"
-            )
-        if write and self._data_dir is not None and full == self._data_dir / BASE_PROMPT_FILE:
+        if write and full == self.owned.data_dir / BASE_PROMPT_FILE:
             raise FileAccessError(
                 f"{BASE_PROMPT_FILE} holds the owner's instructions; you may read it, but only "
                 "the owner changes it"
@@ -130,8 +132,10 @@ def _read(directory: safefs.SafeDir, relative: str, offset: int, limit: int) -> 
     return text
 
 
-def _listing(entries: list[safefs.DirEntry]) -> str:
+def _listing(entries: list[safefs.DirEntry], private: Callable[[str], bool]) -> str:
     def line(entry: safefs.DirEntry) -> str:
+        if private(entry.name):
+            return f"{entry.name}  (Ganglion's own; private)"
         match entry.kind:
             case "dir":
                 return entry.name + "/"
@@ -148,9 +152,43 @@ def _listing(entries: list[safefs.DirEntry]) -> str:
     return "\n".join(lines) or "(empty)"
 
 
+class DataQuota:
+    """Refuses a write that would take the files in the data directory past
+    `max_data_bytes` (Ganglion's own files not counted, see `owned.data_dir_usage`).
+
+    Blocking: `check` walks the data directory; call it from the worker thread that then
+    writes. Two writes running at once may both pass: each is capped by `max_write_bytes`.
+    """
+
+    def __init__(self, owned: OwnedFiles, limit: int) -> None:
+        self._owned = owned
+        self._limit = limit
+
+    def check(self, target: Target, directory: safefs.SafeDir, size: int) -> None:
+        """Refuse writing `size` bytes to `target` (whose current content it replaces)."""
+        if not target.full.is_relative_to(self._owned.data_dir):
+            return
+        try:
+            st = directory.stat(target.relative)
+            replaced = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        except safefs.NotFound:
+            replaced = 0
+        total = data_dir_usage(self._owned) - replaced + size
+        if total > self._limit:
+            raise FileAccessError(
+                f"writing {size} bytes to {target.relative} would take the files in the data "
+                f"directory to {total} bytes, past the limit of {self._limit} bytes "
+                "(tools.files.max_data_bytes); nothing was written. Delete files that are no "
+                "longer needed, or ask the owner to raise tools.files.max_data_bytes in the "
+                "configuration"
+            )
+
+
 def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
     """The file tools for `config` (roots default to `data_dir`)."""
-    roots = FileRoots(config.roots or [data_dir], data_dir, config.config_file)
+    owned = config.owned_files(data_dir)
+    roots = FileRoots(config.roots or [data_dir], owned)
+    quota = DataQuota(owned, config.max_data_bytes)
     max_read = config.max_read_bytes
     max_write = config.max_write_bytes
 
@@ -159,6 +197,10 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
         if len(data) > max_write:
             raise FileAccessError(f"the content is {len(data)} bytes; the limit is {max_write}")
         return data
+
+    def replace(target: Target, directory: safefs.SafeDir, data: bytes) -> None:
+        quota.check(target, directory, len(data))
+        directory.write_atomic(target.relative, data)
 
     @tool(core=True)
     async def read_file(ctx: ToolContext, path: str, offset: int = 0) -> str:
@@ -184,6 +226,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
 
         def write() -> None:
             with target.open() as directory:
+                quota.check(target, directory, len(data))  # before a directory is made
                 parent = os.path.dirname(target.relative)
                 if create_dirs and parent:
                     directory.mkdir(parent, parents=True)
@@ -211,7 +254,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
                     raise FileAccessError(
                         f"the text to replace {where}; give a unique exact excerpt"
                     )
-                directory.write_atomic(target.relative, check_size(text.replace(old, new, 1)))
+                replace(target, directory, check_size(text.replace(old, new, 1)))
 
         await run_safely(edit)
         return f"edited {target.relative}"
@@ -227,7 +270,7 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
                     existing = _read(directory, target.relative, 0, max_write + 1)
                 except safefs.NotFound:
                     existing = ""
-                directory.write_atomic(target.relative, check_size(existing + content))
+                replace(target, directory, check_size(existing + content))
             return len(content.encode())
 
         added = await run_safely(append)
@@ -240,7 +283,8 @@ def file_tools(config: FilesToolConfig, data_dir: Path) -> list[Tool]:
 
         def listing() -> str:
             with target.open() as directory:
-                return _listing(directory.list(target.relative))
+                entries = directory.list(target.relative)
+            return _listing(entries, lambda name: owned.owns(target.full / name))
 
         return await run_safely(listing)
 

@@ -43,13 +43,17 @@ took the sandbox with it). It sees:
   certificates, shell defaults): not the shadow files, SSH host keys, TLS private keys,
   saved Wi-Fi passwords or the daemon's own config;
 - `tools.shell.readonly_paths` read-only and `writable_paths` (default: the data
-  directory) read-write; a private /tmp, a private empty $HOME, fresh /dev and /proc;
+  directory) read-write; a private /tmp, a private empty $HOME and /dev/shm, each a
+  tmpfs capped by its share of `tools.shell.tmp_bytes` (`tmpfs_sizes`: they live in
+  memory, outside the address-space limit), a fresh /dev (read-only, or it would be
+  one more tmpfs without a cap) and /proc;
 - everything else not at all (the root is a read-only tmpfs): /run, /var/run,
   $XDG_RUNTIME_DIR and their sockets (the session bus, docker.sock), /sys, /home, /root.
-  Within the paths it does see, the config file, the logs directory,
-  `tools.shell.hidden_paths`, the runtime directories and the data directory's private
-  files (databases, web token) are covered by empty ones. Abstract unix sockets belong
-  to the network namespace: with `network: true` the host's are reachable.
+  Within the paths it does see, Ganglion's own files (`ganglion.owned`: the databases,
+  reminders.json, the web token, the Matrix store, the logs, the config file),
+  `tools.shell.hidden_paths` and the runtime directories are covered by empty ones.
+  Abstract unix sockets belong to the network namespace: with `network: true` the
+  host's are reachable.
 
 `check_sandbox` fails start-up when bwrap is missing or cannot create its sandbox here,
 rather than running unsandboxed.
@@ -70,7 +74,7 @@ from pathlib import Path
 import trio
 
 from ganglion.config import ShellToolConfig
-from ganglion.datadir import SCRIPTS_DIR, is_private_file
+from ganglion.datadir import SCRIPTS_DIR
 from ganglion.errors import GanglionError
 from ganglion.tools.registry import Tool, ToolContext, ToolError, tool
 
@@ -85,6 +89,7 @@ __all__ = [
     "resource_limits",
     "run_command",
     "shell_tools",
+    "tmpfs_sizes",
 ]
 
 READ_SIZE = 65536
@@ -284,6 +289,17 @@ def _mirror(path: Path) -> list[str]:
     return []
 
 
+def tmpfs_sizes(total: int) -> dict[str, int]:
+    """How `tools.shell.tmp_bytes` is shared among the sandbox's private tmpfs mounts:
+    /tmp half, $HOME and /dev/shm a quarter each (a $HOME that is a shown path gets no
+    tmpfs, and its quarter goes unused). The kernel rounds each up to whole pages."""
+    return {"tmp": total // 2, "home": total // 4, "shm": total // 4}
+
+
+def _tmpfs(size: int, path: str | Path) -> list[str]:
+    return ["--size", str(size), "--tmpfs", str(path)]
+
+
 def _mask(path: Path) -> list[str]:
     if path.is_dir():
         return ["--tmpfs", str(path), "--remount-ro", str(path)]
@@ -321,13 +337,14 @@ def bwrap_argv(
     mounts: list[tuple[int, int, list[str]]] = []
     for name in SYSTEM_PATHS:
         mounts.append((2, 0, _mirror(Path(name))))
+    sizes = tmpfs_sizes(config.tmp_bytes)
     mounts += [(2, 0, ["--dev", "/dev"]), (2, 0, ["--proc", "/proc"])]
-    mounts.append((2, 0, ["--tmpfs", "/tmp"]))
+    mounts += [(2, 0, _tmpfs(sizes["tmp"], "/tmp")), (3, 0, _tmpfs(sizes["shm"], "/dev/shm"))]
     for entry in ETC_ENTRIES:
         path = Path("/etc", entry)
         mounts.append((len(path.parts), 0, _mirror(path)))
     if home is not None and home.is_absolute() and home != Path("/") and not _under(home, shown):
-        mounts.append((len(home.parts), 0, ["--tmpfs", str(home)]))
+        mounts.append((len(home.parts), 0, _tmpfs(sizes["home"], home)))
     for path in readonly:
         mounts.append((len(path.parts), 0, ["--ro-bind-try", str(path), str(path)]))
     for path in writable:
@@ -337,7 +354,8 @@ def bwrap_argv(
             mounts.append((len(path.parts), 1, _mask(path)))
     for _, _, options in sorted(mounts, key=lambda mount: mount[:2]):
         argv += options
-    return [*argv, "--remount-ro", "/", "--chdir", str(cwd), "--"]
+    # /dev is a tmpfs of its own: read-only, or it would be one more without a cap.
+    return [*argv, "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", str(cwd), "--"]
 
 
 @functools.cache
@@ -354,15 +372,13 @@ def _sandbox_prefix(
     config: ShellToolConfig, cwd: Path, writable: Sequence[Path], data_dir: Path, home: str
 ) -> list[str]:
     bwrap = shutil.which(config.bwrap_path) or config.bwrap_path
-    private = (
-        [p for p in data_dir.iterdir() if is_private_file(data_dir, p)] if data_dir.is_dir() else []
-    )
+    owned = config.owned_files(data_dir).existing()
     runtime = [Path(p) for p in (*RUNTIME_PATHS, os.environ.get("XDG_RUNTIME_DIR", "")) if p]
     return bwrap_argv(
         config.model_copy(update={"bwrap_path": bwrap}),
         cwd=cwd,
         writable=writable,
-        hidden=[*private, *config.daemon_paths, *config.hidden_paths, *runtime],
+        hidden=[*owned, *config.hidden_paths, *runtime],
         home=Path(home) if home else None,
         disable_userns=_bwrap_can(bwrap, "--disable-userns"),
     )
@@ -392,6 +408,12 @@ def check_sandbox(config: ShellToolConfig) -> None:
         raise SandboxError(f"tools.shell.sandbox is bwrap, but bwrap cannot run: {exc}") from None
     if done.returncode != 0:
         reason = done.stderr.strip() or f"exit code {done.returncode}"
+        if "--size" in reason:
+            raise SandboxError(
+                "tools.shell.sandbox is bwrap, but this bubblewrap cannot cap the size of the "
+                "sandbox's /tmp, $HOME and /dev/shm (tools.shell.tmp_bytes needs a bwrap whose "
+                f"--help lists --size): {reason}"
+            )
         raise SandboxError(
             f"tools.shell.sandbox is bwrap, but bwrap cannot create its sandbox here: {reason}"
         )
