@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,56 @@ async def test_ganglions_own_files_are_hidden_inside_a_writable_path(tmp_path: P
         "0",
         "[exit code 0]",
     ]
+
+
+async def test_reminders_rewritten_while_a_command_runs_stay_hidden_from_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 26 row 4: a file replaced by rename loses the mount that hides it from a
+    sandbox already running; the reminders' mirror is rewritten in place instead."""
+    from ganglion.reminders.schedule import Schedule
+    from ganglion.reminders.store import ReminderStore
+
+    (tmp_path / "scripts").mkdir()
+    store = await ReminderStore.open(tmp_path / "scheduler.db")
+    try:
+        await store.mirror()  # reminders.json exists before the command starts
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(
+            f"data_dir: {tmp_path}\ntools: {{shell: {{sandbox: bwrap, writable_paths: ['.']}}}}\n"
+        )
+        config, _ = load_config(config_file, environ={})
+        tools = ToolRegistry(shell_tools(config.tools.shell, config.data_dir, lambda: ()))
+        go = tmp_path / "scripts" / "go"
+        command = (
+            "touch started; while [ ! -e go ]; do sleep 0.02; done; "
+            "cat ../reminders.json 2>&1 | head -c 200"
+        )
+        async with trio.open_nursery() as nursery:
+            result: list[tuple[bool, str]] = []
+
+            async def run() -> None:
+                result.append(await shell(tools, command))
+
+            nursery.start_soon(run)
+            with trio.fail_after(20):
+                while not (tmp_path / "scripts" / "started").exists():
+                    await trio.sleep(0.02)
+            due = datetime.now(UTC) + timedelta(days=1)
+            schedule = Schedule("at", due.isoformat(), "UTC", datetime.now(UTC))
+            await store.add(
+                "the secret text of another conversation",
+                schedule,
+                thread_id="web_b",
+                system=False,
+                next_fire=due,
+            )
+            assert "secret text" in (tmp_path / "reminders.json").read_text()
+            go.touch()
+        text = result[0][1]
+        assert "Permission denied" in text and "secret" not in text, text
+    finally:
+        await store.aclose()
 
 
 async def test_tmp_home_and_dev_shm_are_capped_and_dev_is_read_only(data_dir: Path) -> None:

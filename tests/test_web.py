@@ -293,3 +293,32 @@ async def test_a_configured_token_is_not_printed(
     terminal = capsys.readouterr().err
     assert f"open the web chat at {base}/ (with web.token)" in terminal
     assert token not in terminal
+
+
+async def test_frames_that_once_ended_a_session_are_answered_and_it_goes_on(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    # Issue 26 row 8: a RecursionError and an OverflowError ended the session.
+    fake_llm.script(Reply("still here"))
+    async with (
+        open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
+        web.socket() as tab,
+    ):
+        await hello(tab, TAB_A)
+        await tab.send_message("[" * 60_000)
+        deep = await next_frame(tab, "error")
+        assert (deep["code"], deep["message"]) == ("bad_json", "the frame is nested too deeply")
+        for before_id in (2**63, 2**70, -(2**70)):
+            await tab.send_message(json.dumps({"v": 1, "type": "history", "before_id": before_id}))
+            assert (await next_frame(tab, "error"))["code"] == "bad_frame"
+        await tab.send_message(
+            json.dumps({"v": 1, "type": "hello", "thread_id": TAB_A, "last_seen": 2**64})
+        )
+        assert (await next_frame(tab, "error"))["code"] == "bad_frame"
+        for query in ('"', "NEAR(", "a AND", "*", "col:x", "-", "(((", "^"):
+            await tab.send_message(frames.search(query))
+            assert (await next_frame(tab, "search_results", "error"))["type"] == "search_results"
+        await tab.send_message(frames.history_request(2**63 - 1))  # the largest id is fine
+        assert (await next_frame(tab, "history", "error"))["type"] == "history"
+        await send(tab, "are you there?")
+        assert (await next_frame(tab, "reply"))["text"] == "still here"

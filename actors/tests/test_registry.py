@@ -99,6 +99,23 @@ async def test_a_child_is_spawned_on_its_first_message(autojump_clock: trio.abc.
         assert world.incarnations("a") == 1
 
 
+async def test_a_stopped_child_is_cancelled_and_the_next_message_spawns_anew(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    world = World(linger=3600.0)  # an incarnation that would take an hour to wind down
+    registry = registry_for(world)
+    async with serving(registry):
+        await registry.send("a", Note("before"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert registry.stop("a") is True
+        assert registry.get("a") is None
+        assert registry.stop("a") is False  # nothing runs for it any more
+        with trio.fail_after(1):  # the new child waits only for the cancelled one
+            assert await registry.ask("a", Recall) == ["before"]
+        assert world.incarnations("a") == 2
+        assert ("a", "end") not in {(key, what) for key, what, _ in world.events}
+
+
 SENDERS_REQUEST: contextvars.ContextVar[object] = contextvars.ContextVar("request")
 
 

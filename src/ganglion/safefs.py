@@ -332,6 +332,26 @@ class SafeDir:
             _replace(parent, name, data, mode, path)
         return existing is not None
 
+    def overwrite(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
+        """Write `data` into the regular file `path` in place (created with `mode` when
+        missing), keeping its inode: a bind mount that hides the file from the shell's
+        sandbox stays on it, where a replacement by rename would drop it. Not atomic: a
+        reader may see a half-written file, so only for copies that can be made again."""
+        # O_NONBLOCK: a FIFO planted under the name must not hang the writer.
+        fd = self.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | _O_NOFOLLOW, mode)
+        try:
+            st = os.fstat(fd)
+            _check_file(st, path)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        except OSError as exc:
+            raise _describe(exc, path) from None
+        finally:
+            os.close(fd)
+
     def list(self, path: str = ".") -> list[DirEntry]:
         """The entries of the directory `path`, sorted by name, links not followed."""
         with self.subdir(path) as directory:

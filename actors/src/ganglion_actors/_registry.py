@@ -67,6 +67,7 @@ class _Entry(Generic[M]):
     mailbox: Mailbox[M]
     window: RestartWindow
     done: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
 class Registry(Generic[K, M]):
@@ -151,6 +152,18 @@ class Registry(Generic[K, M]):
         entry = self._live.get(key)
         return entry.mailbox.ref if entry is not None else None
 
+    def stop(self, key: K) -> bool:
+        """End the child for `key` now, if it runs: its mailbox is closed (what waits in
+        it fails with `ActorStopped`) and its work is cancelled. A later message spawns
+        a new child. False when none was running."""
+        entry = self._live.pop(key, None)
+        if entry is None:
+            return False
+        self._retiring[key] = entry
+        entry.mailbox.close()
+        entry.scope.cancel()
+        return True
+
     def live_keys(self) -> frozenset[K]:
         return frozenset(self._live)
 
@@ -198,33 +211,12 @@ class Registry(Generic[K, M]):
     async def _supervise(self, key: K, entry: _Entry[M]) -> None:
         mailbox = entry.mailbox
         token = set_actor_name(mailbox.name)
-        streak = 0  # consecutive restarts: the backoff attempt
         try:
             previous = self._retiring.get(key)
-            if previous is not None:
+            if previous is not None and previous is not entry:
                 await previous.done.wait()
-            while True:
-                began = trio.current_time()
-                crash = await self._run_once(key, entry)
-                if crash is None or mailbox.closed:
-                    return
-                if trio.current_time() - began > self._period:
-                    streak = 0
-                if entry.window.exceeded_after_one_more():
-                    self._failed += 1
-                    log.error(
-                        "actor %s crashed more than %d times within %g s: giving up on it",
-                        mailbox.name,
-                        self._intensity,
-                        self._period,
-                    )
-                    return
-                await trio.sleep(self._backoff.delay(streak, self._rng))
-                if mailbox.closed:
-                    return
-                streak += 1
-                mailbox.restarts += 1
-                self._restarts += 1
+            with entry.scope:
+                await self._incarnations(key, entry)
         finally:
             if self._live.get(key) is entry:
                 del self._live[key]
@@ -235,6 +227,33 @@ class Registry(Generic[K, M]):
                 log.warning("%s stopped with %d message(s) undelivered", mailbox.name, left)
             entry.done.set()
             reset_actor_name(token)
+
+    async def _incarnations(self, key: K, entry: _Entry[M]) -> None:
+        """Run the child again after each crash, within its restart intensity."""
+        mailbox = entry.mailbox
+        streak = 0  # consecutive restarts: the backoff attempt
+        while True:
+            began = trio.current_time()
+            crash = await self._run_once(key, entry)
+            if crash is None or mailbox.closed:
+                return
+            if trio.current_time() - began > self._period:
+                streak = 0
+            if entry.window.exceeded_after_one_more():
+                self._failed += 1
+                log.error(
+                    "actor %s crashed more than %d times within %g s: giving up on it",
+                    mailbox.name,
+                    self._intensity,
+                    self._period,
+                )
+                return
+            await trio.sleep(self._backoff.delay(streak, self._rng))
+            if mailbox.closed:
+                return
+            streak += 1
+            mailbox.restarts += 1
+            self._restarts += 1
 
     async def _run_once(self, key: K, entry: _Entry[M]) -> BaseException | None:
         """Run one incarnation; return its crash (None after a normal return)."""
