@@ -19,6 +19,7 @@ __all__ = [
     "CONVERSATION_DB",
     "GOALS_FILE",
     "MATRIX_PICKLE_KEY_FILE",
+    "MATRIX_RECOVERY_KEY_FILE",
     "MATRIX_STORE_DIR",
     "MEMORIES_ARCHIVE_FILE",
     "MEMORIES_FILE",
@@ -45,6 +46,9 @@ CONVERSATION_DB = "conversation.db"
 SCHEDULER_DB = "scheduler.db"
 REMINDERS_MIRROR = "reminders.json"
 MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
+# Where the recovery key of a new cross-signing identity is handed out when there is no
+# terminal to show it on (under systemd); the owner moves it somewhere safe.
+MATRIX_RECOVERY_KEY_FILE = "matrix_recovery_key"
 MATRIX_STORE_DIR = "matrix"
 # The databases hold every thread's history; the token opens the web chat.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
@@ -53,14 +57,13 @@ _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 def is_private_file(data_dir: Path, path: Path) -> bool:
     """Whether `path` (resolved) is one of the daemon's own files in `data_dir` that no
     tool may read or write: the web token, the databases, and the Matrix encryption
-    store (its directory and everything in it) and pickle key."""
+    store (its directory and everything in it), pickle key and recovery key."""
     if path == data_dir / MATRIX_STORE_DIR or data_dir / MATRIX_STORE_DIR in path.parents:
         return True
     if path.parent != data_dir:
         return False
-    return path.name in (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE) or path.name.endswith(
-        _PRIVATE_SUFFIXES
-    )
+    secrets = (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE, MATRIX_RECOVERY_KEY_FILE)
+    return path.name in secrets or path.name.endswith(_PRIVATE_SUFFIXES)
 
 
 def ensure_data_dir(data_dir: Path) -> list[Path]:
