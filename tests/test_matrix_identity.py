@@ -4,7 +4,10 @@ device, restored from the recovery key, and every problem a state, never a crash
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,8 +17,9 @@ import httpx
 import pytest
 
 from ganglion.config import MatrixConfig
+from ganglion.datadir import MATRIX_RECOVERY_KEY_FILE
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.identity import SECRET_NAMES, Identity
+from ganglion.matrix.identity import SECRET_NAMES, Identity, hand_out_recovery_key
 from ganglion.matrix.keyfile import keys_file, load_keys
 from ganglion.matrix.secretstorage import (
     EncryptedSecret,
@@ -252,3 +256,34 @@ async def test_a_start_cut_off_before_secret_storage_stores_the_keys_next_time(
     assert state.recovery_key_set
     assert len(bot.handed_out) == 2
     assert "m.secret_storage.default_key" in server.account_data
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_recovery_key_goes_to_an_owner_only_file_without_a_terminal_never_to_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    recovery = encode_recovery_key(new_key())
+    with caplog.at_level(logging.INFO):
+        hand_out_recovery_key(recovery, USER, tmp_path)
+    path = tmp_path / MATRIX_RECOVERY_KEY_FILE
+    assert path.read_text().strip() == recovery
+    assert path.stat().st_mode & 0o077 == 0
+    assert str(path) in caplog.text and recovery not in caplog.text
+
+
+def test_the_recovery_key_is_shown_on_a_terminal_and_written_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    recovery = encode_recovery_key(new_key())
+    with caplog.at_level(logging.INFO):
+        hand_out_recovery_key(recovery, USER, tmp_path)
+    assert recovery in terminal.getvalue()
+    assert not (tmp_path / MATRIX_RECOVERY_KEY_FILE).exists()
+    assert recovery not in caplog.text
