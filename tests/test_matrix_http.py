@@ -14,6 +14,7 @@ import trio
 
 from ganglion.matrix.errors import (
     MatrixAuthError,
+    MatrixInteractiveAuth,
     MatrixRequestError,
     MatrixUnavailable,
 )
@@ -139,3 +140,32 @@ async def test_an_answer_that_is_not_matrix_is_a_request_error() -> None:
     malformed = homeserver(lambda request: answer(200, {"unexpected": True}))
     with pytest.raises(MatrixRequestError, match="could not be understood"):
         await malformed.request(nio.WhoamiResponse, nio.Api.whoami(TOKEN))
+
+
+async def test_a_plain_call_sends_json_with_the_token_in_a_header_and_returns_json() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(200, {"failures": {}})
+
+    server = homeserver(handler)
+    body = {"@bot:hs.example": {"BOTDEVICE": {"device_id": "BOTDEVICE"}}}
+    assert await server.call("POST", "/_matrix/client/v3/keys/signatures/upload", body) == {
+        "failures": {}
+    }
+    (request,) = seen
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == body
+
+
+async def test_a_401_asking_for_interactive_auth_is_not_a_bad_token() -> None:
+    asking = {"flows": [{"stages": ["m.login.password"]}], "session": "abc", "params": {}}
+    server = homeserver(lambda request: answer(401, asking))
+    with pytest.raises(MatrixInteractiveAuth) as raised:
+        await server.call("POST", "/_matrix/client/v3/keys/device_signing/upload", {})
+    assert (raised.value.session, raised.value.flows) == ("abc", [["m.login.password"]])
+    assert not isinstance(raised.value, MatrixAuthError)
+    unknown = homeserver(lambda request: answer(401, {"errcode": "M_UNKNOWN_TOKEN"}))
+    with pytest.raises(MatrixAuthError):
+        await unknown.call("GET", "/_matrix/client/v3/account/whoami")

@@ -7,6 +7,8 @@ Matrix token fills in a `matrix:` section, it does not make one):
 
     GANGLION_LLM_API_KEY           llm.api_key
     GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
+    GANGLION_MATRIX_PASSWORD       matrix.password
+    GANGLION_MATRIX_RECOVERY_KEY   matrix.recovery_key
     GANGLION_WEB_TOKEN             web.token
 
 Relative paths in the file are resolved against the file's directory; with no file,
@@ -203,7 +205,9 @@ class MatrixConfig(_Model):
     it is off. `device_id` has no default: the encryption store belongs to one device.
     `store_dir` (None: `<data_dir>/matrix`) keeps the encryption keys and the sync token;
     `pickle_key` encrypts them at rest (None: generated once and kept, 0600, in the data
-    directory as `matrix_pickle_key`)."""
+    directory as `matrix_pickle_key`). `password` is used only when the homeserver asks
+    for it to publish the bot's cross-signing keys; `recovery_key` restores the bot's
+    cross-signing identity from secret storage on a new device or after a lost store."""
 
     enabled: bool = True
     homeserver: str | None = None
@@ -215,6 +219,8 @@ class MatrixConfig(_Model):
     allowed_rooms: list[str] = Field(default_factory=list)
     store_dir: Path | None = None
     pickle_key: SecretStr | None = None
+    password: SecretStr | None = None
+    recovery_key: SecretStr | None = None
 
     @field_validator("homeserver")
     @classmethod

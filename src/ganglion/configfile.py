@@ -5,6 +5,8 @@ whole configuration (`ganglion.config`) would take a third of their start.
 
     GANGLION_LLM_API_KEY           llm.api_key
     GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
+    GANGLION_MATRIX_PASSWORD       matrix.password
+    GANGLION_MATRIX_RECOVERY_KEY   matrix.recovery_key
     GANGLION_WEB_TOKEN             web.token
 
 `client_view` reads `data_dir` and `web.host`/`port`/`token` with the defaults and path
@@ -38,6 +40,8 @@ DEFAULT_CONFIG_NAME = "config.yaml"
 ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "GANGLION_LLM_API_KEY": ("llm", "api_key"),
     "GANGLION_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
+    "GANGLION_MATRIX_PASSWORD": ("matrix", "password"),
+    "GANGLION_MATRIX_RECOVERY_KEY": ("matrix", "recovery_key"),
     "GANGLION_WEB_TOKEN": ("web", "token"),
 }
 

@@ -20,6 +20,7 @@ __all__ = [
     "CONVERSATION_DB",
     "GOALS_FILE",
     "MATRIX_PICKLE_KEY_FILE",
+    "MATRIX_RECOVERY_KEY_FILE",
     "MATRIX_STORE_DIR",
     "MEMORIES_ARCHIVE_FILE",
     "MEMORIES_FILE",
@@ -45,6 +46,9 @@ CONVERSATION_DB = "conversation.db"
 SCHEDULER_DB = "scheduler.db"
 REMINDERS_MIRROR = "reminders.json"
 MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
+# Where the recovery key of a new cross-signing identity is handed out when there is no
+# terminal to show it on (under systemd); the owner moves it somewhere safe.
+MATRIX_RECOVERY_KEY_FILE = "matrix_recovery_key"
 MATRIX_STORE_DIR = "matrix"
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ganglion.datadir import (
     MATRIX_PICKLE_KEY_FILE,
+    MATRIX_RECOVERY_KEY_FILE,
     MATRIX_STORE_DIR,
     REMINDERS_MIRROR,
     WEB_TOKEN_FILE,
@@ -40,7 +41,12 @@ from ganglion.safefs import replaced_name
 
 __all__ = ["PRIVATE_NAMES", "PRIVATE_SUFFIXES", "OwnedFiles", "data_dir_usage"]
 
-PRIVATE_NAMES = (WEB_TOKEN_FILE, MATRIX_PICKLE_KEY_FILE, REMINDERS_MIRROR)
+PRIVATE_NAMES = (
+    WEB_TOKEN_FILE,
+    MATRIX_PICKLE_KEY_FILE,
+    MATRIX_RECOVERY_KEY_FILE,
+    REMINDERS_MIRROR,
+)
 PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 
 

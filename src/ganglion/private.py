@@ -23,7 +23,14 @@ from pathlib import Path
 
 from ganglion.safefs import NotFound, SafeDir, open_dir
 
-__all__ = ["PRIVATE_UMASK", "load_or_create_secret", "protect_process", "read_secret", "tighten"]
+__all__ = [
+    "PRIVATE_UMASK",
+    "keep_secret",
+    "load_or_create_secret",
+    "protect_process",
+    "read_secret",
+    "tighten",
+]
 
 PR_SET_DUMPABLE = 4
 
@@ -109,6 +116,18 @@ def load_or_create_secret(data_dir: Path, name: str, configured: str | None) -> 
         secret = secrets.token_urlsafe(32)
         directory.write_atomic(name, (secret + "\n").encode(), mode=0o600)
     return secret
+
+
+def keep_secret(directory: Path, name: str, value: str) -> None:
+    """Keep `value` in `directory/name`, replaced atomically, 0600 when new (the Matrix
+    cross-signing keys, sealed; a recovery key handed out); read it back with
+    `read_secret`.
+
+    Written beneath the directory's handle (`safefs`), as `load_or_create_secret` does.
+    Error handling: `safefs.SafePathError` for a file planted as a link, `OSError`.
+    """
+    with open_dir(directory) as opened:
+        opened.write_atomic(name, (value + "\n").encode(), mode=0o600)
 
 
 def read_secret(data_dir: Path, name: str) -> str | None:

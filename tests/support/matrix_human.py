@@ -327,6 +327,11 @@ class MatrixHuman:
         self.device_id: str = session.client.device_id
         self.wait_limit = wait_limit
 
+    @property
+    def access_token(self) -> str:
+        """This device's token, for requests the tests make themselves."""
+        return str(self._session.client.access_token)
+
     async def _call(self, coroutine: Coroutine[Any, Any, T], what: str) -> T:
         with trio.move_on_after(self.wait_limit) as scope:
             return await self._thread.run(coroutine)

@@ -9,6 +9,10 @@ encrypted. Rooms are threads (`!room:server`).
     render.py    Markdown to sanitised HTML, long replies split (pure)
     stats.py     what the interface reports of itself (`ganglion status`, /metrics)
     keystore.py  the encryption store on disk, read without changing it (check)
+    signing.py   canonical JSON, signed JSON, cross-signing key objects (pure)
+    secretstorage.py  SSSS aes-hmac-sha2 and Element's recovery key format (pure)
+    keyfile.py   the cross-signing private keys at rest, sealed with the pickle key
+    identity.py  the bot's cross-signing identity at start-up: made, checked, restored
     actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks;
                  `matrix_child`: how the tree runs it
 

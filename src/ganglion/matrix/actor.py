@@ -7,7 +7,9 @@ delivery route while it runs and is restarted with backoff whenever it fails.
 
 Start-up: opens the encryption store, checks the token with `whoami` (it must belong to
 `matrix.user_id` and `matrix.device_id`), uploads the device keys (before any room is
-joined, so the first message can be decrypted), and reports started. A homeserver that
+joined, so the first message can be decrypted), makes, checks or restores the bot's
+cross-signing identity and signs the device with it (`ganglion.matrix.identity`; a
+problem there is logged once and the bot carries on unsigned), and reports started. A homeserver that
 is down or a configuration that does not work never holds up the daemon: after one
 attempt (at most `FIRST_CONNECT_WAIT` seconds) the actor reports started anyway, with one
 clear log line saying what to do, and keeps trying in the background.
@@ -53,6 +55,7 @@ from ganglion.matrix.errors import (
     MatrixUnavailable,
 )
 from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
+from ganglion.matrix.identity import Identity
 from ganglion.matrix.outgoing import Outgoing
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
@@ -172,6 +175,7 @@ class Connection:
             self.stats,
         )
         self.connected = False
+        self._pickle_key: str | None = None
         self._last_report: str | None = None
         self._random = random.Random()
 
@@ -194,12 +198,29 @@ class Connection:
                     "new device id and set matrix.device_id to it"
                 ) from None
             raise
-        self.connected = True
         log.info(
             "Matrix: logged in as %s (device %s), keys uploaded",
             self._config.user_id,
             self._config.device_id,
         )
+        await self._ensure_identity()
+        self.connected = True
+
+    async def _ensure_identity(self) -> None:
+        assert self._pickle_key is not None  # the store is open
+        identity = Identity(
+            self.homeserver,
+            self._config,
+            store_dir=self.store_dir,
+            data_dir=self._data_dir,
+            pickle_key=self._pickle_key,
+        )
+        state = await identity.ensure()
+        previous = self.stats.identity
+        self.stats.identity = state
+        # Reported once, not at every reconnection: the bot works meanwhile, unsigned.
+        if state.problem is not None and (previous is None or previous.problem != state.problem):
+            log.error("Matrix: %s", state.problem)
 
     async def run(self) -> None:
         """Sync for ever: connect when not connected, then sync after sync; after a
@@ -284,6 +305,7 @@ class Connection:
                 f"cannot prepare the Matrix store ({exc}): check the permissions of "
                 f"{self.store_dir} and {self._data_dir}"
             ) from None
+        self._pickle_key = pickle_key
         client.config = nio.ClientConfig(
             store_sync_tokens=False, pickle_key=pickle_key, encryption_enabled=True
         )

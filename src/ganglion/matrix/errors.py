@@ -7,9 +7,11 @@ handles one small tree:
     MatrixError                 something went wrong talking to the homeserver
     ├── MatrixUnavailable       not reachable, timed out, or a 5xx: retry with backoff
     ├── MatrixRequestError      the homeserver refused a request (`errcode`, `status`)
-    │   └── MatrixAuthError     the access token is unknown, expired or logged out
+    │   ├── MatrixAuthError     the access token is unknown, expired or logged out
+    │   └── MatrixInteractiveAuth  the request needs user-interactive auth (password)
     └── MatrixSetupError        the configuration or the encryption store cannot work
-                                as they are (wrong device id, store of another device)
+        │                       as they are (wrong device id, store of another device)
+        └── SecretStorageError  a recovery key or a stored secret that does not open
 
 Every message is one line meant for the operator: what happened and what to do.
 """
@@ -21,9 +23,11 @@ from ganglion.errors import GanglionError
 __all__ = [
     "MatrixAuthError",
     "MatrixError",
+    "MatrixInteractiveAuth",
     "MatrixRequestError",
     "MatrixSetupError",
     "MatrixUnavailable",
+    "SecretStorageError",
 ]
 
 
@@ -49,5 +53,27 @@ class MatrixAuthError(MatrixRequestError):
     """The access token does not work (unknown, expired, soft-logged-out)."""
 
 
+class MatrixInteractiveAuth(MatrixRequestError):
+    """The homeserver wants user-interactive auth for this request (HTTP 401 with
+    `flows`): `session` is what the retry must name, `flows` the stages it offers."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session: str | None,
+        flows: list[list[str]],
+        errcode: str | None = None,
+    ) -> None:
+        super().__init__(message, errcode=errcode, status=401)
+        self.session = session
+        self.flows = flows
+
+
 class MatrixSetupError(MatrixError):
     """The configuration or the encryption store cannot work as they are."""
+
+
+class SecretStorageError(MatrixSetupError):
+    """A recovery key that is not one, or not the key of the account's secret storage,
+    or a stored secret that does not decrypt (wrong key, or changed on the server)."""

@@ -13,8 +13,12 @@ all the way down.
 Error handling: a transport error, a timeout or a 5xx raises `MatrixUnavailable`; a 429
 (or `M_LIMIT_EXCEEDED`) is waited out, honouring `retry_after_ms` (or `Retry-After`), up
 to `RATE_LIMIT_RETRIES` times; any other refusal raises `MatrixRequestError` with the
-Matrix errcode (`MatrixAuthError` for a token that does not work); a 2xx answer nio
-cannot parse raises `MatrixRequestError` too (errcode None).
+Matrix errcode (`MatrixAuthError` for a token that does not work,
+`MatrixInteractiveAuth` for a 401 that asks for the password instead); a 2xx answer
+nio cannot parse raises `MatrixRequestError` too (errcode None).
+
+Requests nio has no builder for (cross-signing, account data) go through `call`, with
+the same header, rate-limit waits and errors, and come back as plain JSON.
 
 Resource handling: the httpx client belongs to the caller, who closes it.
 """
@@ -33,6 +37,7 @@ import trio
 
 from ganglion.matrix.errors import (
     MatrixAuthError,
+    MatrixInteractiveAuth,
     MatrixRequestError,
     MatrixUnavailable,
 )
@@ -75,12 +80,34 @@ class Homeserver:
         long-poll sync needs more than its own poll time. See the module docstring for
         errors."""
         method, path, *body = call
+        reply, parsed = await self._exchange(method, path, body[0] if body else None, read_timeout)
+        return self._parse(response_class, reply, parsed, response_data, path)
+
+    async def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Send a request nio has no builder for (cross-signing, account data): `path`
+        under `/_matrix/client/`, `body` as JSON; return the JSON answer as it came.
+        Errors as for `request`; a 401 that asks for user-interactive auth raises
+        `MatrixInteractiveAuth` with its session and flows."""
+        content = json.dumps(body) if body is not None else None
+        reply, parsed = await self._exchange(method, path, content, REQUEST_TIMEOUT)
+        what = _describe_path(path)
+        if reply.status_code >= 500:
+            raise MatrixUnavailable(f"{what}: the homeserver failed (HTTP {reply.status_code})")
+        if reply.status_code >= 400 or not isinstance(parsed, dict):
+            raise _refusal(what, reply.status_code, parsed)
+        return parsed
+
+    async def _exchange(
+        self, method: str, path: str, content: str | None, read_timeout: float
+    ) -> tuple[httpx.Response, Any]:
         url, headers = self._url(path), {"Authorization": f"Bearer {self.client.access_token}"}
-        content = body[0].encode() if body else None
-        if content is not None:
+        data = content.encode() if content is not None else None
+        if data is not None:
             headers["Content-Type"] = "application/json"
         for attempt in range(RATE_LIMIT_RETRIES + 1):
-            reply = await self._send(method, url, headers, content, read_timeout)
+            reply = await self._send(method, url, headers, data, read_timeout)
             parsed = _json(reply)
             errcode = parsed.get("errcode") if isinstance(parsed, dict) else None
             if (reply.status_code == 429 or errcode == "M_LIMIT_EXCEEDED") and (
@@ -91,7 +118,7 @@ class Homeserver:
                 log.warning("rate limited by the homeserver: waiting %.1f s", wait)
                 await trio.sleep(wait)
                 continue
-            return self._parse(response_class, reply, parsed, response_data, path)
+            return reply, parsed
         raise AssertionError("unreachable")
 
     async def _send(
@@ -168,6 +195,16 @@ def _refusal(what: str, status: int, parsed: Any) -> MatrixRequestError:
     errcode = parsed.get("errcode") if isinstance(parsed, dict) else None
     message = parsed.get("error") if isinstance(parsed, dict) else None
     text = f"{what}: {errcode or f'HTTP {status}'}: {message or 'no explanation given'}"
+    if status == 401 and isinstance(parsed, dict) and "flows" in parsed:
+        flows = [list(f.get("stages", [])) for f in parsed["flows"] if isinstance(f, dict)]
+        session = parsed.get("session")
+        return MatrixInteractiveAuth(
+            f"{what}: the homeserver asks for user-interactive auth "
+            f"({', '.join('+'.join(f) for f in flows) or 'no flows offered'})",
+            session=session if isinstance(session, str) else None,
+            flows=flows,
+            errcode=errcode,
+        )
     if errcode in AUTH_ERRCODES or status == 401:
         return MatrixAuthError(
             f"{text} (the access token does not work: it is wrong, expired or was logged "

@@ -15,6 +15,8 @@ Rules:
 2. `last_error` is one line of at most `MAX_ERROR_CHARS`, with the access token (should
    it ever appear) replaced: it is shown on a terminal and served over HTTP.
 3. Times are wall-clock seconds (`clock`, `time.time` unless a test gives another).
+4. `identity` is the bot's cross-signing state as the last start-up found it (None
+   until the interface got that far); its `problem` is one line for the operator.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ganglion.matrix.errors import (
     MatrixSetupError,
 )
 
-__all__ = ["ERROR_KINDS", "MatrixStatistics", "SyncState", "error_kind"]
+__all__ = ["ERROR_KINDS", "IdentityState", "MatrixStatistics", "SyncState", "error_kind"]
 
 ERROR_KINDS: Final = ("unavailable", "auth", "refused", "setup")
 MAX_ERROR_CHARS: Final = 240
@@ -52,6 +54,20 @@ def error_kind(error: MatrixError) -> str:
             return "refused"
         case _:
             return "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityState:
+    """The bot's cross-signing identity: whether the account publishes one
+    (`published`, with its `master_key`), whether this device is signed by its
+    self-signing key, whether secret storage holds its keys under a recovery key, and
+    what keeps any of that from being true (`problem`, None when nothing does)."""
+
+    published: bool = False
+    device_signed: bool = False
+    recovery_key_set: bool = False
+    master_key: str | None = None
+    problem: str | None = None
 
 
 @dataclass(eq=False)
@@ -77,6 +93,7 @@ class MatrixStatistics:
     decrypted_late: int = 0
     invites_accepted: int = 0
     invites_refused: int = 0
+    identity: IdentityState | None = None
 
     @property
     def state(self) -> SyncState:
