@@ -39,9 +39,34 @@ def test_credentials_in_free_text_are_hidden(text: str, hidden: str) -> None:
     assert hidden not in redacted and REDACTED in redacted
 
 
-def test_ordinary_text_is_left_alone() -> None:
-    text = "ls -la ~/projects && grep -rn 'token bucket' src/ | head -5"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ls -la ~/projects && grep -rn 'token bucket' src/ | head -5",
+        # Issue 26 row 9: words after a secret-looking one were hidden.
+        "Basic information about the token: everything is fine",
+        "The password: please change it tomorrow",
+        "Token expired yesterday; the bearer instrument is void",
+        "max_tokens: 1024 and tokens=5000, tokenizer: sentencepiece",
+        "password_hint: blue",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
     assert Redactor([API_KEY]).text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("password=secret", "secret"),
+        ('{"password": "letmein"}', "letmein"),
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ("the token: 4f9a8b7c6d5e", "4f9a8b7c6d5e"),
+    ],
+)
+def test_values_that_are_credentials_are_hidden_even_short_ones(text: str, hidden: str) -> None:
+    redacted = Redactor().text(text)
+    assert hidden not in redacted and REDACTED in redacted
 
 
 def test_json_arguments_hide_sensitive_keys_at_any_depth() -> None:

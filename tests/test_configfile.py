@@ -9,7 +9,7 @@ import pytest
 from ganglion.config import load_config
 from ganglion.configfile import ClientView, ConfigError, client_view
 
-TOKEN = "t" * 40
+TOKEN = "Kq3v8ZpL1xWm4TnB7cYd2RfG9hJs5UaE6oIw0yQe"  # a token strong enough to expose
 
 
 def full_view(path: Path | None, environ: dict[str, str]) -> ClientView:

@@ -20,7 +20,7 @@ from ganglion.messages import AddReminder, CancelReminder, ListReminders, Remind
 from ganglion.reminders.actor import HANDOVER_TIMEOUT, RETRY_DELAY, ReminderActor
 from ganglion.reminders.schedule import ScheduleError
 from ganglion.reminders.store import ReminderStore
-from ganglion.store import StoreError
+from ganglion.store import StoreError, ThreadDeleted
 from ganglion_actors import ActorDied, ActorRef, ActorStopped, ChildSpec, Restart, open_supervisor
 
 THREAD = "web_1234567812345678"
@@ -430,6 +430,20 @@ async def test_only_the_unconfirmed_slots_of_a_burst_are_retried(
         await r.delivered_count(5)
         await r.elapse(3600)
         assert sorted(d.text for d in r.delivered) == [f"burst {i}" for i in range(5)]
+
+
+async def test_a_reminder_of_a_deleted_conversation_is_cancelled_never_fired(
+    tmp_path: Path, clock: trio.abc.Clock
+) -> None:
+    # Issue 26 row 3: the conversation is gone (its thread refuses the turn).
+    async with rig(tmp_path, WallClock(START), unconfirmed=[ThreadDeleted(THREAD)]) as r:
+        info = await r.add("every", "1h")
+        await r.elapse(3600 + 1)
+        await r.ledger_settles(info.reminder_id, ["missed"])
+        assert await r.store.active() == []
+        await r.elapse(5 * 3600)  # no retry, no next slot
+        assert r.delivered == []
+        assert [s for _, s in await r.store.ledger(info.reminder_id)] == ["missed"]
 
 
 def _turn_id(thread: str, due: ReminderDue) -> str:

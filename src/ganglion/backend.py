@@ -46,12 +46,14 @@ from ganglion.messages import (
     UserMessage,
     user_turn_id,
 )
+from ganglion.reminders.store import ReminderStore
 from ganglion.store import (
     ConversationStore,
     OutboxItem,
     SearchHit,
     StoredMessage,
     StoreError,
+    ThreadDeleted,
     ThreadSummary,
     Turn,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "INTERFACE_BACKOFF",
     "KEEPS_TRANSCRIPT",
     "SUBMIT_TIMEOUT",
+    "ConversationDeleted",
     "DaemonBackend",
     "DisplayJournal",
     "InterfaceBackend",
@@ -88,6 +91,11 @@ INTERFACE_BACKOFF = Backoff(initial=1.0, factor=2.0, maximum=60.0, jitter=0.2, r
 class SubmitError(GanglionError):
     """A message could not be made durable (its thread is stopping, crashed, or stuck);
     the interface must not acknowledge it, so the sender can send it again."""
+
+
+class ConversationDeleted(SubmitError):
+    """The message's conversation was deleted: it is not taken, and sending it again
+    will not help."""
 
 
 TurnState = Literal["queued", "running", "done", "failed"]
@@ -170,15 +178,24 @@ class LibraryBackend(InterfaceBackend, Protocol):
 
     async def archive(self, thread_id: str, archived: bool) -> None: ...
 
-    async def delete(self, thread_id: str) -> None: ...
+    async def delete(self, thread_id: str) -> int:
+        """Delete a conversation for good: its reminders are cancelled first (how many is
+        returned), its actor is stopped, its history is gone."""
+        ...
 
 
 class DaemonBackend:
     """`LibraryBackend` over the thread registry and the conversation store."""
 
-    def __init__(self, threads: Registry[str, Inbound], store: ConversationStore) -> None:
+    def __init__(
+        self,
+        threads: Registry[str, Inbound],
+        store: ConversationStore,
+        reminders: ReminderStore,
+    ) -> None:
         self._threads = threads
         self._store = store
+        self._reminders = reminders
 
     async def submit(self, message: UserMessage) -> Submitted:
         thread_id = message.thread_id
@@ -201,6 +218,8 @@ class DaemonBackend:
                 await self._threads.ask(
                     thread_id, lambda accepted: replace(message, accepted=accepted)
                 )
+        except ThreadDeleted as exc:
+            raise ConversationDeleted(f"{thread_id} was deleted") from exc
         except (ActorError, trio.TooSlowError, StoreError) as exc:
             if recorded is not None:
                 with trio.CancelScope(shield=True):
@@ -223,6 +242,8 @@ class DaemonBackend:
                     thread_id,
                     lambda accepted: RewindTurn(thread_id, turn_id, message_id, text, accepted),
                 )
+        except ThreadDeleted as exc:
+            raise ConversationDeleted(f"{thread_id} was deleted") from exc
         except (ActorError, trio.TooSlowError, StoreError) as exc:
             raise SubmitError(
                 f"{thread_id} did not store the rewind ({type(exc).__name__})"
@@ -265,8 +286,14 @@ class DaemonBackend:
     async def archive(self, thread_id: str, archived: bool) -> None:
         await self._store.archive_thread(thread_id, archived)
 
-    async def delete(self, thread_id: str) -> None:
+    async def delete(self, thread_id: str) -> int:
+        # In this order: nothing the conversation set up may fire into it once it is
+        # gone, and nothing it was doing may write after the delete.
+        cancelled = await self._reminders.cancel_thread(thread_id)
+        self._threads.stop(thread_id)
         await self._store.delete_thread(thread_id)
+        log.info("deleted conversation %s and %d of its reminders", thread_id, cancelled)
+        return cancelled
 
     async def history(
         self, thread_id: str, *, before_id: int | None, limit: int

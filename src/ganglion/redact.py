@@ -36,7 +36,9 @@ __all__ = ["REDACTED", "Redactor", "configured_secrets", "encoded_forms"]
 REDACTED = "[redacted]"
 
 _SECRET_NAME = r"(?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|secret|password|passwd|passphrase|private[_-]?key|client[_-]?secret|authorization|cookie)"
-_SENSITIVE_KEY = re.compile(rf"(?i)^[\w.-]*{_SECRET_NAME}[\w.-]*$")
+# A name that *ends* in a secret word names a secret (api_key, GITHUB_TOKEN, password);
+# one that goes on does not (max_tokens, tokenizer, password_hint).
+_SENSITIVE_KEY = re.compile(rf"(?i)^[\w.-]*{_SECRET_NAME}$")
 _SENSITIVE_HEADER = re.compile(r"(?i)auth|key|token|secret|cookie|password|session")
 
 _PATTERNS = [
@@ -52,9 +54,13 @@ _PATTERNS = [
 ]
 # key=value, key: value, "key": "value" and --key value inside free text (a command line).
 _ASSIGNMENT = re.compile(
-    rf"(?i)(\b[\w.-]*{_SECRET_NAME}[\w.-]*[\"']?\s*[=:]\s*[\"']?|--?{_SECRET_NAME}\s+[\"']?)"
+    rf"(?i)(\b[\w.-]*{_SECRET_NAME}[\"']?\s*[=:]\s*[\"']?|--?{_SECRET_NAME}\s+[\"']?)"
     r"([^\s\"'&,;]{4,})"
 )
+# An ordinary word: what follows "Basic", "token:" or "--password" in prose ("basic
+# information", "password: please"), not a credential. After `=` or in quotes a value
+# is taken as one whatever it looks like (password=secret).
+_WORD = re.compile(r"[A-Za-z][a-z]{0,11}")
 
 # Shorter values are placeholders ("ollama", "none"), not secrets worth hiding everywhere.
 MIN_SECRET_LENGTH = 8
@@ -119,7 +125,7 @@ class Redactor:
         value = self.known(value)
         for pattern in _PATTERNS:
             value = pattern.sub(_keep_scheme, value)
-        return _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, value)
+        return _ASSIGNMENT.sub(_hide_assigned, value)
 
     def arguments(self, raw: str) -> str:
         """A tool call's JSON arguments with secrets redacted (as text when not JSON)."""
@@ -161,4 +167,16 @@ _URL_SAFE = str.maketrans("+/", "-_")
 
 def _keep_scheme(match: re.Match[str]) -> str:
     scheme = match.group(1) if match.re.groups else None
-    return f"{scheme} {REDACTED}" if scheme else REDACTED
+    if scheme is None:
+        return REDACTED
+    if _WORD.fullmatch(match.group(0)[len(scheme) :].strip()):
+        return match.group(0)
+    return f"{scheme} {REDACTED}"
+
+
+def _hide_assigned(match: re.Match[str]) -> str:
+    name, value = match.group(1), match.group(2)
+    explicit = "=" in name or name.rstrip().endswith(("'", '"'))
+    if not explicit and _WORD.fullmatch(value):
+        return match.group(0)
+    return name + REDACTED

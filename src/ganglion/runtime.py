@@ -133,7 +133,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     )
     try:
         threads = thread_registry(deps)
-        yield Services(config, store, reminder_store, deps, threads, DaemonBackend(threads, store))
+        backend = DaemonBackend(threads, store, reminder_store)
+        yield Services(config, store, reminder_store, deps, threads, backend)
     finally:
         with trio.CancelScope(shield=True):
             if compaction_llm is not llm:

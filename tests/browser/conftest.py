@@ -77,7 +77,7 @@ def size_of(context: BrowserContext) -> str:
 
 def open_chat(context: BrowserContext, server: ServerThread) -> Page:
     page = context.new_page()
-    page.goto(f"{server.web.base}/?token={server.web.token}")
+    page.goto(f"{server.web.base}/#token={server.web.token}")
     page.wait_for_selector("#status.connected")
     return page
 

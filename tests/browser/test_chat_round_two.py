@@ -107,7 +107,7 @@ def test_scrolling_up_goes_back_through_500_messages(
     thread = "web_5005005005005005"
     seed(tmp_path / "conversation.db", thread, 500)
     page = context.new_page()
-    page.goto(f"{server.web.base}/c/{thread}?token={server.web.token}")
+    page.goto(f"{server.web.base}/c/{thread}#token={server.web.token}")
     texts = page.locator(".msg .text")
     expect(texts.last).to_have_text("message 499")
     expect(texts).to_have_count(200)
@@ -240,10 +240,11 @@ def test_a_tab_whose_token_is_no_longer_valid_says_so(
     port = free_port()
     with serve_in_thread(tmp_path, web={"port": port}) as first:
         page = open_chat(context, first)
-    # The daemon comes back with another token: the tab's cookie no longer opens it.
+    # The daemon comes back with another token: the one the tab kept no longer opens it.
     with serve_in_thread(tmp_path, web={"port": port, "token": "a-new-token-" + "x" * 20}):
         expect(page.locator("#banner")).to_contain_text("no longer valid", timeout=20_000)
         expect(page.locator("#status")).to_have_text("not signed in")
+        expect(page.locator("#signin")).to_be_visible()
         screenshot(page, "token-refused")
 
 

@@ -104,19 +104,21 @@ def test_a_reminder_is_delivered_into_the_tab(
     screenshot(page, "reminder")
 
 
-def test_without_the_token_the_page_is_refused(
+def test_without_the_token_the_page_asks_for_it_and_shows_nothing(
     context: BrowserContext, server: ServerThread
 ) -> None:
     page = context.new_page()
     response = page.goto(f"{server.web.base}/")
-    assert response is not None and response.status == 401
-    expect(page.locator("body")).to_contain_text("needs its access token")
+    assert response is not None and response.status == 200  # the page holds no secret
+    expect(page.locator("#signin")).to_contain_text("needs Ganglion's access token")
+    expect(page.locator("#status")).to_have_text("not signed in")
+    expect(page.locator("#threads li")).to_have_count(0)
 
 
 def test_a_foreign_origin_cannot_open_the_websocket(
     context: BrowserContext, server: ServerThread
 ) -> None:
-    open_chat(context, server)  # the browser holds the cookie, as the owner's would
+    open_chat(context, server)  # the browser holds the token, as the owner's would
     evil = context.new_page()
     ws_url = server.web.base.replace("http://", "ws://") + "/ws"
     script = (

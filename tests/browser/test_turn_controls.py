@@ -121,7 +121,7 @@ def test_the_tab_reconnects_at_once_when_it_gets_its_focus_or_network_back(
     page = sized.new_page()
     page.clock.install()  # the backoff's timer fires only when the test says so
     with serve_in_thread(tmp_path, web={"port": port}) as first:
-        page.goto(f"{first.web.base}/?token={first.web.token}")
+        page.goto(f"{first.web.base}/#token={first.web.token}")
         expect(page.locator("#status")).to_have_text("connected")
     expect(page.locator("#status")).to_have_text("Disconnected")
     retry = page.get_by_role("button", name="Retry now")
@@ -159,7 +159,7 @@ def test_a_reply_while_scrolled_up_shows_new_messages_which_scrolls_down(
     seed(tmp_path / "conversation.db", thread, 60)
     server.fake.script(Reply("Time to stretch!"))
     page = sized.new_page()
-    page.goto(f"{server.web.base}/c/{thread}?token={server.web.token}")
+    page.goto(f"{server.web.base}/c/{thread}#token={server.web.token}")
     expect(page.locator(".msg .text").last).to_have_text("message 59")
     jump = page.get_by_role("button", name="New messages ↓")
     expect(jump).to_be_hidden()

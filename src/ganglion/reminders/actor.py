@@ -70,6 +70,7 @@ from ganglion.reminders.schedule import (
 )
 from ganglion.reminders.store import Claim, Reminder, ReminderStore, Slot
 from ganglion.reminders.text import reminder_info
+from ganglion.store import ThreadDeleted
 from ganglion_actors import ActorDied, ActorRef, ActorStopped, ChildSpec, Inbox, Registry
 
 __all__ = ["MAX_SLEEP", "SYSTEM_REMINDER_THREAD", "ReminderActor", "reminders_child"]
@@ -139,6 +140,7 @@ def reminders_child(
 class _Handover:
     slot: Slot
     accepted: bool = False
+    deleted: bool = False  # its conversation was deleted: the reminder ends
 
 
 class ReminderActor:
@@ -308,7 +310,11 @@ class ReminderActor:
             for handover in handovers:
                 nursery.start_soon(self._hand_over_one, handover)
         await self.store.complete(*[h.slot for h in handovers if h.accepted])
-        failed = [h.slot for h in handovers if not h.accepted]
+        gone = [h.slot for h in handovers if h.deleted]
+        for slot in gone:
+            await self.store.cancel(slot.reminder.id)
+        await self.store.mark_missed(*gone)
+        failed = [h.slot for h in handovers if not h.accepted and not h.deleted]
         if failed:
             self._retry += failed
             self._retry_at = min(self._retry_at, trio.current_time() + RETRY_DELAY)
@@ -319,6 +325,14 @@ class ReminderActor:
         with trio.move_on_after(HANDOVER_TIMEOUT):
             try:
                 await self.deliver(due)
+            except ThreadDeleted:
+                log.info(
+                    "reminder %s: its conversation %s was deleted; cancelled, not fired",
+                    reminder.id,
+                    due.thread_id,
+                )
+                handover.deleted = True
+                return
             except (ActorDied, ActorStopped) as exc:
                 log.warning(
                     "reminder %s: %s did not take slot %s (%s); it stays claimed",

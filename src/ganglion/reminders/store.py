@@ -211,6 +211,19 @@ class ReminderStore(SQLiteStore):
         await self.mirror()
         return cursor.rowcount > 0
 
+    async def cancel_thread(self, thread_id: str) -> int:
+        """End every reminder set in `thread_id` (a conversation deleted); how many."""
+        cursor = await self._write(
+            lambda: self._db.execute(
+                "UPDATE reminders SET active = 0, awaiting_confirmation = 0 "
+                "WHERE thread_id = ? AND (active = 1 OR awaiting_confirmation = 1)",
+                (thread_id,),
+            )
+        )
+        if cursor.rowcount:
+            await self.mirror()
+        return int(cursor.rowcount)
+
     async def confirm(self, reminder_id: str, next_fire: datetime) -> bool:
         """Activate a reminder awaiting confirmation, first due at `next_fire`."""
         cursor = await self._write(

@@ -86,6 +86,7 @@ __all__ = [
     "StoreStatistics",
     "StoredMessage",
     "ThreadActivity",
+    "ThreadDeleted",
     "ThreadState",
     "ThreadSummary",
     "Turn",
@@ -218,6 +219,15 @@ def superseded_messages(db: sqlite_utils.Database) -> None:
     # The rows of a turn the owner took back (regenerate, edit) stay, named by the turn
     # that replaced them, and are left out of everything read for the model or the owner.
     db.execute("ALTER TABLE messages ADD COLUMN superseded_by TEXT")
+
+
+class ThreadDeleted(StoreError):
+    """The conversation was deleted: nothing more is written into it, no turn of anyone's
+    (the owner's, a reminder's, a review's) is taken."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"conversation {thread_id!r} was deleted")
+        self.thread_id = thread_id
 
 
 class RewindRefused(GanglionError):
@@ -762,6 +772,7 @@ class ConversationStore(SQLiteStore):
         role: Role = "user" if kind == "command" else "system"
 
         def insert() -> tuple[StoredMessage, bool]:
+            self._refuse_deleted(thread_id)
             if kind == "command" and turn_id is not None:
                 rows = self._rows(
                     "SELECT * FROM messages WHERE turn_id = ? AND kind = 'command'", (turn_id,)
@@ -881,6 +892,11 @@ class ConversationStore(SQLiteStore):
         if cursor.rowcount == 0:
             raise StoreError(f"unknown thread {thread_id!r}")
 
+    def _refuse_deleted(self, thread_id: str) -> None:
+        rows = self._rows("SELECT deleted FROM threads WHERE thread_id = ?", (thread_id,))
+        if rows and rows[0]["deleted"]:
+            raise ThreadDeleted(thread_id)
+
     def _epoch(self, thread_id: str) -> int:
         rows = self._rows("SELECT epoch FROM threads WHERE thread_id = ?", (thread_id,))
         if not rows:
@@ -947,6 +963,7 @@ class ConversationStore(SQLiteStore):
     def _queue(
         self, thread_id: str, message: ChatMessage, source: str, turn_id: str
     ) -> tuple[Turn, bool]:
+        self._refuse_deleted(thread_id)
         existing = self._rows("SELECT * FROM turns WHERE turn_id = ?", (turn_id,))
         if existing:
             turn = _turn(existing[0])

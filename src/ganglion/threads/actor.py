@@ -73,7 +73,7 @@ from ganglion.messages import (
     user_turn_id,
 )
 from ganglion.prompt import PromptContext, build_system_prompt
-from ganglion.store import RewindRefused, StoredMessage, ThreadState, Turn
+from ganglion.store import RewindRefused, StoredMessage, ThreadDeleted, ThreadState, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
@@ -245,17 +245,23 @@ class ThreadActor:
     ) -> None:
         store = self.deps.store
         started: StoredMessage | None = None
-        if self._outstanding == 0:
-            # Nothing queued or running (and only intake adds work): the turn starts in
-            # the transaction that stores it, one commit where there would be two.
-            turn, started = await store.begin_turn(
-                self.thread_id, message, source=source, turn_id=turn_id
-            )
-            created = started is not None
-        else:
-            turn, created = await store.queue_turn(
-                self.thread_id, message, source=source, turn_id=turn_id
-            )
+        try:
+            if self._outstanding == 0:
+                # Nothing queued or running (and only intake adds work): the turn starts
+                # in the transaction that stores it, one commit where there would be two.
+                turn, started = await store.begin_turn(
+                    self.thread_id, message, source=source, turn_id=turn_id
+                )
+                created = started is not None
+            else:
+                turn, created = await store.queue_turn(
+                    self.thread_id, message, source=source, turn_id=turn_id
+                )
+        except ThreadDeleted as exc:
+            log.info("%s was deleted: a %s turn is not taken", self.thread_id, source)
+            if accepted is not None:
+                accepted.fail(exc)
+            return
         if accepted is not None:
             accepted.send(None)  # durable now: the sender may forget it
         if created:

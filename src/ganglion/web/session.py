@@ -26,9 +26,9 @@ from typing import Any
 
 import trio
 
-from ganglion.backend import LibraryBackend, SubmitError
+from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError
 from ganglion.config import WebConfig
-from ganglion.messages import Outbound, TextDelta, UserMessage
+from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
 from ganglion.store import RewindRefused, StoreError
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
@@ -67,6 +67,7 @@ FLOOD_CLOSE_AFTER = 200  # refused frames before the socket is closed
 RATE_LIMITED = "too many messages at once; this one was not sent (slow down and retry)"
 NOT_STORED = "the message could not be stored; send it again"
 NOT_HANDLED = "this frame could not be handled; the session goes on"
+DELETED = "this conversation was deleted; start a new one"
 AUTH_SECONDS = 10.0
 
 
@@ -291,7 +292,7 @@ async def _handle(
         case Hello(thread_id=thread_id):
             summary = await backend.conversation(thread_id)
             if summary is not None and summary.deleted:
-                outlet.offer(error_frame("deleted", "this conversation was deleted"))
+                outlet.offer(error_frame("deleted", DELETED))
                 return
             if thread and thread[0] != thread_id:
                 hub.remove(thread[0], outlet)
@@ -304,7 +305,7 @@ async def _handle(
             outlet.offer(search_frame(query, await backend.search("web", query)))
         case Rename() | Archive() | Delete():
             try:
-                await _change(frame, backend)
+                await _change(frame, backend, outlet)
             except StoreError:
                 outlet.offer(error_frame("unknown_thread", "there is no such conversation"))
             await _list(backend, outlet, archived=isinstance(frame, Archive) and not frame.archived)
@@ -315,6 +316,8 @@ async def _handle(
                 submitted = await backend.submit(
                     UserMessage(thread[0], "web", text, message_id=message_id)
                 )
+            except ConversationDeleted:
+                outlet.offer(error_frame("deleted", DELETED, message_id))
             except SubmitError:
                 log.warning("a web message could not be stored", exc_info=True)
                 outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
@@ -327,6 +330,8 @@ async def _handle(
                 submitted = await backend.rewind(thread[0], turn_id, message_id, text)
             except RewindRefused as exc:
                 outlet.offer(error_frame(exc.code, exc.user_message, message_id))
+            except ConversationDeleted:
+                outlet.offer(error_frame("deleted", DELETED, message_id))
             except SubmitError:
                 log.warning("a web rewind could not be stored", exc_info=True)
                 outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
@@ -347,14 +352,23 @@ def send_id_of(frame: object) -> str | None:
     return frame.id if isinstance(frame, Send | Rewind) else None
 
 
-async def _change(frame: Rename | Archive | Delete, backend: LibraryBackend) -> None:
+async def _change(
+    frame: Rename | Archive | Delete, backend: LibraryBackend, outlet: _Outlet
+) -> None:
     match frame:
         case Rename(thread_id=thread_id, title=title):
             await backend.rename(thread_id, title)
         case Archive(thread_id=thread_id, archived=archived):
             await backend.archive(thread_id, archived)
         case Delete(thread_id=thread_id):
-            await backend.delete(thread_id)
+            cancelled = await backend.delete(thread_id)
+            if cancelled:
+                outlet.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+
+
+def cancelled_notice(count: int) -> str:
+    reminders = "reminder" if count == 1 else "reminders"
+    return f"Deleted the conversation and cancelled the {count} {reminders} it had set."
 
 
 async def _list(backend: LibraryBackend, outlet: _Outlet, *, archived: bool) -> None:

@@ -601,7 +601,7 @@ function connect() {
     loadingOlder = false;
     if (event.code === CLOSE_UNAUTHORISED) {
       localStorage.removeItem(TOKEN_KEY);
-      askForToken("The access token this browser had is not valid (any more).");
+      askForToken("The access token this browser kept is no longer valid: open the link “ganglion run” printed, or paste the token.");
       return;
     }
     if (event.code === 1008) showBanner(event.reason || "connection refused");
