@@ -210,8 +210,7 @@ class ElementOwner:
 
     async def master_key(self, user_id: str) -> str | None:
         """The master key of `user_id`'s identity as the SDK pinned it, if it has one."""
-        found = await self.call("crossSigningKeys", userId=user_id)
-        key = found.get("masterKey")
+        key = (await self.call("masterKey", userId=user_id))["masterKey"]
         return None if key is None else str(key)
 
     async def cross_sign_device(self, device_id: str) -> None:

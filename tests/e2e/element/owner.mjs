@@ -190,25 +190,26 @@ const commands = {
     // Waits until the device is known (and, when `signedByOwner` is given, until its
     // signature state is that).
     async deviceStatus({ userId, deviceId, signedByOwner, timeoutMs }) {
-        const status = await until(
-            async () => {
-                const found = await crypto().getDeviceVerificationStatus(userId, deviceId);
-                return found !== null && (signedByOwner === undefined || found.signedByOwner === signedByOwner)
-                    ? found
-                    : null;
-            },
-            timeoutMs,
-            `device ${deviceId} of ${userId}` + (signedByOwner === undefined ? "" : ` signedByOwner=${signedByOwner}`),
-        );
+        let last = null;
+        const wanted = async () => {
+            last = await crypto().getDeviceVerificationStatus(userId, deviceId);
+            return last !== null && (signedByOwner === undefined || last.signedByOwner === signedByOwner);
+        };
+        const what = `device ${deviceId} of ${userId}` + (signedByOwner === undefined ? "" : ` signedByOwner=${signedByOwner}`);
+        await until(wanted, timeoutMs, what).catch((error) => {
+            throw new Error(`${error.message}; last seen: ${JSON.stringify(last)}`);
+        });
         return {
-            signedByOwner: status.signedByOwner,
-            crossSigningVerified: status.crossSigningVerified,
-            localVerified: status.localVerified,
+            signedByOwner: last.signedByOwner,
+            crossSigningVerified: last.crossSigningVerified,
+            localVerified: last.localVerified,
         };
     },
 
-    async crossSigningKeys({ userId }) {
-        return (await crypto().getUserCrossSigningKeys(userId)) ?? {};
+    // The public master key of the user's identity as the SDK holds it (null: none).
+    async masterKey({ userId }) {
+        const keys = await crypto().getUserCrossSigningKeys(userId);
+        return { masterKey: keys === null ? null : Object.values(keys.master_key.keys)[0] };
     },
 
     async crossSignDevice({ deviceId, timeoutMs }) {
