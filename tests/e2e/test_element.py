@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.e2e.people import PASSWORD, Timings
 from tests.e2e.test_matrix import Echo, bot_id, echo
@@ -28,7 +29,7 @@ from tests.e2e.test_matrix_identity import (
     matrix_settings,
     new_login,
 )
-from tests.support.element import ElementMessage, ElementOwner
+from tests.support.element import ElementMessage, ElementOwner, Shield
 from tests.support.fakellm import FakeLLM
 from tests.support.live import LiveDaemon, open_live_daemon
 from tests.support.synapse import Synapse
@@ -160,3 +161,36 @@ async def test_a_bot_restored_from_its_recovery_key_is_the_same_signed_bot_to_el
         assert await element_owner.master_key(bot_id(live)) == master
         await check_answered(element_owner, live, room_id, "after the restore")
         assert await element_owner.undecryptable(room_id) == []
+
+
+async def test_a_bot_device_left_unsigned_is_what_element_flags(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, element_owner: ElementOwner
+) -> None:
+    """The control for the tests above: a bot that lost its store and has no recovery
+    key carries on unsigned on a new device, and the SDK says so, as Element would."""
+    async with open_bot(tmp_path, synapse, fake_llm, element_owner) as live:
+        room_id = await room_with_bot(element_owner, live)
+        await check_answered(element_owner, live, room_id, "signed")
+        assert await live.stop() == 0
+        shutil.rmtree(live.data_dir / "matrix")
+        token, device_id = await new_login(synapse, bot_id(live))
+        change_matrix_settings(live, access_token=token, device_id=device_id)
+        await live.start()
+
+        status = await element_owner.device_status(bot_id(live), device_id)
+        assert not status.signed_by_owner
+        reply = await say(element_owner, live, room_id, "unsigned")
+        assert (reply.body, reply.device_id) == ("echo: unsigned", device_id)
+        assert await element_owner.shield(room_id, reply.event_id) == Shield(
+            "RED", "UNSIGNED_DEVICE"
+        )
+
+        # With insecure devices excluded, its replies do not decrypt at all. (Nor would
+        # the bot get the owner's room keys any more: the owner's message goes first.)
+        echo.gates["refused"] = gate = trio.Event()
+        await element_owner.send_text(room_id, "refused")
+        await fake_llm.wait_for_requests(3)
+        await element_owner.set_isolation_mode("onlySigned")
+        gate.set()
+        refused = await element_owner.wait_for_message(room_id, bot_id(live), undecryptable=True)
+        assert refused.decryption_failure == "UNSIGNED_SENDER_DEVICE", refused

@@ -65,7 +65,8 @@ class ElementError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ElementMessage:
-    """A message as the js-sdk holds it, decrypted."""
+    """A message as the js-sdk holds it, decrypted unless `decryption_failure` says why
+    not (the SDK's `DecryptionFailureCode`, e.g. `UNSIGNED_SENDER_DEVICE`)."""
 
     event_id: str
     sender: str
@@ -73,6 +74,7 @@ class ElementMessage:
     msgtype: str | None
     body: str | None
     encrypted: bool
+    decryption_failure: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +158,10 @@ class ElementOwner:
         )
         self.user_id, self.device_id = result["userId"], result["deviceId"]
 
-    async def bootstrap_cross_signing(self) -> str:
-        """Set up this account's cross-signing as Element does; returns the master key."""
-        return str((await self.call("bootstrapCrossSigning"))["masterKey"])
+    async def bootstrap_cross_signing(self, *, reset: bool = False) -> str:
+        """Set up this account's cross-signing as Element does (`reset`: a new identity,
+        as Element's "reset cryptographic identity" makes); returns the master key."""
+        return str((await self.call("bootstrapCrossSigning", reset=reset))["masterKey"])
 
     async def create_room(self, *, invite: list[str], encrypted: bool = True) -> str:
         return str((await self.call("createRoom", invite=invite, encrypted=encrypted))["roomId"])
@@ -174,9 +177,14 @@ class ElementOwner:
         """Send `body` (encrypted in an encrypted room); returns its event id."""
         return str((await self.call("send", roomId=room_id, body=body))["eventId"])
 
-    async def wait_for_message(self, room_id: str, sender: str) -> ElementMessage:
-        """The oldest decrypted message from `sender` that no earlier call returned."""
-        found = await self.call("waitMessage", wait=True, roomId=room_id, sender=sender)
+    async def wait_for_message(
+        self, room_id: str, sender: str, *, undecryptable: bool = False
+    ) -> ElementMessage:
+        """The oldest message from `sender` that no earlier call returned: decrypted, or
+        (`undecryptable`) one the SDK could not decrypt (see its `decryption_failure`)."""
+        found = await self.call(
+            "waitMessage", wait=True, roomId=room_id, sender=sender, undecryptable=undecryptable
+        )
         return ElementMessage(
             event_id=found["eventId"],
             sender=found["sender"],
@@ -184,6 +192,7 @@ class ElementOwner:
             msgtype=found["msgtype"],
             body=found["body"],
             encrypted=found["encrypted"],
+            decryption_failure=found["decryptionFailure"],
         )
 
     async def undecryptable(self, room_id: str) -> list[dict[str, Any]]:

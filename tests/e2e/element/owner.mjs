@@ -111,10 +111,11 @@ const commands = {
         return { userId: login.user_id, deviceId: login.device_id };
     },
 
-    // As Element does for a new account; a server that asks for user-interactive auth
-    // gets the password.
-    async bootstrapCrossSigning() {
+    // As Element does for a new account (`reset`: as its "reset cryptographic identity"
+    // does); a server that asks for user-interactive auth gets the password.
+    async bootstrapCrossSigning({ reset = false }) {
         await crypto().bootstrapCrossSigning({
+            setupNewCrossSigning: reset,
             authUploadDeviceSigningKeys: async (makeRequest) => {
                 try {
                     return await makeRequest(null);
@@ -155,19 +156,18 @@ const commands = {
         return { eventId };
     },
 
-    // The oldest message from `sender` in the room that no earlier call returned.
-    async waitMessage({ roomId, sender, timeoutMs }) {
+    // The oldest message from `sender` in the room that no earlier call returned:
+    // decrypted, or (`undecryptable`) one the SDK failed to decrypt.
+    async waitMessage({ roomId, sender, undecryptable = false, timeoutMs }) {
         const isNew = (event) =>
             event.getSender() === sender &&
-            event.getType() === "m.room.message" &&
-            !event.isDecryptionFailure() &&
+            !taken.has(event.getId()) &&
             !event.isBeingDecrypted() &&
-            !taken.has(event.getId());
-        const event = await until(() => eventsIn(roomId).find(isNew), timeoutMs, `a message from ${sender}`).catch(
-            (error) => {
-                throw new Error(`${error.message}; the room holds ${summary(roomId)}`);
-            },
-        );
+            (undecryptable ? event.isDecryptionFailure() : event.getType() === "m.room.message" && !event.isDecryptionFailure());
+        const what = `${undecryptable ? "an undecryptable" : "a"} message from ${sender}`;
+        const event = await until(() => eventsIn(roomId).find(isNew), timeoutMs, what).catch((error) => {
+            throw new Error(`${error.message}; the room holds ${summary(roomId)}`);
+        });
         taken.add(event.getId());
         return describe(event);
     },
