@@ -48,7 +48,7 @@ async function until(check, timeoutMs, what) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
         const found = await check();
-        if (found !== undefined && found !== null && found !== false) return found;
+        if (found) return found;
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
         await sleep(POLL_MS);
     }
@@ -159,11 +159,15 @@ const commands = {
     // The oldest message from `sender` in the room that no earlier call returned:
     // decrypted, or (`undecryptable`) one the SDK failed to decrypt.
     async waitMessage({ roomId, sender, undecryptable = false, timeoutMs }) {
+        const wanted = (event) =>
+            undecryptable
+                ? event.isDecryptionFailure()
+                : event.getType() === "m.room.message" && !event.isDecryptionFailure();
         const isNew = (event) =>
             event.getSender() === sender &&
             !taken.has(event.getId()) &&
             !event.isBeingDecrypted() &&
-            (undecryptable ? event.isDecryptionFailure() : event.getType() === "m.room.message" && !event.isDecryptionFailure());
+            wanted(event);
         const what = `${undecryptable ? "an undecryptable" : "a"} message from ${sender}`;
         const event = await until(() => eventsIn(roomId).find(isNew), timeoutMs, what).catch((error) => {
             throw new Error(`${error.message}; the room holds ${summary(roomId)}`);
@@ -195,7 +199,8 @@ const commands = {
             last = await crypto().getDeviceVerificationStatus(userId, deviceId);
             return last !== null && (signedByOwner === undefined || last.signedByOwner === signedByOwner);
         };
-        const what = `device ${deviceId} of ${userId}` + (signedByOwner === undefined ? "" : ` signedByOwner=${signedByOwner}`);
+        const signature = signedByOwner === undefined ? "" : ` signedByOwner=${signedByOwner}`;
+        const what = `device ${deviceId} of ${userId}${signature}`;
         await until(wanted, timeoutMs, what).catch((error) => {
             throw new Error(`${error.message}; last seen: ${JSON.stringify(last)}`);
         });
