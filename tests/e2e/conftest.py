@@ -6,7 +6,8 @@ python in `GANGLION_SYNAPSE_PYTHON`). Nothing here skips: no Synapse is a failur
 pytest-trio gives each test a trio run of its own, so the session's server is a plain
 subprocess started and stopped by synchronous fixture code (`trio.run` around the
 server's async methods; see tests/support/synapse.py). The people (`owner`,
-`stranger`) are async fixtures: fresh accounts and clients in each test's own run.
+`stranger` on matrix-nio, `element_owner` on Element's own matrix-js-sdk in Node) are
+async fixtures: fresh accounts and clients in each test's own run.
 """
 
 from __future__ import annotations
