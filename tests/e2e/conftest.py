@@ -6,18 +6,22 @@ python in `GANGLION_SYNAPSE_PYTHON`). Nothing here skips: no Synapse is a failur
 pytest-trio gives each test a trio run of its own, so the session's server is a plain
 subprocess started and stopped by synchronous fixture code (`trio.run` around the
 server's async methods; see tests/support/synapse.py). The people (`owner`,
-`stranger`) are async fixtures: fresh accounts and clients in each test's own run.
+`stranger` on matrix-nio, `element_owner` on Element's own matrix-js-sdk in Node) are
+async fixtures: fresh accounts and clients in each test's own run.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from tests.e2e.people import Timings, open_person
+from tests.e2e.people import PASSWORD, Timings, open_person
+from tests.support.element import ElementOwner, open_element
 from tests.support.matrix_human import MatrixHuman
 from tests.support.synapse import Synapse, prepare_synapse, synapse_python
 
@@ -76,3 +80,27 @@ async def owner(synapse: Synapse, tmp_path: Path) -> AsyncIterator[MatrixHuman]:
 async def stranger(synapse: Synapse, tmp_path: Path) -> AsyncIterator[MatrixHuman]:
     async with open_person(synapse, "stranger", "STRANGERPC", tmp_path / "stranger") as human:
         yield human
+
+
+@pytest.fixture
+async def element_owner(
+    synapse: Synapse, tmp_path: Path, timings: Timings
+) -> AsyncIterator[ElementOwner]:
+    """A new account on Element's own client stack (matrix-js-sdk with its Rust crypto,
+    in Node; tests/support/element.py), its cross-signing set up as Element sets up a new
+    account's: its device is signed by its owner."""
+    account = await synapse.register(f"owner-{secrets.token_hex(4)}", PASSWORD)
+    started = time.perf_counter()
+    async with open_element(
+        synapse.base_url,
+        account.user_id,
+        PASSWORD,
+        device_id="ELEMENTWEB",
+        log_path=tmp_path / "element-owner.log",
+    ) as owner:
+        timings.record(
+            "Element owner ready (Node, login, first sync)", time.perf_counter() - started
+        )
+        with timings.measure("Element owner cross-signing bootstrap"):
+            await owner.bootstrap_cross_signing()
+        yield owner

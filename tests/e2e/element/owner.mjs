@@ -1,0 +1,264 @@
+// The owner as Element Web is: matrix-js-sdk with its Rust crypto, driven by the test
+// suite (tests/support/element.py) one JSON line at a time.
+//
+//   -> {"id": 1, "command": "login", "baseUrl": "...", "userId": "...", "password": "..."}
+//   <- {"id": 1, "ok": true, "result": {"deviceId": "..."}}
+//   <- {"id": 2, "ok": false, "error": "what went wrong"}
+//
+// Commands run one at a time, in order. Protocol lines are the only thing written to
+// stdout; the SDK's own logging goes to stderr. Waits poll every 50 ms and give up after
+// the `timeoutMs` they are given, saying what they saw. End of stdin (or "stop") stops
+// the client and exits.
+
+import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+
+// js-sdk 43 wants Node 22; on Node 20 this is the one thing missing. Defined before the
+// SDK is imported (dynamically, below: static imports would run first).
+Promise.withResolvers ??= function withResolvers() {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+    });
+    return { promise, resolve, reject };
+};
+
+for (const method of ["log", "info", "debug", "trace"]) console[method] = console.error;
+
+const sdk = await import("matrix-js-sdk");
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
+const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
+
+logger.setLevel(process.env.ELEMENT_OWNER_LOG_LEVEL ?? "warn");
+
+const POLL_MS = 50;
+const MEGOLM = "m.megolm.v1.aes-sha2";
+
+let client = null;
+let password = null;
+const timeline = new Map(); // room id -> Map(event id -> MatrixEvent), in arrival order
+const taken = new Set(); // ids of messages a `waitMessage` already returned
+
+function crypto() {
+    return client.getCrypto();
+}
+
+async function until(check, timeoutMs, what) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const found = await check();
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await sleep(POLL_MS);
+    }
+}
+
+function remember(event) {
+    const roomId = event.getRoomId();
+    if (!timeline.has(roomId)) timeline.set(roomId, new Map());
+    timeline.get(roomId).set(event.getId(), event);
+}
+
+function eventsIn(roomId) {
+    return [...(timeline.get(roomId)?.values() ?? [])];
+}
+
+function describe(event) {
+    return {
+        eventId: event.getId(),
+        sender: event.getSender(),
+        deviceId: event.getWireContent().device_id ?? null,
+        type: event.getType(),
+        msgtype: event.getContent().msgtype ?? null,
+        body: event.getContent().body ?? null,
+        encrypted: event.isEncrypted(),
+        decryptionFailure: event.decryptionFailureReason ?? null,
+    };
+}
+
+function summary(roomId) {
+    return JSON.stringify(eventsIn(roomId).map(describe).filter((e) => e.type !== "m.room.member"));
+}
+
+const commands = {
+    async login({ baseUrl, userId, password: secret, deviceId }) {
+        const anonymous = sdk.createClient({ baseUrl });
+        const login = await anonymous.loginRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: userId },
+            password: secret,
+            device_id: deviceId,
+        });
+        password = secret;
+        client = sdk.createClient({
+            baseUrl,
+            userId: login.user_id,
+            deviceId: login.device_id,
+            accessToken: login.access_token,
+        });
+        await client.initRustCrypto({ useIndexedDB: false });
+        client.on(sdk.RoomEvent.Timeline, (event) => {
+            remember(event);
+            client.decryptEventIfNeeded(event);
+        });
+        client.on(sdk.MatrixEventEvent.Decrypted, remember);
+        const prepared = new Promise((resolve) =>
+            client.on(sdk.ClientEvent.Sync, (state) => state === "PREPARED" && resolve()),
+        );
+        await client.startClient({ initialSyncLimit: 20 });
+        await prepared;
+        return { userId: login.user_id, deviceId: login.device_id };
+    },
+
+    // As Element does for a new account (`reset`: as its "reset cryptographic identity"
+    // does); a server that asks for user-interactive auth gets the password.
+    async bootstrapCrossSigning({ reset = false }) {
+        await crypto().bootstrapCrossSigning({
+            setupNewCrossSigning: reset,
+            authUploadDeviceSigningKeys: async (makeRequest) => {
+                try {
+                    return await makeRequest(null);
+                } catch (error) {
+                    const session = error.httpStatus === 401 ? error.data?.session : undefined;
+                    if (session === undefined) throw error;
+                    return await makeRequest({
+                        type: "m.login.password",
+                        identifier: { type: "m.id.user", user: client.getUserId() },
+                        password,
+                        session,
+                    });
+                }
+            },
+        });
+        return { masterKey: await crypto().getCrossSigningKeyId() };
+    },
+
+    async createRoom({ invite, encrypted = true }) {
+        const initial_state = encrypted
+            ? [{ type: "m.room.encryption", state_key: "", content: { algorithm: MEGOLM } }]
+            : [];
+        const { room_id: roomId } = await client.createRoom({ invite, initial_state, preset: "private_chat" });
+        return { roomId };
+    },
+
+    async waitMembership({ roomId, userId, membership = "join", timeoutMs }) {
+        await until(
+            () => client.getRoom(roomId)?.getMember(userId)?.membership === membership,
+            timeoutMs,
+            `${userId} to be ${membership} in ${roomId}`,
+        );
+        return {};
+    },
+
+    async send({ roomId, body }) {
+        const { event_id: eventId } = await client.sendTextMessage(roomId, body);
+        return { eventId };
+    },
+
+    // The oldest message from `sender` in the room that no earlier call returned:
+    // decrypted, or (`undecryptable`) one the SDK failed to decrypt.
+    async waitMessage({ roomId, sender, undecryptable = false, timeoutMs }) {
+        const wanted = (event) =>
+            undecryptable
+                ? event.isDecryptionFailure()
+                : event.getType() === "m.room.message" && !event.isDecryptionFailure();
+        const isNew = (event) =>
+            event.getSender() === sender &&
+            !taken.has(event.getId()) &&
+            !event.isBeingDecrypted() &&
+            wanted(event);
+        const what = `${undecryptable ? "an undecryptable" : "a"} message from ${sender}`;
+        const event = await until(() => eventsIn(roomId).find(isNew), timeoutMs, what).catch((error) => {
+            throw new Error(`${error.message}; the room holds ${summary(roomId)}`);
+        });
+        taken.add(event.getId());
+        return describe(event);
+    },
+
+    async undecryptable({ roomId }) {
+        return { events: eventsIn(roomId).filter((e) => e.isDecryptionFailure()).map(describe) };
+    },
+
+    async shield({ roomId, eventId }) {
+        const event = timeline.get(roomId)?.get(eventId);
+        if (event === undefined) throw new Error(`no event ${eventId} in ${roomId}`);
+        const info = await crypto().getEncryptionInfoForEvent(event);
+        if (info === null) return { colour: null, reason: null };
+        return {
+            colour: cryptoApi.EventShieldColour[info.shieldColour],
+            reason: info.shieldReason === null ? null : cryptoApi.EventShieldReason[info.shieldReason],
+        };
+    },
+
+    // Waits until the device is known (and, when `signedByOwner` is given, until its
+    // signature state is that).
+    async deviceStatus({ userId, deviceId, signedByOwner, timeoutMs }) {
+        let last = null;
+        const wanted = async () => {
+            last = await crypto().getDeviceVerificationStatus(userId, deviceId);
+            return last !== null && (signedByOwner === undefined || last.signedByOwner === signedByOwner);
+        };
+        const signature = signedByOwner === undefined ? "" : ` signedByOwner=${signedByOwner}`;
+        const what = `device ${deviceId} of ${userId}${signature}`;
+        await until(wanted, timeoutMs, what).catch((error) => {
+            throw new Error(`${error.message}; last seen: ${JSON.stringify(last)}`);
+        });
+        return {
+            signedByOwner: last.signedByOwner,
+            crossSigningVerified: last.crossSigningVerified,
+            localVerified: last.localVerified,
+        };
+    },
+
+    // The public master key of the user's identity as the SDK holds it (null: none).
+    async masterKey({ userId }) {
+        const keys = await crypto().getUserCrossSigningKeys(userId);
+        return { masterKey: keys === null ? null : Object.values(keys.master_key.keys)[0] };
+    },
+
+    async crossSignDevice({ deviceId, timeoutMs }) {
+        await until(
+            () => crypto().getDeviceVerificationStatus(client.getUserId(), deviceId),
+            timeoutMs,
+            `own device ${deviceId}`,
+        );
+        await crypto().crossSignDevice(deviceId);
+        return {};
+    },
+
+    // "all" or "onlySigned" (Element's "exclude insecure devices", MSC4153).
+    async setIsolationMode({ mode }) {
+        const modes = {
+            all: () => new cryptoApi.AllDevicesIsolationMode(false),
+            onlySigned: () => new cryptoApi.OnlySignedDevicesIsolationMode(),
+        };
+        if (!(mode in modes)) throw new Error(`unknown isolation mode ${mode}`);
+        crypto().setDeviceIsolationMode(modes[mode]());
+        return {};
+    },
+
+    async stop() {
+        client?.stopClient();
+        client = null;
+        return {};
+    },
+};
+
+function answer(line) {
+    process.stdout.write(JSON.stringify(line) + "\n");
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+    const { id, command, ...args } = JSON.parse(line);
+    try {
+        if (!(command in commands)) throw new Error(`unknown command ${command}`);
+        if (command !== "login" && command !== "stop" && client === null) throw new Error("not logged in");
+        answer({ id, ok: true, result: await commands[command](args) });
+    } catch (error) {
+        answer({ id, ok: false, error: error instanceof Error ? error.message : String(error) });
+    }
+    if (command === "stop") break;
+}
+await commands.stop();
+process.exit(0);
