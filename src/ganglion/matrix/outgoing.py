@@ -106,7 +106,7 @@ class Outgoing:
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, message, typing)
                     case Notice(thread_id=room_id, text=text):
-                        nursery.start_soon(self._notice_logged, room_id, text)
+                        nursery.start_soon(self.notice, room_id, text)
                     case _:
                         pass  # streamed text and tool activity: Matrix shows the final reply
             nursery.cancel_scope.cancel()
@@ -186,7 +186,8 @@ class Outgoing:
             self.needs_sweep = True
             log.warning("replies for %s wait in the outbox: %s", room_id, exc)
 
-    async def _notice_logged(self, room_id: str, text: str) -> None:
+    async def notice(self, room_id: str, text: str) -> None:
+        """Send `text` as an `m.notice`, best effort (logged when it cannot be)."""
         if not self._synced.is_set():
             log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
             return
@@ -220,7 +221,7 @@ class Outgoing:
         if failure is None:
             await self._flush_logged(room_id)
         else:
-            await self._notice_logged(room_id, failure)
+            await self.notice(room_id, failure)
         if typing and room_id not in self._typing:
             await self._set_typing(room_id, False)
 
