@@ -76,10 +76,18 @@ class KeyKeeper:
             await self._send_to_device()
 
     async def encrypt(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        reader: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """`(event_type, content)` encrypted for the room's devices, sharing the room's
-        Megolm session first if it needs to be."""
+        Megolm session first if it needs to be. `reader` (user, device id) is a device
+        the gate refused that must read this one event all the same (the notice about
+        it): it gets a session of its own, dropped once this event is encrypted, so it
+        can read nothing else."""
         async with self._lock:
             client = self._client
             room = client.rooms[room_id]
@@ -90,10 +98,12 @@ class KeyKeeper:
                     room_id,
                 )
             await self._query_keys()
-            await self._apply_trust(room_id)
+            await self._apply_trust(room_id, reader)
             if client.olm.should_share_group_session(room_id):
                 await self._share_group_session(room_id)
             encrypted_type, encrypted = client.encrypt(room_id, event_type, content)
+            if reader is not None:
+                client.invalidate_outbound_session(room_id)
             return str(encrypted_type), dict(encrypted)
 
     async def request_room_key(self, event: Any) -> bool:
@@ -140,7 +150,7 @@ class KeyKeeper:
                 message,
             )
 
-    async def _apply_trust(self, room_id: str) -> None:
+    async def _apply_trust(self, room_id: str, reader: tuple[str, str] | None) -> None:
         """Mark each member device in nio's store as the gate decides. nio's own
         verify/blacklist calls drop the room's shared session when a mark changes."""
         if self._gate is None:
@@ -155,7 +165,7 @@ class KeyKeeper:
         senders = [Sender(d.user_id, d.curve25519, d.ed25519, d.id) for d in devices]
         for device, verdict in zip(devices, await self._gate.verdicts(senders), strict=True):
             client.unignore_device(device)
-            if verdict.trusted:
+            if verdict.trusted or (device.user_id, device.id) == reader:
                 client.unblacklist_device(device)
                 client.verify_device(device)
             else:

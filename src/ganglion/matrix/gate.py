@@ -22,7 +22,8 @@ Rules:
 3. A refused event is counted by kind (`MatrixStatistics.refused_by_trust`) and logged;
    the owner is told once per subject (`PinStore.first_notice`), in the room: the
    notice waits in `notices` until the caller sends it (after the sync: nothing is sent
-   before the first sync of a run).
+   before the first sync of a run), readable by the refused device too (when the
+   identity changed, the owner has no other device that could read it).
 
 Error handling: a `/keys/query` that fails raises its `MatrixError` (the caller retries
 the whole sync or send); the pin store's failures become `MatrixSetupError`.
@@ -60,7 +61,8 @@ class TrustGate:
         self._stats = stats
         self._keys: dict[str, UserKeys] = {}
         self._stale: set[str] = set()
-        self.notices: list[tuple[str, str]] = []  # (room, text) to send after the sync
+        # (room, text, the refused device) to send after the sync
+        self.notices: list[tuple[str, str, tuple[str, str] | None]] = []
 
     def devices_changed(self, users: Iterable[str]) -> None:
         """The sync says these users' devices or keys changed: ask again when needed."""
@@ -79,7 +81,8 @@ class TrustGate:
         self._stats.refused_by_trust[found.refusal] += 1
         log.warning("Matrix: not answering %s in %s: %s", user, room_id, found.reason)
         if await self._store(self._pins.first_notice, user, found.subject):
-            self.notices.append((room_id, refusal_notice(found, user)))
+            reader = (user, found.device_id) if found.device_id is not None else None
+            self.notices.append((room_id, refusal_notice(found, user), reader))
         return found
 
     async def verdicts(self, senders: Sequence[Sender]) -> list[Verdict]:

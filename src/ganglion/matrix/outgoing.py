@@ -163,14 +163,22 @@ class Outgoing:
             )
         await self._backend.mark_delivered([item.id])
 
-    async def send(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
-        """Send one `m.room.message`, encrypted when the room is; returns its event id."""
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        txn_id: str,
+        *,
+        reader: tuple[str, str] | None = None,
+    ) -> str:
+        """Send one `m.room.message`, encrypted when the room is (for `reader` too, a
+        device the trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
         room = self._client.rooms.get(room_id)
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
         event_type, body = "m.room.message", content
         if room.encrypted:
-            event_type, body = await self._keys.encrypt(room_id, event_type, content)
+            event_type, body = await self._keys.encrypt(room_id, event_type, content, reader=reader)
         call = nio.Api.room_send(self._client.access_token, room_id, event_type, body, txn_id)
         response = await self._homeserver.request(nio.RoomSendResponse, call, room_id)
         self.sent += 1
@@ -186,15 +194,17 @@ class Outgoing:
             self.needs_sweep = True
             log.warning("replies for %s wait in the outbox: %s", room_id, exc)
 
-    async def notice(self, room_id: str, text: str) -> None:
-        """Send `text` as an `m.notice`, best effort (logged when it cannot be)."""
+    async def notice(self, room_id: str, text: str, reader: tuple[str, str] | None = None) -> None:
+        """Send `text` as an `m.notice`, best effort (logged when it cannot be),
+        readable by `reader` too (see `send`)."""
         if not self._synced.is_set():
             log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
             return
         async with self._locks[room_id]:
             try:
                 content = message_content(text, msgtype="m.notice")
-                await self.send(room_id, content, f"ganglion-n-{uuid.uuid4().hex}")
+                txn_id = f"ganglion-n-{uuid.uuid4().hex}"
+                await self.send(room_id, content, txn_id, reader=reader)
             except MatrixError as exc:
                 log.warning("a notice for %s was not delivered: %s", room_id, exc)
 

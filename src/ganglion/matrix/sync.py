@@ -86,7 +86,7 @@ class SyncLoop:
         *,
         gate: TrustGate | None = None,
         late_keys: LateKeys | None = None,
-        notify: Callable[[str, str], Awaitable[None]] | None = None,
+        notify: Callable[[str, str, tuple[str, str] | None], Awaitable[None]] | None = None,
     ) -> None:
         self._homeserver = homeserver
         self._gate = gate
@@ -226,9 +226,9 @@ class SyncLoop:
         if self._gate is None:
             return
         notices, self._gate.notices = self._gate.notices, []
-        for room_id, text in notices:
+        for room_id, text, reader in notices:
             if self._notify is not None:
-                await self._notify(room_id, text)
+                await self._notify(room_id, text, reader)
 
     def _decrypted_late(self) -> list[tuple[Incoming, Sender]]:
         found: list[tuple[Incoming, Sender]] = []
