@@ -37,6 +37,7 @@ __all__ = [
     "UserKeys",
     "Verdict",
     "decide",
+    "device_sender",
     "refusal_notice",
     "user_keys",
 ]
@@ -197,6 +198,14 @@ def decide(keys: UserKeys | None, sender: Sender, pinned: str | None) -> Verdict
         master=keys.master,
         pin=keys.master if pinned is None else None,
     )
+
+
+def device_sender(keys: UserKeys, device_id: str) -> Sender:
+    """One of the user's published devices as the sender of an event would show it."""
+    device = keys.devices.get(device_id, {})
+    found = device.get("keys")
+    curve = found.get(f"curve25519:{device_id}") if isinstance(found, dict) else None
+    return Sender(keys.user_id, curve if isinstance(curve, str) else None, None, device_id)
 
 
 def _device_ed25519(device: dict[str, Any], device_id: str) -> str | None:
