@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "reset-identity", help="replace the bot's cross-signing identity and recovery key"
     )
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for action in (trust, reset):  # after the action too; SUPPRESS keeps one given before
+        action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     return parser
 
 
