@@ -169,7 +169,7 @@ async def test_two_rooms_are_answered_independently_and_at_the_same_time(
 ) -> None:
     async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
         first = await room_with_bot(owner, live)
-        second = await room_with_bot(owner, live, encrypted=False)
+        second = await room_with_bot(owner, live)
         gate = trio.Event()
         echo.gates = {"in the first room": gate, "in the second room": gate}
         await owner.send_text(first, "in the first room")
@@ -288,7 +288,7 @@ async def test_a_reminder_set_in_a_room_fires_into_it_after_a_restart(
     )
     async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
         room_id = await room_with_bot(owner, live)
-        other = await room_with_bot(owner, live, encrypted=False)
+        other = await room_with_bot(owner, live)
         kept = await say(owner, live, room_id, "remind me soon")
         assert kept.msgtype == "m.notice" and "stretch your legs" in kept.body  # shown as made
         assert (await owner.wait_for_message(room_id, bot_id(live))).body == "I will remind you."
