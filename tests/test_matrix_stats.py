@@ -22,7 +22,8 @@ from ganglion.matrix.errors import (
     MatrixSetupError,
     MatrixUnavailable,
 )
-from ganglion.matrix.stats import ERROR_KINDS, HIDDEN, MatrixStatistics, error_kind
+from ganglion.matrix.stats import ERROR_KINDS, HIDDEN, IdentityState, MatrixStatistics, error_kind
+from ganglion.matrix.trust import REFUSALS
 from ganglion.ops.metrics import _DaemonCollector
 from ganglion.ops.status import matrix_status
 from ganglion.ops.statustext import render
@@ -198,6 +199,9 @@ def test_metrics_carry_the_matrix_counters_without_room_labels() -> None:
     stats.synced(joined_rooms=1, one_time_keys=50)
     stats.failed(MatrixAuthError("token", errcode="M_UNKNOWN_TOKEN"), access_token=TOKEN)
     stats.undecryptable = 4
+    stats.refused_by_trust["unsigned_device"] += 2
+    stats.pinned_identities = 1
+    stats.identity = IdentityState(published=True, device_signed=True, master_key="M")
     config = SimpleNamespace(matrix=SimpleNamespace(enabled=True))
     view: Any = SimpleNamespace(services=SimpleNamespace(matrix=stats, config=config))
     registry = CollectorRegistry(auto_describe=False)
@@ -216,7 +220,14 @@ def test_metrics_carry_the_matrix_counters_without_room_labels() -> None:
     assert found["ganglion_matrix_undecryptable_events_total", ()] == 4
     assert found["ganglion_matrix_up", ()] == 0
     assert found["ganglion_matrix_one_time_keys", ()] == 50
-    assert {labels for _, labels in found} <= {(), *((kind,) for kind in ERROR_KINDS)}
+    assert found["ganglion_matrix_refused_by_trust_total", ("unsigned_device",)] == 2
+    assert found["ganglion_matrix_refused_by_trust_total", ("identity_changed",)] == 0
+    assert found["ganglion_matrix_pinned_identities", ()] == 1
+    assert found["ganglion_matrix_verified_devices_only", ()] == 1
+    assert found["ganglion_matrix_device_signed", ()] == 1
+    assert found["ganglion_matrix_recovery_key_set", ()] == 0
+    closed = {(), *((kind,) for kind in ERROR_KINDS), *((why,) for why in REFUSALS)}
+    assert {labels for _, labels in found} <= closed
 
 
 class _OnlyMatrix(_DaemonCollector):

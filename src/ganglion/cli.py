@@ -7,6 +7,8 @@
     ganglion chat [-m TEXT]          talk to the running daemon from the terminal
     ganglion reminders list          list scheduled reminders (works while the daemon runs)
     ganglion reminders cancel ID     cancel one
+    ganglion matrix trust @USER      pin a Matrix user's current identity (works while running)
+    ganglion matrix reset-identity   a new cross-signing identity and recovery key for the bot
 
 Exit status of `run`: 0 after a clean stop, 2 for a configuration that cannot be used
 (one readable message, never a traceback), 1 when a failure escalated to the root of the
@@ -69,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list the active reminders")
     cancel = actions.add_parser("cancel", help="cancel a reminder")
     cancel.add_argument("reminder_id", metavar="ID")
+    matrix = commands.add_parser("matrix", help="the Matrix identities the bot trusts, and its own")
+    matrix.add_argument("--config", type=Path, default=None, help="the daemon's config file")
+    matrix_actions = matrix.add_subparsers(dest="action", required=True, metavar="ACTION")
+    trust = matrix_actions.add_parser(
+        "trust", help="trust a user's current cross-signing identity (after they reset it)"
+    )
+    trust.add_argument("user_id", metavar="@USER:SERVER")
+    reset = matrix_actions.add_parser(
+        "reset-identity", help="replace the bot's cross-signing identity and recovery key"
+    )
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for action in (trust, reset):  # after the action too; SUPPRESS keeps one given before
+        action.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     return parser
 
 
@@ -102,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _chat(config, args.message)
     if args.command == "reminders":
         return _reminders(config, args.action, getattr(args, "reminder_id", None))
+    if args.command == "matrix":
+        return _matrix(config, args)
     raise AssertionError(args.command)
 
 
@@ -312,3 +329,51 @@ def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -
     except StoreError as exc:
         print(f"ganglion: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _matrix(config_path: Path | None, args: argparse.Namespace) -> int:
+    import getpass
+
+    import trio
+
+    from ganglion.config import ConfigError, load_config
+    from ganglion.ops.matrixadmin import RESET_WARNING, AdminError, reset_identity, trust_user
+
+    try:
+        config, _ = load_config(config_path)
+    except ConfigError as exc:
+        print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not config.matrix.enabled:
+        print("ganglion: Matrix is not configured (no matrix section)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.action == "trust":
+            pinned = trio.run(trust_user, config, args.user_id)
+            was = f" (it replaces {pinned.previous})" if pinned.previous else ""
+            devices = ", ".join(pinned.signed_devices) or "none yet"
+            print(
+                f"Trusted {pinned.user_id}'s identity, master key {pinned.master_key}{was}.\n"
+                f"Devices it has signed, which the bot now answers: {devices}."
+            )
+            return EXIT_OK
+        print(RESET_WARNING.format(bot=config.matrix.user_id))
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("ganglion: not on a terminal: add --yes to go ahead", file=sys.stderr)
+                return EXIT_CRASH
+            if input("Reset the bot's identity? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing changed.")
+                return EXIT_OK
+
+        def ask_password() -> str | None:
+            if not sys.stdin.isatty():
+                return None
+            return getpass.getpass(f"Password of {config.matrix.user_id} (the server asks): ")
+
+        master = trio.run(reset_identity, config, ask_password)
+    except AdminError as exc:
+        print(f"ganglion: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    print(f"The bot's new identity is published (master key {master}); its device is signed.")
+    return EXIT_OK

@@ -207,7 +207,10 @@ class MatrixConfig(_Model):
     `pickle_key` encrypts them at rest (None: generated once and kept, 0600, in the data
     directory as `matrix_pickle_key`). `password` is used only when the homeserver asks
     for it to publish the bot's cross-signing keys; `recovery_key` restores the bot's
-    cross-signing identity from secret storage on a new device or after a lost store."""
+    cross-signing identity from secret storage on a new device or after a lost store.
+    `verified_devices_only` (on by default) answers, and shares room keys with, only
+    devices cross-signed by their user's identity as first seen (pinned); turning it off
+    is unsafe: whoever logs in as an allowed user on a new device can then use the bot."""
 
     enabled: bool = True
     homeserver: str | None = None
@@ -221,6 +224,7 @@ class MatrixConfig(_Model):
     pickle_key: SecretStr | None = None
     password: SecretStr | None = None
     recovery_key: SecretStr | None = None
+    verified_devices_only: bool = True
 
     @field_validator("homeserver")
     @classmethod

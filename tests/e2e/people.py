@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.support.matrix_human import MatrixHuman, open_human
 from tests.support.synapse import Synapse
 
-__all__ = ["PASSWORD", "Timings", "open_person"]
+__all__ = ["PASSWORD", "Timings", "open_other_device", "open_person"]
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,11 +49,31 @@ class Timings:
 
 @asynccontextmanager
 async def open_person(
-    synapse: Synapse, role: str, device_id: str, store_dir: Path
+    synapse: Synapse, role: str, device_id: str, store_dir: Path, *, cross_signed: bool = True
 ) -> AsyncIterator[MatrixHuman]:
-    """A new account named after `role`, logged in on `device_id`."""
+    """A new account named after `role`, logged in on `device_id`; with a
+    cross-signing identity that has signed that device (as Element sets one up),
+    unless `cross_signed` is False."""
     account = await synapse.register(f"{role}-{secrets.token_hex(4)}", PASSWORD)
     async with open_human(
         synapse.base_url, account.user_id, PASSWORD, device_id=device_id, store_dir=store_dir
     ) as human:
+        if cross_signed:
+            await human.publish_identity()
+            await human.sign_device()
+        yield human
+
+
+@asynccontextmanager
+async def open_other_device(
+    person: MatrixHuman, device_id: str, store_dir: Path, *, signed: bool
+) -> AsyncIterator[MatrixHuman]:
+    """Another login of `person`'s account (a new phone), signed by their identity
+    only when `signed`; `person.sign_device(device_id)` signs it later."""
+    async with open_human(
+        person.homeserver, person.user_id, PASSWORD, device_id=device_id, store_dir=store_dir
+    ) as human:
+        human.cross_signing = person.cross_signing
+        if signed:
+            await person.sign_device(device_id)
         yield human

@@ -77,9 +77,9 @@ async def test_status_and_metrics_show_syncs_errors_and_undecryptable_events(
 
         # A message no device of the bot has the keys for, then one it can read: once the
         # second is answered, the sync that carried the first is behind the bot.
-        plain = await room_with_bot(owner, live, encrypted=False)
-        await owner.send_event(plain, BOGUS_MEGOLM, event_type="m.room.encrypted")
-        assert (await say(owner, live, plain, "after")).body == "echo: after"
+        other = await room_with_bot(owner, live)
+        await owner.send_raw_event(other, "m.room.encrypted", BOGUS_MEGOLM)
+        assert (await say(owner, live, other, "after")).body == "echo: after"
         after = samples((await http.get("/metrics", headers=auth(live))).text)
         printed = await run_ganglion("status", "--config", str(live.config_path), cwd=tmp_path)
         answered = await run_ganglion(

@@ -35,6 +35,11 @@ Rules that keep it sound:
    claim), under one lock shared with sends, so key sharing never races itself.
 5. nio's `*Error` responses become `MatrixRequestError` (with the Matrix errcode).
 
+Cross-signing: nio has none, so `publish_identity` and `sign_device` do it the way the
+bot does (`ganglion.matrix.signing`, driven from here over plain HTTP): the tests give
+their people an identity and sign their devices, as Element would, and leave a device
+unsigned only where that is what a test is about.
+
 Resource handling: `open_human` logs in, uploads the device keys and does a first sync
 before it yields; on exit it stops the sync loop and closes the HTTP session. The
 encryption store lives in `store_dir`: reopening a human with the same device id and
@@ -46,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -53,9 +59,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import quote
 
+import httpx
 import nio
 import trio
+
+from ganglion.matrix.signing import CrossSigningKeys, device_signing_upload, signatures_upload
 
 __all__ = [
     "HumanTimeout",
@@ -326,6 +336,8 @@ class MatrixHuman:
         self.user_id = user_id
         self.device_id: str = session.client.device_id
         self.wait_limit = wait_limit
+        self.homeserver: str = session.client.homeserver
+        self.cross_signing: CrossSigningKeys | None = None  # once published from here
 
     @property
     def access_token(self) -> str:
@@ -491,6 +503,78 @@ class MatrixHuman:
     async def describe(self) -> str:
         """What this client has seen: rooms, members, messages, recent errors."""
         return await self._snapshot(self._session.describe)
+
+    async def send_raw_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Send `content` as it is, around this client's encryption (a forged or broken
+        encrypted event, say); returns the event id."""
+        txn = secrets.token_hex(8)
+        path = f"rooms/{quote(room_id, safe='')}/send/{quote(event_type, safe='')}/{txn}"
+        return str((await self._http("PUT", path, content))["event_id"])
+
+    async def keys_query(self, user_id: str | None = None) -> dict[str, Any]:
+        """`/keys/query` for `user_id` (this human's own user by default)."""
+        who = user_id or self.user_id
+        return await self._http("POST", "keys/query", {"device_keys": {who: []}})
+
+    async def publish_identity(
+        self, keys: CrossSigningKeys | None = None, *, password: str | None = None
+    ) -> CrossSigningKeys:
+        """Upload a cross-signing identity (a new one unless `keys`), as Element's
+        set-up does; replacing one needs the account's `password` (Synapse asks for it).
+        This device is not signed by it: `sign_device` does that."""
+        keys = keys or CrossSigningKeys.generate()
+        body = device_signing_upload(self.user_id, keys)
+        with trio.fail_after(self.wait_limit):
+            async with httpx.AsyncClient(timeout=self.wait_limit, trust_env=False) as http:
+                reply = await self._post(http, "keys/device_signing/upload", body)
+                if reply.status_code == 401 and password is not None:
+                    auth = {
+                        "type": "m.login.password",
+                        "identifier": {"type": "m.id.user", "user": self.user_id},
+                        "password": password,
+                        "session": reply.json().get("session"),
+                    }
+                    reply = await self._post(
+                        http, "keys/device_signing/upload", {**body, "auth": auth}
+                    )
+        if reply.status_code != 200:
+            raise MatrixRequestError("device_signing/upload", str(reply.status_code), reply.text)
+        self.cross_signing = keys
+        return keys
+
+    async def sign_device(self, device_id: str | None = None) -> None:
+        """Sign one of this user's devices (this one by default) with the identity
+        `publish_identity` made, as a verified Element session signs a new one."""
+        assert self.cross_signing is not None, "publish_identity first"
+        device = device_id or self.device_id
+        published = (await self.keys_query())["device_keys"][self.user_id][device]
+        body = signatures_upload(self.user_id, published, self.cross_signing.self_signing)
+        answer = await self._http("POST", "keys/signatures/upload", body)
+        if answer.get("failures"):
+            raise MatrixRequestError("signatures/upload", None, str(answer["failures"]))
+
+    async def _http(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        with trio.fail_after(self.wait_limit):
+            async with httpx.AsyncClient(timeout=self.wait_limit, trust_env=False) as http:
+                reply = await http.request(
+                    method,
+                    f"{self.homeserver}/_matrix/client/v3/{path}",
+                    json=body,
+                    headers={"Authorization": f"Bearer {self.access_token}"},
+                )
+        if reply.status_code != 200:
+            raise MatrixRequestError(path, str(reply.status_code), reply.text)
+        answer: dict[str, Any] = reply.json()
+        return answer
+
+    async def _post(
+        self, http: httpx.AsyncClient, path: str, body: dict[str, Any]
+    ) -> httpx.Response:
+        return await http.post(
+            f"{self.homeserver}/_matrix/client/v3/{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.access_token}"},
+        )
 
 
 async def _expect(response: Coroutine[Any, Any, Any], expected: type, what: str) -> None:

@@ -13,6 +13,10 @@ encrypted. Rooms are threads (`!room:server`).
     secretstorage.py  SSSS aes-hmac-sha2 and Element's recovery key format (pure)
     keyfile.py   the cross-signing private keys at rest, sealed with the pickle key
     identity.py  the bot's cross-signing identity at start-up: made, checked, restored
+    trust.py     which devices are trusted: cross-signed by a pinned identity (pure)
+    pins.py      the pinned identities and the notices given, on disk (SQLite)
+    gate.py      the trust rule at work: before answering, before sharing room keys
+    latekeys.py  a room told once when an event's keys do not come within a minute
     actor.py     `serve_matrix`: start-up, reconnection with backoff, the two tasks;
                  `matrix_child`: how the tree runs it
 

@@ -14,9 +14,13 @@ is down or a configuration that does not work never holds up the daemon: after o
 attempt (at most `FIRST_CONNECT_WAIT` seconds) the actor reports started anyway, with one
 clear log line saying what to do, and keeps trying in the background.
 
-Then two tasks: the connection (`Connection.run`: sync after sync, see
-`ganglion.matrix.sync`, with backoff and jitter after a failure) and the delivery of
-outbound events (`ganglion.matrix.outgoing`), until the mailbox ends (shutdown).
+Then three tasks: the connection (`Connection.run`: sync after sync, see
+`ganglion.matrix.sync`, with backoff and jitter after a failure), the delivery of
+outbound events (`ganglion.matrix.outgoing`), until the mailbox ends (shutdown), and
+the notices about messages whose keys did not come (`ganglion.matrix.latekeys`).
+With `matrix.verified_devices_only` (the default) a `TrustGate` stands in front of
+both the sync (what is answered) and the key sharing (who can read the replies), on
+the pins kept in the store directory (`ganglion.matrix.pins`).
 
 Error handling: every `MatrixError` is caught here, counted (`MatrixStatistics`, which
 outlives the incarnations and is what `ganglion status` and `/metrics` read), reported
@@ -54,9 +58,12 @@ from ganglion.matrix.errors import (
     MatrixSetupError,
     MatrixUnavailable,
 )
+from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.identity import Identity
+from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.outgoing import Outgoing
+from ganglion.matrix.pins import PinStore
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
@@ -131,6 +138,7 @@ async def serve_matrix(
             task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(connection.run)
+                nursery.start_soon(connection.late_keys.serve)
                 await connection.outgoing.serve(inbox)
                 nursery.cancel_scope.cancel()
         finally:
@@ -162,9 +170,16 @@ class Connection:
         client.user_id = config.user_id
         client.access_token = config.access_token.get_secret_value()
         self.homeserver = Homeserver(client, http, config.homeserver)
-        self.keys = KeyKeeper(self.homeserver)
+        self.stats.verified_devices_only = config.verified_devices_only
+        gate = (
+            TrustGate(self.homeserver, PinStore(self.store_dir), self.stats)
+            if config.verified_devices_only
+            else None
+        )
+        self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
         self.outgoing = Outgoing(self.homeserver, self.keys, backend, self.synced)
+        self.late_keys = LateKeys(self.outgoing.notice, told=self._told_late_keys)
         self.sync = SyncLoop(
             self.homeserver,
             self.keys,
@@ -173,11 +188,17 @@ class Connection:
             self.synced,
             self.outgoing.mark_read,
             self.stats,
+            gate=gate,
+            late_keys=self.late_keys,
+            notify=self.outgoing.notice,
         )
         self.connected = False
         self._pickle_key: str | None = None
         self._last_report: str | None = None
         self._random = random.Random()
+
+    def _told_late_keys(self) -> None:
+        self.stats.late_key_notices += 1
 
     async def connect(self) -> None:
         """Check the token, open the encryption store, upload the keys.

@@ -7,9 +7,12 @@ for devices that need a new Olm session.
 
 Before a message goes into an encrypted room (`encrypt`): make sure the room's member
 list is complete, query unknown devices, claim Olm sessions that are missing, and share
-the room's Megolm session with every device of every member. Unverified devices are
-included (`ignore_unverified_devices=True`): the owner has no way to verify a bot, and
-refusing them would leave the owner's own new phone unable to read the replies.
+the room's Megolm session with the members' devices. With a `TrustGate`
+(`matrix.verified_devices_only`, the default) each device is first marked in nio's
+store as the trust rule decides (verified, or blacklisted), so the session goes only to
+the devices the bot would answer, and a device whose verdict changes makes nio start a
+new session (a device that loses trust never gets the keys of what follows). Without
+one, every device gets it (`ignore_unverified_devices=True`).
 
 All of it runs under one `trio.Lock`: two sends into a room must not share the group
 session twice, and a key query must not race the sharing that depends on it.
@@ -27,7 +30,9 @@ from typing import Any
 import nio
 import trio
 
+from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import Homeserver
+from ganglion.matrix.trust import Sender
 
 __all__ = ["KeyKeeper"]
 
@@ -37,8 +42,9 @@ log = logging.getLogger(__name__)
 class KeyKeeper:
     """The Olm/Megolm work of one logged-in client."""
 
-    def __init__(self, homeserver: Homeserver) -> None:
+    def __init__(self, homeserver: Homeserver, gate: TrustGate | None = None) -> None:
         self._homeserver = homeserver
+        self._gate = gate
         self._lock = trio.Lock()
         self._requested_sessions: set[str] = set()
 
@@ -70,10 +76,18 @@ class KeyKeeper:
             await self._send_to_device()
 
     async def encrypt(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        reader: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """`(event_type, content)` encrypted for the room's devices, sharing the room's
-        Megolm session first if it needs to be."""
+        Megolm session first if it needs to be. `reader` (user, device id) is a device
+        the gate refused that must read this one event all the same (the notice about
+        it): it gets a session of its own, dropped once this event is encrypted, so it
+        can read nothing else."""
         async with self._lock:
             client = self._client
             room = client.rooms[room_id]
@@ -84,9 +98,12 @@ class KeyKeeper:
                     room_id,
                 )
             await self._query_keys()
+            await self._apply_trust(room_id, reader)
             if client.olm.should_share_group_session(room_id):
                 await self._share_group_session(room_id)
             encrypted_type, encrypted = client.encrypt(room_id, event_type, content)
+            if reader is not None:
+                client.invalidate_outbound_session(room_id)
             return str(encrypted_type), dict(encrypted)
 
     async def request_room_key(self, event: Any) -> bool:
@@ -133,6 +150,28 @@ class KeyKeeper:
                 message,
             )
 
+    async def _apply_trust(self, room_id: str, reader: tuple[str, str] | None) -> None:
+        """Mark each member device in nio's store as the gate decides. nio's own
+        verify/blacklist calls drop the room's shared session when a mark changes."""
+        if self._gate is None:
+            return
+        client = self._client
+        devices = [
+            device
+            for user in client.rooms[room_id].users
+            for device in client.device_store.active_user_devices(user)
+            if not (user == client.user_id and device.id == client.device_id)
+        ]
+        senders = [Sender(d.user_id, d.curve25519, d.ed25519, d.id) for d in devices]
+        for device, verdict in zip(devices, await self._gate.verdicts(senders), strict=True):
+            client.unignore_device(device)
+            if verdict.trusted or (device.user_id, device.id) == reader:
+                client.unblacklist_device(device)
+                client.verify_device(device)
+            else:
+                client.unverify_device(device)
+                client.blacklist_device(device)
+
     async def _share_group_session(self, room_id: str) -> None:
         client = self._client
         missing = client.get_missing_sessions(room_id)
@@ -142,7 +181,7 @@ class KeyKeeper:
             )
         users = list(client.rooms[room_id].users)
         for sharing_with, to_device in client.olm.share_group_session_parallel(
-            room_id, users, ignore_unverified_devices=True
+            room_id, users, ignore_unverified_devices=self._gate is None
         ):
             await self._homeserver.request(
                 nio.ShareGroupSessionResponse,

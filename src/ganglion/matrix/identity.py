@@ -154,6 +154,16 @@ class Identity:
             master = published.master if published is not None else None
             return IdentityState(published=master is not None, master_key=master, problem=str(exc))
 
+    async def reset(self) -> IdentityState:
+        """Make a new identity that replaces the published one (`ganglion matrix
+        reset-identity`): kept, published (the server asks for `matrix.password`), this
+        device signed, secret storage under a new recovery key, handed out.
+
+        Error handling: every `MatrixError` propagates.
+        """
+        published = await self.query()
+        return await self._create(None, published)
+
     async def query(self) -> Published:
         """The bot's own keys as the homeserver publishes them."""
         answer = await self._homeserver.call(

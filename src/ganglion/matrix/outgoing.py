@@ -106,7 +106,7 @@ class Outgoing:
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, message, typing)
                     case Notice(thread_id=room_id, text=text):
-                        nursery.start_soon(self._notice_logged, room_id, text)
+                        nursery.start_soon(self.notice, room_id, text)
                     case _:
                         pass  # streamed text and tool activity: Matrix shows the final reply
             nursery.cancel_scope.cancel()
@@ -163,14 +163,22 @@ class Outgoing:
             )
         await self._backend.mark_delivered([item.id])
 
-    async def send(self, room_id: str, content: dict[str, Any], txn_id: str) -> str:
-        """Send one `m.room.message`, encrypted when the room is; returns its event id."""
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        txn_id: str,
+        *,
+        reader: tuple[str, str] | None = None,
+    ) -> str:
+        """Send one `m.room.message`, encrypted when the room is (for `reader` too, a
+        device the trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
         room = self._client.rooms.get(room_id)
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
         event_type, body = "m.room.message", content
         if room.encrypted:
-            event_type, body = await self._keys.encrypt(room_id, event_type, content)
+            event_type, body = await self._keys.encrypt(room_id, event_type, content, reader=reader)
         call = nio.Api.room_send(self._client.access_token, room_id, event_type, body, txn_id)
         response = await self._homeserver.request(nio.RoomSendResponse, call, room_id)
         self.sent += 1
@@ -186,14 +194,17 @@ class Outgoing:
             self.needs_sweep = True
             log.warning("replies for %s wait in the outbox: %s", room_id, exc)
 
-    async def _notice_logged(self, room_id: str, text: str) -> None:
+    async def notice(self, room_id: str, text: str, reader: tuple[str, str] | None = None) -> None:
+        """Send `text` as an `m.notice`, best effort (logged when it cannot be),
+        readable by `reader` too (see `send`)."""
         if not self._synced.is_set():
             log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
             return
         async with self._locks[room_id]:
             try:
                 content = message_content(text, msgtype="m.notice")
-                await self.send(room_id, content, f"ganglion-n-{uuid.uuid4().hex}")
+                txn_id = f"ganglion-n-{uuid.uuid4().hex}"
+                await self.send(room_id, content, txn_id, reader=reader)
             except MatrixError as exc:
                 log.warning("a notice for %s was not delivered: %s", room_id, exc)
 
@@ -220,7 +231,7 @@ class Outgoing:
         if failure is None:
             await self._flush_logged(room_id)
         else:
-            await self._notice_logged(room_id, failure)
+            await self.notice(room_id, failure)
         if typing and room_id not in self._typing:
             await self._set_typing(room_id, False)
 

@@ -17,6 +17,11 @@ Rules:
 3. Times are wall-clock seconds (`clock`, `time.time` unless a test gives another).
 4. `identity` is the bot's cross-signing state as the last start-up found it (None
    until the interface got that far); its `problem` is one line for the operator.
+5. `refused_by_trust` counts events not answered under `matrix.verified_devices_only`,
+   by the kinds of `ganglion.matrix.trust.REFUSALS` (a closed set: /metrics labels);
+   `pinned_identities` is the number of users whose identity is pinned (None until a
+   decision read the pins); `late_key_notices` counts the rooms told that a message's
+   keys did not come.
 """
 
 from __future__ import annotations
@@ -94,6 +99,10 @@ class MatrixStatistics:
     invites_accepted: int = 0
     invites_refused: int = 0
     identity: IdentityState | None = None
+    verified_devices_only: bool = True
+    refused_by_trust: Counter[str] = field(default_factory=Counter)
+    pinned_identities: int | None = None
+    late_key_notices: int = 0
 
     @property
     def state(self) -> SyncState:

@@ -18,7 +18,13 @@ Rules (numbered as in `ganglion.backend`):
 6. An event that cannot be decrypted is logged with the reason and counted (in the
    interface's `MatrixStatistics`, with the syncs that completed), its keys
    are requested from the sender's devices, and decryption is tried again after each
-   sync: once the keys arrive, it is answered.
+   sync: once the keys arrive, it is answered. If they do not come within a minute,
+   the room is told (`ganglion.matrix.latekeys`).
+7. With a `TrustGate` (`matrix.verified_devices_only`), every event that would be
+   acted on passes it before it is handed to `submit`, whatever it asks for (a
+   message, a command): a refused one is not answered. This is the one door; anything
+   that later makes the bot act (reactions, edits) goes through `_trusted` too. The
+   users the sync names in `device_lists.changed` have their keys asked again first.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import nio
@@ -43,8 +49,11 @@ from ganglion.matrix.events import (
     invite_refusal,
     is_allowed_user,
 )
+from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import SYNC_MARGIN, Homeserver
+from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.stats import MatrixStatistics
+from ganglion.matrix.trust import Sender
 from ganglion.messages import UserMessage
 from ganglion_actors import Backoff
 
@@ -74,8 +83,15 @@ class SyncLoop:
         synced: trio.Event,
         mark_read: Callable[[str, str], None],
         stats: MatrixStatistics | None = None,
+        *,
+        gate: TrustGate | None = None,
+        late_keys: LateKeys | None = None,
+        notify: Callable[[str, str, tuple[str, str] | None], Awaitable[None]] | None = None,
     ) -> None:
         self._homeserver = homeserver
+        self._gate = gate
+        self._late_keys = late_keys
+        self._notify = notify
         self._keys = keys
         self._config = config
         self._backend = backend
@@ -110,15 +126,19 @@ class SyncLoop:
         response = await self._homeserver.request(
             nio.SyncResponse, call, read_timeout=timeout_ms / 1000 + SYNC_MARGIN
         )
-        incoming = [] if first else self._incoming(response)
+        if self._gate is not None:
+            self._gate.devices_changed(response.device_list.changed)
+        candidates = [] if first else self._incoming(response)
         if first:
             log.info("first sync: the history of the rooms the bot is in is not answered")
-        incoming += self._decrypted_late()
+        candidates += self._decrypted_late()
+        incoming = await self._trusted(candidates)
         await self._submit_all(incoming)
         self._since = response.next_batch
         self._client.store.save_sync_token(response.next_batch)
         self._full_state = False
         self.synced.set()
+        await self._send_trust_notices()
         await self._decide_invites()
         await self._keys.after_sync()
         await self._request_missing_keys()
@@ -129,8 +149,8 @@ class SyncLoop:
         for message in incoming:
             self._mark_read(message.room_id, message.event_id)
 
-    def _incoming(self, response: Any) -> list[Incoming]:
-        found: list[Incoming] = []
+    def _incoming(self, response: Any) -> list[tuple[Incoming, Sender]]:
+        found: list[tuple[Incoming, Sender]] = []
         own = self._client.user_id
         for room_id, info in response.rooms.join.items():
             sources = [(getattr(e, "source", None) or {}, e) for e in info.timeline.events]
@@ -141,7 +161,7 @@ class SyncLoop:
                     continue
                 decision = classify_event(self._config, own, room_id, source)
                 if isinstance(decision, Incoming):
-                    found.append(decision)
+                    found.append((decision, self._sender(room_id, event)))
                 elif decision.reason.startswith("malformed"):
                     self.stats.skipped += 1
                     log.info(
@@ -176,9 +196,42 @@ class SyncLoop:
         )
         event.room_id = room_id
         self._undecrypted = [*self._undecrypted, event][-MAX_UNDECRYPTED:]
+        if self._late_keys is not None:
+            device = event.device_id or event.sender_key
+            self._late_keys.waiting(event.event_id, room_id, event.sender, device)
 
-    def _decrypted_late(self) -> list[Incoming]:
-        found: list[Incoming] = []
+    def _sender(self, room_id: str, event: Any) -> Sender:
+        """The device that sent `event`, as far as its decryption shows it: the room key
+        it was decrypted with is bound to the sending device's Curve25519 key."""
+        sender_key = getattr(event, "sender_key", None)
+        if not getattr(event, "decrypted", False) or not isinstance(sender_key, str):
+            return Sender(event.sender, None)
+        session = self._client.olm.inbound_group_store.get(room_id, sender_key, event.session_id)
+        ed25519 = getattr(session, "ed25519", None)
+        return Sender(event.sender, sender_key, ed25519 if isinstance(ed25519, str) else None)
+
+    async def _trusted(self, candidates: Sequence[tuple[Incoming, Sender]]) -> list[Incoming]:
+        """The candidates whose sending device passes the gate (rule 7)."""
+        if self._gate is None:
+            return [message for message, _ in candidates]
+        passed = []
+        for message, sender in candidates:
+            if message.event_id in self._handled:
+                continue
+            if (await self._gate.check(message.room_id, sender)).trusted:
+                passed.append(message)
+        return passed
+
+    async def _send_trust_notices(self) -> None:
+        if self._gate is None:
+            return
+        notices, self._gate.notices = self._gate.notices, []
+        for room_id, text, reader in notices:
+            if self._notify is not None:
+                await self._notify(room_id, text, reader)
+
+    def _decrypted_late(self) -> list[tuple[Incoming, Sender]]:
+        found: list[tuple[Incoming, Sender]] = []
         pending: list[Any] = []
         for event in self._undecrypted:
             try:
@@ -187,11 +240,13 @@ class SyncLoop:
                 pending.append(event)
                 continue
             self.stats.decrypted_late += 1
+            if self._late_keys is not None:
+                self._late_keys.arrived(event.event_id)
             source: Mapping[str, Any] = getattr(decrypted, "source", None) or {}
             decision = classify_event(self._config, self._client.user_id, event.room_id, source)
             if isinstance(decision, Incoming):
                 log.info("decrypted %s once its keys arrived", event.event_id)
-                found.append(decision)
+                found.append((decision, self._sender(event.room_id, decrypted)))
         self._undecrypted = pending
         return found
 

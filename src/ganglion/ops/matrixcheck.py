@@ -6,6 +6,7 @@
     the encryption store   `<store_dir>/<user>_<device>.db`, read without changing it
                            (`ganglion.matrix.keystore`): whose device it holds, and
                            whether its keys are the ones the homeserver has
+    the identity           cross-signing, recovery key, trust (`ops.identitycheck`)
 
 `store_finding` decides from what was found (pure); the rest asks. A missing store is
 fine on a first start, unless the homeserver already holds keys for the device: the
@@ -26,6 +27,7 @@ from ganglion.datadir import MATRIX_PICKLE_KEY_FILE
 from ganglion.matrix.actor import store_dir_for
 from ganglion.matrix.keystore import StoredDevice, read_store, store_file, stored_devices
 from ganglion.ops.check import Finding
+from ganglion.ops.identitycheck import identity_findings
 from ganglion.private import read_secret
 from ganglion.safefs import SafePathError
 
@@ -93,6 +95,7 @@ async def _probe(config: Config, http: httpx.AsyncClient) -> list[Finding]:
         found.append(Finding("Matrix device", "ok", f"{device} exists for this token"))
     if found[0].status == "ok":
         found.append(await _store(config, http))
+        found += await identity_findings(config, http)
     return found
 
 

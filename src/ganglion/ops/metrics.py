@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ganglion.matrix.stats import ERROR_KINDS
+from ganglion.matrix.trust import REFUSALS
 from ganglion.ops.loop import STEP_BUCKETS_MS
 from ganglion.ops.status import LATENCY_BUCKETS, DaemonView
 
@@ -220,6 +221,40 @@ class _DaemonCollector(Collector):
                 "The device's one-time keys on the homeserver",
                 stats.one_time_keys,
             )
+        yield from self._matrix_trust()
+
+    def _matrix_trust(self) -> Iterator[Metric]:
+        stats = self.view.services.matrix
+        yield _by(
+            "ganglion_matrix_refused_by_trust",
+            "Events not answered because their device failed the trust rule, by reason",
+            "reason",
+            [(reason, stats.refused_by_trust.get(reason, 0)) for reason in REFUSALS],
+        )
+        yield _counter(
+            "ganglion_matrix_late_key_notices",
+            "Rooms told that a message's keys did not come within a minute",
+            stats.late_key_notices,
+        )
+        yield _gauge(
+            "ganglion_matrix_verified_devices_only",
+            "1 while only cross-signed devices of pinned identities are answered",
+            1 if stats.verified_devices_only else 0,
+        )
+        if stats.pinned_identities is not None:
+            yield _gauge(
+                "ganglion_matrix_pinned_identities",
+                "Users whose cross-signing identity the bot has pinned",
+                stats.pinned_identities,
+            )
+        identity = stats.identity
+        if identity is not None:
+            for name, value, what in (
+                ("identity_published", identity.published, "the account publishes an identity"),
+                ("device_signed", identity.device_signed, "the device is cross-signed"),
+                ("recovery_key_set", identity.recovery_key_set, "secret storage holds the keys"),
+            ):
+                yield _gauge(f"ganglion_matrix_{name}", f"1 while {what}", 1 if value else 0)
 
 
 def _by(name: str, documentation: str, label: str, values: Iterable[tuple[str, float]]) -> Metric:

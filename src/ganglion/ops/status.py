@@ -225,6 +225,26 @@ def matrix_status(config: MatrixConfig, stats: MatrixStatistics) -> dict[str, An
             "ed25519": stats.ed25519_key,
             "one_time_keys": stats.one_time_keys,
         },
+        "cross_signing": _identity(stats),
+        "trust": {
+            "verified_devices_only": stats.verified_devices_only,
+            "pinned_identities": stats.pinned_identities,
+            "refused": dict(stats.refused_by_trust),
+        },
+        "late_key_notices": stats.late_key_notices,
+    }
+
+
+def _identity(stats: MatrixStatistics) -> dict[str, Any] | None:
+    identity = stats.identity
+    if identity is None:
+        return None
+    return {
+        "published": identity.published,
+        "device_signed": identity.device_signed,
+        "recovery_key_set": identity.recovery_key_set,
+        "master_key": identity.master_key,
+        "problem": identity.problem,
     }
 
 

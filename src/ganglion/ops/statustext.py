@@ -113,6 +113,39 @@ def _render_matrix(matrix: dict[str, Any]) -> list[str]:
         f"  encryption: device {e2e['device_id']}, ed25519 {e2e['ed25519'] or 'not loaded yet'}"
         + (f", {keys} one-time keys on the server" if keys is not None else "")
     )
+    lines += _render_trust(matrix)
+    return lines
+
+
+def _render_trust(matrix: dict[str, Any]) -> list[str]:
+    identity = matrix.get("cross_signing")
+    if identity is None:
+        lines = ["  cross-signing: not checked yet"]
+    elif not identity["published"]:
+        lines = ["  cross-signing: no identity published"]
+    else:
+        lines = [
+            f"  cross-signing: identity published (master key {identity['master_key']}), "
+            f"device {'signed' if identity['device_signed'] else 'NOT signed'}, recovery key "
+            f"{'set' if identity['recovery_key_set'] else 'NOT set'}"
+        ]
+    if identity is not None and identity["problem"]:
+        lines.append(f"  cross-signing problem: {identity['problem']}")
+    trust = matrix.get("trust") or {}
+    refused = ", ".join(f"{why} {n}" for why, n in sorted(trust.get("refused", {}).items()))
+    if trust.get("verified_devices_only", True):
+        pinned = trust.get("pinned_identities")
+        lines.append(
+            "  trust: verified devices only; "
+            + (f"{pinned} identities pinned; " if pinned is not None else "")
+            + f"refused by trust: {refused or 'none'}; "
+            + f"{matrix.get('late_key_notices', 0)} late-key notices"
+        )
+    else:
+        lines.append(
+            "  trust: OFF (matrix.verified_devices_only: false): any device of an allowed "
+            "user is answered, unsafe"
+        )
     return lines
 
 
