@@ -21,10 +21,7 @@ from tests.support.synapse import Synapse
 
 __all__ = ["echo"]  # the fixture, shared with test_matrix
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skip(reason="needs the trust rule of issue 27 item 3 (branch trust)"),
-]
+pytestmark = pytest.mark.slow
 
 LAPTOP = "ELEMENTLAPTOP"
 
