@@ -3,6 +3,7 @@ they serve, and the calibration of the token estimate."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from ganglion.llm.window import (
@@ -10,6 +11,7 @@ from ganglion.llm.window import (
     Overflow,
     WindowState,
     parse_overflow,
+    probe_served_window,
     served_from_llamacpp_props,
     served_from_lmstudio_models,
     served_from_ollama,
@@ -130,6 +132,25 @@ def test_ollama_uses_num_ctx_then_the_loaded_model_then_its_default() -> None:
     small = {"model_info": {"phi.context_length": 2048}}
     served = served_from_ollama(small, None, "phi")
     assert served is not None and served.tokens == 2048
+
+
+@pytest.mark.parametrize("answer", [{"ok": True}, {"error": None}, {"model": "x", "size": 1}, {}])
+def test_an_answer_not_of_ollamas_shape_is_not_taken_for_ollama(answer: object) -> None:
+    assert served_from_ollama(answer, {"models": []}, "llama3.2") is None
+
+
+async def test_a_server_that_answers_any_json_at_api_show_leaves_the_window_alone() -> None:
+    # Issue 35 item 4: such a server capped the window at Ollama's 4,096 tokens.
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/show":
+            return httpx.Response(200, json={"status": "ok", "uptime": 12})
+        if request.url.path == "/api/ps":
+            return httpx.Response(200, json={"status": "ok"})
+        return httpx.Response(404, json={"error": "not found"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        served = await probe_served_window(http, "http://model.test/v1", "m", {})
+    assert served is None
 
 
 def test_the_smallest_window_wins_and_a_refusal_teaches_one() -> None:

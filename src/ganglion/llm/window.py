@@ -206,9 +206,11 @@ def served_from_ollama(show: Any, running: Any, model: str) -> ServedWindow | No
 
     Over the OpenAI-compatible API Ollama cuts what does not fit silently, so a guess that
     is too large is worse than one that is too small: without `num_ctx` anywhere, the
-    server's documented default is assumed.
+    server's documented default is assumed. Only an answer of Ollama's shape counts
+    (`model_info`, `parameters` or `details`): another server may answer any JSON object
+    at that path, and taking it for Ollama would cap the window at Ollama's default.
     """
-    if not isinstance(show, dict):
+    if not isinstance(show, dict) or not _ollama_shaped(show):
         return None
     trained = None
     info = show.get("model_info")
@@ -233,6 +235,14 @@ def served_from_ollama(show: Any, running: Any, model: str) -> ServedWindow | No
             return ServedWindow(tokens, "Ollama /api/ps: context_length of the loaded model")
     tokens = min(OLLAMA_DEFAULT_CONTEXT, trained) if trained else OLLAMA_DEFAULT_CONTEXT
     return ServedWindow(tokens, "Ollama's default num_ctx (the model sets none)")
+
+
+def _ollama_shaped(show: dict[str, Any]) -> bool:
+    return (
+        isinstance(show.get("model_info"), dict)
+        or isinstance(show.get("parameters"), str)
+        or isinstance(show.get("details"), dict)
+    )
 
 
 async def _get_json(
