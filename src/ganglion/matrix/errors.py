@@ -9,6 +9,7 @@ handles one small tree:
     ├── MatrixRequestError      the homeserver refused a request (`errcode`, `status`)
     │   ├── MatrixAuthError     the access token is unknown, expired or logged out
     │   └── MatrixInteractiveAuth  the request needs user-interactive auth (password)
+    ├── MatrixMediaTooLarge     a download that is (or grew) larger than its cap
     └── MatrixSetupError        the configuration or the encryption store cannot work
         │                       as they are (wrong device id, store of another device)
         └── SecretStorageError  a recovery key or a stored secret that does not open
@@ -24,6 +25,7 @@ __all__ = [
     "MatrixAuthError",
     "MatrixError",
     "MatrixInteractiveAuth",
+    "MatrixMediaTooLarge",
     "MatrixRequestError",
     "MatrixSetupError",
     "MatrixUnavailable",
@@ -68,6 +70,15 @@ class MatrixInteractiveAuth(MatrixRequestError):
         super().__init__(message, errcode=errcode, status=401)
         self.session = session
         self.flows = flows
+
+
+class MatrixMediaTooLarge(MatrixError):
+    """Media larger than the cap it was downloaded under (`limit`, in bytes): stopped
+    before the cap was passed."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class MatrixSetupError(MatrixError):

@@ -18,7 +18,8 @@ Matrix errcode (`MatrixAuthError` for a token that does not work,
 nio cannot parse raises `MatrixRequestError` too (errcode None).
 
 Requests nio has no builder for (cross-signing, account data) go through `call`, with
-the same header, rate-limit waits and errors, and come back as plain JSON.
+the same header, rate-limit waits and errors, and come back as plain JSON. Media goes
+through `download` (authenticated media, streamed under a size cap) and `upload`.
 
 Resource handling: the httpx client belongs to the caller, who closes it.
 """
@@ -29,7 +30,7 @@ import contextlib
 import json
 import logging
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import nio
@@ -38,6 +39,7 @@ import trio
 from ganglion.matrix.errors import (
     MatrixAuthError,
     MatrixInteractiveAuth,
+    MatrixMediaTooLarge,
     MatrixRequestError,
     MatrixUnavailable,
 )
@@ -166,6 +168,81 @@ class Homeserver:
         self.client.receive_response(response)
         return response  # type: ignore[no-any-return]
 
+    async def download(self, server: str, media_id: str, *, limit: int) -> bytes:
+        """The bytes of `mxc://server/media_id`, from authenticated media (Matrix 1.11),
+        or from the old unauthenticated path when the server does not know the new one.
+        Streamed: `MatrixMediaTooLarge` as soon as more than `limit` bytes are announced
+        or arrive. Other errors as for `call`."""
+        where = f"{quote(server, safe='')}/{quote(media_id, safe='')}"
+        for path in (
+            f"/_matrix/client/v1/media/download/{where}",
+            f"/_matrix/media/v3/download/{where}",
+        ):
+            found = await self._stream(path, limit)
+            if found is not None:
+                return found
+        raise MatrixRequestError(
+            f"media download: the homeserver has no media mxc://{server}/{media_id}", status=404
+        )
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Upload `data`; the `mxc://` URI the homeserver gave it."""
+        path = f"/_matrix/media/v3/upload?{urlencode({'filename': filename})}"
+        headers = {
+            "Authorization": f"Bearer {self.client.access_token}",
+            "Content-Type": content_type,
+        }
+        reply = await self._send("POST", self._url(path), headers, data, REQUEST_TIMEOUT)
+        parsed = _json(reply)
+        if reply.status_code >= 500:
+            raise MatrixUnavailable(
+                f"media upload: the homeserver failed (HTTP {reply.status_code})"
+            )
+        uri = parsed.get("content_uri") if isinstance(parsed, dict) else None
+        if reply.status_code >= 400 or not isinstance(uri, str):
+            raise _refusal("media upload", reply.status_code, parsed)
+        return uri
+
+    async def _stream(self, path: str, limit: int) -> bytes | None:
+        """One download attempt: the bytes, or None when the server does not know `path`
+        (a 404 or `M_UNRECOGNIZED` before any media answer: try the older path)."""
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        self.requests += 1
+        try:
+            async with self._http.stream("GET", self._url(path), headers=headers) as reply:
+                if reply.status_code >= 400:
+                    parsed = _json_of(await reply.aread())
+                    errcode = parsed.get("errcode") if isinstance(parsed, dict) else None
+                    if "/v1/media/" in path and (
+                        errcode == "M_UNRECOGNIZED"
+                        or (reply.status_code == 404 and errcode != "M_NOT_FOUND")
+                    ):
+                        return None
+                    if reply.status_code >= 500:
+                        raise MatrixUnavailable(
+                            f"media download: the homeserver failed (HTTP {reply.status_code})"
+                        )
+                    raise _refusal("media download", reply.status_code, parsed)
+                announced = reply.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > limit:
+                    raise _too_large(int(announced), limit)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in reply.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(size, limit)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException:
+            raise MatrixUnavailable(
+                f"the homeserver {self._base_url} did not send the media in time"
+            ) from None
+        except httpx.TransportError as exc:
+            raise MatrixUnavailable(
+                f"cannot reach the homeserver {self._base_url}: {exc or type(exc).__name__}"
+            ) from None
+
     def _url(self, path: str) -> str:
         parts = urlsplit(path)
         query = [
@@ -175,10 +252,21 @@ class Homeserver:
 
 
 def _json(reply: httpx.Response) -> Any:
+    return _json_of(reply.content)
+
+
+def _json_of(content: bytes) -> Any:
     try:
-        return json.loads(reply.content) if reply.content else {}
+        return json.loads(content) if content else {}
     except ValueError:
         return None
+
+
+def _too_large(size: int, limit: int) -> MatrixMediaTooLarge:
+    return MatrixMediaTooLarge(
+        f"the media is larger ({size} bytes or more) than matrix.max_media_bytes ({limit})",
+        limit=limit,
+    )
 
 
 def _retry_after(reply: httpx.Response, parsed: Any) -> float:
