@@ -36,6 +36,7 @@ import trio
 
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
+from ganglion.ids import interface_for
 from ganglion.messages import (
     Inbound,
     Notice,
@@ -58,7 +59,6 @@ from ganglion.store import (
     Turn,
 )
 from ganglion.threads.commands import parse_command
-from ganglion.threads.ids import interface_for
 from ganglion_actors import ActorError, ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = [

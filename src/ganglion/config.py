@@ -37,11 +37,11 @@ from pydantic import (
     model_validator,
 )
 
+from ganglion.beats import ActiveHours
 from ganglion.configfile import DEFAULT_CONFIG_NAME, ConfigError, read_config_file
 from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
-from ganglion.heartbeat.review import ActiveHours
+from ganglion.ids import is_valid_thread_id
 from ganglion.owned import OwnedFiles
-from ganglion.threads.ids import is_valid_thread_id
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",

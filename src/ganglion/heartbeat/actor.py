@@ -15,7 +15,7 @@ one now) it reads `HEARTBEATS.txt` and the conversations active within
 Outside `heartbeat.active_hours` a beat is skipped. Each beat logs one line when its
 reviews are in (run, skipped and why, silent, delivered, failed, tokens), and the totals
 are kept for `statistics()`. The reviews themselves run in the threads
-(`threads.review`), so a thread that fails or crashes during its review costs that
+(`ganglion.threads.review`), so a thread that fails or crashes during its review costs that
 review only.
 """
 
@@ -34,10 +34,11 @@ from zoneinfo import ZoneInfo
 
 import trio
 
+from ganglion.beats import ActiveHours, next_beat
 from ganglion.config import HeartbeatConfig
 from ganglion.datadir import GOALS_FILE
 from ganglion.entries import active_lines
-from ganglion.heartbeat.review import ActiveHours, next_beat
+from ganglion.ids import interface_for
 from ganglion.messages import (
     Announce,
     HeartbeatReview,
@@ -47,7 +48,6 @@ from ganglion.messages import (
 )
 from ganglion.safefs import NotFound, SafePathError, open_dir
 from ganglion.store import ConversationStore, ThreadActivity
-from ganglion.threads.ids import interface_for
 from ganglion_actors import ActorRef, ActorStopped, ChildSpec, Inbox, MailboxFull, Registry, Reply
 
 __all__ = ["HEARTBEAT_THREAD", "HeartbeatStatistics", "heartbeat_child", "serve_heartbeat"]

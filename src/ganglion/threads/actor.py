@@ -1,4 +1,4 @@
-"""ThreadActor: one conversation, its history and its compaction.
+"""ThreadActor: one conversation's mailbox, its queue of work and its turns' life cycle.
 
 One actor per thread id, spawned by the thread registry on the first message and
 passivated when idle. Each incarnation runs two tasks:
@@ -34,22 +34,12 @@ the actor, which reloads its intact history from the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
-from ganglion.compaction import (
-    compaction_threshold,
-    needs_compaction,
-    plan_compaction,
-    render_for_summary,
-    summary_message,
-    summary_request,
-)
-from ganglion.fitting import Budget, Fit, answer_reserve, fit_request
-from ganglion.heartbeat.review import HEARTBEAT_OK, REVIEW_MARKER
+from ganglion.beats import REVIEW_MARKER
+from ganglion.ids import interface_for
 from ganglion.llm import LLMError
 from ganglion.messages import (
     Announce,
@@ -64,7 +54,6 @@ from ganglion.messages import (
     RewindTurn,
     StopTurn,
     TextDelta,
-    ThreadInfo,
     ToolActivity,
     TurnFailed,
     TurnStarted,
@@ -72,20 +61,17 @@ from ganglion.messages import (
     Wake,
     user_turn_id,
 )
-from ganglion.prompt import PromptContext, build_system_prompt
-from ganglion.store import RewindRefused, StoredMessage, ThreadDeleted, ThreadState, Turn
+from ganglion.store import RewindRefused, StoredMessage, ThreadDeleted, Turn
 from ganglion.threads.commands import Command, parse_command, unescape
+from ganglion.threads.conversation import Conversation
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
-from ganglion.threads.ids import interface_for
-from ganglion.threads.offers import tool_offers
 from ganglion.threads.review import run_review
-from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
-from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
-from ganglion.transcript import ChatMessage, Usage
+from ganglion.threads.turn import TurnError, run_model_loop
+from ganglion.transcript import ChatMessage
 from ganglion_actors import Inbox, Reply
 
-__all__ = ["HEARTBEAT_OK", "ThreadActor", "serve_thread"]
+__all__ = ["serve_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +121,8 @@ async def serve_thread(
     """The actor function the thread registry spawns for `thread_id`."""
     interface = interface_for(thread_id)
     state = await deps.store.load_thread(thread_id, interface=interface)
-    actor = ThreadActor(deps, thread_id, interface, state, inbox)
+    conversation = Conversation.from_state(deps, thread_id, interface, state)
+    actor = ThreadActor(deps, conversation, inbox)
     send, receive = trio.open_memory_channel[_Work](deps.config.threads.mailbox_size)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(actor.work, receive)
@@ -154,30 +141,19 @@ async def serve_thread(
 class ThreadActor:
     """One conversation's state and behaviour; `serve_thread` runs it.
 
-    Owns: the thread's in-memory history (since the last summary), its summary and its
-    queue of work. Nothing outside changes them: turns and commands act through the
-    `TurnHost` and `CommandHost` protocols it implements. Error handling: see the module
+    Owns: the thread's `Conversation` (history since the last summary, summary, prompt,
+    compaction) and its queue of work; turns, commands and reviews are handed the
+    conversation and the actor's `emit`. Error handling: see the module
     docstring (model errors end a turn with a message; anything else fails the turn, tells
     the user and restarts the actor). Resource handling: every message is written to the
     store before it is acted on; an idle actor is passivated by the registry and costs
     nothing until its next message.
     """
 
-    def __init__(
-        self,
-        deps: ThreadDeps,
-        thread_id: str,
-        interface: str,
-        state: ThreadState,
-        inbox: Inbox[Inbound],
-    ) -> None:
+    def __init__(self, deps: ThreadDeps, conversation: Conversation, inbox: Inbox[Inbound]) -> None:
         self.deps = deps
-        self.thread_id = thread_id
-        self.interface = interface
-        self.summary = state.summary
-        self.history: list[StoredMessage] = [
-            m for m in state.messages if state.summary_upto is None or m.id > state.summary_upto
-        ]
+        self.conversation = conversation
+        self.thread_id = conversation.thread_id
         self.draining = False
         self.turns_done = 0
         self._inbox = inbox
@@ -222,7 +198,7 @@ class ThreadActor:
             case Announce(text=text):
                 await self.enqueue(queue, _Speak(text))
             case GetThreadInfo(reply=reply):
-                reply.send(self.info())
+                reply.send(self.conversation.info(self.turns_done))
             case StopTurn(turn_id=turn_id):
                 if self._running is not None and self._running[0] == turn_id:
                     self._running[1].cancel()
@@ -287,7 +263,7 @@ class ThreadActor:
                 accepted.fail(exc)
             return None
         if rewound.superseded_from is not None:
-            self.history = [m for m in self.history if m.id < rewound.superseded_from]
+            self.conversation.forget_from(rewound.superseded_from)
         if accepted is not None:
             accepted.send(None)  # durable now: the new turn is queued in the store
         if not rewound.created:
@@ -319,7 +295,13 @@ class ThreadActor:
             case _RunTurn(turn=turn, started=started):
                 await self._answer(turn, started)
             case _RunCommand(command=command):
-                await handle_command(self, command)
+                await handle_command(
+                    command,
+                    self.conversation,
+                    self.emit,
+                    review=self._review_now,
+                    reminders=self.deps.reminders,
+                )
             case _RunReview(review=review):
                 await self._review(review)
             case _Speak(text=text):
@@ -337,7 +319,7 @@ class ThreadActor:
         finally:
             self._turns -= 1
         if answered:
-            await self.compact_if_needed()
+            await self.conversation.compact_if_needed()
 
     async def run_turn(self, turn: Turn, started: StoredMessage | None = None) -> bool:
         """Answer `turn`; True when it was answered in full (not failed or stopped).
@@ -348,14 +330,14 @@ class ThreadActor:
             await store.finish_turn(turn.turn_id, state="failed", final=None)
             return False
         if turn.state == "queued":
-            self.history.append(await store.start_turn(turn.turn_id))
-        elif started is not None:
-            self.history.append(started)
+            self.conversation.add(await store.start_turn(turn.turn_id))
+        else:
+            self.conversation.add(started)
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         with trio.CancelScope() as stoppable:
             self._running = (turn.turn_id, stoppable)
             try:
-                text = await run_model_loop(self, turn)
+                text = await run_model_loop(self.conversation, turn, self.emit)
             except (LLMError, TurnError) as exc:
                 log.warning("turn %s failed: %s", turn.turn_id, exc)
                 await self._fail(turn, exc.user_message)
@@ -375,8 +357,7 @@ class ThreadActor:
             final=ChatMessage("assistant", text),
             outbox={"text": text},
         )
-        if finished.message is not None:
-            self.history.append(finished.message)
+        self.conversation.add(finished.message)
         self.turns_done += 1
         await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
         return True
@@ -386,25 +367,21 @@ class ThreadActor:
     async def _review(self, review: HeartbeatReview) -> None:
         outcome = ReviewOutcome(self.thread_id, "failed", "the review crashed")
         try:
-            outcome = await run_review(self, review)
+            outcome = await self._review_now(review)
         finally:
             self._reviewing = False
             if review.reply is not None:
                 review.reply.send(outcome)
 
-    async def review_now(self) -> str:
-        """Review this conversation now (`/heartbeat`) and say how it went."""
-        outcome = await run_review(self, HeartbeatReview(self.thread_id))
-        match outcome.state:
-            case "silent":
-                return (
-                    "Heartbeat review of this conversation: nothing to report (the model "
-                    f"answered {HEARTBEAT_OK}, which is shown to no one)."
-                )
-            case "spoke":
-                return f"Heartbeat review of this conversation: delivered above ({outcome.tokens} tokens)."
-            case _:
-                return f"Heartbeat review of this conversation failed: {outcome.text}"
+    async def _review_now(self, review: HeartbeatReview | None = None) -> ReviewOutcome:
+        """Review the conversation (`/heartbeat` when `review` is None) and say what the
+        review had to say in it."""
+        done = await run_review(
+            self.conversation, review or HeartbeatReview(self.thread_id), self.emit
+        )
+        if done.speak is not None:
+            await self.speak(*done.speak)
+        return done.outcome
 
     async def speak(self, turn: Turn | None, text: str) -> None:
         """Say `text` in the conversation as a heartbeat review's answer: stored as the
@@ -414,17 +391,13 @@ class ThreadActor:
             turn, _ = await store.queue_turn(
                 self.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
             )
-        self.history.append(await store.start_turn(turn.turn_id))
+        self.conversation.add(await store.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         finished = await store.finish_turn(
             turn.turn_id, state="done", final=ChatMessage("assistant", text), outbox={"text": text}
         )
-        if finished.message is not None:
-            self.history.append(finished.message)
+        self.conversation.add(finished.message)
         await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
-
-    def used(self, usage: Usage, estimated_prompt: int) -> None:
-        """What a request of a turn cost (a review counts it; a turn has no use for it)."""
 
     async def _stopped(self, turn: Turn) -> None:
         """End a turn the owner stopped: what it streamed is its answer, marked stopped."""
@@ -436,8 +409,7 @@ class ThreadActor:
                 final=ChatMessage("assistant", text) if text else None,
                 outbox={"text": text, "stopped": True} if text else None,
             )
-            if finished.message is not None:
-                self.history.append(finished.message)
+            self.conversation.add(finished.message)
             if text:
                 await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
             await self.emit(Notice(self.thread_id, "Stopped.", turn.turn_id))
@@ -448,12 +420,6 @@ class ThreadActor:
             await self.deps.store.finish_turn(turn.turn_id, state="failed", final=None, outbox=None)
             await self.emit(TurnFailed(self.thread_id, turn.turn_id, message))
 
-    async def append(
-        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
-    ) -> None:
-        stored = await self.deps.store.append(self.thread_id, turn.turn_id, message, meta=meta)
-        self.history.append(stored)
-
     async def emit(self, event: Outbound) -> None:
         match event:
             case TurnStarted() | ToolActivity():
@@ -461,166 +427,3 @@ class ThreadActor:
             case TextDelta(text=text):
                 self._streamed.append(text)
         await self.deps.router.deliver(event)
-
-    async def notice(self, text: str) -> None:
-        await self.emit(Notice(self.thread_id, text))
-
-    @property
-    def message_count(self) -> int:
-        return len(self.history)
-
-    async def new_conversation(self) -> None:
-        """Archive the conversation (`/new`): a new epoch, an empty history, no summary."""
-        await self.deps.store.new_epoch(self.thread_id)
-        self.history.clear()
-        self.summary = None
-
-    # -- prompt and compaction ------------------------------------------------------------
-
-    async def system_prompt(self) -> str:
-        files = await self.deps.prompt_files.load()
-        context = PromptContext(
-            now=self.deps.now(),
-            timezone=self.deps.timezone,
-            thread_id=self.thread_id,
-            interface=self.interface,
-        )
-        return build_system_prompt(files, context)
-
-    async def prompt_messages(self, *, final_note: str | None = None) -> list[ChatMessage]:
-        messages = [ChatMessage("system", await self.system_prompt())]
-        if self.summary:
-            messages.append(summary_message(self.summary))
-        messages += repair_tool_pairs([m.message for m in self.history])
-        if final_note:
-            messages.append(ChatMessage("system", final_note))
-        return messages
-
-    def estimated_tokens(self, system_prompt: str = "") -> int:
-        """The prompt's estimated size: system prompt, tool schemas, summary, history."""
-        # The schemas go with every request and can be thousands of tokens; MCP servers
-        # add and remove tools at run time, so they are measured each time.
-        total = estimate_tokens(system_prompt) + estimate_schema_tokens(self.deps.tools.schemas())
-        if self.summary:
-            total += estimate_message_tokens(summary_message(self.summary))
-        return total + sum(estimate_message_tokens(m.message) for m in self.history)
-
-    async def budget(self) -> Budget:
-        """What a request to the model may hold now (the window learned from the server,
-        room for the answer, and the calibrated token count)."""
-        window = await self.deps.llm.window()
-        reserve = answer_reserve(window.limit, self.deps.config.llm.max_tokens)
-        return Budget(window.limit, reserve, window.ratio)
-
-    async def fit_prompt(
-        self,
-        budget: Budget,
-        tools: list[dict[str, Any]] | None,
-        *,
-        final_note: str | None = None,
-        may_compact: bool = False,
-    ) -> Fit:
-        """The prompt for the next request, fitted into `budget` with `tools` offered.
-
-        When it only fits with cuts (or not at all) and `may_compact`, the older part of
-        the conversation is summarised first and the prompt built again; if the messages
-        kept verbatim (`compaction.keep_recent_messages`) are still too many, fewer are
-        kept, down to the newest one alone.
-        """
-        tools_estimate = estimate_schema_tokens(tools)
-        fit = fit_request(await self.prompt_messages(final_note=final_note), tools_estimate, budget)
-        configured = self.deps.config.compaction.keep_recent_messages
-        for keep in sorted({configured, min(configured, 2), 1}, reverse=True):
-            if not (fit.clips or not fit.fits) or not may_compact:
-                break
-            if await self.compact_if_needed(force=True, keep_recent=keep):
-                messages = await self.prompt_messages(final_note=final_note)
-                fit = fit_request(messages, tools_estimate, budget)
-        return fit
-
-    async def compact_if_needed(
-        self, *, force: bool = False, keep_recent: int | None = None
-    ) -> bool:
-        """Summarise older messages when the thread is too long (or `force`).
-
-        "Too long" is measured in the server's tokens (calibrated) against the window the
-        server really serves. Returns True when a summary was made. Model errors are
-        logged and leave the history as it was: compaction is retried after the next turn.
-        """
-        config = self.deps.config
-        window = await self.deps.llm.window()
-        threshold = compaction_threshold(
-            config.compaction.threshold_tokens,
-            config.compaction.threshold_fraction,
-            window.limit,
-        )
-        system_prompt = await self.system_prompt()
-        size = int(self.estimated_tokens(system_prompt) * window.ratio)
-        if not force and not needs_compaction(size, threshold):
-            return False
-        # A compaction request must fit the compaction model's window: instructions, the
-        # previous summary and room for the answer come off the budget before the
-        # transcript is chunked (in estimate units, hence the ratio).
-        compaction_window = await self.deps.compaction_llm.window()
-        previous = estimate_tokens(self.summary or "")
-        budget = max(256, int(compaction_window.limit * 0.6 / compaction_window.ratio) - previous)
-        plan = plan_compaction(
-            [m.message for m in self.history],
-            keep_recent=(
-                config.compaction.keep_recent_messages if keep_recent is None else keep_recent
-            ),
-            chunk_budget_tokens=budget,
-            force=force,
-        )
-        if plan is None:
-            return False
-        summary = self.summary
-        try:
-            for chunk in plan.chunks:
-                transcript = render_for_summary(
-                    [self.history[i].message for i in chunk], max_tokens=budget
-                )
-                async with self.deps.llm_slots:
-                    completion = await self.deps.compaction_llm.complete(
-                        summary_request(summary, transcript)
-                    )
-                summary = completion.content.strip() or summary
-        except LLMError as exc:
-            log.warning("compaction failed, keeping the full history for now: %s", exc)
-            return False
-        if not summary:
-            return False
-        upto = self.history[plan.keep_from - 1].id
-        await self.deps.store.set_summary(self.thread_id, summary, upto)
-        dropped = plan.keep_from
-        self.summary = summary
-        self.history = self.history[plan.keep_from :]
-        log.info("compacted %d message(s) into a summary", dropped)
-        return True
-
-    async def why_not_compacted(self) -> str:
-        """What `/compact` says when there was nothing to summarise: that the conversation
-        fits, or, when it does not, what takes the room."""
-        budget = await self.budget()
-        system_prompt = await self.system_prompt()
-        if budget.count(self.estimated_tokens(system_prompt)) <= budget.room:
-            return "Nothing to compact yet."
-        # The tools as a request would offer them first (threads.offers decides).
-        offered = tool_offers(self.deps.tools, budget.window, frozenset())[0].schemas
-        fixed = estimate_tokens(system_prompt) + estimate_schema_tokens(offered)
-        return (
-            f"Nothing to compact: too few messages to summarise, and still the request does "
-            f"not fit. The system prompt and tools alone take about {budget.count(fixed):,} "
-            f"of the {budget.window:,} tokens the model server accepts per request "
-            f"({budget.reserve:,} are kept for the answer); long messages are cut to fit. "
-            "Raise the server's context size, or shorten MEMORIES.txt and the skills index."
-        )
-
-    def info(self) -> ThreadInfo:
-        return ThreadInfo(
-            thread_id=self.thread_id,
-            messages=len(self.history),
-            estimated_tokens=self.estimated_tokens(),
-            has_summary=bool(self.summary),
-            turns_done=self.turns_done,
-        )

@@ -16,7 +16,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ganglion.backend import Submitted
+from ganglion.beats import HEARTBEAT_OK
 from ganglion.errors import GanglionError
+from ganglion.ids import WEB_THREAD_PATTERN
 from ganglion.markdown import render_highlighted
 from ganglion.messages import (
     FinalReply,
@@ -28,8 +30,6 @@ from ganglion.messages import (
     TurnStarted,
 )
 from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
-from ganglion.threads.actor import HEARTBEAT_OK
-from ganglion.threads.ids import WEB_THREAD_PATTERN
 from ganglion.web import frames
 
 __all__ = [

@@ -38,10 +38,10 @@ from ganglion.config import Config, WebConfig
 from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
+from ganglion.ids import WEB_THREAD_PATTERN
 from ganglion.messages import FinalReply, Outbound
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
-from ganglion.threads.ids import WEB_THREAD_PATTERN
 from ganglion.web.auth import (
     LEGACY_COOKIE,
     bearer_token,
