@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -111,6 +112,14 @@ class _RunRewind:
 _Work = _RunTurn | _RunCommand | _RunReview | _Speak | _RunRewind
 
 
+def _reminder_prompt(slot: str, text: str) -> str:
+    """What the model reads when a reminder is due in its conversation."""
+    return (
+        f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
+        f"new request from the user; act on it as the reminder says.]\n{text}"
+    )
+
+
 async def serve_thread(
     deps: ThreadDeps,
     thread_id: str,
@@ -139,15 +148,13 @@ async def serve_thread(
 
 
 class ThreadActor:
-    """One conversation's state and behaviour; `serve_thread` runs it.
+    """One conversation's mailbox, work and turns; `serve_thread` runs it.
 
-    Owns: the thread's `Conversation` (history since the last summary, summary, prompt,
-    compaction) and its queue of work; turns, commands and reviews are handed the
-    conversation and the actor's `emit`. Error handling: see the module
-    docstring (model errors end a turn with a message; anything else fails the turn, tells
-    the user and restarts the actor). Resource handling: every message is written to the
-    store before it is acted on; an idle actor is passivated by the registry and costs
-    nothing until its next message.
+    Owns the thread's `Conversation` and its queue of work; turns, commands and reviews
+    are handed the conversation and the actor's `emit`. Error handling: see the module
+    docstring. Resource handling: every message is written to the store before it is
+    acted on; an idle actor is passivated by the registry and costs nothing until its
+    next message.
     """
 
     def __init__(self, deps: ThreadDeps, conversation: Conversation, inbox: Inbox[Inbound]) -> None:
@@ -181,13 +188,8 @@ class ThreadActor:
                     queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
                 )
             case ReminderDue(slot=slot, text=text, accepted=accepted):
-                content = (
-                    f"[A reminder you scheduled earlier is due now ({slot}). This is not a "
-                    f"new request from the user; act on it as the reminder says.]\n{text}"
-                )
-                await self._queue_turn(
-                    queue, ChatMessage("user", content), "reminder", message.turn_id, accepted
-                )
+                content = ChatMessage("user", _reminder_prompt(slot, text))
+                await self._queue_turn(queue, content, "reminder", message.turn_id, accepted)
             case HeartbeatReview(reply=reply):
                 if self._reviewing:  # the previous review has not finished: not twice
                     if reply is not None:
@@ -351,15 +353,8 @@ class ThreadActor:
         if stoppable.cancelled_caught:
             await self._stopped(turn)
             return False
-        finished = await store.finish_turn(
-            turn.turn_id,
-            state="done",
-            final=ChatMessage("assistant", text),
-            outbox={"text": text},
-        )
-        self.conversation.add(finished.message)
+        await self._finish(turn, text, {"text": text})
         self.turns_done += 1
-        await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
         return True
 
     # -- heartbeat reviews ----------------------------------------------------------------
@@ -393,25 +388,26 @@ class ThreadActor:
             )
         self.conversation.add(await store.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
-        finished = await store.finish_turn(
-            turn.turn_id, state="done", final=ChatMessage("assistant", text), outbox={"text": text}
+        await self._finish(turn, text, {"text": text})
+
+    async def _finish(self, turn: Turn, text: str, outbox: dict[str, Any]) -> None:
+        """Store `text` as `turn`'s answer, the turn done in the same transaction, and
+        deliver it; an empty `text` finishes the turn without an answer."""
+        finished = await self.deps.store.finish_turn(
+            turn.turn_id,
+            state="done",
+            final=ChatMessage("assistant", text) if text else None,
+            outbox=outbox if text else None,
         )
         self.conversation.add(finished.message)
-        await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+        if text:
+            await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
 
     async def _stopped(self, turn: Turn) -> None:
         """End a turn the owner stopped: what it streamed is its answer, marked stopped."""
         text = "".join(self._streamed).strip()
         with trio.CancelScope(shield=True):
-            finished = await self.deps.store.finish_turn(
-                turn.turn_id,
-                state="done",
-                final=ChatMessage("assistant", text) if text else None,
-                outbox={"text": text, "stopped": True} if text else None,
-            )
-            self.conversation.add(finished.message)
-            if text:
-                await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+            await self._finish(turn, text, {"text": text, "stopped": True})
             await self.emit(Notice(self.thread_id, "Stopped.", turn.turn_id))
         log.info("turn %s stopped by the owner", turn.turn_id)
 
