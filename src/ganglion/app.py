@@ -154,7 +154,7 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             deps.timezone,
             threads,
             router,
-            missing_turns=services.store.missing_turns,
+            missing_turns=services.store.turns.missing_turns,
             ref=deps.reminders,
         ),
         heartbeat_child(
@@ -175,7 +175,9 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
         children += mcp_children(config, deps.tools)
     children.append(system_log_child(backend, router))
     if web is not None:
-        children.append(web_child(config, web, backend, deps.redactor, router))
+        children.append(
+            web_child(config, web, backend, services.store.library, deps.redactor, router)
+        )
     if config.matrix.enabled:
         from ganglion.matrix.actor import matrix_child
 

@@ -176,7 +176,7 @@ class _Heartbeat:
         since = now.timestamp() - self.config.active_window
         active = [
             a
-            for a in await self.store.thread_activity(since)
+            for a in await self.store.activity.thread_activity(since)
             if interface_for(a.thread_id) != "system"
         ]
         skipped: Counter[str] = Counter()

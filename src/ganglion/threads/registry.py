@@ -35,7 +35,7 @@ async def resume_cut_off_turns(threads: Registry[str, Inbound], store: Conversat
     Returns how many threads had such a turn. Error handling: stops early, quietly, when
     the registry is stopping (those turns are woken at the next start).
     """
-    thread_ids = await store.threads_with_pending_turns()
+    thread_ids = await store.turns.threads_with_pending_turns()
     for thread_id in thread_ids:
         try:
             await threads.send(thread_id, Wake(thread_id))

@@ -10,7 +10,7 @@ events and history pages become the server's frames, built as `frames`' `TypedDi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -29,11 +29,12 @@ from ganglion.messages import (
     TurnFailed,
     TurnStarted,
 )
-from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
+from ganglion.store import RewindReason, SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.web import frames
 
 __all__ = [
     "MAX_ROW_ID",
+    "REWIND_ERROR_CODES",
     "Archive",
     "Auth",
     "ClientFrame",
@@ -149,6 +150,15 @@ _Client = (
 )
 ClientFrame = Annotated[_Client, Field(discriminator="type")]
 _client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
+
+
+# The store's reasons for refusing a rewind, as the codes of the `error` frame.
+REWIND_ERROR_CODES: Mapping[RewindReason, str] = {
+    RewindReason.NOTHING: "nothing_to_rewind",
+    RewindReason.NOT_LAST: "not_last",
+    RewindReason.COMPACTED: "compacted",
+    RewindReason.BUSY: "busy",
+}
 
 
 class FrameError(GanglionError):
