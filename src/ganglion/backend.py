@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Final, Literal, Protocol
 
 import trio
@@ -48,6 +49,7 @@ from ganglion.messages import (
     user_turn_id,
 )
 from ganglion.reminders.store import ReminderStore
+from ganglion.services import ask_within
 from ganglion.store import (
     ConversationStore,
     OutboxItem,
@@ -56,7 +58,7 @@ from ganglion.store import (
     ThreadDeleted,
 )
 from ganglion.threads.commands import parse_command
-from ganglion_actors import ActorError, ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
+from ganglion_actors import ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = [
     "INTERFACE_BACKOFF",
@@ -191,19 +193,22 @@ class DaemonBackend:
                 existing = await self._submitted(turn_id)
                 if existing is not None:
                     return existing
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.ask(
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.ask(
                     thread_id, lambda accepted: replace(message, accepted=accepted)
-                )
+                ),
+                partial(_not_stored, thread_id, "message"),
+            )
         except ThreadDeleted as exc:
             raise ConversationDeleted(f"{thread_id} was deleted") from exc
-        except (ActorError, trio.TooSlowError, StoreError) as exc:
+        except (SubmitError, StoreError) as exc:
             if recorded is not None:
                 with trio.CancelScope(shield=True):
                     await self._forget(recorded.id)
-            raise SubmitError(
-                f"{thread_id} did not store the message ({type(exc).__name__})"
-            ) from exc
+            if isinstance(exc, StoreError):
+                raise _not_stored(thread_id, "message", exc) from exc
+            raise
         return Submitted(None if command else turn_id, "queued")
 
     async def rewind(
@@ -214,17 +219,18 @@ class DaemonBackend:
             existing = await self._submitted(new_turn_id)
             if existing is not None:
                 return existing
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.ask(
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.ask(
                     thread_id,
                     lambda accepted: RewindTurn(thread_id, turn_id, message_id, text, accepted),
-                )
+                ),
+                partial(_not_stored, thread_id, "rewind"),
+            )
         except ThreadDeleted as exc:
             raise ConversationDeleted(f"{thread_id} was deleted") from exc
-        except (ActorError, trio.TooSlowError, StoreError) as exc:
-            raise SubmitError(
-                f"{thread_id} did not store the rewind ({type(exc).__name__})"
-            ) from exc
+        except StoreError as exc:
+            raise _not_stored(thread_id, "rewind", exc) from exc
         return Submitted(new_turn_id, "queued")
 
     async def _submitted(self, turn_id: str) -> Submitted | None:
@@ -240,9 +246,12 @@ class DaemonBackend:
 
     async def stop(self, thread_id: str, turn_id: str) -> None:
         try:
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.send(thread_id, StopTurn(thread_id, turn_id))
-        except (ActorError, trio.TooSlowError):
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.send(thread_id, StopTurn(thread_id, turn_id)),
+                partial(_not_stored, thread_id, "stop"),
+            )
+        except SubmitError:
             log.warning("could not ask %s to stop %s", thread_id, turn_id, exc_info=True)
 
     async def rename(self, thread_id: str, title: str) -> None:
@@ -265,6 +274,10 @@ class DaemonBackend:
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
         await self._store.outbox.mark_delivered(outbox_ids)
+
+
+def _not_stored(thread_id: str, what: str, exc: BaseException) -> SubmitError:
+    return SubmitError(f"{thread_id} did not store the {what} ({type(exc).__name__})")
 
 
 def _state(state: str) -> TurnState:
