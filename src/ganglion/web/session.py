@@ -33,21 +33,11 @@ from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
 from ganglion.store import Library, RewindRefused, StoreError
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
+from ganglion.web.frames import ArchiveFrame, DeleteFrame, RenameFrame
 from ganglion.web.protocol import (
     REWIND_ERROR_CODES,
-    Archive,
-    Auth,
     ClientFrame,
-    Delete,
     FrameError,
-    Hello,
-    HistoryRequest,
-    ListThreads,
-    Rename,
-    Rewind,
-    Search,
-    Send,
-    Stop,
     accepted_frame,
     error_frame,
     event_frame,
@@ -169,11 +159,11 @@ async def _authenticate(socket: Any, token: str) -> bool:
     with trio.move_on_after(AUTH_SECONDS):
         raw = await socket.receive()
         try:
-            frame = parse_client_frame(raw or "")
+            frame: ClientFrame | None = parse_client_frame(raw or "")
         except FrameError:
             frame = None
-        if isinstance(frame, Auth):
-            if token_matches(frame.token, token):
+        if frame is not None and frame["type"] == frames.AUTH:
+            if token_matches(frame["token"], token):
                 return True
             await refuse_wrong_token()
             reason = "wrong token"
@@ -287,45 +277,50 @@ class _Session:
             try:
                 await self.handle(frame)
             except Exception:  # one frame's failure must not end the session (a protocol edge)
-                log.exception("a web frame of type %s could not be handled", frame.type)
+                log.exception("a web frame of type %s could not be handled", frame["type"])
                 self.offer(error_frame("internal", NOT_HANDLED, send_id_of(frame)))
 
     async def handle(self, frame: ClientFrame) -> None:
-        match frame:
-            case Auth():
-                self.offer(error_frame("bad_frame", "this session is signed in already"))
-            case Hello(thread_id=thread_id):
-                await self._hello(thread_id)
-            case ListThreads(archived=archived):
-                await self._list(archived=archived)
-            case Search(query=query):
-                self.offer(search_frame(query, await self.library.search("web", query)))
-            case Rename() | Archive() | Delete():
-                try:
-                    await self._change(frame)
-                except StoreError:
-                    self.offer(error_frame("unknown_thread", "there is no such conversation"))
-                await self._list(archived=isinstance(frame, Archive) and not frame.archived)
-            case _ if self.thread_id is None:
-                self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
-            case Send(id=message_id, text=text):
-                message = UserMessage(self.thread_id, "web", text, message_id=message_id)
-                await self._submitted(message_id, self.backend.submit(message), "message")
-            case Stop(turn_id=turn_id):
-                await self.backend.stop(self.thread_id, turn_id)
-            case Rewind(id=message_id, turn_id=turn_id, text=text):
-                rewind = self.backend.rewind(self.thread_id, turn_id, message_id, text)
-                await self._submitted(message_id, rewind, "rewind")
-            case HistoryRequest(before_id=before_id):
-                page = await self.library.history_page(
-                    self.thread_id, before_id=before_id, limit=HISTORY_PAGE
+        if frame["type"] == frames.AUTH:
+            self.offer(error_frame("bad_frame", "this session is signed in already"))
+        elif frame["type"] == frames.HELLO:
+            await self._hello(frame["thread_id"])
+        elif frame["type"] == frames.LIST_THREADS:
+            await self._list(archived=frame.get("archived", False))
+        elif frame["type"] == frames.SEARCH:
+            query = frame["query"]
+            self.offer(search_frame(query, await self.library.search("web", query)))
+        elif frame["type"] in (frames.RENAME, frames.ARCHIVE, frames.DELETE):
+            try:
+                await self._change(frame)
+            except StoreError:
+                self.offer(error_frame("unknown_thread", "there is no such conversation"))
+            # Unarchiving is done from the archived list: that list is the one shown again.
+            archived = frame["type"] == frames.ARCHIVE and not frame.get("archived", True)
+            await self._list(archived=archived)
+        elif self.thread_id is None:
+            self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
+        elif frame["type"] == frames.SEND:
+            message = UserMessage(self.thread_id, "web", frame["text"], message_id=frame["id"])
+            await self._submitted(frame["id"], self.backend.submit(message), "message")
+        elif frame["type"] == frames.STOP:
+            await self.backend.stop(self.thread_id, frame["turn_id"])
+        elif frame["type"] == frames.REWIND:
+            rewind = self.backend.rewind(
+                self.thread_id, frame["turn_id"], frame["id"], frame.get("text")
+            )
+            await self._submitted(frame["id"], rewind, "rewind")
+        elif frame["type"] == frames.HISTORY:
+            before_id = frame["before_id"]
+            page = await self.library.history_page(
+                self.thread_id, before_id=before_id, limit=HISTORY_PAGE
+            )
+            more = len(page) == HISTORY_PAGE
+            self.offer(
+                await trio.to_thread.run_sync(
+                    partial(history_frame, page, more=more, before_id=before_id)
                 )
-                more = len(page) == HISTORY_PAGE
-                self.offer(
-                    await trio.to_thread.run_sync(
-                        partial(history_frame, page, more=more, before_id=before_id)
-                    )
-                )
+            )
 
     async def _submitted(self, message_id: str, submit: Awaitable[Submitted], what: str) -> None:
         """Answer a send or a rewind: `accepted` once it is durable, else why not."""
@@ -352,16 +347,16 @@ class _Session:
         self.hub.add(thread_id, self.outlet)
         await self._welcome(thread_id)
 
-    async def _change(self, frame: Rename | Archive | Delete) -> None:
-        match frame:
-            case Rename(thread_id=thread_id, title=title):
-                await self.backend.rename(thread_id, title)
-            case Archive(thread_id=thread_id, archived=archived):
-                await self.backend.archive(thread_id, archived)
-            case Delete(thread_id=thread_id):
-                cancelled = await self.backend.delete(thread_id)
-                if cancelled:
-                    self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+    async def _change(self, frame: RenameFrame | ArchiveFrame | DeleteFrame) -> None:
+        thread_id = frame["thread_id"]
+        if frame["type"] == frames.RENAME:
+            await self.backend.rename(thread_id, frame["title"])
+        elif frame["type"] == frames.ARCHIVE:
+            await self.backend.archive(thread_id, frame.get("archived", True))
+        else:
+            cancelled = await self.backend.delete(thread_id)
+            if cancelled:
+                self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
 
     async def _list(self, *, archived: bool) -> None:
         items = await self.library.list_threads("web", archived=archived)
@@ -384,8 +379,8 @@ class _Session:
                 await self.backend.mark_delivered([item.id for item in pending])
 
 
-def send_id_of(frame: object) -> str | None:
-    return frame.id if isinstance(frame, Send | Rewind) else None
+def send_id_of(frame: ClientFrame) -> str | None:
+    return frame["id"] if frame["type"] in (frames.SEND, frames.REWIND) else None
 
 
 def cancelled_notice(count: int) -> str:
