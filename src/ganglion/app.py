@@ -140,7 +140,7 @@ async def _serve_tree(
         async with open_supervisor("root", intensity=5, period=60.0) as root:
             for spec in children:
                 view.actors.append(await root.start(spec))
-            resumed = await resume_cut_off_turns(services.threads, services.store)
+            resumed = await resume_cut_off_turns(services.threads, services.store.turns)
             if resumed:
                 log.info("resuming cut-off turns in %d thread(s)", resumed)
             log.info("ganglion is ready (data in %s)", config.data_dir)
@@ -175,7 +175,7 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             config.heartbeat,
             config.data_dir,
             threads,
-            services.store,
+            services.store.activity,
             deps.timezone,
             ref=deps.heartbeat,
             statistics=services.heartbeat,

@@ -52,6 +52,7 @@ from ganglion.reminders.store import ReminderStore
 from ganglion.services import ask_within
 from ganglion.store import (
     ConversationStore,
+    Library,
     OutboxItem,
     StoredMessage,
     StoreError,
@@ -294,8 +295,8 @@ class DisplayJournal:
     Error handling: a record that cannot be written is logged and the event delivered
     anyway (a live tab still sees it)."""
 
-    def __init__(self, store: ConversationStore) -> None:
-        self._store = store
+    def __init__(self, library: Library) -> None:
+        self._library = library
 
     async def __call__(self, event: Outbound) -> None:
         interface = interface_for(event.thread_id)
@@ -309,7 +310,7 @@ class DisplayJournal:
             case _:
                 return
         try:
-            await self._store.library.record(
+            await self._library.record(
                 event.thread_id, kind, text, interface=interface, turn_id=turn_id
             )
         except StoreError:

@@ -129,7 +129,7 @@ async def serve_thread(
 ) -> None:
     """The actor function the thread registry spawns for `thread_id`."""
     interface = interface_for(thread_id)
-    state = await deps.store.turns.load_thread(thread_id, interface=interface)
+    state = await deps.turns.load_thread(thread_id, interface=interface)
     conversation = Conversation.from_state(deps, thread_id, interface, state)
     actor = ThreadActor(deps, conversation, inbox)
     send, receive = trio.open_memory_channel[_Work](deps.config.threads.mailbox_size)
@@ -221,18 +221,18 @@ class ThreadActor:
         turn_id: str | None,
         accepted: Reply[None] | None = None,
     ) -> None:
-        store = self.deps.store
+        turns = self.deps.turns
         started: StoredMessage | None = None
         try:
             if self._outstanding == 0:
                 # Nothing queued or running (and only intake adds work): the turn starts
                 # in the transaction that stores it, one commit where there would be two.
-                turn, started = await store.turns.begin_turn(
+                turn, started = await turns.begin_turn(
                     self.thread_id, message, source=source, turn_id=turn_id
                 )
                 created = started is not None
             else:
-                turn, created = await store.turns.queue_turn(
+                turn, created = await turns.queue_turn(
                     self.thread_id, message, source=source, turn_id=turn_id
                 )
         except ThreadDeleted as exc:
@@ -254,7 +254,7 @@ class ThreadActor:
         edit's text is the message as written (never a command, never unescaped)."""
         accepted = request.accepted
         try:
-            rewound = await self.deps.store.turns.rewind_turn(
+            rewound = await self.deps.turns.rewind_turn(
                 self.thread_id,
                 request.turn_id,
                 new_turn_id=user_turn_id(self.thread_id, request.message_id),
@@ -325,14 +325,14 @@ class ThreadActor:
 
     async def run_turn(self, turn: Turn, started: StoredMessage | None = None) -> bool:
         """Answer `turn`; True when it was answered in full (not failed or stopped).
-        `started` is its input as stored when intake started it (`store.turns.begin_turn`)."""
-        store = self.deps.store
+        `started` is its input as stored when intake started it (`turns.begin_turn`)."""
+        turns = self.deps.turns
         if turn.source == "heartbeat":
             # A review cut off by a restart: the next beat reviews again, afresh.
-            await store.turns.finish_turn(turn.turn_id, state="failed", final=None)
+            await turns.finish_turn(turn.turn_id, state="failed", final=None)
             return False
         if turn.state == "queued":
-            self.conversation.add(await store.turns.start_turn(turn.turn_id))
+            self.conversation.add(await turns.start_turn(turn.turn_id))
         else:
             self.conversation.add(started)
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
@@ -381,19 +381,19 @@ class ThreadActor:
     async def speak(self, turn: Turn | None, text: str) -> None:
         """Say `text` in the conversation as a heartbeat review's answer: stored as the
         review's marker and the answer, delivered like any reply."""
-        store = self.deps.store
+        turns = self.deps.turns
         if turn is None:
-            turn, _ = await store.turns.queue_turn(
+            turn, _ = await turns.queue_turn(
                 self.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
             )
-        self.conversation.add(await store.turns.start_turn(turn.turn_id))
+        self.conversation.add(await turns.start_turn(turn.turn_id))
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         await self._finish(turn, text, {"text": text})
 
     async def _finish(self, turn: Turn, text: str, outbox: dict[str, Any]) -> None:
         """Store `text` as `turn`'s answer, the turn done in the same transaction, and
         deliver it; an empty `text` finishes the turn without an answer."""
-        finished = await self.deps.store.turns.finish_turn(
+        finished = await self.deps.turns.finish_turn(
             turn.turn_id,
             state="done",
             final=ChatMessage("assistant", text) if text else None,
@@ -413,9 +413,7 @@ class ThreadActor:
 
     async def _fail(self, turn: Turn, message: str) -> None:
         with trio.CancelScope(shield=True):
-            await self.deps.store.turns.finish_turn(
-                turn.turn_id, state="failed", final=None, outbox=None
-            )
+            await self.deps.turns.finish_turn(turn.turn_id, state="failed", final=None, outbox=None)
             await self.emit(TurnFailed(self.thread_id, turn.turn_id, message))
 
     async def emit(self, event: Outbound) -> None:

@@ -91,9 +91,7 @@ class Conversation:
         self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
     ) -> None:
         """Add `message` to `turn`: stored first, then kept."""
-        self.add(
-            await self.deps.store.turns.append(self.thread_id, turn.turn_id, message, meta=meta)
-        )
+        self.add(await self.deps.turns.append(self.thread_id, turn.turn_id, message, meta=meta))
 
     def forget_from(self, message_id: int) -> None:
         """Drop the messages from `message_id` on (a rewound turn's, superseded in the store)."""
@@ -101,7 +99,7 @@ class Conversation:
 
     async def new_conversation(self) -> None:
         """Archive the conversation (`/new`): a new epoch, an empty history, no summary."""
-        await self.deps.store.turns.new_epoch(self.thread_id)
+        await self.deps.turns.new_epoch(self.thread_id)
         self.history.clear()
         self.summary = None
 
@@ -250,7 +248,7 @@ class Conversation:
         if not summary:
             return False
         upto = self.history[plan.keep_from - 1].id
-        await self.deps.store.turns.set_summary(self.thread_id, summary, upto)
+        await self.deps.turns.set_summary(self.thread_id, summary, upto)
         self.summary = summary
         self.history = self.history[plan.keep_from :]
         log.info("compacted %d message(s) into a summary", plan.keep_from)

@@ -101,9 +101,9 @@ class Review:
 async def run_review(conversation: Conversation, review: HeartbeatReview, emit: Emit) -> Review:
     """Run `review` in `conversation` (see the module docstring); `emit` receives what a
     tool kept (the "Kept:" notices), nothing else."""
-    store = conversation.deps.store
+    turns = conversation.deps.turns
     thread_id = conversation.thread_id
-    turn, _ = await store.turns.queue_turn(
+    turn, _ = await turns.queue_turn(
         thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
     )
     if review.scope == "global":
@@ -131,12 +131,12 @@ async def run_review(conversation: Conversation, review: HeartbeatReview, emit: 
         text = await run_model_loop(aside, turn, kept)
     except (LLMError, TurnError) as exc:
         log.warning("heartbeat review of %s failed: %s", thread_id, exc)
-        await store.turns.finish_turn(turn.turn_id, state="failed", final=None)
+        await turns.finish_turn(turn.turn_id, state="failed", final=None)
         return Review(ReviewOutcome(thread_id, "failed", exc.user_message, aside.tokens))
     tokens = aside.tokens
     silent = is_silent(text)
     if silent or review.scope == "global":
-        await store.turns.finish_turn(turn.turn_id, state="done", final=None)
+        await turns.finish_turn(turn.turn_id, state="done", final=None)
         if silent:
             return Review(ReviewOutcome(thread_id, "silent", "", tokens))
         return Review(ReviewOutcome(thread_id, "spoke", text, tokens))
