@@ -194,6 +194,25 @@ class Turns:
 
         return await self._store.write(begin)
 
+    async def take_turn(
+        self,
+        thread_id: str,
+        message: ChatMessage,
+        *,
+        source: str,
+        turn_id: str | None = None,
+        start: bool = False,
+    ) -> tuple[Turn, bool, StoredMessage | None]:
+        """`queue_turn`, or with `start` `begin_turn`: the turn, whether it was created now,
+        and its input as appended to the history when it was started."""
+        if start:
+            turn, started = await self.begin_turn(
+                thread_id, message, source=source, turn_id=turn_id
+            )
+            return turn, started is not None, started
+        turn, created = await self.queue_turn(thread_id, message, source=source, turn_id=turn_id)
+        return turn, created, None
+
     async def start_turn(self, turn_id: str) -> StoredMessage:
         """Append a queued turn's input to the history and mark it running (one
         transaction). `StoreError` if the turn is not queued."""

@@ -110,6 +110,7 @@ class _RunRewind:
 
 
 _Work = _RunTurn | _RunCommand | _RunReview | _Speak | _RunRewind
+_Queue = trio.MemorySendChannel[_Work]
 
 
 def _reminder_prompt(slot: str, text: str) -> str:
@@ -172,9 +173,7 @@ class ThreadActor:
         self._reviewing = False
         self._streamed: list[str] = []
 
-    # -- intake ---------------------------------------------------------------------------
-
-    async def intake(self, message: Inbound, queue: trio.MemorySendChannel[_Work]) -> None:
+    async def intake(self, message: Inbound, queue: _Queue) -> None:
         match message:
             case UserMessage(text=text, message_id=message_id, accepted=accepted):
                 command = parse_command(text)
@@ -215,26 +214,18 @@ class ThreadActor:
 
     async def _queue_turn(
         self,
-        queue: trio.MemorySendChannel[_Work],
+        queue: _Queue,
         message: ChatMessage,
         source: str,
         turn_id: str | None,
         accepted: Reply[None] | None = None,
     ) -> None:
-        turns = self.deps.turns
-        started: StoredMessage | None = None
         try:
-            if self._outstanding == 0:
-                # Nothing queued or running (and only intake adds work): the turn starts
-                # in the transaction that stores it, one commit where there would be two.
-                turn, started = await turns.begin_turn(
-                    self.thread_id, message, source=source, turn_id=turn_id
-                )
-                created = started is not None
-            else:
-                turn, created = await turns.queue_turn(
-                    self.thread_id, message, source=source, turn_id=turn_id
-                )
+            # With nothing queued or running (and only intake adds work), the turn starts
+            # in the transaction that stores it: one commit where there would be two.
+            turn, created, started = await self.deps.turns.take_turn(
+                self.thread_id, message, source=source, turn_id=turn_id, start=not self._outstanding
+            )
         except ThreadDeleted as exc:
             log.info("%s was deleted: a %s turn is not taken", self.thread_id, source)
             if accepted is not None:
@@ -273,13 +264,11 @@ class ThreadActor:
         log.info("turn %s taken back; answering it again", request.turn_id)
         return rewound.turn
 
-    async def enqueue(self, queue: trio.MemorySendChannel[_Work], work: _Work) -> None:
+    async def enqueue(self, queue: _Queue, work: _Work) -> None:
         self._outstanding += 1
         self._turns += isinstance(work, _RunTurn | _RunRewind)  # `_answer` counts them off
         self._inbox.set_busy(True)
         await queue.send(work)
-
-    # -- worker ---------------------------------------------------------------------------
 
     async def work(self, queue: trio.MemoryReceiveChannel[_Work]) -> None:
         async with queue:
@@ -301,7 +290,7 @@ class ThreadActor:
                     command,
                     self.conversation,
                     self.emit,
-                    review=self._review_now,
+                    review=self._review,
                     reminders=self.deps.reminders,
                 )
             case _RunReview(review=review):
@@ -332,7 +321,7 @@ class ThreadActor:
             await turns.finish_turn(turn.turn_id, state="failed", final=None)
             return False
         if turn.state == "queued":
-            self.conversation.add(await turns.start_turn(turn.turn_id))
+            await self.conversation.start(turn)
         else:
             self.conversation.add(started)
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
@@ -357,49 +346,37 @@ class ThreadActor:
         self.turns_done += 1
         return True
 
-    # -- heartbeat reviews ----------------------------------------------------------------
-
-    async def _review(self, review: HeartbeatReview) -> None:
+    async def _review(self, review: HeartbeatReview | None = None) -> ReviewOutcome:
+        """Review the conversation (None: `/heartbeat`), say what it had to say in it and
+        answer the heartbeat's request."""
         outcome = ReviewOutcome(self.thread_id, "failed", "the review crashed")
         try:
-            outcome = await self._review_now(review)
+            done = await run_review(
+                self.conversation, review or HeartbeatReview(self.thread_id), self.emit
+            )
+            if done.speak is not None:
+                await self.speak(*done.speak)
+            outcome = done.outcome
         finally:
-            self._reviewing = False
-            if review.reply is not None:
-                review.reply.send(outcome)
-
-    async def _review_now(self, review: HeartbeatReview | None = None) -> ReviewOutcome:
-        """Review the conversation (`/heartbeat` when `review` is None) and say what the
-        review had to say in it."""
-        done = await run_review(
-            self.conversation, review or HeartbeatReview(self.thread_id), self.emit
-        )
-        if done.speak is not None:
-            await self.speak(*done.speak)
-        return done.outcome
+            if review is not None:
+                self._reviewing = False
+                if review.reply is not None:
+                    review.reply.send(outcome)
+        return outcome
 
     async def speak(self, turn: Turn | None, text: str) -> None:
         """Say `text` in the conversation as a heartbeat review's answer: stored as the
         review's marker and the answer, delivered like any reply."""
-        turns = self.deps.turns
         if turn is None:
-            turn, _ = await turns.queue_turn(
-                self.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
-            )
-        self.conversation.add(await turns.start_turn(turn.turn_id))
+            marker = ChatMessage("user", REVIEW_MARKER)
+            turn, _ = await self.deps.turns.queue_turn(self.thread_id, marker, source="heartbeat")
+        await self.conversation.start(turn)
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         await self._finish(turn, text, {"text": text})
 
     async def _finish(self, turn: Turn, text: str, outbox: dict[str, Any]) -> None:
-        """Store `text` as `turn`'s answer, the turn done in the same transaction, and
-        deliver it; an empty `text` finishes the turn without an answer."""
-        finished = await self.deps.turns.finish_turn(
-            turn.turn_id,
-            state="done",
-            final=ChatMessage("assistant", text) if text else None,
-            outbox=outbox if text else None,
-        )
-        self.conversation.add(finished.message)
+        """Store `text` as `turn`'s answer and deliver it ("": the turn ends unanswered)."""
+        finished = await self.conversation.finish(turn, text, outbox)
         if text:
             await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
 

@@ -28,7 +28,7 @@ from ganglion.fitting import Budget, Fit, answer_reserve, fit_request
 from ganglion.llm import Completion, LLMError, OnText
 from ganglion.messages import ThreadInfo
 from ganglion.prompt import PromptContext, build_system_prompt
-from ganglion.store import StoredMessage, ThreadState, Turn
+from ganglion.store import FinishedTurn, StoredMessage, ThreadState, Turn
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.offers import tool_offers
 from ganglion.threads.repair import repair_tool_pairs
@@ -92,6 +92,22 @@ class Conversation:
     ) -> None:
         """Add `message` to `turn`: stored first, then kept."""
         self.add(await self.deps.turns.append(self.thread_id, turn.turn_id, message, meta=meta))
+
+    async def start(self, turn: Turn) -> None:
+        """Start a queued turn: its input joins the history (the store marks it running)."""
+        self.add(await self.deps.turns.start_turn(turn.turn_id))
+
+    async def finish(self, turn: Turn, text: str, outbox: Mapping[str, Any]) -> FinishedTurn:
+        """End `turn` with `text` as its answer, and `outbox` for the interface to deliver,
+        in one store transaction; an empty `text` ends it without an answer."""
+        finished = await self.deps.turns.finish_turn(
+            turn.turn_id,
+            state="done",
+            final=ChatMessage("assistant", text) if text else None,
+            outbox=outbox if text else None,
+        )
+        self.add(finished.message)
+        return finished
 
     def forget_from(self, message_id: int) -> None:
         """Drop the messages from `message_id` on (a rewound turn's, superseded in the store)."""
