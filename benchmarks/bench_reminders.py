@@ -79,7 +79,7 @@ async def _lateness(path: Path) -> dict[str, Any]:
     store = await ReminderStore.open(path)
     conversations = await ConversationStore.open(path.with_name("conversation.db"))
     for thread_id in {row["thread_id"] for row in rows}:
-        await conversations.load_thread(thread_id, interface="web")
+        await conversations.turns.load_thread(thread_id, interface="web")
     late: list[float] = []
     handed: list[float] = []
     done = trio.Event()
@@ -87,7 +87,7 @@ async def _lateness(path: Path) -> dict[str, Any]:
     async def deliver(due: ReminderDue) -> None:
         slot = datetime.strptime(due.slot, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         handed.append((datetime.now(UTC) - slot).total_seconds() * 1000)
-        await conversations.queue_turn(
+        await conversations.turns.queue_turn(
             due.thread_id, ChatMessage("user", due.text), source="reminder", turn_id=due.turn_id
         )
         late.append((datetime.now(UTC) - slot).total_seconds() * 1000)

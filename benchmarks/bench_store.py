@@ -68,14 +68,14 @@ def _summary(timings: list[float], existing: int) -> dict[str, Any]:
 async def _measure(path: Path) -> dict[str, Any]:
     store = await ConversationStore.open(path)
     for size in SIZES:
-        await store.load_thread(_thread(size), interface="web")
+        await store.turns.load_thread(_thread(size), interface="web")
     await store.aclose()
     for size in SIZES:
         await trio.to_thread.run_sync(_prefill, path, _thread(size), size)
 
     store = await ConversationStore.open(path)
     started = time.perf_counter()
-    loaded = await store.load_thread(_thread(SIZES[-1]), interface="web")
+    loaded = await store.turns.load_thread(_thread(SIZES[-1]), interface="web")
     load_ms = (time.perf_counter() - started) * 1000
     assert len(loaded.messages) == SIZES[-1]
     message = ChatMessage("user", TEXT)
@@ -83,7 +83,7 @@ async def _measure(path: Path) -> dict[str, Any]:
     for n in range(WARMUP + SAMPLES):
         for size in SIZES:
             started = time.perf_counter()
-            await store.append(_thread(size), None, message)
+            await store.turns.append(_thread(size), None, message)
             if n >= WARMUP:
                 timings[size].append((time.perf_counter() - started) * 1000)
     await store.aclose()

@@ -114,7 +114,7 @@ async def test_tool_calls_are_audited_with_secrets_redacted(
     async with open_daemon(config) as daemon:
         await daemon.say(ROOM, "save my key")
         assert await daemon.collector.final(ROOM) == ["Saved."]
-        stored = await daemon.services.store.history_page(ROOM)
+        stored = await daemon.services.store.library.history_page(ROOM)
     audits = [m.meta for m in stored if m.message.role == "tool"]
     assert [(a["tool"], a["ok"]) for a in audits if a] == [
         ("write_file", True),
@@ -149,7 +149,7 @@ async def test_the_daemons_secrets_never_reach_the_model_through_a_tool(
     async with open_daemon(config) as daemon:
         await daemon.say(ROOM, "show me your settings")
         assert await daemon.collector.final(ROOM) == ["I will not show keys."]
-        stored = await daemon.services.store.history_page(ROOM)
+        stored = await daemon.services.store.library.history_page(ROOM)
     read = fake_llm.requests[1]["messages"][-1]["content"]
     assert read == f"llm:\n  api_key: {REDACTED}\n  model: small\n"
     shown = fake_llm.requests[2]["messages"][-1]["content"]

@@ -59,5 +59,5 @@ async def test_deleting_a_conversation_cancels_its_reminders_and_ends_its_actor(
         refused = await next_frame(tab_a, "error")
         assert (refused["code"], refused["id"]) == ("deleted", "m2")
         assert len(fake_llm.requests) == requests  # no model call, so no tool either
-        assert await services.store.turn(due.turn_id) is None
-        assert not await services.store.queued_turns(A)
+        assert await services.store.turns.turn(due.turn_id) is None
+        assert not await services.store.library.queued_turns(A)

@@ -1,58 +1,82 @@
-"""Ganglion's errors form one tree under GanglionError, each with a message for people."""
+"""Ganglion's errors form one tree under GanglionError, each with a message for people,
+and each drawn in the tree `ganglion.errors` shows (or in its own package's tree)."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
+from collections.abc import Iterator
+
 import pytest
 
-from ganglion.backend import SubmitError
-from ganglion.config import ConfigError
-from ganglion.entries import EntryError
-from ganglion.errors import GanglionError, StartupError
-from ganglion.llm import LLMError
-from ganglion.matrix.errors import MatrixError
-from ganglion.reminders.schedule import ScheduleError
-from ganglion.safefs import SafePathError
-from ganglion.services import ServiceUnavailable
-from ganglion.store import MigrationError, StoreError
-from ganglion.terminal import ChatError
-from ganglion.threads.turn import TurnError
-from ganglion.tools.files import FileAccessError
-from ganglion.tools.mcp import ConnectionLost
-from ganglion.tools.registry import ToolError
-from ganglion.tools.shell import SandboxError
-from ganglion.web.protocol import FrameError
+import ganglion
+from ganglion.errors import GanglionError
+from ganglion.store import RewindReason
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        StartupError("x"),
-        ConfigError("x"),
-        StoreError("x"),
-        MigrationError("x"),
-        TurnError("x"),
-        ToolError("x"),
-        FileAccessError("x"),
-        SafePathError("x"),
-        EntryError("x"),
-        ScheduleError("x"),
-        SandboxError("x"),
-        ConnectionLost("x"),
-        ServiceUnavailable("x"),
-        SubmitError("x"),
-        FrameError("bad", "x"),
-        ChatError("x", 3),
-        MatrixError("x"),
-    ],
-    ids=lambda error: type(error).__name__,
-)
-def test_every_error_is_a_ganglion_error_with_a_message_for_people(error: GanglionError) -> None:
+def _import_everything() -> None:
+    for module in pkgutil.walk_packages(ganglion.__path__, "ganglion."):
+        if not module.name.endswith("__main__"):  # that one runs the command line
+            importlib.import_module(module.name)
+
+
+def _subclasses(cls: type[GanglionError]) -> Iterator[type[GanglionError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+_import_everything()
+ERRORS = sorted(set(_subclasses(GanglionError)), key=lambda cls: cls.__qualname__)
+
+# Errors whose constructor takes more than the message.
+ARGUMENTS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
+    "FrameError": (("bad", "x"), {}),
+    "ChatError": (("x", 3), {}),
+    "RewindRefused": ((RewindReason.BUSY, "x"), {}),
+    "ThreadDeleted": (("web_00",), {}),
+    "ForcedStop": ((2,), {}),
+    "LLMRequestRejected": ((400, "x"), {}),
+    "LLMContextExceeded": ((400, "x"), {"limit": None, "prompt_tokens": None}),
+    "MatrixInteractiveAuth": (("x",), {"session": None, "flows": []}),
+}
+
+
+def _make(cls: type[GanglionError]) -> GanglionError:
+    args, kwargs = ARGUMENTS.get(cls.__name__, (("x",), {}))
+    return cls(*args, **kwargs)
+
+
+def test_the_walk_finds_the_tree() -> None:
+    names = {cls.__name__ for cls in ERRORS}
+    assert {"StartupError", "ConfigError", "StoreError", "LLMError", "MatrixError"} <= names
+    assert {"SubmitError", "FrameError", "TurnError", "ForcedStop"} <= names
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
+def test_every_error_is_a_ganglion_error_with_a_message_for_people(
+    cls: type[GanglionError],
+) -> None:
+    error = _make(cls)
     assert isinstance(error, GanglionError)
-    assert error.user_message == "x"
+    assert isinstance(error.user_message, str) and error.user_message
+    if cls.user_message is GanglionError.user_message and cls.__name__ not in ARGUMENTS:
+        assert error.user_message == "x"
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
+def test_every_error_is_drawn_in_a_tree(cls: type[GanglionError]) -> None:
+    trees = (sys.modules["ganglion.errors"].__doc__ or "") + (
+        sys.modules[cls.__module__].__doc__ or ""
+    )
+    if cls.__module__ == "ganglion.safefs":
+        pytest.skip("the refusals of safefs are drawn as SafePathError")
+    assert cls.__name__ in trees
 
 
 def test_model_errors_keep_their_own_message_for_people() -> None:
-    from ganglion.llm import LLMTimeout
+    from ganglion.llm import LLMError, LLMTimeout
 
     error = LLMTimeout("http://127.0.0.1:1/v1: ReadTimeout")
     assert isinstance(error, LLMError) and isinstance(error, GanglionError)

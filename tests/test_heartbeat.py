@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import trio
 
+from ganglion.beats import ActiveHours, is_silent, next_beat
 from ganglion.config import Config
 from ganglion.entries import active_lines
-from ganglion.heartbeat.review import ActiveHours, is_silent, next_beat
 from ganglion.messages import FinalReply, TriggerHeartbeat
 from tests.support.daemon import Daemon, daemon_config, open_daemon
 from tests.support.fakellm import FakeLLM, HTTPError, Reply, Step, open_fake_llm

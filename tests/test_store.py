@@ -44,8 +44,8 @@ async def begin(
     turn_id: str | None = None,
 ) -> tuple[Turn, StoredMessage]:
     """A turn queued and started, as a thread actor does when its turn comes."""
-    turn, _ = await store.queue_turn(thread_id, message, source=source, turn_id=turn_id)
-    stored = await store.start_turn(turn.turn_id)
+    turn, _ = await store.turns.queue_turn(thread_id, message, source=source, turn_id=turn_id)
+    stored = await store.turns.start_turn(turn.turn_id)
     return replace(turn, state="running", user_message_id=stored.id), stored
 
 
@@ -58,7 +58,7 @@ def db_path(tmp_path: Path) -> Path:
 async def store(db_path: Path) -> AsyncIterator[ConversationStore]:
     with trio.fail_after(TIMEOUT):
         store = await ConversationStore.open(db_path)
-        await store.load_thread(THREAD, interface="web")
+        await store.turns.load_thread(THREAD, interface="web")
     yield store
     with trio.fail_after(TIMEOUT):
         await store.aclose()
@@ -145,12 +145,12 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
 async def test_reopening_applies_nothing_and_keeps_the_data(db_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
         store = await ConversationStore.open(db_path)
-        await store.load_thread(THREAD, interface="web")
-        await store.append(THREAD, None, ChatMessage("user", "kept"))
+        await store.turns.load_thread(THREAD, interface="web")
+        await store.turns.append(THREAD, None, ChatMessage("user", "kept"))
         await store.aclose()
         recorded = raw(db_path, "SELECT name, applied_at FROM _migrations")
         store = await ConversationStore.open(db_path)
-        state = await store.load_thread(THREAD, interface="web")
+        state = await store.turns.load_thread(THREAD, interface="web")
         await store.aclose()
     assert raw(db_path, "SELECT name, applied_at FROM _migrations") == recorded
     assert [m.message.content for m in state.messages] == ["kept"]
@@ -237,10 +237,10 @@ async def test_a_queued_turn_is_durable_and_idempotent(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, created = await store.queue_turn(
+        turn, created = await store.turns.queue_turn(
             THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
         )
-        again, created_again = await store.queue_turn(
+        again, created_again = await store.turns.queue_turn(
             THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1"
         )
     assert created and turn.state == "queued" and turn.user_message_id is None
@@ -251,7 +251,7 @@ async def test_a_queued_turn_is_durable_and_idempotent(
 
 async def test_a_turn_id_of_another_thread_is_refused(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
-        await store.load_thread(OTHER, interface="matrix")
+        await store.turns.load_thread(OTHER, interface="matrix")
         await begin(store, THREAD, ChatMessage("user", "hi"), source="user", turn_id="t1")
         with pytest.raises(StoreError, match="belongs to thread"):
             await begin(store, OTHER, ChatMessage("user", "hi"), source="user", turn_id="t1")
@@ -261,11 +261,11 @@ async def test_start_turn_appends_the_input_and_marks_it_running(
     store: ConversationStore,
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, _ = await store.queue_turn(THREAD, ChatMessage("user", "hello"), source="user")
-        stored = await store.start_turn(turn.turn_id)
-        state = await store.load_thread(THREAD, interface="web")
+        turn, _ = await store.turns.queue_turn(THREAD, ChatMessage("user", "hello"), source="user")
+        stored = await store.turns.start_turn(turn.turn_id)
+        state = await store.turns.load_thread(THREAD, interface="web")
         with pytest.raises(StoreError, match="not queued"):
-            await store.start_turn(turn.turn_id)
+            await store.turns.start_turn(turn.turn_id)
     assert stored.message == ChatMessage("user", "hello")
     assert [m.message.content for m in state.messages] == ["hello"]
     assert [(t.state, t.user_message_id) for t in state.pending] == [("running", stored.id)]
@@ -275,13 +275,13 @@ async def test_begin_turn_queues_and_starts_in_one_write_once(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        turn, stored = await store.begin_turn(
+        turn, stored = await store.turns.begin_turn(
             THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
         )
-        again, none = await store.begin_turn(
+        again, none = await store.turns.begin_turn(
             THREAD, ChatMessage("user", "hello"), source="user", turn_id="t1"
         )
-        state = await store.load_thread(THREAD, interface="web")
+        state = await store.turns.load_thread(THREAD, interface="web")
     assert stored is not None and stored.message == ChatMessage("user", "hello")
     assert (turn.state, turn.user_message_id) == ("running", stored.id)
     assert none is None and again == turn  # a resubmission writes nothing
@@ -296,10 +296,10 @@ async def test_finish_turn_stores_reply_state_and_outbox_together(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
-        finished = await store.finish_turn(
+        finished = await store.turns.finish_turn(
             turn.turn_id, state="done", final=ChatMessage("assistant", "a"), outbox={"text": "a"}
         )
-        pending = (await store.load_thread(THREAD, interface="web")).pending
+        pending = (await store.turns.load_thread(THREAD, interface="web")).pending
     assert finished.message is not None and finished.message.message.content == "a"
     assert raw(db_path, "SELECT state, finished_at IS NOT NULL FROM turns") == [("done", 1)]
     assert raw(db_path, "SELECT id, kind, payload FROM outbox WHERE delivered_at IS NULL") == [
@@ -312,7 +312,7 @@ async def test_finish_turn_is_all_or_nothing(db_path: Path, store: ConversationS
     with trio.fail_after(TIMEOUT):
         turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
         with pytest.raises(TypeError):  # the payload fails after the reply was inserted
-            await store.finish_turn(
+            await store.turns.finish_turn(
                 turn.turn_id,
                 state="done",
                 final=ChatMessage("assistant", "a"),
@@ -328,9 +328,11 @@ async def test_a_finished_turn_cannot_be_finished_again(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         turn, _ = await begin(store, THREAD, ChatMessage("user", "q"), source="user")
-        await store.finish_turn(turn.turn_id, state="done", final=ChatMessage("assistant", "a"))
+        await store.turns.finish_turn(
+            turn.turn_id, state="done", final=ChatMessage("assistant", "a")
+        )
         with pytest.raises(StoreError, match="done already"):
-            await store.finish_turn(
+            await store.turns.finish_turn(
                 turn.turn_id, state="done", final=ChatMessage("assistant", "b"), outbox={}
             )
     assert raw(db_path, "SELECT content FROM messages WHERE role = 'assistant'") == [("a",)]
@@ -340,18 +342,18 @@ async def test_a_finished_turn_cannot_be_finished_again(
 async def test_pending_turns_survive_a_reopen_in_order(db_path: Path) -> None:
     with trio.fail_after(TIMEOUT):
         store = await ConversationStore.open(db_path)
-        await store.load_thread(THREAD, interface="web")
-        await store.load_thread(OTHER, interface="matrix")
+        await store.turns.load_thread(THREAD, interface="web")
+        await store.turns.load_thread(OTHER, interface="matrix")
         await begin(store, THREAD, ChatMessage("user", "one"), source="user")
-        await store.queue_turn(THREAD, ChatMessage("user", "two"), source="reminder")
+        await store.turns.queue_turn(THREAD, ChatMessage("user", "two"), source="reminder")
         done, _ = await begin(store, OTHER, ChatMessage("user", "x"), source="user")
-        await store.finish_turn(done.turn_id, state="failed", final=None)
+        await store.turns.finish_turn(done.turn_id, state="failed", final=None)
         await store.aclose()
 
         store = await ConversationStore.open(db_path)
-        threads = await store.threads_with_pending_turns()
-        pending = (await store.load_thread(THREAD, interface="web")).pending
-        state = await store.load_thread(THREAD, interface="web")
+        threads = await store.turns.threads_with_pending_turns()
+        pending = (await store.turns.load_thread(THREAD, interface="web")).pending
+        state = await store.turns.load_thread(THREAD, interface="web")
         await store.aclose()
     assert threads == (THREAD,)
     assert [(t.input.content, t.source, t.state) for t in pending] == [
@@ -378,12 +380,14 @@ async def test_tool_call_messages_round_trip_exactly(db_path: Path) -> None:
     ]
     with trio.fail_after(TIMEOUT):
         store = await ConversationStore.open(db_path)
-        await store.load_thread(THREAD, interface="web")
+        await store.turns.load_thread(THREAD, interface="web")
         for message in messages:
-            await store.append(THREAD, "t", message, meta={"duration_ms": 1.5, "outcome": "ok"})
+            await store.turns.append(
+                THREAD, "t", message, meta={"duration_ms": 1.5, "outcome": "ok"}
+            )
         await store.aclose()
         store = await ConversationStore.open(db_path)
-        state = await store.load_thread(THREAD, interface="web")
+        state = await store.turns.load_thread(THREAD, interface="web")
         await store.aclose()
     assert [m.message for m in state.messages] == messages
     assert state.messages[2].meta == {"duration_ms": 1.5, "outcome": "ok"}
@@ -392,20 +396,20 @@ async def test_tool_call_messages_round_trip_exactly(db_path: Path) -> None:
 
 async def test_append_to_an_unknown_thread_is_refused(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match="unknown thread"):
-        await store.append("web_nobody", None, ChatMessage("user", "x"))
+        await store.turns.append("web_nobody", None, ChatMessage("user", "x"))
 
 
 async def test_new_epoch_archives_history_and_fails_pending_turns(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        await store.append(THREAD, None, ChatMessage("user", "old"))
-        await store.set_summary(THREAD, "old summary", 1)
+        await store.turns.append(THREAD, None, ChatMessage("user", "old"))
+        await store.turns.set_summary(THREAD, "old summary", 1)
         await begin(store, THREAD, ChatMessage("user", "pending"), source="user")
-        assert await store.new_epoch(THREAD) == 1
-        await store.append(THREAD, None, ChatMessage("user", "new"))
-        state = await store.load_thread(THREAD, interface="web")
-        threads = await store.threads_with_pending_turns()
+        assert await store.turns.new_epoch(THREAD) == 1
+        await store.turns.append(THREAD, None, ChatMessage("user", "new"))
+        state = await store.turns.load_thread(THREAD, interface="web")
+        threads = await store.turns.threads_with_pending_turns()
     assert [m.message.content for m in state.messages] == ["new"]
     assert (state.pending, state.summary, state.summary_upto, state.epoch) == ((), None, None, 1)
     assert threads == ()
@@ -419,15 +423,15 @@ async def test_new_epoch_archives_history_and_fails_pending_turns(
 
 async def test_summary_is_stored_and_loaded(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
-        stored = await store.append(THREAD, None, ChatMessage("user", "x"))
-        await store.set_summary(THREAD, "the gist", stored.id)
-        state = await store.load_thread(THREAD, interface="web")
+        stored = await store.turns.append(THREAD, None, ChatMessage("user", "x"))
+        await store.turns.set_summary(THREAD, "the gist", stored.id)
+        state = await store.turns.load_thread(THREAD, interface="web")
     assert (state.summary, state.summary_upto) == ("the gist", stored.id)
 
 
 async def test_a_summary_for_an_unknown_thread_is_refused(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(StoreError, match="unknown thread"):
-        await store.set_summary("web_nobody", "gist", 1)
+        await store.turns.set_summary("web_nobody", "gist", 1)
 
 
 # -- rewinding (regenerate, edit) -----------------------------------------------------------
@@ -438,7 +442,7 @@ async def answered(
 ) -> Turn:
     """A turn of `thread` answered with `answer` (its reply waiting in the outbox)."""
     turn, _ = await begin(store, THREAD, ChatMessage("user", text), source=source, turn_id=turn_id)
-    await store.finish_turn(
+    await store.turns.finish_turn(
         turn.turn_id, state="done", final=ChatMessage("assistant", answer), outbox={"text": answer}
     )
     return turn
@@ -450,11 +454,11 @@ async def test_a_rewind_supersedes_the_last_turn_and_queues_it_again(
     with trio.fail_after(TIMEOUT):
         await answered(store, "first", "one", turn_id="t1")
         last = await answered(store, "second", "two", turn_id="t2")
-        await store.record(THREAD, "notice", "a notice after it", interface="web")
-        rewound = await store.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
-        state = await store.load_thread(THREAD, interface="web")
-        page = await store.history_page(THREAD)
-        undelivered = await store.undelivered(THREAD)
+        await store.library.record(THREAD, "notice", "a notice after it", interface="web")
+        rewound = await store.turns.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
+        state = await store.turns.load_thread(THREAD, interface="web")
+        page = await store.library.history_page(THREAD)
+        undelivered = await store.outbox.undelivered(THREAD)
     assert rewound.created and rewound.superseded_from == last.user_message_id
     assert (rewound.turn.turn_id, rewound.turn.state) == ("t3", "queued")
     assert rewound.turn.input == ChatMessage("user", "second")
@@ -477,10 +481,10 @@ async def test_an_edit_queues_the_new_text_and_renames_a_first_message(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         await answered(store, "helo wrld", "?", turn_id="t1")
-        rewound = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text="hello world")
-        summary = await store.thread_summary(THREAD)
-        started = await store.start_turn("t2")
-        page = await store.history_page(THREAD)
+        rewound = await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text="hello world")
+        summary = await store.library.thread_summary(THREAD)
+        started = await store.turns.start_turn("t2")
+        page = await store.library.history_page(THREAD)
     assert rewound.turn.input == ChatMessage("user", "hello world")
     assert summary is not None and summary.title == "hello world"
     assert [m.message.content for m in page] == [started.message.content] == ["hello world"]
@@ -489,8 +493,8 @@ async def test_an_edit_queues_the_new_text_and_renames_a_first_message(
 async def test_a_rewind_is_idempotent_by_its_new_turn_id(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
         await answered(store, "q", "a", turn_id="t1")
-        first = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
-        again = await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+        first = await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+        again = await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
     assert first.created and not again.created
     assert again.turn.turn_id == "t2" and again.superseded_from is None
 
@@ -498,16 +502,16 @@ async def test_a_rewind_is_idempotent_by_its_new_turn_id(store: ConversationStor
 async def test_a_superseded_message_is_not_found_by_search(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
         await answered(store, "tell me about zebras", "stripes", turn_id="t1")
-        await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text="tell me about lions")
-        assert await store.search("web", "zebras") == ()
+        await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text="tell me about lions")
+        assert await store.library.search("web", "zebras") == ()
 
 
 async def test_a_rewind_with_nothing_to_take_back_is_refused(
     db_path: Path, store: ConversationStore
 ) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(RewindRefused) as refused:
-        await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
-    assert refused.value.code == "nothing_to_rewind"
+        await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+    assert refused.value.reason == "nothing_to_rewind"
     assert raw(db_path, "SELECT count(*) FROM turns") == [(0,)]
 
 
@@ -518,13 +522,13 @@ async def test_only_the_owners_last_turn_can_be_taken_back(
         await answered(store, "first", "one", turn_id="t1")
         await answered(store, "second", "two", turn_id="t2")
         with pytest.raises(RewindRefused) as earlier:
-            await store.rewind_turn(THREAD, "t1", new_turn_id="t3", text=None)
+            await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t3", text=None)
         await answered(
             store, "[a reminder]\nstretch", "stretch now", turn_id="r1", source="reminder"
         )
         with pytest.raises(RewindRefused) as reminder:
-            await store.rewind_turn(THREAD, "r1", new_turn_id="t3", text=None)
-    assert (earlier.value.code, reminder.value.code) == ("not_last", "not_last")
+            await store.turns.rewind_turn(THREAD, "r1", new_turn_id="t3", text=None)
+    assert (earlier.value.reason, reminder.value.reason) == ("not_last", "not_last")
     assert raw(db_path, "SELECT count(*) FROM messages WHERE superseded_by IS NOT NULL") == [(0,)]
 
 
@@ -532,10 +536,10 @@ async def test_a_turn_a_summary_covers_cannot_be_taken_back(store: ConversationS
     with trio.fail_after(TIMEOUT):
         turn = await answered(store, "old question", "old answer", turn_id="t1")
         assert turn.user_message_id is not None
-        await store.set_summary(THREAD, "the gist", turn.user_message_id)
+        await store.turns.set_summary(THREAD, "the gist", turn.user_message_id)
         with pytest.raises(RewindRefused) as refused:
-            await store.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
-    assert refused.value.code == "compacted"
+            await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text=None)
+    assert refused.value.reason == "compacted"
 
 
 async def test_rows_after_a_compaction_boundary_may_be_superseded(
@@ -544,10 +548,10 @@ async def test_rows_after_a_compaction_boundary_may_be_superseded(
     with trio.fail_after(TIMEOUT):
         old = await answered(store, "old", "old answer", turn_id="t1")
         assert old.user_message_id is not None
-        await store.set_summary(THREAD, "the gist", old.user_message_id + 1)
+        await store.turns.set_summary(THREAD, "the gist", old.user_message_id + 1)
         await answered(store, "new", "new answer", turn_id="t2")
-        await store.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
-        state = await store.load_thread(THREAD, interface="web")
+        await store.turns.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
+        state = await store.turns.load_thread(THREAD, interface="web")
     assert state.summary == "the gist"
     assert [m.message.content for m in state.messages] == ["old", "old answer"]
 
@@ -559,11 +563,11 @@ async def test_outbox_lists_undelivered_replies_until_marked_delivered(
     store: ConversationStore,
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        await store.load_thread(OTHER, interface="matrix")
+        await store.turns.load_thread(OTHER, interface="matrix")
         ids = []
         for thread_id, text in [(THREAD, "a"), (OTHER, "b"), (THREAD, "c")]:
             turn, _ = await begin(store, thread_id, ChatMessage("user", text), source="user")
-            finished = await store.finish_turn(
+            finished = await store.turns.finish_turn(
                 turn.turn_id,
                 state="done",
                 final=ChatMessage("assistant", text),
@@ -571,11 +575,11 @@ async def test_outbox_lists_undelivered_replies_until_marked_delivered(
             )
             assert finished.outbox_id is not None
             ids.append(finished.outbox_id)
-        of_thread = await store.undelivered(THREAD)
-        await store.mark_delivered(ids[:1])
-        await store.mark_delivered([])
-        left = await store.undelivered()
-        first = await store.undelivered(limit=1)
+        of_thread = await store.outbox.undelivered(THREAD)
+        await store.outbox.mark_delivered(ids[:1])
+        await store.outbox.mark_delivered([])
+        left = await store.outbox.undelivered()
+        first = await store.outbox.undelivered(limit=1)
     assert [(i.payload["text"], i.kind, i.thread_id) for i in of_thread] == [
         ("a", "reply", THREAD),
         ("c", "reply", THREAD),
@@ -596,11 +600,11 @@ async def test_undelivered_of_all_threads_does_not_walk_delivered_replies(
 async def test_history_page_pages_backwards_oldest_first(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
         for n in range(10):
-            await store.append(THREAD, None, ChatMessage("user", str(n)))
-        page = await store.history_page(THREAD, limit=4)
-        older = await store.history_page(THREAD, before_id=page[0].id, limit=4)
-        oldest = await store.history_page(THREAD, before_id=older[0].id, limit=4)
-        beyond = await store.history_page(THREAD, before_id=oldest[0].id, limit=4)
+            await store.turns.append(THREAD, None, ChatMessage("user", str(n)))
+        page = await store.library.history_page(THREAD, limit=4)
+        older = await store.library.history_page(THREAD, before_id=page[0].id, limit=4)
+        oldest = await store.library.history_page(THREAD, before_id=older[0].id, limit=4)
+        beyond = await store.library.history_page(THREAD, before_id=oldest[0].id, limit=4)
     assert [m.message.content for m in page] == ["6", "7", "8", "9"]
     assert [m.message.content for m in older] == ["2", "3", "4", "5"]
     assert [m.message.content for m in oldest] == ["0", "1"]
@@ -609,10 +613,10 @@ async def test_history_page_pages_backwards_oldest_first(store: ConversationStor
 
 async def test_history_page_shows_only_the_current_epoch(store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
-        await store.append(THREAD, None, ChatMessage("user", "before /new"))
-        await store.new_epoch(THREAD)
-        await store.append(THREAD, None, ChatMessage("user", "after /new"))
-        page = await store.history_page(THREAD)
+        await store.turns.append(THREAD, None, ChatMessage("user", "before /new"))
+        await store.turns.new_epoch(THREAD)
+        await store.turns.append(THREAD, None, ChatMessage("user", "after /new"))
+        page = await store.library.history_page(THREAD)
     assert [m.message.content for m in page] == ["after /new"]
 
 
@@ -625,15 +629,15 @@ async def test_a_closed_store_refuses_work_and_closes_only_once(db_path: Path) -
         await store.aclose()
         await store.aclose()
         with pytest.raises(StoreError, match="closed"):
-            await store.load_thread(THREAD, interface="web")
+            await store.turns.load_thread(THREAD, interface="web")
 
 
 async def test_statistics_count_reads_and_writes(db_path: Path, store: ConversationStore) -> None:
     with trio.fail_after(TIMEOUT):
         before = store.statistics()
-        await store.append(THREAD, None, ChatMessage("user", "x"))
-        await store.history_page(THREAD)
-        await store.undelivered()
+        await store.turns.append(THREAD, None, ChatMessage("user", "x"))
+        await store.library.history_page(THREAD)
+        await store.outbox.undelivered()
         after = store.statistics()
     assert after.path == str(db_path)
     assert (after.writes - before.writes, after.reads - before.reads) == (1, 2)
@@ -651,12 +655,12 @@ def test_the_package_exports_every_public_name_of_its_modules() -> None:
 
 async def test_writes_that_arrive_together_share_one_commit(store: ConversationStore) -> None:
     other = "web_fedcba9876543210"
-    await store.load_thread(other, interface="web")
+    await store.turns.load_thread(other, interface="web")
     before = store.statistics()
     queued: list[str] = []
 
     async def queue(n: int) -> None:
-        turn, created = await store.queue_turn(
+        turn, created = await store.turns.queue_turn(
             THREAD if n % 2 else other, ChatMessage("user", f"m{n}"), source="reminder"
         )
         assert created
@@ -670,7 +674,7 @@ async def test_writes_that_arrive_together_share_one_commit(store: ConversationS
     assert after.writes - before.writes == 40
     # the first write commits alone; the 39 that queued behind it share one commit
     assert after.commits - before.commits <= 3
-    assert await store.missing_turns(queued) == set()
+    assert await store.turns.missing_turns(queued) == set()
 
 
 async def test_a_failing_write_in_a_group_fails_alone(store: ConversationStore) -> None:
@@ -678,7 +682,7 @@ async def test_a_failing_write_in_a_group_fails_alone(store: ConversationStore) 
 
     async def queue(thread_id: str) -> None:
         try:
-            results[thread_id] = await store.queue_turn(
+            results[thread_id] = await store.turns.queue_turn(
                 thread_id, ChatMessage("user", "hi"), source="user", turn_id=f"{thread_id}/t"
             )
         except StoreError as exc:
@@ -686,13 +690,13 @@ async def test_a_failing_write_in_a_group_fails_alone(store: ConversationStore) 
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(store.append, THREAD, None, ChatMessage("user", "busy"))
+            nursery.start_soon(store.turns.append, THREAD, None, ChatMessage("user", "busy"))
             await trio.testing.wait_all_tasks_blocked()  # the three below queue behind it
             for thread_id in (THREAD, "web_0000000000000bad", THREAD + "0"):
                 nursery.start_soon(queue, thread_id)
     assert isinstance(results["web_0000000000000bad"], StoreError)  # unknown thread
     assert isinstance(results[THREAD + "0"], StoreError)
-    assert await store.missing_turns([f"{THREAD}/t"]) == set()
+    assert await store.turns.missing_turns([f"{THREAD}/t"]) == set()
 
 
 async def test_a_write_cancelled_before_its_group_started_never_happens(
@@ -700,11 +704,11 @@ async def test_a_write_cancelled_before_its_group_started_never_happens(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(store.append, THREAD, None, ChatMessage("user", "busy"))
+            nursery.start_soon(store.turns.append, THREAD, None, ChatMessage("user", "busy"))
             await trio.testing.wait_all_tasks_blocked()  # the append holds the connection
             with trio.CancelScope() as scope:
                 scope.cancel()
-                await store.queue_turn(
+                await store.turns.queue_turn(
                     THREAD, ChatMessage("user", "never"), source="user", turn_id="cancelled"
                 )
-    assert await store.missing_turns(["cancelled"]) == {"cancelled"}
+    assert await store.turns.missing_turns(["cancelled"]) == {"cancelled"}

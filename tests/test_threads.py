@@ -257,11 +257,11 @@ async def test_a_reminder_is_confirmed_only_once_its_turn_is_on_disk(
         await daemon.say(WEB_A, "keep the worker busy")
         await fake_llm.wait_for_requests(1)
         store = daemon.services.store
-        assert await store.missing_turns([turn_id]) == {turn_id}
+        assert await store.turns.missing_turns([turn_id]) == {turn_id}
         with trio.fail_after(10):
             await daemon.services.threads.ask(WEB_A, lambda ok: replace(due, accepted=ok))
         # confirmed while the worker is still busy with the first turn: queued, durable
-        assert await store.missing_turns([turn_id]) == set()
+        assert await store.turns.missing_turns([turn_id]) == set()
         gate.set()
         await daemon.collector.final(WEB_A, count=2)
 
@@ -278,7 +278,7 @@ async def test_a_message_is_confirmed_once_its_turn_is_on_disk(
             await daemon.services.threads.ask(
                 WEB_A, lambda ok: UserMessage(WEB_A, "web", "hello", message_id="m1", accepted=ok)
             )
-        assert await store.missing_turns([turn_id]) == set()
+        assert await store.turns.missing_turns([turn_id]) == set()
         await daemon.collector.final(WEB_A)
 
 
@@ -306,7 +306,7 @@ async def test_a_rewind_cut_off_by_a_crash_is_answered_after_restart(
     fake_llm.script(Reply("answered after the restart"))
     async with open_daemon(config) as daemon:
         assert await daemon.collector.final(WEB_A) == ["answered after the restart"]
-        page = await daemon.services.store.history_page(WEB_A)
+        page = await daemon.services.store.library.history_page(WEB_A)
     assert len(fake_llm.requests) == 3
     assert fake_llm.requests[-1]["messages"][1:] == [{"role": "user", "content": "a question"}]
     assert [(m.message.content, m.turn_id) for m in page] == [
@@ -337,7 +337,7 @@ async def test_a_rewind_while_messages_wait_is_refused_and_changes_nothing(
             await rewind(daemon, WEB_A, f"{WEB_A}/m1", "m3")
         gate.set()
         assert await daemon.collector.final(WEB_A, 2) == ["first", "second"]
-    assert refused.value.code == "busy"
+    assert refused.value.reason == "busy"
     assert history(tmp_path, WEB_A) == [
         ("user", "one"),
         ("assistant", "first"),

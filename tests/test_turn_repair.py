@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ganglion.threads.turn import INTERRUPTED_RESULT, repair_tool_pairs
+from ganglion.threads.repair import INTERRUPTED_RESULT, repair_tool_pairs
 from ganglion.transcript import ChatMessage, ToolCall
 
 CALL_A = ToolCall("a", "shell", '{"command": "ls"}')

@@ -140,7 +140,7 @@ async def test_a_message_streams_a_reply_to_its_own_tab_only(
             frame = await tab_b.get_message()
             raise AssertionError(f"tab B received {frame}")
         with trio.fail_after(10):  # a reply delivered live is marked so
-            while await web.services.store.undelivered(TAB_A):
+            while await web.services.store.outbox.undelivered(TAB_A):
                 await trio.sleep(0.01)
 
 
@@ -157,7 +157,7 @@ async def test_reconnecting_restores_history_with_replies_made_while_away(
         gate.set()  # the tab is gone when the reply is made
         await fake_llm.wait_for_requests(1)
         with trio.fail_after(10):  # the reply is stored while no tab is connected
-            while len(await web.services.store.history_page(TAB_A)) < 2:
+            while len(await web.services.store.library.history_page(TAB_A)) < 2:
                 await trio.sleep(0.01)
         async with web.socket() as tab:
             history = await hello(tab, TAB_A)
@@ -166,7 +166,7 @@ async def test_reconnecting_restores_history_with_replies_made_while_away(
             ("assistant", "answered while you were away"),
         ]
         with trio.fail_after(10):  # marked right after the history frame went out
-            while await web.services.store.undelivered(TAB_A):
+            while await web.services.store.outbox.undelivered(TAB_A):
                 await trio.sleep(0.01)
 
 
@@ -242,16 +242,16 @@ async def test_a_web_token_file_planted_as_a_link_stops_start_up(
 async def test_a_slow_delivery_mark_never_holds_up_the_other_tabs(
     tmp_path: Path, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ganglion.store import ConversationStore
+    from ganglion.store import Outbox
 
     disk = trio.Event()  # the synced write of a delivery mark, held back
-    original = ConversationStore.mark_delivered
+    original = Outbox.mark_delivered
 
-    async def slow_mark(self: ConversationStore, outbox_ids: Any) -> None:
+    async def slow_mark(self: Outbox, outbox_ids: Any) -> None:
         await disk.wait()
         await original(self, outbox_ids)
 
-    monkeypatch.setattr(ConversationStore, "mark_delivered", slow_mark)
+    monkeypatch.setattr(Outbox, "mark_delivered", slow_mark)
     fake_llm.script(Reply("first"), Reply("second"))
     async with (
         open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web,
@@ -266,7 +266,7 @@ async def test_a_slow_delivery_mark_never_holds_up_the_other_tabs(
         assert (await next_frame(tab_b, "reply"))["text"] == "second"
         disk.set()
         with trio.fail_after(10):
-            while await web.services.store.undelivered():
+            while await web.services.store.outbox.undelivered():
                 await trio.sleep(0.01)
 
 

@@ -47,7 +47,7 @@ async def test_an_oversize_send_is_refused_by_its_id_and_not_stored(
         await send(tab, "x" * 2000, "big1")
         error = await next_frame(tab, "error", "accepted")
         assert (error["type"], error["code"], error["id"]) == ("error", "too_large", "big1")
-        assert await web.services.store.history_page(TAB) == ()
+        assert await web.services.store.library.history_page(TAB) == ()
 
 
 async def test_a_burst_past_the_rate_limit_answers_every_send(
@@ -124,7 +124,7 @@ async def test_a_reused_command_id_is_not_run_twice(tmp_path: Path, fake_llm: Fa
             "state": "done",
             "duplicate": True,
         }
-        history = await web.services.store.history_page(TAB)
+        history = await web.services.store.library.history_page(TAB)
     assert [m.kind for m in history] == ["command", "notice"]
 
 
@@ -324,7 +324,7 @@ async def test_a_rewind_while_a_turn_runs_is_refused_by_its_id(
         assert "Wait for the answer" in error["message"]
         gate.set()
         assert (await next_frame(tab, "reply"))["text"] == "slow"
-        history = await web.services.store.history_page(TAB)
+        history = await web.services.store.library.history_page(TAB)
     assert [m.message.content for m in history] == ["one", "first", "two", "slow"]
 
 

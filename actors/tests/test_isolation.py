@@ -74,5 +74,6 @@ def test_the_public_surface_is_pinned() -> None:
     for module in ("_backoff", "_errors", "_mailbox", "_registry", "_supervisor"):
         exported = set(getattr(ganglion_actors, module).__all__)
         internal = {"DEFAULT_BACKOFF", "RestartWindow", "Mailbox", "run_incarnation"}
+        internal |= {"restart_loop"}
         internal |= {"reset_actor_name", "set_actor_name"}
         assert exported - internal <= set(ganglion_actors.__all__), module

@@ -38,6 +38,7 @@ from typing import Any
 import trio
 
 from ganglion.config import Config
+from ganglion.errors import GanglionError
 from ganglion.heartbeat.actor import heartbeat_child
 from ganglion.ops.endpoints import metrics_child, ops_routes
 from ganglion.ops.loop import timing_steps
@@ -56,13 +57,26 @@ log = logging.getLogger("ganglion")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class ForcedStop(Exception):
-    """A second signal arrived while draining: everything was cancelled at once."""
+class ForcedStop(GanglionError):
+    """A second signal arrived while draining: everything was cancelled at once. Not a
+    fault, but the one way `run_daemon` ends without draining, so it is told apart (the
+    command line exits with 128 + `signum`)."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
         super().__init__(self.signal_name)
+
+    @property
+    def user_message(self) -> str:
+        return f"stopped at once by a second signal ({self.signal_name})"
+
+
+@dataclass(slots=True)
+class _SignalWatch:
+    """What the signal watcher saw: the second signal that forced the stop, if any."""
+
+    forced_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +99,14 @@ async def run_daemon(
     Error handling: raises `Escalation` when a child's restart intensity was exceeded,
     `ForcedStop` after a second signal, `StartupError` when start-up cannot complete.
     """
-    forced: list[int] = []
+    watch = _SignalWatch()
     try:
         async with open_services(config) as services:
             with (
                 trio.open_signal_receiver(*SIGNALS) if handle_signals else _no_signals() as signals
             ):
                 async with trio.open_nursery() as root:
-                    root.start_soon(_watch_signals, signals, services, root.cancel_scope, forced)
+                    root.start_soon(_watch_signals, signals, services, root.cancel_scope, watch)
                     root.start_soon(_learn_context_windows, services)
                     await _serve_tree(config, services, task_status)
                     root.cancel_scope.cancel()
@@ -101,8 +115,8 @@ async def run_daemon(
         # so the command line can tell them apart.
         leaf = unwrap_group(group)
         raise leaf from leaf.__cause__
-    if forced:
-        raise ForcedStop(forced[0])
+    if watch.forced_by is not None:
+        raise ForcedStop(watch.forced_by)
 
 
 @contextmanager
@@ -126,7 +140,7 @@ async def _serve_tree(
         async with open_supervisor("root", intensity=5, period=60.0) as root:
             for spec in children:
                 view.actors.append(await root.start(spec))
-            resumed = await resume_cut_off_turns(services.threads, services.store)
+            resumed = await resume_cut_off_turns(services.threads, services.store.turns)
             if resumed:
                 log.info("resuming cut-off turns in %d thread(s)", resumed)
             log.info("ganglion is ready (data in %s)", config.data_dir)
@@ -154,14 +168,14 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             deps.timezone,
             threads,
             router,
-            missing_turns=services.store.missing_turns,
+            missing_turns=services.store.turns.missing_turns,
             ref=deps.reminders,
         ),
         heartbeat_child(
             config.heartbeat,
             config.data_dir,
             threads,
-            services.store,
+            services.store.activity,
             deps.timezone,
             ref=deps.heartbeat,
             statistics=services.heartbeat,
@@ -175,7 +189,9 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
         children += mcp_children(config, deps.tools)
     children.append(system_log_child(backend, router))
     if web is not None:
-        children.append(web_child(config, web, backend, deps.redactor, router))
+        children.append(
+            web_child(config, web, backend, services.store.library, deps.redactor, router)
+        )
     if config.matrix.enabled:
         from ganglion.matrix.actor import matrix_child
 
@@ -200,7 +216,7 @@ async def _watch_signals(
     signals: AsyncIterator[int],
     services: Services,
     root_scope: trio.CancelScope,
-    forced: list[int],
+    watch: _SignalWatch,
 ) -> None:
     async for signum in signals:
         if not services.stop_requested.is_set():
@@ -208,6 +224,6 @@ async def _watch_signals(
             services.request_stop()
         else:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
-            forced.append(signum)
+            watch.forced_by = signum
             root_scope.cancel()
             return

@@ -30,12 +30,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Final, Literal, Protocol
 
 import trio
 
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
+from ganglion.ids import interface_for
 from ganglion.messages import (
     Inbound,
     Notice,
@@ -47,19 +49,17 @@ from ganglion.messages import (
     user_turn_id,
 )
 from ganglion.reminders.store import ReminderStore
+from ganglion.services import ask_within
 from ganglion.store import (
     ConversationStore,
+    Library,
     OutboxItem,
-    SearchHit,
     StoredMessage,
     StoreError,
     ThreadDeleted,
-    ThreadSummary,
-    Turn,
 )
 from ganglion.threads.commands import parse_command
-from ganglion.threads.ids import interface_for
-from ganglion_actors import ActorError, ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
+from ganglion_actors import ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = [
     "INTERFACE_BACKOFF",
@@ -124,12 +124,6 @@ class InterfaceBackend(Protocol):
         """
         ...
 
-    async def history(
-        self, thread_id: str, *, before_id: int | None, limit: int
-    ) -> Sequence[StoredMessage]:
-        """A page of the thread's transcript, oldest first, before `before_id`."""
-        ...
-
     async def undelivered(self, thread_id: str | None = None) -> Sequence[OutboxItem]:
         """Replies not yet delivered: of one thread, or of every thread (oldest first)."""
         ...
@@ -140,23 +134,9 @@ class InterfaceBackend(Protocol):
 
 
 class LibraryBackend(InterfaceBackend, Protocol):
-    """What an interface that lists its conversations needs too (the web chat)."""
-
-    async def queued(self, thread_id: str) -> Sequence[Turn]:
-        """The thread's turns waiting to start (not yet in its history), oldest first."""
-        ...
-
-    async def conversations(self, interface: str, *, archived: bool) -> Sequence[ThreadSummary]:
-        """The interface's conversations that have messages, most recent first."""
-        ...
-
-    async def conversation(self, thread_id: str) -> ThreadSummary | None:
-        """One conversation (a deleted one says so); None when it is unknown."""
-        ...
-
-    async def search(self, interface: str, text: str) -> Sequence[SearchHit]:
-        """Messages of the interface's conversations with every word of `text`."""
-        ...
+    """What an interface that lists its conversations needs too (the web chat): what
+    changes a conversation. It reads them from the store's library directly
+    (`ganglion.store.Library`: list, search, history, queued turns)."""
 
     async def stop(self, thread_id: str, turn_id: str) -> None:
         """Ask the thread to stop `turn_id` if it is running (its partial answer is kept)."""
@@ -205,7 +185,7 @@ class DaemonBackend:
         try:
             if command and message.interface in KEEPS_TRANSCRIPT:
                 # Recorded before the thread has it, so its output lands after it.
-                recorded, created = await self._store.record(
+                recorded, created = await self._store.library.record(
                     thread_id, "command", message.text, interface=message.interface, turn_id=turn_id
                 )
                 if not created:
@@ -214,19 +194,22 @@ class DaemonBackend:
                 existing = await self._submitted(turn_id)
                 if existing is not None:
                     return existing
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.ask(
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.ask(
                     thread_id, lambda accepted: replace(message, accepted=accepted)
-                )
+                ),
+                partial(_not_stored, thread_id, "message"),
+            )
         except ThreadDeleted as exc:
             raise ConversationDeleted(f"{thread_id} was deleted") from exc
-        except (ActorError, trio.TooSlowError, StoreError) as exc:
+        except (SubmitError, StoreError) as exc:
             if recorded is not None:
                 with trio.CancelScope(shield=True):
                     await self._forget(recorded.id)
-            raise SubmitError(
-                f"{thread_id} did not store the message ({type(exc).__name__})"
-            ) from exc
+            if isinstance(exc, StoreError):
+                raise _not_stored(thread_id, "message", exc) from exc
+            raise
         return Submitted(None if command else turn_id, "queued")
 
     async def rewind(
@@ -237,74 +220,65 @@ class DaemonBackend:
             existing = await self._submitted(new_turn_id)
             if existing is not None:
                 return existing
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.ask(
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.ask(
                     thread_id,
                     lambda accepted: RewindTurn(thread_id, turn_id, message_id, text, accepted),
-                )
+                ),
+                partial(_not_stored, thread_id, "rewind"),
+            )
         except ThreadDeleted as exc:
             raise ConversationDeleted(f"{thread_id} was deleted") from exc
-        except (ActorError, trio.TooSlowError, StoreError) as exc:
-            raise SubmitError(
-                f"{thread_id} did not store the rewind ({type(exc).__name__})"
-            ) from exc
+        except StoreError as exc:
+            raise _not_stored(thread_id, "rewind", exc) from exc
         return Submitted(new_turn_id, "queued")
 
     async def _submitted(self, turn_id: str) -> Submitted | None:
         """How a turn sent before stands now (None: it was never taken)."""
-        existing = await self._store.turn(turn_id)
+        existing = await self._store.turns.turn(turn_id)
         return None if existing is None else Submitted(turn_id, _state(existing.state), True)
 
     async def _forget(self, message_id: int) -> None:
         try:
-            await self._store.forget(message_id)
+            await self._store.library.forget(message_id)
         except StoreError:
             log.warning("a command its thread did not take stays recorded", exc_info=True)
 
-    async def queued(self, thread_id: str) -> Sequence[Turn]:
-        return await self._store.queued_turns(thread_id)
-
-    async def conversations(self, interface: str, *, archived: bool) -> Sequence[ThreadSummary]:
-        return await self._store.list_threads(interface, archived=archived)
-
-    async def conversation(self, thread_id: str) -> ThreadSummary | None:
-        return await self._store.thread_summary(thread_id)
-
-    async def search(self, interface: str, text: str) -> Sequence[SearchHit]:
-        return await self._store.search(interface, text)
-
     async def stop(self, thread_id: str, turn_id: str) -> None:
         try:
-            with trio.fail_after(SUBMIT_TIMEOUT):
-                await self._threads.send(thread_id, StopTurn(thread_id, turn_id))
-        except (ActorError, trio.TooSlowError):
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.send(thread_id, StopTurn(thread_id, turn_id)),
+                partial(_not_stored, thread_id, "stop"),
+            )
+        except SubmitError:
             log.warning("could not ask %s to stop %s", thread_id, turn_id, exc_info=True)
 
     async def rename(self, thread_id: str, title: str) -> None:
-        await self._store.rename_thread(thread_id, title)
+        await self._store.library.rename_thread(thread_id, title)
 
     async def archive(self, thread_id: str, archived: bool) -> None:
-        await self._store.archive_thread(thread_id, archived)
+        await self._store.library.archive_thread(thread_id, archived)
 
     async def delete(self, thread_id: str) -> int:
         # In this order: nothing the conversation set up may fire into it once it is
         # gone, and nothing it was doing may write after the delete.
         cancelled = await self._reminders.cancel_thread(thread_id)
         self._threads.stop(thread_id)
-        await self._store.delete_thread(thread_id)
+        await self._store.library.delete_thread(thread_id)
         log.info("deleted conversation %s and %d of its reminders", thread_id, cancelled)
         return cancelled
 
-    async def history(
-        self, thread_id: str, *, before_id: int | None, limit: int
-    ) -> Sequence[StoredMessage]:
-        return await self._store.history_page(thread_id, before_id=before_id, limit=limit)
-
     async def undelivered(self, thread_id: str | None = None) -> Sequence[OutboxItem]:
-        return await self._store.undelivered(thread_id)
+        return await self._store.outbox.undelivered(thread_id)
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
-        await self._store.mark_delivered(outbox_ids)
+        await self._store.outbox.mark_delivered(outbox_ids)
+
+
+def _not_stored(thread_id: str, what: str, exc: BaseException) -> SubmitError:
+    return SubmitError(f"{thread_id} did not store the {what} ({type(exc).__name__})")
 
 
 def _state(state: str) -> TurnState:
@@ -321,8 +295,8 @@ class DisplayJournal:
     Error handling: a record that cannot be written is logged and the event delivered
     anyway (a live tab still sees it)."""
 
-    def __init__(self, store: ConversationStore) -> None:
-        self._store = store
+    def __init__(self, library: Library) -> None:
+        self._library = library
 
     async def __call__(self, event: Outbound) -> None:
         interface = interface_for(event.thread_id)
@@ -336,7 +310,7 @@ class DisplayJournal:
             case _:
                 return
         try:
-            await self._store.record(
+            await self._library.record(
                 event.thread_id, kind, text, interface=interface, turn_id=turn_id
             )
         except StoreError:

@@ -37,11 +37,17 @@ from pydantic import (
     model_validator,
 )
 
-from ganglion.configfile import DEFAULT_CONFIG_NAME, ConfigError, read_config_file
+from ganglion.beats import ActiveHours
+from ganglion.configfile import (
+    DEFAULT_CONFIG_NAME,
+    ClientView,
+    ConfigError,
+    plain_client_view,
+    read_config_file,
+)
 from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
-from ganglion.heartbeat.review import ActiveHours
+from ganglion.ids import is_valid_thread_id
 from ganglion.owned import OwnedFiles
-from ganglion.threads.ids import is_valid_thread_id
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -66,6 +72,7 @@ __all__ = [
     "ThreadsConfig",
     "ToolsConfig",
     "WebConfig",
+    "client_view",
     "is_loopback_host",
     "load_config",
     "require_an_interface",
@@ -570,6 +577,27 @@ def load_config(
         raise ConfigError(_describe(where, exc)) from None
     base = path.resolve().parent if path is not None else Path.cwd()
     return _absolute_paths(config, base, path), path
+
+
+def client_view(path: Path | None, environ: Mapping[str, str] | None = None) -> ClientView:
+    """Where a client finds the daemon `path` configures: read plainly from the file when
+    it can be (no validation: the client commands start fast), else from the validated
+    configuration.
+
+    Error handling: raises `ConfigError`, as `load_config` does.
+    """
+    environ = os.environ if environ is None else environ
+    view = plain_client_view(path, environ)
+    if view is not None:
+        return view
+    config, _ = load_config(path, environ=environ)
+    token = config.web.token
+    return ClientView(
+        config.data_dir,
+        config.web.host,
+        config.web.port,
+        token.get_secret_value() if token is not None else None,
+    )
 
 
 def _describe(where: str, exc: ValidationError) -> str:

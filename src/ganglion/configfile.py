@@ -9,9 +9,10 @@ whole configuration (`ganglion.config`) would take a third of their start.
     GANGLION_MATRIX_RECOVERY_KEY   matrix.recovery_key
     GANGLION_WEB_TOKEN             web.token
 
-`client_view` reads `data_dir` and `web.host`/`port`/`token` with the defaults and path
-rules of `ganglion.config` (a test holds the two to the same answers). Anything it cannot
-vouch for, it leaves to `load_config`, whose error names the field.
+`plain_client_view` reads `data_dir` and `web.host`/`port`/`token` with the defaults and
+path rules of `ganglion.config` (a test holds the two to the same answers). Anything it
+cannot vouch for it leaves to `ganglion.config.client_view`, which validates the whole
+file (`load_config`), whose error names the field.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "ClientView",
     "ConfigError",
     "client_view",
+    "plain_client_view",
     "read_config_file",
 ]
 
@@ -79,40 +81,48 @@ class ClientView:
     web_token: str | None  # web.token (or GANGLION_WEB_TOKEN); None: the data dir's file
 
 
-def client_view(path: Path | None, environ: Mapping[str, str] | None = None) -> ClientView:
-    """The daemon's address as `load_config` would find it in `path`.
+def plain_client_view(path: Path | None, environ: Mapping[str, str]) -> ClientView | None:
+    """The daemon's address as `load_config` would find it in `path`, when the file says
+    it plainly; None when only the full validation can tell (`ganglion.config.client_view`).
 
-    Error handling: raises `ConfigError`, as `load_config` does.
+    Error handling: raises `ConfigError` for an unreadable file or invalid YAML.
     """
-    environ = os.environ if environ is None else environ
     path, raw = read_config_file(path, environ)
     web = raw.get("web", {})
     data_dir = raw.get("data_dir", DEFAULT_DATA_DIR)
-    if isinstance(web, dict):
-        host = web.get("host", DEFAULT_WEB_HOST)
-        port = web.get("port", DEFAULT_WEB_PORT)
-        token = web.get("token")
-        plain = (
-            isinstance(data_dir, str)
-            and data_dir != ""
-            and isinstance(host, str)
-            and type(port) is int
-            and 0 <= port <= 65535
-            and (token is None or isinstance(token, str))
-        )
-        if plain:
-            base = path.resolve().parent if path is not None else Path.cwd()
-            return ClientView((base / data_dir).resolve(), host, port, token)
-    from ganglion.config import load_config  # the full check says what is wrong
-
-    config, _ = load_config(path, environ=environ)
-    token_value = config.web.token
-    return ClientView(
-        config.data_dir,
-        config.web.host,
-        config.web.port,
-        token_value.get_secret_value() if token_value is not None else None,
+    if not isinstance(web, dict):
+        return None
+    host = web.get("host", DEFAULT_WEB_HOST)
+    port = web.get("port", DEFAULT_WEB_PORT)
+    token = web.get("token")
+    plain = (
+        isinstance(data_dir, str)
+        and data_dir != ""
+        and isinstance(host, str)
+        and type(port) is int
+        and 0 <= port <= 65535
+        and (token is None or isinstance(token, str))
     )
+    if not plain:
+        return None
+    base = path.resolve().parent if path is not None else Path.cwd()
+    return ClientView((base / data_dir).resolve(), host, port, token)
+
+
+def client_view(path: Path | None, environ: Mapping[str, str] | None = None) -> ClientView:
+    """`ganglion.config.client_view`, where the command line still looks for it: the
+    plain view, else the validated one.
+
+    Its fallback imports the configuration, an arrow upward (configfile is below config):
+    it goes once the command line calls `ganglion.config.client_view` itself.
+    """
+    environ = os.environ if environ is None else environ
+    view = plain_client_view(path, environ)
+    if view is not None:
+        return view
+    from ganglion.config import client_view as validated_client_view
+
+    return validated_client_view(path, environ)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 
 GanglionError            base; `user_message` is a short sentence safe to show people
 ├── StartupError         the daemon cannot start as configured; one line, exit 2
-│   └── ConfigError      the configuration file is unusable (config.py)
-├── StoreError           a store cannot be used, or an operation on it failed
-├── RewindRefused        a turn the owner cannot take back (store.conversations)
+│   └── ConfigError      the configuration file is unusable (configfile)
+├── StoreError           a store cannot be used, or an operation on it failed (store.sqlite)
+│   └── ThreadDeleted    a write into a deleted conversation refused (store.rows)
+├── RewindRefused        a turn the owner cannot take back; `reason` says why (store.rows)
 ├── MigrationError       a database this version cannot use (store.migrations)
 ├── LLMError             the model could not answer (the tree in llm/errors.py)
 ├── TurnError            a turn cannot complete (threads.turn)
@@ -19,8 +20,11 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── MatrixError          a homeserver failed or refused (the tree in matrix/errors.py)
 ├── ServiceUnavailable   a service actor did not answer (services)
 ├── SubmitError          a message could not be made durable (backend)
+│   └── ConversationDeleted  its conversation was deleted (backend)
 ├── FrameError           a web chat frame refused (web.protocol)
-└── ChatError            the terminal client failed (terminal)
+├── PeerError            the daemon's socket is not the owner's (peercheck)
+├── ChatError            the terminal client failed (terminal)
+└── ForcedStop           a second signal stopped the daemon at once, not drained (app)
 
 Each is defined next to the code that raises it; this module holds the base and the
 start-up error, and imports nothing, so any module (the light CLI client too) may use it.

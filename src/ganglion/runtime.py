@@ -118,10 +118,10 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     redactor = Redactor(configured_secrets(config))
     deps = ThreadDeps(
         config=config,
-        store=store,
+        turns=store.turns,
         llm=llm,
         compaction_llm=compaction_llm,
-        router=DeliveryRouter(journal=DisplayJournal(store)),
+        router=DeliveryRouter(journal=DisplayJournal(store.library)),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
         tools=ToolRegistry(builtin_tools(config, reminders, redactor)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),

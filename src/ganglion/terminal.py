@@ -32,8 +32,8 @@ from trio_websocket import (
 )
 
 from ganglion.errors import GanglionError
+from ganglion.ids import new_web_thread_id
 from ganglion.peercheck import LocalDaemon, PeerError, check_daemon_socket
-from ganglion.threads.ids import new_web_thread_id
 from ganglion.web import frames
 from ganglion_actors import unwrap_group
 

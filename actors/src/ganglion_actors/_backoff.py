@@ -1,18 +1,24 @@
 """How fast restarts may come: a jittered exponential backoff between the restarts of one
-actor, and a restart-intensity window that says when restarting has become pointless.
+actor, a restart-intensity window that says when restarting has become pointless, and
+the one restart loop the supervisor and the registry both run (`restart_loop`).
 
 Both read time from `trio.current_time()`, so tests drive them with trio's mock clock.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from itertools import count
 
 import trio
 
-__all__ = ["DEFAULT_BACKOFF", "Backoff", "RestartWindow"]
+__all__ = ["DEFAULT_BACKOFF", "Backoff", "RestartWindow", "restart_loop"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,11 @@ class Backoff:
         base = min(self.maximum, self.initial * self.factor**attempt)
         return max(0.0, base * (1 + self.jitter * rng.uniform(-1.0, 1.0)))
 
+    def delays(self, rng: random.Random) -> Iterator[float]:
+        """The delays of one streak of retries, the first one first (without end: the
+        caller decides when to give up)."""
+        return (self.delay(attempt, rng) for attempt in count())
+
 
 DEFAULT_BACKOFF = Backoff()
 
@@ -54,3 +65,47 @@ class RestartWindow:
         while self._times[0] < now - self.period:
             self._times.popleft()
         return len(self._times) > self.intensity
+
+
+async def restart_loop(
+    name: str,
+    run_once: Callable[[], Awaitable[BaseException | None]],
+    *,
+    backoff: Backoff,
+    period: float,
+    rng: random.Random,
+    restarts: Callable[[BaseException | None], bool],
+    too_many: Callable[[BaseException | None], Awaitable[bool]],
+    stopped: Callable[[], bool],
+    restarted: Callable[[], None],
+) -> None:
+    """Run `run_once` (one incarnation; it returns its crash, None after a normal return)
+    again and again, the way the supervisor and the registry restart their children.
+
+    After each incarnation: `restarts(crash)` says whether to run it again at all (its
+    restart type); `too_many(crash)` records the restart in the caller's intensity window
+    and says whether to give up instead (it may raise, to escalate); then the backoff
+    delay, after which `stopped()` may still end it; `restarted()` counts the restart.
+
+    The backoff's streak (its attempt number) starts afresh after an incarnation that ran
+    at least `backoff.reset_after` seconds (default: `period`, the intensity window): it
+    was healthy, so its crash is a new fault.
+    """
+    healthy_after = backoff.reset_after or period
+    streak = 0  # consecutive restarts: the backoff attempt
+    while True:
+        began = trio.current_time()
+        crash = await run_once()
+        if not restarts(crash):
+            return
+        if trio.current_time() - began >= healthy_after:
+            streak = 0  # it ran fine for a while: this is a new fault
+        if await too_many(crash):
+            return
+        delay = backoff.delay(streak, rng)
+        log.info("%s: restarting in %.1f s", name, delay)
+        await trio.sleep(delay)
+        if stopped():
+            return
+        streak += 1
+        restarted()

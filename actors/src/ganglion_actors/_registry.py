@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow
+from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow, restart_loop
 from ganglion_actors._errors import ActorStopped
 from ganglion_actors._mailbox import (
     ActorRef,
@@ -231,29 +231,34 @@ class Registry(Generic[K, M]):
     async def _incarnations(self, key: K, entry: _Entry[M]) -> None:
         """Run the child again after each crash, within its restart intensity."""
         mailbox = entry.mailbox
-        streak = 0  # consecutive restarts: the backoff attempt
-        while True:
-            began = trio.current_time()
-            crash = await self._run_once(key, entry)
-            if crash is None or mailbox.closed:
-                return
-            if trio.current_time() - began > self._period:
-                streak = 0
-            if entry.window.exceeded_after_one_more():
-                self._failed += 1
-                log.error(
-                    "actor %s crashed more than %d times within %g s: giving up on it",
-                    mailbox.name,
-                    self._intensity,
-                    self._period,
-                )
-                return
-            await trio.sleep(self._backoff.delay(streak, self._rng))
-            if mailbox.closed:
-                return
-            streak += 1
+
+        async def too_many(crash: BaseException | None) -> bool:
+            if not entry.window.exceeded_after_one_more():
+                return False
+            self._failed += 1
+            log.error(
+                "actor %s crashed more than %d times within %g s: giving up on it",
+                mailbox.name,
+                self._intensity,
+                self._period,
+            )
+            return True
+
+        def restarted() -> None:
             mailbox.restarts += 1
             self._restarts += 1
+
+        await restart_loop(
+            mailbox.name,
+            lambda: self._run_once(key, entry),
+            backoff=self._backoff,
+            period=self._period,
+            rng=self._rng,
+            restarts=lambda crash: crash is not None and not mailbox.closed,
+            too_many=too_many,
+            stopped=lambda: mailbox.closed,
+            restarted=restarted,
+        )
 
     async def _run_once(self, key: K, entry: _Entry[M]) -> BaseException | None:
         """Run one incarnation; return its crash (None after a normal return)."""

@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow
+from ganglion_actors._backoff import DEFAULT_BACKOFF, Backoff, RestartWindow, restart_loop
 from ganglion_actors._errors import Escalation
 from ganglion_actors._mailbox import ActorRef, Inbox, Mailbox, reset_actor_name, set_actor_name
 
@@ -209,33 +209,35 @@ class Supervisor:
         self, child: _Child, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         token = set_actor_name(child.spec.name)
-        streak = 0  # consecutive restarts: the backoff attempt
-        backoff = child.spec.backoff or self._backoff
-        healthy_after = backoff.reset_after or self._window.period
+        window = self._window
+
+        async def too_many(crash: BaseException | None) -> bool:
+            if child.spec.escalates and window.exceeded_after_one_more():
+                # Shielded so the escalation cannot be lost to a concurrent stop.
+                with trio.CancelScope(shield=True):
+                    await self._cancel_children(sparing=child)
+                raise Escalation(
+                    self.name, child.spec.name, window.intensity, window.period
+                ) from crash
+            return False
+
+        def restarted() -> None:
+            child.mailbox.restarts += 1
+            self._restarts += 1
+
         try:
             with child.scope:
-                while True:
-                    began = trio.current_time()
-                    crash = await self._run_once(child, task_status)
-                    if not self._should_restart(child, crash):
-                        return
-                    if trio.current_time() - began >= healthy_after:
-                        streak = 0  # it ran fine for a while: this is a new fault
-                    if child.spec.escalates and self._window.exceeded_after_one_more():
-                        # Shielded so the escalation cannot be lost to a concurrent stop.
-                        with trio.CancelScope(shield=True):
-                            await self._cancel_children(sparing=child)
-                        raise Escalation(
-                            self.name, child.spec.name, self._window.intensity, self._window.period
-                        ) from crash
-                    delay = backoff.delay(streak, self._rng)
-                    log.info("%s: restarting in %.1f s", child.spec.name, delay)
-                    await trio.sleep(delay)
-                    if self._stopping or child.mailbox.closed:
-                        return
-                    streak += 1
-                    child.mailbox.restarts += 1
-                    self._restarts += 1
+                await restart_loop(
+                    child.spec.name,
+                    lambda: self._run_once(child, task_status),
+                    backoff=child.spec.backoff or self._backoff,
+                    period=window.period,
+                    rng=self._rng,
+                    restarts=lambda crash: self._should_restart(child, crash),
+                    too_many=too_many,
+                    stopped=lambda: self._stopping or child.mailbox.closed,
+                    restarted=restarted,
+                )
         finally:
             left = child.mailbox.fail_remaining()
             if left:

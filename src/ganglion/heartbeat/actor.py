@@ -15,7 +15,7 @@ one now) it reads `HEARTBEATS.txt` and the conversations active within
 Outside `heartbeat.active_hours` a beat is skipped. Each beat logs one line when its
 reviews are in (run, skipped and why, silent, delivered, failed, tokens), and the totals
 are kept for `statistics()`. The reviews themselves run in the threads
-(`threads.review`), so a thread that fails or crashes during its review costs that
+(`ganglion.threads.review`), so a thread that fails or crashes during its review costs that
 review only.
 """
 
@@ -34,10 +34,11 @@ from zoneinfo import ZoneInfo
 
 import trio
 
+from ganglion.beats import ActiveHours, next_beat
 from ganglion.config import HeartbeatConfig
 from ganglion.datadir import GOALS_FILE
 from ganglion.entries import active_lines
-from ganglion.heartbeat.review import ActiveHours, next_beat
+from ganglion.ids import interface_for
 from ganglion.messages import (
     Announce,
     HeartbeatReview,
@@ -46,8 +47,7 @@ from ganglion.messages import (
     TriggerHeartbeat,
 )
 from ganglion.safefs import NotFound, SafePathError, open_dir
-from ganglion.store import ConversationStore, ThreadActivity
-from ganglion.threads.ids import interface_for
+from ganglion.store import Activity, ThreadActivity
 from ganglion_actors import ActorRef, ActorStopped, ChildSpec, Inbox, MailboxFull, Registry, Reply
 
 __all__ = ["HEARTBEAT_THREAD", "HeartbeatStatistics", "heartbeat_child", "serve_heartbeat"]
@@ -82,7 +82,7 @@ def heartbeat_child(
     config: HeartbeatConfig,
     data_dir: Path,
     threads: Registry[str, Inbound],
-    store: ConversationStore,
+    activity: Activity,
     timezone: str,
     *,
     ref: ActorRef[TriggerHeartbeat],
@@ -97,7 +97,7 @@ def heartbeat_child(
             config,
             data_dir / GOALS_FILE,
             threads,
-            store,
+            activity,
             timezone,
             statistics=statistics,
         ),
@@ -109,7 +109,7 @@ async def serve_heartbeat(
     config: HeartbeatConfig,
     heartbeats_file: Path,
     threads: Registry[str, Inbound],
-    store: ConversationStore,
+    activity: Activity,
     timezone: str,
     inbox: Inbox[TriggerHeartbeat],
     *,
@@ -118,7 +118,7 @@ async def serve_heartbeat(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     heartbeat = _Heartbeat(
-        config, heartbeats_file, threads, store, ZoneInfo(timezone), wall, statistics
+        config, heartbeats_file, threads, activity, ZoneInfo(timezone), wall, statistics
     )
     async with trio.open_nursery() as nursery:
         task_status.started()
@@ -145,7 +145,7 @@ class _Heartbeat:
         config: HeartbeatConfig,
         heartbeats_file: Path,
         threads: Registry[str, Inbound],
-        store: ConversationStore,
+        activity: Activity,
         zone: ZoneInfo,
         wall: Wall,
         statistics: HeartbeatStatistics | None,
@@ -153,7 +153,7 @@ class _Heartbeat:
         self.config = config
         self.heartbeats_file = heartbeats_file
         self.threads = threads
-        self.store = store
+        self.activity = activity
         self.zone = zone
         self.wall = wall
         self.stats = statistics if statistics is not None else HeartbeatStatistics()
@@ -176,7 +176,7 @@ class _Heartbeat:
         since = now.timestamp() - self.config.active_window
         active = [
             a
-            for a in await self.store.thread_activity(since)
+            for a in await self.activity.thread_activity(since)
             if interface_for(a.thread_id) != "system"
         ]
         skipped: Counter[str] = Counter()

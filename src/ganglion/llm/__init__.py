@@ -4,6 +4,7 @@
 - `completion`: the `Completion` record and its assembly from streamed chunks (pure);
 - `sse`: a Server-Sent Events line parser (pure);
 - `textcalls`: tool calls that local models write as text (pure);
+- `window`: the context window the server serves, learned and calibrated;
 - `errors`: the `LLMError` hierarchy, each with a message safe to show in a chat.
 """
 

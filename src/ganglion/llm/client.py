@@ -69,8 +69,8 @@ __all__ = [
     "LLMClient",
     "LLMStatistics",
     "OnText",
-    "backoff_delay",
     "parse_retry_after",
+    "retry_delays",
     "server_message",
 ]
 
@@ -350,6 +350,7 @@ class LLMClient:
                 await on_text(text)
 
         attempts = self._retries.attempts
+        delays = retry_delays(self._retries, self._rng)
         for attempt in range(1, attempts + 1):
             try:
                 return await self._attempt(endpoint, body, relay)
@@ -359,7 +360,9 @@ class LLMClient:
                 if attempt == attempts:
                     log.warning("%s failed %d time(s), last: %s", endpoint.base_url, attempt, exc)
                     raise exc.error from exc
-                delay = backoff_delay(attempt, self._retries, self._rng, exc.retry_after)
+                delay = next(delays)
+                if exc.retry_after is not None:  # the server said when: believe it
+                    delay = min(exc.retry_after, self._retries.max_backoff)
                 log.info("model request failed (%s); retrying in %.1f s", exc, delay)
                 self._retry_count += 1
                 await trio.sleep(delay)
@@ -620,17 +623,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def backoff_delay(
-    attempt: int, retries: RetryConfig, rng: random.Random, retry_after: float | None = None
-) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based).
-
-    The server's Retry-After when it gave one, else the runtime's jittered exponential
-    backoff; never more than `retries.max_backoff`.
-    """
-    if retry_after is not None:
-        return min(retry_after, retries.max_backoff)
+def retry_delays(retries: RetryConfig, rng: random.Random) -> Iterator[float]:
+    """The seconds to wait after each failed attempt of one endpoint, the first one first:
+    the runtime's jittered exponential backoff, never more than `retries.max_backoff`
+    (a server's Retry-After replaces one)."""
     backoff = Backoff(
         initial=retries.initial_backoff, factor=2.0, maximum=retries.max_backoff, jitter=JITTER
     )
-    return min(backoff.delay(attempt - 1, rng), retries.max_backoff)
+    return (min(delay, retries.max_backoff) for delay in backoff.delays(rng))

@@ -1,33 +1,52 @@
-"""Persistent stores (SQLite through sqlite-utils)."""
+"""Persistent stores (SQLite through sqlite-utils).
+
+sqlite.py         `SQLiteStore`: one connection, one writer (group commit), migrations
+migrations.py     ordered, recorded migrations
+conversations.py  `ConversationStore`: `data/conversation.db`, its four parts:
+  turns.py          the write-ahead state machine of turns (the thread actors)
+  outbox.py         replies to deliver (the interfaces)
+  library.py        list, search, history, rename, archive, delete (interfaces read)
+  activity.py       what the heartbeat asks
+db.py             `ConversationDB`: the connection the four parts share
+schema.py         the conversation database's migrations
+rows.py           the frozen rows the store hands out, its reasons for refusing
+"""
 
 from __future__ import annotations
 
-from ganglion.store.conversations import (
-    ConversationStore,
+from ganglion.store.activity import Activity
+from ganglion.store.conversations import ConversationStore
+from ganglion.store.library import Library
+from ganglion.store.migrations import Migration, MigrationError, Migrations
+from ganglion.store.outbox import Outbox
+from ganglion.store.rows import (
     FinishedTurn,
     OutboxItem,
+    RewindReason,
     RewindRefused,
     Rewound,
     SearchHit,
     StoredMessage,
-    StoreError,
-    StoreStatistics,
     ThreadActivity,
     ThreadDeleted,
     ThreadState,
     ThreadSummary,
     Turn,
 )
-from ganglion.store.migrations import Migration, MigrationError, Migrations
-from ganglion.store.sqlite import SQLiteStore
+from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
+from ganglion.store.turns import Turns
 
 __all__ = [
+    "Activity",
     "ConversationStore",
     "FinishedTurn",
+    "Library",
     "Migration",
     "MigrationError",
     "Migrations",
+    "Outbox",
     "OutboxItem",
+    "RewindReason",
     "RewindRefused",
     "Rewound",
     "SQLiteStore",
@@ -40,4 +59,5 @@ __all__ = [
     "ThreadState",
     "ThreadSummary",
     "Turn",
+    "Turns",
 ]

@@ -14,7 +14,7 @@ from ganglion.llm import LLMClient
 from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.redact import Redactor
-from ganglion.store import ConversationStore
+from ganglion.store import Turns
 from ganglion.tools import ToolRegistry
 from ganglion_actors import ActorRef
 
@@ -39,13 +39,13 @@ class SharedPromptFiles:
 @dataclass(frozen=True, slots=True)
 class ThreadDeps:
     """Everything a thread actor uses that it does not own, shared by all threads and
-    built once per daemon run: the validated config, the conversation store, the model
+    built once per daemon run: the validated config, the conversation store's turns, the model
     clients and the limiter on concurrent model calls, the delivery router, the prompt
     files, the tools, the service actors' references (reserved before the tree starts
     them, so they are final), the clock and the redactor."""
 
     config: Config
-    store: ConversationStore
+    turns: Turns
     llm: LLMClient
     compaction_llm: LLMClient
     router: DeliveryRouter

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
 
-from ganglion.messages import ConfirmReminder, ListReminders, ReminderInfo
+from ganglion.beats import HEARTBEAT_OK
+from ganglion.ids import interface_for
+from ganglion.messages import (
+    ConfirmReminder,
+    ListReminders,
+    Notice,
+    ReminderInfo,
+    ReminderRequest,
+    ReviewOutcome,
+)
 from ganglion.reminders.schedule import ScheduleError
 from ganglion.reminders.text import reminder_line
 from ganglion.services import ServiceUnavailable, ask_service
@@ -16,71 +25,78 @@ from ganglion.threads.commands import (
     help_text,
     unknown_command_text,
 )
-from ganglion.threads.ids import interface_for
+from ganglion.threads.conversation import Conversation
+from ganglion.threads.turn import Emit
+from ganglion_actors import ActorRef
 
-if TYPE_CHECKING:
-    from ganglion.threads.deps import ThreadDeps
-
-
-class CommandHost(Protocol):
-    """What a command may do to its thread (the thread actor implements it)."""
-
-    thread_id: str
-    deps: ThreadDeps
-
-    @property
-    def message_count(self) -> int: ...
-
-    async def notice(self, text: str) -> None: ...
-
-    async def new_conversation(self) -> None: ...
-
-    async def compact_if_needed(self, *, force: bool = False) -> bool: ...
-
-    async def why_not_compacted(self) -> str: ...
-
-    async def review_now(self) -> str: ...
-
-
-__all__ = ["CommandHost", "handle_command"]
+__all__ = ["handle_command"]
 
 log = logging.getLogger(__name__)
 
 
-async def handle_command(thread: CommandHost, command: Command) -> None:
+async def handle_command(
+    command: Command,
+    conversation: Conversation,
+    emit: Emit,
+    *,
+    review: Callable[[], Awaitable[ReviewOutcome]],
+    reminders: ActorRef[ReminderRequest],
+) -> None:
+    """Do `command` in `conversation` and say how it went (a `Notice` to `emit`).
+    `review` runs a heartbeat review of the conversation now (`/heartbeat`)."""
+    thread_id = conversation.thread_id
+
+    async def notice(text: str) -> None:
+        await emit(Notice(thread_id, text))
+
     match command.name:
         case "help":
-            await thread.notice(help_text())
+            await notice(help_text())
         case "new":
-            await thread.new_conversation()
-            await thread.notice("Started a new conversation. The previous one is archived.")
+            await conversation.new_conversation()
+            await notice("Started a new conversation. The previous one is archived.")
         case "compact":
-            before = thread.message_count
-            if await thread.compact_if_needed(force=True):
-                kept = thread.message_count
-                await thread.notice(
+            before = conversation.message_count
+            if await conversation.compact():
+                kept = conversation.message_count
+                await notice(
                     f"Compacted: {before - kept} older message(s) summarised, {kept} kept verbatim."
                 )
             else:
-                await thread.notice(await thread.why_not_compacted())
+                await notice(await conversation.why_not_compacted())
         case "reminders":
-            await thread.notice(await _list_reminders(thread))
+            await notice(await _list_reminders(reminders, thread_id))
         case "confirm":
-            await thread.notice(await _confirm_reminder(thread, command.args))
+            await notice(await _confirm_reminder(reminders, thread_id, command.args))
         case "heartbeat":
-            await thread.notice(await thread.review_now())
+            await notice(_review_text(await review()))
         case "tools":
-            await thread.notice(format_tools(thread.deps.tools.names))
+            await notice(format_tools(conversation.tools.names))
         case name:
-            await thread.notice(unknown_command_text(name))
+            await notice(unknown_command_text(name))
 
 
-async def _list_reminders(thread: CommandHost) -> str:
+def _review_text(outcome: ReviewOutcome) -> str:
+    match outcome.state:
+        case "silent":
+            return (
+                "Heartbeat review of this conversation: nothing to report (the model "
+                f"answered {HEARTBEAT_OK}, which is shown to no one)."
+            )
+        case "spoke":
+            return (
+                f"Heartbeat review of this conversation: delivered above ({outcome.tokens} tokens)."
+            )
+        case _:
+            return f"Heartbeat review of this conversation failed: {outcome.text}"
+
+
+async def _list_reminders(reminders: ActorRef[ReminderRequest], thread_id: str) -> str:
     """This conversation's reminders and the system ones (a system thread sees all)."""
-    scope = None if interface_for(thread.thread_id) == "system" else thread.thread_id
+    scope = None if interface_for(thread_id) == "system" else thread_id
     try:
         items: tuple[ReminderInfo, ...] = await ask_service(
-            thread.deps.reminders,
+            reminders,
             lambda reply: ListReminders(reply=reply, thread_id=scope, include_system=True),
             name="reminder",
         )
@@ -89,14 +105,14 @@ async def _list_reminders(thread: CommandHost) -> str:
     return format_reminders(items)
 
 
-async def _confirm_reminder(thread: CommandHost, args: str) -> str:
+async def _confirm_reminder(reminders: ActorRef[ReminderRequest], thread_id: str, args: str) -> str:
     reminder_id = args.strip().strip("[]")
     if not reminder_id:
         return "Give the reminder's id: /confirm <id> (/reminders lists them)."
     try:
         info: ReminderInfo = await ask_service(
-            thread.deps.reminders,
-            lambda reply: ConfirmReminder(reminder_id, thread.thread_id, reply),
+            reminders,
+            lambda reply: ConfirmReminder(reminder_id, thread_id, reply),
             name="reminder",
         )
     except ScheduleError as exc:

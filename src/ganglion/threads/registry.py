@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from ganglion.messages import Inbound, Wake
-from ganglion.store import ConversationStore
+from ganglion.store import Turns
 from ganglion.threads.actor import serve_thread
 from ganglion.threads.deps import ThreadDeps
 from ganglion_actors import ActorStopped, Registry
@@ -29,13 +29,13 @@ def thread_registry(deps: ThreadDeps) -> Registry[str, Inbound]:
     )
 
 
-async def resume_cut_off_turns(threads: Registry[str, Inbound], store: ConversationStore) -> int:
+async def resume_cut_off_turns(threads: Registry[str, Inbound], turns: Turns) -> int:
     """Wake every thread that has a turn cut off by the last stop, so it is answered.
 
     Returns how many threads had such a turn. Error handling: stops early, quietly, when
     the registry is stopping (those turns are woken at the next start).
     """
-    thread_ids = await store.threads_with_pending_turns()
+    thread_ids = await turns.threads_with_pending_turns()
     for thread_id in thread_ids:
         try:
             await threads.send(thread_id, Wake(thread_id))

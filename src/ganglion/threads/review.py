@@ -22,28 +22,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+from ganglion.beats import REVIEW_MARKER, global_review_text, is_silent, thread_review_text
 from ganglion.fitting import Budget, Fit, fit_request
-from ganglion.heartbeat.review import (
-    REVIEW_MARKER,
-    global_review_text,
-    is_silent,
-    thread_review_text,
-)
-from ganglion.llm import LLMError
+from ganglion.llm import Completion, LLMError, OnText
 from ganglion.messages import HeartbeatReview, Notice, Outbound, ReviewOutcome
 from ganglion.store import StoredMessage, Turn
-from ganglion.threads.turn import TurnError, repair_tool_pairs, run_model_loop
+from ganglion.threads.conversation import Conversation
+from ganglion.threads.repair import repair_tool_pairs
+from ganglion.threads.turn import Emit, TurnError, run_model_loop
 from ganglion.tokens import estimate_schema_tokens
 from ganglion.tools import ToolRegistry
-from ganglion.transcript import ChatMessage, Usage
+from ganglion.transcript import ChatMessage
 
-if TYPE_CHECKING:
-    from ganglion.threads.actor import ThreadActor
-
-__all__ = ["recent_turns", "run_review"]
+__all__ = ["Review", "recent_turns", "run_review"]
 
 log = logging.getLogger(__name__)
 
@@ -59,75 +53,91 @@ def recent_turns(history: Sequence[StoredMessage], count: int) -> list[ChatMessa
     return repair_tool_pairs([stored.message for stored in history[first:]])
 
 
-class _ReviewHost:
-    """The `TurnHost` of a review: its own messages, nothing stored, nothing streamed."""
+class _Aside(Conversation):
+    """The conversation a review runs on: its own messages, nothing stored, never
+    compacted; the reviewed conversation's budget."""
 
-    def __init__(self, actor: ThreadActor, messages: list[ChatMessage], tools: bool) -> None:
-        self.thread_id = actor.thread_id
-        self.interface = actor.interface
-        self.deps = actor.deps if tools else replace(actor.deps, tools=NO_TOOLS)
-        self.tokens = 0
-        self._actor = actor
+    def __init__(
+        self, reviewed: Conversation, messages: list[ChatMessage], tools: ToolRegistry
+    ) -> None:
+        super().__init__(reviewed.deps, reviewed.thread_id, reviewed.interface, tools=tools)
+        self.tokens = 0  # what its requests used, so far (a failed review counts too)
         self._messages = messages
 
-    async def budget(self) -> Budget:
-        return await self._actor.budget()
+    async def complete(
+        self, fit: Fit, *, tools: list[dict[str, Any]] | None, on_text: OnText | None = None
+    ) -> Completion:
+        completion = await super().complete(fit, tools=tools, on_text=on_text)
+        usage = completion.usage
+        self.tokens += (usage.prompt_tokens or fit.tokens) + usage.completion_tokens
+        return completion
 
-    async def fit_prompt(
-        self,
-        budget: Budget,
-        tools: list[dict[str, Any]] | None,
-        *,
-        final_note: str | None = None,
-        may_compact: bool = False,
+    async def fit(
+        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
     ) -> Fit:
         note = [ChatMessage("system", final_note)] if final_note else []
         return fit_request([*self._messages, *note], estimate_schema_tokens(tools), budget)
+
+    async def fit_compacting(
+        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
+    ) -> Fit:
+        return await self.fit(budget, tools, final_note=final_note)
 
     async def append(
         self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
     ) -> None:
         self._messages.append(message)
 
-    async def emit(self, event: Outbound) -> None:
-        # Only what a tool kept (notices tied to the turn) reaches the conversation.
-        if isinstance(event, Notice) and event.turn_id is not None:
-            await self._actor.emit(event)
 
-    def used(self, usage: Usage, estimated_prompt: int) -> None:
-        prompt = usage.prompt_tokens or estimated_prompt
-        self.tokens += prompt + usage.completion_tokens
+@dataclass(frozen=True, slots=True)
+class Review:
+    """How a review went, and what the thread actor is to say in the conversation for
+    it (`speak`: the review's stored turn and the answer; None: nothing)."""
+
+    outcome: ReviewOutcome
+    speak: tuple[Turn, str] | None = None
 
 
-async def run_review(actor: ThreadActor, review: HeartbeatReview) -> ReviewOutcome:
-    """Run `review` in `actor`'s conversation (see the module docstring)."""
-    store = actor.deps.store
-    turn, _ = await store.queue_turn(
-        actor.thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
+async def run_review(conversation: Conversation, review: HeartbeatReview, emit: Emit) -> Review:
+    """Run `review` in `conversation` (see the module docstring); `emit` receives what a
+    tool kept (the "Kept:" notices), nothing else."""
+    turns = conversation.deps.turns
+    thread_id = conversation.thread_id
+    turn, _ = await turns.queue_turn(
+        thread_id, ChatMessage("user", REVIEW_MARKER), source="heartbeat"
     )
     if review.scope == "global":
         context: list[ChatMessage] = []
         instructions = global_review_text()
     else:
-        context = recent_turns(actor.history, actor.deps.config.heartbeat.recent_turns)
+        recent = conversation.deps.config.heartbeat.recent_turns
+        context = recent_turns(conversation.history, recent)
         instructions = thread_review_text()
     messages = [
-        ChatMessage("system", await actor.system_prompt()),
+        ChatMessage("system", await conversation.system_prompt()),
         *context,
         ChatMessage("user", instructions),
     ]
-    host = _ReviewHost(actor, messages, tools=review.scope == "global")
+    aside = _Aside(
+        conversation, messages, conversation.tools if review.scope == "global" else NO_TOOLS
+    )
+
+    async def kept(event: Outbound) -> None:
+        # Only what a tool kept (notices tied to the turn) reaches the conversation.
+        if isinstance(event, Notice) and event.turn_id is not None:
+            await emit(event)
+
     try:
-        text = await run_model_loop(host, turn)
+        text = await run_model_loop(aside, turn, kept)
     except (LLMError, TurnError) as exc:
-        log.warning("heartbeat review of %s failed: %s", actor.thread_id, exc)
-        await store.finish_turn(turn.turn_id, state="failed", final=None)
-        return ReviewOutcome(actor.thread_id, "failed", exc.user_message, host.tokens)
+        log.warning("heartbeat review of %s failed: %s", thread_id, exc)
+        await turns.finish_turn(turn.turn_id, state="failed", final=None)
+        return Review(ReviewOutcome(thread_id, "failed", exc.user_message, aside.tokens))
+    tokens = aside.tokens
     silent = is_silent(text)
     if silent or review.scope == "global":
-        await store.finish_turn(turn.turn_id, state="done", final=None)
+        await turns.finish_turn(turn.turn_id, state="done", final=None)
         if silent:
-            return ReviewOutcome(actor.thread_id, "silent", "", host.tokens)
-        return ReviewOutcome(actor.thread_id, "spoke", text, host.tokens)
-    await actor.speak(turn, text)
-    return ReviewOutcome(actor.thread_id, "spoke", text, host.tokens)
+            return Review(ReviewOutcome(thread_id, "silent", "", tokens))
+        return Review(ReviewOutcome(thread_id, "spoke", text, tokens))
+    return Review(ReviewOutcome(thread_id, "spoke", text, tokens), speak=(turn, text))

@@ -8,56 +8,27 @@ turn cut off half-way resumes from what it had already done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ganglion.errors import GanglionError
 from ganglion.fitting import Budget, Fit
 from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
 from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
+from ganglion.threads.conversation import Conversation
 from ganglion.threads.offers import MORE_TOOLS, Offer, tool_offers, unlock
 from ganglion.tokens import estimate_message_tokens
 from ganglion.tools import ToolContext
-from ganglion.transcript import ChatMessage, ToolCall, Usage
+from ganglion.transcript import ChatMessage, ToolCall
 
-if TYPE_CHECKING:
-    from ganglion.threads.deps import ThreadDeps
-
-
-class TurnHost(Protocol):
-    """What a turn may do to its thread: read the prompt, append to the history, emit
-    events. The thread actor is the only implementation; nothing else changes its state."""
-
-    thread_id: str
-    interface: str
-    deps: ThreadDeps
-
-    async def budget(self) -> Budget: ...
-
-    async def fit_prompt(
-        self,
-        budget: Budget,
-        tools: list[dict[str, Any]] | None,
-        *,
-        final_note: str | None = None,
-        may_compact: bool = False,
-    ) -> Fit: ...
-
-    async def append(
-        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
-    ) -> None: ...
-
-    async def emit(self, event: Outbound) -> None: ...
-
-    def used(self, usage: Usage, estimated_prompt: int) -> None: ...
-
-
-__all__ = ["TurnError", "TurnHost", "repair_tool_pairs", "run_model_loop"]
+__all__ = ["Emit", "TurnError", "run_model_loop"]
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_RESULT = "error: this tool call was interrupted before it returned a result"
+# Where a turn's events go: the thread actor's `emit` (a review passes its own).
+Emit = Callable[[Outbound], Awaitable[None]]
+
 FINAL_ROUND_NOTE = (
     "You have used all the tool calls allowed for this message. Answer now with what you "
     "have, and say what is left undone."
@@ -71,77 +42,42 @@ class TurnError(GanglionError):
     """A turn that cannot complete for a reason the user should hear about (the message)."""
 
 
-def repair_tool_pairs(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """Make the history valid for the API whatever cut a turn short.
-
-    Every assistant message with `tool_calls` must be followed by one `tool` message per
-    call id: results missing because the daemon was killed mid-tool are filled in as
-    interrupted; tool messages whose call is unknown are dropped.
-    """
-    repaired: list[ChatMessage] = []
-    waiting: dict[str, ToolCall] = {}
-
-    def close_open_calls() -> None:
-        for call in waiting.values():
-            repaired.append(
-                ChatMessage("tool", INTERRUPTED_RESULT, tool_call_id=call.id, name=call.name)
-            )
-        waiting.clear()
-
-    for message in messages:
-        if message.role == "tool":
-            if message.tool_call_id in waiting:
-                del waiting[message.tool_call_id]
-                repaired.append(message)
-            continue
-        close_open_calls()
-        repaired.append(message)
-        if message.role == "assistant":
-            waiting = {call.id: call for call in message.tool_calls}
-    close_open_calls()
-    return repaired
-
-
-async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
+async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> str:
     """Run the model (and its tool calls) until it gives a final answer; return its text.
+
+    What the turn produces (tool calls and their results) is appended to `conversation`;
+    its events (streamed text, tool activity, notices) go to `emit`.
 
     Error handling: `LLMError` from the client propagates (the caller tells the user);
     an empty final answer raises `TurnError`.
     """
-    deps = thread.deps
-    tools = deps.tools
+    tools = conversation.tools
+    config = conversation.deps.config.llm
     schemas = tools.schemas()
     context = ToolContext(
-        thread_id=thread.thread_id,
+        thread_id=conversation.thread_id,
         turn_id=turn.turn_id,
-        interface=thread.interface,
+        interface=conversation.interface,
         source=turn.source,
     )
 
     async def stream(text: str) -> None:
-        await thread.emit(TextDelta(thread.thread_id, turn.turn_id, text))
+        await emit(TextDelta(conversation.thread_id, turn.turn_id, text))
 
     rounds = 0
     refused = False  # the server refused one request of this turn for its size
     unlocked: frozenset[str] = frozenset()  # asked for with more_tools
     while True:
-        allow_tools = bool(schemas) and rounds < deps.config.llm.max_tool_rounds
+        allow_tools = bool(schemas) and rounds < config.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
-        budget = await thread.budget()
+        budget = await conversation.budget()
         offered, fit = await _fit(
-            thread, budget, unlocked if allow_tools else None, note, rounds == 0 or refused
+            conversation, budget, unlocked if allow_tools else None, note, rounds == 0 or refused
         )
         if rounds == 0 and not refused:
-            await _tell_about_cuts(thread, fit, budget)
+            await _tell_about_cuts(conversation.thread_id, emit, fit, budget)
         try:
-            async with deps.llm_slots:
-                completion = await deps.llm.complete(
-                    fit.messages,
-                    tools=offered,
-                    on_text=stream,
-                    temperature=deps.config.llm.temperature,
-                    max_tokens=deps.config.llm.max_tokens,
-                )
+            completion = await conversation.complete(fit, tools=offered, on_text=stream)
         except LLMContextExceeded as exc:
             # The client learned the window the server stated; fit again, once.
             log.warning("request of %d tokens refused for its size: %s", fit.tokens, exc)
@@ -149,7 +85,6 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
                 raise TurnError(_still_too_large(exc, fit)) from exc
             refused = True
             continue
-        thread.used(completion.usage, fit.tokens)
         calls = completion.tool_calls
         content: str | None = completion.content or None
         if not calls and offered:
@@ -161,28 +96,30 @@ async def run_model_loop(thread: TurnHost, turn: Turn) -> str:
                 raise TurnError("The model returned an empty answer. Please try again.")
             return completion.content
         rounds += 1
-        await thread.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
-        allowed = deps.config.llm.max_tool_calls_per_round
+        await conversation.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
+        allowed = config.max_tool_calls_per_round
         for call in calls[:allowed]:
             if call.name == MORE_TOOLS:
                 added, result = unlock(call, tools)
                 unlocked |= added
-                await thread.append(
+                await conversation.append(
                     turn, ChatMessage("tool", result, tool_call_id=call.id, name=call.name)
                 )
             else:
-                await _run_tool(thread, turn, call, context)
+                await _run_tool(conversation, emit, turn, call, context)
         for call in calls[allowed:]:
             # Every call needs its result for the history to stay valid.
-            log.warning("tool call in %s not run: over %d in one round", thread.thread_id, allowed)
+            log.warning(
+                "tool call in %s not run: over %d in one round", conversation.thread_id, allowed
+            )
             refusal = f"error: not run: at most {allowed} tool calls per round; send the rest next"
-            await thread.append(
+            await conversation.append(
                 turn, ChatMessage("tool", refusal, tool_call_id=call.id, name=call.name)
             )
 
 
 async def _fit(
-    thread: TurnHost,
+    conversation: Conversation,
     budget: Budget,
     unlocked: frozenset[str] | None,
     note: str | None,
@@ -195,21 +132,22 @@ async def _fit(
     leaves no room for the conversation.
     """
     offers = (
-        tool_offers(thread.deps.tools, budget.window, unlocked)
+        tool_offers(conversation.tools, budget.window, unlocked)
         if unlocked is not None
         else [Offer(None, "no tools")]
     )
     fit: Fit | None = None
     for index, offer in enumerate(offers):
-        fit = await thread.fit_prompt(
-            budget, offer.schemas, final_note=note, may_compact=may_compact
-        )
+        if may_compact:
+            fit = await conversation.fit_compacting(budget, offer.schemas, final_note=note)
+        else:
+            fit = await conversation.fit(budget, offer.schemas, final_note=note)
         may_compact = False  # compaction, if it helps at all, has helped by now
         if fit.fits:
             if index:
                 log.info(
                     "%s: a context window of %d tokens leaves room for %s",
-                    thread.thread_id,
+                    conversation.thread_id,
                     budget.window,
                     offer.name,
                 )
@@ -238,14 +176,14 @@ def _does_not_fit(fit: Fit, budget: Budget) -> str:
     )
 
 
-async def _tell_about_cuts(thread: TurnHost, fit: Fit, budget: Budget) -> None:
+async def _tell_about_cuts(thread_id: str, emit: Emit, fit: Fit, budget: Budget) -> None:
     """Tell the owner when their new message had to be cut to fit the window."""
     last_user = max((i for i, m in enumerate(fit.messages) if m.role == "user"), default=-1)
     for clip in fit.clips:
         if clip.index == last_user:
-            await thread.emit(
+            await emit(
                 Notice(
-                    thread.thread_id,
+                    thread_id,
                     f"Your message is about {budget.count(clip.original):,} tokens, more than "
                     f"the model's context window ({budget.window:,} tokens) can hold with "
                     f"the rest of the conversation. The model sees its beginning and end "
@@ -270,30 +208,34 @@ def _still_too_large(exc: LLMContextExceeded, fit: Fit) -> str:
     )
 
 
-async def _run_tool(thread: TurnHost, turn: Turn, call: ToolCall, context: ToolContext) -> None:
-    await thread.emit(
-        ToolActivity(thread.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments)
+async def _run_tool(
+    conversation: Conversation, emit: Emit, turn: Turn, call: ToolCall, context: ToolContext
+) -> None:
+    await emit(
+        ToolActivity(
+            conversation.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments
+        )
     )
-    redactor = thread.deps.redactor
-    result = await thread.deps.tools.call(call, context)
+    redactor = conversation.deps.redactor
+    result = await conversation.tools.call(call, context)
     content = redactor.known(result.content)  # the daemon's secrets never reach the model
     arguments = redactor.arguments(call.arguments)
     log.info(
         "tool call in %s: %s(%s) %s in %.0f ms",
-        thread.thread_id,
+        conversation.thread_id,
         call.name,
         _shorten(arguments, AUDIT_LOG_ARGUMENT_CHARS),
         "ok" if result.ok else f"failed: {_shorten(redactor.text(content), 200)}",
         result.duration * 1000,
     )
-    await thread.append(
+    await conversation.append(
         turn,
         ChatMessage("tool", content, tool_call_id=call.id, name=call.name),
         meta=result.audit(arguments),
     )
-    await thread.emit(
+    await emit(
         ToolActivity(
-            thread.thread_id,
+            conversation.thread_id,
             turn.turn_id,
             call.id,
             call.name,
@@ -305,9 +247,11 @@ async def _run_tool(thread: TurnHost, turn: Turn, call: ToolCall, context: ToolC
     )
     if result.persists:
         # What outlives this conversation is never changed behind the owner's back.
-        await thread.emit(
+        await emit(
             Notice(
-                thread.thread_id, f"Kept: {_shorten(content, PERSIST_NOTICE_CHARS)}", turn.turn_id
+                conversation.thread_id,
+                f"Kept: {_shorten(content, PERSIST_NOTICE_CHARS)}",
+                turn.turn_id,
             )
         )
 

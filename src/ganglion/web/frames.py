@@ -3,10 +3,12 @@
 Frames are small JSON objects with a "type". This module is the protocol's one
 definition: the type names (as `Literal` types and constants), each frame's fields (as
 `TypedDict`s, so mypy checks every place that builds or reads one), the builders of what
-a client sends and the reading of what a server sends. It is pure (json and typing only):
-`ganglion chat` uses it without importing pydantic or the daemon. The server
-(`web.protocol`) validates client frames with pydantic models that take their type names
-from here and have the same fields (a test holds them together).
+a client sends and the reading of what a server sends, and the limits of every client
+frame's fields (as `annotated_types` constraints on the `TypedDict`s: a thread id of the
+web's pattern, a bounded message id and row id, a non-empty text). The server
+(`web.protocol`) validates client frames with these very definitions (pydantic's
+`TypeAdapter`); nothing is written twice. It is pure (json, typing and the constraint
+markers only): `ganglion chat` uses it without importing pydantic or the daemon.
 
 Client -> server:
 
@@ -97,12 +99,21 @@ changed.
 from __future__ import annotations
 
 import json
-from typing import Any, Final, Literal, NotRequired, TypedDict, cast, get_args
+import re
+from typing import Annotated, Any, Final, Literal, NotRequired, cast, get_args
+
+from annotated_types import Ge, Le, MaxLen, MinLen, Predicate
+
+# pydantic validates TypedDicts from typing_extensions only, on Python 3.11.
+from typing_extensions import TypedDict
+
+from ganglion.ids import WEB_THREAD_PATTERN
 
 __all__ = [
     "ACCEPTED",
     "ARCHIVE",
     "AUTH",
+    "CLIENT_FRAMES",
     "CLIENT_FRAME_TYPES",
     "CLOSE_UNAUTHORISED",
     "DELETE",
@@ -112,6 +123,12 @@ __all__ = [
     "HELLO",
     "HISTORY",
     "LIST_THREADS",
+    "MAX_MESSAGE_ID",
+    "MAX_QUERY",
+    "MAX_ROW_ID",
+    "MAX_TITLE",
+    "MAX_TOKEN",
+    "MAX_TURN_ID",
     "NOTICE",
     "PROTOCOL_VERSION",
     "RENAME",
@@ -279,79 +296,95 @@ CLIENT_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ClientFrameType))
 SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
 
 
-# Client -> server.
+# Client -> server. What a server accepts, with the limits it enforces; a field with a
+# default there is `NotRequired` here (`v`: the current version).
+
+MAX_TOKEN = 512
+MAX_MESSAGE_ID = 100
+MAX_TURN_ID = 300
+MAX_TITLE = 200
+MAX_QUERY = 500
+MAX_ROW_ID = 2**63 - 1  # SQLite's integers: a larger id names no row and cannot be bound
+
+_WEB_THREAD = re.compile(WEB_THREAD_PATTERN)
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+WebThreadId = Annotated[str, Predicate(_WEB_THREAD.fullmatch)]
+MessageId = Annotated[str, MinLen(1), MaxLen(MAX_MESSAGE_ID), Predicate(_MESSAGE_ID.fullmatch)]
+TurnId = Annotated[str, MinLen(1), MaxLen(MAX_TURN_ID)]
+Text = Annotated[str, MinLen(1)]
 
 
 class AuthFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: AuthType
-    token: str
+    token: Annotated[str, MinLen(1), MaxLen(MAX_TOKEN)]
 
 
 class HelloFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: HelloType
-    thread_id: str
-    last_seen: NotRequired[int | None]
+    thread_id: WebThreadId
+    last_seen: NotRequired[Annotated[int, Ge(0), Le(MAX_ROW_ID)] | None]
 
 
 class SendFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: SendType
-    id: str
-    text: str
+    id: MessageId
+    text: Text
 
 
 class HistoryRequestFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: HistoryType
-    before_id: int
+    before_id: Annotated[int, Ge(1), Le(MAX_ROW_ID)]
 
 
 class StopFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: StopType
-    turn_id: str
+    turn_id: TurnId
 
 
 class RewindFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: RewindType
-    id: str
-    turn_id: str
-    text: NotRequired[str | None]  # an edit's new message; absent or null: regenerate
+    id: MessageId
+    turn_id: TurnId
+    text: NotRequired[Text | None]  # an edit's new message; absent or null: regenerate
 
 
 class ListThreadsFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: ListThreadsType
-    archived: bool
+    archived: NotRequired[bool]  # absent: the conversations not archived
 
 
 class SearchFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: SearchType
-    query: str
+    query: Annotated[str, MaxLen(MAX_QUERY)]
 
 
 class RenameFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: RenameType
-    thread_id: str
-    title: str
+    thread_id: WebThreadId
+    title: Annotated[str, MaxLen(MAX_TITLE)]
 
 
 class ArchiveFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: ArchiveType
-    thread_id: str
-    archived: bool
+    thread_id: WebThreadId
+    archived: NotRequired[bool]  # absent: archive it
 
 
 class DeleteFrame(TypedDict):
-    v: Version
+    v: NotRequired[Version]
     type: DeleteType
-    thread_id: str
+    thread_id: WebThreadId
 
 
 ClientFrame = (
@@ -367,6 +400,7 @@ ClientFrame = (
     | ArchiveFrame
     | DeleteFrame
 )
+CLIENT_FRAMES: Final = get_args(ClientFrame)
 
 
 # Server -> client.

@@ -1,21 +1,22 @@
 """The server's side of the web chat's protocol (its frames: `ganglion.web.frames`).
 
-Client frames are parsed and validated here, with pydantic models that take their type
-names from `frames` and have the same fields as its `TypedDict`s, plus the limits a
-server must enforce (a thread id of the web's pattern, a bounded message id, a non-empty
-text). A refused frame is a `FrameError` with a code for the `error` frame. Outbound
-events and history pages become the server's frames, built as `frames`' `TypedDict`s.
+Client frames are parsed here and validated against their one definition, `frames`'
+`TypedDict`s and the limits written on them, by pydantic (`TypeAdapter`); unknown fields
+are refused. A refused frame is a `FrameError` with a code for the `error` frame.
+Outbound events and history pages become the server's frames, built as `frames`'
+`TypedDict`s.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from ganglion.backend import Submitted
+from ganglion.beats import HEARTBEAT_OK
 from ganglion.errors import GanglionError
 from ganglion.markdown import render_highlighted
 from ganglion.messages import (
@@ -27,26 +28,13 @@ from ganglion.messages import (
     TurnFailed,
     TurnStarted,
 )
-from ganglion.store import SearchHit, StoredMessage, ThreadSummary, Turn
-from ganglion.threads.actor import HEARTBEAT_OK
-from ganglion.threads.ids import WEB_THREAD_PATTERN
+from ganglion.store import RewindReason, SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.web import frames
 
 __all__ = [
-    "MAX_ROW_ID",
-    "Archive",
-    "Auth",
+    "REWIND_ERROR_CODES",
     "ClientFrame",
-    "Delete",
     "FrameError",
-    "Hello",
-    "HistoryRequest",
-    "ListThreads",
-    "Rename",
-    "Rewind",
-    "Search",
-    "Send",
-    "Stop",
     "accepted_frame",
     "error_frame",
     "event_frame",
@@ -59,96 +47,23 @@ __all__ = [
     "welcome_frame",
 ]
 
-MAX_TITLE = 200
-MAX_ROW_ID = 2**63 - 1  # SQLite's integers: a larger id names no row and cannot be bound
-MAX_TOKEN = 512
-MAX_QUERY = 500
+ClientFrame = frames.ClientFrame
 
-
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    v: frames.Version = frames.PROTOCOL_VERSION
-
-
-class Auth(_Frame):
-    type: frames.AuthType
-    token: str = Field(min_length=1, max_length=MAX_TOKEN)
-
-
-class Hello(_Frame):
-    type: frames.HelloType
-    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
-    last_seen: int | None = Field(default=None, ge=0, le=MAX_ROW_ID)
-
-
-_MessageId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-class Send(_Frame):
-    type: frames.SendType
-    id: _MessageId
-    text: str = Field(min_length=1)
-
-
-class HistoryRequest(_Frame):
-    type: frames.HistoryType
-    before_id: int = Field(ge=1, le=MAX_ROW_ID)
-
-
-class Stop(_Frame):
-    type: frames.StopType
-    turn_id: str = Field(min_length=1, max_length=300)
-
-
-class Rewind(_Frame):
-    type: frames.RewindType
-    id: _MessageId
-    turn_id: str = Field(min_length=1, max_length=300)
-    text: str | None = Field(default=None, min_length=1)
-
-
-class ListThreads(_Frame):
-    type: frames.ListThreadsType
-    archived: bool = False
-
-
-class Search(_Frame):
-    type: frames.SearchType
-    query: str = Field(max_length=MAX_QUERY)
-
-
-class Rename(_Frame):
-    type: frames.RenameType
-    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
-    title: str = Field(max_length=MAX_TITLE)
-
-
-class Archive(_Frame):
-    type: frames.ArchiveType
-    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
-    archived: bool = True
-
-
-class Delete(_Frame):
-    type: frames.DeleteType
-    thread_id: str = Field(pattern=WEB_THREAD_PATTERN)
-
-
-_Client = (
-    Auth
-    | Hello
-    | Send
-    | HistoryRequest
-    | Stop
-    | Rewind
-    | ListThreads
-    | Search
-    | Rename
-    | Archive
-    | Delete
+# A frame with a field the protocol does not define is refused, as a typo would be.
+for _frame in frames.CLIENT_FRAMES:
+    _frame.__pydantic_config__ = ConfigDict(extra="forbid")
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(
+    Annotated[ClientFrame, Field(discriminator="type")]
 )
-ClientFrame = Annotated[_Client, Field(discriminator="type")]
-_client_frame: TypeAdapter[_Client] = TypeAdapter(ClientFrame)
+
+
+# The store's reasons for refusing a rewind, as the codes of the `error` frame.
+REWIND_ERROR_CODES: Mapping[RewindReason, str] = {
+    RewindReason.NOTHING: "nothing_to_rewind",
+    RewindReason.NOT_LAST: "not_last",
+    RewindReason.COMPACTED: "compacted",
+    RewindReason.BUSY: "busy",
+}
 
 
 class FrameError(GanglionError):
@@ -158,7 +73,7 @@ class FrameError(GanglionError):
         self.message = message
 
 
-def parse_client_frame(raw: str | bytes) -> _Client:
+def parse_client_frame(raw: str | bytes) -> ClientFrame:
     """Parse and validate one client frame. Raises `FrameError` with a clear message."""
     if not raw:
         raise FrameError("bad_frame", "empty frame; send a JSON object with a 'type'")

@@ -38,10 +38,11 @@ from ganglion.config import Config, WebConfig
 from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
+from ganglion.ids import WEB_THREAD_PATTERN
 from ganglion.messages import FinalReply, Outbound
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
-from ganglion.threads.ids import WEB_THREAD_PATTERN
+from ganglion.store import Library
 from ganglion.web.auth import (
     LEGACY_COOKIE,
     bearer_token,
@@ -90,7 +91,12 @@ class WebState:
 
 
 def create_app(
-    state: WebState, backend: LibraryBackend, hub: Hub, token: str, config: WebConfig
+    state: WebState,
+    backend: LibraryBackend,
+    library: Library,
+    hub: Hub,
+    token: str,
+    config: WebConfig,
 ) -> QuartTrio:
     """The web chat's routes. The page and its static files need no token (they hold no
     secret); everything that reads or changes the daemon does: the websocket (its first
@@ -181,7 +187,7 @@ def create_app(
                 return refused
         await websocket.accept()
         socket = websocket._get_current_object()  # type: ignore[attr-defined]
-        await run_session(socket, backend, hub, config, token if first_frame else None)
+        await run_session(socket, backend, library, hub, config, token if first_frame else None)
         return None
 
     async def check_request() -> Response | None:
@@ -220,6 +226,7 @@ def web_child(
     config: Config,
     state: WebState,
     backend: LibraryBackend,
+    library: Library,
     redactor: Redactor,
     router: DeliveryRouter,
 ) -> ChildSpec[Outbound]:
@@ -248,6 +255,7 @@ def web_child(
             config.shutdown.grace_seconds,
             state,
             backend,
+            library,
             token,
             inbox,
             task_status=task_status,
@@ -266,6 +274,7 @@ async def serve_web(
     graceful_seconds: float,
     state: WebState,
     backend: LibraryBackend,
+    library: Library,
     token: str,
     inbox: Inbox[Outbound],
     *,
@@ -281,7 +290,7 @@ async def serve_web(
     hypercorn_config.errorlog = logging.getLogger("hypercorn.error")
     hypercorn_config.websocket_max_message_size = config.max_message_bytes * 4
     hub = Hub()
-    app = create_app(state, backend, hub, token, config)
+    app = create_app(state, backend, library, hub, token, config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         state.binds = await start_hypercorn(

@@ -20,31 +20,24 @@ with an `error` frame and the session goes on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import trio
 
-from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError
+from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError, Submitted
 from ganglion.config import WebConfig
 from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
-from ganglion.store import RewindRefused, StoreError
+from ganglion.store import Library, RewindRefused, StoreError
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
+from ganglion.web.frames import ArchiveFrame, DeleteFrame, RenameFrame
 from ganglion.web.protocol import (
-    Archive,
-    Auth,
-    Delete,
+    REWIND_ERROR_CODES,
+    ClientFrame,
     FrameError,
-    Hello,
-    HistoryRequest,
-    ListThreads,
-    Rename,
-    Rewind,
-    Search,
-    Send,
-    Stop,
     accepted_frame,
     error_frame,
     event_frame,
@@ -139,22 +132,25 @@ class Hub:
 
 
 async def run_session(
-    socket: Any, backend: LibraryBackend, hub: Hub, config: WebConfig, token: str | None = None
+    socket: Any,
+    backend: LibraryBackend,
+    library: Library,
+    hub: Hub,
+    config: WebConfig,
+    token: str | None = None,
 ) -> None:
     """Serve one accepted websocket until it closes. With `token`, the socket is not yet
     authenticated: its first frame must carry that token."""
     if token is not None and not await _authenticate(socket, token):
         return
-    outlet = _Outlet()
-    thread: list[str] = []
+    session = _Session(socket, backend, library, hub, config)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, socket, outlet, nursery.cancel_scope)
-            await _read(socket, backend, hub, config, outlet, thread)
+            nursery.start_soon(_write, socket, session.outlet, nursery.cancel_scope)
+            await session.read()
             nursery.cancel_scope.cancel()
     finally:
-        if thread:
-            hub.remove(thread[0], outlet)
+        session.leave()
 
 
 async def _authenticate(socket: Any, token: str) -> bool:
@@ -163,11 +159,11 @@ async def _authenticate(socket: Any, token: str) -> bool:
     with trio.move_on_after(AUTH_SECONDS):
         raw = await socket.receive()
         try:
-            frame = parse_client_frame(raw or "")
+            frame: ClientFrame | None = parse_client_frame(raw or "")
         except FrameError:
             frame = None
-        if isinstance(frame, Auth):
-            if token_matches(frame.token, token):
+        if frame is not None and frame["type"] == frames.AUTH:
+            if token_matches(frame["token"], token):
                 return True
             await refuse_wrong_token()
             reason = "wrong token"
@@ -216,181 +212,177 @@ def _coalesced(
     return frames
 
 
-async def _read(
-    socket: Any,
-    backend: LibraryBackend,
-    hub: Hub,
-    config: WebConfig,
-    outlet: _Outlet,
-    thread: list[str],
-) -> None:
-    bucket = TokenBucket(config.frame_burst, config.max_frames_per_second)
-    refused = 0
-    while True:
-        raw = await socket.receive()
-        if raw is None:  # quart hands over an empty frame as None
-            raw = ""
-        if not bucket.take():
-            refused += 1
-            if refused >= FLOOD_CLOSE_AFTER:
-                log.warning("closing a flooding web session")
-                await socket.close(1008, "too many frames")
-                return
-            # A refused send is always named (its sender marks it failed); other frames
-            # get one error per streak: answering every one would add to the flood.
-            message_id = send_id(raw)
-            if message_id is not None:
-                outlet.offer(error_frame("rate_limited", RATE_LIMITED, message_id))
-            elif refused == 1:
-                outlet.offer(error_frame("rate_limited", "too many frames; slow down"))
-            continue
+class _Session:
+    """One authenticated socket: what it reads, the thread it follows (None until its
+    `hello`) and the queue of frames its writer sends. Conversations are read from the
+    `library`; what changes one goes through the daemon (`backend`)."""
+
+    def __init__(
+        self, socket: Any, backend: LibraryBackend, library: Library, hub: Hub, config: WebConfig
+    ) -> None:
+        self.socket = socket
+        self.backend = backend
+        self.library = library
+        self.hub = hub
+        self.config = config
+        self.outlet = _Outlet()
+        self.thread_id: str | None = None
+
+    def leave(self) -> None:
+        if self.thread_id is not None:
+            self.hub.remove(self.thread_id, self.outlet)
+
+    def offer(self, frame: str) -> None:
+        self.outlet.offer(frame)
+
+    async def read(self) -> None:
+        config = self.config
+        bucket = TokenBucket(config.frame_burst, config.max_frames_per_second)
         refused = 0
-        size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > config.max_message_bytes:
-            outlet.offer(
-                error_frame(
-                    "too_large",
-                    f"messages are limited to {config.max_message_bytes} bytes; this one "
-                    f"had {size}",
-                    send_id(raw),
-                )
-            )
-            continue
-        try:
-            frame = parse_client_frame(raw)
-        except FrameError as exc:
-            outlet.offer(error_frame(exc.code, exc.message, send_id(raw)))
-            continue
-        try:
-            await _handle(frame, backend, hub, config, outlet, thread)
-        except Exception:  # one frame's failure must not end the session (a protocol edge)
-            log.exception("a web frame of type %s could not be handled", frame.type)
-            outlet.offer(error_frame("internal", NOT_HANDLED, send_id_of(frame)))
-
-
-async def _handle(
-    frame: Auth
-    | Hello
-    | Send
-    | HistoryRequest
-    | Stop
-    | Rewind
-    | ListThreads
-    | Search
-    | Rename
-    | Archive
-    | Delete,
-    backend: LibraryBackend,
-    hub: Hub,
-    config: WebConfig,
-    outlet: _Outlet,
-    thread: list[str],
-) -> None:
-    match frame:
-        case Auth():
-            outlet.offer(error_frame("bad_frame", "this session is signed in already"))
-        case Hello(thread_id=thread_id):
-            summary = await backend.conversation(thread_id)
-            if summary is not None and summary.deleted:
-                outlet.offer(error_frame("deleted", DELETED))
-                return
-            if thread and thread[0] != thread_id:
-                hub.remove(thread[0], outlet)
-            thread[:] = [thread_id]
-            hub.add(thread_id, outlet)
-            await _welcome(thread_id, backend, outlet, config)
-        case ListThreads(archived=archived):
-            await _list(backend, outlet, archived=archived)
-        case Search(query=query):
-            outlet.offer(search_frame(query, await backend.search("web", query)))
-        case Rename() | Archive() | Delete():
-            try:
-                await _change(frame, backend, outlet)
-            except StoreError:
-                outlet.offer(error_frame("unknown_thread", "there is no such conversation"))
-            await _list(backend, outlet, archived=isinstance(frame, Archive) and not frame.archived)
-        case _ if not thread:
-            outlet.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
-        case Send(id=message_id, text=text):
-            try:
-                submitted = await backend.submit(
-                    UserMessage(thread[0], "web", text, message_id=message_id)
-                )
-            except ConversationDeleted:
-                outlet.offer(error_frame("deleted", DELETED, message_id))
-            except SubmitError:
-                log.warning("a web message could not be stored", exc_info=True)
-                outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
-            else:
-                outlet.offer(accepted_frame(message_id, submitted))
-        case Stop(turn_id=turn_id):
-            await backend.stop(thread[0], turn_id)
-        case Rewind(id=message_id, turn_id=turn_id, text=text):
-            try:
-                submitted = await backend.rewind(thread[0], turn_id, message_id, text)
-            except RewindRefused as exc:
-                outlet.offer(error_frame(exc.code, exc.user_message, message_id))
-            except ConversationDeleted:
-                outlet.offer(error_frame("deleted", DELETED, message_id))
-            except SubmitError:
-                log.warning("a web rewind could not be stored", exc_info=True)
-                outlet.offer(error_frame("not_stored", NOT_STORED, message_id))
-            else:
-                outlet.offer(accepted_frame(message_id, submitted))
-        case HistoryRequest(before_id=before_id):
-            page = await backend.history(thread[0], before_id=before_id, limit=HISTORY_PAGE)
-            outlet.offer(
-                await trio.to_thread.run_sync(
-                    partial(
-                        history_frame, page, more=len(page) == HISTORY_PAGE, before_id=before_id
+        while True:
+            raw = await self.socket.receive()
+            if raw is None:  # quart hands over an empty frame as None
+                raw = ""
+            if not bucket.take():
+                refused += 1
+                if refused >= FLOOD_CLOSE_AFTER:
+                    log.warning("closing a flooding web session")
+                    await self.socket.close(1008, "too many frames")
+                    return
+                # A refused send is always named (its sender marks it failed); other
+                # frames get one error per streak: answering every one adds to the flood.
+                message_id = send_id(raw)
+                if message_id is not None:
+                    self.offer(error_frame("rate_limited", RATE_LIMITED, message_id))
+                elif refused == 1:
+                    self.offer(error_frame("rate_limited", "too many frames; slow down"))
+                continue
+            refused = 0
+            size = len(raw.encode() if isinstance(raw, str) else raw)
+            if size > config.max_message_bytes:
+                self.offer(
+                    error_frame(
+                        "too_large",
+                        f"messages are limited to {config.max_message_bytes} bytes; this "
+                        f"one had {size}",
+                        send_id(raw),
                     )
                 )
+                continue
+            try:
+                frame = parse_client_frame(raw)
+            except FrameError as exc:
+                self.offer(error_frame(exc.code, exc.message, send_id(raw)))
+                continue
+            try:
+                await self.handle(frame)
+            except Exception:  # one frame's failure must not end the session (a protocol edge)
+                log.exception("a web frame of type %s could not be handled", frame["type"])
+                self.offer(error_frame("internal", NOT_HANDLED, send_id_of(frame)))
+
+    async def handle(self, frame: ClientFrame) -> None:
+        if frame["type"] == frames.AUTH:
+            self.offer(error_frame("bad_frame", "this session is signed in already"))
+        elif frame["type"] == frames.HELLO:
+            await self._hello(frame["thread_id"])
+        elif frame["type"] == frames.LIST_THREADS:
+            await self._list(archived=frame.get("archived", False))
+        elif frame["type"] == frames.SEARCH:
+            query = frame["query"]
+            self.offer(search_frame(query, await self.library.search("web", query)))
+        elif frame["type"] in (frames.RENAME, frames.ARCHIVE, frames.DELETE):
+            try:
+                await self._change(frame)
+            except StoreError:
+                self.offer(error_frame("unknown_thread", "there is no such conversation"))
+            # Unarchiving is done from the archived list: that list is the one shown again.
+            archived = frame["type"] == frames.ARCHIVE and not frame.get("archived", True)
+            await self._list(archived=archived)
+        elif self.thread_id is None:
+            self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
+        elif frame["type"] == frames.SEND:
+            message = UserMessage(self.thread_id, "web", frame["text"], message_id=frame["id"])
+            await self._submitted(frame["id"], self.backend.submit(message), "message")
+        elif frame["type"] == frames.STOP:
+            await self.backend.stop(self.thread_id, frame["turn_id"])
+        elif frame["type"] == frames.REWIND:
+            rewind = self.backend.rewind(
+                self.thread_id, frame["turn_id"], frame["id"], frame.get("text")
+            )
+            await self._submitted(frame["id"], rewind, "rewind")
+        elif frame["type"] == frames.HISTORY:
+            before_id = frame["before_id"]
+            page = await self.library.history_page(
+                self.thread_id, before_id=before_id, limit=HISTORY_PAGE
+            )
+            more = len(page) == HISTORY_PAGE
+            self.offer(
+                await trio.to_thread.run_sync(
+                    partial(history_frame, page, more=more, before_id=before_id)
+                )
             )
 
+    async def _submitted(self, message_id: str, submit: Awaitable[Submitted], what: str) -> None:
+        """Answer a send or a rewind: `accepted` once it is durable, else why not."""
+        try:
+            submitted = await submit
+        except RewindRefused as exc:
+            reason = REWIND_ERROR_CODES[exc.reason]
+            self.offer(error_frame(reason, exc.user_message, message_id))
+        except ConversationDeleted:
+            self.offer(error_frame("deleted", DELETED, message_id))
+        except SubmitError:
+            log.warning("a web %s could not be stored", what, exc_info=True)
+            self.offer(error_frame("not_stored", NOT_STORED, message_id))
+        else:
+            self.offer(accepted_frame(message_id, submitted))
 
-def send_id_of(frame: object) -> str | None:
-    return frame.id if isinstance(frame, Send | Rewind) else None
+    async def _hello(self, thread_id: str) -> None:
+        summary = await self.library.thread_summary(thread_id)
+        if summary is not None and summary.deleted:
+            self.offer(error_frame("deleted", DELETED))
+            return
+        self.leave()
+        self.thread_id = thread_id
+        self.hub.add(thread_id, self.outlet)
+        await self._welcome(thread_id)
 
-
-async def _change(
-    frame: Rename | Archive | Delete, backend: LibraryBackend, outlet: _Outlet
-) -> None:
-    match frame:
-        case Rename(thread_id=thread_id, title=title):
-            await backend.rename(thread_id, title)
-        case Archive(thread_id=thread_id, archived=archived):
-            await backend.archive(thread_id, archived)
-        case Delete(thread_id=thread_id):
-            cancelled = await backend.delete(thread_id)
+    async def _change(self, frame: RenameFrame | ArchiveFrame | DeleteFrame) -> None:
+        thread_id = frame["thread_id"]
+        if frame["type"] == frames.RENAME:
+            await self.backend.rename(thread_id, frame["title"])
+        elif frame["type"] == frames.ARCHIVE:
+            await self.backend.archive(thread_id, frame.get("archived", True))
+        else:
+            cancelled = await self.backend.delete(thread_id)
             if cancelled:
-                outlet.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+                self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+
+    async def _list(self, *, archived: bool) -> None:
+        items = await self.library.list_threads("web", archived=archived)
+        self.offer(threads_frame(items, archived=archived))
+
+    async def _welcome(self, thread_id: str) -> None:
+        self.offer(welcome_frame(thread_id, self.config.max_message_bytes))
+        # The history carries every final reply, including those made while the tab was
+        # away: what was pending before it was read is delivered with it.
+        pending = await self.backend.undelivered(thread_id)
+        page = await self.library.history_page(thread_id, before_id=None, limit=HISTORY_PAGE)
+        queued = await self.library.queued_turns(thread_id)
+        more = len(page) == HISTORY_PAGE
+        self.offer(
+            await trio.to_thread.run_sync(partial(history_frame, page, more=more, queued=queued))
+        )
+        if pending:
+            # A tab that closes right after the history must not leave the marking undone.
+            with trio.CancelScope(shield=True):
+                await self.backend.mark_delivered([item.id for item in pending])
+
+
+def send_id_of(frame: ClientFrame) -> str | None:
+    return frame["id"] if frame["type"] in (frames.SEND, frames.REWIND) else None
 
 
 def cancelled_notice(count: int) -> str:
     reminders = "reminder" if count == 1 else "reminders"
     return f"Deleted the conversation and cancelled the {count} {reminders} it had set."
-
-
-async def _list(backend: LibraryBackend, outlet: _Outlet, *, archived: bool) -> None:
-    items = await backend.conversations("web", archived=archived)
-    outlet.offer(threads_frame(items, archived=archived))
-
-
-async def _welcome(
-    thread_id: str, backend: LibraryBackend, outlet: _Outlet, config: WebConfig
-) -> None:
-    outlet.offer(welcome_frame(thread_id, config.max_message_bytes))
-    # The history carries every final reply, including those made while the tab was away:
-    # what was pending before it was read is delivered with it.
-    pending = await backend.undelivered(thread_id)
-    page = await backend.history(thread_id, before_id=None, limit=HISTORY_PAGE)
-    queued = await backend.queued(thread_id)
-    outlet.offer(
-        await trio.to_thread.run_sync(
-            partial(history_frame, page, more=len(page) == HISTORY_PAGE, queued=queued)
-        )
-    )
-    if pending:
-        # A tab that closes right after the history must not leave the marking undone.
-        with trio.CancelScope(shield=True):
-            await backend.mark_delivered([item.id for item in pending])

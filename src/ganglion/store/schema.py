@@ -1,0 +1,138 @@
+"""The conversation database's schema: the migrations that build it, in order.
+
+See `ganglion.store.conversations` for what each table holds.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from ganglion.store.migrations import Migrations
+from ganglion.store.rows import TITLE_CHARS
+
+__all__ = ["migrations"]
+
+# What the search index holds: the words of the conversation, not tool output.
+_SEARCHED = "new.kind IS NULL AND new.role IN ('user', 'assistant') AND new.content IS NOT NULL"
+
+migrations = Migrations("conversation")
+
+
+@migrations.migration
+def create_tables(db: sqlite_utils.Database) -> None:
+    db.table("threads").create(
+        {
+            "thread_id": str,
+            "interface": str,
+            "created_at": float,
+            "epoch": int,
+            "summary": str,
+            "summary_upto": int,
+        },
+        pk="thread_id",
+        not_null={"interface", "created_at", "epoch"},
+        defaults={"epoch": 0},
+    )
+    db.execute(
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id TEXT NOT NULL REFERENCES threads(thread_id),
+            epoch INTEGER NOT NULL,
+            turn_id TEXT,
+            role TEXT NOT NULL,
+            content TEXT,
+            tool_calls TEXT,
+            tool_call_id TEXT,
+            name TEXT,
+            created_at REAL NOT NULL,
+            meta TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX messages_by_thread ON messages (thread_id, epoch, id)")
+    db.table("turns").create(
+        {
+            "turn_id": str,
+            "thread_id": str,
+            "epoch": int,
+            "source": str,
+            "state": str,
+            "input": str,
+            "user_message_id": int,
+            "created_at": float,
+            "finished_at": float,
+        },
+        pk="turn_id",
+        not_null={"thread_id", "epoch", "source", "state", "input", "created_at"},
+        foreign_keys=[("thread_id", "threads", "thread_id")],
+    )
+    db.execute(
+        "CREATE INDEX turns_unfinished ON turns (thread_id, created_at) WHERE state IN ('queued', 'running')"
+    )
+    db.execute(
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            thread_id TEXT NOT NULL,
+            turn_id TEXT,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            delivered_at REAL
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX outbox_undelivered ON outbox (thread_id, id) WHERE delivered_at IS NULL"
+    )
+
+
+@migrations.migration
+def index_undelivered_outbox(db: sqlite_utils.Database) -> None:
+    # `undelivered()` of all threads orders by id; without this index SQLite walks the
+    # whole outbox in id order, every reply ever delivered included.
+    db.execute("CREATE INDEX outbox_undelivered_all ON outbox (id) WHERE delivered_at IS NULL")
+
+
+@migrations.migration
+def display_rows_titles_and_search(db: sqlite_utils.Database) -> None:
+    # Rows shown to the owner but never to the model (`kind`: a command, its output, a
+    # notice, a failed turn's message), in the same id order as the conversation.
+    db.execute("ALTER TABLE messages ADD COLUMN kind TEXT")
+    db.execute("CREATE INDEX messages_by_turn ON messages (turn_id)")
+    db.execute("ALTER TABLE threads ADD COLUMN title TEXT")
+    db.execute("ALTER TABLE threads ADD COLUMN custom_title TEXT")
+    db.execute("ALTER TABLE threads ADD COLUMN updated_at REAL")
+    db.execute("ALTER TABLE threads ADD COLUMN archived INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE threads ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE threads SET updated_at = (SELECT MAX(created_at) FROM messages "
+        "WHERE messages.thread_id = threads.thread_id)"
+    )
+    db.execute(
+        "UPDATE threads SET title = (SELECT substr(json_extract(t.input, '$.content'), 1, ?) FROM turns t "
+        "WHERE t.thread_id = threads.thread_id AND t.source = 'user' ORDER BY t.created_at "
+        "LIMIT 1)",
+        (TITLE_CHARS,),
+    )
+    db.execute(
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
+        "content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        f"CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN {_SEARCHED} "
+        "BEGIN INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content); END"
+    )
+    db.execute(
+        f"CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
+        f"WHEN {_SEARCHED.replace('new.', 'old.')} BEGIN INSERT INTO messages_fts "
+        "(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END"
+    )
+    db.execute(
+        "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages "
+        f"WHERE {_SEARCHED.replace('new.', '')}"
+    )
+
+
+@migrations.migration
+def superseded_messages(db: sqlite_utils.Database) -> None:
+    # The rows of a turn the owner took back (regenerate, edit) stay, named by the turn
+    # that replaced them, and are left out of everything read for the model or the owner.
+    db.execute("ALTER TABLE messages ADD COLUMN superseded_by TEXT")
