@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ganglion.config import load_config
-from ganglion.configfile import ClientView, ConfigError, client_view
+from ganglion.config import client_view, load_config
+from ganglion.configfile import ClientView, ConfigError
 
 TOKEN = "Kq3v8ZpL1xWm4TnB7cYd2RfG9hJs5UaE6oIw0yQe"  # a token strong enough to expose
 

@@ -40,6 +40,7 @@ ARGUMENTS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
     "LLMRequestRejected": ((400, "x"), {}),
     "LLMContextExceeded": ((400, "x"), {"limit": None, "prompt_tokens": None}),
     "MatrixInteractiveAuth": (("x",), {"session": None, "flows": []}),
+    "MatrixMediaTooLarge": (("x",), {"limit": 1}),
 }
 
 

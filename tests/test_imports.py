@@ -29,6 +29,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.logs": 0,
     "ganglion.web.frames": 0,
     "ganglion.ops.loop": 0,
+    "ganglion.ops.findings": 0,
     "ganglion.ops.statustext": 0,
     # 1. Pure logic, the stores, the small helpers every part may use.
     "ganglion.tokens": 1,
@@ -39,11 +40,14 @@ FLOORS: Mapping[str, int] = {
     "ganglion.services": 1,
     "ganglion.peercheck": 1,
     "ganglion.delivery": 1,
+    "ganglion.images": 1,
+    "ganglion.transcribe": 1,
     "ganglion.store": 1,
     # 2. The data directory and its private files.
     "ganglion.datadir": 2,
     "ganglion.private": 2,
     "ganglion.owned": 2,
+    "ganglion.inbox": 2,
     "ganglion.configfile": 2,
     # 3. The validated configuration.
     "ganglion.config": 3,
@@ -74,20 +78,15 @@ FLOORS: Mapping[str, int] = {
     "ganglion.terminal": 10,
     "ganglion.ops.check": 10,
     "ganglion.ops.matrixcheck": 10,
+    "ganglion.ops.identitycheck": 10,
+    "ganglion.ops.matrixadmin": 10,
     "ganglion.ops.notify": 10,
     "ganglion.ops.setup": 10,
     "ganglion.ops.reference": 10,
 }
 
 # Imports known to point the wrong way, each with the work that removes it.
-KNOWN: Mapping[tuple[str, str], str] = {
-    # `ganglion.check` draws the Matrix findings with `Finding`, defined in ops/check.py,
-    # which imports the Matrix check back.
-    ("ganglion.ops.matrixcheck", "ganglion.ops.check"): "until the Matrix trust work lands",
-    # cli.py still calls `configfile.client_view`, whose fallback validates with config;
-    # it goes once cli.py calls `config.client_view`.
-    ("ganglion.configfile", "ganglion.config"): "until the Matrix trust work lands",
-}
+KNOWN: Mapping[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

@@ -13,7 +13,7 @@ import pytest
 
 from ganglion.config import Config
 from ganglion.matrix.keystore import StoredDevice, read_store, store_file
-from ganglion.ops.check import Finding
+from ganglion.ops.findings import Finding
 from ganglion.ops.matrixcheck import DeviceKeys, probe_matrix, store_finding
 
 BOT = "@bot:hs.example"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ganglion.errors import StartupError
 
 if TYPE_CHECKING:
+    from ganglion.configfile import ClientView
     from ganglion.peercheck import LocalDaemon
 
 __all__ = ["console", "main"]
@@ -195,7 +196,8 @@ def _check(config_path: Path | None, *, as_json: bool) -> int:
     import trio
 
     from ganglion.config import ConfigError, load_config, require_an_interface
-    from ganglion.ops.check import failed, render, render_json, run_checks
+    from ganglion.ops.check import run_checks
+    from ganglion.ops.findings import failed, render, render_json
 
     try:
         config, source = load_config(config_path)
@@ -216,16 +218,29 @@ def _check(config_path: Path | None, *, as_json: bool) -> int:
     return EXIT_CRASH if failed(findings) else EXIT_OK
 
 
+def _client_view(config_path: Path | None) -> ClientView:
+    """Where a client command finds the daemon: read plainly when the file allows it
+    (no pydantic: the command starts in a fraction of a second), else validated."""
+    from ganglion.configfile import plain_client_view
+
+    view = plain_client_view(config_path, os.environ)
+    if view is not None:
+        return view
+    from ganglion.config import client_view
+
+    return client_view(config_path)
+
+
 def _daemon_target(config_path: Path | None) -> LocalDaemon | int:
     """Where the running daemon listens, its token and whose socket may receive it;
     else the exit status."""
-    from ganglion.configfile import ConfigError, client_view
+    from ganglion.configfile import ConfigError
     from ganglion.datadir import WEB_TOKEN_FILE
     from ganglion.peercheck import LocalDaemon, owner_uids
     from ganglion.web.auth import read_token
 
     try:
-        view = client_view(config_path)
+        view = _client_view(config_path)
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -302,13 +317,13 @@ def _status(config_path: Path | None, *, as_json: bool) -> int:
 def _reminders(config_path: Path | None, action: str, reminder_id: str | None) -> int:
     import trio
 
-    from ganglion.configfile import ConfigError, client_view
+    from ganglion.configfile import ConfigError
     from ganglion.datadir import SCHEDULER_DB
     from ganglion.reminders.cli import cancel_reminder, list_reminders
     from ganglion.store import StoreError
 
     try:
-        view = client_view(config_path)
+        view = _client_view(config_path)
     except ConfigError as exc:
         print(f"ganglion: bad configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

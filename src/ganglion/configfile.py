@@ -17,7 +17,6 @@ file (`load_config`), whose error names the field.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ __all__ = [
     "ENV_SECRETS",
     "ClientView",
     "ConfigError",
-    "client_view",
     "plain_client_view",
     "read_config_file",
 ]
@@ -107,22 +105,6 @@ def plain_client_view(path: Path | None, environ: Mapping[str, str]) -> ClientVi
         return None
     base = path.resolve().parent if path is not None else Path.cwd()
     return ClientView((base / data_dir).resolve(), host, port, token)
-
-
-def client_view(path: Path | None, environ: Mapping[str, str] | None = None) -> ClientView:
-    """`ganglion.config.client_view`, where the command line still looks for it: the
-    plain view, else the validated one.
-
-    Its fallback imports the configuration, an arrow upward (configfile is below config):
-    it goes once the command line calls `ganglion.config.client_view` itself.
-    """
-    environ = os.environ if environ is None else environ
-    view = plain_client_view(path, environ)
-    if view is not None:
-        return view
-    from ganglion.config import client_view as validated_client_view
-
-    return validated_client_view(path, environ)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -13,6 +13,9 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── ToolError            a tool refused or failed; the message is for the model
 │   └── FileAccessError  a file tool refused (tools.files)
 ├── SafePathError        a file access beneath a directory handle refused (safefs)
+├── InboxError           a sent file could not be kept (inbox)
+├── ImageError           an image the model cannot be shown (images)
+├── TranscriptionError   a voice message could not be transcribed (transcribe)
 ├── EntryError           an edit of MEMORIES.txt / HEARTBEATS.txt refused (entries)
 ├── ScheduleError        a reminder refused (reminders.schedule)
 ├── SandboxError         the configured shell sandbox cannot be used (tools.shell)

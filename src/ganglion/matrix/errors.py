@@ -10,6 +10,7 @@ handles one small tree:
     │   ├── MatrixAuthError     the access token is unknown, expired or logged out
     │   └── MatrixInteractiveAuth  the request needs user-interactive auth (password)
     ├── MatrixMediaTooLarge     a download that is (or grew) larger than its cap
+    ├── MediaError              media that cannot be had: a malformed event, a bad hash (media)
     └── MatrixSetupError        the configuration or the encryption store cannot work
         │                       as they are (wrong device id, store of another device)
         └── SecretStorageError  a recovery key or a stored secret that does not open

@@ -17,6 +17,12 @@ Rules (each test in tests/test_matrix_media.py names one):
    1.11); the unauthenticated `/_matrix/media/v3/download` only when the server does not
    know the new path (404 or `M_UNRECOGNIZED`). An encrypted attachment is decrypted
    only after its hash matched (`nio.crypto.attachments`).
+
+Errors (in the tree of `ganglion.matrix.errors`):
+
+    MatrixError
+    ├── MediaError              a malformed media event, an attachment refused by its hash
+    └── MatrixMediaTooLarge     past `matrix.max_media_bytes`, announced or arriving
 """
 
 from __future__ import annotations
@@ -30,8 +36,7 @@ import nio.crypto.attachments as attachments
 import trio
 from nio.exceptions import EncryptionError
 
-from ganglion.errors import GanglionError
-from ganglion.matrix.errors import MatrixMediaTooLarge
+from ganglion.matrix.errors import MatrixError, MatrixMediaTooLarge
 from ganglion.matrix.http import Homeserver
 
 __all__ = [
@@ -48,7 +53,7 @@ VOICE_MARK: Final = "org.matrix.msc3245.voice"
 FALLBACK_TYPE: Final = "application/octet-stream"
 
 
-class MediaError(GanglionError):
+class MediaError(MatrixError):
     """Media that cannot be had; the message says why and may be shown to the owner."""
 
 

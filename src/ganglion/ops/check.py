@@ -22,15 +22,12 @@ Probes never change anything: the data directory is tested with a file that is r
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import httpx
 import trio
@@ -38,12 +35,12 @@ import trio
 from ganglion.config import Config, EndpointConfig, LLMTimeouts, MCPServerConfig, RetryConfig
 from ganglion.llm import LLMClient, LLMContextExceeded, LLMError, LLMRequestRejected
 from ganglion.llm.errors import shown_url
+from ganglion.ops.findings import Finding
 from ganglion.transcript import ChatMessage
 from ganglion_actors import unwrap_group
 
-__all__ = ["Finding", "failed", "render", "render_json", "run_checks"]
+__all__ = ["run_checks"]
 
-Status = Literal["ok", "warn", "fail", "skip"]
 
 PROBE_TIMEOUTS = LLMTimeouts(connect=10, first_token=60, idle=30, total=120)
 MCP_TIMEOUT_SECONDS = 30.0
@@ -60,18 +57,6 @@ TOOLS_HINT = (
     "llama.cpp: start llama-server with --jinja; Ollama: use a model with tool support; "
     "vLLM: --enable-auto-tool-choice --tool-call-parser NAME"
 )
-MARKS = {"ok": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One line of the checklist: `what` was checked, `status`, `detail` (what was found)
-    and `fix` (what to do about a failure or a warning)."""
-
-    what: str
-    status: Status
-    detail: str
-    fix: str = ""
 
 
 Probe = Callable[[], Awaitable[list[Finding]]]
@@ -89,30 +74,6 @@ async def run_checks(config: Config) -> list[Finding]:
         for index, probe in enumerate(probes):
             nursery.start_soon(run, index, probe)
     return [finding for found in results for finding in found]
-
-
-def failed(findings: Sequence[Finding]) -> bool:
-    return any(finding.status == "fail" for finding in findings)
-
-
-def render(findings: Sequence[Finding]) -> str:
-    """The checklist for a terminal: one line per finding, the fix indented below."""
-    lines: list[str] = []
-    for finding in findings:
-        lines.append(f"{MARKS[finding.status]} {finding.what}: {finding.detail}")
-        if finding.fix and finding.status in ("fail", "warn"):
-            lines.append(f"       -> {finding.fix}")
-    bad = sum(finding.status == "fail" for finding in findings)
-    lines.append("")
-    lines.append(f"{bad} problem(s) found." if bad else "Everything checked is ready.")
-    return "\n".join(lines)
-
-
-def render_json(findings: Sequence[Finding]) -> str:
-    return json.dumps(
-        {"ok": not failed(findings), "checks": [asdict(finding) for finding in findings]},
-        indent=2,
-    )
 
 
 def _probes(config: Config) -> list[Probe]:

@@ -35,7 +35,7 @@ from ganglion.matrix.secretstorage import (
 )
 from ganglion.matrix.signing import SigningKey
 from ganglion.matrix.trust import decide, device_sender, user_keys
-from ganglion.ops.check import Finding
+from ganglion.ops.findings import Finding
 from ganglion.private import read_secret
 from ganglion.safefs import SafePathError
 

@@ -26,7 +26,7 @@ from ganglion.config import Config, MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE
 from ganglion.matrix.actor import store_dir_for
 from ganglion.matrix.keystore import StoredDevice, read_store, store_file, stored_devices
-from ganglion.ops.check import Finding
+from ganglion.ops.findings import Finding
 from ganglion.ops.identitycheck import identity_findings
 from ganglion.private import read_secret
 from ganglion.safefs import SafePathError
