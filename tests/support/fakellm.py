@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -166,17 +166,7 @@ class FakeLLM:
         return self.responder(body) if self.responder is not None else Reply("ok")
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one connection: requests one after another while it is kept alive."""
-        http = _Connection(stream)
-        try:
-            while (request := await http.receive_request()) is not None:
-                await self._route(http, *request)
-                if not http.next_cycle():
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-            return
-        finally:
-            await stream.aclose()
+        await serve_requests(stream, self._route)
 
     async def _route(self, http: _Connection, request: h11.Request, data: bytes) -> None:
         path = request.target.decode().split("?")[0]
@@ -202,6 +192,24 @@ class FakeLLM:
                 self.in_flight -= 1
         else:
             await http.send_json(404, {"error": {"message": f"no route for {path}"}})
+
+
+Route = Callable[["_Connection", h11.Request, bytes], Awaitable[None]]
+
+
+async def serve_requests(stream: trio.SocketStream, route: Route) -> None:
+    """Serve one connection: requests one after another, each answered by `route`, while
+    it is kept alive."""
+    http = _Connection(stream)
+    try:
+        while (request := await http.receive_request()) is not None:
+            await route(http, *request)
+            if not http.next_cycle():
+                return
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+        return
+    finally:
+        await stream.aclose()
 
 
 class _Connection:

@@ -27,7 +27,7 @@ from functools import partial
 import h11
 import trio
 
-from tests.support.fakellm import Hang, HTTPError, _Connection
+from tests.support.fakellm import Hang, HTTPError, _Connection, serve_requests
 
 __all__ = ["FakeTranscriber", "Transcript", "Upload", "open_fake_transcriber"]
 
@@ -58,16 +58,7 @@ class FakeTranscriber:
         self._script.extend(steps)
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        http = _Connection(stream)
-        try:
-            while (request := await http.receive_request()) is not None:
-                await self._route(http, *request)
-                if not http.next_cycle():
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-            return
-        finally:
-            await stream.aclose()
+        await serve_requests(stream, self._route)
 
     async def _route(self, http: _Connection, request: h11.Request, data: bytes) -> None:
         path = request.target.decode().split("?")[0]

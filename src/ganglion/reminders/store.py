@@ -201,27 +201,21 @@ class ReminderStore(SQLiteStore):
 
     async def cancel(self, reminder_id: str) -> bool:
         """End a reminder (or withdraw one awaiting confirmation); False if neither."""
-        cursor = await self._write(
-            lambda: self._db.execute(
-                "UPDATE reminders SET active = 0, awaiting_confirmation = 0 "
-                "WHERE id = ? AND (active = 1 OR awaiting_confirmation = 1)",
-                (reminder_id,),
-            )
-        )
-        await self.mirror()
-        return cursor.rowcount > 0
+        return await self._cancel_where("id = ?", reminder_id) > 0
 
     async def cancel_thread(self, thread_id: str) -> int:
         """End every reminder set in `thread_id` (a conversation deleted); how many."""
+        return await self._cancel_where("thread_id = ?", thread_id)
+
+    async def _cancel_where(self, which: str, value: str) -> int:
         cursor = await self._write(
             lambda: self._db.execute(
                 "UPDATE reminders SET active = 0, awaiting_confirmation = 0 "
-                "WHERE thread_id = ? AND (active = 1 OR awaiting_confirmation = 1)",
-                (thread_id,),
+                f"WHERE {which} AND (active = 1 OR awaiting_confirmation = 1)",
+                (value,),
             )
         )
-        if cursor.rowcount:
-            await self.mirror()
+        await self.mirror()
         return int(cursor.rowcount)
 
     async def confirm(self, reminder_id: str, next_fire: datetime) -> bool:
