@@ -181,13 +181,12 @@ async def test_nothing_is_lost_or_doubled_across_repeated_sigkills(tmp_path: Pat
     print("  integrity_check          " + ", ".join(f"{k} {v}" for k, v in found.integrity.items()))
     replay = f"(seed {SEED})"
     assert counts["kills"] == KILLS, replay
-    # Each kill struck at the moment it waited for (a kind never seen is a chaos run that
-    # did not test what it names).
-    assert not [k for k in kills if k.endswith("(not seen)")], (dict(kills), replay)
     # The fake model never fails: a failed turn is a turn the daemon gave up on.
     assert counts["failed"] == 0, replay
-    assert found.failed_turns == [], replay
-    assert found.done_slots_unanswered == [], replay
+    assert not found.failed_turns, (f"{len(found.failed_turns)} failed", found.failed_turns[:3])
+    # Every ledger slot marked done has its turn stored, finished, answered once.
+    unanswered = found.done_slots_unanswered
+    assert not unanswered, (f"{len(unanswered)} done slots without their turn", unanswered[:3])
     assert counts["duplicates"] == 0, replay
     assert counts["lost"] == 0, replay
     assert counts["not stored"] == 0, replay
@@ -196,3 +195,6 @@ async def test_nothing_is_lost_or_doubled_across_repeated_sigkills(tmp_path: Pat
     assert counts["one-shots never fired"] == 0, replay
     assert counts["tool calls run twice"] == 0, (found.tool_rounds_doubled, replay)
     assert set(found.integrity.values()) == {"ok"}, (found.integrity, replay)
+    # Each kill struck at the moment it waited for (a kind never seen is a chaos run that
+    # did not test what it names).
+    assert not [k for k in kills if k.endswith("(not seen)")], (dict(kills), replay)
