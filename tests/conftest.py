@@ -6,6 +6,7 @@ import pytest
 import trio.testing
 
 from tests.support.fakellm import FakeLLM, open_fake_llm
+from tests.support.parts import require_bwrap, require_root
 
 
 @pytest.fixture
@@ -21,3 +22,16 @@ def idle_clock() -> trio.testing.MockClock:
     real time, so I/O in flight is never mistaken for idleness, while backoffs, intervals
     and time-outs take no time."""
     return trio.testing.MockClock(autojump_threshold=0.2)
+
+
+@pytest.fixture
+def bwrap() -> None:
+    """Bubblewrap that `check_sandbox()` accepts: a skip outside CI when it is missing, a
+    failure under CI, and always a failure when it is there but refused."""
+    require_bwrap()
+
+
+@pytest.fixture
+def root() -> None:
+    """Root: a skip outside CI, a failure under CI."""
+    require_root("it shows what holds for a daemon run as root")

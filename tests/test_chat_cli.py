@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,67 @@ async def test_chat_m_lists_the_models_when_the_model_is_unknown(
     assert 'has no model "gpt-5" (HTTP 404); it has: llama3.2:3b.' in result.stderr.decode(), (
         result.stderr.decode()
     )
+
+
+async def ganglion_chat_fed(
+    path: Path, lines: str, *, cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """`ganglion chat` with `lines` on its stdin, a pipe, as a script or a cron job runs it."""
+    with trio.fail_after(60):
+        return await trio.run_process(
+            [sys.executable, "-m", "ganglion", "chat", "--config", str(path)],
+            stdin=lines.encode(),
+            cwd=cwd,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+
+async def test_chat_fed_by_a_pipe_answers_each_line_in_turn_and_exits_0(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(Reply("First answer."), Reply("Second answer."), Reply("Third answer."))
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat_fed(path, "one\ntwo\n/tools\nthree\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert out.startswith("First answer.\nSecond answer.\n"), out
+    assert out.endswith("\nThird answer.\n"), out
+    assert "shell" in out.removeprefix("First answer.\nSecond answer.\n"), out  # /tools
+    # Each line went out only once the one before it was answered: the model saw the
+    # earlier answers in the history of the later turns.
+    sent = [r["messages"] for r in fake_llm.requests]
+    assert [m[-1] for m in sent] == [
+        {"role": "user", "content": "one"},
+        {"role": "user", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
+    assert {"role": "assistant", "content": "Second answer."} in sent[2]
+
+
+async def test_chat_fed_by_a_pipe_exits_1_when_a_turn_failed_and_still_sends_the_rest(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script(HTTPError(500), Reply("Later answer."))
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat_fed(path, "one\ntwo\n", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the turn failed: The model server at " in result.stderr.decode()
+    assert result.stdout.decode() == "Later answer.\n"
+
+
+async def test_chat_fed_an_empty_input_exits_0_without_sending(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    config = web_config(tmp_path / "daemon", fake_llm.base_url)
+    async with open_web_daemon(config) as web:
+        path = chat_config(tmp_path, web.base.rsplit(":", 1)[1], config.data_dir)
+        result = await ganglion_chat_fed(path, "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == ""
+    assert fake_llm.requests == []

@@ -3,6 +3,7 @@ codes a unit file relies on (0 clean stop, 2 unusable configuration, 1 crash).""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -59,8 +60,19 @@ async def test_the_watchdog_is_pinged_at_half_its_period(
     assert times == [0, 2, 4, 6, 8]
 
 
-async def test_a_notification_nobody_listens_to_is_dropped(tmp_path: Path) -> None:
-    await Notifier(str(tmp_path / "nobody.sock")).notify("READY=1")  # no exception
+async def test_a_notification_nobody_listens_to_is_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = Notifier(str(tmp_path / "n.sock"))
+    with caplog.at_level(logging.WARNING, logger="ganglion.ops.notify"):
+        await notifier.notify("READY=1")
+    [warning] = caplog.records
+    assert "cannot notify the service manager at" in warning.getMessage()
+    # Nothing of the failure stays: once the manager listens, it gets the next one.
+    with await bound_socket(tmp_path / "n.sock") as sock:
+        await notifier.notify("STATUS=serving")
+        with trio.fail_after(5):
+            assert await sock.recv(100) == b"STATUS=serving"
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from tests.test_file_tools import toggle_in_a_loop
 
 pytestmark = pytest.mark.slow
 
-HAS_BWRAP = shutil.which("bwrap") is not None
 TURN_TIMEOUT = 120
 # Many rounds in one turn, and a window so large that no compaction request takes a
 # scripted step.
@@ -56,7 +54,7 @@ def system_prompt(fake_llm: FakeLLM, request: int = -1) -> str:
     return content
 
 
-@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+@pytest.mark.usefixtures("bwrap")
 async def test_row_1_links_planted_from_the_sandbox_are_never_followed(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:

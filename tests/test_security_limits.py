@@ -49,7 +49,7 @@ async def test_row_7_a_flood_of_recurring_reminders_plants_nothing_that_runs(
     fake_llm.script(calling_all(*flood), Reply("Done."))
     # A hundred calls and their results take about 8,000 tokens by the (uncalibrated)
     # estimate: a window that holds them.
-    window = {"llm": {"context_window": 32768}}
+    window: dict[str, Any] = {"llm": {"context_window": 32768}}
     async with open_live_daemon(tmp_path, fake_llm.base_url, **window) as live:
         frames = await live.turn(ROOM, "please set these up")
         results = tool_results(fake_llm)

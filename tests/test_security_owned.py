@@ -9,20 +9,18 @@ received) and what is on the host afterwards.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.fakellm import FakeLLM, Reply, calling, calling_all
+from tests.support.fakellm import FakeLLM, Reply, Step, calling, calling_all
 from tests.support.live import LiveDaemon, open_live_daemon
 from tests.test_security_files import LONG_TURNS, tool_results, turn
 
 pytestmark = pytest.mark.slow
 
-NEEDS_BWRAP = pytest.mark.skipif(
-    shutil.which("bwrap") is None, reason="bubblewrap is not installed (nox installs it)"
-)
+NEEDS_BWRAP = pytest.mark.usefixtures("bwrap")
 ALICE = "web_aaaaaaaaaaaaaaaa"
 BOB = "web_bbbbbbbbbbbbbbbb"
 BOBS_SECRET = "Bob's surprise party for Alice, Friday"
@@ -35,7 +33,7 @@ async def bob_sets_a_reminder(live: LiveDaemon) -> None:
     assert BOBS_SECRET in (live.data_dir / "reminders.json").read_text()
 
 
-def script_bob_then(fake_llm: FakeLLM, *attack: object) -> None:
+def script_bob_then(fake_llm: FakeLLM, *attack: Step) -> None:
     fake_llm.script(
         calling("set_reminder", text=BOBS_SECRET, kind="at", schedule="in 3d"),
         Reply("Set."),
@@ -44,7 +42,7 @@ def script_bob_then(fake_llm: FakeLLM, *attack: object) -> None:
     )
 
 
-def install_dir_overrides(root: Path, **tools: object) -> dict[str, object]:
+def install_dir_overrides(root: Path, **tools: object) -> dict[str, Any]:
     """A file-tools root that holds the install dir (config, data, logs) and a custom
     Matrix store inside it (Matrix itself off: the store dir is still Ganglion's)."""
     return {

@@ -15,6 +15,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -25,8 +26,7 @@ from tests.test_security_files import tool_results, turn
 
 pytestmark = pytest.mark.slow
 
-HAS_BWRAP = shutil.which("bwrap") is not None
-NEEDS_BWRAP = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+NEEDS_BWRAP = pytest.mark.usefixtures("bwrap")
 SANDBOX = {"shell": {"sandbox": "bwrap"}}
 THREAD = "web_aaaaaaaaaaaaaaaa"
 
@@ -43,7 +43,7 @@ def outside_tmp() -> Iterator[Path]:
 
 
 async def run_commands(
-    tmp_path: Path, fake_llm: FakeLLM, commands: list[str], **overrides: object
+    tmp_path: Path, fake_llm: FakeLLM, commands: list[str], **overrides: Any
 ) -> list[str]:
     """Start a daemon, let the model run `commands` one round each, return the results."""
     fake_llm.script(*(calling("shell", command=c) for c in commands), Reply("Done."))
@@ -53,7 +53,7 @@ async def run_commands(
 
 
 @NEEDS_BWRAP
-@pytest.mark.skipif(os.geteuid() != 0, reason="the attack of row 4 needs a daemon run as root")
+@pytest.mark.usefixtures("root")  # the attack of row 4 needs a daemon run as root
 async def test_row_4_root_in_the_sandbox_cannot_remount_the_host_writable(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:

@@ -32,7 +32,6 @@ from tests.support.process import run_ganglion
 
 CTX = ToolContext(thread_id="web_0000000000000000", turn_id="t", interface="web")
 SECRET = "sk-test-0123456789abcdefghij"
-HAS_BWRAP = shutil.which("bwrap") is not None
 
 
 @pytest.fixture
@@ -337,7 +336,7 @@ print(before, read())
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+@pytest.mark.usefixtures("root")  # switching to another user needs root
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
 @pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no system python3 a plain user can run")
 def test_a_non_dumpable_daemon_environment_is_closed_to_the_same_non_root_user() -> None:
@@ -353,7 +352,7 @@ def test_a_non_dumpable_daemon_environment_is_closed_to_the_same_non_root_user()
     assert done.stdout.split() == ["readable", "unreadable"], done.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the limit shown here is root's")
+@pytest.mark.usefixtures("root")  # the limit shown here is root's
 def test_as_root_a_command_without_the_sandbox_still_reads_the_daemon_environment() -> None:
     """What non-dumpable does not do: root has CAP_SYS_PTRACE. Only the sandbox (its pid
     namespace) or a daemon that does not run as root keeps root's commands out."""
@@ -450,7 +449,7 @@ async def test_the_model_may_ask_for_a_shorter_or_a_capped_longer_time_limit(
     assert not ok and "within 2 s" in text
 
 
-@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed (nox installs it)")
+@pytest.mark.usefixtures("bwrap")
 async def test_the_bwrap_sandbox_allows_writes_only_to_the_writable_paths(
     data_dir: Path,
 ) -> None:

@@ -260,7 +260,7 @@ def _daemon_target(config_path: Path | None) -> LocalDaemon | int:
 def _chat(config_path: Path | None, message: str | None) -> int:
     import trio
 
-    from ganglion.terminal import ChatError, chat_interactive, chat_once
+    from ganglion.terminal import ChatError, chat_interactive, chat_once, chat_piped
 
     target = _daemon_target(config_path)
     if isinstance(target, int):
@@ -268,6 +268,8 @@ def _chat(config_path: Path | None, message: str | None) -> int:
     try:
         if message is not None:
             return trio.run(chat_once, target, message)
+        if not sys.stdin.isatty():  # a pipe or a file, as scripts and cron jobs feed it
+            return trio.run(chat_piped, target)
         return trio.run(chat_interactive, target)
     except ChatError as exc:
         print(f"ganglion: {exc}", file=sys.stderr)

@@ -2,6 +2,9 @@
 
     ganglion chat                 interactive: type messages and /commands, see replies stream
     ganglion chat -m "text"       one message; print the final reply and exit 0
+    ... | ganglion chat           fed by a pipe or a file (stdin not a terminal): each line
+                                  is sent once the one before it is answered, each answer
+                                  printed; exit 0 at the end of the input, 1 if a turn failed
 
 It finds the daemon's address in the config (default 127.0.0.1:8080) and its token in
 GANGLION_WEB_TOKEN, the config, or the data directory's web_token file. Before the token
@@ -37,7 +40,7 @@ from ganglion.peercheck import LocalDaemon, PeerError, check_daemon_socket
 from ganglion.web import frames
 from ganglion_actors import unwrap_group
 
-__all__ = ["ChatError", "chat_interactive", "chat_once"]
+__all__ = ["ChatError", "chat_interactive", "chat_once", "chat_piped"]
 
 EXIT_FAILED_TURN = 1
 EXIT_UNREACHABLE = 3
@@ -162,6 +165,57 @@ async def chat_once(target: LocalDaemon, text: str, out: TextIO = sys.stdout) ->
                 return EXIT_FAILED_TURN
 
     return await _session(target, thread_id, body)
+
+
+async def chat_piped(target: LocalDaemon, out: TextIO = sys.stdout) -> int:
+    """Send each line of stdin in turn, waiting for its answer (a reply, or a command's
+    notice) before the next; print the answers. Exit status 0 at the end of the input, or
+    `EXIT_FAILED_TURN` if any turn failed or any message was refused (the lines after it
+    are still sent)."""
+    thread_id = new_web_thread_id()
+    stdin = trio.wrap_file(sys.stdin)
+
+    async def body(ws: WebSocketConnection) -> int:
+        status = 0
+        async for line in stdin:
+            text = line.rstrip("\n")
+            if text.strip() and not await _exchange(ws, text, out):
+                status = EXIT_FAILED_TURN
+        return status
+
+    return await _session(target, thread_id, body)
+
+
+async def _exchange(ws: WebSocketConnection, text: str, out: TextIO) -> bool:
+    """Send `text` and wait for its answer; print it. False when the turn failed or the
+    message was refused. The frames may come in either order: a fast turn's reply (or a
+    command's notice) can be on the wire before the `accepted` that names its turn."""
+    message_id = secrets.token_hex(8)
+    await ws.send_message(frames.send(message_id, text))
+    accepted: str | None = None
+    is_command = False
+    notice: str | None = None
+    ended: dict[str, tuple[bool, str]] = {}  # turn id -> (answered, what to print)
+    while True:
+        frame = await _next_frame(ws)
+        if frame["type"] == frames.ACCEPTED and frame["id"] == message_id:
+            accepted, is_command = frame["turn_id"], frame["turn_id"] is None
+        elif frame["type"] == frames.ERROR and frame["id"] == message_id:
+            print(f"ganglion: {frame['message']}", file=sys.stderr)
+            return False
+        elif frame["type"] == frames.NOTICE and frame.get("turn_id") is None and notice is None:
+            notice = frame["text"]
+        elif frame["type"] == frames.REPLY:
+            ended[frame["turn_id"]] = (True, frame["text"])
+        elif frame["type"] == frames.FAILED:
+            ended[frame["turn_id"]] = (False, f"ganglion: the turn failed: {frame['message']}")
+        if is_command and notice is not None:
+            print(notice, file=out, flush=True)
+            return True
+        if accepted is not None and accepted in ended:
+            answered, shown = ended[accepted]
+            print(shown, file=out if answered else sys.stderr, flush=True)
+            return answered
 
 
 async def chat_interactive(target: LocalDaemon, out: TextIO = sys.stdout) -> int:

@@ -111,11 +111,9 @@ def test_scrolling_up_goes_back_through_500_messages(
     texts = page.locator(".msg .text")
     expect(texts.last).to_have_text("message 499")
     expect(texts).to_have_count(200)
-    for _ in range(20):
-        if page.locator(".msg .text", has_text="message 0").count() == 1:
-            break
+    while (shown := texts.count()) < 500:
         page.locator("#transcript").evaluate("node => { node.scrollTop = 0; }")
-        page.wait_for_timeout(200)
+        expect(texts).not_to_have_count(shown)  # each scroll to the top brings a page more
     expect(texts).to_have_count(500)
     expect(texts.first).to_have_text("message 0")
     assert texts.all_text_contents() == [f"message {n}" for n in range(500)]
@@ -144,7 +142,9 @@ def test_a_burst_past_the_rate_limit_ends_answered_or_visibly_failed(
 ) -> None:
     with serve_in_thread(tmp_path, web={"frame_burst": 6, "max_frames_per_second": 0.01}) as server:
         page = open_chat(context, server)
-        page.wait_for_timeout(500)  # the hello and the list of conversations took two
+        # The hello and the list of conversations take two frames of the burst: the list
+        # shown means both went out before the messages do.
+        expect(page.locator("#threads li").first).to_be_attached()
         for n in range(10):
             page.fill("#input", f"burst {n}")
             page.press("#input", "Enter")
@@ -408,7 +408,8 @@ def test_a_screen_reader_hears_who_wrote_what_and_only_the_finished_reply(
     expect(page.locator(".msg.assistant:not(.streaming)")).to_have_count(1)
     expect(page.locator(".msg.user")).to_contain_text("You said: count")
     expect(page.locator(".msg.assistant")).to_contain_text("Ganglion said: one two")
-    page.wait_for_timeout(200)
+    # Announced a moment after it is shown; anything announced before it is listed first.
+    page.wait_for_function("() => window.announced.length > 0")
     assert page.evaluate("window.announced") == ["Ganglion said: one two three four five six"]
 
 

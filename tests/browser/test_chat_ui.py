@@ -51,10 +51,19 @@ def test_two_tabs_are_separate_conversations(context: BrowserContext, server: Se
     first = open_chat(context, server)
     second = open_chat(context, server)
     assert first.evaluate("window.ganglionThread") != second.evaluate("window.ganglionThread")
+    server.fake.script(Reply("first tab's answer"), Reply("second tab's answer"))
     send(first, "only in the first tab")
-    expect(first.locator(".msg.assistant .text")).to_have_text("ok")
-    second.wait_for_timeout(300)
-    expect(second.locator(".msg")).to_have_count(0)
+    expect(first.locator(".msg.assistant .text")).to_have_text("first tab's answer")
+    # The second tab's own exchange comes after the first tab's on the server: once its
+    # answer is shown, anything of the first tab's would have arrived before it.
+    send(second, "only in the second tab")
+    expect(second.locator(".msg.assistant .text")).to_have_text("second tab's answer")
+    expect(second.locator(".msg .text")).to_have_text(
+        ["only in the second tab", "second tab's answer"]
+    )
+    expect(first.locator(".msg .text")).to_have_text(
+        ["only in the first tab", "first tab's answer"]
+    )
 
 
 def test_reload_keeps_the_conversation(context: BrowserContext, server: ServerThread) -> None:
@@ -144,7 +153,18 @@ def test_script_in_a_model_reply_never_runs(context: BrowserContext, server: Ser
     send(page, "say something nasty")
     reply = page.locator(".msg.assistant")
     expect(reply).to_contain_text("<script>window.pwned = 1</script>")
-    page.wait_for_timeout(300)
+    # A control image put in after the reply, with a listener the page's CSP allows:
+    # once its failed load is reported, the reply's own image (had it kept one) would
+    # have failed and run its handler too.
+    page.evaluate(
+        """() => {
+            const control = document.createElement("img");
+            control.addEventListener("error", () => { window.control = 1; control.remove(); });
+            control.src = "x";
+            document.querySelector(".msg.assistant").append(control);
+        }"""
+    )
+    page.wait_for_function("() => window.control === 1")
     assert page.evaluate("window.pwned") is None
     assert reply.locator("img, script, b").count() == 0
     assert reply.locator("a").count() == 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from ganglion.messages import reminder_turn_id
 
 __all__ = ["Audit", "audit"]
 
@@ -19,6 +22,10 @@ class Audit:
     slots: dict[str, int] = field(default_factory=dict)  # ledger state -> count
     slots_doubled: int = 0
     one_shots_unfired: list[str] = field(default_factory=list)
+    # Ledger slots marked done whose turn is not stored, not done, or not answered once:
+    # (turn id, what was found).
+    done_slots_unanswered: list[tuple[str, str]] = field(default_factory=list)
+    done_slots: int = 0
     integrity: dict[str, str] = field(default_factory=dict)
 
     def user_turns(self, thread_id: str) -> dict[str, str]:
@@ -33,6 +40,10 @@ class Audit:
     @property
     def reminder_turns(self) -> dict[str, str]:
         return {t: s for t, s in self.turns.items() if "/reminder/" in t}
+
+    @property
+    def failed_turns(self) -> list[str]:
+        return sorted(t for t, s in self.turns.items() if s == "failed")
 
 
 def audit(data_dir: Path) -> Audit:
@@ -64,7 +75,24 @@ def audit(data_dir: Path) -> Audit:
                 "FROM ledger l WHERE l.reminder_id = r.id AND l.state IN ('done', 'missed'))"
             )
         ]
+        done = conn.execute(
+            "SELECT r.id, r.thread_id, l.slot FROM ledger l JOIN reminders r "
+            "ON r.id = l.reminder_id WHERE l.state = 'done'"
+        ).fetchall()
+    _cross_check_ledger(done, found)
     return found
+
+
+def _cross_check_ledger(done: list[tuple[str, str, float]], found: Audit) -> None:
+    """Every slot the ledger marks done has its turn stored, finished, with one reply."""
+    found.done_slots = len(done)
+    for reminder_id, thread_id, slot in done:
+        key = datetime.fromtimestamp(slot, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        turn_id = reminder_turn_id(thread_id, reminder_id, key)
+        state = found.turns.get(turn_id)
+        if state != "done" or found.finals[turn_id] != 1:
+            what = f"turn {state or 'not stored'}, {found.finals[turn_id]} final replies"
+            found.done_slots_unanswered.append((turn_id, what))
 
 
 def _audit_tools(conn: sqlite3.Connection, found: Audit) -> None:

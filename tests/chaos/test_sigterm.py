@@ -122,8 +122,9 @@ async def test_sigterm_with_a_short_grace_answers_the_turns_after_the_restart(
         assert set(states(live.data_dir)) <= {"queued", "running"}
         await live.start()
         with trio.fail_after(30):
-            while states(live.data_dir) != ["done"] * TABS:
+            while set(states(live.data_dir)) & {"queued", "running"}:
                 await trio.sleep(0.1)
+        assert states(live.data_dir) == ["done"] * TABS  # none given up as failed
         assert await answers_in_history(live) == ANSWERED
         assert await live.stop() == 0
     print(f"\nshort grace: {TABS} turns cut off by SIGTERM, each answered once after the restart")

@@ -8,7 +8,9 @@ tables process-wide, so two nio clients with stores in one process corrupt each 
 
 from __future__ import annotations
 
+import json
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +46,23 @@ def echo(fake_llm: FakeLLM) -> Echo:
     responder = Echo()
     fake_llm.responder = responder
     return responder
+
+
+def undelivered(live: LiveDaemon, room_id: str) -> list[str]:
+    """The texts of the room's replies waiting in the daemon's outbox."""
+    with sqlite3.connect(live.data_dir / "conversation.db", timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT payload FROM outbox WHERE thread_id = ? AND delivered_at IS NULL ORDER BY id",
+            (room_id,),
+        ).fetchall()
+    return [str(json.loads(payload)["text"]) for (payload,) in rows]
+
+
+def next_fire(live: LiveDaemon, text: str) -> float:
+    """When the reminder saying `text` is due (seconds since the epoch)."""
+    with sqlite3.connect(live.data_dir / "scheduler.db", timeout=5) as conn:
+        (due,) = conn.execute("SELECT next_fire FROM reminders WHERE text = ?", (text,)).fetchone()
+    return float(due)
 
 
 @asynccontextmanager
@@ -247,7 +266,10 @@ async def test_a_synapse_restart_mid_conversation_loses_no_reply(
         await fake_llm.wait_for_requests(2)
         await synapse.stop()
         gate.set()  # the reply is ready while the homeserver is away: it waits in the outbox
-        await trio.sleep(1)
+        with trio.fail_after(30):
+            while not undelivered(live, room_id):
+                await trio.sleep(0.05)
+        assert undelivered(live, room_id) == ["echo: during the restart"]
         await synapse.start()
         reply = await owner.wait_for_message(room_id, bot_id(live))
         assert (reply.body, reply.encrypted) == ("echo: during the restart", True)
@@ -297,7 +319,9 @@ async def test_a_reminder_set_in_a_room_fires_into_it_after_a_restart(
         # Another room does not see this room's reminders.
         assert (await say(owner, live, other, "/reminders")).body == "No reminders are scheduled."
         assert await live.stop() == 0
-        await trio.sleep(4)  # the reminder comes due while the daemon is down
+        with trio.fail_after(30):  # the reminder comes due while the daemon is down
+            while time.time() <= next_fire(live, "stretch your legs"):
+                await trio.sleep(0.1)
         await live.start()
         fired = await owner.wait_for_message(room_id, bot_id(live))
         assert fired.body.startswith("echo: [A reminder you scheduled earlier is due now")

@@ -180,6 +180,8 @@ class _Session:
         self.undecrypted: defaultdict[str, list[Any]] = defaultdict(list)
         self.taken: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.errors: list[str] = []
+        # Room keys kept from a device (`send_withholding_key`): (room, device) -> m.room_key
+        self.withheld: dict[tuple[str, str], dict[str, Any]] = {}
         self._seen: set[str] = set()
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -302,6 +304,51 @@ class _Session:
             )
         sent = _check(response, nio.RoomSendResponse, f"send to {room_id}")
         return str(sent.event_id)
+
+    async def send_withholding_key(
+        self, room_id: str, content: dict[str, Any], device: tuple[str, str]
+    ) -> tuple[str, str]:
+        """Send `content` in a new Megolm session, shared with every device of the room
+        but `device` (user id, device id); keep that session's key, at its first index,
+        for `send_withheld_key`. Returns the event id and the session id."""
+        await self.wait_until(lambda: self.client.rooms.get(room_id))
+        client = self.client
+        async with self.keys_lock:
+            if client.should_query_keys:
+                _check(await client.keys_query(), nio.KeysQueryResponse, "keys query")
+            kept = client.olm.device_store[device[0]][device[1]]
+            client.olm.create_outbound_group_session(room_id)  # replaces the room's session
+            session = client.olm.outbound_group_sessions[room_id]
+            self.withheld[room_id, device[1]] = {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "session_id": session.id,
+                "session_key": session.session_key,
+            }
+            client.blacklist_device(kept)  # sharing skips it
+            try:
+                response = await client.room_send(
+                    room_id, "m.room.message", content, ignore_unverified_devices=True
+                )
+            finally:
+                client.unblacklist_device(kept)
+        sent = _check(response, nio.RoomSendResponse, f"send to {room_id}")
+        return str(sent.event_id), str(session.id)
+
+    async def send_withheld_key(self, room_id: str, device: tuple[str, str]) -> None:
+        """Send `device` the room key `send_withholding_key` kept from it, as an
+        `m.room_key` over the Olm session this device has with it."""
+        client = self.client
+        async with self.keys_lock:
+            key = self.withheld.pop((room_id, device[1]))
+            recipient = client.olm.device_store[device[0]][device[1]]
+            olm_session = client.olm.session_store.get(recipient.curve25519)
+            if olm_session is None:
+                raise RuntimeError(f"no Olm session with {device}: nothing was shared with it")
+            payload = client.olm._olm_encrypt(olm_session, recipient, "m.room_key", key)
+            message = nio.ToDeviceMessage("m.room.encrypted", device[0], device[1], payload)
+            response = await client.to_device(message)
+        _check(response, nio.ToDeviceResponse, f"the room key for {device}")
 
     def next_message(self, room_id: str, sender: str) -> ReceivedMessage | None:
         from_sender = [m for m in self.messages[room_id] if m.sender == sender]
@@ -437,6 +484,25 @@ class MatrixHuman:
         the room is; returns the event id."""
         return await self._call(
             self._session.send(room_id, event_type, content), f"sending to {room_id}"
+        )
+
+    async def send_text_withholding_key(
+        self, room_id: str, body: str, device: tuple[str, str]
+    ) -> str:
+        """Send an `m.text` in a new Megolm session whose key every device of the room
+        gets but `device` (user id, device id), as a sender whose client skipped it would;
+        `send_withheld_key` sends it the key later. Returns the session id."""
+        content = {"msgtype": "m.text", "body": body}
+        _, session_id = await self._call(
+            self._session.send_withholding_key(room_id, content, device),
+            f"sending to {room_id} without a key for {device}",
+        )
+        return session_id
+
+    async def send_withheld_key(self, room_id: str, device: tuple[str, str]) -> None:
+        """Send `device` the room key that `send_text_withholding_key` kept from it."""
+        await self._call(
+            self._session.send_withheld_key(room_id, device), f"sending {device} its room key"
         )
 
     async def wait_for_message(self, room_id: str, sender: str) -> ReceivedMessage:

@@ -14,10 +14,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
 import trio
 
+from tests.support.parts import unavailable
+
+HOW = "run the suite as root on a machine with useradd, runuser and /usr/bin/python3"
 NAME = "ganglion-stranger"
 PYTHON = Path("/usr/bin/python3")
 
@@ -41,10 +44,8 @@ class Stranger:
             )
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"another local user is needed for this test and {reason}")
-    pytest.skip(f"another local user is needed and {reason}")
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"another local user is needed for this test and {reason}", HOW)
 
 
 def make_stranger() -> Stranger:
