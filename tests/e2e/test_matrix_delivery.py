@@ -103,6 +103,9 @@ async def test_a_withheld_room_key_is_asked_for_and_the_message_answered_once_it
         with trio.fail_after(60):  # the bot asks for the key it lacks
             while not key_requests(proxy.seen, session_id):
                 await trio.sleep(0.05)
+        # ...of the device that sent the message, not only of its own devices.
+        recipients = json.loads(key_requests(proxy.seen, session_id)[0].body)["messages"]
+        assert owner.device_id in recipients.get(owner.user_id, {}), recipients
         assert await bot_messages(owner, live, room_id) == ["echo: hello"]
         assert "can you read this?" not in json.dumps(fake_llm.requests)
 

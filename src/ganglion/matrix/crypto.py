@@ -107,18 +107,27 @@ class KeyKeeper:
             return str(encrypted_type), dict(encrypted)
 
     async def request_room_key(self, event: Any) -> bool:
-        """Ask the other devices for the Megolm session of an undecryptable `event`;
-        False when it was asked for already."""
+        """Ask for the Megolm session of an undecryptable `event`: the device that sent
+        it (its client shares the session again with a device it meant to share it with)
+        and the bot's own other devices; False when it was asked for already."""
         session_id = event.session_id
         if session_id in self._requested_sessions:
             return False
         self._requested_sessions.add(session_id)
         client = self._client
         message = event.as_key_request(client.user_id, client.device_id)
+        recipients = dict(message.as_dict()["messages"])
+        if event.sender != client.user_id and event.device_id:
+            to_sender = event.as_key_request(
+                event.sender, client.device_id, device_id=event.device_id
+            )
+            recipients.update(to_sender.as_dict()["messages"])
         async with self._lock:
             await self._homeserver.request(
                 nio.RoomKeyRequestResponse,
-                nio.Api.to_device(self._token, message.type, message.as_dict(), uuid.uuid4()),
+                nio.Api.to_device(
+                    self._token, message.type, {"messages": recipients}, uuid.uuid4()
+                ),
                 message.request_id,
                 session_id,
                 event.room_id,

@@ -187,7 +187,7 @@ class SyncLoop:
         self.stats.undecryptable += 1
         log.warning(
             "cannot decrypt %s in %s from %s (device %s): the Megolm session %s is unknown "
-            "to this device; asking the sender's devices for the key",
+            "to this device; asking the sending device and the bot's other devices for it",
             event.event_id,
             room_id,
             event.sender,
