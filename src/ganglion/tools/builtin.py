@@ -1,4 +1,5 @@
-"""The built-in tools the configuration enables: files, shell, memory, reminders.
+"""The built-in tools the configuration enables: files (and sending them), shell, memory,
+reminders.
 
 MCP servers add theirs at run time (`ganglion.tools.mcp`), into the same registry.
 """
@@ -12,6 +13,7 @@ from ganglion.tools.files import file_tools
 from ganglion.tools.memory import memory_tools
 from ganglion.tools.registry import Tool
 from ganglion.tools.scheduling import reminder_tools
+from ganglion.tools.sending import sending_tools
 from ganglion.tools.shell import shell_tools
 from ganglion_actors import ActorRef
 
@@ -28,6 +30,9 @@ def builtin_tools(
     found: list[Tool] = []
     if tools.files.enabled:
         found += file_tools(tools.files, config.data_dir)
+        found += sending_tools(
+            tools.files, config.data_dir, config.inbox(), limit=config.matrix.max_media_bytes
+        )
     if tools.shell.enabled:
         found += shell_tools(tools.shell, config.data_dir, lambda: redactor.secrets)
     if tools.memory.enabled:
