@@ -197,7 +197,12 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
 
         children.append(
             matrix_child(
-                config.matrix, config.data_dir, backend, router, statistics=services.matrix
+                config.matrix,
+                config.data_dir,
+                backend,
+                router,
+                statistics=services.matrix,
+                files=deps.inbox,
             )
         )
     return children

@@ -38,7 +38,7 @@ import trio
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
 from ganglion.ids import interface_for
-from ganglion.inbox import Inbox as FileInbox
+from ganglion.inbox import FileInbox
 from ganglion.messages import (
     Inbound,
     Notice,

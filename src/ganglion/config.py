@@ -48,7 +48,7 @@ from ganglion.configfile import (
 )
 from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
 from ganglion.ids import is_valid_thread_id
-from ganglion.inbox import Inbox
+from ganglion.inbox import FileInbox
 from ganglion.owned import OwnedFiles
 
 __all__ = [
@@ -544,10 +544,10 @@ class Config(_Model):
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
-    def inbox(self) -> Inbox:
+    def inbox(self) -> FileInbox:
         """The data directory's inbox, under the file tools' quota."""
         files = self.tools.files
-        return Inbox(self.data_dir, files.owned_files(self.data_dir), files.max_data_bytes)
+        return FileInbox(self.data_dir, files.owned_files(self.data_dir), files.max_data_bytes)
 
     @field_validator("matrix", mode="before")
     @classmethod

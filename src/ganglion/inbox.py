@@ -17,7 +17,7 @@ Storage design:
   may read it (that is what it is for), the other side of the owner-only rule.
 - Its bytes count in the data directory's quota (`tools.files.max_data_bytes`,
   `owned.data_dir_usage`): a file that would pass it is refused like a tool's write.
-- Deleting a conversation removes its directory (`Inbox.remove`); `/new` keeps it.
+- Deleting a conversation removes its directory (`FileInbox.remove`); `/new` keeps it.
 - What a file is kept as is an `Attachment` (`ganglion.transcript`): the reference a
   message carries, never its bytes.
 
@@ -46,7 +46,7 @@ from ganglion.transcript import Attachment, attachment_kind, describe_size
 __all__ = [
     "INBOX_DIR",
     "MAX_NAME",
-    "Inbox",
+    "FileInbox",
     "InboxError",
     "conversation_segment",
     "inbox_path",
@@ -93,7 +93,7 @@ def safe_filename(name: str | None, *, fallback: str = "file") -> str:
     return f"{stem[:room]}.{extension}" if extension else base[:MAX_NAME]
 
 
-class Inbox:
+class FileInbox:
     """The inbox of one data directory, with the quota of `tools.files.max_data_bytes`
     (`owned` tells Ganglion's own files, which the quota does not count)."""
 

@@ -11,7 +11,7 @@ import trio
 
 from ganglion.config import Config
 from ganglion.delivery import DeliveryRouter
-from ganglion.inbox import Inbox
+from ganglion.inbox import FileInbox
 from ganglion.llm import LLMClient
 from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
@@ -62,6 +62,6 @@ class ThreadDeps:
     now: Callable[[], datetime]
     timezone: str
     redactor: Redactor
-    inbox: Inbox
+    inbox: FileInbox
     transcriber: Transcriber | None
     http: httpx.AsyncClient

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 from ganglion.config import FilesToolConfig
-from ganglion.inbox import Inbox, InboxError
+from ganglion.inbox import FileInbox, InboxError
 from ganglion.tools.files import FileAccessError, FileRoots, run_safely
 from ganglion.tools.registry import Tool, ToolContext, ToolOutput, tool
 from ganglion.transcript import attachment_kind, describe_size
@@ -32,7 +32,7 @@ DELIVERING = frozenset({"web", "matrix"})
 
 
 def sending_tools(
-    config: FilesToolConfig, data_dir: Path, inbox: Inbox, *, limit: int
+    config: FilesToolConfig, data_dir: Path, inbox: FileInbox, *, limit: int
 ) -> list[Tool]:
     """`send_file`, over the file tools' roots (`config`; default: `data_dir`)."""
     roots = FileRoots(config.roots or [data_dir], config.owned_files(data_dir))
