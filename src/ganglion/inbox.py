@@ -49,15 +49,18 @@ __all__ = [
     "FileInbox",
     "InboxError",
     "conversation_segment",
+    "file_path",
     "inbox_path",
     "remove_conversation",
     "safe_filename",
+    "sent_name",
     "store_file",
 ]
 
 INBOX_DIR = "inbox"
 MAX_NAME = 100
 _KEPT = re.compile(r"[A-Za-z0-9._-]")
+_STAMPED = re.compile(r"\A\d{8}T\d{6}Z-[0-9a-f]{6}-")
 
 
 class InboxError(GanglionError):
@@ -128,6 +131,10 @@ class FileInbox:
         Error handling: `InboxError` for a path outside the inbox, missing or unreadable."""
         return await trio.to_thread.run_sync(_read, self.data_dir, path, limit)
 
+    async def size(self, path: str) -> int:
+        """The size of the regular inbox file `path`. Error handling: `InboxError`."""
+        return await trio.to_thread.run_sync(_size, self.data_dir, path)
+
     async def remove(self, thread_id: str) -> int:
         return await remove_conversation(self.data_dir, thread_id)
 
@@ -157,6 +164,16 @@ async def store_file(
 async def remove_conversation(data_dir: Path, thread_id: str) -> int:
     """Remove the inbox of `thread_id`; how many files it held (0 when none)."""
     return await trio.to_thread.run_sync(_remove, data_dir, thread_id)
+
+
+def file_path(thread_id: str, filename: str) -> str:
+    """The path (relative to the data directory) of `filename` in `thread_id`'s inbox."""
+    return f"{INBOX_DIR}/{conversation_segment(thread_id)}/{filename}"
+
+
+def sent_name(filename: str) -> str:
+    """The name a kept file was sent with: its inbox name without the arrival stamp."""
+    return _STAMPED.sub("", filename, count=1)
 
 
 def inbox_path(path: str) -> bool:
@@ -201,6 +218,19 @@ def _read(data_dir: Path, path: str, limit: int) -> bytes:
     except SafePathError as exc:
         raise InboxError(f"the file {path} cannot be read ({exc})") from None
     return data
+
+
+def _size(data_dir: Path, path: str) -> int:
+    if not inbox_path(path):
+        raise InboxError(f"{path!r} is not a file of the inbox")
+    try:
+        with open_dir(data_dir) as root:
+            st = root.stat(path)
+    except SafePathError as exc:
+        raise InboxError(f"the file {path} cannot be found ({exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InboxError(f"{path} is not a file")
+    return st.st_size
 
 
 def _remove(data_dir: Path, thread_id: str) -> int:
