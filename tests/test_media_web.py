@@ -245,7 +245,7 @@ async def test_a_sent_file_shows_in_the_history_and_is_found_by_its_name(
             messages = await hello(ws, TAB)
             await ws.send_message(frames.search("invoice-march"))
             hits = (await next_frame(ws, "search_results"))["hits"]
-    sent = [m for m in messages if m["role"] == "user"][0]
+    sent = next(m for m in messages if m["role"] == "user")
     assert sent["content"] == "file this"
     assert sent["attachments"][0]["name"] == "invoice-march.pdf"
     assert sent["attachments"][0]["url"].startswith(f"/api/files/{TAB}/")
@@ -274,7 +274,7 @@ async def test_send_file_delivers_a_file_once_through_the_outbox(
             messages = await hello(ws, TAB)
     assert sent["attachment"]["name"] == "report.png" and sent["attachment"]["kind"] == "image"
     assert served.content == png_bytes("report") and served.headers["content-type"] == "image/png"
-    tool = [m for m in messages if m["role"] == "tool"][0]
+    tool = next(m for m in messages if m["role"] == "tool")
     assert tool["attachments"][0]["path"] == sent["attachment"]["path"]
 
 
