@@ -140,7 +140,8 @@ async def fetch_media(homeserver: Homeserver, ref: MediaRef, *, limit: int) -> b
             encryption["hashes"]["sha256"],
             encryption["iv"],
         )
-    except EncryptionError as exc:
+    except (EncryptionError, ValueError, KeyError, TypeError) as exc:
+        # A key, iv or hash that is not base64 raises binascii.Error (a ValueError).
         reason = "its hash does not match" if "digest" in str(exc) else "it does not decrypt"
         raise MediaError(f"the encrypted attachment {ref.name!r} was refused: {reason}") from None
 
