@@ -142,7 +142,7 @@ async def test_a_voice_recording_is_heard_and_the_reply_quotes_it(
             hits = (await next_frame(ws, "search_results"))["hits"]
         assert hearing.uploads[0].filename == "voice.webm"
         assert hearing.uploads[0].audio == OGG
-    assert reply["text"] == "> 🎤 remind me to call mum\n\nI will remind you."
+    assert reply["text"] == "> Heard: remind me to call mum\n\nI will remind you."
     assert user_content(fake_llm.requests[0]).startswith("remind me to call mum")
     assert [hit["thread_id"] for hit in hits] == [TAB]
 

@@ -157,7 +157,7 @@ async def nio_round(
         voice=True,
     )
     heard = await owner.wait_for_message(room_id, bot(live))
-    assert heard.body.startswith(f"> 🎤 {HEARD}\n\necho: {HEARD}")
+    assert heard.body.startswith(f"> Heard: {HEARD}\n\necho: {HEARD}")
     assert hearing.uploads[-1].filename == "voice.ogg"
     assert hearing.uploads[-1].audio == voice
 
@@ -321,7 +321,7 @@ async def test_the_element_owner_sends_a_picture_a_pdf_and_voice_and_gets_a_file
             voice=True,
         )
         heard = await owner.wait_for_message(room_id, bot(live))
-        assert (heard.body or "").startswith(f"> 🎤 {HEARD}")
+        assert (heard.body or "").startswith(f"> Heard: {HEARD}")
 
         files = kept(live, room_id)
         assert files["photo.png"] == picture and files["letter.pdf"] == letter

@@ -339,7 +339,12 @@ class Turns:
                 "UPDATE outbox SET delivered_at = ? WHERE turn_id = ? AND delivered_at IS NULL",
                 (now, turn_id),
             )
-            message = turn.input if text is None else ChatMessage("user", text)
+            # An edit changes what was written; the files that came with it stay.
+            message = (
+                turn.input
+                if text is None
+                else ChatMessage("user", text, attachments=turn.input.attachments)
+            )
             if text is not None and not self._said_before(thread_id, first):
                 self._store.execute(
                     "UPDATE threads SET title = ? WHERE thread_id = ?", (title(text), thread_id)

@@ -123,4 +123,4 @@ async def hear(conversation: Conversation, turn: Turn) -> Heard | None:
 def quoted(heard: str, reply: str) -> str:
     """The reply to a voice message: what was heard, quoted, then the answer."""
     quote = "\n".join(f"> {line}" if line else ">" for line in heard.splitlines())
-    return f"> 🎤 {quote.removeprefix('> ')}\n\n{reply}"
+    return f"> Heard: {quote.removeprefix('> ')}\n\n{reply}"
