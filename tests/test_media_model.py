@@ -191,7 +191,8 @@ def test_a_voice_message_is_marked_and_has_no_text() -> None:
         "!r:hs",
         media_event(
             msgtype="m.audio",
-            body="Voice message.ogg",
+            body="Voice message",
+            filename="Voice message.ogg",
             url="mxc://hs/v",
             info={"mimetype": "audio/ogg"},
             **{"org.matrix.msc3245.voice": {}},

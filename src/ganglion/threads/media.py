@@ -95,12 +95,12 @@ async def _image_url(conversation: Conversation, picture: Attachment) -> str | N
 async def hear(conversation: Conversation, turn: Turn) -> Heard | None:
     """Listen to the turn's voice message (rules 2 and 3); None when it has none."""
     stored = turn_input(conversation, turn)
-    voice = (
-        next((a for a in stored.message.attachments if a.kind == "voice"), None) if stored else None
-    )
-    if stored is None or voice is None:
+    if stored is None:
         return None
-    if stored.message.content:  # heard before a restart
+    voice = next((a for a in stored.message.attachments if a.kind == "voice"), None)
+    if voice is None:
+        return None
+    if stored.message.content:  # heard before a restart (a voice message has no caption)
         return Heard(text=stored.message.content)
     deps = conversation.deps
     if deps.transcriber is None:
