@@ -15,10 +15,12 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.e2e.people import PASSWORD
 from tests.support.element import ElementOwner
@@ -36,7 +38,11 @@ HEARD = "remind me to call mum"
 
 class Seer:
     """The model: says whether it was shown a picture, echoes the text it was given, and
-    sends `report.png` with `send_file` when asked to."""
+    sends `report.png` with `send_file` when asked to (held back while `hold` is set and
+    not yet set)."""
+
+    def __init__(self) -> None:
+        self.hold: trio.Event | None = None
 
     def __call__(self, body: dict[str, Any]) -> Reply:
         last = body["messages"][-1]
@@ -46,7 +52,7 @@ class Seer:
         if isinstance(content, list):
             return Reply("I see a picture: " + content[0]["text"].splitlines()[0])
         if "send me the report" in content:
-            return calling("send_file", path="report.png")
+            return replace(calling("send_file", path="report.png"), gate=self.hold)
         return Reply(f"echo: {content}")
 
 
@@ -155,6 +161,7 @@ async def nio_round(
         mimetype="audio/ogg",
         msgtype="m.audio",
         voice=True,
+        caption="Voice message",
     )
     heard = await owner.wait_for_message(room_id, bot(live))
     assert heard.body.startswith(f"> Heard: {HEARD}\n\necho: {HEARD}")
@@ -217,6 +224,38 @@ async def test_the_nio_owner_sends_into_a_plain_room_and_gets_a_plain_file(
         assert "url" in sent.content
         assert await owner.download_media(sent) == png_bytes("plain")
         del report
+
+
+async def test_a_file_sent_while_the_homeserver_is_away_arrives_once_after_a_restart(
+    tmp_path: Path,
+    synapse: Synapse,
+    fake_llm: FakeLLM,
+    owner: MatrixHuman,
+    hearing: FakeTranscriber,
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner.user_id, hearing) as live:
+        room_id = await owner.create_room(encrypted=True, invite=[bot(live)])
+        await owner.wait_for_membership(room_id, bot(live))
+        report = png_bytes("while away")
+        (live.data_dir / "report.png").write_bytes(report)
+        seer = fake_llm.responder
+        assert isinstance(seer, Seer)
+        seer.hold = trio.Event()
+        await owner.send_text(room_id, "send me the report")
+        await fake_llm.wait_for_requests(1)
+        await synapse.stop()
+        seer.hold.set()  # the file is sent while the homeserver is away: the outbox keeps it
+        await fake_llm.wait_for_requests(2)  # and the answer after it, too
+        assert await live.stop() == 0
+        await synapse.start()
+        await live.start()
+        sent = await owner.wait_for_message(room_id, bot(live))
+        assert (sent.msgtype, sent.encrypted) == ("m.image", True)
+        assert await owner.download_media(sent) == report
+        assert (await owner.wait_for_message(room_id, bot(live))).body.startswith("tool said: sent")
+        assert (await _say(owner, live, room_id, "and now?")).body == "echo: and now?"
+        from_bot = [m for m in await owner.messages(room_id) if m.sender == bot(live)]
+        assert [m.msgtype for m in from_bot] == ["m.image", "m.text", "m.text"]
 
 
 async def _say(owner: MatrixHuman, live: LiveDaemon, room_id: str, text: str) -> Any:
@@ -319,6 +358,7 @@ async def test_the_element_owner_sends_a_picture_a_pdf_and_voice_and_gets_a_file
             mimetype="audio/ogg",
             msgtype="m.audio",
             voice=True,
+            body="Voice message",
         )
         heard = await owner.wait_for_message(room_id, bot(live))
         assert (heard.body or "").startswith(f"> Heard: {HEARD}")

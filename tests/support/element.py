@@ -199,9 +199,11 @@ class ElementOwner:
         mimetype: str,
         msgtype: str,
         voice: bool = False,
+        body: str | None = None,
     ) -> str:
         """Send a picture, file or voice message as Element does (the SDK's upload; in an
-        encrypted room the attachment encrypted as Element encrypts it); its event id."""
+        encrypted room the attachment encrypted as Element encrypts it), `body` beside
+        the file's name (Element's voice messages say "Voice message"); its event id."""
         found = await self.call(
             "sendMedia",
             roomId=room_id,
@@ -210,6 +212,7 @@ class ElementOwner:
             mimetype=mimetype,
             msgtype=msgtype,
             voice=voice,
+            body=body,
         )
         return str(found["eventId"])
 

@@ -193,7 +193,7 @@ const commands = {
 
     // A picture, file or voice message as Element sends one: uploaded with the SDK's
     // uploadContent, encrypted first in an encrypted room.
-    async sendMedia({ roomId, dataBase64, name, mimetype, msgtype, voice = false }) {
+    async sendMedia({ roomId, dataBase64, name, mimetype, msgtype, voice = false, body = null }) {
         const plaintext = Buffer.from(dataBase64, "base64");
         const encrypted = await crypto().isEncryptionEnabledInRoom(roomId);
         const sealed = encrypted ? await encryptAttachment(plaintext) : null;
@@ -202,7 +202,7 @@ const commands = {
             name,
             type,
         });
-        const content = { msgtype, body: name, filename: name, info: { mimetype, size: plaintext.length } };
+        const content = { msgtype, body: body ?? name, filename: name, info: { mimetype, size: plaintext.length } };
         if (sealed) content.file = { url: uri, ...sealed.file };
         else content.url = uri;
         if (voice) {
