@@ -69,10 +69,12 @@ async def open_bot(
     fake_llm: FakeLLM,
     owner_id: str,
     hearing: FakeTranscriber,
+    *,
+    vision: bool = True,
     **matrix: Any,
 ) -> AsyncIterator[LiveDaemon]:
-    """`ganglion run` as a fresh bot account the owner may use, seeing pictures, with
-    the fake transcription server."""
+    """`ganglion run` as a fresh bot account the owner may use, seeing pictures (unless
+    `vision` is off), with the fake transcription server."""
     fake_llm.responder = Seer()
     account = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
     settings = {
@@ -86,7 +88,7 @@ async def open_bot(
     async with open_live_daemon(
         tmp_path,
         fake_llm.base_url,
-        llm={"vision": True},
+        llm={"vision": vision},
         matrix=settings,
         transcription={"base_url": hearing.base_url},
         shutdown={"grace_seconds": 2},
@@ -129,7 +131,13 @@ def kept(live: LiveDaemon, room_id: str) -> dict[str, bytes]:
 
 
 async def nio_round(
-    owner: MatrixHuman, live: LiveDaemon, room_id: str, fake_llm: FakeLLM, hearing: FakeTranscriber
+    owner: MatrixHuman,
+    live: LiveDaemon,
+    room_id: str,
+    fake_llm: FakeLLM,
+    hearing: FakeTranscriber,
+    *,
+    vision: bool = True,
 ) -> None:
     """The nio owner sends the three kinds, and gets the three answers."""
     picture, letter, voice = png_bytes("scan"), pdf_bytes(), voice_ogg(HEARD)
@@ -139,8 +147,13 @@ async def nio_round(
         room_id, picture, name="scan.png", mimetype="image/png", msgtype="m.image"
     )
     seen = await owner.wait_for_message(room_id, bot(live))
-    assert seen.body.startswith("I see a picture: [Attached: scan.png (image/png")
-    assert image_urls(fake_llm)[-1].startswith("data:image/jpeg;base64,")
+    if vision:
+        assert seen.body.startswith("I see a picture: [Attached: scan.png (image/png")
+        assert image_urls(fake_llm)[-1].startswith("data:image/jpeg;base64,")
+    else:  # told it came, where it is, and that it cannot be seen
+        assert seen.body.startswith("echo: [Attached: scan.png (image/png")
+        assert "you cannot see this image" in seen.body and "inbox/" in seen.body
+        assert image_urls(fake_llm) == []
 
     await owner.send_media(
         room_id,
@@ -211,11 +224,17 @@ async def test_the_nio_owner_sends_into_a_plain_room_and_gets_a_plain_file(
     hearing: FakeTranscriber,
 ) -> None:
     async with open_bot(
-        tmp_path, synapse, fake_llm, owner.user_id, hearing, verified_devices_only=False
+        tmp_path,
+        synapse,
+        fake_llm,
+        owner.user_id,
+        hearing,
+        vision=False,
+        verified_devices_only=False,
     ) as live:
         room_id = await owner.create_room(encrypted=False, invite=[bot(live)])
         await owner.wait_for_membership(room_id, bot(live))
-        await nio_round(owner, live, room_id, fake_llm, hearing)
+        await nio_round(owner, live, room_id, fake_llm, hearing, vision=False)
         report = pdf_bytes("report")
         (live.data_dir / "report.png").write_bytes(png_bytes("plain"))
         await owner.send_text(room_id, "send me the report")
