@@ -304,3 +304,19 @@ async def test_deleting_a_conversation_removes_its_inbox(tmp_path: Path, fake_ll
         await ws.send_message(frames.delete(TAB))
         await next_frame(ws, "threads")
     assert not (tmp_path / "inbox" / TAB).exists()
+
+
+async def test_new_keeps_the_inbox_and_the_quota_refuses_what_does_not_fit(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    config = web_config(tmp_path, fake_llm.base_url, tools={"files": {"max_data_bytes": 1 << 20}})
+    async with open_web_daemon(config) as web, web.socket() as ws:
+        await hello(ws, TAB)
+        item = await uploaded(web, png_bytes(), "card.png", "image/png")
+        await ws.send_message(frames.send("m1", "keep it", [ref(item)]))
+        await next_frame(ws, "reply")
+        await ws.send_message(frames.send("m2", "/new"))
+        await next_frame(ws, "notice")
+        over = await upload(web, b"x" * (2 << 20), "big.bin", "application/octet-stream")
+    assert (tmp_path / item["path"]).read_bytes() == png_bytes()
+    assert over.status_code == 507 and "tools.files.max_data_bytes" in over.json()["error"]
