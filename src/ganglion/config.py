@@ -48,7 +48,6 @@ from ganglion.configfile import (
 )
 from ganglion.entropy import MIN_TOKEN_BITS, estimated_bits
 from ganglion.ids import is_valid_thread_id
-from ganglion.inbox import FileInbox
 from ganglion.owned import OwnedFiles
 
 __all__ = [
@@ -543,11 +542,6 @@ class Config(_Model):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-
-    def inbox(self) -> FileInbox:
-        """The data directory's inbox, under the file tools' quota."""
-        files = self.tools.files
-        return FileInbox(self.data_dir, files.owned_files(self.data_dir), files.max_data_bytes)
 
     @field_validator("matrix", mode="before")
     @classmethod

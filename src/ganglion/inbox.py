@@ -35,6 +35,7 @@ import time
 import unicodedata
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -47,6 +48,7 @@ __all__ = [
     "INBOX_DIR",
     "MAX_NAME",
     "FileInbox",
+    "FilesQuota",
     "InboxError",
     "conversation_segment",
     "file_path",
@@ -96,6 +98,15 @@ def safe_filename(name: str | None, *, fallback: str = "file") -> str:
     return f"{stem[:room]}.{extension}" if extension else base[:MAX_NAME]
 
 
+class FilesQuota(Protocol):
+    """What the inbox needs of the file tools' configuration (`config.FilesToolConfig`)."""
+
+    @property
+    def max_data_bytes(self) -> int: ...
+
+    def owned_files(self, data_dir: Path) -> OwnedFiles: ...
+
+
 class FileInbox:
     """The inbox of one data directory, with the quota of `tools.files.max_data_bytes`
     (`owned` tells Ganglion's own files, which the quota does not count)."""
@@ -104,6 +115,11 @@ class FileInbox:
         self.data_dir = data_dir
         self._owned = owned
         self._limit = max_data_bytes
+
+    @classmethod
+    def of(cls, data_dir: Path, files: FilesQuota) -> FileInbox:
+        """The inbox of `data_dir` under the file tools' quota (`tools.files`)."""
+        return cls(data_dir, files.owned_files(data_dir), files.max_data_bytes)
 
     async def room_left(self) -> int | None:
         """What the quota still allows (None: no quota)."""

@@ -31,6 +31,7 @@ from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat.actor import HeartbeatStatistics
+from ganglion.inbox import FileInbox
 from ganglion.llm import LLMClient
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
@@ -119,7 +120,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     heartbeat: ActorRef[TriggerHeartbeat] = reserve("heartbeat")
     redactor = Redactor(configured_secrets(config))
     http = httpx.AsyncClient()
-    inbox = config.inbox()
+    inbox = FileInbox.of(config.data_dir, config.tools.files)
     deps = ThreadDeps(
         config=config,
         turns=store.turns,
@@ -127,7 +128,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(journal=DisplayJournal(store.library)),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
-        tools=ToolRegistry(builtin_tools(config, reminders, redactor)),
+        tools=ToolRegistry(builtin_tools(config, reminders, redactor, inbox)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         reminders=reminders,
         heartbeat=heartbeat,

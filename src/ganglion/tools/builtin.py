@@ -7,6 +7,7 @@ MCP servers add theirs at run time (`ganglion.tools.mcp`), into the same registr
 from __future__ import annotations
 
 from ganglion.config import Config
+from ganglion.inbox import FileInbox
 from ganglion.messages import ReminderRequest
 from ganglion.redact import Redactor
 from ganglion.tools.files import file_tools
@@ -21,17 +22,22 @@ __all__ = ["builtin_tools"]
 
 
 def builtin_tools(
-    config: Config, reminders: ActorRef[ReminderRequest], redactor: Redactor
+    config: Config,
+    reminders: ActorRef[ReminderRequest],
+    redactor: Redactor,
+    inbox: FileInbox | None = None,
 ) -> list[Tool]:
     """The enabled built-in tools. The shell keeps the redactor's secrets (read per
     command, so the web token made at start-up is one) out of its commands' environment;
-    the scheduling tools ask the reminder actor through `reminders`."""
+    the scheduling tools ask the reminder actor through `reminders`; `send_file` keeps
+    what it sends in `inbox` (None: the data directory's)."""
     tools = config.tools
     found: list[Tool] = []
     if tools.files.enabled:
         found += file_tools(tools.files, config.data_dir)
+        kept = inbox if inbox is not None else FileInbox.of(config.data_dir, tools.files)
         found += sending_tools(
-            tools.files, config.data_dir, config.inbox(), limit=config.matrix.max_media_bytes
+            tools.files, config.data_dir, kept, limit=config.matrix.max_media_bytes
         )
     if tools.shell.enabled:
         found += shell_tools(tools.shell, config.data_dir, lambda: redactor.secrets)
