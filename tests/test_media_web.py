@@ -320,3 +320,16 @@ async def test_new_keeps_the_inbox_and_the_quota_refuses_what_does_not_fit(
         over = await upload(web, b"x" * (2 << 20), "big.bin", "application/octet-stream")
     assert (tmp_path / item["path"]).read_bytes() == png_bytes()
     assert over.status_code == 507 and "tools.files.max_data_bytes" in over.json()["error"]
+
+
+async def test_an_edit_keeps_the_files_of_the_message(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.script(Reply("first"), Reply("second"))
+    async with open_web_daemon(web_config(tmp_path, fake_llm.base_url)) as web, web.socket() as ws:
+        await hello(ws, TAB)
+        item = await uploaded(web, pdf_bytes(), "a.pdf", "application/pdf")
+        await ws.send_message(frames.send("m1", "summarise", [ref(item)]))
+        turn_id = (await next_frame(ws, "reply"))["turn_id"]
+        await ws.send_message(frames.rewind("m2", turn_id, "summarise in French"))
+        assert (await next_frame(ws, "reply"))["text"] == "second"
+    edited = user_content(fake_llm.requests[1])
+    assert edited.startswith("summarise in French") and item["path"] in edited
