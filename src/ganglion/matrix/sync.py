@@ -111,6 +111,7 @@ class SyncLoop:
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._undecrypted: list[Any] = []
         self._invites_decided: set[str] = set()
+        self._media_notices: list[tuple[str, str]] = []
 
     @property
     def _client(self) -> Any:
@@ -145,7 +146,7 @@ class SyncLoop:
         self._client.store.save_sync_token(response.next_batch)
         self._full_state = False
         self.synced.set()
-        await self._send_trust_notices()
+        await self._send_notices()
         await self._decide_invites()
         await self._keys.after_sync()
         await self._request_missing_keys()
@@ -229,10 +230,15 @@ class SyncLoop:
                 passed.append(message)
         return passed
 
-    async def _send_trust_notices(self) -> None:
-        if self._gate is None:
-            return
-        notices, self._gate.notices = self._gate.notices, []
+    async def _send_notices(self) -> None:
+        """The trust rule's notices and the replies to files that could not be had."""
+        notices: list[tuple[str, str, tuple[str, str] | None]] = [
+            (room_id, text, None) for room_id, text in self._media_notices
+        ]
+        self._media_notices = []
+        if self._gate is not None:
+            notices += self._gate.notices
+            self._gate.notices = []
         for room_id, text, reader in notices:
             if self._notify is not None:
                 await self._notify(room_id, text, reader)
@@ -299,8 +305,9 @@ class SyncLoop:
         log.warning(
             "a file from %s in %s was not taken: %s", message.sender, message.room_id, problem
         )
-        if self._notify is not None:
-            await self._notify(message.room_id, problem, None)
+        # Told after the sync, as the trust rule's notices are: nothing is sent before
+        # the first sync of a run has said which rooms are encrypted.
+        self._media_notices.append((message.room_id, problem))
         return None
 
     async def _submit(self, message: Incoming, attachments: tuple[Attachment, ...]) -> None:
