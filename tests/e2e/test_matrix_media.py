@@ -340,6 +340,19 @@ async def test_bad_media_gets_a_clear_reply_and_the_conversation_goes_on(
         reply = (await owner.wait_for_message(room_id, bot(live))).body
         assert "could not download your file c.png" in reply
 
+        # One sent while the bot is down is answered after it is back.
+        assert await live.stop() == 0
+        await owner.send_media(
+            room_id,
+            b"y" * 10_000,
+            name="while-down.bin",
+            mimetype="application/octet-stream",
+            msgtype="m.file",
+        )
+        await live.start()
+        late = (await owner.wait_for_message(room_id, bot(live))).body
+        assert "while-down.bin is larger" in late
+
         assert (await _say(owner, live, room_id, "and text?")).body == "echo: and text?"
     assert user_texts(fake_llm) == ["and text?"]  # none of the bad files reached the model
 

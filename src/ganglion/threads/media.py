@@ -80,10 +80,15 @@ async def turn_images(conversation: Conversation, turn: Turn) -> dict[int, tuple
     return {stored.id: tuple(urls)} if urls else {}
 
 
+def _largest(conversation: Conversation) -> int:
+    """The most an inbox file may weigh: what either interface takes."""
+    config = conversation.deps.config
+    return max(config.matrix.max_media_bytes, config.web.max_upload_bytes)
+
+
 async def _image_url(conversation: Conversation, picture: Attachment) -> str | None:
-    limit = conversation.deps.config.matrix.max_media_bytes
     try:
-        data = await conversation.deps.inbox.read(picture.path, limit=limit)
+        data = await conversation.deps.inbox.read(picture.path, limit=_largest(conversation))
         part = await image_part(data, picture.mimetype)
     except (InboxError, ImageError) as exc:
         log.warning("%s is not shown to the model: %s", picture.path, exc)
@@ -106,7 +111,7 @@ async def hear(conversation: Conversation, turn: Turn) -> Heard | None:
     if deps.transcriber is None:
         return Heard(reply=NO_TRANSCRIPTION.format(where=voice.path))
     try:
-        audio = await deps.inbox.read(voice.path, limit=deps.config.matrix.max_media_bytes)
+        audio = await deps.inbox.read(voice.path, limit=_largest(conversation))
         text = await deps.transcriber.transcribe(deps.http, audio, voice.mimetype)
     except (InboxError, TranscriptionError) as exc:
         log.warning("voice message %s not heard: %s", voice.path, exc)

@@ -118,6 +118,7 @@ export function initAttach({ thread, token, input, onVoice, onChange, showBanner
     remove.addEventListener("click", () => {
       waiting.splice(waiting.indexOf(entry), 1);
       node.remove();
+      chips.hidden = waiting.length === 0;
       onChange();
     });
     node.append(remove);
