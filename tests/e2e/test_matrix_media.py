@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import trio
 
+from ganglion.inbox import INBOX_DIR, conversation_segment, sent_name
 from tests.e2e.people import PASSWORD
 from tests.support.element import ElementOwner
 from tests.support.fakellm import FakeLLM, Reply, calling
@@ -124,8 +125,6 @@ def image_urls(fake_llm: FakeLLM) -> list[str]:
 
 def kept(live: LiveDaemon, room_id: str) -> dict[str, bytes]:
     """The files of the room's inbox, by the name they were sent with."""
-    from ganglion.inbox import INBOX_DIR, conversation_segment, sent_name
-
     folder = live.data_dir / INBOX_DIR / conversation_segment(room_id)
     return {sent_name(p.name): p.read_bytes() for p in folder.iterdir()} if folder.exists() else {}
 

@@ -63,6 +63,7 @@ from urllib.parse import quote
 
 import httpx
 import nio
+import nio.crypto.attachments as attachments
 import trio
 
 from ganglion.matrix.signing import CrossSigningKeys, device_signing_upload, signatures_upload
@@ -497,8 +498,6 @@ class MatrixHuman:
     async def download_media(self, message: ReceivedMessage) -> bytes:
         """The bytes of a media message, from authenticated media, decrypted (after its
         hash is checked) when it is an encrypted attachment."""
-        import nio.crypto.attachments as attachments
-
         file = message.content.get("file")
         mxc = file["url"] if file else message.content["url"]
         server, media_id = mxc.removeprefix("mxc://").split("/", 1)

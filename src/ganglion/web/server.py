@@ -10,6 +10,11 @@ closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop throu
 most `WEB_DRAIN_SECONDS` (our HTTP answers take milliseconds, but hypercorn keeps a
 connection that was opened and never used, as browsers' preconnects are, until then).
 
+Files go over HTTP beside the websocket, with the token (`ganglion.web.uploads`):
+`POST /api/files/<thread_id>` uploads one into the conversation's inbox (quart's
+request-body limit is `web.max_upload_bytes`), `GET /api/files/<thread_id>/<file>`
+serves one as a download.
+
 The tree runs it with `web_child`: an interface that owns the `web_` threads' delivery
 route while it runs, restarted with backoff whenever it fails; each incarnation first
 loads (or creates) the access token and adds it to the daemon's own secrets in the
