@@ -68,7 +68,7 @@ def _can_apt_install() -> bool:
     return os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
-def _apt_install(session: nox.Session, package: str) -> None:
+def _apt_install(session: nox.Session, *packages: str) -> None:
     session.run("apt-get", "update", "-qq", external=True)
     session.run(
         "apt-get",
@@ -76,10 +76,28 @@ def _apt_install(session: nox.Session, package: str) -> None:
         "-y",
         "-qq",
         "--no-install-recommends",
-        package,
+        *packages,
         external=True,
         env={"DEBIAN_FRONTEND": "noninteractive"},
     )
+
+
+# The voice messages of the media tests are spoken on the machine: espeak-ng piped into
+# opusenc gives an OGG Opus file like Element's (8 Debian packages; ffmpeg would be 100).
+VOICE_TOOLS = {"espeak-ng": "espeak-ng", "opusenc": "opus-tools"}
+
+
+def _ensure_voice_tools(session: nox.Session) -> None:
+    missing = [package for tool, package in VOICE_TOOLS.items() if shutil.which(tool) is None]
+    if not missing:
+        return
+    if not _can_apt_install():
+        session.error(
+            f"{', '.join(missing)} missing: the Matrix media tests make a real voice message "
+            f"with espeak-ng and opusenc (sudo apt-get install {' '.join(missing)}), then run "
+            "`uv run nox -s e2e` again"
+        )
+    _apt_install(session, *missing)
 
 
 def _ensure_chromium(session: nox.Session) -> None:
@@ -228,6 +246,7 @@ def e2e(session: nox.Session) -> None:
     owner on Element's own client stack (matrix-js-sdk with its Rust crypto, in Node)."""
     synapse_python = _ensure_synapse(session)
     _ensure_element_stack(session)
+    _ensure_voice_tools(session)
     _sync(session, "dev")
     session.run(
         "pytest",

@@ -38,6 +38,7 @@ ARGUMENTS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
     "ThreadDeleted": (("web_00",), {}),
     "ForcedStop": ((2,), {}),
     "LLMRequestRejected": ((400, "x"), {}),
+    "LLMImagesRefused": ((400, "x"), {}),
     "LLMContextExceeded": ((400, "x"), {"limit": None, "prompt_tokens": None}),
     "MatrixInteractiveAuth": (("x",), {"session": None, "flows": []}),
     "MatrixMediaTooLarge": (("x",), {"limit": 1}),

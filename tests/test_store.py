@@ -137,6 +137,7 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
         ("index_undelivered_outbox",),
         ("display_rows_titles_and_search",),
         ("superseded_messages",),
+        ("attachments",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
     assert {"threads", "messages", "turns", "outbox", "messages_by_thread"} <= tables

@@ -190,14 +190,27 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
     children.append(system_log_child(backend, router))
     if web is not None:
         children.append(
-            web_child(config, web, backend, services.store.library, deps.redactor, router)
+            web_child(
+                config,
+                web,
+                backend,
+                services.store.library,
+                deps.redactor,
+                router,
+                files=deps.inbox,
+            )
         )
     if config.matrix.enabled:
         from ganglion.matrix.actor import matrix_child
 
         children.append(
             matrix_child(
-                config.matrix, config.data_dir, backend, router, statistics=services.matrix
+                config.matrix,
+                config.data_dir,
+                backend,
+                router,
+                statistics=services.matrix,
+                files=deps.inbox,
             )
         )
     return children

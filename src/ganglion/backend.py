@@ -38,6 +38,7 @@ import trio
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import GanglionError
 from ganglion.ids import interface_for
+from ganglion.inbox import FileInbox
 from ganglion.messages import (
     Inbound,
     Notice,
@@ -160,7 +161,7 @@ class LibraryBackend(InterfaceBackend, Protocol):
 
     async def delete(self, thread_id: str) -> int:
         """Delete a conversation for good: its reminders are cancelled first (how many is
-        returned), its actor is stopped, its history is gone."""
+        returned), its actor is stopped, its history and its inbox are gone."""
         ...
 
 
@@ -172,10 +173,12 @@ class DaemonBackend:
         threads: Registry[str, Inbound],
         store: ConversationStore,
         reminders: ReminderStore,
+        inbox: FileInbox,
     ) -> None:
         self._threads = threads
         self._store = store
         self._reminders = reminders
+        self._inbox = inbox
 
     async def submit(self, message: UserMessage) -> Submitted:
         thread_id = message.thread_id
@@ -267,7 +270,17 @@ class DaemonBackend:
         cancelled = await self._reminders.cancel_thread(thread_id)
         self._threads.stop(thread_id)
         await self._store.library.delete_thread(thread_id)
-        log.info("deleted conversation %s and %d of its reminders", thread_id, cancelled)
+        try:
+            files = await self._inbox.remove(thread_id)
+        except OSError:
+            files = 0
+            log.warning("the inbox of deleted conversation %s stays", thread_id, exc_info=True)
+        log.info(
+            "deleted conversation %s, %d of its reminders and %d file(s) it held",
+            thread_id,
+            cancelled,
+            files,
+        )
         return cancelled
 
     async def undelivered(self, thread_id: str | None = None) -> Sequence[OutboxItem]:

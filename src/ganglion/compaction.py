@@ -136,10 +136,11 @@ def plan_compaction(
 
 def _render_one(message: ChatMessage) -> str:
     if message.role == "tool":
-        return f"tool {message.name or '?'} result: {message.content or ''}"
+        return f"tool {message.name or '?'} result: {message.text_for_model(images=False) or ''}"
     parts = []
-    if message.content:
-        parts.append(f"{message.role}: {message.content}")
+    # Attachments stay as references: the summary says what came and where it is kept.
+    if text := message.text_for_model(images=False):
+        parts.append(f"{message.role}: {text}")
     for call in message.tool_calls:
         parts.append(f"{message.role} called {call.name}({call.arguments})")
     return "\n".join(parts) or f"{message.role}: (empty)"

@@ -9,6 +9,7 @@ Matrix token fills in a `matrix:` section, it does not make one):
     GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
     GANGLION_MATRIX_PASSWORD       matrix.password
     GANGLION_MATRIX_RECOVERY_KEY   matrix.recovery_key
+    GANGLION_TRANSCRIPTION_API_KEY transcription.api_key
     GANGLION_WEB_TOKEN             web.token
 
 Relative paths in the file are resolved against the file's directory; with no file,
@@ -71,6 +72,7 @@ __all__ = [
     "ShutdownConfig",
     "ThreadsConfig",
     "ToolsConfig",
+    "TranscriptionConfig",
     "WebConfig",
     "client_view",
     "is_loopback_host",
@@ -79,6 +81,9 @@ __all__ = [
     "split_address",
 ]
 
+# What one file sent to the assistant may weigh (a phone's video is larger: it is refused
+# with a reply that says so).
+MEDIA_BYTES = 25 * 1024 * 1024
 # A token that guards a web chat reachable from other machines must not be guessable.
 MIN_EXPOSED_TOKEN = 32
 
@@ -94,6 +99,8 @@ class EndpointConfig(_Model):
     model: str = "llama3.2"
     api_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    # The model sees pictures (OpenAI `image_url` parts); off: it is told one came.
+    vision: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -150,6 +157,7 @@ class WebConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)
     token: SecretStr | None = None
     max_message_bytes: int = Field(64 * 1024, ge=1024)
+    max_upload_bytes: int = Field(MEDIA_BYTES, ge=1024)
     max_frames_per_second: float = Field(10.0, gt=0)
     frame_burst: int = Field(30, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
@@ -232,6 +240,7 @@ class MatrixConfig(_Model):
     password: SecretStr | None = None
     recovery_key: SecretStr | None = None
     verified_devices_only: bool = True
+    max_media_bytes: int = Field(MEDIA_BYTES, ge=1024)
 
     @field_validator("homeserver")
     @classmethod
@@ -289,6 +298,23 @@ def require_an_interface(config: Config) -> None:
             "no interface is on: the web chat is off (web.enabled: false) and Matrix is not "
             "configured; turn the web chat on or add a matrix section"
         )
+
+
+class TranscriptionConfig(_Model):
+    """Voice to text: an OpenAI-compatible `POST {base_url}/audio/transcriptions`
+    endpoint (`ganglion.transcribe`); off while `base_url` is None."""
+
+    base_url: str | None = None
+    model: str = "whisper-1"
+    api_key: SecretStr | None = None
+    language: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value is not None else None
 
 
 class RemindersConfig(_Model):
@@ -510,6 +536,7 @@ class Config(_Model):
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     matrix: MatrixConfig = Field(default_factory=lambda: MatrixConfig(enabled=False))
+    transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

@@ -7,6 +7,7 @@ whole configuration (`ganglion.config`) would take a third of their start.
     GANGLION_MATRIX_ACCESS_TOKEN   matrix.access_token
     GANGLION_MATRIX_PASSWORD       matrix.password
     GANGLION_MATRIX_RECOVERY_KEY   matrix.recovery_key
+    GANGLION_TRANSCRIPTION_API_KEY transcription.api_key
     GANGLION_WEB_TOKEN             web.token
 
 `plain_client_view` reads `data_dir` and `web.host`/`port`/`token` with the defaults and
@@ -42,6 +43,7 @@ ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "GANGLION_MATRIX_ACCESS_TOKEN": ("matrix", "access_token"),
     "GANGLION_MATRIX_PASSWORD": ("matrix", "password"),
     "GANGLION_MATRIX_RECOVERY_KEY": ("matrix", "recovery_key"),
+    "GANGLION_TRANSCRIPTION_API_KEY": ("transcription", "api_key"),
     "GANGLION_WEB_TOKEN": ("web", "token"),
 }
 

@@ -19,6 +19,7 @@ Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
     TextDelta         streamed tokens of the reply
     ToolActivity      a tool call started or finished
     FinalReply        the complete reply text (also stored in the outbox)
+    FileSent          a file the assistant sends into the conversation (in the outbox too)
     TurnFailed        the turn could not be completed; `message` is safe to show
     Notice            a short system message (command output, compaction done, …)
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ganglion.transcript import Attachment
 from ganglion_actors import Reply
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Announce",
     "CancelReminder",
     "ConfirmReminder",
+    "FileSent",
     "FinalReply",
     "GetThreadInfo",
     "HeartbeatReview",
@@ -73,10 +76,12 @@ Interface = Literal["web", "matrix", "system"]
 
 @dataclass(frozen=True, slots=True)
 class UserMessage:
-    """Text a person sent. `message_id` makes a resubmission idempotent (a Matrix event id,
-    a web client's message id): the same id is never answered twice. `accepted`, when
-    given, is answered once the message is durable (its turn stored, or a command taken):
-    an interface acknowledges a message (or advances a sync token) only then."""
+    """Text a person sent, and the files that came with it (`attachments`: kept in the
+    inbox already; a voice message's text is empty until it is heard). `message_id` makes
+    a resubmission idempotent (a Matrix event id, a web client's message id): the same id
+    is never answered twice. `accepted`, when given, is answered once the message is
+    durable (its turn stored, or a command taken): an interface acknowledges a message
+    (or advances a sync token) only then."""
 
     thread_id: str
     interface: Interface
@@ -84,6 +89,7 @@ class UserMessage:
     sender: str | None = None
     message_id: str | None = None
     accepted: Reply[None] | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 def user_turn_id(thread_id: str, message_id: str) -> str:
@@ -237,6 +243,17 @@ class FinalReply:
 
 
 @dataclass(frozen=True, slots=True)
+class FileSent:
+    """The assistant sends `attachment` (a file in the conversation's inbox) into the
+    conversation; `outbox_id` is its outbox row, delivered once like a reply."""
+
+    thread_id: str
+    turn_id: str
+    attachment: Attachment
+    outbox_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFailed:
     thread_id: str
     turn_id: str
@@ -250,7 +267,7 @@ class Notice:
     turn_id: str | None = None
 
 
-Outbound = TurnStarted | TextDelta | ToolActivity | FinalReply | TurnFailed | Notice
+Outbound = TurnStarted | TextDelta | ToolActivity | FinalReply | FileSent | TurnFailed | Notice
 
 
 @dataclass(frozen=True, slots=True)

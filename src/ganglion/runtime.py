@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import trio
 
 from ganglion.backend import DaemonBackend, DisplayJournal
@@ -30,6 +31,7 @@ from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat.actor import HeartbeatStatistics
+from ganglion.inbox import FileInbox
 from ganglion.llm import LLMClient
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
@@ -43,6 +45,7 @@ from ganglion.threads.registry import thread_registry
 from ganglion.tools import ToolRegistry
 from ganglion.tools.builtin import builtin_tools
 from ganglion.tools.shell import SandboxError, check_sandbox
+from ganglion.transcribe import Transcriber
 from ganglion_actors import ActorRef, Registry, reserve
 
 __all__ = ["Services", "open_services"]
@@ -116,6 +119,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     reminders: ActorRef[ReminderRequest] = reserve("reminders")
     heartbeat: ActorRef[TriggerHeartbeat] = reserve("heartbeat")
     redactor = Redactor(configured_secrets(config))
+    http = httpx.AsyncClient()
+    inbox = FileInbox.of(config.data_dir, config.tools.files)
     deps = ThreadDeps(
         config=config,
         turns=store.turns,
@@ -123,25 +128,37 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         compaction_llm=compaction_llm,
         router=DeliveryRouter(journal=DisplayJournal(store.library)),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
-        tools=ToolRegistry(builtin_tools(config, reminders, redactor)),
+        tools=ToolRegistry(builtin_tools(config, reminders, redactor, inbox)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         reminders=reminders,
         heartbeat=heartbeat,
         now=lambda: datetime.now(zone),
         timezone=timezone,
         redactor=redactor,
+        inbox=inbox,
+        transcriber=_transcriber(config),
+        http=http,
     )
     try:
         threads = thread_registry(deps)
-        backend = DaemonBackend(threads, store, reminder_store)
+        backend = DaemonBackend(threads, store, reminder_store, inbox)
         yield Services(config, store, reminder_store, deps, threads, backend)
     finally:
         with trio.CancelScope(shield=True):
             if compaction_llm is not llm:
                 await compaction_llm.aclose()
             await llm.aclose()
+            await http.aclose()
             await store.aclose()
             await reminder_store.aclose()
+
+
+def _transcriber(config: Config) -> Transcriber | None:
+    section = config.transcription
+    if section.base_url is None:
+        return None
+    key = section.api_key.get_secret_value() if section.api_key is not None else None
+    return Transcriber(section.base_url, section.model, key, section.language)
 
 
 async def _make_private(config: Config) -> None:

@@ -27,6 +27,7 @@ from ganglion.transcript import ChatMessage
 
 __all__ = [
     "BYTES_PER_TOKEN",
+    "IMAGE_TOKENS",
     "MESSAGE_OVERHEAD",
     "TOOL_CALL_OVERHEAD",
     "estimate_message_tokens",
@@ -42,6 +43,9 @@ MESSAGE_OVERHEAD = 8
 # A tool call is sent as a JSON object with an id, a type and a function name; 10 tokens
 # also covers the transcript's "\nassistant called tool …()" framing.
 TOOL_CALL_OVERHEAD = 10
+# An image part: vision models take a fixed number of tokens per tile; a picture scaled
+# to 1,568 px (`ganglion.images`) costs about 1,600 in the hosted ones, less locally.
+IMAGE_TOKENS = 1600
 
 
 def estimate_tokens(text: str) -> int:
@@ -50,9 +54,11 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_message_tokens(message: ChatMessage) -> int:
-    """The estimated cost of `message` in a prompt: its content, each tool call (id, name
-    and arguments), a tool result's name and call id, plus the fixed overheads."""
-    total = MESSAGE_OVERHEAD + estimate_tokens(message.content or "")
+    """The estimated cost of `message` in a prompt: its content (with the note on its
+    attachments), its images, each tool call (id, name and arguments), a tool result's
+    name and call id, plus the fixed overheads."""
+    total = MESSAGE_OVERHEAD + estimate_tokens(message.text_for_model() or "")
+    total += IMAGE_TOKENS * len(message.images)
     total += estimate_tokens(message.name or "") + estimate_tokens(message.tool_call_id or "")
     for call in message.tool_calls:
         total += TOOL_CALL_OVERHEAD + estimate_tokens(call.id)

@@ -28,6 +28,9 @@ ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # The microphone: Chromium's fake device (a beep) and no permission prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 # Screenshots to look at: test-artifacts/ unless GANGLION_ARTIFACTS names another place.
 ARTIFACTS = Path(os.environ.get("GANGLION_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))

@@ -63,6 +63,7 @@ from urllib.parse import quote
 
 import httpx
 import nio
+import nio.crypto.attachments as attachments
 import trio
 
 from ganglion.matrix.signing import CrossSigningKeys, device_signing_upload, signatures_upload
@@ -81,7 +82,14 @@ WAIT_TIMEOUT: Final = 30.0
 LONG_POLL_MS: Final = 30_000
 SYNC_ERROR_BACKOFF: Final = 0.2
 MEGOLM: Final = "m.megolm.v1.aes-sha2"
-_TEXT_EVENTS: Final = (nio.RoomMessageText, nio.RoomMessageNotice, nio.RoomMessageEmote)
+_TEXT_EVENTS: Final = (
+    nio.RoomMessageText,
+    nio.RoomMessageNotice,
+    nio.RoomMessageEmote,
+    # Pictures and files (the bot's `send_file`), plain and encrypted attachments.
+    nio.RoomMessageMedia,
+    nio.RoomEncryptedMedia,
+)
 
 Membership = Literal["join", "invite", "absent"]
 
@@ -503,6 +511,74 @@ class MatrixHuman:
         """Send `device` the room key that `send_text_withholding_key` kept from it."""
         await self._call(
             self._session.send_withheld_key(room_id, device), f"sending {device} its room key"
+        )
+
+    async def send_media(
+        self,
+        room_id: str,
+        data: bytes,
+        *,
+        name: str,
+        mimetype: str,
+        msgtype: str,
+        voice: bool = False,
+        caption: str | None = None,
+        tamper: Callable[[dict[str, Any]], None] | None = None,
+    ) -> str:
+        """Upload `data` as Element does (encrypted with nio's attachment encryption in
+        an encrypted room, plain otherwise) and send it as `msgtype`, with `caption` as
+        the body beside `filename`; `tamper` may change the content before it is sent.
+        Returns the event id."""
+
+        async def upload() -> dict[str, Any]:
+            await self._session.wait_until(lambda: self._session.client.rooms.get(room_id))
+            encrypted = self._session.client.rooms[room_id].encrypted
+            response, keys = await self._session.client.upload(
+                lambda *_: data,
+                content_type=mimetype,
+                filename=name,
+                encrypt=encrypted,
+                filesize=len(data),
+            )
+            uri = str(_check(response, nio.UploadResponse, "upload").content_uri)
+            content: dict[str, Any] = {
+                "msgtype": msgtype,
+                "body": caption or name,
+                "filename": name,
+                "info": {"mimetype": mimetype, "size": len(data)},
+            }
+            if keys is not None:
+                content["file"] = {"url": uri, **keys}
+            else:
+                content["url"] = uri
+            if voice:
+                content["org.matrix.msc3245.voice"] = {}
+                content["org.matrix.msc1767.audio"] = {"duration": 1000}
+            return content
+
+        content = await self._call(upload(), f"uploading {name}")
+        if tamper is not None:
+            tamper(content)
+        return await self.send_event(room_id, content)
+
+    async def download_media(self, message: ReceivedMessage) -> bytes:
+        """The bytes of a media message, from authenticated media, decrypted (after its
+        hash is checked) when it is an encrypted attachment."""
+        file = message.content.get("file")
+        mxc = file["url"] if file else message.content["url"]
+        server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+        async with httpx.AsyncClient(base_url=self.homeserver) as http:
+            reply = await http.get(
+                f"/_matrix/client/v1/media/download/{server}/{media_id}",
+                headers={"Authorization": f"Bearer {self.access_token}"},
+            )
+        reply.raise_for_status()
+        if not file:
+            return reply.content
+        return bytes(
+            attachments.decrypt_attachment(
+                reply.content, file["key"]["k"], file["hashes"]["sha256"], file["iv"]
+            )
         )
 
     async def wait_for_message(self, room_id: str, sender: str) -> ReceivedMessage:

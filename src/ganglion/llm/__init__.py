@@ -13,6 +13,7 @@ from ganglion.llm.completion import Completion
 from ganglion.llm.errors import (
     LLMContextExceeded,
     LLMError,
+    LLMImagesRefused,
     LLMRequestRejected,
     LLMStreamError,
     LLMTimeout,
@@ -26,6 +27,7 @@ __all__ = [
     "LLMClient",
     "LLMContextExceeded",
     "LLMError",
+    "LLMImagesRefused",
     "LLMRequestRejected",
     "LLMStatistics",
     "LLMStreamError",

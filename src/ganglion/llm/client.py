@@ -39,7 +39,7 @@ import math
 import random
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -53,10 +53,12 @@ from ganglion.llm.errors import (
     DETAIL_LIMIT,
     LLMContextExceeded,
     LLMError,
+    LLMImagesRefused,
     LLMRequestRejected,
     LLMStreamError,
     LLMTimeout,
     LLMUnavailable,
+    refuses_images,
 )
 from ganglion.llm.sse import SSEParser, is_done
 from ganglion.llm.window import Overflow, WindowState, parse_overflow, probe_served_window
@@ -158,6 +160,8 @@ class LLMClient:
         self._errors: dict[str, int] = {}
         self._usage = Usage()
         self._windows = [WindowState(context_window) for _ in self._endpoints]
+        # Which endpoints take image parts: `vision` as configured, until one refuses.
+        self._sees = [endpoint.vision for endpoint in self._endpoints]
         self._probing = trio.Lock()
         self._next_probe = -math.inf
         self._reported: int | None = None
@@ -253,6 +257,11 @@ class LLMClient:
                 state.limit,
             )
 
+    @property
+    def sees_images(self) -> bool:
+        """Whether a request's images may go to some endpoint (see `complete`)."""
+        return any(self._sees)
+
     def statistics(self) -> LLMStatistics:
         return LLMStatistics(
             self._requests,
@@ -297,8 +306,8 @@ class LLMClient:
         Error handling: raises an `LLMError` subclass for every problem of the server, the
         network or the stream; nothing else escapes for those.
         """
-        body = _request_body(messages, tools, temperature, max_tokens)
         estimate = estimate_request_tokens(messages, tools)
+        has_images = any(message.images for message in messages)
         last: LLMError | None = None
         started = trio.current_time()
         for index, endpoint in enumerate(self._endpoints):
@@ -307,8 +316,8 @@ class LLMClient:
                 self._fallbacks += 1
                 log.warning("falling back to %s (model %s)", endpoint.base_url, endpoint.model)
             try:
-                completion = await self._complete_on(
-                    endpoint, {**body, "model": endpoint.model}, on_text
+                completion = await self._complete_images_or_not(
+                    index, messages, has_images, tools, on_text, temperature, max_tokens
                 )
             except LLMError as exc:
                 exc.at(endpoint.base_url, endpoint.model)
@@ -332,6 +341,39 @@ class LLMClient:
         assert last is not None
         self._count_failure(last)
         raise last
+
+    async def _complete_images_or_not(
+        self,
+        index: int,
+        messages: Sequence[ChatMessage],
+        has_images: bool,
+        tools: Sequence[Mapping[str, Any]] | None,
+        on_text: OnText | None,
+        temperature: float | None,
+        max_tokens: int | None,
+    ) -> Completion:
+        """Endpoint `index`, with the request's images when it takes them. One that
+        refuses them is sent none from now on (one log line), and the request is asked
+        again without them: `Completion.images_refused` tells the caller."""
+        endpoint = self._endpoints[index]
+        images = has_images and self._sees[index]
+        body = _request_body(messages, tools, temperature, max_tokens, images=images)
+        try:
+            return await self._complete_on(endpoint, {**body, "model": endpoint.model}, on_text)
+        except LLMImagesRefused as exc:
+            if not images:
+                raise
+            self._sees[index] = False
+            log.warning(
+                "%s (model %s) refused the image parts (%s); llm.vision is off for it until "
+                "the next start, pictures are described to the model instead",
+                endpoint.base_url,
+                endpoint.model,
+                exc.detail,
+            )
+        body = _request_body(messages, tools, temperature, max_tokens, images=False)
+        completion = await self._complete_on(endpoint, {**body, "model": endpoint.model}, on_text)
+        return replace(completion, images_refused=True)
 
     def _count_failure(self, error: LLMError) -> None:
         self._failures += 1
@@ -524,9 +566,11 @@ def _request_body(
     tools: Sequence[Mapping[str, Any]] | None,
     temperature: float | None,
     max_tokens: int | None,
+    *,
+    images: bool = True,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "messages": [message.to_api() for message in messages],
+        "messages": [message.to_api(images=images) for message in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -556,6 +600,8 @@ async def _check_status(response: httpx.Response, url: str) -> None:
         raise LLMContextExceeded(
             status, detail, limit=overflow.limit, prompt_tokens=overflow.prompt_tokens
         )
+    if status in (400, 415, 422, 500) and refuses_images(detail):
+        raise LLMImagesRefused(status, detail)
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         error = LLMUnavailable(f"{url}: HTTP {status}: {detail}", status=status)

@@ -30,6 +30,8 @@ class Completion:
     `finish_reason` is the server's ("stop", "tool_calls", "length", ...); `usage` is zero
     when the server reported none; `model` is the model that answered, as the server named
     it; `endpoint` the base URL that answered (the primary or a fallback).
+    `images_refused`: the request's images were refused by that server, and it was
+    answered without them.
     """
 
     content: str
@@ -38,6 +40,7 @@ class Completion:
     usage: Usage
     model: str
     endpoint: str
+    images_refused: bool = False
 
 
 # No chat answer or tool call is this long; a model that writes more is stuck in a loop.

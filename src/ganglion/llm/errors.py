@@ -4,7 +4,8 @@ LLMError                 base; `.user_message` names the endpoint and the cause,
 │                        secret or raw server text; `.kind` is a short label for metrics
 ├── LLMUnavailable       connection errors, 5xx or 429 on every endpoint, after retries
 ├── LLMRequestRejected   a 4xx other than 429: the request itself was refused (not retried)
-│   └── LLMContextExceeded the request does not fit the server's context window
+│   ├── LLMContextExceeded the request does not fit the server's context window
+│   └── LLMImagesRefused   the server does not take image parts (a model without vision)
 ├── LLMTimeout           no first token, or the whole attempt took too long, on every
 │                        endpoint after retries
 └── LLMStreamError       malformed SSE or JSON, a stream cut off without a finish reason
@@ -18,20 +19,24 @@ model and what to do, and never the server's own text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Self
+from typing import Final, Self
 
 import httpx
 
 from ganglion.errors import GanglionError
 
 __all__ = [
+    "IMAGE_REFUSAL_PATTERNS",
     "LLMContextExceeded",
     "LLMError",
+    "LLMImagesRefused",
     "LLMRequestRejected",
     "LLMStreamError",
     "LLMTimeout",
     "LLMUnavailable",
+    "refuses_images",
     "shown_url",
 ]
 
@@ -210,6 +215,43 @@ class LLMContextExceeded(LLMRequestRejected):
             f"The request{size} did not fit the model server's context window{window}. "
             "Try /compact or /new, or raise the server's context size."
         )
+
+
+# How servers say they do not take image parts, each seen in the wild (llama.cpp without
+# its --mmproj, Ollama with a text-only model, vLLM, OpenAI, LM Studio, servers that
+# want the content as a string). Read only for a request that carried images, and after
+# the context-overflow wordings (`llm.window.OVERFLOW_PATTERNS`): an overflow is not this.
+IMAGE_REFUSAL_PATTERNS: Final = tuple(
+    re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    for pattern in (
+        r"image input is not supported",
+        r"does(?: not|n't) support (?:image|vision|multimodal)",
+        r"(?:image|vision|multimodal)s?(?: input)? (?:is |are )?not supported",
+        r"not a multimodal model",
+        r"image_url is only supported",
+        r"unknown variant `?image_url",
+        r"missing data required for image input",
+        r"unsupported content(?: part)? type",
+        r"invalid content type",
+        r"content.{0,40}must be a string",
+        r"input should be a valid string",
+    )
+)
+
+
+def refuses_images(detail: str) -> bool:
+    """Whether a server's error text says it does not take image parts."""
+    return any(pattern.search(detail) for pattern in IMAGE_REFUSAL_PATTERNS)
+
+
+class LLMImagesRefused(LLMRequestRejected):
+    """The server refused the request's image parts: its model cannot see. The client
+    answers without them (and sends none to that endpoint again); it reaches a caller
+    only from a request that had no images, where it is a plain refusal."""
+
+    @property
+    def kind(self) -> str:
+        return "images_refused"
 
 
 class LLMTimeout(LLMError):

@@ -5,7 +5,9 @@ encrypted. Rooms are threads (`!room:server`).
     crypto.py    Olm/Megolm housekeeping between syncs and before encrypted sends
     sync.py      syncs become durable `UserMessage`s; the token moves only after
     events.py    which invites to accept and which events to answer (pure)
-    outgoing.py  replies from the outbox, typing notices, notices
+    media.py     what a media event says (pure), its bytes downloaded and decrypted
+    intake.py    a media message's file into the inbox before it is handed on
+    outgoing.py  replies and files from the outbox, typing notices, notices
     render.py    Markdown to sanitised HTML, long replies split (pure)
     stats.py     what the interface reports of itself (`ganglion status`, /metrics)
     keystore.py  the encryption store on disk, read without changing it (check)

@@ -50,6 +50,7 @@ from ganglion.backend import InterfaceBackend, interface_child
 from ganglion.config import MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
 from ganglion.delivery import DeliveryRouter
+from ganglion.inbox import FileInbox
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import (
     MatrixAuthError,
@@ -61,6 +62,7 @@ from ganglion.matrix.errors import (
 from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.identity import Identity
+from ganglion.matrix.intake import MediaIntake
 from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.outgoing import Outgoing
 from ganglion.matrix.pins import PinStore
@@ -107,11 +109,13 @@ def matrix_child(
     router: DeliveryRouter,
     *,
     statistics: MatrixStatistics | None = None,
+    files: FileInbox | None = None,
 ) -> ChildSpec[Outbound]:
     """Matrix as the root supervisor runs it: an interface (`interface_child`) that owns
     the `!room:server` threads, each incarnation a `serve_matrix` writing into the same
-    `statistics` (what `ganglion status` and `/metrics` show)."""
-    serve = partial(serve_matrix, config, data_dir, backend, statistics=statistics)
+    `statistics` (what `ganglion status` and `/metrics` show); files in and out go
+    through `files` (the inbox)."""
+    serve = partial(serve_matrix, config, data_dir, backend, statistics=statistics, files=files)
     return interface_child("matrix", serve, router)
 
 
@@ -122,12 +126,13 @@ async def serve_matrix(
     inbox: Inbox[Outbound],
     *,
     statistics: MatrixStatistics | None = None,
+    files: FileInbox | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve Matrix until the mailbox ends (see the module docstring)."""
     stats = statistics if statistics is not None else MatrixStatistics()
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, follow_redirects=False) as http:
-        connection = Connection(config, data_dir, backend, http, stats)
+        connection = Connection(config, data_dir, backend, http, stats, files)
         stats.started(connection.device_id)
         try:
             with trio.move_on_after(FIRST_CONNECT_WAIT):
@@ -155,6 +160,7 @@ class Connection:
         backend: InterfaceBackend,
         http: httpx.AsyncClient,
         stats: MatrixStatistics | None = None,
+        files: FileInbox | None = None,
     ) -> None:
         # The config's validator guarantees these once Matrix is enabled.
         assert config.homeserver is not None
@@ -178,7 +184,14 @@ class Connection:
         )
         self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
-        self.outgoing = Outgoing(self.homeserver, self.keys, backend, self.synced)
+        self.outgoing = Outgoing(
+            self.homeserver,
+            self.keys,
+            backend,
+            self.synced,
+            files,
+            max_media_bytes=config.max_media_bytes,
+        )
         self.late_keys = LateKeys(self.outgoing.notice, told=self._told_late_keys)
         self.sync = SyncLoop(
             self.homeserver,
@@ -191,6 +204,9 @@ class Connection:
             gate=gate,
             late_keys=self.late_keys,
             notify=self.outgoing.notice,
+            intake=MediaIntake(self.homeserver, files, config.max_media_bytes)
+            if files is not None
+            else None,
         )
         self.connected = False
         self._pickle_key: str | None = None

@@ -5,8 +5,10 @@ Rules (each test in tests/test_matrix_events.py names one):
 1. An invite is accepted only from a user in `allowed_users` (anyone when
    `allow_all_users`), and, when `allowed_rooms` is not empty, only into one of them.
 2. A room event is answered only when it is an `m.room.message` of type `m.text` (or
-   `m.emote`) with a non-empty text body, sent by an allowed user other than the bot,
-   in an allowed room.
+   `m.emote`) with a non-empty text body, or a picture, file, voice or video message
+   (`m.image`, `m.file`, `m.audio`, `m.video`, as `matrix.media.media_of` reads it),
+   sent by an allowed user other than the bot, in an allowed room. A media message's
+   text is its caption (empty without one).
 3. Never answered: the bot's own events, notices (`m.notice`: bots talk to each other
    with them, and answering would loop), edits (`m.replace`: the original was answered),
    redactions and redacted events, anything that is not a message.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ganglion.config import MatrixConfig
+from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
 
 __all__ = [
     "Incoming",
@@ -39,12 +42,15 @@ _REPLY_FALLBACK = re.compile(r"\A(?:> .*\n)+\n", re.MULTILINE)
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A message to answer."""
+    """A message to answer; `media` the file it brought (to download before it is), or
+    `problem`: why the file it names cannot be had (the sender is told)."""
 
     room_id: str
     event_id: str
     sender: str
     text: str
+    media: MediaRef | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,12 @@ def classify_event(
     if isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace":
         return Skip("edit")
     msgtype = content.get("msgtype")
+    if msgtype in MEDIA_MSGTYPES:
+        try:
+            media = media_of(content)
+        except MediaError as exc:
+            return Incoming(room_id, event_id, sender, "", problem=str(exc))
+        return Incoming(room_id, event_id, sender, media.caption or "", media)
     if msgtype not in ANSWERED_MSGTYPES:
         return Skip(f"message type {msgtype}")
     body = content.get("body")

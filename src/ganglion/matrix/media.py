@@ -8,7 +8,8 @@ Rules (each test in tests/test_matrix_media.py names one):
    version `v2` with an A256CTR JSON web key (`key.k`), an `iv` and a SHA-256 hash of
    the ciphertext (`hashes.sha256`); anything less is refused, never read as plain.
 2. Its name is `filename` when given, else `body`. The `body` is a caption (the text
-   the owner wrote with it) only when `filename` is present and differs from it.
+   the owner wrote with it) only when `filename` is present and differs from it, and
+   never for a voice message (its text is what is heard in it).
 3. Its type is `info.mimetype` when given, else guessed from the name, else
    `application/octet-stream`; its announced size is `info.size` (checked against the
    cap before a byte is downloaded, and again while downloading, since it is only a claim).
@@ -95,7 +96,9 @@ def media_of(content: Mapping[str, Any]) -> MediaRef:
     body = content.get("body") if isinstance(content.get("body"), str) else None
     filename = content.get("filename") if isinstance(content.get("filename"), str) else None
     name = (filename or body or "").strip() or _default_name(str(msgtype))
-    caption = body.strip() if filename and body and body.strip() != filename.strip() else None
+    voice = msgtype == "m.audio" and VOICE_MARK in content
+    captioned = filename and body and body.strip() != filename.strip() and not voice
+    caption = body.strip() if captioned and body else None
     info = content.get("info") if isinstance(content.get("info"), Mapping) else {}
     assert isinstance(info, Mapping)
     mimetype = info.get("mimetype")
@@ -110,7 +113,7 @@ def media_of(content: Mapping[str, Any]) -> MediaRef:
         mimetype=mimetype.split(";")[0].strip().lower(),
         size=announced,
         caption=caption or None,
-        voice=msgtype == "m.audio" and VOICE_MARK in content,
+        voice=voice,
         encryption=encryption,
     )
 
@@ -140,7 +143,8 @@ async def fetch_media(homeserver: Homeserver, ref: MediaRef, *, limit: int) -> b
             encryption["hashes"]["sha256"],
             encryption["iv"],
         )
-    except EncryptionError as exc:
+    except (EncryptionError, ValueError, KeyError, TypeError) as exc:
+        # A key, iv or hash that is not base64 raises binascii.Error (a ValueError).
         reason = "its hash does not match" if "digest" in str(exc) else "it does not decrypt"
         raise MediaError(f"the encrypted attachment {ref.name!r} was refused: {reason}") from None
 

@@ -16,6 +16,13 @@ Rules:
    large) is logged and marked delivered, so it does not block the ones after it. One
    that could not be sent (homeserver unreachable) stays in the outbox, and the next
    successful sync sends it (`needs_sweep`).
+6. A file the assistant sends (an outbox entry of kind 'file') is uploaded, then sent as
+   an `m.image` (PNG, JPEG, GIF, WebP) or `m.file` under its transaction id: into an
+   encrypted room encrypted (`nio.crypto.attachments`: the upload is ciphertext, the key
+   travels in the encrypted event), into another room plain; never plain into an
+   encrypted room. A resend uploads again (an unused upload costs the homeserver a
+   little) but the event is stored once (rule 2). A file gone from the inbox is logged
+   and dropped.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -32,15 +39,19 @@ from collections import defaultdict
 from typing import Any, Final
 
 import nio
+import nio.crypto.attachments as attachments
 import trio
 
 from ganglion.backend import InterfaceBackend
+from ganglion.images import RASTER_TYPES
+from ganglion.inbox import FileInbox, InboxError
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
 from ganglion.matrix.render import message_content, split_reply
-from ganglion.messages import FinalReply, Notice, Outbound, TurnFailed, TurnStarted
+from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
 from ganglion.store import OutboxItem
+from ganglion.transcript import Attachment
 from ganglion_actors import Inbox
 
 __all__ = ["TYPING_RENEW", "Outgoing", "transaction_id"]
@@ -72,8 +83,13 @@ class Outgoing:
         keys: KeyKeeper,
         backend: InterfaceBackend,
         synced: trio.Event,
+        files: FileInbox | None = None,
+        *,
+        max_media_bytes: int = 25 * 1024 * 1024,
     ) -> None:
         self._homeserver = homeserver
+        self._files = files
+        self._max_media_bytes = max_media_bytes
         self._keys = keys
         self._backend = backend
         self._synced = synced
@@ -102,6 +118,8 @@ class Outgoing:
                     case FinalReply(thread_id=room_id):
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, None, typing)
+                    case FileSent(thread_id=room_id):
+                        nursery.start_soon(self._flush_logged, room_id)
                     case TurnFailed(thread_id=room_id, message=message):
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, message, typing)
@@ -153,6 +171,8 @@ class Outgoing:
     async def _deliver(self, room_id: str, item: OutboxItem) -> None:
         text = str(item.payload.get("text", ""))
         try:
+            if item.kind == "file":
+                await self._send_file(room_id, item)
             for part, piece in enumerate(split_reply(text) if text.strip() else []):
                 await self.send(room_id, message_content(piece), transaction_id(item.id, part))
         except MatrixRequestError as exc:
@@ -162,6 +182,34 @@ class Outgoing:
                 "the reply %d for %s was refused for good and is dropped: %s", item.id, room_id, exc
             )
         await self._backend.mark_delivered([item.id])
+
+    async def _send_file(self, room_id: str, item: OutboxItem) -> None:
+        """Upload and send the file of outbox entry `item` (rule 6)."""
+        sent = Attachment.from_json(item.payload["attachment"])
+        room = self._client.rooms.get(room_id)
+        if room is None:
+            raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
+        try:
+            if self._files is None:
+                raise InboxError("no inbox to send from")
+            data = await self._files.read(sent.path, limit=self._max_media_bytes)
+        except InboxError as exc:
+            log.error("the file %s for %s is not sent: %s", sent.path, room_id, exc)
+            return
+        image = sent.mimetype in RASTER_TYPES
+        content: dict[str, Any] = {
+            "msgtype": "m.image" if image else "m.file",
+            "body": sent.name,
+            "filename": sent.name,
+            "info": {"mimetype": sent.mimetype, "size": len(data)},
+        }
+        if room.encrypted:
+            ciphertext, keys = await trio.to_thread.run_sync(attachments.encrypt_attachment, data)
+            uri = await self._homeserver.upload(ciphertext, "application/octet-stream", sent.name)
+            content["file"] = {"url": uri, **keys}
+        else:
+            content["url"] = await self._homeserver.upload(data, sent.mimetype, sent.name)
+        await self.send(room_id, content, transaction_id(item.id, 0))
 
     async def send(
         self,

@@ -96,6 +96,8 @@ class MatrixStatistics:
     skipped: int = 0
     undecryptable: int = 0
     decrypted_late: int = 0
+    media_received: int = 0  # files kept in the inbox
+    media_refused: int = 0  # files that could not be had (their senders were told)
     invites_accepted: int = 0
     invites_refused: int = 0
     identity: IdentityState | None = None

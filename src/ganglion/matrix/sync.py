@@ -25,6 +25,9 @@ Rules (numbered as in `ganglion.backend`):
    message, a command): a refused one is not answered. This is the one door; anything
    that later makes the bot act (reactions, edits) goes through `_trusted` too. The
    users the sync names in `device_lists.changed` have their keys asked again first.
+8. A media message is handed on with its file in the inbox, downloaded after the gate
+   and before the token moves (`ganglion.matrix.intake`); one whose file cannot be had
+   is answered with why, and not handed on.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ from ganglion.matrix.events import (
 )
 from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import SYNC_MARGIN, Homeserver
+from ganglion.matrix.intake import MediaIntake, MediaRefused
 from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.trust import Sender
 from ganglion.messages import UserMessage
+from ganglion.transcript import Attachment
 from ganglion_actors import Backoff
 
 __all__ = ["LONG_POLL_MS", "SyncLoop"]
@@ -87,8 +92,10 @@ class SyncLoop:
         gate: TrustGate | None = None,
         late_keys: LateKeys | None = None,
         notify: Callable[[str, str, tuple[str, str] | None], Awaitable[None]] | None = None,
+        intake: MediaIntake | None = None,
     ) -> None:
         self._homeserver = homeserver
+        self._intake = intake
         self._gate = gate
         self._late_keys = late_keys
         self._notify = notify
@@ -104,6 +111,7 @@ class SyncLoop:
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._undecrypted: list[Any] = []
         self._invites_decided: set[str] = set()
+        self._media_notices: list[tuple[str, str]] = []
 
     @property
     def _client(self) -> Any:
@@ -138,7 +146,7 @@ class SyncLoop:
         self._client.store.save_sync_token(response.next_batch)
         self._full_state = False
         self.synced.set()
-        await self._send_trust_notices()
+        await self._send_notices()
         await self._decide_invites()
         await self._keys.after_sync()
         await self._request_missing_keys()
@@ -222,10 +230,15 @@ class SyncLoop:
                 passed.append(message)
         return passed
 
-    async def _send_trust_notices(self) -> None:
-        if self._gate is None:
-            return
-        notices, self._gate.notices = self._gate.notices, []
+    async def _send_notices(self) -> None:
+        """The trust rule's notices and the replies to files that could not be had."""
+        notices: list[tuple[str, str, tuple[str, str] | None]] = [
+            (room_id, text, None) for room_id, text in self._media_notices
+        ]
+        self._media_notices = []
+        if self._gate is not None:
+            notices += self._gate.notices
+            self._gate.notices = []
         for room_id, text, reader in notices:
             if self._notify is not None:
                 await self._notify(room_id, text, reader)
@@ -261,13 +274,43 @@ class SyncLoop:
         for message in incoming:
             if message.event_id in self._handled:
                 continue
-            await self._submit(message)
+            attachments = await self._media(message)
+            if attachments is not None:
+                await self._submit(message, attachments)
             self._handled[message.event_id] = None
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
             self.stats.submitted += 1
 
-    async def _submit(self, message: Incoming) -> None:
+    async def _media(self, message: Incoming) -> tuple[Attachment, ...] | None:
+        """The files of `message` kept in the inbox (rule 8); None when its file cannot
+        be had (its sender is told why)."""
+        problem = message.problem
+        if problem is not None:
+            problem = f"I could not take your file: {problem}. Please send it again."
+        elif message.media is not None:
+            if self._intake is None:
+                problem = "I take no files here."
+            else:
+                try:
+                    kept = await self._intake.receive(message.room_id, message.media)
+                except MediaRefused as exc:
+                    problem = str(exc)
+                else:
+                    self.stats.media_received += 1
+                    return (kept,)
+        if problem is None:
+            return ()
+        self.stats.media_refused += 1
+        log.warning(
+            "a file from %s in %s was not taken: %s", message.sender, message.room_id, problem
+        )
+        # Told after the sync, as the trust rule's notices are: nothing is sent before
+        # the first sync of a run has said which rooms are encrypted.
+        self._media_notices.append((message.room_id, problem))
+        return None
+
+    async def _submit(self, message: Incoming, attachments: tuple[Attachment, ...]) -> None:
         """Hand one message to its thread, retrying with backoff until it is durable:
         the sync token must not move past a message that is not."""
         attempt = 0
@@ -280,6 +323,7 @@ class SyncLoop:
                         message.text,
                         sender=message.sender,
                         message_id=message.event_id,
+                        attachments=attachments,
                     )
                 )
                 return

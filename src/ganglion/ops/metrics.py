@@ -211,6 +211,16 @@ class _DaemonCollector(Collector):
             stats.undecryptable,
         )
         yield _counter(
+            "ganglion_matrix_media_received",
+            "Files, pictures and voice messages from rooms kept in the inbox",
+            stats.media_received,
+        )
+        yield _counter(
+            "ganglion_matrix_media_refused",
+            "Files from rooms that could not be had (their senders were told why)",
+            stats.media_refused,
+        )
+        yield _counter(
             "ganglion_matrix_decrypted_late_events",
             "Undecryptable events decrypted once their keys arrived",
             stats.decrypted_late,

@@ -20,14 +20,19 @@ The schema is built by the migrations below (`ganglion.store.migrations`).
     it. Indexed by (thread_id, epoch, id). Appending is one INSERT whatever the
     history length: nothing is rewritten or counted. `superseded_by` names the turn
     that took a row's place when the owner took its turn back (see "Rewinding").
+    `attachments` (JSON list of `transcript.Attachment`) are the files that came with
+    a message, or that a tool sent: references to `data/inbox/`, never the bytes. A
+    voice message's row is the one rewritten, once: its transcript becomes its content.
+    The search index (`messages_fts`) holds the words said and the attachments' names.
 `turns`
     One row per turn, keyed by `turn_id` (an interface's event id where it has one, so
     a resubmitted event finds its turn): `source` ('user', 'reminder', 'heartbeat'),
     `input` (the incoming message, JSON), `state`, `user_message_id`, timestamps. A
     partial index covers the unfinished turns.
 `outbox`
-    Replies an interface must deliver (`kind`, JSON `payload`), written in the
-    transaction that finishes the turn and marked `delivered_at` once delivered;
+    Replies an interface must deliver (`kind` 'reply', or 'file' for what `send_file`
+    sent, JSON `payload`), written in the transaction that finishes the turn (a file:
+    that stores the tool's message) and marked `delivered_at` once delivered;
     partial indexes cover the undelivered ones (per thread, and of all threads), so
     finding them never walks the replies delivered before.
 

@@ -103,3 +103,16 @@ class ConversationDB(SQLiteStore):
         self.execute("UPDATE threads SET updated_at = ? WHERE thread_id = ?", (now, thread_id))
         assert cursor.lastrowid is not None
         return StoredMessage(cursor.lastrowid, thread_id, turn_id, message, now, meta, kind)
+
+    def insert_outbox(
+        self, thread_id: str, turn_id: str | None, kind: str, payload: Mapping[str, Any]
+    ) -> int:
+        """Queue `payload` for the interface to deliver ('reply': a turn's answer; 'file':
+        a file a tool sent)."""
+        cursor = self.execute(
+            "INSERT INTO outbox (thread_id, turn_id, kind, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (thread_id, turn_id, kind, json.dumps(dict(payload)), time.time()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid

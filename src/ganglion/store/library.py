@@ -64,15 +64,16 @@ class Library:
         return thread_summary(rows[0]) if rows else None
 
     async def search(self, interface: str, text: str, *, limit: int = 50) -> tuple[SearchHit, ...]:
-        """Messages of `interface`'s live conversations holding every word of `text`, best
-        matches first."""
+        """Messages of `interface`'s live conversations holding every word of `text` (in
+        what was said, or in the names of the files that came with it), best matches
+        first."""
         query = fts_query(text)
         if not query:
             return ()
         rows = await self._store.read(
             lambda: self._store.rows(
                 "SELECT m.id, m.thread_id, t.title, t.custom_title, "
-                "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
+                "snippet(messages_fts, -1, '[', ']', '…', 12) AS snippet "
                 "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "JOIN threads t ON t.thread_id = m.thread_id "
                 "WHERE messages_fts MATCH ? AND t.interface = ? AND t.deleted = 0 "

@@ -11,7 +11,7 @@ from typing import Any
 
 from ganglion.errors import GanglionError
 from ganglion.store.sqlite import StoreError
-from ganglion.transcript import ChatMessage, Role, ToolCall
+from ganglion.transcript import Attachment, ChatMessage, Role, ToolCall
 
 __all__ = [
     "FinishedTurn",
@@ -175,6 +175,10 @@ def encode(message: ChatMessage) -> dict[str, Any]:
         "tool_calls": json.dumps(calls) if calls else None,
         "tool_call_id": message.tool_call_id,
         "name": message.name,
+        # The images are a request's, never stored (see `ganglion.transcript`).
+        "attachments": json.dumps([a.to_json() for a in message.attachments])
+        if message.attachments
+        else None,
     }
 
 
@@ -182,8 +186,11 @@ def decode(row: Mapping[str, Any]) -> ChatMessage:
     calls = tuple(
         ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(row["tool_calls"] or "[]")
     )
+    files = tuple(Attachment.from_json(a) for a in json.loads(row.get("attachments") or "[]"))
     role: Role = row["role"]
-    return ChatMessage(role, row["content"], calls, row["tool_call_id"], row["name"])
+    return ChatMessage(
+        role, row["content"], calls, row["tool_call_id"], row["name"], attachments=files
+    )
 
 
 def stored_message(row: Mapping[str, Any]) -> StoredMessage:

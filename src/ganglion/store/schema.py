@@ -136,3 +136,51 @@ def superseded_messages(db: sqlite_utils.Database) -> None:
     # The rows of a turn the owner took back (regenerate, edit) stay, named by the turn
     # that replaced them, and are left out of everything read for the model or the owner.
     db.execute("ALTER TABLE messages ADD COLUMN superseded_by TEXT")
+
+
+# What the search index holds since attachments came: the words of the conversation and
+# the names of the files that came with them.
+_SEARCHED_NOW = (
+    "new.kind IS NULL AND new.role IN ('user', 'assistant', 'tool') AND (new.content IS NOT NULL "
+    "AND new.role != 'tool' OR new.attachments IS NOT NULL)"
+)
+_NAMES = (
+    "(SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each({row}.attachments))"
+)
+
+
+@migrations.migration
+def attachments(db: sqlite_utils.Database) -> None:
+    # A message's files (JSON list of `transcript.Attachment`): references to the inbox,
+    # stored with the message and kept through compaction. The search index gets a column
+    # of their names, and holds its own copy of both (a tool's message is searched by the
+    # file it sent, never by its output), so it is rebuilt as a table of its own.
+    db.execute("ALTER TABLE messages ADD COLUMN attachments TEXT")
+    db.execute("DROP TRIGGER messages_fts_insert")
+    db.execute("DROP TRIGGER messages_fts_delete")
+    db.execute("DROP TABLE messages_fts")
+    db.execute(
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(content, names, "
+        "tokenize='unicode61 remove_diacritics 2')"
+    )
+    searched_content = "CASE WHEN new.role = 'tool' THEN NULL ELSE new.content END"
+    db.execute(
+        f"CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN {_SEARCHED_NOW} "
+        f"BEGIN INSERT INTO messages_fts (rowid, content, names) VALUES (new.id, "
+        f"{searched_content}, {_NAMES.format(row='new')}); END"
+    )
+    db.execute(
+        "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
+        "BEGIN DELETE FROM messages_fts WHERE rowid = old.id; END"
+    )
+    # A voice message's text is its transcript, written once it is heard.
+    db.execute(
+        f"CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages "
+        f"WHEN {_SEARCHED_NOW} BEGIN DELETE FROM messages_fts WHERE rowid = old.id; "
+        f"INSERT INTO messages_fts (rowid, content, names) VALUES (new.id, {searched_content}, "
+        f"{_NAMES.format(row='new')}); END"
+    )
+    db.execute(
+        "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages "
+        f"WHERE {_SEARCHED.replace('new.', '')}"
+    )

@@ -238,6 +238,41 @@ class Turns:
             lambda: self._store.insert_message(thread_id, turn_id, message, meta)
         )
 
+    async def append_sending(
+        self,
+        thread_id: str,
+        turn_id: str,
+        message: ChatMessage,
+        outbox: tuple[str, Mapping[str, Any]],
+        *,
+        meta: Mapping[str, Any] | None = None,
+    ) -> FinishedTurn:
+        """`append`, and in the same transaction `outbox` (kind, payload) for the
+        interface to deliver: what a tool sends (a file) is delivered once it is on record,
+        and only then."""
+
+        def append() -> FinishedTurn:
+            stored = self._store.insert_message(thread_id, turn_id, message, meta)
+            kind, payload = outbox
+            return FinishedTurn(
+                stored, self._store.insert_outbox(thread_id, turn_id, kind, payload)
+            )
+
+        return await self._store.write(append)
+
+    async def revise_input(self, turn_id: str, stored: StoredMessage) -> None:
+        """Replace a running turn's input (`stored`, as appended to the history) with
+        what was made of it: a voice message's transcript is the message."""
+        encoded = json.dumps(encode(stored.message))
+
+        def revise() -> None:
+            self._store.execute(
+                "UPDATE messages SET content = ? WHERE id = ?", (stored.message.content, stored.id)
+            )
+            self._store.execute("UPDATE turns SET input = ? WHERE turn_id = ?", (encoded, turn_id))
+
+        await self._store.write(revise)
+
     async def finish_turn(
         self,
         turn_id: str,
@@ -268,12 +303,7 @@ class Turns:
             )
             outbox_id = None
             if outbox is not None:
-                cursor = self._store.execute(
-                    "INSERT INTO outbox (thread_id, turn_id, kind, payload, created_at) "
-                    "VALUES (?, ?, 'reply', ?, ?)",
-                    (turn.thread_id, turn_id, json.dumps(dict(outbox)), now),
-                )
-                outbox_id = cursor.lastrowid
+                outbox_id = self._store.insert_outbox(turn.thread_id, turn_id, "reply", outbox)
             return FinishedTurn(stored, outbox_id)
 
         return await self._store.write(finish)
@@ -309,7 +339,12 @@ class Turns:
                 "UPDATE outbox SET delivered_at = ? WHERE turn_id = ? AND delivered_at IS NULL",
                 (now, turn_id),
             )
-            message = turn.input if text is None else ChatMessage("user", text)
+            # An edit changes what was written; the files that came with it stay.
+            message = (
+                turn.input
+                if text is None
+                else ChatMessage("user", text, attachments=turn.input.attachments)
+            )
             if text is not None and not self._said_before(thread_id, first):
                 self._store.execute(
                     "UPDATE threads SET title = ? WHERE thread_id = ?", (title(text), thread_id)

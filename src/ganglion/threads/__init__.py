@@ -7,6 +7,8 @@
                      its budget and fitting, compaction
     turn.py          the model loop of one turn (tool calls), on a `Conversation` and an
                      `emit` callable
+    media.py         what a turn makes of its message's files: pictures for the model,
+                     a voice message heard
     repair.py        repairing tool calls cut off in a history (pure)
     offers.py        which tools a request offers within the context window (pure)
     review.py        a heartbeat review of a conversation (its own prompt, no trace when

@@ -67,6 +67,7 @@ from ganglion.threads.commands import Command, parse_command, unescape
 from ganglion.threads.conversation import Conversation
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.handlers import handle_command
+from ganglion.threads.media import hear, quoted
 from ganglion.threads.review import run_review
 from ganglion.threads.turn import TurnError, run_model_loop
 from ganglion.transcript import ChatMessage
@@ -175,17 +176,19 @@ class ThreadActor:
 
     async def intake(self, message: Inbound, queue: _Queue) -> None:
         match message:
-            case UserMessage(text=text, message_id=message_id, accepted=accepted):
-                command = parse_command(text)
+            case UserMessage(
+                text=text, message_id=message_id, accepted=accepted, attachments=attachments
+            ):
+                # A file's caption is never a command: the file would be lost.
+                command = None if attachments else parse_command(text)
                 if command is not None:
                     if accepted is not None:
                         accepted.send(None)  # commands are never stored
                     await self.enqueue(queue, _RunCommand(command))
                     return
                 turn_id = user_turn_id(self.thread_id, message_id) if message_id else None
-                await self._queue_turn(
-                    queue, ChatMessage("user", unescape(text)), "user", turn_id, accepted
-                )
+                content = ChatMessage("user", unescape(text), attachments=attachments)
+                await self._queue_turn(queue, content, "user", turn_id, accepted)
             case ReminderDue(slot=slot, text=text, accepted=accepted):
                 content = ChatMessage("user", _reminder_prompt(slot, text))
                 await self._queue_turn(queue, content, "reminder", message.turn_id, accepted)
@@ -328,7 +331,11 @@ class ThreadActor:
         with trio.CancelScope() as stoppable:
             self._running = (turn.turn_id, stoppable)
             try:
-                text = await run_model_loop(self.conversation, turn, self.emit)
+                heard = await hear(self.conversation, turn)
+                if heard is not None and heard.reply is not None:
+                    text = heard.reply  # not heard: the reply says why, the model is not asked
+                else:
+                    text = await run_model_loop(self.conversation, turn, self.emit)
             except (LLMError, TurnError) as exc:
                 log.warning("turn %s failed: %s", turn.turn_id, exc)
                 await self._fail(turn, exc.user_message)
@@ -342,7 +349,8 @@ class ThreadActor:
         if stoppable.cancelled_caught:
             await self._stopped(turn)
             return False
-        await self._finish(turn, text, {"text": text})
+        shown = quoted(heard.text, text) if heard is not None and heard.text else text
+        await self._finish(turn, text, {"text": shown}, shown)
         self.turns_done += 1
         return True
 
@@ -374,11 +382,15 @@ class ThreadActor:
         await self.emit(TurnStarted(self.thread_id, turn.turn_id, turn.source, turn.input.content))
         await self._finish(turn, text, {"text": text})
 
-    async def _finish(self, turn: Turn, text: str, outbox: dict[str, Any]) -> None:
-        """Store `text` as `turn`'s answer and deliver it ("": the turn ends unanswered)."""
+    async def _finish(
+        self, turn: Turn, text: str, outbox: dict[str, Any], shown: str | None = None
+    ) -> None:
+        """Store `text` as `turn`'s answer and deliver it, as `shown` when the owner sees
+        more than the model said (a voice message's transcript); "": unanswered."""
         finished = await self.conversation.finish(turn, text, outbox)
         if text:
-            await self.emit(FinalReply(self.thread_id, turn.turn_id, text, finished.outbox_id))
+            reply = FinalReply(self.thread_id, turn.turn_id, shown or text, finished.outbox_id)
+            await self.emit(reply)
 
     async def _stopped(self, turn: Turn) -> None:
         """End a turn the owner stopped: what it streamed is its answer, marked stopped."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ganglion.compaction import (
@@ -36,9 +37,12 @@ from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, est
 from ganglion.tools import ToolRegistry
 from ganglion.transcript import ChatMessage
 
-__all__ = ["Conversation"]
+__all__ = ["Conversation", "Images"]
 
 log = logging.getLogger(__name__)
+
+# The pictures a request shows the model: data URLs by the id of their message.
+Images = Mapping[int, tuple[str, ...]]
 
 
 class Conversation:
@@ -88,10 +92,22 @@ class Conversation:
             self.history.append(stored)
 
     async def append(
-        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
-    ) -> None:
-        """Add `message` to `turn`: stored first, then kept."""
-        self.add(await self.deps.turns.append(self.thread_id, turn.turn_id, message, meta=meta))
+        self,
+        turn: Turn,
+        message: ChatMessage,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        outbox: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> int | None:
+        """Add `message` to `turn`: stored first, then kept; with `outbox` (kind,
+        payload) queued for the interface in the same transaction (its id is returned)."""
+        turns = self.deps.turns
+        if outbox is None:
+            self.add(await turns.append(self.thread_id, turn.turn_id, message, meta=meta))
+            return None
+        sent = await turns.append_sending(self.thread_id, turn.turn_id, message, outbox, meta=meta)
+        self.add(sent.message)
+        return sent.outbox_id
 
     async def start(self, turn: Turn) -> None:
         """Start a queued turn: its input joins the history (the store marks it running)."""
@@ -108,6 +124,10 @@ class Conversation:
         )
         self.add(finished.message)
         return finished
+
+    def revise(self, stored: StoredMessage) -> None:
+        """Take in a message the store has just rewritten (a voice message, heard)."""
+        self.history = [stored if m.id == stored.id else m for m in self.history]
 
     def forget_from(self, message_id: int) -> None:
         """Drop the messages from `message_id` on (a rewound turn's, superseded in the store)."""
@@ -140,11 +160,21 @@ class Conversation:
         )
         return build_system_prompt(files, context)
 
-    async def prompt_messages(self, *, final_note: str | None = None) -> list[ChatMessage]:
+    async def prompt_messages(
+        self, *, final_note: str | None = None, images: Images | None = None
+    ) -> list[ChatMessage]:
+        """The prompt: system prompt, summary, history; `images` (by message id) go with
+        their messages (only the turn's own, see `threads.media`)."""
         messages = [ChatMessage("system", await self.system_prompt())]
         if self.summary:
             messages.append(summary_message(self.summary))
-        messages += repair_tool_pairs([m.message for m in self.history])
+        shown = images or {}
+        messages += repair_tool_pairs(
+            [
+                replace(m.message, images=shown[m.id]) if m.id in shown else m.message
+                for m in self.history
+            ]
+        )
         if final_note:
             messages.append(ChatMessage("system", final_note))
         return messages
@@ -166,27 +196,37 @@ class Conversation:
         return Budget(window.limit, reserve, window.ratio)
 
     async def fit(
-        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        images: Images | None = None,
     ) -> Fit:
         """The prompt for the next request, fitted into `budget` with `tools` offered
         (cut where it must be; never calls the model)."""
-        messages = await self.prompt_messages(final_note=final_note)
+        messages = await self.prompt_messages(final_note=final_note, images=images)
         return fit_request(messages, estimate_schema_tokens(tools), budget)
 
     async def fit_compacting(
-        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        images: Images | None = None,
     ) -> Fit:
         """`fit`, but when the prompt only fits with cuts (or not at all), the older part
         of the conversation is summarised by the model first and the prompt built again;
         if the messages kept verbatim (`compaction.keep_recent_messages`) are still too
         many, fewer are kept, down to the newest one alone."""
-        fit = await self.fit(budget, tools, final_note=final_note)
+        fit = await self.fit(budget, tools, final_note=final_note, images=images)
         configured = self.deps.config.compaction.keep_recent_messages
         for keep in sorted({configured, min(configured, 2), 1}, reverse=True):
             if fit.fits and not fit.clips:
                 break
             if await self.compact(keep_recent=keep):
-                fit = await self.fit(budget, tools, final_note=final_note)
+                fit = await self.fit(budget, tools, final_note=final_note, images=images)
         return fit
 
     async def complete(

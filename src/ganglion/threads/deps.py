@@ -6,16 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import httpx
 import trio
 
 from ganglion.config import Config
 from ganglion.delivery import DeliveryRouter
+from ganglion.inbox import FileInbox
 from ganglion.llm import LLMClient
 from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.redact import Redactor
 from ganglion.store import Turns
 from ganglion.tools import ToolRegistry
+from ganglion.transcribe import Transcriber
 from ganglion_actors import ActorRef
 
 __all__ = ["SharedPromptFiles", "ThreadDeps"]
@@ -42,7 +45,9 @@ class ThreadDeps:
     built once per daemon run: the validated config, the conversation store's turns, the model
     clients and the limiter on concurrent model calls, the delivery router, the prompt
     files, the tools, the service actors' references (reserved before the tree starts
-    them, so they are final), the clock and the redactor."""
+    them, so they are final), the clock and the redactor; the inbox (what the owner
+    sent), the transcription endpoint (None: not configured) and the HTTP client it is
+    asked with."""
 
     config: Config
     turns: Turns
@@ -57,3 +62,6 @@ class ThreadDeps:
     now: Callable[[], datetime]
     timezone: str
     redactor: Redactor
+    inbox: FileInbox
+    transcriber: Transcriber | None
+    http: httpx.AsyncClient

@@ -30,7 +30,7 @@ from ganglion.fitting import Budget, Fit, fit_request
 from ganglion.llm import Completion, LLMError, OnText
 from ganglion.messages import HeartbeatReview, Notice, Outbound, ReviewOutcome
 from ganglion.store import StoredMessage, Turn
-from ganglion.threads.conversation import Conversation
+from ganglion.threads.conversation import Conversation, Images
 from ganglion.threads.repair import repair_tool_pairs
 from ganglion.threads.turn import Emit, TurnError, run_model_loop
 from ganglion.tokens import estimate_schema_tokens
@@ -73,20 +73,37 @@ class _Aside(Conversation):
         return completion
 
     async def fit(
-        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        images: Images | None = None,
     ) -> Fit:
         note = [ChatMessage("system", final_note)] if final_note else []
         return fit_request([*self._messages, *note], estimate_schema_tokens(tools), budget)
 
     async def fit_compacting(
-        self, budget: Budget, tools: list[dict[str, Any]] | None, *, final_note: str | None = None
+        self,
+        budget: Budget,
+        tools: list[dict[str, Any]] | None,
+        *,
+        final_note: str | None = None,
+        images: Images | None = None,
     ) -> Fit:
         return await self.fit(budget, tools, final_note=final_note)
 
     async def append(
-        self, turn: Turn, message: ChatMessage, *, meta: Mapping[str, Any] | None = None
-    ) -> None:
+        self,
+        turn: Turn,
+        message: ChatMessage,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        outbox: tuple[str, Mapping[str, Any]] | None = None,
+    ) -> int | None:
+        # A review has no tools that send files: nothing goes to the outbox from here.
         self._messages.append(message)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ from typing import Any
 from ganglion.errors import GanglionError
 from ganglion.fitting import Budget, Fit
 from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
-from ganglion.messages import Notice, Outbound, TextDelta, ToolActivity
+from ganglion.messages import FileSent, Notice, Outbound, TextDelta, ToolActivity
 from ganglion.store import Turn
-from ganglion.threads.conversation import Conversation
+from ganglion.threads.conversation import Conversation, Images
+from ganglion.threads.media import turn_images
 from ganglion.threads.offers import MORE_TOOLS, Offer, tool_offers, unlock
 from ganglion.tokens import estimate_message_tokens
 from ganglion.tools import ToolContext
@@ -32,6 +33,11 @@ Emit = Callable[[Outbound], Awaitable[None]]
 FINAL_ROUND_NOTE = (
     "You have used all the tool calls allowed for this message. Answer now with what you "
     "have, and say what is left undone."
+)
+IMAGES_REFUSED = (
+    "The model server does not take pictures (it refused the image), so vision is off "
+    "for it until the next start; this answer was made without seeing the picture. Set "
+    "llm.vision: false, or serve a model that can see."
 )
 ACTIVITY_PREVIEW_CHARS = 2000
 PERSIST_NOTICE_CHARS = 300
@@ -67,12 +73,18 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
     rounds = 0
     refused = False  # the server refused one request of this turn for its size
     unlocked: frozenset[str] = frozenset()  # asked for with more_tools
+    images = await turn_images(conversation, turn)
     while True:
         allow_tools = bool(schemas) and rounds < config.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
         budget = await conversation.budget()
         offered, fit = await _fit(
-            conversation, budget, unlocked if allow_tools else None, note, rounds == 0 or refused
+            conversation,
+            budget,
+            unlocked if allow_tools else None,
+            note,
+            rounds == 0 or refused,
+            images,
         )
         if rounds == 0 and not refused:
             await _tell_about_cuts(conversation.thread_id, emit, fit, budget)
@@ -85,6 +97,9 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
                 raise TurnError(_still_too_large(exc, fit)) from exc
             refused = True
             continue
+        if completion.images_refused and images:
+            images = {}
+            await emit(Notice(conversation.thread_id, IMAGES_REFUSED, turn.turn_id))
         calls = completion.tool_calls
         content: str | None = completion.content or None
         if not calls and offered:
@@ -124,6 +139,7 @@ async def _fit(
     unlocked: frozenset[str] | None,
     note: str | None,
     may_compact: bool,
+    images: Images,
 ) -> tuple[list[dict[str, Any]] | None, Fit]:
     """The tools to offer (the best that fits, see `threads.offers`) and the fitted
     prompt. `unlocked`: the tools asked for with `more_tools` so far; None for no tools.
@@ -139,9 +155,11 @@ async def _fit(
     fit: Fit | None = None
     for index, offer in enumerate(offers):
         if may_compact:
-            fit = await conversation.fit_compacting(budget, offer.schemas, final_note=note)
+            fit = await conversation.fit_compacting(
+                budget, offer.schemas, final_note=note, images=images
+            )
         else:
-            fit = await conversation.fit(budget, offer.schemas, final_note=note)
+            fit = await conversation.fit(budget, offer.schemas, final_note=note, images=images)
         may_compact = False  # compaction, if it helps at all, has helped by now
         if fit.fits:
             if index:
@@ -228,10 +246,19 @@ async def _run_tool(
         "ok" if result.ok else f"failed: {_shorten(redactor.text(content), 200)}",
         result.duration * 1000,
     )
-    await conversation.append(
+    sent = result.sent
+    # A file the tool sends is queued in the outbox with its message, in one transaction.
+    outbox_id = await conversation.append(
         turn,
-        ChatMessage("tool", content, tool_call_id=call.id, name=call.name),
+        ChatMessage(
+            "tool",
+            content,
+            tool_call_id=call.id,
+            name=call.name,
+            attachments=(sent,) if sent is not None else (),
+        ),
         meta=result.audit(arguments),
+        outbox=("file", {"attachment": sent.to_json()}) if sent is not None else None,
     )
     await emit(
         ToolActivity(
@@ -245,6 +272,8 @@ async def _run_tool(
             result.ok,
         )
     )
+    if sent is not None and outbox_id is not None:
+        await emit(FileSent(conversation.thread_id, turn.turn_id, sent, outbox_id))
     if result.persists:
         # What outlives this conversation is never changed behind the owner's back.
         await emit(

@@ -1,5 +1,13 @@
 """Tools the model can call."""
 
-from ganglion.tools.registry import Tool, ToolContext, ToolError, ToolRegistry, ToolResult, tool
+from ganglion.tools.registry import (
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    ToolRegistry,
+    ToolResult,
+    tool,
+)
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolOutput", "ToolRegistry", "ToolResult", "tool"]

@@ -32,9 +32,9 @@ import trio
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from ganglion.errors import GanglionError
-from ganglion.transcript import ToolCall
+from ganglion.transcript import Attachment, ToolCall
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult", "tool"]
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolOutput", "ToolRegistry", "ToolResult", "tool"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ class ToolContext:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """What a tool returns when it sends a file into the conversation (`send_file`): its
+    text for the model, and the file (in the conversation's inbox) for the owner."""
+
+    text: str
+    sent: Attachment
+
+
+@dataclass(frozen=True, slots=True)
 class ToolResult:
     call_id: str
     name: str
@@ -64,6 +73,7 @@ class ToolResult:
     ok: bool
     duration: float
     persists: bool = False  # it changed what outlives the conversation
+    sent: Attachment | None = None  # a file for the owner (`ToolOutput`)
 
     def audit(self, arguments: str) -> dict[str, Any]:
         return {
@@ -74,7 +84,7 @@ class ToolResult:
         }
 
 
-ToolFn = Callable[..., Awaitable[str]]
+ToolFn = Callable[..., Awaitable[str | ToolOutput]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +311,7 @@ class ToolRegistry:
             kwargs = {name: getattr(arguments, name) for name in type(arguments).model_fields}
         try:
             with trio.fail_after(item.timeout) if item.timeout else nullcontext():
-                content = await item.fn(context, **kwargs)
+                output = await item.fn(context, **kwargs)
         except ToolError as exc:
             return result(f"error: {exc}", False)
         except trio.TooSlowError:
@@ -309,7 +319,9 @@ class ToolRegistry:
         except Exception as exc:
             log.exception("tool %s failed", call.name)
             return result(f"error: the tool failed: {type(exc).__name__}: {exc}"[:500], False)
-        return replace(result(content, True), persists=item.persists)
+        if isinstance(output, ToolOutput):
+            return replace(result(output.text, True), sent=output.sent)
+        return replace(result(output, True), persists=item.persists)
 
 
 def _head_and_tail(content: str, limit: int) -> str:

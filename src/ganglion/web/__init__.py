@@ -8,6 +8,7 @@
     auth.py      the access token and the throttle on wrong ones
     session.py   one websocket session (it reads the store's library directly and asks
                  the daemon for every change), and the hub that fans events out
+    uploads.py   files in and out over HTTP with the token (the inbox), served safely
     server.py    the quart app, `serve_web` and `web_child` (how the tree runs it)
 
 Nothing is imported here, so the client side costs only what it uses.

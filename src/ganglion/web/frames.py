@@ -19,8 +19,15 @@ Client -> server:
     {"v": 1, "type": "hello", "thread_id": "web_<hex>", "last_seen": 12 | null}
         binds the socket to a conversation (the tab's, or /c/<thread_id>); the first
         frame after the token.
-    {"v": 1, "type": "send", "id": "<client message id>", "text": "..."}
+    {"v": 1, "type": "send", "id": "<client message id>", "text": "...",
+     "attachments": [{"path": "inbox/web_<hex>/<file>", "mimetype": "image/png",
+                      "voice": false}]}
         a message or a /command. `id` makes a resend after a reconnect idempotent.
+        `attachments` (optional, at most `MAX_ATTACHMENTS`): files uploaded first with
+        `POST /api/files/<thread_id>?name=<name>[&voice=1]` (the bytes as the body, their
+        type as Content-Type, `Authorization: Bearer <token>`; answered with the
+        attachment's `path`, or 413 past `web.max_upload_bytes`); `voice` marks a
+        recording to be transcribed. A send needs text or an attachment.
     {"v": 1, "type": "history", "before_id": 123}
         an older page of the transcript.
     {"v": 1, "type": "stop", "turn_id": "..."}
@@ -55,6 +62,7 @@ Server -> client:
     delta {turn_id, text}                  streamed tokens
     tool {turn_id, call_id, tool, phase, arguments, result, ok}
     reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
+    file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
     threads {items: [...], archived}       the conversations, most recent first
@@ -85,6 +93,12 @@ unacknowledged sends are there already. Every row of the conversation comes back
 history page, in order: messages, commands as typed (`kind: "command"`), their output
 and other notices (`kind: "notice"`), failed turns (`kind: "failed"`), and the inputs
 of reminder and heartbeat turns (`source`, with a `label`, never their instructions).
+
+Attachments: a history item and a `file` frame carry `attachments` / `attachment`
+objects {path, name, mimetype, size, kind ('image', 'audio', 'voice', 'video', 'file'),
+url}; `url` is `GET /api/files/<thread_id>/<file>` with `Authorization: Bearer`, served
+as `Content-Disposition: attachment` with `nosniff`, typed as an image only for PNG,
+JPEG, GIF and WebP (a page shows those from a blob: URL; anything else is a download).
 
 Rewinding: a `rewind` is correlated like a send (its `id`, then `accepted` or `error`).
 Once it is accepted, the turn named by `turn_id` and every row after it are gone from
@@ -120,10 +134,14 @@ __all__ = [
     "DELTA",
     "ERROR",
     "FAILED",
+    "FILE",
     "HELLO",
     "HISTORY",
     "LIST_THREADS",
+    "MAX_ATTACHMENTS",
     "MAX_MESSAGE_ID",
+    "MAX_MIMETYPE",
+    "MAX_PATH",
     "MAX_QUERY",
     "MAX_ROW_ID",
     "MAX_TITLE",
@@ -147,6 +165,8 @@ __all__ = [
     "AcceptedType",
     "ArchiveFrame",
     "ArchiveType",
+    "AttachmentItem",
+    "AttachmentRef",
     "AuthFrame",
     "AuthType",
     "ClientFrame",
@@ -159,6 +179,8 @@ __all__ = [
     "ErrorType",
     "FailedFrame",
     "FailedType",
+    "FileFrame",
+    "FileType",
     "HelloFrame",
     "HelloType",
     "HistoryFrame",
@@ -227,6 +249,7 @@ TurnStartedType = Literal["turn_started"]
 DeltaType = Literal["delta"]
 ToolType = Literal["tool"]
 ReplyType = Literal["reply"]
+FileType = Literal["file"]
 FailedType = Literal["failed"]
 NoticeType = Literal["notice"]
 ErrorType = Literal["error"]
@@ -251,6 +274,7 @@ TURN_STARTED: Final[TurnStartedType] = "turn_started"
 DELTA: Final[DeltaType] = "delta"
 TOOL: Final[ToolType] = "tool"
 REPLY: Final[ReplyType] = "reply"
+FILE: Final[FileType] = "file"
 FAILED: Final[FailedType] = "failed"
 NOTICE: Final[NoticeType] = "notice"
 ERROR: Final[ErrorType] = "error"
@@ -288,6 +312,7 @@ ServerFrameType = Literal[
     DeltaType,
     ToolType,
     ReplyType,
+    FileType,
     FailedType,
     NoticeType,
     ErrorType,
@@ -305,9 +330,13 @@ MAX_TURN_ID = 300
 MAX_TITLE = 200
 MAX_QUERY = 500
 MAX_ROW_ID = 2**63 - 1  # SQLite's integers: a larger id names no row and cannot be bound
+MAX_ATTACHMENTS = 10
+MAX_PATH = 300
+MAX_MIMETYPE = 100
 
 _WEB_THREAD = re.compile(WEB_THREAD_PATTERN)
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]+")
+_MIMETYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
 
 WebThreadId = Annotated[str, Predicate(_WEB_THREAD.fullmatch)]
 MessageId = Annotated[str, MinLen(1), MaxLen(MAX_MESSAGE_ID), Predicate(_MESSAGE_ID.fullmatch)]
@@ -328,11 +357,18 @@ class HelloFrame(TypedDict):
     last_seen: NotRequired[Annotated[int, Ge(0), Le(MAX_ROW_ID)] | None]
 
 
+class AttachmentRef(TypedDict):
+    path: Annotated[str, MinLen(1), MaxLen(MAX_PATH)]  # as the upload answered it
+    mimetype: Annotated[str, MaxLen(MAX_MIMETYPE), Predicate(_MIMETYPE.fullmatch)]
+    voice: NotRequired[bool]  # a recording, to be transcribed
+
+
 class SendFrame(TypedDict):
     v: NotRequired[Version]
     type: SendType
     id: MessageId
-    text: Text
+    text: str  # may be empty only with attachments (`web.protocol` holds it to that)
+    attachments: NotRequired[Annotated[list[AttachmentRef], MaxLen(MAX_ATTACHMENTS)]]
 
 
 class HistoryRequestFrame(TypedDict):
@@ -419,6 +455,15 @@ class HistoryToolCall(TypedDict):
     arguments: str
 
 
+class AttachmentItem(TypedDict):
+    path: str
+    name: str
+    mimetype: str
+    size: int
+    kind: str  # 'image', 'audio', 'voice', 'video', 'file'
+    url: str  # GET it with the token (see "Attachments")
+
+
 class HistoryItem(TypedDict):
     id: int
     role: str
@@ -432,6 +477,7 @@ class HistoryItem(TypedDict):
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
     html: NotRequired[str]  # an assistant's text rendered, as in `reply`
+    attachments: NotRequired[list[AttachmentItem]]  # what came with it (or a tool sent)
 
 
 class HistoryFrame(TypedDict):
@@ -479,6 +525,13 @@ class ReplyFrame(TypedDict):
     text: str
     html: str  # `text` rendered (ganglion.markdown): sanitise it before use all the same
     outbox_id: int | None
+
+
+class FileFrame(TypedDict):
+    type: FileType
+    turn_id: str
+    attachment: AttachmentItem
+    outbox_id: int
 
 
 class FailedFrame(TypedDict):
@@ -536,6 +589,7 @@ ServerFrame = (
     | DeltaFrame
     | ToolFrame
     | ReplyFrame
+    | FileFrame
     | FailedFrame
     | NoticeFrame
     | ErrorFrame
@@ -559,9 +613,12 @@ def hello(thread_id: str, *, last_seen: int | None = None) -> str:
     )
 
 
-def send(message_id: str, text: str) -> str:
+def send(message_id: str, text: str, attachments: list[AttachmentRef] | None = None) -> str:
     """A message or a /command; `message_id` makes a resend idempotent."""
-    return encode(SendFrame(v=PROTOCOL_VERSION, type=SEND, id=message_id, text=text))
+    frame = SendFrame(v=PROTOCOL_VERSION, type=SEND, id=message_id, text=text)
+    if attachments:
+        frame["attachments"] = attachments
+    return encode(frame)
 
 
 def history_request(before_id: int) -> str:

@@ -20,6 +20,7 @@ from ganglion.beats import HEARTBEAT_OK
 from ganglion.errors import GanglionError
 from ganglion.markdown import render_highlighted
 from ganglion.messages import (
+    FileSent,
     FinalReply,
     Notice,
     Outbound,
@@ -30,6 +31,7 @@ from ganglion.messages import (
 )
 from ganglion.store import RewindReason, SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.web import frames
+from ganglion.web.uploads import attachment_item
 
 __all__ = [
     "REWIND_ERROR_CODES",
@@ -95,11 +97,14 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     if data.get("type") not in frames.CLIENT_FRAME_TYPES:
         raise FrameError("unknown_type", f"unknown frame type {str(data.get('type'))[:40]!r}")
     try:
-        return _client_frame.validate_python(data)
+        frame = _client_frame.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "frame"
         raise FrameError("bad_frame", f"{where}: {first['msg']}") from None
+    if frame["type"] == frames.SEND and not frame["text"] and not frame.get("attachments"):
+        raise FrameError("bad_frame", "text: a message needs text or an attachment")
+    return frame
 
 
 def send_id(raw: str | bytes) -> str | None:
@@ -191,6 +196,13 @@ def event_frame(event: Outbound) -> str:
                 html=render_highlighted(text),
                 outbox_id=outbox_id,
             )
+        case FileSent(thread_id=thread_id, turn_id=turn_id, attachment=sent, outbox_id=outbox_id):
+            frame = frames.FileFrame(
+                type=frames.FILE,
+                turn_id=turn_id,
+                attachment=attachment_item(thread_id, sent),
+                outbox_id=outbox_id,
+            )
         case TurnFailed(turn_id=turn_id, message=message):
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
         case Notice(text=text, turn_id=turn_id):
@@ -238,22 +250,29 @@ def history_frame(
         if message.role == "tool":
             item["tool_call_id"] = message.tool_call_id
             item["name"] = message.name
+        if message.attachments:
+            item["attachments"] = [
+                attachment_item(stored.thread_id, a) for a in message.attachments
+            ]
         items.append(item)
     for turn in queued:
         if turn.source == "heartbeat":
             continue
         label = turn_label(turn.source, turn.input.content)
-        items.append(
-            frames.HistoryItem(
-                id=0,
-                role="user",
-                content=turn.input.content if turn.source == "user" else None,
-                turn_id=turn.turn_id,
-                source=turn.source,
-                label=label,
-                queued=True,
-            )
+        waiting = frames.HistoryItem(
+            id=0,
+            role="user",
+            content=turn.input.content if turn.source == "user" else None,
+            turn_id=turn.turn_id,
+            source=turn.source,
+            label=label,
+            queued=True,
         )
+        if turn.input.attachments:
+            waiting["attachments"] = [
+                attachment_item(turn.thread_id, a) for a in turn.input.attachments
+            ]
+        items.append(waiting)
     return frames.encode(
         frames.HistoryFrame(type=frames.HISTORY, messages=items, more=more, before_id=before_id)
     )

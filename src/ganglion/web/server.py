@@ -10,6 +10,11 @@ closed (shutdown), `/readyz` starts failing and hypercorn is asked to stop throu
 most `WEB_DRAIN_SECONDS` (our HTTP answers take milliseconds, but hypercorn keeps a
 connection that was opened and never used, as browsers' preconnects are, until then).
 
+Files go over HTTP beside the websocket, with the token (`ganglion.web.uploads`):
+`POST /api/files/<thread_id>` uploads one into the conversation's inbox (quart's
+request-body limit is `web.max_upload_bytes`), `GET /api/files/<thread_id>/<file>`
+serves one as a download.
+
 The tree runs it with `web_child`: an interface that owns the `web_` threads' delivery
 route while it runs, restarted with backoff whenever it fails; each incarnation first
 loads (or creates) the access token and adds it to the daemon's own secrets in the
@@ -18,6 +23,7 @@ redactor, so no tool output ever hands it to the model and no log line shows it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -32,6 +38,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from quart import Response, request, send_from_directory, websocket
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ganglion.backend import LibraryBackend, interface_child
 from ganglion.config import Config, WebConfig
@@ -39,7 +46,8 @@ from ganglion.datadir import WEB_TOKEN_FILE
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.ids import WEB_THREAD_PATTERN
-from ganglion.messages import FinalReply, Outbound
+from ganglion.inbox import FileInbox
+from ganglion.messages import FileSent, FinalReply, Outbound
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
 from ganglion.store import Library
@@ -51,6 +59,7 @@ from ganglion.web.auth import (
     token_matches,
 )
 from ganglion.web.session import Hub, run_session
+from ganglion.web.uploads import UploadError, Uploads, attachment_item
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
 
 __all__ = ["Extension", "RequestCheck", "WebState", "create_app", "serve_web", "web_child"]
@@ -58,8 +67,9 @@ __all__ = ["Extension", "RequestCheck", "WebState", "create_app", "serve_web", "
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+# Pictures in the chat are fetched with the token and shown from blob: URLs.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
     "object-src 'none'"
 )
@@ -97,12 +107,15 @@ def create_app(
     hub: Hub,
     token: str,
     config: WebConfig,
+    uploads: Uploads | None = None,
 ) -> QuartTrio:
     """The web chat's routes. The page and its static files need no token (they hold no
     secret); everything that reads or changes the daemon does: the websocket (its first
-    frame, or a Bearer header) and the operator's routes (a Bearer header). See
-    `ganglion.web.auth` for where the token travels."""
+    frame, or a Bearer header), the files (`ganglion.web.uploads`) and the operator's
+    routes (a Bearer header). See `ganglion.web.auth` for where the token travels."""
     app = QuartTrio("ganglion", static_folder=None)
+    # quart refuses a body past 16 MB by default: an upload may be as large as its cap.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -187,11 +200,61 @@ def create_app(
                 return refused
         await websocket.accept()
         socket = websocket._get_current_object()  # type: ignore[attr-defined]
-        await run_session(socket, backend, library, hub, config, token if first_frame else None)
+        await run_session(
+            socket, backend, library, hub, config, token if first_frame else None, uploads
+        )
         return None
 
     async def check_request() -> Response | None:
         return await refusal(request.headers.get("Host"), request.headers.get("Authorization"))
+
+    def refused_file(message: str, status: int) -> Response:
+        return Response(
+            json.dumps({"error": message}), status=status, content_type="application/json"
+        )
+
+    @app.post("/api/files/<thread_id>")
+    async def upload(thread_id: str) -> Response:
+        if (refused := await check_request()) is not None:
+            return refused
+        if uploads is None or not re.fullmatch(WEB_THREAD_PATTERN, thread_id):
+            return refused_file("no such conversation", 404)
+        try:
+            uploads.refuse_size(request.content_length)
+            data = await request.get_data(cache=False, as_text=False)
+            assert isinstance(data, bytes)
+            kept = await uploads.keep(
+                thread_id,
+                request.args.get("name") or "file",
+                (request.content_type or "application/octet-stream").split(";")[0].strip(),
+                data,
+                voice=request.args.get("voice") == "1",
+            )
+        except UploadError as exc:
+            return refused_file(str(exc), exc.status)
+        except RequestEntityTooLarge:
+            return refused_file(uploads.too_large(), 413)
+        item = attachment_item(thread_id, kept)
+        return Response(json.dumps(item), status=201, content_type="application/json")
+
+    @app.get("/api/files/<thread_id>/<name>")
+    async def download(thread_id: str, name: str) -> Response:
+        if (refused := await check_request()) is not None:
+            return refused
+        if uploads is None or not re.fullmatch(WEB_THREAD_PATTERN, thread_id):
+            return refused_file("no such conversation", 404)
+        try:
+            found = await uploads.download(thread_id, name)
+        except UploadError as exc:
+            return refused_file(str(exc), exc.status)
+        return Response(
+            found.data,
+            content_type=found.content_type,
+            headers={
+                "Content-Disposition": found.disposition,
+                "Cache-Control": "private, no-store",
+            },
+        )
 
     for extend in state.extensions:
         extend(app, check_request)
@@ -229,6 +292,7 @@ def web_child(
     library: Library,
     redactor: Redactor,
     router: DeliveryRouter,
+    files: FileInbox | None = None,
 ) -> ChildSpec[Outbound]:
     """The web chat as the root supervisor runs it (see the module docstring); `state`
     outlives its incarnations and is what the daemon's tree may read of it (its binds).
@@ -258,6 +322,7 @@ def web_child(
             library,
             token,
             inbox,
+            files=files,
             task_status=task_status,
         )
 
@@ -278,9 +343,11 @@ async def serve_web(
     token: str,
     inbox: Inbox[Outbound],
     *,
+    files: FileInbox | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the web chat until the mailbox is closed, then drain."""
+    """Serve the web chat until the mailbox is closed, then drain; files go to and come
+    from `files` (None: the chat takes none)."""
     hypercorn_config = HypercornConfig()
     hypercorn_config.bind = [_bind(config)]
     # Sessions are closed by us at once on shutdown; what is left is idle keep-alive HTTP
@@ -290,7 +357,8 @@ async def serve_web(
     hypercorn_config.errorlog = logging.getLogger("hypercorn.error")
     hypercorn_config.websocket_max_message_size = config.max_message_bytes * 4
     hub = Hub()
-    app = create_app(state, backend, library, hub, token, config)
+    uploads = Uploads(files, config.max_upload_bytes) if files is not None else None
+    app = create_app(state, backend, library, hub, token, config, uploads)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         state.binds = await start_hypercorn(
@@ -309,8 +377,10 @@ async def serve_web(
         # happen beside this loop: no thread ever waits on the web interface's mailbox.
         async for event in inbox:
             delivered = hub.publish(event)
-            if delivered and isinstance(event, FinalReply) and event.outbox_id is not None:
-                marks.add(event.outbox_id)
+            match event:
+                case FinalReply(outbox_id=int(outbox_id)) | FileSent(outbox_id=outbox_id):
+                    if delivered:
+                        marks.add(outbox_id)
         state.draining = True
         hub.close_all()
         stop.set()

@@ -31,6 +31,7 @@ from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError, S
 from ganglion.config import WebConfig
 from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
 from ganglion.store import Library, RewindRefused, StoreError
+from ganglion.transcript import Attachment
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
 from ganglion.web.frames import ArchiveFrame, DeleteFrame, RenameFrame
@@ -48,6 +49,7 @@ from ganglion.web.protocol import (
     threads_frame,
     welcome_frame,
 )
+from ganglion.web.uploads import UploadError, Uploads
 
 __all__ = ["Hub", "TokenBucket", "run_session"]
 
@@ -138,12 +140,14 @@ async def run_session(
     hub: Hub,
     config: WebConfig,
     token: str | None = None,
+    uploads: Uploads | None = None,
 ) -> None:
     """Serve one accepted websocket until it closes. With `token`, the socket is not yet
-    authenticated: its first frame must carry that token."""
+    authenticated: its first frame must carry that token. Sends name their files in
+    `uploads` (None: files are refused)."""
     if token is not None and not await _authenticate(socket, token):
         return
-    session = _Session(socket, backend, library, hub, config)
+    session = _Session(socket, backend, library, hub, config, uploads)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, socket, session.outlet, nursery.cancel_scope)
@@ -218,9 +222,16 @@ class _Session:
     `library`; what changes one goes through the daemon (`backend`)."""
 
     def __init__(
-        self, socket: Any, backend: LibraryBackend, library: Library, hub: Hub, config: WebConfig
+        self,
+        socket: Any,
+        backend: LibraryBackend,
+        library: Library,
+        hub: Hub,
+        config: WebConfig,
+        uploads: Uploads | None = None,
     ) -> None:
         self.socket = socket
+        self.uploads = uploads
         self.backend = backend
         self.library = library
         self.hub = hub
@@ -301,7 +312,18 @@ class _Session:
         elif self.thread_id is None:
             self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
         elif frame["type"] == frames.SEND:
-            message = UserMessage(self.thread_id, "web", frame["text"], message_id=frame["id"])
+            try:
+                attachments = await self._attachments(frame.get("attachments", []))
+            except UploadError as exc:
+                self.offer(error_frame("bad_attachment", str(exc), frame["id"]))
+                return
+            message = UserMessage(
+                self.thread_id,
+                "web",
+                frame["text"],
+                message_id=frame["id"],
+                attachments=attachments,
+            )
             await self._submitted(frame["id"], self.backend.submit(message), "message")
         elif frame["type"] == frames.STOP:
             await self.backend.stop(self.thread_id, frame["turn_id"])
@@ -321,6 +343,15 @@ class _Session:
                     partial(history_frame, page, more=more, before_id=before_id)
                 )
             )
+
+    async def _attachments(self, refs: list[frames.AttachmentRef]) -> tuple[Attachment, ...]:
+        """The files a send names, as uploaded into this conversation's inbox."""
+        if not refs:
+            return ()
+        if self.uploads is None:
+            raise UploadError("this chat takes no files")
+        assert self.thread_id is not None
+        return await self.uploads.resolve(self.thread_id, refs)
 
     async def _submitted(self, message_id: str, submit: Awaitable[Submitted], what: str) -> None:
         """Answer a send or a rewind: `accepted` once it is durable, else why not."""

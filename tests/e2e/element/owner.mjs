@@ -77,6 +77,41 @@ function describe(event) {
     };
 }
 
+// Attachments as Element encrypts them (its matrix-encrypt-attachment, over WebCrypto):
+// AES-256-CTR with a random key and the IV's low 64 bits zero, the key as a JWK, and the
+// SHA-256 of the ciphertext, in unpadded base64.
+const subtle = globalThis.crypto.subtle;
+
+function unpadded(bytes) {
+    return Buffer.from(bytes).toString("base64").replace(/=+$/, "");
+}
+
+async function encryptAttachment(plaintext) {
+    const key = await subtle.generateKey({ name: "AES-CTR", length: 256 }, true, ["encrypt", "decrypt"]);
+    const iv = new Uint8Array(16);
+    globalThis.crypto.getRandomValues(iv.subarray(0, 8));
+    const ciphertext = new Uint8Array(await subtle.encrypt({ name: "AES-CTR", counter: iv, length: 64 }, key, plaintext));
+    const jwk = await subtle.exportKey("jwk", key);
+    const hash = new Uint8Array(await subtle.digest("SHA-256", ciphertext));
+    return {
+        ciphertext,
+        file: {
+            v: "v2",
+            key: { kty: "oct", alg: "A256CTR", ext: true, k: jwk.k, key_ops: ["encrypt", "decrypt"] },
+            iv: unpadded(iv),
+            hashes: { sha256: unpadded(hash) },
+        },
+    };
+}
+
+async function decryptAttachment(ciphertext, file) {
+    const hash = unpadded(new Uint8Array(await subtle.digest("SHA-256", ciphertext)));
+    if (hash !== file.hashes.sha256.replace(/=+$/, "")) throw new Error("the attachment's hash does not match");
+    const key = await subtle.importKey("jwk", { ...file.key, ext: true }, { name: "AES-CTR" }, false, ["decrypt"]);
+    const counter = Buffer.from(file.iv, "base64");
+    return new Uint8Array(await subtle.decrypt({ name: "AES-CTR", counter, length: 64 }, key, ciphertext));
+}
+
 function summary(roomId) {
     return JSON.stringify(eventsIn(roomId).map(describe).filter((e) => e.type !== "m.room.member"));
 }
@@ -154,6 +189,49 @@ const commands = {
     async send({ roomId, body }) {
         const { event_id: eventId } = await client.sendTextMessage(roomId, body);
         return { eventId };
+    },
+
+    // A picture, file or voice message as Element sends one: uploaded with the SDK's
+    // uploadContent, encrypted first in an encrypted room.
+    async sendMedia({ roomId, dataBase64, name, mimetype, msgtype, voice = false, body = null }) {
+        const plaintext = Buffer.from(dataBase64, "base64");
+        const encrypted = await crypto().isEncryptionEnabledInRoom(roomId);
+        const sealed = encrypted ? await encryptAttachment(plaintext) : null;
+        const type = encrypted ? "application/octet-stream" : mimetype;
+        const { content_uri: uri } = await client.uploadContent(new Blob([sealed?.ciphertext ?? plaintext], { type }), {
+            name,
+            type,
+        });
+        const content = { msgtype, body: body ?? name, filename: name, info: { mimetype, size: plaintext.length } };
+        if (sealed) content.file = { url: uri, ...sealed.file };
+        else content.url = uri;
+        if (voice) {
+            content["org.matrix.msc3245.voice"] = {};
+            content["org.matrix.msc1767.audio"] = { duration: 1000 };
+        }
+        const { event_id: eventId } = await client.sendMessage(roomId, content);
+        return { eventId, encrypted };
+    },
+
+    // The bytes of a media message, from authenticated media, decrypted after its hash
+    // is checked when it is an encrypted attachment.
+    async downloadMedia({ roomId, eventId }) {
+        const event = timeline.get(roomId)?.get(eventId);
+        if (event === undefined) throw new Error(`no event ${eventId} in ${roomId}`);
+        const content = event.getContent();
+        const mxc = content.file?.url ?? content.url;
+        const url = client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
+        const answer = await fetch(url, { headers: { Authorization: `Bearer ${client.getAccessToken()}` } });
+        if (!answer.ok) throw new Error(`download of ${mxc}: HTTP ${answer.status}`);
+        let bytes = new Uint8Array(await answer.arrayBuffer());
+        if (content.file) bytes = await decryptAttachment(bytes, content.file);
+        return {
+            dataBase64: Buffer.from(bytes).toString("base64"),
+            msgtype: content.msgtype,
+            name: content.filename ?? content.body,
+            mimetype: content.info?.mimetype ?? null,
+            encryptedAttachment: Boolean(content.file),
+        };
     },
 
     // The oldest message from `sender` in the room that no earlier call returned:

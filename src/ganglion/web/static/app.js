@@ -3,6 +3,7 @@
 // a reply can run as script; the server's CSP forbids inline script as a second line of
 // defence. The websocket protocol is documented in ganglion/web/frames.py.
 
+import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
 import { initSidebar, refreshThreads } from "./sidebar.js";
@@ -53,6 +54,7 @@ function takeTokenFromAddress() {
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 }
 takeTokenFromAddress();
+const token = () => localStorage.getItem(TOKEN_KEY);
 
 function askForToken(why) {
   setStatus("refused", "not signed in");
@@ -91,17 +93,20 @@ window.ganglionThread = thread;
 // Sends not yet accepted survive a reload (sessionStorage) and are sent again with the
 // same id: the server never takes one twice, and answers each once.
 const OUTBOX_KEY = `ganglion.outbox.${thread}`;
-const outgoing = new Map(); // client id -> {id, text, node, state, turnId}
+const outgoing = new Map(); // client id -> {id, text, uploaded, node, state, turnId}
 const byTurn = new Map(); // turn id -> outgoing entry
 let maxBytes = 64 * 1024;
 
 function saveOutbox() {
   const waiting = [...outgoing.values()].filter((m) => m.state === "pending");
-  sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(waiting.map(({ id, text }) => ({ id, text }))));
+  sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(waiting.map(({ id, text, uploaded }) => ({ id, text, uploaded }))));
 }
 
+// `uploaded`: the message's files, uploaded already ({ref, item} each).
 function frameFor(entry) {
-  return JSON.stringify({ v: 1, type: "send", id: entry.id, text: entry.text });
+  const frame = { v: 1, type: "send", id: entry.id, text: entry.text };
+  if (entry.uploaded?.length) frame.attachments = entry.uploaded.map((u) => u.ref);
+  return JSON.stringify(frame);
 }
 
 function setState(entry, state, reason) {
@@ -138,12 +143,22 @@ function forget(entry) {
   updateWelcome();
 }
 
-function userBubble(text, kind) {
+function userBubble(text, kind, attachments) {
   const node = el("div", "msg user" + (kind === "command" ? " command" : ""));
   node.append(el("span", "sr-only", "You said: "));
-  node.append(el("div", "text", text));
+  if (attachments?.length) node.append(attachmentsNode(attachments, token));
+  node.append(el("div", "text", text || ""));
   node.append(el("div", "state"));
   node.querySelector(".text").dir = "auto";
+  return node;
+}
+
+// A file the assistant sent (`send_file`).
+function fileBubble(attachments, turnId) {
+  const node = el("div", "msg assistant file");
+  if (turnId) node.dataset.turn = turnId;
+  node.append(el("span", "sr-only", "Ganglion sent a file: "));
+  node.append(attachmentsNode(attachments, token));
   return node;
 }
 
@@ -151,9 +166,10 @@ function bytesOf(text) {
   return new TextEncoder().encode(text).length;
 }
 
-function send(text) {
-  const entry = { id: randomHex(8), text, state: "pending", turnId: null, node: null };
-  entry.node = append(userBubble(text, text.trim().startsWith("/") && !text.trim().startsWith("//") ? "command" : null));
+function send(text, uploaded = []) {
+  const entry = { id: randomHex(8), text, uploaded, state: "pending", turnId: null, node: null };
+  const command = !uploaded.length && text.trim().startsWith("/") && !text.trim().startsWith("//");
+  entry.node = append(userBubble(text, command ? "command" : null, uploaded.map((u) => u.item)));
   outgoing.set(entry.id, entry);
   const size = bytesOf(frameFor(entry));
   if (size > maxBytes) {
@@ -170,7 +186,7 @@ function resend(entry) {
   entry.node.remove();
   outgoing.delete(entry.id);
   saveOutbox();
-  send(entry.text);
+  send(entry.text, entry.uploaded);
 }
 
 function onAccepted(frame) {
@@ -330,7 +346,7 @@ function historyNodes(messages) {
     else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
     else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label, m.turn_id));
     else if (m.role === "user") {
-      const node = userBubble(m.content);
+      const node = userBubble(m.content, undefined, m.attachments);
       if (m.turn_id) node.dataset.turn = m.turn_id;
       node.dataset.state = m.queued ? "queued" : "answered";
       if (m.queued) node.querySelector(".state").textContent = "Waiting for its turn";
@@ -347,6 +363,7 @@ function historyNodes(messages) {
       const content = String(m.content ?? "");
       toolResult(calls.get(m.tool_call_id), content, !content.startsWith("error:"));
       calls.delete(m.tool_call_id);
+      if (m.attachments?.length) nodes.push(fileBubble(m.attachments, m.turn_id));
     }
   }
   return nodes;
@@ -485,6 +502,9 @@ function handleFrame(frame) {
         append(toolBlock(frame.tool, frame.arguments, frame.result, frame.ok));
         setActivity("thinking…");
       }
+      break;
+    case "file":
+      if (rememberReply(frame.outbox_id)) append(fileBubble([frame.attachment], frame.turn_id));
       break;
     case "reply": {
       setActivity("");
@@ -627,10 +647,12 @@ document.addEventListener("visibilitychange", () => {
 
 // ---- composer -----------------------------------------------------------------------
 
+let attach = null; // the files waiting to be sent (attach.js), set up below
+
 function autosize() {
   input.style.height = "auto";
   input.style.height = `${Math.min(input.scrollHeight + 2, 192)}px`;
-  sendButton.disabled = !input.value.trim();
+  sendButton.disabled = !input.value.trim() && !attach?.waiting();
   showCommands();
 }
 
@@ -668,14 +690,41 @@ function pickCommand(name) {
   input.focus();
 }
 
-$("composer").addEventListener("submit", (event) => {
+$("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = input.value;
-  if (!text.trim()) return;
+  if (!text.trim() && !attach.waiting()) return;
+  if (!attach.waiting()) {
+    input.value = "";
+    autosize();
+    send(text);
+    return;
+  }
+  sendButton.disabled = true;
+  let uploaded;
+  try {
+    uploaded = await attach.uploadAll();
+  } catch (error) {
+    showBanner(`Not sent: ${error.message}`);
+    autosize();
+    return;
+  }
+  attach.clear();
   input.value = "";
   autosize();
-  send(text);
+  send(text, uploaded);
 });
+
+// A voice recording goes out as soon as it is made, as Element sends one.
+async function sendVoice(entry) {
+  try {
+    const uploaded = await attach.uploadAll([entry]);
+    attach.take(entry);
+    send("", uploaded);
+  } catch (error) {
+    showBanner(`The voice message was not sent: ${error.message}`);
+  }
+}
 input.addEventListener("keydown", (event) => {
   const matches = matchingCommands();
   if (matches.length && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
@@ -717,12 +766,13 @@ function busy() {
   if (!synced || runningTurn) return true;
   return transcript.querySelector('.msg.user:is([data-state="pending"], [data-state="accepted"], [data-state="queued"])') !== null;
 }
+attach = initAttach({ thread, token, input, onVoice: sendVoice, onChange: autosize, showBanner });
 const rewinds = initRewind({ transcript, busy, sendFrame, randomHex, userBubble, showBanner });
 
 // ---- start ----------------------------------------------------------------------------
 
-for (const { id, text } of JSON.parse(sessionStorage.getItem(OUTBOX_KEY) || "[]")) {
-  const entry = { id, text, state: "pending", turnId: null, node: userBubble(text) };
+for (const { id, text, uploaded = [] } of JSON.parse(sessionStorage.getItem(OUTBOX_KEY) || "[]")) {
+  const entry = { id, text, uploaded, state: "pending", turnId: null, node: userBubble(text, null, uploaded.map((u) => u.item)) };
   outgoing.set(id, entry);
   setState(entry, "pending");
 }
