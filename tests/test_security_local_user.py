@@ -6,8 +6,9 @@ lock the owner out."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -52,8 +53,10 @@ with open(out, "ab") as kept:
 
 
 @pytest.fixture
-def stranger() -> Stranger:
-    return make_stranger()
+def stranger() -> Iterator[Stranger]:
+    made = make_stranger()
+    yield made
+    shutil.rmtree(made.home, ignore_errors=True)
 
 
 @asynccontextmanager
