@@ -46,11 +46,12 @@ import httpx
 import nio
 import trio
 
-from ganglion.backend import InterfaceBackend, interface_child
+from ganglion.backend import ControlsBackend, interface_child
 from ganglion.config import MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
 from ganglion.delivery import DeliveryRouter
 from ganglion.inbox import FileInbox
+from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import (
     MatrixAuthError,
@@ -105,7 +106,7 @@ def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
 def matrix_child(
     config: MatrixConfig,
     data_dir: Path,
-    backend: InterfaceBackend,
+    backend: ControlsBackend,
     router: DeliveryRouter,
     *,
     statistics: MatrixStatistics | None = None,
@@ -122,7 +123,7 @@ def matrix_child(
 async def serve_matrix(
     config: MatrixConfig,
     data_dir: Path,
-    backend: InterfaceBackend,
+    backend: ControlsBackend,
     inbox: Inbox[Outbound],
     *,
     statistics: MatrixStatistics | None = None,
@@ -157,7 +158,7 @@ class Connection:
         self,
         config: MatrixConfig,
         data_dir: Path,
-        backend: InterfaceBackend,
+        backend: ControlsBackend,
         http: httpx.AsyncClient,
         stats: MatrixStatistics | None = None,
         files: FileInbox | None = None,
@@ -184,6 +185,7 @@ class Connection:
         )
         self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
+        self.answers = Answers()
         self.outgoing = Outgoing(
             self.homeserver,
             self.keys,
@@ -191,6 +193,7 @@ class Connection:
             self.synced,
             files,
             max_media_bytes=config.max_media_bytes,
+            answers=self.answers,
         )
         self.late_keys = LateKeys(self.outgoing.notice, told=self._told_late_keys)
         self.sync = SyncLoop(
@@ -207,6 +210,7 @@ class Connection:
             intake=MediaIntake(self.homeserver, files, config.max_media_bytes)
             if files is not None
             else None,
+            answers=self.answers,
         )
         self.connected = False
         self._pickle_key: str | None = None

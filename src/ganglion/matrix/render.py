@@ -6,6 +6,9 @@ Pure functions, no I/O.
   HTML show), `formatted_body` its rendering in `org.matrix.custom.html`, by the rules
   the web chat uses too (`ganglion.markdown`: CommonMark, tables and strikethrough, raw
   HTML escaped, no images, no unsafe links, single newlines kept).
+- `edit_content(target, content)`: `content` as an edit (`m.replace`) of the event
+  `target`: `m.new_content` is it, the outer body its fallback ("* " first) for clients
+  that do not know edits.
 - `split_reply(text)`: a reply too large for one event becomes several, cut on
   paragraph boundaries (a fenced code block is cut between its lines and each piece is
   fenced again); a paragraph larger than an event alone is cut between lines, then
@@ -24,7 +27,7 @@ from typing import Any, Final
 
 from ganglion.markdown import render_html
 
-__all__ = ["MAX_CONTENT_BYTES", "message_content", "render_html", "split_reply"]
+__all__ = ["MAX_CONTENT_BYTES", "edit_content", "message_content", "render_html", "split_reply"]
 
 MAX_CONTENT_BYTES: Final = 30_000
 HTML_FORMAT: Final = "org.matrix.custom.html"
@@ -39,6 +42,18 @@ def message_content(text: str, *, msgtype: str = "m.text") -> dict[str, Any]:
         "body": text,
         "format": HTML_FORMAT,
         "formatted_body": render_html(text),
+    }
+
+
+def edit_content(target: str, content: dict[str, Any]) -> dict[str, Any]:
+    """`content` as the `m.replace` of the event `target`."""
+    fallback = {**content, "body": f"* {content['body']}"}
+    if "formatted_body" in content:
+        fallback["formatted_body"] = f"* {content['formatted_body']}"
+    return {
+        **fallback,
+        "m.new_content": content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": target},
     }
 
 

@@ -1,0 +1,115 @@
+"""Which turn answers which room message, and which bot event shows each answer: what
+an edit, a ⏹️ or a 🔁 needs to find its turn, and what an answer given again needs to
+edit the earlier reply in place.
+
+    answers = Answers()
+    answers.asked(room, event_id, sender, turn_id)     # a message was handed on
+    answers.started(room, turn_id) / answers.ended(room, turn_id)
+    answers.replied(turn_id, reply_event_id)            # its reply's first event
+    answers.replacing(new_turn, old_turn)               # the new turn edits the old reply
+    answers.rewound(original_event, new_turn)           # once the new turn is taken
+    answers.reply_target(new_turn)                      # the event to `m.replace`
+
+Rules:
+
+1. A message is known by the event that first said it: edits and regenerations move
+   its turn on (`rewound`), never its key, so a second edit finds the latest turn.
+2. An answer given again edits the event that showed the first answer (edits of an
+   edit are edits of the original, as Matrix wants), so that event keeps standing for
+   the message's answer.
+3. Kept in memory, capped at `REMEMBERED` messages: after a restart an edit of an
+   earlier message is not answered (the log says so), as one of an older message is not.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["REMEMBERED", "Answers", "Asked"]
+
+REMEMBERED: Final = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A message handed on: who sent it and the turn answering it now."""
+
+    room_id: str
+    sender: str
+    turn_id: str
+
+
+class Answers:
+    """The map of one Matrix connection (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._messages: OrderedDict[str, Asked] = OrderedDict()
+        self._reply_of: OrderedDict[str, str] = OrderedDict()  # turn -> bot event
+        self._turn_of_reply: OrderedDict[str, str] = OrderedDict()  # bot event -> turn
+        self._message_of: dict[str, str] = {}  # turn -> the message's first event
+        self._replaces: dict[str, str] = {}  # new turn -> the turn whose reply it edits
+        self._running: dict[str, str] = {}  # room -> turn
+
+    def asked(self, room_id: str, event_id: str, sender: str, turn_id: str) -> None:
+        self._messages[event_id] = Asked(room_id, sender, turn_id)
+        self._message_of[turn_id] = event_id
+        self._trim()
+
+    def message(self, event_id: str) -> Asked | None:
+        """The message first said by `event_id`, if it was handed on (and remembered)."""
+        return self._messages.get(event_id)
+
+    def message_of_reply(self, event_id: str) -> tuple[str, Asked] | None:
+        """The message (its first event, and what it is) the bot's `event_id` answers."""
+        turn_id = self._turn_of_reply.get(event_id)
+        original = self._message_of.get(turn_id) if turn_id is not None else None
+        found = self._messages.get(original) if original is not None else None
+        return None if original is None or found is None else (original, found)
+
+    def replacing(self, new_turn: str, old_turn: str) -> None:
+        """`new_turn`'s reply, when there is one, edits `old_turn`'s (rule 2). Said
+        before the new turn is asked for: it may be answered before the ask returns."""
+        self._replaces[new_turn] = old_turn
+
+    def rewound(self, original: str, new_turn: str) -> None:
+        """The message `original` is answered by `new_turn` now (rule 1)."""
+        asked = self._messages.get(original)
+        if asked is not None:
+            self._messages[original] = Asked(asked.room_id, asked.sender, new_turn)
+            self._message_of[new_turn] = original
+
+    def reply_target(self, turn_id: str | None) -> str | None:
+        """The bot event the reply of `turn_id` replaces, if it answers a message again
+        (the reply of the turn it took back, as far as that one was delivered)."""
+        old_turn = self._replaces.get(turn_id) if turn_id is not None else None
+        return None if old_turn is None else self._reply_of.get(old_turn)
+
+    def replied(self, turn_id: str | None, event_id: str) -> None:
+        """`event_id` shows the answer of `turn_id` (the first of its events)."""
+        if turn_id is None:
+            return
+        self._reply_of[turn_id] = event_id
+        self._turn_of_reply[event_id] = turn_id
+        self._trim()
+
+    def started(self, room_id: str, turn_id: str) -> None:
+        self._running[room_id] = turn_id
+
+    def ended(self, room_id: str, turn_id: str) -> None:
+        if self._running.get(room_id) == turn_id:
+            del self._running[room_id]
+
+    def running(self, room_id: str) -> str | None:
+        """The room's turn being answered now, if any."""
+        return self._running.get(room_id)
+
+    def _trim(self) -> None:
+        while len(self._messages) > REMEMBERED:
+            _, gone = self._messages.popitem(last=False)
+            self._message_of.pop(gone.turn_id, None)
+            self._replaces.pop(gone.turn_id, None)
+        while len(self._reply_of) > REMEMBERED:
+            _, event_id = self._reply_of.popitem(last=False)
+            self._turn_of_reply.pop(event_id, None)

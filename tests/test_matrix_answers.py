@@ -1,0 +1,42 @@
+"""Which turn answers which room message, and which reply an answer given again edits
+(matrix/answers.py)."""
+
+from __future__ import annotations
+
+from ganglion.matrix.answers import Answers, Asked
+
+ROOM = "!room:hs.example"
+OWNER = "@owner:hs.example"
+
+
+def test_an_answer_given_again_edits_the_first_reply_across_edits() -> None:
+    answers = Answers()
+    answers.asked(ROOM, "$m", OWNER, "t1")
+    answers.replied("t1", "$reply")
+    answers.replacing("t2", "t1")
+    answers.rewound("$m", "t2")
+    assert answers.reply_target("t2") == "$reply"
+    answers.replied("t2", answers.reply_target("t2") or "$edit")
+    # A second edit finds the latest turn, and still edits the first reply.
+    assert answers.message("$m") == Asked(ROOM, OWNER, "t2")
+    answers.replacing("t3", "t2")
+    assert answers.reply_target("t3") == "$reply"
+    assert answers.message_of_reply("$reply") == ("$m", Asked(ROOM, OWNER, "t2"))
+
+
+def test_a_new_turn_with_nothing_to_replace_is_a_new_reply() -> None:
+    answers = Answers()
+    assert answers.reply_target("t1") is None
+    assert answers.reply_target(None) is None
+    answers.replacing("t2", "t1")  # t1 had no reply delivered
+    assert answers.reply_target("t2") is None
+
+
+def test_the_running_turn_is_known_until_it_ends() -> None:
+    answers = Answers()
+    answers.started(ROOM, "t1")
+    assert answers.running(ROOM) == "t1"
+    answers.ended(ROOM, "t0")
+    assert answers.running(ROOM) == "t1"
+    answers.ended(ROOM, "t1")
+    assert answers.running(ROOM) is None
