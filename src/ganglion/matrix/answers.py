@@ -51,6 +51,7 @@ class Answers:
         self._message_of: dict[str, str] = {}  # turn -> the message's first event
         self._replaces: dict[str, str] = {}  # new turn -> the turn whose reply it edits
         self._running: dict[str, str] = {}  # room -> turn
+        self._stopping: set[str] = set()
 
     def asked(self, room_id: str, event_id: str, sender: str, turn_id: str) -> None:
         self._messages[event_id] = Asked(room_id, sender, turn_id)
@@ -98,8 +99,17 @@ class Answers:
         self._running[room_id] = turn_id
 
     def ended(self, room_id: str, turn_id: str) -> None:
+        self._stopping.discard(turn_id)
         if self._running.get(room_id) == turn_id:
             del self._running[room_id]
+
+    def stopping(self, turn_id: str) -> None:
+        """The owner asked to stop `turn_id`: a stopped turn that wrote nothing ends with
+        its notice alone, which then ends it here too (`is_stopping`)."""
+        self._stopping.add(turn_id)
+
+    def is_stopping(self, room_id: str, turn_id: str | None) -> bool:
+        return turn_id in self._stopping and self._running.get(room_id) == turn_id
 
     def running(self, room_id: str) -> str | None:
         """The room's turn being answered now, if any."""

@@ -135,6 +135,13 @@ class Outgoing:
                         self.answers.ended(room_id, turn_id)
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, message, typing)
+                    case Notice(thread_id=room_id, text=text, turn_id=turn_id) if (
+                        self.answers.is_stopping(room_id, turn_id)
+                    ):
+                        assert turn_id is not None
+                        self.answers.ended(room_id, turn_id)  # stopped with nothing written
+                        typing = self._stop_typing(room_id)
+                        nursery.start_soon(self._end_turn, room_id, text, typing)
                     case Notice(thread_id=room_id, text=text):
                         nursery.start_soon(self.notice, room_id, text)
                     case _:

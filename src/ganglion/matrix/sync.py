@@ -323,6 +323,7 @@ class SyncLoop:
             log.info("%s in %s: no turn of this run to stop", stop.event_id, room_id)
             return
         log.info("%s stops %s in %s", stop.sender, turn_id, room_id)
+        self.answers.stopping(turn_id)
         await self._backend.stop(room_id, turn_id)
 
     async def _answer_again(self, control: Edit | Regenerate) -> None:
@@ -364,6 +365,7 @@ class SyncLoop:
                 log.warning("the %s %s was not taken: %s", what, message_id, exc)
                 return False
             if attempt == 0:
+                self.answers.stopping(turn_id)
                 await self._backend.stop(room_id, turn_id)  # restarted, not queued behind
             await trio.sleep(RESTART_PAUSE)
         return False
