@@ -40,3 +40,13 @@ def test_the_running_turn_is_known_until_it_ends() -> None:
     assert answers.running(ROOM) == "t1"
     answers.ended(ROOM, "t1")
     assert answers.running(ROOM) is None
+
+
+def test_an_answer_replies_to_its_message_once_another_came_after_it() -> None:
+    answers = Answers()
+    answers.asked(ROOM, "$a", OWNER, "ta")
+    assert answers.in_reply_to(ROOM, "ta") is None
+    answers.asked(ROOM, "$b", OWNER, "tb")
+    assert answers.in_reply_to(ROOM, "ta") == "$a"
+    assert answers.in_reply_to(ROOM, "tb") is None
+    assert answers.in_reply_to(ROOM, None) is None

@@ -462,3 +462,21 @@ async def test_a_repeat_reaction_regenerates_the_last_reply_in_place(
         assert replaced(again) == (reply.event_id, "echo: roll a die")
         assert len(fake_llm.requests) == asked + 1
         assert user_texts(fake_llm) == ["roll a die"]
+
+
+async def test_an_answer_to_a_message_that_is_no_longer_the_newest_is_a_rich_reply(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        echo.gates["slow one"] = gate = trio.Event()
+        first = await owner.send_text(room_id, "slow one")
+        await owner.wait_for_typing(room_id, bot_id(live))
+        second = await owner.send_text(room_id, "quick")
+        await owner.wait_for_read_receipt(room_id, bot_id(live), second)
+        gate.set()
+        reply = await owner.wait_for_message(room_id, bot_id(live))
+        assert reply.body == "echo: slow one"  # no fallback quoted into it
+        assert reply.content["m.relates_to"] == {"m.in_reply_to": {"event_id": first}}
+        newest = await owner.wait_for_message(room_id, bot_id(live))
+        assert newest.body == "echo: quick" and "m.relates_to" not in newest.content

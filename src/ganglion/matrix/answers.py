@@ -9,6 +9,7 @@ edit the earlier reply in place.
     answers.replacing(new_turn, old_turn)               # the new turn edits the old reply
     answers.rewound(original_event, new_turn)           # once the new turn is taken
     answers.reply_target(new_turn)                      # the event to `m.replace`
+    answers.in_reply_to(room, turn)                     # the message to reply to
 
 Rules:
 
@@ -17,7 +18,9 @@ Rules:
 2. An answer given again edits the event that showed the first answer (edits of an
    edit are edits of the original, as Matrix wants), so that event keeps standing for
    the message's answer.
-3. Kept in memory, capped at `REMEMBERED` messages: after a restart an edit of an
+3. An answer to a message that is no longer the newest one handed on in its room
+   replies to it (`in_reply_to`), so the owner sees which message it answers.
+4. Kept in memory, capped at `REMEMBERED` messages: after a restart an edit of an
    earlier message is not answered (the log says so), as one of an older message is not.
 """
 
@@ -52,11 +55,18 @@ class Answers:
         self._replaces: dict[str, str] = {}  # new turn -> the turn whose reply it edits
         self._running: dict[str, str] = {}  # room -> turn
         self._stopping: set[str] = set()
+        self._newest: dict[str, str] = {}  # room -> the newest message handed on
 
     def asked(self, room_id: str, event_id: str, sender: str, turn_id: str) -> None:
         self._messages[event_id] = Asked(room_id, sender, turn_id)
         self._message_of[turn_id] = event_id
+        self._newest[room_id] = event_id
         self._trim()
+
+    def in_reply_to(self, room_id: str, turn_id: str | None) -> str | None:
+        """The message `turn_id` answers when it is no longer the room's newest (rule 3)."""
+        original = self._message_of.get(turn_id) if turn_id is not None else None
+        return None if original is None or self._newest.get(room_id) == original else original
 
     def message(self, event_id: str) -> Asked | None:
         """The message first said by `event_id`, if it was handed on (and remembered)."""

@@ -29,6 +29,9 @@ Rules:
    out as new events), encrypted in an encrypted room with the relation in the clear,
    as Matrix wants for the server to aggregate it. Every reply's first event is recorded
    there, so it can be edited later.
+8. An answer to a message that is no longer the newest in its room (more came while it
+   was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
+   rule 3), with no fallback in the body.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -55,7 +58,7 @@ from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.render import edit_content, message_content, split_reply
+from ganglion.matrix.render import edit_content, message_content, reply_content, split_reply
 from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
 from ganglion.store import OutboxItem
 from ganglion.transcript import Attachment
@@ -193,10 +196,13 @@ class Outgoing:
             if item.kind == "file":
                 await self._send_file(room_id, item)
             target = self.answers.reply_target(item.turn_id) if item.kind != "file" else None
+            quoted = self.answers.in_reply_to(room_id, item.turn_id) if target is None else None
             for part, piece in enumerate(split_reply(text) if text.strip() else []):
                 content = message_content(piece)
                 if part == 0 and target is not None:
                     content = edit_content(target, content)
+                elif part == 0 and quoted is not None:
+                    content = reply_content(quoted, content)
                 event_id = await self.send(room_id, content, transaction_id(item.id, part))
                 if part == 0 and item.kind != "file":
                     self.answers.replied(item.turn_id, target or event_id)
