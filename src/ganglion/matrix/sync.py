@@ -35,7 +35,8 @@ Rules (numbered as in `ganglion.backend`):
    same text; a `Stop` stops the turn at once (the thread handles it beside the turn
    it stops). An edit that cannot be answered (an older message, one from before this
    run, someone else's) is logged with why and changes nothing; an edit of a message
-   still being answered stops that answer and answers the edit.
+   still being answered stops that answer and answers the edit; of several edits of
+   one message in a sync, only the latest is answered.
 """
 
 from __future__ import annotations
@@ -291,8 +292,13 @@ class SyncLoop:
                 log.warning("could not request the keys of %s: %s", event.event_id, exc)
 
     async def _submit_all(self, incoming: Sequence[Acted]) -> None:
+        latest_edits = {a.original: a.event_id for a in incoming if isinstance(a, Edit)}
         for acted in incoming:
             if acted.event_id in self._handled:
+                continue
+            if isinstance(acted, Edit) and latest_edits[acted.original] != acted.event_id:
+                log.info("not answering the edit %s: a later edit follows", acted.event_id)
+                self._handled[acted.event_id] = None
                 continue
             match acted:
                 case Incoming() as message:
