@@ -480,3 +480,18 @@ async def test_an_answer_to_a_message_that_is_no_longer_the_newest_is_a_rich_rep
         assert reply.content["m.relates_to"] == {"m.in_reply_to": {"event_id": first}}
         newest = await owner.wait_for_message(room_id, bot_id(live))
         assert newest.body == "echo: quick" and "m.relates_to" not in newest.content
+
+
+async def test_an_edit_after_a_restart_still_edits_the_reply_from_before_it(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        sent = await owner.send_text(room_id, "before")
+        reply = await owner.wait_for_message(room_id, bot_id(live))
+        assert await live.stop() == 0
+        await live.start()
+        await owner.send_edit(room_id, sent, "after")
+        edited = await owner.wait_for_message(room_id, bot_id(live))
+        assert replaced(edited) == (reply.event_id, "echo: after")
+        assert user_texts(fake_llm) == ["after"]

@@ -51,6 +51,7 @@ from ganglion.config import MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
 from ganglion.delivery import DeliveryRouter
 from ganglion.inbox import FileInbox
+from ganglion.matrix.answerlog import AnswerLog
 from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import (
@@ -185,7 +186,7 @@ class Connection:
         )
         self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
-        self.answers = Answers()
+        self.answers = Answers(AnswerLog(self.store_dir))
         self.outgoing = Outgoing(
             self.homeserver,
             self.keys,
@@ -228,6 +229,7 @@ class Connection:
         """
         await self._check_whoami()
         await self._open_store()
+        await self.answers.open()
         try:
             await self.keys.upload_keys()
         except MatrixRequestError as exc:

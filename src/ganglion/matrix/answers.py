@@ -20,17 +20,28 @@ Rules:
    the message's answer.
 3. An answer to a message that is no longer the newest one handed on in its room
    replies to it (`in_reply_to`), so the owner sees which message it answers.
-4. Kept in memory, capped at `REMEMBERED` messages: after a restart an edit of an
-   earlier message is not answered (the log says so), as one of an older message is not.
+4. Kept in memory, capped at `REMEMBERED` messages, and on disk (`matrix.answerlog`)
+   when given a log: `open` reads it back, so an edit after a restart still finds its
+   turn and its reply. The running turns are not kept: a restart ends them. A fact
+   that cannot be written is logged; the bot goes on answering (an edit of that
+   message after a restart will not be answered).
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
+import trio
+
+from ganglion.matrix.answerlog import AnswerLog, Fact
+
 __all__ = ["REMEMBERED", "Answers", "Asked"]
+
+log = logging.getLogger(__name__)
 
 REMEMBERED: Final = 2_000
 
@@ -47,7 +58,8 @@ class Asked:
 class Answers:
     """The map of one Matrix connection (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, facts: AnswerLog | None = None) -> None:
+        self._log = facts
         self._messages: OrderedDict[str, Asked] = OrderedDict()
         self._reply_of: OrderedDict[str, str] = OrderedDict()  # turn -> bot event
         self._turn_of_reply: OrderedDict[str, str] = OrderedDict()  # bot event -> turn
@@ -57,10 +69,44 @@ class Answers:
         self._stopping: set[str] = set()
         self._newest: dict[str, str] = {}  # room -> the newest message handed on
 
-    def asked(self, room_id: str, event_id: str, sender: str, turn_id: str) -> None:
-        self._messages[event_id] = Asked(room_id, sender, turn_id)
-        self._message_of[turn_id] = event_id
-        self._newest[room_id] = event_id
+    async def open(self) -> None:
+        """Read back what the log kept (rule 4)."""
+        if self._log is None:
+            return
+        try:
+            facts = await trio.to_thread.run_sync(self._log.load)
+        except (OSError, sqlite3.Error):
+            log.warning(
+                "cannot read %s: earlier replies are not known", self._log.path, exc_info=True
+            )
+            return
+        for fact in facts:
+            self._apply(fact)
+
+    async def asked(self, room_id: str, event_id: str, sender: str, turn_id: str) -> None:
+        await self._keep(Fact("message", event_id, room_id, turn_id, sender))
+
+    async def _keep(self, fact: Fact) -> None:
+        self._apply(fact)
+        if self._log is None:
+            return
+        try:
+            await trio.to_thread.run_sync(self._log.write, fact)
+        except (OSError, sqlite3.Error):
+            log.warning("cannot keep %s in %s", fact, self._log.path, exc_info=True)
+
+    def _apply(self, fact: Fact) -> None:
+        match fact.kind:
+            case "message":
+                self._messages[fact.key] = Asked(fact.room_id, fact.extra, fact.value)
+                self._messages.move_to_end(fact.key)
+                self._message_of[fact.value] = fact.key
+                self._newest[fact.room_id] = fact.key
+            case "reply":
+                self._reply_of[fact.key] = fact.value
+                self._turn_of_reply[fact.value] = fact.key
+            case "replaces":
+                self._replaces[fact.key] = fact.value
         self._trim()
 
     def in_reply_to(self, room_id: str, turn_id: str | None) -> str | None:
@@ -79,17 +125,16 @@ class Answers:
         found = self._messages.get(original) if original is not None else None
         return None if original is None or found is None else (original, found)
 
-    def replacing(self, new_turn: str, old_turn: str) -> None:
+    async def replacing(self, room_id: str, new_turn: str, old_turn: str) -> None:
         """`new_turn`'s reply, when there is one, edits `old_turn`'s (rule 2). Said
         before the new turn is asked for: it may be answered before the ask returns."""
-        self._replaces[new_turn] = old_turn
+        await self._keep(Fact("replaces", new_turn, room_id, old_turn))
 
-    def rewound(self, original: str, new_turn: str) -> None:
+    async def rewound(self, original: str, new_turn: str) -> None:
         """The message `original` is answered by `new_turn` now (rule 1)."""
         asked = self._messages.get(original)
         if asked is not None:
-            self._messages[original] = Asked(asked.room_id, asked.sender, new_turn)
-            self._message_of[new_turn] = original
+            await self._keep(Fact("message", original, asked.room_id, new_turn, asked.sender))
 
     def reply_target(self, turn_id: str | None) -> str | None:
         """The bot event the reply of `turn_id` replaces, if it answers a message again
@@ -97,13 +142,10 @@ class Answers:
         old_turn = self._replaces.get(turn_id) if turn_id is not None else None
         return None if old_turn is None else self._reply_of.get(old_turn)
 
-    def replied(self, turn_id: str | None, event_id: str) -> None:
+    async def replied(self, room_id: str, turn_id: str | None, event_id: str) -> None:
         """`event_id` shows the answer of `turn_id` (the first of its events)."""
-        if turn_id is None:
-            return
-        self._reply_of[turn_id] = event_id
-        self._turn_of_reply[event_id] = turn_id
-        self._trim()
+        if turn_id is not None:
+            await self._keep(Fact("reply", turn_id, room_id, event_id))
 
     def started(self, room_id: str, turn_id: str) -> None:
         self._running[room_id] = turn_id

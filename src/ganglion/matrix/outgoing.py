@@ -205,7 +205,7 @@ class Outgoing:
                     content = reply_content(quoted, content)
                 event_id = await self.send(room_id, content, transaction_id(item.id, part))
                 if part == 0 and item.kind != "file":
-                    self.answers.replied(item.turn_id, target or event_id)
+                    await self.answers.replied(room_id, item.turn_id, target or event_id)
         except MatrixRequestError as exc:
             if exc.errcode not in FINAL_ERRCODES:
                 raise

@@ -306,7 +306,7 @@ class SyncLoop:
                     if attachments is not None:
                         await self._submit(message, attachments)
                         turn_id = user_turn_id(message.room_id, message.event_id)
-                        self.answers.asked(
+                        await self.answers.asked(
                             message.room_id, message.event_id, message.sender, turn_id
                         )
                     self.stats.submitted += 1
@@ -352,9 +352,9 @@ class SyncLoop:
             log.info("not answering the edit %s: only its sender may edit it", control.event_id)
             return
         new_turn = user_turn_id(room_id, control.event_id)
-        self.answers.replacing(new_turn, asked.turn_id)
+        await self.answers.replacing(room_id, new_turn, asked.turn_id)
         if await self._rewind(room_id, asked.turn_id, control.event_id, text, what):
-            self.answers.rewound(original, new_turn)
+            await self.answers.rewound(original, new_turn)
 
     async def _rewind(
         self, room_id: str, turn_id: str, message_id: str, text: str | None, what: str
