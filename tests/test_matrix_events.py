@@ -6,8 +6,11 @@ from typing import Any
 
 from ganglion.config import MatrixConfig
 from ganglion.matrix.events import (
+    Edit,
     Incoming,
+    Regenerate,
     Skip,
+    Stop,
     classify_event,
     events_after_own_join,
     invite_refusal,
@@ -61,7 +64,7 @@ def test_what_is_never_answered() -> None:
     cases = {
         "own event": message(sender=BOT),
         "sender not in allowed_users": message(sender="@eve:hs.example"),
-        "edit": edit,
+        "malformed edit": edit,
         "message type m.notice": message(msgtype="m.notice"),
         "redaction": {"type": "m.room.redaction", "event_id": "$r", "sender": OWNER},
         "redacted": {"type": "m.room.message", "event_id": "$x", "sender": OWNER, "content": {}},
@@ -109,3 +112,60 @@ def test_only_what_follows_the_bots_own_join_counts() -> None:
     assert list(events_after_own_join(BOT, [before, after])) == [before, after]
     renamed = [before, member(BOT, "join", previous="join"), after]
     assert list(events_after_own_join(BOT, renamed)) == renamed
+
+
+def edit(body: str, *, sender: str = OWNER, msgtype: str = "m.text") -> dict[str, Any]:
+    new = {"msgtype": msgtype, "body": body}
+    return message(
+        f"* {body}",
+        sender=sender,
+        **{"m.new_content": new, "m.relates_to": {"rel_type": "m.replace", "event_id": "$e0"}},
+    )
+
+
+def reaction(key: str, *, sender: str = OWNER) -> dict[str, Any]:
+    relation = {"rel_type": "m.annotation", "event_id": "$e0", "key": key}
+    return {
+        "type": "m.reaction",
+        "event_id": "$r1",
+        "sender": sender,
+        "content": {"m.relates_to": relation},
+    }
+
+
+def test_an_edit_carries_the_new_text_of_the_original() -> None:
+    found = classify_event(config(), BOT, ROOM, edit("  fixed  "))
+    assert found == Edit(ROOM, "$e1", OWNER, "$e0", "fixed")
+
+
+def test_an_edit_is_taken_only_as_a_message_would_be() -> None:
+    cfg = config()
+    assert classify_event(cfg, BOT, ROOM, edit("x", sender="@eve:x")) == Skip(
+        "sender not in allowed_users"
+    )
+    assert classify_event(cfg, BOT, ROOM, edit("  ")) == Skip("edit to an empty message")
+    notice = edit("x", msgtype="m.notice")
+    assert classify_event(cfg, BOT, ROOM, notice) == Skip("edit to a message of type m.notice")
+    assert classify_event(cfg, BOT, ROOM, edit("x", sender=BOT)) == Skip("own event")
+
+
+def test_stop_is_the_command_or_a_stop_reaction() -> None:
+    cfg = config()
+    assert classify_event(cfg, BOT, ROOM, message(" /stop ")) == Stop(ROOM, "$e1", OWNER, None)
+    for key in ("\u23f9\ufe0f", "\u23f9"):
+        assert classify_event(cfg, BOT, ROOM, reaction(key)) == Stop(ROOM, "$r1", OWNER, "$e0")
+
+
+def test_a_repeat_reaction_regenerates() -> None:
+    found = classify_event(config(), BOT, ROOM, reaction("\U0001f501"))
+    assert found == Regenerate(ROOM, "$r1", OWNER, "$e0")
+
+
+def test_other_reactions_and_strangers_reactions_are_not_acted_on() -> None:
+    cfg = config()
+    assert classify_event(cfg, BOT, ROOM, reaction("\U0001f44d")) == Skip("reaction \U0001f44d")
+    assert classify_event(cfg, BOT, ROOM, reaction("\u274c")) == Skip("reaction \u274c")
+    stranger = reaction("\u23f9\ufe0f", sender="@eve:x")
+    assert classify_event(cfg, BOT, ROOM, stranger) == Skip("sender not in allowed_users")
+    broken = {"type": "m.reaction", "event_id": "$r", "sender": OWNER, "content": {"x": 1}}
+    assert classify_event(cfg, BOT, ROOM, broken) == Skip("malformed reaction")

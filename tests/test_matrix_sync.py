@@ -14,14 +14,14 @@ import trio
 import trio.testing
 from nio.store import SqliteMemoryStore
 
-from ganglion.backend import SubmitError
+from ganglion.backend import SubmitError, Submitted
 from ganglion.config import MatrixConfig
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
 from ganglion.matrix.sync import SyncLoop
-from ganglion.messages import UserMessage
-from ganglion.store import OutboxItem, StoredMessage
+from ganglion.messages import UserMessage, user_turn_id
+from ganglion.store import OutboxItem, RewindReason, RewindRefused, StoredMessage
 
 BOT = "@bot:hs.example"
 OWNER = "@owner:hs.example"
@@ -35,6 +35,9 @@ class Backend:
         self.submitted: list[UserMessage] = []
         self.gate: trio.Event | None = None
         self.failures = 0
+        self.stopped: list[str] = []
+        self.rewound: list[tuple[str, str, str | None]] = []
+        self.refusal: RewindRefused | None = None
 
     async def submit(self, message: UserMessage) -> None:
         if self.gate is not None:
@@ -54,6 +57,17 @@ class Backend:
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
         pass
+
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        self.stopped.append(turn_id)
+
+    async def rewind(
+        self, thread_id: str, turn_id: str, message_id: str, text: str | None
+    ) -> Submitted:
+        if self.refusal is not None:
+            raise self.refusal
+        self.rewound.append((turn_id, message_id, text))
+        return Submitted(user_turn_id(thread_id, message_id), "queued")
 
 
 def text(event_id: str, body: str, sender: str = OWNER) -> dict[str, Any]:
@@ -187,3 +201,56 @@ async def test_a_sync_answer_that_is_not_matrix_leaves_the_token_alone(body: str
     with pytest.raises(MatrixRequestError):
         await loop.sync_once()
     assert client.store.load_sync_token() == "t0"
+
+
+def edit(event_id: str, original: str, body: str, sender: str = OWNER) -> dict[str, Any]:
+    event = text(event_id, f"* {body}", sender)
+    event["content"] |= {
+        "m.new_content": {"msgtype": "m.text", "body": body},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    }
+    return event
+
+
+def reaction(event_id: str, target: str, key: str) -> dict[str, Any]:
+    relation = {"rel_type": "m.annotation", "event_id": target, "key": key}
+    return {
+        "type": "m.reaction",
+        "event_id": event_id,
+        "sender": OWNER,
+        "origin_server_ts": 1,
+        "content": {"m.relates_to": relation},
+    }
+
+
+async def test_an_edit_takes_its_messages_turn_back_with_the_new_text() -> None:
+    backend = Backend()
+    events = [text("$m", "helo"), edit("$e1", "$m", "hello"), edit("$e2", "$m", "hello!")]
+    later = [edit("$e3", "$m", "hi")]
+    loop, _ = sync_loop(Server(sync_body("t1", events), sync_body("t2", later)), backend, "t0")
+    await loop.sync_once()
+    # Several edits in one batch are answered once, for the latest.
+    assert backend.rewound == [(user_turn_id(ROOM, "$m"), "$e2", "hello!")]
+    await loop.sync_once()  # a later edit takes back the turn of the edit before it
+    assert backend.rewound[1:] == [(user_turn_id(ROOM, "$e2"), "$e3", "hi")]
+
+
+async def test_an_edit_that_cannot_be_answered_changes_nothing() -> None:
+    backend = Backend()
+    backend.refusal = RewindRefused(RewindReason.NOT_LAST, "something came after it")
+    events = [text("$m", "helo"), edit("$e1", "$m", "hello"), edit("$e2", "$unknown", "x")]
+    loop, _ = sync_loop(Server(sync_body("t1", events)), backend, "t0")
+    await loop.sync_once()
+    assert backend.rewound == [] and backend.stopped == []
+    assert loop.answers.message("$m") is not None
+    assert loop.answers.message("$m").turn_id == user_turn_id(ROOM, "$m")  # type: ignore[union-attr]
+
+
+async def test_stop_reactions_and_slash_stop_stop_the_turn() -> None:
+    backend = Backend()
+    events = [text("$m", "think"), reaction("$r", "$m", "\u23f9\ufe0f"), text("$s", "/stop")]
+    loop, _ = sync_loop(Server(sync_body("t1", events)), backend, "t0")
+    loop.answers.started(ROOM, user_turn_id(ROOM, "$m"))
+    await loop.sync_once()
+    assert backend.stopped == [user_turn_id(ROOM, "$m")] * 2
+    assert [m.message_id for m in backend.submitted] == ["$m"]  # /stop is not a message

@@ -66,6 +66,7 @@ __all__ = [
     "INTERFACE_BACKOFF",
     "KEEPS_TRANSCRIPT",
     "SUBMIT_TIMEOUT",
+    "ControlsBackend",
     "ConversationDeleted",
     "DaemonBackend",
     "DisplayJournal",
@@ -134,10 +135,9 @@ class InterfaceBackend(Protocol):
         ...
 
 
-class LibraryBackend(InterfaceBackend, Protocol):
-    """What an interface that lists its conversations needs too (the web chat): what
-    changes a conversation. It reads them from the store's library directly
-    (`ganglion.store.Library`: list, search, history, queued turns)."""
+class ControlsBackend(InterfaceBackend, Protocol):
+    """What an interface whose people stop, edit and regenerate turns needs too (the web
+    chat's Stop, Edit and Regenerate; a Matrix room's `/stop`, edits and reactions)."""
 
     async def stop(self, thread_id: str, turn_id: str) -> None:
         """Ask the thread to stop `turn_id` if it is running (its partial answer is kept)."""
@@ -154,6 +154,12 @@ class LibraryBackend(InterfaceBackend, Protocol):
         the new turn is not durable.
         """
         ...
+
+
+class LibraryBackend(ControlsBackend, Protocol):
+    """What an interface that lists its conversations needs too (the web chat): what
+    changes a conversation. It reads them from the store's library directly
+    (`ganglion.store.Library`: list, search, history, queued turns)."""
 
     async def rename(self, thread_id: str, title: str) -> None: ...
 

@@ -377,3 +377,121 @@ async def test_a_review_with_something_to_say_speaks_in_the_room(
     assert notice.body.startswith("Heartbeat review of this conversation: delivered")
     [request] = [r for r in fake_llm.requests if "Heartbeat review" in str(r["messages"][-1])]
     assert [m["content"] for m in request["messages"][1:-1]] == ["hello", "echo: hello"]
+
+
+STOP = "\u23f9\ufe0f"
+REGENERATE = "\U0001f501"
+
+
+def user_texts(fake_llm: FakeLLM) -> list[str]:
+    """What the model was last shown the owner saying."""
+    messages = fake_llm.requests[-1]["messages"]
+    return [str(m["content"]) for m in messages if m["role"] == "user"]
+
+
+def replaced(message: ReceivedMessage) -> tuple[str | None, str | None]:
+    """The event a bot message edits in place and its new text (None, None: not an edit)."""
+    relation = message.content.get("m.relates_to") or {}
+    if relation.get("rel_type") != "m.replace":
+        return None, None
+    return relation.get("event_id"), message.content["m.new_content"]["body"]
+
+
+async def test_an_edit_of_the_last_message_is_answered_by_editing_the_reply(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        sent = await owner.send_text(room_id, "helo")
+        reply = await owner.wait_for_message(room_id, bot_id(live))
+        await owner.send_edit(room_id, sent, "hello")
+        edited = await owner.wait_for_message(room_id, bot_id(live))
+        assert replaced(edited) == (reply.event_id, "echo: hello")
+        assert edited.encrypted and edited.content["m.new_content"]["formatted_body"]
+        assert user_texts(fake_llm) == ["hello"]  # the edited text, once
+        # A second edit edits the same reply again.
+        await owner.send_edit(room_id, sent, "hello there")
+        again = await owner.wait_for_message(room_id, bot_id(live))
+        assert replaced(again) == (reply.event_id, "echo: hello there")
+        assert user_texts(fake_llm) == ["hello there"]
+
+        # An edit of an older message is not answered.
+        assert (await say(owner, live, room_id, "second")).body == "echo: second"
+        await owner.send_edit(room_id, sent, "too late")
+        assert (await say(owner, live, room_id, "third")).body == "echo: third"
+        assert "too late" not in user_texts(fake_llm)
+
+
+async def test_a_stop_reaction_and_slash_stop_stop_the_running_turn(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        for stop in ("reaction", "command"):
+            slow = f"think slowly ({stop})"
+            echo.gates[slow] = gate = trio.Event()
+            sent = await owner.send_text(room_id, slow)
+            await owner.wait_for_typing(room_id, bot_id(live))
+            if stop == "reaction":
+                await owner.react(room_id, sent, STOP)
+            else:
+                await owner.send_text(room_id, "/stop")
+            stopped = await owner.wait_for_message(room_id, bot_id(live))
+            assert (stopped.body, stopped.msgtype) == ("Stopped.", "m.notice")
+            await owner.wait_for_typing(room_id, bot_id(live), typing=False)
+            gate.set()
+            assert (await say(owner, live, room_id, f"next {stop}")).body == f"echo: next {stop}"
+
+
+async def test_a_repeat_reaction_regenerates_the_last_reply_in_place(
+    tmp_path: Path,
+    synapse: Synapse,
+    fake_llm: FakeLLM,
+    echo: Echo,
+    owner: MatrixHuman,
+    stranger: MatrixHuman,
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live, invite=(stranger.user_id,))
+        await stranger.join(room_id)
+        reply = await say(owner, live, room_id, "roll a die")
+        asked = len(fake_llm.requests)
+        await stranger.react(room_id, reply.event_id, REGENERATE)  # changes nothing
+        await owner.react(room_id, reply.event_id, REGENERATE)
+        again = await owner.wait_for_message(room_id, bot_id(live))
+        assert replaced(again) == (reply.event_id, "echo: roll a die")
+        assert len(fake_llm.requests) == asked + 1
+        assert user_texts(fake_llm) == ["roll a die"]
+
+
+async def test_an_answer_to_a_message_that_is_no_longer_the_newest_is_a_rich_reply(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        echo.gates["slow one"] = gate = trio.Event()
+        first = await owner.send_text(room_id, "slow one")
+        await owner.wait_for_typing(room_id, bot_id(live))
+        second = await owner.send_text(room_id, "quick")
+        await owner.wait_for_read_receipt(room_id, bot_id(live), second)
+        gate.set()
+        reply = await owner.wait_for_message(room_id, bot_id(live))
+        assert reply.body == "echo: slow one"  # no fallback quoted into it
+        assert reply.content["m.relates_to"] == {"m.in_reply_to": {"event_id": first}}
+        newest = await owner.wait_for_message(room_id, bot_id(live))
+        assert newest.body == "echo: quick" and "m.relates_to" not in newest.content
+
+
+async def test_an_edit_after_a_restart_still_edits_the_reply_from_before_it(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        room_id = await room_with_bot(owner, live)
+        sent = await owner.send_text(room_id, "before")
+        reply = await owner.wait_for_message(room_id, bot_id(live))
+        assert await live.stop() == 0
+        await live.start()
+        await owner.send_edit(room_id, sent, "after")
+        edited = await owner.wait_for_message(room_id, bot_id(live))
+        assert replaced(edited) == (reply.event_id, "echo: after")
+        assert user_texts(fake_llm) == ["after"]

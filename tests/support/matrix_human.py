@@ -313,6 +313,30 @@ class _Session:
         sent = _check(response, nio.RoomSendResponse, f"send to {room_id}")
         return str(sent.event_id)
 
+    async def send_related(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Send an event with an `m.relates_to`, encrypted when the room is (as Element
+        does, reactions included, which nio sends plain) with the relation in the clear."""
+        await self.wait_until(lambda: self.client.rooms.get(room_id))
+        client = self.client
+        async with self.keys_lock:
+            if client.rooms[room_id].encrypted:
+                if not client.rooms[room_id].members_synced:
+                    members = await client.joined_members(room_id)
+                    _check(members, nio.JoinedMembersResponse, "joined members")
+                if client.should_query_keys:
+                    _check(await client.keys_query(), nio.KeysQueryResponse, "keys query")
+                if client.olm.should_share_group_session(room_id):
+                    await client.share_group_session(room_id, ignore_unverified_devices=True)
+                _, encrypted = client.encrypt(room_id, event_type, content)
+                event_type = "m.room.encrypted"
+                content = {**encrypted, "m.relates_to": content["m.relates_to"]}
+            method, path, data = nio.Api.room_send(
+                client.access_token, room_id, event_type, content, secrets.token_hex(8)
+            )
+            response = await client._send(nio.RoomSendResponse, method, path, data, (room_id,))
+        sent = _check(response, nio.RoomSendResponse, f"send to {room_id}")
+        return str(sent.event_id)
+
     async def send_withholding_key(
         self, room_id: str, content: dict[str, Any], device: tuple[str, str]
     ) -> tuple[str, str]:
@@ -492,6 +516,25 @@ class MatrixHuman:
         the room is; returns the event id."""
         return await self._call(
             self._session.send(room_id, event_type, content), f"sending to {room_id}"
+        )
+
+    async def send_edit(self, room_id: str, event_id: str, body: str) -> str:
+        """Edit the message `event_id` to `body` (`m.replace`, as Element sends it)."""
+        content = {
+            "msgtype": "m.text",
+            "body": f"* {body}",
+            "m.new_content": {"msgtype": "m.text", "body": body},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        }
+        return await self._call(
+            self._session.send_related(room_id, "m.room.message", content), f"editing {event_id}"
+        )
+
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        """React to `event_id` with `key` (`m.annotation`, encrypted when the room is)."""
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        return await self._call(
+            self._session.send_related(room_id, "m.reaction", content), f"reacting to {event_id}"
         )
 
     async def send_text_withholding_key(

@@ -46,11 +46,13 @@ import httpx
 import nio
 import trio
 
-from ganglion.backend import InterfaceBackend, interface_child
+from ganglion.backend import ControlsBackend, interface_child
 from ganglion.config import MatrixConfig
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
 from ganglion.delivery import DeliveryRouter
 from ganglion.inbox import FileInbox
+from ganglion.matrix.answerlog import AnswerLog
+from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import (
     MatrixAuthError,
@@ -105,7 +107,7 @@ def load_or_create_pickle_key(data_dir: Path, config: MatrixConfig) -> str:
 def matrix_child(
     config: MatrixConfig,
     data_dir: Path,
-    backend: InterfaceBackend,
+    backend: ControlsBackend,
     router: DeliveryRouter,
     *,
     statistics: MatrixStatistics | None = None,
@@ -122,7 +124,7 @@ def matrix_child(
 async def serve_matrix(
     config: MatrixConfig,
     data_dir: Path,
-    backend: InterfaceBackend,
+    backend: ControlsBackend,
     inbox: Inbox[Outbound],
     *,
     statistics: MatrixStatistics | None = None,
@@ -157,7 +159,7 @@ class Connection:
         self,
         config: MatrixConfig,
         data_dir: Path,
-        backend: InterfaceBackend,
+        backend: ControlsBackend,
         http: httpx.AsyncClient,
         stats: MatrixStatistics | None = None,
         files: FileInbox | None = None,
@@ -184,6 +186,7 @@ class Connection:
         )
         self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
+        self.answers = Answers(AnswerLog(self.store_dir))
         self.outgoing = Outgoing(
             self.homeserver,
             self.keys,
@@ -191,6 +194,7 @@ class Connection:
             self.synced,
             files,
             max_media_bytes=config.max_media_bytes,
+            answers=self.answers,
         )
         self.late_keys = LateKeys(self.outgoing.notice, told=self._told_late_keys)
         self.sync = SyncLoop(
@@ -207,6 +211,7 @@ class Connection:
             intake=MediaIntake(self.homeserver, files, config.max_media_bytes)
             if files is not None
             else None,
+            answers=self.answers,
         )
         self.connected = False
         self._pickle_key: str | None = None
@@ -224,6 +229,7 @@ class Connection:
         """
         await self._check_whoami()
         await self._open_store()
+        await self.answers.open()
         try:
             await self.keys.upload_keys()
         except MatrixRequestError as exc:

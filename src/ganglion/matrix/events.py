@@ -10,10 +10,16 @@ Rules (each test in tests/test_matrix_events.py names one):
    sent by an allowed user other than the bot, in an allowed room. A media message's
    text is its caption (empty without one).
 3. Never answered: the bot's own events, notices (`m.notice`: bots talk to each other
-   with them, and answering would loop), edits (`m.replace`: the original was answered),
-   redactions and redacted events, anything that is not a message.
+   with them, and answering would loop), redactions and redacted events, anything that
+   is not a message, a reaction or an edit.
 4. The reply fallback an older client quotes into `body` ("> <@user> ...") is not part
    of what was said, and is dropped.
+5. The controls (each from an allowed user in an allowed room, like a message): an edit
+   (`m.replace`) of a text message with a non-empty `m.new_content` is an `Edit` of the
+   original (whose sender the caller checks: only they may edit it); `/stop` alone, or
+   a ⏹️ reaction (`m.annotation`), is a `Stop` (of the turn answering the reacted-to
+   message, or of whatever runs); a 🔁 reaction is a `Regenerate` of the reply it is on.
+   Other reactions are not acted on (❌ is left to the approvals).
 """
 
 from __future__ import annotations
@@ -27,8 +33,15 @@ from ganglion.config import MatrixConfig
 from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
 
 __all__ = [
+    "REGENERATE_KEYS",
+    "STOP_COMMAND",
+    "STOP_KEYS",
+    "Control",
+    "Edit",
     "Incoming",
+    "Regenerate",
     "Skip",
+    "Stop",
     "classify_event",
     "events_after_own_join",
     "invite_refusal",
@@ -38,6 +51,10 @@ __all__ = [
 
 ANSWERED_MSGTYPES: Final = frozenset({"m.text", "m.emote"})
 _REPLY_FALLBACK = re.compile(r"\A(?:> .*\n)+\n", re.MULTILINE)
+STOP_COMMAND: Final = "/stop"
+# With and without the emoji presentation selector: clients send either.
+STOP_KEYS: Final = frozenset({"\u23f9\ufe0f", "\u23f9"})
+REGENERATE_KEYS: Final = frozenset({"\U0001f501", "\U0001f501\ufe0f"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,40 @@ class Incoming:
     text: str
     media: MediaRef | None = None
     problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """`sender` rewrote their message `original` to `text` (rule 5)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    original: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the turn answering `target` (None: whichever turn of the room runs)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Regenerate:
+    """Answer again the turn whose reply is the bot's event `target`."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    target: str
+
+
+Control = Edit | Stop | Regenerate
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +130,7 @@ def invite_refusal(config: MatrixConfig, room_id: str, inviter: str | None) -> s
 
 def classify_event(
     config: MatrixConfig, own_user_id: str, room_id: str, event: Mapping[str, Any]
-) -> Incoming | Skip:
+) -> Incoming | Control | Skip:
     """Decide about one (decrypted) room event, given as its JSON source."""
     sender = event.get("sender")
     event_id = event.get("event_id")
@@ -89,7 +140,7 @@ def classify_event(
         return Skip("own event")
     if event.get("type") == "m.room.redaction":
         return Skip("redaction")
-    if event.get("type") != "m.room.message":
+    if event.get("type") not in ("m.room.message", "m.reaction"):
         return Skip(f"not a message ({event.get('type')})")
     if not is_allowed_user(config, sender):
         return Skip("sender not in allowed_users")
@@ -102,8 +153,10 @@ def classify_event(
     if not isinstance(content, Mapping):
         return Skip("malformed content")
     relation = content.get("m.relates_to")
+    if event.get("type") == "m.reaction":
+        return _reaction(room_id, event_id, sender, relation)
     if isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace":
-        return Skip("edit")
+        return _edit(room_id, event_id, sender, relation, content.get("m.new_content"))
     msgtype = content.get("msgtype")
     if msgtype in MEDIA_MSGTYPES:
         try:
@@ -121,7 +174,37 @@ def classify_event(
         return Skip("empty message")
     if msgtype == "m.emote":
         text = f"* {sender} {text}"
+    if text == STOP_COMMAND:
+        return Stop(room_id, event_id, sender, None)
     return Incoming(room_id, event_id, sender, text)
+
+
+def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Control | Skip:
+    if not isinstance(relation, Mapping) or relation.get("rel_type") != "m.annotation":
+        return Skip("malformed reaction")
+    target, key = relation.get("event_id"), relation.get("key")
+    if not isinstance(target, str) or not isinstance(key, str):
+        return Skip("malformed reaction")
+    if key in STOP_KEYS:
+        return Stop(room_id, event_id, sender, target)
+    if key in REGENERATE_KEYS:
+        return Regenerate(room_id, event_id, sender, target)
+    return Skip(f"reaction {key}")
+
+
+def _edit(
+    room_id: str, event_id: str, sender: str, relation: Mapping[str, Any], new: object
+) -> Edit | Skip:
+    original = relation.get("event_id")
+    if not isinstance(original, str) or not isinstance(new, Mapping):
+        return Skip("malformed edit")
+    body = new.get("body")
+    if new.get("msgtype") not in ANSWERED_MSGTYPES or not isinstance(body, str):
+        return Skip(f"edit to a message of type {new.get('msgtype')}")
+    text = body.strip()
+    if not text:
+        return Skip("edit to an empty message")
+    return Edit(room_id, event_id, sender, original, text)
 
 
 def _without_reply_fallback(body: str, relation: object) -> str:

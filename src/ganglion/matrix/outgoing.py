@@ -23,6 +23,15 @@ Rules:
    encrypted room. A resend uploads again (an unused upload costs the homeserver a
    little) but the event is stored once (rule 2). A file gone from the inbox is logged
    and dropped.
+7. The answer of a turn that took another back (an edit, a regeneration:
+   `matrix.answers`) edits the first event of the earlier reply in place: an
+   `m.replace` whose `m.new_content` is the new answer (a long one's further parts go
+   out as new events), encrypted in an encrypted room with the relation in the clear,
+   as Matrix wants for the server to aggregate it. Every reply's first event is recorded
+   there, so it can be edited later.
+8. An answer to a message that is no longer the newest in its room (more came while it
+   was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
+   rule 3), with no fallback in the body.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -45,10 +54,11 @@ import trio
 from ganglion.backend import InterfaceBackend
 from ganglion.images import RASTER_TYPES
 from ganglion.inbox import FileInbox, InboxError
+from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.render import message_content, split_reply
+from ganglion.matrix.render import edit_content, message_content, reply_content, split_reply
 from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
 from ganglion.store import OutboxItem
 from ganglion.transcript import Attachment
@@ -86,8 +96,10 @@ class Outgoing:
         files: FileInbox | None = None,
         *,
         max_media_bytes: int = 25 * 1024 * 1024,
+        answers: Answers | None = None,
     ) -> None:
         self._homeserver = homeserver
+        self.answers = answers if answers is not None else Answers()
         self._files = files
         self._max_media_bytes = max_media_bytes
         self._keys = keys
@@ -113,16 +125,26 @@ class Outgoing:
             nursery.start_soon(self._send_receipts)
             async for event in inbox:
                 match event:
-                    case TurnStarted(thread_id=room_id):
+                    case TurnStarted(thread_id=room_id, turn_id=turn_id):
+                        self.answers.started(room_id, turn_id)
                         nursery.start_soon(self._keep_typing, room_id)
-                    case FinalReply(thread_id=room_id):
+                    case FinalReply(thread_id=room_id, turn_id=turn_id):
+                        self.answers.ended(room_id, turn_id)
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, None, typing)
                     case FileSent(thread_id=room_id):
                         nursery.start_soon(self._flush_logged, room_id)
-                    case TurnFailed(thread_id=room_id, message=message):
+                    case TurnFailed(thread_id=room_id, turn_id=turn_id, message=message):
+                        self.answers.ended(room_id, turn_id)
                         typing = self._stop_typing(room_id)
                         nursery.start_soon(self._end_turn, room_id, message, typing)
+                    case Notice(thread_id=room_id, text=text, turn_id=turn_id) if (
+                        self.answers.is_stopping(room_id, turn_id)
+                    ):
+                        assert turn_id is not None
+                        self.answers.ended(room_id, turn_id)  # stopped with nothing written
+                        typing = self._stop_typing(room_id)
+                        nursery.start_soon(self._end_turn, room_id, text, typing)
                     case Notice(thread_id=room_id, text=text):
                         nursery.start_soon(self.notice, room_id, text)
                     case _:
@@ -173,8 +195,17 @@ class Outgoing:
         try:
             if item.kind == "file":
                 await self._send_file(room_id, item)
+            target = self.answers.reply_target(item.turn_id) if item.kind != "file" else None
+            quoted = self.answers.in_reply_to(room_id, item.turn_id) if target is None else None
             for part, piece in enumerate(split_reply(text) if text.strip() else []):
-                await self.send(room_id, message_content(piece), transaction_id(item.id, part))
+                content = message_content(piece)
+                if part == 0 and target is not None:
+                    content = edit_content(target, content)
+                elif part == 0 and quoted is not None:
+                    content = reply_content(quoted, content)
+                event_id = await self.send(room_id, content, transaction_id(item.id, part))
+                if part == 0 and item.kind != "file":
+                    await self.answers.replied(room_id, item.turn_id, target or event_id)
         except MatrixRequestError as exc:
             if exc.errcode not in FINAL_ERRCODES:
                 raise
@@ -226,7 +257,10 @@ class Outgoing:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
         event_type, body = "m.room.message", content
         if room.encrypted:
+            relation = content.get("m.relates_to")
             event_type, body = await self._keys.encrypt(room_id, event_type, content, reader=reader)
+            if relation is not None:
+                body = {**body, "m.relates_to": relation}  # rule 7: in the clear
         call = nio.Api.room_send(self._client.access_token, room_id, event_type, body, txn_id)
         response = await self._homeserver.request(nio.RoomSendResponse, call, room_id)
         self.sent += 1

@@ -6,6 +6,11 @@ Pure functions, no I/O.
   HTML show), `formatted_body` its rendering in `org.matrix.custom.html`, by the rules
   the web chat uses too (`ganglion.markdown`: CommonMark, tables and strikethrough, raw
   HTML escaped, no images, no unsafe links, single newlines kept).
+- `edit_content(target, content)`: `content` as an edit (`m.replace`) of the event
+  `target`: `m.new_content` is it, the outer body its fallback ("* " first) for clients
+  that do not know edits.
+- `reply_content(event_id, content)`: `content` as a rich reply to `event_id`
+  (`m.in_reply_to`, with no fallback quoted into the body: Matrix 1.13 dropped it).
 - `split_reply(text)`: a reply too large for one event becomes several, cut on
   paragraph boundaries (a fenced code block is cut between its lines and each piece is
   fenced again); a paragraph larger than an event alone is cut between lines, then
@@ -24,7 +29,14 @@ from typing import Any, Final
 
 from ganglion.markdown import render_html
 
-__all__ = ["MAX_CONTENT_BYTES", "message_content", "render_html", "split_reply"]
+__all__ = [
+    "MAX_CONTENT_BYTES",
+    "edit_content",
+    "message_content",
+    "render_html",
+    "reply_content",
+    "split_reply",
+]
 
 MAX_CONTENT_BYTES: Final = 30_000
 HTML_FORMAT: Final = "org.matrix.custom.html"
@@ -40,6 +52,23 @@ def message_content(text: str, *, msgtype: str = "m.text") -> dict[str, Any]:
         "format": HTML_FORMAT,
         "formatted_body": render_html(text),
     }
+
+
+def edit_content(target: str, content: dict[str, Any]) -> dict[str, Any]:
+    """`content` as the `m.replace` of the event `target`."""
+    fallback = {**content, "body": f"* {content['body']}"}
+    if "formatted_body" in content:
+        fallback["formatted_body"] = f"* {content['formatted_body']}"
+    return {
+        **fallback,
+        "m.new_content": content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+    }
+
+
+def reply_content(event_id: str, content: dict[str, Any]) -> dict[str, Any]:
+    """`content` as a reply to the event `event_id`."""
+    return {**content, "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}}
 
 
 def content_size(content: dict[str, Any]) -> int:

@@ -28,6 +28,15 @@ Rules (numbered as in `ganglion.backend`):
 8. A media message is handed on with its file in the inbox, downloaded after the gate
    and before the token moves (`ganglion.matrix.intake`); one whose file cannot be had
    is answered with why, and not handed on.
+9. The controls (`matrix.events` rule 5), in timeline order with the messages, through
+   the gate like them: an `Edit` of the sender's own message takes its turn back and
+   answers it with the new text (`rewind`, as the web chat's Edit), and its answer
+   edits the earlier reply (`matrix.answers`); a `Regenerate` does the same with the
+   same text; a `Stop` stops the turn at once (the thread handles it beside the turn
+   it stops). An edit that cannot be answered (an older message, one from before this
+   run, someone else's) is logged with why and changes nothing; an edit of a message
+   still being answered stops that answer and answers the edit; of several edits of
+   one message in a sync, only the latest is answered.
 """
 
 from __future__ import annotations
@@ -41,12 +50,17 @@ from typing import Any, Final
 import nio
 import trio
 
-from ganglion.backend import InterfaceBackend, SubmitError
+from ganglion.backend import ControlsBackend, SubmitError
 from ganglion.config import MatrixConfig
+from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.events import (
+    Control,
+    Edit,
     Incoming,
+    Regenerate,
+    Stop,
     classify_event,
     events_after_own_join,
     invite_refusal,
@@ -58,7 +72,8 @@ from ganglion.matrix.intake import MediaIntake, MediaRefused
 from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.trust import Sender
-from ganglion.messages import UserMessage
+from ganglion.messages import UserMessage, user_turn_id
+from ganglion.store import RewindReason, RewindRefused
 from ganglion.transcript import Attachment
 from ganglion_actors import Backoff
 
@@ -73,6 +88,10 @@ MAX_UNDECRYPTED: Final = 200
 # 50 events covers what a person sends while the daemon restarts.
 SYNC_FILTER: Final = {"room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": False}}}
 SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
+# An edit of a message still being answered waits this long for the stopped answer.
+RESTART_ATTEMPTS: Final = 20
+RESTART_PAUSE: Final = 0.25
+Acted = Incoming | Control
 _random = random.Random()
 
 
@@ -84,7 +103,7 @@ class SyncLoop:
         homeserver: Homeserver,
         keys: KeyKeeper,
         config: MatrixConfig,
-        backend: InterfaceBackend,
+        backend: ControlsBackend,
         synced: trio.Event,
         mark_read: Callable[[str, str], None],
         stats: MatrixStatistics | None = None,
@@ -93,8 +112,10 @@ class SyncLoop:
         late_keys: LateKeys | None = None,
         notify: Callable[[str, str, tuple[str, str] | None], Awaitable[None]] | None = None,
         intake: MediaIntake | None = None,
+        answers: Answers | None = None,
     ) -> None:
         self._homeserver = homeserver
+        self.answers = answers if answers is not None else Answers()
         self._intake = intake
         self._gate = gate
         self._late_keys = late_keys
@@ -157,8 +178,8 @@ class SyncLoop:
         for message in incoming:
             self._mark_read(message.room_id, message.event_id)
 
-    def _incoming(self, response: Any) -> list[tuple[Incoming, Sender]]:
-        found: list[tuple[Incoming, Sender]] = []
+    def _incoming(self, response: Any) -> list[tuple[Acted, Sender]]:
+        found: list[tuple[Acted, Sender]] = []
         own = self._client.user_id
         for room_id, info in response.rooms.join.items():
             sources = [(getattr(e, "source", None) or {}, e) for e in info.timeline.events]
@@ -168,7 +189,7 @@ class SyncLoop:
                     self._undecryptable(room_id, event)
                     continue
                 decision = classify_event(self._config, own, room_id, source)
-                if isinstance(decision, Incoming):
+                if isinstance(decision, Incoming | Edit | Stop | Regenerate):
                     found.append((decision, self._sender(room_id, event)))
                 elif decision.reason.startswith("malformed"):
                     self.stats.skipped += 1
@@ -218,7 +239,7 @@ class SyncLoop:
         ed25519 = getattr(session, "ed25519", None)
         return Sender(event.sender, sender_key, ed25519 if isinstance(ed25519, str) else None)
 
-    async def _trusted(self, candidates: Sequence[tuple[Incoming, Sender]]) -> list[Incoming]:
+    async def _trusted(self, candidates: Sequence[tuple[Acted, Sender]]) -> list[Acted]:
         """The candidates whose sending device passes the gate (rule 7)."""
         if self._gate is None:
             return [message for message, _ in candidates]
@@ -243,8 +264,8 @@ class SyncLoop:
             if self._notify is not None:
                 await self._notify(room_id, text, reader)
 
-    def _decrypted_late(self) -> list[tuple[Incoming, Sender]]:
-        found: list[tuple[Incoming, Sender]] = []
+    def _decrypted_late(self) -> list[tuple[Acted, Sender]]:
+        found: list[tuple[Acted, Sender]] = []
         pending: list[Any] = []
         for event in self._undecrypted:
             try:
@@ -257,7 +278,7 @@ class SyncLoop:
                 self._late_keys.arrived(event.event_id)
             source: Mapping[str, Any] = getattr(decrypted, "source", None) or {}
             decision = classify_event(self._config, self._client.user_id, event.room_id, source)
-            if isinstance(decision, Incoming):
+            if isinstance(decision, Incoming | Edit | Stop | Regenerate):
                 log.info("decrypted %s once its keys arrived", event.event_id)
                 found.append((decision, self._sender(event.room_id, decrypted)))
         self._undecrypted = pending
@@ -270,17 +291,90 @@ class SyncLoop:
             except MatrixRequestError as exc:
                 log.warning("could not request the keys of %s: %s", event.event_id, exc)
 
-    async def _submit_all(self, incoming: Sequence[Incoming]) -> None:
-        for message in incoming:
-            if message.event_id in self._handled:
+    async def _submit_all(self, incoming: Sequence[Acted]) -> None:
+        latest_edits = {a.original: a.event_id for a in incoming if isinstance(a, Edit)}
+        for acted in incoming:
+            if acted.event_id in self._handled:
                 continue
-            attachments = await self._media(message)
-            if attachments is not None:
-                await self._submit(message, attachments)
-            self._handled[message.event_id] = None
+            if isinstance(acted, Edit) and latest_edits[acted.original] != acted.event_id:
+                log.info("not answering the edit %s: a later edit follows", acted.event_id)
+                self._handled[acted.event_id] = None
+                continue
+            match acted:
+                case Incoming() as message:
+                    attachments = await self._media(message)
+                    if attachments is not None:
+                        await self._submit(message, attachments)
+                        turn_id = user_turn_id(message.room_id, message.event_id)
+                        await self.answers.asked(
+                            message.room_id, message.event_id, message.sender, turn_id
+                        )
+                    self.stats.submitted += 1
+                case Stop() as stop:
+                    await self._stop(stop)
+                case Edit() | Regenerate() as control:
+                    await self._answer_again(control)
+            self._handled[acted.event_id] = None
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
-            self.stats.submitted += 1
+
+    async def _stop(self, stop: Stop) -> None:
+        room_id = stop.room_id
+        if stop.target is None:
+            turn_id = self.answers.running(room_id)
+        else:
+            asked = self.answers.message(stop.target)
+            turn_id = asked.turn_id if asked is not None else None
+        if turn_id is None:
+            log.info("%s in %s: no turn of this run to stop", stop.event_id, room_id)
+            return
+        log.info("%s stops %s in %s", stop.sender, turn_id, room_id)
+        self.answers.stopping(turn_id)
+        await self._backend.stop(room_id, turn_id)
+
+    async def _answer_again(self, control: Edit | Regenerate) -> None:
+        """Take the turn of an edited message, or of a reply to regenerate, back and
+        answer it again (rule 9)."""
+        room_id = control.room_id
+        if isinstance(control, Edit):
+            original: str | None = control.original
+            asked = self.answers.message(control.original)
+            text: str | None = control.text
+        else:
+            found = self.answers.message_of_reply(control.target)
+            original, asked = found if found is not None else (None, None)
+            text = None
+        what = "edit" if text is not None else "regenerate"
+        if original is None or asked is None or asked.room_id != room_id:
+            log.info("not answering the %s %s: not a message of this run", what, control.event_id)
+            return
+        if isinstance(control, Edit) and asked.sender != control.sender:
+            log.info("not answering the edit %s: only its sender may edit it", control.event_id)
+            return
+        new_turn = user_turn_id(room_id, control.event_id)
+        await self.answers.replacing(room_id, new_turn, asked.turn_id)
+        if await self._rewind(room_id, asked.turn_id, control.event_id, text, what):
+            await self.answers.rewound(original, new_turn)
+
+    async def _rewind(
+        self, room_id: str, turn_id: str, message_id: str, text: str | None, what: str
+    ) -> bool:
+        for attempt in range(RESTART_ATTEMPTS):
+            try:
+                await self._backend.rewind(room_id, turn_id, message_id, text)
+                return True
+            except RewindRefused as exc:
+                if exc.reason is not RewindReason.BUSY or attempt == RESTART_ATTEMPTS - 1:
+                    log.info("not answering the %s %s: %s", what, message_id, exc)
+                    return False
+            except SubmitError as exc:
+                log.warning("the %s %s was not taken: %s", what, message_id, exc)
+                return False
+            if attempt == 0:
+                self.answers.stopping(turn_id)
+                await self._backend.stop(room_id, turn_id)  # restarted, not queued behind
+            await trio.sleep(RESTART_PAUSE)
+        return False
 
     async def _media(self, message: Incoming) -> tuple[Attachment, ...] | None:
         """The files of `message` kept in the inbox (rule 8); None when its file cannot
