@@ -13,6 +13,7 @@ import pytest
 import ganglion
 from ganglion.errors import GanglionError
 from ganglion.store import RewindReason
+from ganglion.usage import Overrun
 
 
 def _import_everything() -> None:
@@ -42,6 +43,7 @@ ARGUMENTS: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {
     "LLMContextExceeded": ((400, "x"), {"limit": None, "prompt_tokens": None}),
     "MatrixInteractiveAuth": (("x",), {"session": None, "flows": []}),
     "MatrixMediaTooLarge": (("x",), {"limit": 1}),
+    "BudgetExceeded": ((Overrun("daily", 10, 9, 2),), {"autonomous": False}),
 }
 
 

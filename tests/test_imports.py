@@ -31,6 +31,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.ops.loop": 0,
     "ganglion.ops.findings": 0,
     "ganglion.ops.statustext": 0,
+    "ganglion.spend": 0,
     # 1. Pure logic, the stores, the small helpers every part may use.
     "ganglion.tokens": 1,
     "ganglion.compaction": 1,
@@ -57,6 +58,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.redact": 4,
     "ganglion.tools": 4,
     "ganglion.reminders": 4,
+    "ganglion.usage": 4,
     # 5. The actors of the conversations and the services.
     "ganglion.threads": 5,
     "ganglion.heartbeat": 5,

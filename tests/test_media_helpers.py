@@ -12,6 +12,7 @@ from PIL import Image
 
 from ganglion.images import MAX_SIDE, ImageError, image_part, prepare_image
 from ganglion.transcribe import Transcriber, TranscriptionError, upload_name
+from ganglion.transcript import Usage
 from tests.support.fakellm import Hang, HTTPError
 from tests.support.faketranscribe import Transcript, open_fake_transcriber
 
@@ -37,11 +38,27 @@ async def test_the_audio_goes_as_it_came_with_the_model_language_and_key() -> No
     async with open_fake_transcriber() as server, httpx.AsyncClient() as http:
         server.script(Transcript("  remind me to call mum  "))
         transcriber = Transcriber(server.base_url, "whisper-small", "sk-secret", "en")
-        assert await transcriber.transcribe(http, OGG, "audio/ogg") == "remind me to call mum"
+        assert (
+            await transcriber.transcribe(http, OGG, "audio/ogg")
+        ).text == "remind me to call mum"
     [upload] = server.uploads
     assert (upload.filename, upload.content_type, upload.audio) == ("voice.ogg", "audio/ogg", OGG)
     assert upload.fields == {"model": "whisper-small", "response_format": "json", "language": "en"}
     assert upload.authorization == "Bearer sk-secret"
+
+
+async def test_the_transcription_usage_is_read_where_the_server_reports_tokens() -> None:
+    tokens = {"type": "tokens", "input_tokens": 42, "output_tokens": 7}
+    async with open_fake_transcriber() as server, httpx.AsyncClient() as http:
+        server.script(
+            Transcript("hello", tokens),
+            Transcript("hello", {"type": "duration", "seconds": 3}),
+            Transcript("hello", {"type": "tokens", "input_tokens": "lots"}),
+        )
+        transcriber = Transcriber(server.base_url, "gpt-4o-transcribe")
+        heard = [await transcriber.transcribe(http, OGG, "audio/ogg") for _ in range(3)]
+    assert heard[0].usage == Usage(42, 7)
+    assert heard[1].usage is None and heard[2].usage is None
 
 
 async def test_a_failing_server_is_an_error_the_owner_can_read() -> None:

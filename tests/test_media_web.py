@@ -140,11 +140,15 @@ async def test_a_voice_recording_is_heard_and_the_reply_quotes_it(
             reply = await next_frame(ws, "reply")
             await ws.send_message(frames.search("call mum"))
             hits = (await next_frame(ws, "search_results"))["hits"]
+            today = await web.services.deps.meter.today()
         assert hearing.uploads[0].filename == "voice.webm"
         assert hearing.uploads[0].audio == OGG
     assert reply["text"] == "> Heard: remind me to call mum\n\nI will remind you."
     assert user_content(fake_llm.requests[0]).startswith("remind me to call mum")
     assert [hit["thread_id"] for hit in hits] == [TAB]
+    heard = today["transcription"]  # the fake reports no tokens: estimated from the text
+    assert (heard.calls, heard.estimated, heard.prompt) == (1, 1, 0) and heard.completion > 0
+    assert today["owner"].tokens == 15
 
 
 async def test_without_a_transcription_endpoint_the_reply_says_how_to_set_one(

@@ -138,9 +138,10 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
         ("display_rows_titles_and_search",),
         ("superseded_messages",),
         ("attachments",),
+        ("usage_and_models",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
-    assert {"threads", "messages", "turns", "outbox", "messages_by_thread"} <= tables
+    assert {"threads", "messages", "turns", "outbox", "messages_by_thread", "usage"} <= tables
 
 
 async def test_reopening_applies_nothing_and_keeps_the_data(db_path: Path) -> None:

@@ -33,13 +33,14 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
 from ganglion.config import Config
 from ganglion.errors import GanglionError
-from ganglion.heartbeat.actor import heartbeat_child
+from ganglion.heartbeat.actor import HEARTBEAT_THREAD, heartbeat_child
 from ganglion.ops.endpoints import metrics_child, ops_routes
 from ganglion.ops.loop import timing_steps
 from ganglion.ops.status import DaemonView
@@ -179,6 +180,7 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             deps.timezone,
             ref=deps.heartbeat,
             statistics=services.heartbeat,
+            paused=partial(deps.meter.paused, "heartbeat", HEARTBEAT_THREAD),
         ),
     ]
     # The MCP SDK and matrix-nio are imported only when they are used: together they are
@@ -219,10 +221,9 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
 async def _learn_context_windows(services: Services) -> None:
     """Ask the model servers what context they serve at start-up, beside it (a server
     that is slow or down never delays readiness; the first turn asks again if needed)."""
-    deps = services.deps
-    await deps.llm.window()
-    if deps.compaction_llm is not deps.llm:
-        await deps.compaction_llm.window()
+    async with trio.open_nursery() as nursery:
+        for client in services.deps.models.clients():
+            nursery.start_soon(client.window)
 
 
 async def _watch_signals(

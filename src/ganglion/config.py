@@ -52,6 +52,7 @@ from ganglion.owned import OwnedFiles
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "BudgetsConfig",
     "CompactionConfig",
     "Config",
     "ConfigError",
@@ -65,6 +66,8 @@ __all__ = [
     "MCPServerConfig",
     "MatrixConfig",
     "MemoryToolConfig",
+    "NamedModelConfig",
+    "PriceConfig",
     "RemindersConfig",
     "RemindersToolConfig",
     "RetryConfig",
@@ -92,6 +95,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PriceConfig(_Model):
+    """What an endpoint's tokens cost, per million; shown beside the tokens in every view
+    of usage (`ganglion.usage`)."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    currency: str = Field("USD", min_length=1, max_length=8)
+
+
 class EndpointConfig(_Model):
     """One OpenAI-compatible endpoint and the model to ask there."""
 
@@ -101,6 +113,7 @@ class EndpointConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     # The model sees pictures (OpenAI `image_url` parts); off: it is told one came.
     vision: bool = False
+    price: PriceConfig | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -123,10 +136,23 @@ class RetryConfig(_Model):
     max_backoff: float = Field(30.0, gt=0)
 
 
+# A name the owner types after /model: short, one word.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+class NamedModelConfig(EndpointConfig):
+    """A model the owner may choose for one conversation (`/model NAME`); its context
+    window (None: the main model's `llm.context_window`) and vision go with it."""
+
+    context_window: int | None = Field(None, ge=512)
+
+
 class LLMConfig(EndpointConfig):
-    """The main model, how hard to push it and what to fall back to."""
+    """The main model, how hard to push it and what to fall back to, and the other
+    models a conversation may be switched to."""
 
     fallbacks: list[EndpointConfig] = Field(default_factory=list)
+    models: dict[str, NamedModelConfig] = Field(default_factory=dict)
     max_concurrency: int = Field(8, ge=1, le=256)
     max_tool_rounds: int = Field(8, ge=1, le=100)
     max_tool_calls_per_round: int = Field(16, ge=1, le=256)
@@ -135,6 +161,27 @@ class LLMConfig(EndpointConfig):
     max_tokens: int | None = Field(None, ge=1)
     timeouts: LLMTimeouts = Field(default_factory=LLMTimeouts)
     retries: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, NamedModelConfig]) -> dict[str, NamedModelConfig]:
+        for name in value:
+            if not MODEL_NAME.match(name) or name.lower() == "default":
+                raise ValueError(
+                    f"{name!r} cannot name a model: use up to 32 letters, digits, '.', '_' "
+                    "or '-' (and not 'default', which /model uses for the main one)"
+                )
+        return value
+
+
+class BudgetsConfig(_Model):
+    """Tokens per day (in the owner's timezone) that may be spent; null: no limit.
+    `daily_tokens` counts every source; the other two cap autonomous work: heartbeat
+    reviews, and what runs in the system conversations (system reminders)."""
+
+    daily_tokens: int | None = Field(None, ge=1)
+    heartbeat_daily_tokens: int | None = Field(None, ge=1)
+    system_daily_tokens: int | None = Field(None, ge=1)
 
 
 class CompactionConfig(_Model):
@@ -328,6 +375,8 @@ class RemindersConfig(_Model):
     max_per_turn: int = Field(5, ge=1)
     max_per_conversation: int = Field(50, ge=1)
     confirm_recurring: bool = True
+    # A cheaper model for the turns reminders start; null: the main one.
+    endpoint: EndpointConfig | None = None
 
 
 class _KnowsOwnedFiles(_Model):
@@ -499,6 +548,8 @@ class HeartbeatConfig(_Model):
     recent_turns: int = Field(3, ge=0, le=50)
     active_hours: str | None = None
     deliver_to: str | None = None
+    # A cheaper model for the reviews; null: the main one.
+    endpoint: EndpointConfig | None = None
 
     @field_validator("active_hours")
     @classmethod
@@ -539,9 +590,19 @@ class Config(_Model):
     transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    def endpoints(self) -> list[EndpointConfig]:
+        """Every model endpoint the config names: the main one, its fallbacks, the named
+        models, and those for compaction, heartbeat reviews and reminders."""
+        found: list[EndpointConfig] = [self.llm, *self.llm.fallbacks, *self.llm.models.values()]
+        for extra in (self.compaction.endpoint, self.heartbeat.endpoint, self.reminders.endpoint):
+            if extra is not None:
+                found.append(extra)
+        return found
 
     @field_validator("matrix", mode="before")
     @classmethod

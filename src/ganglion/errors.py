@@ -10,6 +10,7 @@ GanglionError            base; `user_message` is a short sentence safe to show p
 ├── MigrationError       a database this version cannot use (store.migrations)
 ├── LLMError             the model could not answer (the tree in llm/errors.py)
 ├── TurnError            a turn cannot complete (threads.turn)
+├── BudgetExceeded       a model call not made: it would pass a budget (usage.meter)
 ├── ToolError            a tool refused or failed; the message is for the model
 │   └── FileAccessError  a file tool (or send_file) refused (tools.files)
 ├── SafePathError        a file access beneath a directory handle refused (safefs)

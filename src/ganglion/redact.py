@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ganglion.config import Config, EndpointConfig
+from ganglion.config import Config
 
 __all__ = ["REDACTED", "Redactor", "configured_secrets", "encoded_forms"]
 
@@ -70,9 +70,7 @@ def configured_secrets(config: Config) -> list[str]:
     """Every credential value in `config`: API keys and credential headers of each model
     endpoint, credential headers and environment variables of the MCP servers, the
     Matrix access token, the web token."""
-    endpoints: list[EndpointConfig] = [config.llm, *config.llm.fallbacks]
-    if config.compaction.endpoint is not None:
-        endpoints.append(config.compaction.endpoint)
+    endpoints = config.endpoints()
     found = [e.api_key.get_secret_value() for e in endpoints if e.api_key is not None]
     found += [
         value
@@ -84,7 +82,12 @@ def configured_secrets(config: Config) -> list[str]:
         for name, value in [*server.headers.items(), *server.env.items()]:
             if _SENSITIVE_HEADER.search(name):
                 found.append(value.get_secret_value())
-    for token in (config.matrix.access_token, config.matrix.pickle_key, config.web.token):
+    for token in (
+        config.matrix.access_token,
+        config.matrix.pickle_key,
+        config.web.token,
+        config.transcription.api_key,
+    ):
         if token is not None:
             found.append(token.get_secret_value())
     return found

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,22 +33,24 @@ from ganglion.datadir import CONVERSATION_DB, SCHEDULER_DB, ensure_data_dir
 from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.heartbeat.actor import HeartbeatStatistics
+from ganglion.ids import interface_for
 from ganglion.inbox import FileInbox
-from ganglion.llm import LLMClient
+from ganglion.llm.models import ModelSet
 from ganglion.matrix.stats import MatrixStatistics
-from ganglion.messages import Inbound, ReminderRequest, TriggerHeartbeat
+from ganglion.messages import Announce, Inbound, ReminderRequest, TriggerHeartbeat
 from ganglion.private import tighten
 from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders.store import ReminderStore
-from ganglion.store import ConversationStore, StoreError
+from ganglion.store import Activity, ConversationStore, StoreError
 from ganglion.threads.deps import SharedPromptFiles, ThreadDeps
 from ganglion.threads.registry import thread_registry
 from ganglion.tools import ToolRegistry
 from ganglion.tools.builtin import builtin_tools
 from ganglion.tools.shell import SandboxError, check_sandbox
 from ganglion.transcribe import Transcriber
-from ganglion_actors import ActorRef, Registry, reserve
+from ganglion.usage import Meter
+from ganglion_actors import ActorRef, ActorStopped, MailboxFull, Registry, reserve
 
 __all__ = ["Services", "open_services"]
 
@@ -107,13 +111,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         raise StartupError(str(exc)) from exc
     timezone = config.timezone or _system_timezone()
     zone = ZoneInfo(timezone)
-    llm = LLMClient.from_config(config.llm)
-    compaction_endpoint = config.compaction.endpoint
-    compaction_llm = (
-        LLMClient([compaction_endpoint], timeouts=config.llm.timeouts, retries=config.llm.retries)
-        if compaction_endpoint is not None
-        else llm
-    )
+    models = ModelSet.from_config(config)
+    now = partial(datetime.now, zone)
+    meter = Meter(store.usage, config.budgets, now)
     # The service actors' references, reserved now and started by the tree (app.py):
     # threads and tools get final references, and no actor registers itself anywhere.
     reminders: ActorRef[ReminderRequest] = reserve("reminders")
@@ -124,15 +124,15 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     deps = ThreadDeps(
         config=config,
         turns=store.turns,
-        llm=llm,
-        compaction_llm=compaction_llm,
+        models=models,
+        meter=meter,
         router=DeliveryRouter(journal=DisplayJournal(store.library)),
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
         tools=ToolRegistry(builtin_tools(config, reminders, redactor, inbox)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
         reminders=reminders,
         heartbeat=heartbeat,
-        now=lambda: datetime.now(zone),
+        now=now,
         timezone=timezone,
         redactor=redactor,
         inbox=inbox,
@@ -141,16 +141,39 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     )
     try:
         threads = thread_registry(deps)
+        meter.announce = partial(_announce, config, store.activity, threads)
         backend = DaemonBackend(threads, store, reminder_store, inbox)
         yield Services(config, store, reminder_store, deps, threads, backend)
     finally:
         with trio.CancelScope(shield=True):
-            if compaction_llm is not llm:
-                await compaction_llm.aclose()
-            await llm.aclose()
+            await models.aclose()
             await http.aclose()
             await store.aclose()
             await reminder_store.aclose()
+
+
+async def _announce(
+    config: Config, activity: Activity, threads: Registry[str, Inbound], text: str
+) -> None:
+    """Tell the owner `text` where the heartbeat speaks: `heartbeat.deliver_to`, else the
+    most recently active conversation, else only the log."""
+    target = config.heartbeat.deliver_to
+    if target is None:
+        since = time.time() - config.heartbeat.active_window
+        active = [
+            a
+            for a in await activity.thread_activity(since)
+            if interface_for(a.thread_id) != "system"
+        ]
+        latest = max(active, key=lambda a: a.last_activity, default=None)
+        target = latest.thread_id if latest is not None else None
+    if target is None:
+        log.info("no conversation to tell: %s", text)
+        return
+    try:
+        threads.send_nowait(target, Announce(target, text))
+    except (MailboxFull, ActorStopped) as exc:
+        log.warning("could not tell %s (%r): %s", target, exc, text)
 
 
 def _transcriber(config: Config) -> Transcriber | None:

@@ -21,8 +21,9 @@ from typing import Final
 import httpx
 
 from ganglion.errors import GanglionError
+from ganglion.transcript import Usage
 
-__all__ = ["Transcriber", "TranscriptionError", "upload_name"]
+__all__ = ["Transcriber", "Transcript", "TranscriptionError", "upload_name"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,15 @@ def upload_name(mimetype: str, stem: str = "voice") -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript:
+    """What was heard; `usage`: the tokens the server reported (None: it reported none,
+    or counted the audio in seconds)."""
+
+    text: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Transcriber:
     """One transcription endpoint."""
 
@@ -63,8 +73,8 @@ class Transcriber:
     api_key: str | None = None
     language: str | None = None
 
-    async def transcribe(self, http: httpx.AsyncClient, audio: bytes, mimetype: str) -> str:
-        """The text of `audio` (of type `mimetype`)."""
+    async def transcribe(self, http: httpx.AsyncClient, audio: bytes, mimetype: str) -> Transcript:
+        """The text of `audio` (of type `mimetype`), and its usage where reported."""
         url = f"{self.base_url.rstrip('/')}/audio/transcriptions"
         fields = {"model": self.model, "response_format": "json"}
         if self.language:
@@ -93,14 +103,26 @@ class Transcriber:
                 f"(HTTP {reply.status_code}{_detail(reply)})"
             )
         try:
-            text = reply.json().get("text")
+            body = reply.json()
+            text = body.get("text")
         except (ValueError, AttributeError):
-            text = None
+            body, text = None, None
         if not isinstance(text, str):
             raise TranscriptionError(
                 f"the transcription server at {self.base_url} answered without a transcript"
             )
-        return text.strip()
+        return Transcript(text.strip(), _usage(body.get("usage")))
+
+
+def _usage(usage: object) -> Usage | None:
+    """OpenAI's `{"type": "tokens", "input_tokens", "output_tokens"}`; None for anything
+    else (`{"type": "duration", "seconds"}` counts no tokens)."""
+    if not isinstance(usage, dict) or usage.get("type") != "tokens":
+        return None
+    counts = [usage.get("input_tokens"), usage.get("output_tokens")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return None
+    return Usage(int(usage["input_tokens"]), int(usage["output_tokens"]))
 
 
 def _detail(reply: httpx.Response) -> str:

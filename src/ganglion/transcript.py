@@ -134,13 +134,22 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer as the server reported them (all zero: it reported none);
+    `cached_tokens`: the part of the prompt the server served from its cache."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def reported(self) -> bool:
+        return bool(self.prompt_tokens or self.completion_tokens)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
         )
 
 

@@ -3,7 +3,9 @@ the terminal client, conversations at once, and every built-in tool offered."""
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +138,28 @@ async def test_every_built_in_tool_is_accepted_and_a_streamed_tool_call_runs(
     assert call["id"] == tools[0]["call_id"] == history[2]["tool_call_id"]
     assert call["name"] == tools[0]["tool"]
     assert history[3]["content"] == frames[-1]["text"]
+
+
+async def test_the_servers_usage_is_recorded_per_conversation(
+    tmp_path: Path, llamacpp: LlamaCpp
+) -> None:
+    async with open_ganglion(tmp_path, llamacpp) as live:
+        frames = await live.turn(WEB, "Say hello.")
+        assert frames[-1]["type"] == "reply", frames[-1]
+        status = await run_ganglion(
+            "status", "--json", "--config", str(live.config_path), cwd=tmp_path
+        )
+    with sqlite3.connect(live.data_dir / "conversation.db") as db:
+        rows = db.execute(
+            "SELECT thread_id, source, prompt, completion, estimated FROM usage"
+        ).fetchall()
+    assert len(rows) == 1
+    thread_id, source, prompt, completion, estimated = rows[0]
+    assert (thread_id, source, estimated) == (WEB, "owner", 0)
+    assert prompt > 0 and completion > 0  # llama.cpp's own counts, not an estimate
+    owner = json.loads(status.stdout)["usage"]["sources"]["owner"]
+    assert (owner["tokens_in"], owner["tokens_out"], owner["estimated_calls"]) == (
+        prompt,
+        completion,
+        0,
+    )

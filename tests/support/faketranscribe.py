@@ -34,7 +34,10 @@ __all__ = ["FakeTranscriber", "Transcript", "Upload", "open_fake_transcriber"]
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
+    """An answer: `text`, and `usage` as OpenAI's newer models report it (None: none)."""
+
     text: str
+    usage: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +76,11 @@ class FakeTranscriber:
         self.uploads.append(upload)
         step = self._script.popleft() if self._script else Transcript("(silence)")
         match step:
-            case Transcript(text):
-                await http.send_json(200, {"text": text})
+            case Transcript(text, usage):
+                body: dict[str, object] = {"text": text}
+                if usage is not None:
+                    body["usage"] = usage
+                await http.send_json(200, body)
             case HTTPError(status, body):
                 await http.send_body(status, "application/json", body.encode())
             case Hang():

@@ -12,7 +12,8 @@ one now) it reads `HEARTBEATS.txt` and the conversations active within
    and speaks what it says (`Announce`) into `heartbeat.deliver_to`, else into the most
    recently active conversation, else only into the log.
 
-Outside `heartbeat.active_hours` a beat is skipped. Each beat logs one line when its
+Outside `heartbeat.active_hours` a beat is skipped, and so is every beat of a day once
+the reviews have used that day's budget (`paused`; `/heartbeat` still asks, and is told). Each beat logs one line when its
 reviews are in (run, skipped and why, silent, delivered, failed, tokens), and the totals
 are kept for `statistics()`. The reviews themselves run in the threads
 (`ganglion.threads.review`), so a thread that fails or crashes during its review costs that
@@ -61,6 +62,8 @@ MAX_GOALS_BYTES = 64 * 1024
 REVIEW_WAIT = 600.0
 
 Wall = Callable[[], datetime]
+# True while reviews are stopped for the day (their budget is used: `ganglion.usage`).
+Paused = Callable[[], bool]
 
 
 def _wall_now() -> datetime:
@@ -87,6 +90,7 @@ def heartbeat_child(
     *,
     ref: ActorRef[TriggerHeartbeat],
     statistics: HeartbeatStatistics | None = None,
+    paused: Paused | None = None,
 ) -> ChildSpec[TriggerHeartbeat]:
     """The heartbeat as the root supervisor runs it, on `ref` (reserved before the tree
     starts). Permanent; its crashes count toward the root's restart intensity."""
@@ -100,6 +104,7 @@ def heartbeat_child(
             activity,
             timezone,
             statistics=statistics,
+            paused=paused,
         ),
         ref=ref,
     )
@@ -114,12 +119,14 @@ async def serve_heartbeat(
     inbox: Inbox[TriggerHeartbeat],
     *,
     statistics: HeartbeatStatistics | None = None,
+    paused: Paused | None = None,
     wall: Wall = _wall_now,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     heartbeat = _Heartbeat(
         config, heartbeats_file, threads, activity, ZoneInfo(timezone), wall, statistics
     )
+    heartbeat.paused = paused
     async with trio.open_nursery() as nursery:
         task_status.started()
         interval = config.interval_seconds
@@ -159,6 +166,7 @@ class _Heartbeat:
         self.stats = statistics if statistics is not None else HeartbeatStatistics()
         self.hours = ActiveHours.parse(config.active_hours) if config.active_hours else None
         self.in_flight: set[str] = set()
+        self.paused: Paused | None = None
 
     async def beat(self, nursery: trio.Nursery, forced: bool, reply: Reply[str] | None) -> None:
         summary = await self._beat(nursery, forced)
@@ -172,6 +180,10 @@ class _Heartbeat:
             self.stats.skipped["outside hours"] += 1
             log.info("heartbeat: skipped, outside the active hours %s", self.config.active_hours)
             return "Skipped: outside the active hours."
+        if not forced and self.paused is not None and self.paused():
+            self.stats.skipped["budget"] += 1
+            log.info("heartbeat: skipped, the day's heartbeat budget is used")
+            return "Skipped: the day's heartbeat budget is used."
         goals = active_lines(await trio.to_thread.run_sync(_read_goals, self.heartbeats_file))
         since = now.timestamp() - self.config.active_window
         active = [

@@ -333,6 +333,7 @@ class LLMClient:
                     raise
                 last = exc
                 continue
+            completion = replace(completion, price=endpoint.price)
             window.calibrate(estimate, completion.usage.prompt_tokens)
             self._usage += completion.usage
             self._answered += 1

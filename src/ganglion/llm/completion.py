@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ganglion.config import PriceConfig
 from ganglion.llm.errors import LLMStreamError
 from ganglion.transcript import ToolCall, Usage
 
@@ -31,7 +32,7 @@ class Completion:
     when the server reported none; `model` is the model that answered, as the server named
     it; `endpoint` the base URL that answered (the primary or a fallback).
     `images_refused`: the request's images were refused by that server, and it was
-    answered without them.
+    answered without them. `price`: what that endpoint's tokens cost (None: no price).
     """
 
     content: str
@@ -41,6 +42,7 @@ class Completion:
     model: str
     endpoint: str
     images_refused: bool = False
+    price: PriceConfig | None = None
 
 
 # No chat answer or tool call is this long; a model that writes more is stuck in a loop.
@@ -186,4 +188,15 @@ def _json_text(arguments: Any) -> str:
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        _count(cached),
+    )
+
+
+def _count(value: Any) -> int:
+    """A token count as servers send it; anything that is not a count is none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -3,9 +3,9 @@
 The configuration is validated first (by the command line: an unusable one exits 2).
 Then, concurrently:
 
-- each model endpoint (`llm`, each of `llm.fallbacks`, `compaction.endpoint`): the
-  models it lists, one tiny completion, whether the configured model exists, whether it
-  accepts `tools`;
+- each model endpoint (`llm`, `llm.fallbacks`, `llm.models`, and the compaction,
+  heartbeat and reminders endpoints): the models it lists, one tiny completion, whether
+  the configured model exists, whether it accepts `tools`;
 - each enabled MCP server: it starts and lists its tools;
 - Matrix, when configured: whoami answers with `matrix.user_id` and `matrix.device_id`,
   and the local encryption store holds that device's keys (`ops.matrixcheck`);
@@ -80,8 +80,16 @@ def _probes(config: Config) -> list[Probe]:
     probes: list[Probe] = [partial(_endpoint, "model", config.llm)]
     for number, fallback in enumerate(config.llm.fallbacks, 1):
         probes.append(partial(_endpoint, f"fallback {number}", fallback))
-    if config.compaction.endpoint is not None:
-        probes.append(partial(_endpoint, "compaction model", config.compaction.endpoint))
+    for name, named in config.llm.models.items():
+        probes.append(partial(_endpoint, f"model {name}", named))
+    background = (
+        ("compaction", config.compaction.endpoint),
+        ("heartbeat", config.heartbeat.endpoint),
+        ("reminders", config.reminders.endpoint),
+    )
+    for what, endpoint in background:
+        if endpoint is not None:
+            probes.append(partial(_endpoint, f"{what} model", endpoint))
     for name, server in config.tools.mcp.servers.items():
         if server.enabled:
             probes.append(partial(_mcp, name, server, config.logging.dir))

@@ -93,7 +93,7 @@ class _DaemonCollector(Collector):
         )
 
     def _model(self) -> Iterator[Metric]:
-        stats = self.view.services.deps.llm.statistics()
+        stats = self.view.services.deps.models.statistics()
         yield _counter("ganglion_model_requests", "HTTP requests to the model", stats.requests)
         yield _counter("ganglion_model_retries", "Model requests repeated", stats.retries)
         yield _counter("ganglion_model_fallbacks", "Fallback endpoints tried", stats.fallbacks_used)
@@ -115,6 +115,29 @@ class _DaemonCollector(Collector):
         latency.add_metric([], stats.latency_seconds)
         yield latency
         yield _counter("ganglion_model_answers", "Model calls answered", stats.answered)
+        yield from self._usage()
+
+    def _usage(self) -> Iterator[Metric]:
+        meter = self.view.services.deps.meter
+        today = GaugeMetricFamily(
+            "ganglion_usage_tokens_today",
+            "Tokens spent today (the owner's day), by source and direction",
+            labels=["source", "direction"],
+        )
+        for source, totals in sorted(meter.today_nowait().items()):
+            today.add_metric([source, "in"], totals.prompt)
+            today.add_metric([source, "out"], totals.completion)
+        yield today
+        budgets = GaugeMetricFamily(
+            "ganglion_budget_tokens",
+            "Daily budgets: tokens spent and the limit",
+            labels=["budget", "kind"],
+        )
+        for field, (spent, limit, _) in meter.budgets().items():
+            if limit is not None:
+                budgets.add_metric([field, "spent"], spent)
+                budgets.add_metric([field, "limit"], limit)
+        yield budgets
 
     def _actors(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily(

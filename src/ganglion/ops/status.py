@@ -27,6 +27,7 @@ from ganglion.heartbeat.actor import HEARTBEAT_THREAD
 from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, TurnStarted
 from ganglion.ops.loop import LoopSteps
 from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD
+from ganglion.usage import Meter
 
 if TYPE_CHECKING:
     from ganglion.config import MatrixConfig
@@ -137,7 +138,7 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
     """Everything `ganglion status` shows, as JSON-ready values."""
     services, activity = view.services, view.activity
     config = services.config
-    llm = services.deps.llm.statistics()
+    llm = services.deps.models.statistics()
     registry = services.threads.statistics()
     reminders = services.reminder_store
     upcoming = [r for r in await reminders.active() if r.next_fire is not None]
@@ -196,8 +197,37 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             "latency_seconds": round(llm.latency_seconds, 3),
             "tokens_in": llm.usage.prompt_tokens,
             "tokens_out": llm.usage.completion_tokens,
+            "models": {
+                name: {"model": endpoint.model, "endpoint": endpoint.base_url}
+                for name, endpoint in config.llm.models.items()
+            },
+            "chosen": dict(await services.store.library.chosen_models()),
         },
+        "usage": await _usage_status(services.deps.meter),
         "matrix": matrix_status(config.matrix, services.matrix) if config.matrix.enabled else None,
+    }
+
+
+async def _usage_status(meter: Meter) -> dict[str, Any]:
+    """Today's usage by source, and what each budget has left (`ganglion status`)."""
+    today = await meter.today()
+    return {
+        "day": meter.day,
+        "sources": {
+            source: {
+                "calls": totals.calls,
+                "tokens_in": totals.prompt,
+                "tokens_out": totals.completion,
+                "cached": totals.cached,
+                "estimated_calls": totals.estimated,
+                "cost": dict(totals.costs),
+            }
+            for source, totals in today.items()
+        },
+        "budgets": {
+            field: {"spent": spent, "limit": limit, "stopped": stopped}
+            for field, (spent, limit, stopped) in meter.budgets().items()
+        },
     }
 
 

@@ -60,6 +60,14 @@ def render(status: dict[str, Any]) -> str:
         f"  errors: {errors}",
         f"  tokens: {model['tokens_in']:,} in, {model['tokens_out']:,} out",
     ]
+    for name, named in model.get("models", {}).items():
+        chosen = sum(1 for choice in model.get("chosen", {}).values() if choice == name)
+        lines.append(
+            f"  /model {name}: {named['model']} at {named['endpoint']} "
+            f"({chosen} conversation{'s' if chosen != 1 else ''})"
+        )
+    if status.get("usage"):
+        lines += ["", *_render_usage(status["usage"])]
     loop = status.get("loop")
     if loop:
         lines += [
@@ -86,6 +94,24 @@ def render(status: dict[str, Any]) -> str:
     if status.get("matrix"):
         lines += ["", *_render_matrix(status["matrix"])]
     return "\n".join(lines)
+
+
+def _render_usage(usage: dict[str, Any]) -> list[str]:
+    sources = usage["sources"]
+    spent = sum(s["tokens_in"] + s["tokens_out"] for s in sources.values())
+    lines = [f"Usage today ({usage['day']}): {spent:,} tokens"]
+    for source, figures in sources.items():
+        mark = "~" if figures["estimated_calls"] else ""
+        cost = " + ".join(f"{amount:.4f} {cur}" for cur, amount in sorted(figures["cost"].items()))
+        lines.append(
+            f"  {source:<14} {mark}{figures['tokens_in']:,} in, {mark}{figures['tokens_out']:,} "
+            f"out, {figures['calls']} calls" + (f", {cost}" if cost else "")
+        )
+    for field, budget in usage["budgets"].items():
+        if budget["limit"] is not None:
+            stopped = " (stopped for today)" if budget["stopped"] else ""
+            lines.append(f"  {field}: {budget['spent']:,} of {budget['limit']:,}{stopped}")
+    return lines
 
 
 def _render_matrix(matrix: dict[str, Any]) -> list[str]:

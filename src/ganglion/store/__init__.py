@@ -2,12 +2,13 @@
 
 sqlite.py         `SQLiteStore`: one connection, one writer (group commit), migrations
 migrations.py     ordered, recorded migrations
-conversations.py  `ConversationStore`: `data/conversation.db`, its four parts:
+conversations.py  `ConversationStore`: `data/conversation.db`, its five parts:
   turns.py          the write-ahead state machine of turns (the thread actors)
   outbox.py         replies to deliver (the interfaces)
   library.py        list, search, history, rename, archive, delete (interfaces read)
   activity.py       what the heartbeat asks
-db.py             `ConversationDB`: the connection the four parts share
+  usage.py          what the model calls cost, and the model each conversation asks
+db.py             `ConversationDB`: the connection the five parts share
 schema.py         the conversation database's migrations
 rows.py           the frozen rows the store hands out, its reasons for refusing
 """
@@ -35,10 +36,12 @@ from ganglion.store.rows import (
 )
 from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
 from ganglion.store.turns import Turns
+from ganglion.store.usage import DayUsage, UsageBook
 
 __all__ = [
     "Activity",
     "ConversationStore",
+    "DayUsage",
     "FinishedTurn",
     "Library",
     "Migration",
@@ -60,4 +63,5 @@ __all__ = [
     "ThreadSummary",
     "Turn",
     "Turns",
+    "UsageBook",
 ]

@@ -39,13 +39,14 @@ The schema is built by the migrations below (`ganglion.store.migrations`).
 Parts
 -----
 
-One connection and one writer (`ConversationDB`), four parts, each for one audience:
+One connection and one writer (`ConversationDB`), five parts, each for one audience:
 
     turns      the thread actors: the write-ahead state machine of turns (`store.turns`)
     outbox     the interfaces: replies to deliver, marked once delivered
     library    the interfaces read it (list, search, history); the daemon changes it
                (rename, archive, delete, the rows shown beside a conversation)
     activity   the heartbeat: which conversations were active, and when reviewed
+    usage      the meter: what each model call cost (`store.usage`)
 
 All blocking work runs in a worker thread, one call at a time, on one connection; each
 write is one short transaction, and writes that arrive together share one
@@ -63,12 +64,13 @@ from ganglion.store.db import ConversationDB
 from ganglion.store.library import Library
 from ganglion.store.outbox import Outbox
 from ganglion.store.turns import Turns
+from ganglion.store.usage import UsageBook
 
 __all__ = ["ConversationStore"]
 
 
 class ConversationStore(ConversationDB):
-    """The conversation store, open: its four parts share its connection and its writer.
+    """The conversation store, open: its five parts share its connection and its writer.
     Open with `await ConversationStore.open(path)`, close with `aclose()`.
 
     Error handling: every part raises `StoreError`, for an unknown thread or turn as for
@@ -81,3 +83,4 @@ class ConversationStore(ConversationDB):
         self.outbox = Outbox(self)
         self.library = Library(self)
         self.activity = Activity(self)
+        self.usage = UsageBook(self)

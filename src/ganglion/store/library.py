@@ -9,6 +9,7 @@ The interfaces read it directly; what changes a conversation goes through the da
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from ganglion.store.db import ConversationDB
 from ganglion.store.rows import (
@@ -55,6 +56,15 @@ class Library:
             )
         )
         return tuple(thread_summary(r) for r in rows)
+
+    async def chosen_models(self) -> Mapping[str, str]:
+        """Every conversation asking a model of its own (`/model`), and the model's name."""
+        rows = await self._store.read(
+            lambda: self._store.rows(
+                "SELECT thread_id, model FROM threads WHERE model IS NOT NULL AND deleted = 0"
+            )
+        )
+        return {row["thread_id"]: row["model"] for row in rows}
 
     async def thread_summary(self, thread_id: str) -> ThreadSummary | None:
         """One conversation as the list shows it (`deleted` ones too); None if unknown."""

@@ -80,7 +80,7 @@ class StoredMessage:
 @dataclass(frozen=True, slots=True)
 class ThreadSummary:
     """A conversation as a list of them shows it: `title` is the owner's, else the start
-    of its first message."""
+    of its first message; `model` the model chosen for it (None: the main one)."""
 
     thread_id: str
     title: str
@@ -88,6 +88,7 @@ class ThreadSummary:
     updated_at: float | None
     archived: bool
     deleted: bool = False
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ class Turn:
 @dataclass(frozen=True, slots=True)
 class ThreadState:
     """The current epoch of a thread: every message (the actor windows them) and the
-    pending turns, oldest first."""
+    pending turns, oldest first; `model`: the model the owner chose for it (None: the
+    main one)."""
 
     thread_id: str
     epoch: int
@@ -135,6 +137,7 @@ class ThreadState:
     summary_upto: int | None
     messages: tuple[StoredMessage, ...]
     pending: tuple[Turn, ...]
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,7 @@ def thread_summary(row: Mapping[str, Any]) -> ThreadSummary:
         updated_at=row["updated_at"],
         archived=bool(row["archived"]),
         deleted=bool(row["deleted"]),
+        model=row.get("model"),
     )
 
 

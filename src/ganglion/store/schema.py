@@ -184,3 +184,31 @@ def attachments(db: sqlite_utils.Database) -> None:
         "INSERT INTO messages_fts (rowid, content) SELECT id, content FROM messages "
         f"WHERE {_SEARCHED.replace('new.', '')}"
     )
+
+
+@migrations.migration
+def usage_and_models(db: sqlite_utils.Database) -> None:
+    # What each model call cost (`store.usage`): kept when its conversation is deleted,
+    # since the tokens were spent. `day` is the owner's calendar day, for the budgets.
+    db.execute(
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            day TEXT NOT NULL,
+            thread_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt INTEGER NOT NULL,
+            completion INTEGER NOT NULL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            estimated INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            currency TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX usage_by_day ON usage (day)")
+    db.execute("CREATE INDEX usage_by_thread ON usage (thread_id)")
+    # Tokens the owner allowed beyond `budgets.daily_tokens` for one day (`/budget +N`).
+    db.execute("CREATE TABLE allowances (day TEXT PRIMARY KEY, tokens INTEGER NOT NULL)")
+    # The model the owner chose for a conversation (`/model NAME`); NULL: the main one.
+    db.execute("ALTER TABLE threads ADD COLUMN model TEXT")

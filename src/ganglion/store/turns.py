@@ -89,9 +89,15 @@ class Turns:
                 summary_upto=thread["summary_upto"],
                 messages=tuple(stored_message(r) for r in messages),
                 pending=self._store.pending(thread_id),
+                model=thread["model"],
             )
 
         return await self._store.write(load)
+
+    async def choose_model(self, thread_id: str, name: str | None) -> None:
+        """Ask the model `name` (of `llm.models`; None: the main one) in `thread_id` from
+        now on (`/model`); kept across restarts."""
+        await self._store.write(lambda: self._store.update_thread(thread_id, "model", name))
 
     async def set_summary(self, thread_id: str, summary: str, upto_message_id: int) -> None:
         """Store the compaction summary of the current epoch, covering the messages up to

@@ -71,6 +71,7 @@ from ganglion.threads.media import hear, quoted
 from ganglion.threads.review import run_review
 from ganglion.threads.turn import TurnError, run_model_loop
 from ganglion.transcript import ChatMessage
+from ganglion.usage import BudgetExceeded
 from ganglion_actors import Inbox, Reply
 
 __all__ = ["serve_thread"]
@@ -336,6 +337,10 @@ class ThreadActor:
                     text = heard.reply  # not heard: the reply says why, the model is not asked
                 else:
                     text = await run_model_loop(self.conversation, turn, self.emit)
+            except BudgetExceeded as exc:
+                log.info("turn %s not sent to the model: %s", turn.turn_id, exc)
+                await self._fail(turn, exc.user_message)
+                return False
             except (LLMError, TurnError) as exc:
                 log.warning("turn %s failed: %s", turn.turn_id, exc)
                 await self._fail(turn, exc.user_message)

@@ -29,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "confirm": "turn on a repeating reminder the assistant set: /confirm <id>",
     "heartbeat": "review the open goals in HEARTBEATS.txt now",
     "tools": "list the tools the assistant can use here",
+    "usage": "the tokens this conversation and today used, and the budgets",
+    "budget": "what today's budgets have left; /budget +N allows N more tokens today",
+    "model": "list the models; /model NAME switches this conversation, /model default",
     "help": "show this list",
 }
 

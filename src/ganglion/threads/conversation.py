@@ -26,9 +26,10 @@ from ganglion.compaction import (
     summary_request,
 )
 from ganglion.fitting import Budget, Fit, answer_reserve, fit_request
-from ganglion.llm import Completion, LLMError, OnText
+from ganglion.llm import Completion, LLMClient, LLMError, OnText
 from ganglion.messages import ThreadInfo
 from ganglion.prompt import PromptContext, build_system_prompt
+from ganglion.spend import Source
 from ganglion.store import FinishedTurn, StoredMessage, ThreadState, Turn
 from ganglion.threads.deps import ThreadDeps
 from ganglion.threads.offers import tool_offers
@@ -36,6 +37,7 @@ from ganglion.threads.repair import repair_tool_pairs
 from ganglion.tokens import estimate_message_tokens, estimate_schema_tokens, estimate_tokens
 from ganglion.tools import ToolRegistry
 from ganglion.transcript import ChatMessage
+from ganglion.usage import BudgetExceeded
 
 __all__ = ["Conversation", "Images"]
 
@@ -63,6 +65,7 @@ class Conversation:
         summary: str | None = None,
         history: list[StoredMessage] | None = None,
         tools: ToolRegistry | None = None,
+        model: str | None = None,
     ) -> None:
         self.deps = deps
         self.thread_id = thread_id
@@ -70,6 +73,7 @@ class Conversation:
         self.tools = deps.tools if tools is None else tools
         self.summary = summary
         self.history = [] if history is None else history
+        self.model = model  # the owner's choice (`/model`); None: the main one
 
     @classmethod
     def from_state(
@@ -78,7 +82,9 @@ class Conversation:
         """The conversation as the store holds it: the summary and what came after it."""
         upto = state.summary_upto
         history = [m for m in state.messages if upto is None or m.id > upto]
-        return cls(deps, thread_id, interface, summary=state.summary, history=history)
+        return cls(
+            deps, thread_id, interface, summary=state.summary, history=history, model=state.model
+        )
 
     # -- what it holds --------------------------------------------------------------------
 
@@ -132,6 +138,15 @@ class Conversation:
     def forget_from(self, message_id: int) -> None:
         """Drop the messages from `message_id` on (a rewound turn's, superseded in the store)."""
         self.history = [m for m in self.history if m.id < message_id]
+
+    def client(self, source: Source = "owner") -> LLMClient:
+        """The model a request of this conversation for `source` goes to."""
+        return self.deps.models.for_source(source, self.model)
+
+    async def choose_model(self, name: str | None) -> None:
+        """Ask `name` (of `llm.models`; None: the main one) from now on (`/model`)."""
+        await self.deps.turns.choose_model(self.thread_id, name)
+        self.model = name
 
     async def new_conversation(self) -> None:
         """Archive the conversation (`/new`): a new epoch, an empty history, no summary."""
@@ -188,10 +203,10 @@ class Conversation:
             total += estimate_message_tokens(summary_message(self.summary))
         return total + sum(estimate_message_tokens(m.message) for m in self.history)
 
-    async def budget(self) -> Budget:
-        """What a request to the model may hold now (the window learned from the server,
-        room for the answer, and the calibrated token count)."""
-        window = await self.deps.llm.window()
+    async def budget(self, source: Source = "owner") -> Budget:
+        """What a request to the model for `source` may hold now (the window learned from
+        its server, room for the answer, and the calibrated token count)."""
+        window = await self.client(source).window()
         reserve = answer_reserve(window.limit, self.deps.config.llm.max_tokens)
         return Budget(window.limit, reserve, window.ratio)
 
@@ -230,19 +245,33 @@ class Conversation:
         return fit
 
     async def complete(
-        self, fit: Fit, *, tools: list[dict[str, Any]] | None, on_text: OnText | None = None
+        self,
+        fit: Fit,
+        *,
+        tools: list[dict[str, Any]] | None,
+        on_text: OnText | None = None,
+        source: Source = "owner",
     ) -> Completion:
-        """Send the fitted prompt to the model, within the daemon's limit on concurrent
-        requests."""
+        """Send the fitted prompt to the model for `source`, within the daemon's limit on
+        concurrent requests and the day's budgets (the request's size and its answer cap
+        are checked before, what it used is counted after).
+
+        Error handling: `BudgetExceeded` when the call would pass a budget (not made);
+        `LLMError` from the client."""
         llm = self.deps.config.llm
-        async with self.deps.llm_slots:
-            return await self.deps.llm.complete(
-                fit.messages,
-                tools=tools,
-                on_text=on_text,
-                temperature=llm.temperature,
-                max_tokens=llm.max_tokens,
-            )
+        client = self.client(source)
+        cap = answer_reserve((await client.window()).limit, llm.max_tokens)
+        async with self.deps.meter.charge(source, self.thread_id, fit.tokens + cap) as charge:
+            async with self.deps.llm_slots:
+                completion = await client.complete(
+                    fit.messages,
+                    tools=tools,
+                    on_text=on_text,
+                    temperature=llm.temperature,
+                    max_tokens=llm.max_tokens,
+                )
+            await charge.record(completion, fit.tokens)
+        return completion
 
     # -- compaction -----------------------------------------------------------------------
 
@@ -254,7 +283,7 @@ class Conversation:
         server really serves.
         """
         config = self.deps.config.compaction
-        window = await self.deps.llm.window()
+        window = await self.client().window()
         threshold = compaction_threshold(
             config.threshold_tokens, config.threshold_fraction, window.limit
         )
@@ -276,7 +305,8 @@ class Conversation:
         # A compaction request must fit the compaction model's window: instructions, the
         # previous summary and room for the answer come off the budget before the
         # transcript is chunked (in estimate units, hence the ratio).
-        compaction_window = await self.deps.compaction_llm.window()
+        compacting = self.client("compaction")
+        compaction_window = await compacting.window()
         previous = estimate_tokens(self.summary or "")
         budget = max(256, int(compaction_window.limit * 0.6 / compaction_window.ratio) - previous)
         plan = plan_compaction(
@@ -293,12 +323,16 @@ class Conversation:
                 transcript = render_for_summary(
                     [self.history[i].message for i in chunk], max_tokens=budget
                 )
-                async with self.deps.llm_slots:
-                    completion = await self.deps.compaction_llm.complete(
-                        summary_request(summary, transcript)
-                    )
+                request = summary_request(summary, transcript)
+                size = int(sum(map(estimate_message_tokens, request)) * compaction_window.ratio)
+                cap = answer_reserve(compaction_window.limit, None)
+                meter = self.deps.meter
+                async with meter.charge("compaction", self.thread_id, size + cap) as charge:
+                    async with self.deps.llm_slots:
+                        completion = await compacting.complete(request)
+                    await charge.record(completion, size)
                 summary = completion.content.strip() or summary
-        except LLMError as exc:
+        except (LLMError, BudgetExceeded) as exc:
             log.warning("compaction failed, keeping the full history for now: %s", exc)
             return False
         if not summary:

@@ -12,13 +12,14 @@ import trio
 from ganglion.config import Config
 from ganglion.delivery import DeliveryRouter
 from ganglion.inbox import FileInbox
-from ganglion.llm import LLMClient
+from ganglion.llm.models import ModelSet
 from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.redact import Redactor
 from ganglion.store import Turns
 from ganglion.tools import ToolRegistry
 from ganglion.transcribe import Transcriber
+from ganglion.usage import Meter
 from ganglion_actors import ActorRef
 
 __all__ = ["SharedPromptFiles", "ThreadDeps"]
@@ -43,7 +44,8 @@ class SharedPromptFiles:
 class ThreadDeps:
     """Everything a thread actor uses that it does not own, shared by all threads and
     built once per daemon run: the validated config, the conversation store's turns, the model
-    clients and the limiter on concurrent model calls, the delivery router, the prompt
+    clients (`models`), the meter every call is checked and counted by, and the limiter on
+    concurrent model calls, the delivery router, the prompt
     files, the tools, the service actors' references (reserved before the tree starts
     them, so they are final), the clock and the redactor; the inbox (what the owner
     sent), the transcription endpoint (None: not configured) and the HTTP client it is
@@ -51,8 +53,8 @@ class ThreadDeps:
 
     config: Config
     turns: Turns
-    llm: LLMClient
-    compaction_llm: LLMClient
+    models: ModelSet
+    meter: Meter
     router: DeliveryRouter
     prompt_files: SharedPromptFiles
     tools: ToolRegistry

@@ -26,6 +26,7 @@ from ganglion.threads.commands import (
     unknown_command_text,
 )
 from ganglion.threads.conversation import Conversation
+from ganglion.threads.metering import budget_command, model_command, usage_command
 from ganglion.threads.turn import Emit
 from ganglion_actors import ActorRef
 
@@ -72,6 +73,12 @@ async def handle_command(
             await notice(_review_text(await review()))
         case "tools":
             await notice(format_tools(conversation.tools.names))
+        case "usage":
+            await notice(await usage_command(conversation))
+        case "budget":
+            await notice(await budget_command(conversation, command.args))
+        case "model":
+            await notice(await model_command(conversation, command.args))
         case name:
             await notice(unknown_command_text(name))
 

@@ -24,10 +24,13 @@ from typing import Final
 
 from ganglion.images import ImageError, image_part
 from ganglion.inbox import InboxError
+from ganglion.spend import Spend, turn_source
 from ganglion.store import StoredMessage, Turn
 from ganglion.threads.conversation import Conversation
-from ganglion.transcribe import TranscriptionError
+from ganglion.tokens import estimate_tokens
+from ganglion.transcribe import Transcript, TranscriptionError
 from ganglion.transcript import Attachment
+from ganglion.usage import BudgetExceeded
 
 __all__ = ["Heard", "hear", "quoted", "turn_images"]
 
@@ -69,7 +72,7 @@ def turn_input(conversation: Conversation, turn: Turn) -> StoredMessage | None:
 async def turn_images(conversation: Conversation, turn: Turn) -> dict[int, tuple[str, ...]]:
     """The pictures of the turn's message as data URLs, by message id (rule 1)."""
     stored = turn_input(conversation, turn)
-    if stored is None or not conversation.deps.llm.sees_images:
+    if stored is None or not conversation.client(turn_source(turn.source)).sees_images:
         return {}
     pictures = [a for a in stored.message.attachments if a.kind == "image"]
     urls = []
@@ -112,10 +115,15 @@ async def hear(conversation: Conversation, turn: Turn) -> Heard | None:
         return Heard(reply=NO_TRANSCRIPTION.format(where=voice.path))
     try:
         audio = await deps.inbox.read(voice.path, limit=_largest(conversation))
-        text = await deps.transcriber.transcribe(deps.http, audio, voice.mimetype)
-    except (InboxError, TranscriptionError) as exc:
+        async with deps.meter.charge("transcription", conversation.thread_id, 0):
+            transcript = await deps.transcriber.transcribe(deps.http, audio, voice.mimetype)
+            await deps.meter.record(
+                _spend(conversation.thread_id, deps.transcriber.model, transcript)
+            )
+    except (InboxError, TranscriptionError, BudgetExceeded) as exc:
         log.warning("voice message %s not heard: %s", voice.path, exc)
         return Heard(reply=NOT_HEARD.format(reason=exc, where=voice.path))
+    text = transcript.text
     if not text:
         return Heard(reply=NOTHING_HEARD.format(where=voice.path))
     heard = replace(stored, message=replace(stored.message, content=text))
@@ -123,6 +131,17 @@ async def hear(conversation: Conversation, turn: Turn) -> Heard | None:
     conversation.revise(heard)
     log.info("voice message %s heard (%d characters)", voice.path, len(text))
     return Heard(text=text)
+
+
+def _spend(thread_id: str, model: str, transcript: Transcript) -> Spend:
+    """A transcription's spend: the server's token figures, else the text's estimate."""
+    if transcript.usage is not None:
+        usage = transcript.usage
+        return Spend(
+            thread_id, "transcription", model, usage.prompt_tokens, usage.completion_tokens
+        )
+    estimate = estimate_tokens(transcript.text)
+    return Spend(thread_id, "transcription", model, 0, estimate, estimated=True)
 
 
 def quoted(heard: str, reply: str) -> str:

@@ -29,6 +29,7 @@ from ganglion.beats import REVIEW_MARKER, global_review_text, is_silent, thread_
 from ganglion.fitting import Budget, Fit, fit_request
 from ganglion.llm import Completion, LLMError, OnText
 from ganglion.messages import HeartbeatReview, Notice, Outbound, ReviewOutcome
+from ganglion.spend import Source
 from ganglion.store import StoredMessage, Turn
 from ganglion.threads.conversation import Conversation, Images
 from ganglion.threads.repair import repair_tool_pairs
@@ -36,6 +37,7 @@ from ganglion.threads.turn import Emit, TurnError, run_model_loop
 from ganglion.tokens import estimate_schema_tokens
 from ganglion.tools import ToolRegistry
 from ganglion.transcript import ChatMessage
+from ganglion.usage import BudgetExceeded
 
 __all__ = ["Review", "recent_turns", "run_review"]
 
@@ -65,9 +67,14 @@ class _Aside(Conversation):
         self._messages = messages
 
     async def complete(
-        self, fit: Fit, *, tools: list[dict[str, Any]] | None, on_text: OnText | None = None
+        self,
+        fit: Fit,
+        *,
+        tools: list[dict[str, Any]] | None,
+        on_text: OnText | None = None,
+        source: Source = "heartbeat",
     ) -> Completion:
-        completion = await super().complete(fit, tools=tools, on_text=on_text)
+        completion = await super().complete(fit, tools=tools, on_text=on_text, source=source)
         usage = completion.usage
         self.tokens += (usage.prompt_tokens or fit.tokens) + usage.completion_tokens
         return completion
@@ -146,6 +153,10 @@ async def run_review(conversation: Conversation, review: HeartbeatReview, emit: 
 
     try:
         text = await run_model_loop(aside, turn, kept)
+    except BudgetExceeded as exc:
+        # Stopped for the day: the meter has told the owner once; the review is no news.
+        await turns.finish_turn(turn.turn_id, state="failed", final=None)
+        return Review(ReviewOutcome(thread_id, "skipped", exc.user_message, aside.tokens))
     except (LLMError, TurnError) as exc:
         log.warning("heartbeat review of %s failed: %s", thread_id, exc)
         await turns.finish_turn(turn.turn_id, state="failed", final=None)

@@ -15,6 +15,7 @@ from ganglion.errors import GanglionError
 from ganglion.fitting import Budget, Fit
 from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
 from ganglion.messages import FileSent, Notice, Outbound, TextDelta, ToolActivity
+from ganglion.spend import turn_source
 from ganglion.store import Turn
 from ganglion.threads.conversation import Conversation, Images
 from ganglion.threads.media import turn_images
@@ -70,6 +71,7 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
     async def stream(text: str) -> None:
         await emit(TextDelta(conversation.thread_id, turn.turn_id, text))
 
+    source = turn_source(turn.source)
     rounds = 0
     refused = False  # the server refused one request of this turn for its size
     unlocked: frozenset[str] = frozenset()  # asked for with more_tools
@@ -77,7 +79,7 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
     while True:
         allow_tools = bool(schemas) and rounds < config.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
-        budget = await conversation.budget()
+        budget = await conversation.budget(source)
         offered, fit = await _fit(
             conversation,
             budget,
@@ -89,7 +91,9 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
         if rounds == 0 and not refused:
             await _tell_about_cuts(conversation.thread_id, emit, fit, budget)
         try:
-            completion = await conversation.complete(fit, tools=offered, on_text=stream)
+            completion = await conversation.complete(
+                fit, tools=offered, on_text=stream, source=source
+            )
         except LLMContextExceeded as exc:
             # The client learned the window the server stated; fit again, once.
             log.warning("request of %d tokens refused for its size: %s", fit.tokens, exc)
