@@ -74,6 +74,20 @@ class Conversation:
         self.summary = summary
         self.history = [] if history is None else history
         self.model = model  # the owner's choice (`/model`); None: the main one
+        # The size of the system prompt last built (None: not built yet): what the check
+        # after a turn measures, without reading the prompt files again.
+        self._system_tokens: int | None = None
+
+    @property
+    def history(self) -> list[StoredMessage]:
+        """The messages since the last summary, oldest first (change it by assigning)."""
+        return self._history
+
+    @history.setter
+    def history(self, messages: list[StoredMessage]) -> None:
+        self._history = messages
+        # A running total: the size is asked after every turn, the history can be long.
+        self._history_tokens = sum(estimate_message_tokens(m.message) for m in messages)
 
     @classmethod
     def from_state(
@@ -95,7 +109,8 @@ class Conversation:
     def add(self, stored: StoredMessage | None) -> None:
         """Take in a message the store has just written (None: nothing was written)."""
         if stored is not None:
-            self.history.append(stored)
+            self._history.append(stored)
+            self._history_tokens += estimate_message_tokens(stored.message)
 
     async def append(
         self,
@@ -151,7 +166,7 @@ class Conversation:
     async def new_conversation(self) -> None:
         """Archive the conversation (`/new`): a new epoch, an empty history, no summary."""
         await self.deps.turns.new_epoch(self.thread_id)
-        self.history.clear()
+        self.history = []
         self.summary = None
 
     def info(self, turns_done: int) -> ThreadInfo:
@@ -173,7 +188,9 @@ class Conversation:
             thread_id=self.thread_id,
             interface=self.interface,
         )
-        return build_system_prompt(files, context)
+        prompt = build_system_prompt(files, context)
+        self._system_tokens = estimate_tokens(prompt)
+        return prompt
 
     async def prompt_messages(
         self, *, final_note: str | None = None, images: Images | None = None
@@ -194,14 +211,19 @@ class Conversation:
             messages.append(ChatMessage("system", final_note))
         return messages
 
-    def estimated_tokens(self, system_prompt: str = "") -> int:
-        """The prompt's estimated size: system prompt, tool schemas, summary, history."""
+    def estimated_tokens(self, system_prompt: str | None = "") -> int:
+        """The prompt's estimated size: system prompt (None: the one last built), tool
+        schemas, summary, history."""
         # The schemas go with every request and can be thousands of tokens; MCP servers
         # add and remove tools at run time, so they are measured each time.
-        total = estimate_tokens(system_prompt) + estimate_schema_tokens(self.deps.tools.schemas())
+        if system_prompt is None:
+            prompt = self._system_tokens or 0
+        else:
+            prompt = estimate_tokens(system_prompt)
+        total = prompt + estimate_schema_tokens(self.deps.tools.schemas())
         if self.summary:
             total += estimate_message_tokens(summary_message(self.summary))
-        return total + sum(estimate_message_tokens(m.message) for m in self.history)
+        return total + self._history_tokens
 
     async def budget(self, source: Source = "owner") -> Budget:
         """What a request to the model for `source` may hold now (the window learned from
@@ -287,7 +309,9 @@ class Conversation:
         threshold = compaction_threshold(
             config.threshold_tokens, config.threshold_fraction, window.limit
         )
-        size = int(self.estimated_tokens(await self.system_prompt()) * window.ratio)
+        if self._system_tokens is None:
+            await self.system_prompt()
+        size = int(self.estimated_tokens(None) * window.ratio)
         if not needs_compaction(size, threshold):
             return False
         return await self._summarise(config.keep_recent_messages, force=False)
