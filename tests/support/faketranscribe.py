@@ -77,10 +77,10 @@ class FakeTranscriber:
         step = self._script.popleft() if self._script else Transcript("(silence)")
         match step:
             case Transcript(text, usage):
-                body: dict[str, object] = {"text": text}
+                answer: dict[str, object] = {"text": text}
                 if usage is not None:
-                    body["usage"] = usage
-                await http.send_json(200, body)
+                    answer["usage"] = usage
+                await http.send_json(200, answer)
             case HTTPError(status, body):
                 await http.send_body(status, "application/json", body.encode())
             case Hang():
