@@ -55,6 +55,7 @@ FLOORS: Mapping[str, int] = {
     # 4. What the conversations use: the model, the prompt, the tools, the reminders.
     "ganglion.llm": 4,
     "ganglion.prompt": 4,
+    "ganglion.approval": 4,
     "ganglion.redact": 4,
     "ganglion.tools": 4,
     "ganglion.reminders": 4,

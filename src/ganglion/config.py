@@ -52,6 +52,8 @@ from ganglion.owned import OwnedFiles
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "ApprovalConfig",
+    "ApprovalRule",
     "BudgetsConfig",
     "CompactionConfig",
     "Config",
@@ -496,6 +498,8 @@ class MCPServerConfig(_Model):
     url: str | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     tools: list[str] | None = None  # only these of its tools; None: all
+    # Its tools that run without asking the owner (`tools.approval`); the others ask.
+    safe_tools: list[str] = Field(default_factory=list)
     call_timeout_seconds: float = Field(60.0, gt=0)
     connect_timeout_seconds: float = Field(30.0, gt=0)
     ping_interval_seconds: float = Field(60.0, gt=0)
@@ -531,12 +535,85 @@ class MCPConfig(_Model):
         return value
 
 
+Decision = Literal["allow", "ask", "deny"]
+# What a tool does, for the approval policy: `tools.approval.default` has one decision
+# for each (`ganglion.approval.policy` knows which tool is which).
+ToolKind = Literal["read", "write", "shell", "memory", "reminders", "send", "mcp", "other"]
+# Programs that run no code from files the model can write: listing, reading, counting
+# and searching. Not `git` (its config runs commands: core.fsmonitor, core.pager, hooks),
+# not `find` (-exec), not an interpreter.
+SAFE_PROGRAMS = ("ls", "cat", "head", "tail", "wc", "grep", "pwd", "date", "df", "du")
+
+
+class ApprovalRule(_Model):
+    """One rule of `tools.approval.rules`: which calls it matches, and its decision.
+
+    `tool` is a tool name or a glob of them (`mcp__calc__*`). `command` (the shell) is a
+    glob over the command line, its words joined by single spaces; a trailing " *" also
+    matches nothing more (`ls *` matches `ls` and `ls -la /tmp`). Only a simple command
+    can match: one program and its arguments, with no `;`, `&`, `|`, redirection, `$`,
+    backquote or newline, and no `NAME=value` first. `path` (the file tools) is a
+    directory of the data directory the call's path must be inside (`scripts/`)."""
+
+    tool: str = Field(min_length=1)
+    command: str | None = Field(None, min_length=1)
+    path: str | None = Field(None, min_length=1)
+    decision: Decision = "allow"
+
+    @model_validator(mode="after")
+    def _one_kind_of_argument(self) -> ApprovalRule:
+        if self.command is not None and self.path is not None:
+            raise ValueError("a rule matches a command or a path, not both")
+        return self
+
+
+def _default_decisions() -> dict[ToolKind, Decision]:
+    return {
+        "read": "allow",
+        "memory": "allow",
+        "reminders": "allow",
+        "send": "allow",
+        "write": "ask",
+        "shell": "ask",
+        "mcp": "ask",
+        "other": "ask",
+    }
+
+
+def _default_rules() -> list[ApprovalRule]:
+    rules = [ApprovalRule(tool="shell", command=f"{program} *") for program in SAFE_PROGRAMS]
+    return [*rules, ApprovalRule(tool="*_file", path="scripts/")]
+
+
+class ApprovalConfig(_Model):
+    """What the assistant may do on its own, what it must ask the owner first, and what
+    never: `rules` first (the first that matches decides), then `default` by what the
+    tool does. A question is asked in the conversation the call came from; a system turn
+    (system reminder, global heartbeat review) asks in `ask_in` (None: the owner's most
+    recently active conversation). Unanswered after `timeout_seconds`: denied."""
+
+    default: dict[ToolKind, Decision] = Field(default_factory=_default_decisions)
+    rules: list[ApprovalRule] = Field(default_factory=_default_rules)
+    ask_in: str | None = None
+    timeout_seconds: float = Field(600.0, gt=0)
+
+    @field_validator("ask_in")
+    @classmethod
+    def _conversation(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_thread_id(value):
+            raise ValueError(
+                "must be a conversation's thread id (web_…) or a Matrix room id (!…:server)"
+            )
+        return value
+
+
 class ToolsConfig(_Model):
     files: FilesToolConfig = Field(default_factory=FilesToolConfig)
     shell: ShellToolConfig = Field(default_factory=ShellToolConfig)
     memory: MemoryToolConfig = Field(default_factory=MemoryToolConfig)
     reminders: RemindersToolConfig = Field(default_factory=RemindersToolConfig)
     mcp: MCPConfig = Field(default_factory=MCPConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
 
 
 class HeartbeatConfig(_Model):

@@ -16,6 +16,7 @@ from pathlib import Path
 from ganglion import safefs
 
 __all__ = [
+    "APPROVALS_FILE",
     "BASE_PROMPT_FILE",
     "CONVERSATION_DB",
     "GOALS_FILE",
@@ -45,6 +46,8 @@ WEB_TOKEN_FILE = "web_token"
 CONVERSATION_DB = "conversation.db"
 SCHEDULER_DB = "scheduler.db"
 REMINDERS_MIRROR = "reminders.json"
+# The rules the owner added by answering "always" to a question (`approval.added`).
+APPROVALS_FILE = "approvals.yaml"
 MATRIX_PICKLE_KEY_FILE = "matrix_pickle_key"
 # Where the recovery key of a new cross-signing identity is handed out when there is no
 # terminal to show it on (under systemd); the owner moves it somewhere safe.

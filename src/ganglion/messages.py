@@ -12,6 +12,7 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
     Wake              activate a thread so it answers turns cut off before a restart
     StopTurn          the owner stops a running turn (its partial answer is kept)
     RewindTurn        the owner takes back the last turn: regenerate it, or edit their message
+    DecideApproval    the owner answered a question about a tool call (allow, always, deny)
 
 Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
@@ -22,6 +23,8 @@ Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
     FileSent          a file the assistant sends into the conversation (in the outbox too)
     TurnFailed        the turn could not be completed; `message` is safe to show
     Notice            a short system message (command output, compaction done, …)
+    ApprovalAsked     a tool call waits for the owner's yes (asked where the owner is)
+    ApprovalSettled   a question was answered, timed out or was withdrawn
 
 Service requests:
 
@@ -195,6 +198,23 @@ class RewindTurn:
     accepted: Reply[None] | None = None
 
 
+ApprovalAnswer = Literal["allow", "always", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecideApproval:
+    """The owner's answer to question `approval_id` of a turn of `thread_id` (whatever
+    conversation it was asked in): `by` who (a Matrix user id, "web"), from `interface`.
+    `reply`, when given, receives what came of it in a few words."""
+
+    thread_id: str
+    approval_id: str
+    answer: ApprovalAnswer
+    by: str
+    interface: str
+    reply: Reply[str] | None = None
+
+
 Inbound = (
     UserMessage
     | ReminderDue
@@ -204,6 +224,7 @@ Inbound = (
     | Wake
     | StopTurn
     | RewindTurn
+    | DecideApproval
 )
 
 
@@ -267,7 +288,45 @@ class Notice:
     turn_id: str | None = None
 
 
-Outbound = TurnStarted | TextDelta | ToolActivity | FinalReply | FileSent | TurnFailed | Notice
+@dataclass(frozen=True, slots=True)
+class ApprovalAsked:
+    """A tool call of `turn_id` (a turn of `from_thread`) waits for the owner's yes,
+    asked in `thread_id`: `call` is the exact call as shown, `why` the rule that asks,
+    `expires_at` (epoch seconds) when it is denied if no one answers."""
+
+    thread_id: str
+    turn_id: str
+    approval_id: str
+    tool: str
+    call: str
+    why: str
+    from_thread: str
+    expires_at: float
+    always: bool = True  # "always allow this" can be offered (a rule can name this call)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSettled:
+    """Question `approval_id` (asked in `thread_id`) is answered or withdrawn:
+    `outcome` once, always, owner (denied), timeout, stop, nobody; `by` who answered."""
+
+    thread_id: str
+    approval_id: str
+    outcome: str
+    by: str | None = None
+
+
+Outbound = (
+    TurnStarted
+    | TextDelta
+    | ToolActivity
+    | FinalReply
+    | FileSent
+    | TurnFailed
+    | Notice
+    | ApprovalAsked
+    | ApprovalSettled
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ Ganglion owns:
 1. in the data directory, its databases (`conversation.db`, `scheduler.db`, any other
    `*.db`, with their `-wal`, `-shm` and `-journal` files), the reminders mirror
    (`reminders.json`: every conversation's reminders, though each conversation may only
-   see its own), the web token and the Matrix pickle key, and the temporaries an atomic
+   see its own), the rules the owner added to the approval policy (`approvals.yaml`: a
+   model that could write it would approve itself), the web token and the Matrix pickle
+   key, and the temporaries an atomic
    write of any of them leaves for a moment (`safefs.replaced_name`);
 2. the Matrix store directory and everything in it: `<data_dir>/matrix`, and
    `matrix.store_dir` when that is set elsewhere (the encryption keys);
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganglion.datadir import (
+    APPROVALS_FILE,
     MATRIX_PICKLE_KEY_FILE,
     MATRIX_RECOVERY_KEY_FILE,
     MATRIX_STORE_DIR,
@@ -46,6 +49,7 @@ PRIVATE_NAMES = (
     MATRIX_PICKLE_KEY_FILE,
     MATRIX_RECOVERY_KEY_FILE,
     REMINDERS_MIRROR,
+    APPROVALS_FILE,
 )
 PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
 

@@ -2,13 +2,14 @@
 
 sqlite.py         `SQLiteStore`: one connection, one writer (group commit), migrations
 migrations.py     ordered, recorded migrations
-conversations.py  `ConversationStore`: `data/conversation.db`, its five parts:
+conversations.py  `ConversationStore`: `data/conversation.db`, its six parts:
   turns.py          the write-ahead state machine of turns (the thread actors)
   outbox.py         replies to deliver (the interfaces)
   library.py        list, search, history, rename, archive, delete (interfaces read)
   activity.py       what the heartbeat asks
-  usage.py          what the model calls cost, and the model each conversation asks
-db.py             `ConversationDB`: the connection the five parts share
+  usage.py          what the model calls cost
+  approvals.py      tool calls waiting for the owner's yes
+db.py             `ConversationDB`: the connection the six parts share
 schema.py         the conversation database's migrations
 rows.py           the frozen rows the store hands out, its reasons for refusing
 """
@@ -16,6 +17,7 @@ rows.py           the frozen rows the store hands out, its reasons for refusing
 from __future__ import annotations
 
 from ganglion.store.activity import Activity
+from ganglion.store.approvals import Approval, Approvals, ApprovalState
 from ganglion.store.conversations import ConversationStore
 from ganglion.store.library import Library
 from ganglion.store.migrations import Migration, MigrationError, Migrations
@@ -40,6 +42,9 @@ from ganglion.store.usage import DayUsage, UsageBook
 
 __all__ = [
     "Activity",
+    "Approval",
+    "ApprovalState",
+    "Approvals",
     "ConversationStore",
     "DayUsage",
     "FinishedTurn",

@@ -39,7 +39,7 @@ The schema is built by the migrations below (`ganglion.store.migrations`).
 Parts
 -----
 
-One connection and one writer (`ConversationDB`), five parts, each for one audience:
+One connection and one writer (`ConversationDB`), six parts, each for one audience:
 
     turns      the thread actors: the write-ahead state machine of turns (`store.turns`)
     outbox     the interfaces: replies to deliver, marked once delivered
@@ -47,6 +47,8 @@ One connection and one writer (`ConversationDB`), five parts, each for one audie
                (rename, archive, delete, the rows shown beside a conversation)
     activity   the heartbeat: which conversations were active, and when reviewed
     usage      the meter: what each model call cost (`store.usage`)
+    approvals  the thread actors and the interfaces: tool calls waiting for the owner's
+               yes, and what became of them (`store.approvals`)
 
 All blocking work runs in a worker thread, one call at a time, on one connection; each
 write is one short transaction, and writes that arrive together share one
@@ -60,6 +62,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ganglion.store.activity import Activity
+from ganglion.store.approvals import Approvals
 from ganglion.store.db import ConversationDB
 from ganglion.store.library import Library
 from ganglion.store.outbox import Outbox
@@ -70,7 +73,7 @@ __all__ = ["ConversationStore"]
 
 
 class ConversationStore(ConversationDB):
-    """The conversation store, open: its five parts share its connection and its writer.
+    """The conversation store, open: its six parts share its connection and its writer.
     Open with `await ConversationStore.open(path)`, close with `aclose()`.
 
     Error handling: every part raises `StoreError`, for an unknown thread or turn as for
@@ -84,3 +87,4 @@ class ConversationStore(ConversationDB):
         self.library = Library(self)
         self.activity = Activity(self)
         self.usage = UsageBook(self)
+        self.approvals = Approvals(self)

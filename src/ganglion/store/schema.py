@@ -212,3 +212,28 @@ def usage_and_models(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE allowances (day TEXT PRIMARY KEY, tokens INTEGER NOT NULL)")
     # The model the owner chose for a conversation (`/model NAME`); NULL: the main one.
     db.execute("ALTER TABLE threads ADD COLUMN model TEXT")
+
+
+@migrations.migration
+def approvals(db: sqlite_utils.Database) -> None:
+    # A tool call waiting for the owner's yes, and what became of it (`store.approvals`):
+    # written before the question is asked, decided before the call runs.
+    db.execute(
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            thread_id TEXT NOT NULL,
+            turn_id TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            asked_in TEXT NOT NULL,
+            state TEXT NOT NULL,
+            outcome TEXT,
+            decided_by TEXT,
+            interface TEXT,
+            created_at REAL NOT NULL,
+            decided_at REAL,
+            UNIQUE (turn_id, call_id)
+        )"""
+    )
+    db.execute("CREATE INDEX approvals_open ON approvals (asked_in) WHERE state = 'asked'")
