@@ -3,7 +3,8 @@ what became of it.
 
 `approvals`
     One row per call that needed an answer, keyed by a short id and unique per (turn,
-    call): the conversation whose turn made the call, the tool and its arguments as the
+    call; `call_id` names the call for good: the stored message that made it and the
+    id the model gave it, see `threads.approvals.call_key`): the conversation whose turn made the call, the tool and its arguments as the
     model wrote them, where the question was asked (`asked_in`: the same conversation,
     or `tools.approval.ask_in` for a system turn), `state` and, once decided, `outcome`,
     who decided and from which interface.
