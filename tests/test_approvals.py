@@ -199,10 +199,10 @@ async def test_the_attackers_tricks_are_asked_about_and_none_runs_when_denied(
         for number, trick in enumerate(tricks, 1):
             asked = await question(daemon, number)
             assert asked.call == f"shell: {trick}" and asked.thread_id == WEB
-            answer = await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")
+            answer = (await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")).text
             assert answer == f"Denied: shell: {trick}"
         assert await daemon.collector.final(WEB) == ["I could not."]
-        assert await backend.open_approvals(WEB) == ()
+        assert await backend.open_approvals(WEB) == []
     assert not marker.exists()
     denied = results(fake_llm)
     assert len(denied) == len(tricks)
@@ -223,10 +223,10 @@ async def test_allow_once_runs_the_call_once_and_asks_again_next_time(
         backend = daemon.services.backend
         await daemon.say(WEB, "log it")
         asked = await question(daemon)
-        assert await backend.decide_approval(WEB, asked.approval_id, "allow", "owner") == (
+        assert (await backend.decide_approval(WEB, asked.approval_id, "allow", "owner")).text == (
             f"Allowed once: shell: echo ran >> {log}"
         )
-        again = await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")
+        again = (await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")).text
         assert again == "That question was answered already (once)."
         assert await daemon.collector.final(WEB) == ["done once"]
         await daemon.say(WEB, "again")
@@ -254,7 +254,7 @@ async def test_always_writes_a_rule_the_next_call_runs_by(
         await daemon.say(WEB, "say hello")
         asked = await question(daemon)
         assert asked.always
-        assert await backend.decide_approval(WEB, asked.approval_id, "always", "owner") == (
+        assert (await backend.decide_approval(WEB, asked.approval_id, "always", "owner")).text == (
             "Always allowed: shell: echo hello"
         )
         assert await daemon.collector.final(WEB) == ["said it"]
@@ -283,10 +283,10 @@ async def test_a_question_from_another_conversation_is_not_answered_from_here(
         await daemon.say(WEB, "who am I")
         asked = await question(daemon)
         other = "web_b0b0b0b0b0b0b0b0"
-        refused = await backend.decide_approval(other, asked.approval_id, "allow", "owner")
+        refused = (await backend.decide_approval(other, asked.approval_id, "allow", "owner")).text
         assert refused == "There is no such question in this conversation."
-        assert await backend.decide_approval(WEB, "nope", "allow", "owner") == refused
-        assert [a.approval_id for a in [asked]] == [q.id for q in await backend.open_approvals(WEB)]
+        assert (await backend.decide_approval(WEB, "nope", "allow", "owner")).text == refused
+        assert await backend.open_approvals(WEB) == [asked]
         await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")
         assert await daemon.collector.final(WEB) == ["ok"]
 
@@ -337,9 +337,9 @@ async def test_stop_withdraws_the_question(tmp_path: Path, fake_llm: FakeLLM) ->
         asked = await question(daemon)
         await backend.stop(WEB, asked.turn_id)
         await daemon.collector.wait_for(lambda e: isinstance(e, ApprovalSettled))
-        answer = await backend.decide_approval(WEB, asked.approval_id, "allow", "owner")
+        answer = (await backend.decide_approval(WEB, asked.approval_id, "allow", "owner")).text
         assert answer == "That question was answered already (stop)."
-        assert await backend.open_approvals(WEB) == ()
+        assert await backend.open_approvals(WEB) == []
     assert len(fake_llm.requests) == 1
 
 
@@ -356,7 +356,7 @@ async def test_a_system_turn_asks_in_the_owners_latest_conversation(
         asked = await question(daemon)
         assert (asked.thread_id, asked.from_thread) == (WEB, "system:checks")
         backend = daemon.services.backend
-        assert await backend.decide_approval(WEB, asked.approval_id, "allow", "owner") == (
+        assert (await backend.decide_approval(WEB, asked.approval_id, "allow", "owner")).text == (
             "Allowed once: shell: uptime"
         )
         await fake_llm.wait_for_requests(3)

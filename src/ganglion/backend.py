@@ -41,6 +41,8 @@ from ganglion.ids import interface_for
 from ganglion.inbox import FileInbox
 from ganglion.messages import (
     ApprovalAnswer,
+    ApprovalAsked,
+    ApprovalResult,
     Inbound,
     Notice,
     Outbound,
@@ -53,7 +55,6 @@ from ganglion.messages import (
 from ganglion.reminders.store import ReminderStore
 from ganglion.services import ask_within
 from ganglion.store import (
-    Approval,
     ConversationStore,
     Library,
     OutboxItem,
@@ -160,15 +161,15 @@ class ControlsBackend(InterfaceBackend, Protocol):
 
     async def decide_approval(
         self, thread_id: str, approval_id: str, answer: ApprovalAnswer, by: str
-    ) -> str:
+    ) -> ApprovalResult:
         """The owner's answer, given in conversation `thread_id` by `by` (a Matrix user
         id; "owner" in the web chat), to a question asked there; what came of it, in a
         few words to show. The first answer wins; a question asked elsewhere is not
         answered from here."""
         ...
 
-    async def open_approvals(self, thread_id: str) -> Sequence[Approval]:
-        """The questions still open in conversation `thread_id` (to show them again)."""
+    async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
+        """The questions still open in conversation `thread_id` (to ask them again)."""
         ...
 
 
@@ -206,12 +207,12 @@ class DaemonBackend:
 
     async def decide_approval(
         self, thread_id: str, approval_id: str, answer: ApprovalAnswer, by: str
-    ) -> str:
+    ) -> ApprovalResult:
         return await self._approver.answer(
             approval_id, answer, by=by, interface=interface_for(thread_id), asked_in=thread_id
         )
 
-    async def open_approvals(self, thread_id: str) -> Sequence[Approval]:
+    async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
         return await self._approver.questions_in(thread_id)
 
     async def submit(self, message: UserMessage) -> Submitted:

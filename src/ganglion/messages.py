@@ -201,6 +201,15 @@ class RewindTurn:
 ApprovalAnswer = Literal["allow", "always", "deny"]
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalResult:
+    """What came of an answer: `settled` when it decided the question (else it was not
+    open, or not asked where it was answered), and `text` to show, in a few words."""
+
+    settled: bool
+    text: str
+
+
 Inbound = (
     UserMessage
     | ReminderDue

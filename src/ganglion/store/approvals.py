@@ -43,6 +43,8 @@ class Approval:
     tool: str
     arguments: str
     asked_in: str
+    why: str  # the rule or default that asks
+    expires_at: float | None  # when it is denied if no one answers (set when asked)
     state: ApprovalState
     outcome: str | None
     decided_by: str | None
@@ -63,7 +65,14 @@ class Approvals:
         self._store = store
 
     async def open(
-        self, thread_id: str, turn_id: str, call_id: str, tool: str, arguments: str, asked_in: str
+        self,
+        thread_id: str,
+        turn_id: str,
+        call_id: str,
+        tool: str,
+        arguments: str,
+        asked_in: str,
+        why: str,
     ) -> Approval:
         """The question for this call, stored before it is asked; the one stored before
         when the call was asked about already (a turn resumed after a restart)."""
@@ -71,7 +80,8 @@ class Approvals:
         def write() -> Approval:
             self._store.execute(
                 "INSERT OR IGNORE INTO approvals (id, thread_id, turn_id, call_id, tool, "
-                "arguments, asked_in, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'asked', ?)",
+                "arguments, asked_in, why, state, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'asked', ?)",
                 (
                     secrets.token_hex(4),
                     thread_id,
@@ -80,6 +90,7 @@ class Approvals:
                     tool,
                     arguments,
                     asked_in,
+                    why,
                     time.time(),
                 ),
             )
@@ -109,6 +120,15 @@ class Approvals:
             return self._one("id = ?", (approval_id,)) if cursor.rowcount else None
 
         return await self._store.write(write)
+
+    async def asking(self, approval_id: str, expires_at: float) -> None:
+        """Record that the question is being asked, until `expires_at`."""
+        await self._store.write(
+            lambda: self._store.execute(
+                "UPDATE approvals SET expires_at = ? WHERE id = ? AND state = 'asked'",
+                (expires_at, approval_id),
+            )
+        )
 
     async def start(self, approval_id: str) -> bool:
         """Mark an allowed call as running, before it runs; False if it is not allowed

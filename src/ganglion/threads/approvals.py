@@ -39,13 +39,14 @@ from ganglion.config import Config
 from ganglion.datadir import APPROVALS_FILE
 from ganglion.delivery import DeliveryRouter
 from ganglion.ids import interface_for
-from ganglion.messages import ApprovalAnswer, ApprovalAsked, ApprovalSettled
+from ganglion.messages import ApprovalAnswer, ApprovalAsked, ApprovalResult, ApprovalSettled
 from ganglion.store import Approval, Approvals, Turn
 from ganglion.transcript import ChatMessage, ToolCall
 
 __all__ = [
     "Approver",
     "Permit",
+    "asked_event",
     "call_key",
     "denied_text",
     "open_calls",
@@ -89,6 +90,21 @@ def denied_text(call: str, outcome: str, why: str = "", timeout: float = 0) -> s
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
+
+
+def asked_event(approval: Approval) -> ApprovalAsked:
+    """The event that asks `approval`'s question in its conversation."""
+    return ApprovalAsked(
+        approval.asked_in,
+        approval.turn_id,
+        approval.id,
+        approval.tool,
+        call_text(approval.tool, approval.arguments),
+        approval.why,
+        approval.thread_id,
+        approval.expires_at or approval.created_at,
+        always=rule_for(approval.tool, approval.arguments) is not None,
+    )
 
 
 def call_key(message_id: int, call: ToolCall) -> str:
@@ -152,7 +168,7 @@ class Approver:
         run: allowed by the policy, or asked and answered yes. Waits for the answer."""
         existing = await self._approvals.for_call(turn.turn_id, key)
         if existing is not None:
-            return await self._settle(existing, "asked before")
+            return await self._settle(existing)
         verdict = await self.verdict(call)
         shown = call_text(call.name, call.arguments)
         if verdict.decision == "allow":
@@ -162,18 +178,24 @@ class Approver:
             return Permit(False, denied_text(shown, "policy", verdict.why))
         asked_in = thread_id if interface_for(thread_id) != "system" else await self._ask_in()
         approval = await self._approvals.open(
-            thread_id, turn.turn_id, key, call.name, call.arguments, asked_in or thread_id
+            thread_id,
+            turn.turn_id,
+            key,
+            call.name,
+            call.arguments,
+            asked_in or thread_id,
+            verdict.why,
         )
         if asked_in is None and approval.state == "asked":
             log.info("tool call in %s denied: no conversation to ask in: %s", thread_id, shown)
             await self._decide(approval, allowed=False, outcome="nobody", by="ganglion")
             approval = await self._reread(approval)
-        return await self._settle(approval, verdict.why)
+        return await self._settle(approval)
 
-    async def _settle(self, approval: Approval, why: str) -> Permit:
+    async def _settle(self, approval: Approval) -> Permit:
         """Wait for `approval`'s answer if it is open, then what it allows."""
         if approval.state == "asked":
-            approval = await self._wait(approval, why)
+            approval = await self._wait(approval)
         shown = call_text(approval.tool, approval.arguments)
         match approval.state:
             case "allowed":
@@ -186,32 +208,20 @@ class Approver:
                 outcome = approval.outcome or "owner"
                 return Permit(False, denied_text(shown, outcome, timeout=self.timeout), approval)
 
-    async def _wait(self, approval: Approval, why: str) -> Approval:
+    async def _wait(self, approval: Approval) -> Approval:
         event = self._waiting.setdefault(approval.id, trio.Event())
         try:
+            await self._approvals.asking(approval.id, self._now().timestamp() + self.timeout)
             approval = await self._reread(approval)  # answered before we began to wait?
             if approval.state != "asked":
                 return approval
-            expires = self._now().timestamp() + self.timeout
-            await self._router.deliver(
-                ApprovalAsked(
-                    approval.asked_in,
-                    approval.turn_id,
-                    approval.id,
-                    approval.tool,
-                    call_text(approval.tool, approval.arguments),
-                    why,
-                    approval.thread_id,
-                    expires,
-                    always=rule_for(approval.tool, approval.arguments) is not None,
-                )
-            )
+            await self._router.deliver(asked_event(approval))
             log.info(
                 "tool call in %s waits for the owner (question %s in %s, %s)",
                 approval.thread_id,
                 approval.id,
                 approval.asked_in,
-                why,
+                approval.why,
             )
             with trio.move_on_after(self.timeout):
                 await event.wait()
@@ -262,14 +272,15 @@ class Approver:
 
     async def answer(
         self, approval_id: str, answer: ApprovalAnswer, *, by: str, interface: str, asked_in: str
-    ) -> str:
+    ) -> ApprovalResult:
         """The owner's answer to question `approval_id`, from conversation `asked_in`
         (where it must have been asked); what came of it, in a few words."""
         approval = await self._approvals.get(approval_id)
         if approval is None or approval.asked_in != asked_in:
-            return "There is no such question in this conversation."
+            return ApprovalResult(False, "There is no such question in this conversation.")
         if approval.state != "asked":
-            return f"That question was answered already ({approval.outcome or approval.state})."
+            outcome = approval.outcome or approval.state
+            return ApprovalResult(False, f"That question was answered already ({outcome}).")
         shown = call_text(approval.tool, approval.arguments)
         outcome = {"allow": "once", "always": "always", "deny": "owner"}[answer]
         note = ""
@@ -280,9 +291,9 @@ class Approver:
         if not await self._decide(
             approval, allowed=answer != "deny", outcome=outcome, by=by, interface=interface
         ):
-            return "That question was answered already."
+            return ApprovalResult(False, "That question was answered already.")
         verb = {"once": "Allowed once", "always": "Always allowed", "owner": "Denied"}[outcome]
-        return f"{verb}: {shown}{note}"
+        return ApprovalResult(True, f"{verb}: {shown}{note}")
 
     async def _add_rule(self, approval: Approval, by: str, interface: str) -> str:
         """Add the rule "always allow this" names; "" when added, else why not."""
@@ -315,6 +326,6 @@ class Approver:
     async def pending(self) -> tuple[Approval, ...]:
         return await self._approvals.open_questions()
 
-    async def questions_in(self, thread_id: str) -> tuple[Approval, ...]:
+    async def questions_in(self, thread_id: str) -> list[ApprovalAsked]:
         """The open questions asked in `thread_id` (what a reloaded page shows)."""
-        return await self._approvals.open_questions(thread_id)
+        return [asked_event(a) for a in await self._approvals.open_questions(thread_id)]
