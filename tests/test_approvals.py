@@ -94,6 +94,34 @@ def test_the_first_matching_rule_wins_and_deny_is_a_decision() -> None:
     assert verdict("ls /secret", approval=trusting) == "deny"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sudo reboot",
+        "echo hi; sudo reboot",
+        "true && sudo reboot",
+        "ls | sudo tee /etc/x",
+        "echo $(sudo id)",
+        "echo `sudo id`",
+        "X=1 sudo reboot",
+        "(sudo reboot)",
+        "if true; then sudo reboot; fi",
+        "echo hi\nsudo reboot",
+        "rm -rf /tmp/x > /dev/null",
+    ],
+)
+def test_a_rule_that_asks_or_denies_meets_its_command_inside_any_line(command: str) -> None:
+    trusting = {
+        "default": {"shell": "allow"},
+        "rules": [
+            {"tool": "shell", "command": "sudo *", "decision": "deny"},
+            {"tool": "shell", "command": "rm -rf *", "decision": "ask"},
+        ],
+    }
+    assert verdict(command, approval=trusting) in ("deny", "ask")
+    assert verdict("echo sudo; ls", approval=trusting) == "allow"
+
+
 def test_files_are_judged_by_their_path_under_the_data_directory() -> None:
     config = ToolsConfig.model_validate({"files": {"roots": [str(DATA)]}})
 

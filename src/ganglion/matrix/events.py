@@ -19,7 +19,10 @@ Rules (each test in tests/test_matrix_events.py names one):
    original (whose sender the caller checks: only they may edit it); `/stop` alone, or
    a ⏹️ reaction (`m.annotation`), is a `Stop` (of the turn answering the reacted-to
    message, or of whatever runs); a 🔁 reaction is a `Regenerate` of the reply it is on.
-   Other reactions are not acted on (❌ is left to the approvals).
+6. An approval's answer (`matrix.questions`): a ✅ or ❌ reaction is an `Answer` to the
+   event it is on; a text reply (`m.in_reply_to`) saying yes, no or always is an
+   `Answer` to the event it replies to, which the caller takes for an ordinary message
+   when that event asks nothing. Other reactions are not acted on.
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ from typing import Any, Final
 
 from ganglion.config import MatrixConfig
 from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
+from ganglion.matrix.questions import ALLOW_KEYS, DENY_KEYS, reply_answer
+from ganglion.messages import ApprovalAnswer
 
 __all__ = [
     "REGENERATE_KEYS",
     "STOP_COMMAND",
     "STOP_KEYS",
+    "Answer",
     "Control",
     "Edit",
     "Incoming",
@@ -101,7 +107,21 @@ class Regenerate:
     target: str
 
 
-Control = Edit | Stop | Regenerate
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """`sender` answered what the bot's event `target` asks: a ✅ / ❌ reaction on it, or
+    a reply to it saying yes / no / always (`text`: the reply, an ordinary message
+    when `target` asks nothing; None for a reaction)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    target: str
+    answer: ApprovalAnswer
+    text: str | None = None
+
+
+Control = Edit | Stop | Regenerate | Answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +196,20 @@ def classify_event(
         text = f"* {sender} {text}"
     if text == STOP_COMMAND:
         return Stop(room_id, event_id, sender, None)
+    answer = reply_answer(text)
+    target = _replied_to(relation)
+    if answer is not None and target is not None and msgtype == "m.text":
+        return Answer(room_id, event_id, sender, target, answer, text)
     return Incoming(room_id, event_id, sender, text)
+
+
+def _replied_to(relation: object) -> str | None:
+    """The event a rich reply replies to (`m.in_reply_to`), or None."""
+    if not isinstance(relation, Mapping):
+        return None
+    reply = relation.get("m.in_reply_to")
+    target = reply.get("event_id") if isinstance(reply, Mapping) else None
+    return target if isinstance(target, str) else None
 
 
 def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Control | Skip:
@@ -189,6 +222,8 @@ def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Con
         return Stop(room_id, event_id, sender, target)
     if key in REGENERATE_KEYS:
         return Regenerate(room_id, event_id, sender, target)
+    if key in ALLOW_KEYS or key in DENY_KEYS:
+        return Answer(room_id, event_id, sender, target, "allow" if key in ALLOW_KEYS else "deny")
     return Skip(f"reaction {key}")
 
 

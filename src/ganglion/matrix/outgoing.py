@@ -32,6 +32,10 @@ Rules:
 8. An answer to a message that is no longer the newest in its room (more came while it
    was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
    rule 3), with no fallback in the body.
+9. An approval question (`ApprovalAsked`, `matrix.questions`) goes out as an `m.text`
+   under the transaction id `ganglion-q-<id>` (asked once per run: the homeserver
+   keeps a resend to one event), and what came of it as an `m.notice` replying to it.
+   A question still open when the bot (re)connects is asked by the sweep.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -45,21 +49,32 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from typing import Any, Final
 
 import nio
 import nio.crypto.attachments as attachments
 import trio
 
-from ganglion.backend import InterfaceBackend
+from ganglion.backend import ControlsBackend
 from ganglion.images import RASTER_TYPES
 from ganglion.inbox import FileInbox, InboxError
 from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
+from ganglion.matrix.questions import Question, Questions, question_text, settled_text
 from ganglion.matrix.render import edit_content, message_content, reply_content, split_reply
-from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
+from ganglion.messages import (
+    ApprovalAsked,
+    ApprovalSettled,
+    FileSent,
+    FinalReply,
+    Notice,
+    Outbound,
+    TurnFailed,
+    TurnStarted,
+)
 from ganglion.store import OutboxItem
 from ganglion.transcript import Attachment
 from ganglion_actors import Inbox
@@ -91,15 +106,17 @@ class Outgoing:
         self,
         homeserver: Homeserver,
         keys: KeyKeeper,
-        backend: InterfaceBackend,
+        backend: ControlsBackend,
         synced: trio.Event,
         files: FileInbox | None = None,
         *,
         max_media_bytes: int = 25 * 1024 * 1024,
         answers: Answers | None = None,
+        questions: Questions | None = None,
     ) -> None:
         self._homeserver = homeserver
         self.answers = answers if answers is not None else Answers()
+        self.questions = questions if questions is not None else Questions()
         self._files = files
         self._max_media_bytes = max_media_bytes
         self._keys = keys
@@ -147,6 +164,10 @@ class Outgoing:
                         nursery.start_soon(self._end_turn, room_id, text, typing)
                     case Notice(thread_id=room_id, text=text):
                         nursery.start_soon(self.notice, room_id, text)
+                    case ApprovalAsked() as asked:
+                        nursery.start_soon(self._ask, asked)
+                    case ApprovalSettled() as settled:
+                        nursery.start_soon(self._settled, settled)
                     case _:
                         pass  # streamed text and tool activity: Matrix shows the final reply
             nursery.cancel_scope.cancel()
@@ -172,10 +193,47 @@ class Outgoing:
                     log.debug("no read receipt for %s: %s", event_id, exc)
 
     async def sweep(self) -> None:
-        """Flush every joined room's outbox (after a (re)connection, rule 5)."""
+        """Flush every joined room's outbox (after a (re)connection, rule 5), and ask
+        the questions still open that this run has not asked (rule 9)."""
         self.needs_sweep = False
         for room_id in list(self._client.rooms):
             await self._flush_logged(room_id)
+            for asked in await self._backend.open_approvals(room_id):
+                if not self.questions.is_asked(asked.approval_id):
+                    await self._ask(asked)
+
+    async def _ask(self, asked: ApprovalAsked) -> None:
+        """Ask an approval question in its room (rule 9), best effort: one that cannot
+        be sent now is asked by the next sweep."""
+        room_id = asked.thread_id
+        if not self._synced.is_set():
+            self.needs_sweep = True
+            return
+        expires = datetime.fromtimestamp(asked.expires_at).astimezone()
+        content = message_content(question_text(asked, expires))
+        async with self._locks[room_id]:
+            if self.questions.is_asked(asked.approval_id):
+                return
+            try:
+                event_id = await self.send(room_id, content, f"ganglion-q-{asked.approval_id}")
+            except MatrixError as exc:
+                self.needs_sweep = True
+                log.warning("question %s for %s waits: %s", asked.approval_id, room_id, exc)
+                return
+        self.questions.asked(Question(asked.approval_id, room_id, event_id, asked.call))
+
+    async def _settled(self, settled: ApprovalSettled) -> None:
+        """Say what came of a question, as a reply to the event that asked it."""
+        question = self.questions.of_approval(settled.approval_id)
+        if question is None or not self._synced.is_set():
+            return
+        text = settled_text(settled.outcome, question.call, settled.by)
+        content = reply_content(question.event_id, message_content(text, msgtype="m.notice"))
+        async with self._locks[question.room_id]:
+            try:
+                await self.send(question.room_id, content, f"ganglion-s-{settled.approval_id}")
+            except MatrixError as exc:
+                log.warning("the answer to %s was not told: %s", settled.approval_id, exc)
 
     async def flush(self, room_id: str) -> None:
         """Send the room's undelivered replies in order (rules 1, 2 and 5).

@@ -26,7 +26,7 @@ is found in the store when it does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
@@ -325,6 +325,15 @@ class Approver:
 
     async def pending(self) -> tuple[Approval, ...]:
         return await self._approvals.open_questions()
+
+    async def outcomes(self) -> Mapping[str, int]:
+        """How every question so far ended, by outcome (the store's count)."""
+        return await self._approvals.outcomes()
+
+    @property
+    def waiting(self) -> int:
+        """The questions a turn of this run waits on now."""
+        return len(self._waiting)
 
     async def questions_in(self, thread_id: str) -> list[ApprovalAsked]:
         """The open questions asked in `thread_id` (what a reloaded page shows)."""
