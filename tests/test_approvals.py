@@ -237,6 +237,29 @@ async def test_the_attackers_tricks_are_asked_about_and_none_runs_when_denied(
     assert all(r.startswith("error: not run: the owner denied it") for r in denied)
 
 
+async def test_every_trick_of_the_rule_tests_is_asked_through_the_daemon(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """The default policy (its rule for `ls` and the others) against each trick."""
+    for trick in TRICKS:
+        fake_llm.script(calling("shell", command=trick), Reply("denied"))
+    config = daemon_config(
+        tmp_path, fake_llm.base_url, tools={"approval": {"default": {"shell": "ask"}}}
+    )
+    async with open_daemon(config) as daemon:
+        backend = daemon.services.backend
+        for number, trick in enumerate(TRICKS, 1):
+            await daemon.say(WEB, f"trick {number}")
+            asked = await question(daemon, number)
+            assert asked.call == f"shell: {trick}"
+            await backend.decide_approval(WEB, asked.approval_id, "deny", "owner")
+            assert len(await daemon.collector.final(WEB, number)) == number
+    calls = [
+        e for e in daemon.collector.of(WEB) if isinstance(e, ToolActivity) and e.phase == "end"
+    ]
+    assert len(calls) == len(TRICKS) and not any(e.ok for e in calls)
+
+
 async def test_allow_once_runs_the_call_once_and_asks_again_next_time(
     tmp_path: Path, fake_llm: FakeLLM
 ) -> None:
