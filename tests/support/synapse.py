@@ -190,6 +190,12 @@ class Synapse:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The running Synapse's process id (what a benchmark reads its CPU time from)."""
+        assert self._process is not None and self._process.poll() is None, "Synapse is down"
+        return self._process.pid
+
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{SERVER_NAME}"
 
