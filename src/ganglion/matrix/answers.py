@@ -10,6 +10,8 @@ edit the earlier reply in place.
     answers.rewound(original_event, new_turn)           # once the new turn is taken
     answers.reply_target(new_turn)                      # the event to `m.replace`
     answers.in_reply_to(room, turn)                     # the message to reply to
+    answers.said(room, event_id, line) / answers.heard(room)   # a group room's context
+    answers.keep_preamble(event_id, room, text) / answers.preamble(event_id)
 
 Rules:
 
@@ -20,7 +22,11 @@ Rules:
    the message's answer.
 3. An answer to a message that is no longer the newest one handed on in its room
    replies to it (`in_reply_to`), so the owner sees which message it answers.
-4. Kept in memory, capped at `REMEMBERED` messages, and on disk (`matrix.answerlog`)
+4. A group room's messages that were not for the bot are kept (`said`) until the
+   next message it answers there takes them in (`heard`); what the model read before
+   a message's own words (`keep_preamble`: that context, a quote, who speaks) is kept
+   with it, so an edit of it reads the same (`matrix.addressing`).
+5. Kept in memory, capped at `REMEMBERED` messages, and on disk (`matrix.answerlog`)
    when given a log: `open` reads it back, so an edit after a restart still finds its
    turn and its reply. The running turns are not kept: a restart ends them. A fact
    that cannot be written is logged; the bot goes on answering (an edit of that
@@ -29,6 +35,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections import OrderedDict
@@ -37,6 +44,7 @@ from typing import Final
 
 import trio
 
+from ganglion.matrix.addressing import SAID_KEPT
 from ganglion.matrix.answerlog import AnswerLog, Fact
 
 __all__ = ["REMEMBERED", "Answers", "Asked"]
@@ -68,6 +76,8 @@ class Answers:
         self._running: dict[str, str] = {}  # room -> turn
         self._stopping: set[str] = set()
         self._newest: dict[str, str] = {}  # room -> the newest message handed on
+        self._said: dict[str, list[tuple[str, str]]] = {}  # room -> (event, line), rule 4
+        self._preambles: dict[str, str] = {}  # the message's first event -> preamble
 
     async def open(self) -> None:
         """Read back what the log kept (rule 4)."""
@@ -107,7 +117,47 @@ class Answers:
                 self._turn_of_reply[fact.value] = fact.key
             case "replaces":
                 self._replaces[fact.key] = fact.value
+            case "said":
+                said = [(str(e), str(line)) for e, line in json.loads(fact.value)]
+                self._said[fact.room_id] = said
+            case "preamble":
+                self._preambles[fact.key] = fact.value
         self._trim()
+
+    async def said(self, room_id: str, event_id: str, line: str) -> None:
+        """`line` was said in `room_id` (a conversation), not to the bot (rule 4)."""
+        said = [entry for entry in self._said.get(room_id, []) if entry[0] != event_id]
+        said = [*said, (event_id, line)][-SAID_KEPT:]
+        await self._keep(Fact("said", room_id, room_id, json.dumps(said)))
+
+    def said_lines(self, room_id: str) -> list[str]:
+        return [line for _, line in self._said.get(room_id, [])]
+
+    async def heard(self, room_id: str) -> None:
+        """What was said in `room_id` has gone to the model (with the message answered)."""
+        if self._said.get(room_id):
+            await self._keep(Fact("said", room_id, room_id, "[]"))
+
+    async def keep_preamble(self, event_id: str, room_id: str, preamble: str) -> None:
+        if preamble:
+            await self._keep(Fact("preamble", event_id, room_id, preamble))
+
+    def preamble(self, event_id: str) -> str:
+        """What the model read before the words of the message `event_id` (rule 4)."""
+        return self._preambles.get(event_id, "")
+
+    def newest(self, room_id: str) -> str | None:
+        """The newest message handed on in `room_id` (a conversation), if any."""
+        return self._newest.get(room_id)
+
+    def message_of_turn(self, turn_id: str | None) -> str | None:
+        """The first event of the message `turn_id` answers."""
+        return self._message_of.get(turn_id) if turn_id is not None else None
+
+    def is_newest_reply(self, room_id: str, event_id: str) -> bool:
+        """Whether the bot's `event_id` answers the newest message of `room_id`."""
+        found = self.message_of_reply(event_id)
+        return found is not None and self._newest.get(room_id) == found[0]
 
     def in_reply_to(self, room_id: str, turn_id: str | None) -> str | None:
         """The message `turn_id` answers when it is no longer the room's newest (rule 3)."""
@@ -169,7 +219,8 @@ class Answers:
 
     def _trim(self) -> None:
         while len(self._messages) > REMEMBERED:
-            _, gone = self._messages.popitem(last=False)
+            event_id, gone = self._messages.popitem(last=False)
+            self._preambles.pop(event_id, None)
             self._message_of.pop(gone.turn_id, None)
             self._replaces.pop(gone.turn_id, None)
         while len(self._reply_of) > REMEMBERED:

@@ -20,6 +20,11 @@ Rules (each test in tests/test_matrix_events.py names one):
    a ⏹️ reaction (`m.annotation`), is a `Stop` (of the turn answering the reacted-to
    message, or of whatever runs); a 🔁 reaction is a `Regenerate` of the reply it is on.
    Other reactions are not acted on (❌ is left to the approvals).
+6. What a message says about where it stands, for the caller to decide on: the event
+   it replies to (`m.in_reply_to`; not the fallback one of a thread message that
+   `is_falling_back`), the Element thread it is in (`m.thread`: its root), and whom it
+   mentions (`m.mentions.user_ids`; None when it carries no `m.mentions` at all, as
+   from an older client, which is not the same as mentioning no one).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ganglion.config import MatrixConfig
+from ganglion.ids import matrix_thread_id
 from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
 
 __all__ = [
@@ -47,10 +53,11 @@ __all__ = [
     "invite_refusal",
     "is_allowed_room",
     "is_allowed_user",
+    "message_text",
 ]
 
 ANSWERED_MSGTYPES: Final = frozenset({"m.text", "m.emote"})
-_REPLY_FALLBACK = re.compile(r"\A(?:> .*\n)+\n", re.MULTILINE)
+_REPLY_FALLBACK = re.compile(r"\A(?:>.*\n)+\n", re.MULTILINE)
 STOP_COMMAND: Final = "/stop"
 # With and without the emoji presentation selector: clients send either.
 STOP_KEYS: Final = frozenset({"\u23f9\ufe0f", "\u23f9"})
@@ -68,6 +75,14 @@ class Incoming:
     text: str
     media: MediaRef | None = None
     problem: str | None = None
+    reply_to: str | None = None
+    thread_root: str | None = None
+    mentions: frozenset[str] | None = None
+
+    @property
+    def conversation(self) -> str:
+        """The thread id of the conversation it belongs to (the room, or its thread)."""
+        return matrix_thread_id(self.room_id, self.thread_root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +98,14 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop the turn answering `target` (None: whichever turn of the room runs)."""
+    """Stop the turn answering `target` (None: whichever turn of the conversation runs:
+    the room's, or that of the thread `thread_root` when said in one)."""
 
     room_id: str
     event_id: str
     sender: str
     target: str | None
+    thread_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +175,18 @@ def classify_event(
     if isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace":
         return _edit(room_id, event_id, sender, relation, content.get("m.new_content"))
     msgtype = content.get("msgtype")
+    reply_to, root = _reply_and_thread(relation)
+    where: dict[str, Any] = {
+        "reply_to": reply_to,
+        "thread_root": root,
+        "mentions": _mentions(content.get("m.mentions")),
+    }
     if msgtype in MEDIA_MSGTYPES:
         try:
             media = media_of(content)
         except MediaError as exc:
-            return Incoming(room_id, event_id, sender, "", problem=str(exc))
-        return Incoming(room_id, event_id, sender, media.caption or "", media)
+            return Incoming(room_id, event_id, sender, "", problem=str(exc), **where)
+        return Incoming(room_id, event_id, sender, media.caption or "", media, **where)
     if msgtype not in ANSWERED_MSGTYPES:
         return Skip(f"message type {msgtype}")
     body = content.get("body")
@@ -175,8 +198,31 @@ def classify_event(
     if msgtype == "m.emote":
         text = f"* {sender} {text}"
     if text == STOP_COMMAND:
-        return Stop(room_id, event_id, sender, None)
-    return Incoming(room_id, event_id, sender, text)
+        return Stop(room_id, event_id, sender, None, root)
+    return Incoming(room_id, event_id, sender, text, **where)
+
+
+def _reply_and_thread(relation: object) -> tuple[str | None, str | None]:
+    """The event a message replies to and the root of its thread (rule 6)."""
+    if not isinstance(relation, Mapping):
+        return None, None
+    root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
+    root = root if isinstance(root, str) and root else None
+    quoted = relation.get("m.in_reply_to")
+    reply_to = quoted.get("event_id") if isinstance(quoted, Mapping) else None
+    reply_to = reply_to if isinstance(reply_to, str) and reply_to else None
+    if root is not None and relation.get("is_falling_back") is True:
+        reply_to = None
+    return reply_to, root
+
+
+def _mentions(mentions: object) -> frozenset[str] | None:
+    if not isinstance(mentions, Mapping):
+        return None
+    user_ids = mentions.get("user_ids")
+    if not isinstance(user_ids, list):
+        return frozenset()
+    return frozenset(user for user in user_ids if isinstance(user, str))
 
 
 def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Control | Skip:
@@ -205,6 +251,15 @@ def _edit(
     if not text:
         return Skip("edit to an empty message")
     return Edit(room_id, event_id, sender, original, text)
+
+
+def message_text(content: Mapping[str, Any]) -> str:
+    """A message's text as its reader sees it: the body without a reply fallback ("":
+    none)."""
+    body = content.get("body")
+    if not isinstance(body, str):
+        return ""
+    return _without_reply_fallback(body, content.get("m.relates_to")).strip()
 
 
 def _without_reply_fallback(body: str, relation: object) -> str:

@@ -32,6 +32,11 @@ Rules:
 8. An answer to a message that is no longer the newest in its room (more came while it
    was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
    rule 3), with no fallback in the body.
+9. The conversation of an Element thread (`<room>/<thread root>`, `ganglion.ids`) is
+   answered in that thread: every event but an edit carries the `m.thread` relation,
+   with the newest message of the thread as its reply fallback (`is_falling_back`) or
+   the message it answers as a rich reply. Sends into a room keep their order across
+   its threads (rule 3 locks the room).
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -52,13 +57,20 @@ import nio.crypto.attachments as attachments
 import trio
 
 from ganglion.backend import InterfaceBackend
+from ganglion.ids import matrix_room_of
 from ganglion.images import RASTER_TYPES
 from ganglion.inbox import FileInbox, InboxError
 from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.render import edit_content, message_content, reply_content, split_reply
+from ganglion.matrix.render import (
+    edit_content,
+    in_thread,
+    message_content,
+    reply_content,
+    split_reply,
+)
 from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
 from ganglion.store import OutboxItem
 from ganglion.transcript import Attachment
@@ -172,10 +184,15 @@ class Outgoing:
                     log.debug("no read receipt for %s: %s", event_id, exc)
 
     async def sweep(self) -> None:
-        """Flush every joined room's outbox (after a (re)connection, rule 5)."""
+        """Flush the outbox of every joined room and its threads (after a
+        (re)connection, rule 5)."""
         self.needs_sweep = False
-        for room_id in list(self._client.rooms):
-            await self._flush_logged(room_id)
+        conversations = {room_id: None for room_id in self._client.rooms}
+        for item in await self._backend.undelivered():
+            if matrix_room_of(item.thread_id)[0] in self._client.rooms:
+                conversations.setdefault(item.thread_id, None)
+        for conversation in conversations:
+            await self._flush_logged(conversation)
 
     async def flush(self, room_id: str) -> None:
         """Send the room's undelivered replies in order (rules 1, 2 and 5).
@@ -186,7 +203,7 @@ class Outgoing:
         if not self._synced.is_set():
             self.needs_sweep = True  # rule 4: the first sync sweeps
             return
-        async with self._locks[room_id]:
+        async with self._locks[matrix_room_of(room_id)[0]]:
             for item in await self._backend.undelivered(room_id):
                 await self._deliver(room_id, item)
 
@@ -217,7 +234,7 @@ class Outgoing:
     async def _send_file(self, room_id: str, item: OutboxItem) -> None:
         """Upload and send the file of outbox entry `item` (rule 6)."""
         sent = Attachment.from_json(item.payload["attachment"])
-        room = self._client.rooms.get(room_id)
+        room = self._client.rooms.get(matrix_room_of(room_id)[0])
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
         try:
@@ -250,8 +267,13 @@ class Outgoing:
         *,
         reader: tuple[str, str] | None = None,
     ) -> str:
-        """Send one `m.room.message`, encrypted when the room is (for `reader` too, a
-        device the trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
+        """Send one `m.room.message` into the conversation `room_id` (a room, or one of
+        its threads: rule 9), encrypted when the room is (for `reader` too, a device the
+        trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
+        conversation = room_id
+        room_id, root = matrix_room_of(conversation)
+        if root is not None:
+            content = in_thread(root, content, self.answers.newest(conversation) or root)
         room = self._client.rooms.get(room_id)
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
@@ -282,7 +304,7 @@ class Outgoing:
         if not self._synced.is_set():
             log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
             return
-        async with self._locks[room_id]:
+        async with self._locks[matrix_room_of(room_id)[0]]:
             try:
                 content = message_content(text, msgtype="m.notice")
                 txn_id = f"ganglion-n-{uuid.uuid4().hex}"
@@ -318,6 +340,7 @@ class Outgoing:
             await self._set_typing(room_id, False)
 
     async def _set_typing(self, room_id: str, typing: bool) -> None:
+        room_id = matrix_room_of(room_id)[0]  # a thread's typing shows in its room
         call = nio.Api.room_typing(
             self._client.access_token, room_id, self._client.user_id, typing, TYPING_TIMEOUT_MS
         )

@@ -36,7 +36,13 @@ Rules (numbered as in `ganglion.backend`):
    it stops). An edit that cannot be answered (an older message, one from before this
    run, someone else's) is logged with why and changes nothing; an edit of a message
    still being answered stops that answer and answers the edit; of several edits of
-   one message in a sync, only the latest is answered.
+   one message in a sync, only the latest is answered. An edit is read with what its
+   original was read with (`matrix.answers` rule 4).
+10. What a message is handed on as (`matrix.context`, `matrix.addressing`): in a
+    group room, only what is addressed to the bot is answered, the rest from allowed
+    users is kept as context for the next answer; a reply carries what it quotes; a
+    message in an Element thread belongs to that thread's conversation
+    (`<room>/<thread root>`), its files to that conversation's inbox.
 """
 
 from __future__ import annotations
@@ -52,7 +58,9 @@ import trio
 
 from ganglion.backend import ControlsBackend, SubmitError
 from ganglion.config import MatrixConfig
+from ganglion.ids import matrix_room_of, matrix_thread_id
 from ganglion.matrix.answers import Answers
+from ganglion.matrix.context import RoomContext
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.events import (
@@ -116,6 +124,7 @@ class SyncLoop:
     ) -> None:
         self._homeserver = homeserver
         self.answers = answers if answers is not None else Answers()
+        self._context = RoomContext(homeserver, config, self.answers)
         self._intake = intake
         self._gate = gate
         self._late_keys = late_keys
@@ -302,14 +311,7 @@ class SyncLoop:
                 continue
             match acted:
                 case Incoming() as message:
-                    attachments = await self._media(message)
-                    if attachments is not None:
-                        await self._submit(message, attachments)
-                        turn_id = user_turn_id(message.room_id, message.event_id)
-                        await self.answers.asked(
-                            message.room_id, message.event_id, message.sender, turn_id
-                        )
-                    self.stats.submitted += 1
+                    await self._hand_on(message)
                 case Stop() as stop:
                     await self._stop(stop)
                 case Edit() | Regenerate() as control:
@@ -318,13 +320,30 @@ class SyncLoop:
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
 
+    async def _hand_on(self, message: Incoming) -> None:
+        """Submit `message` with what the model reads with it (`matrix.context`), or
+        keep it as context when it is not for the bot (rule 10)."""
+        prepared = await self._context.prepare(message)
+        if prepared is None:
+            self.stats.skipped += 1
+            return
+        attachments = await self._media(message)
+        if attachments is not None:
+            await self._submit(message, prepared.text, attachments)
+            conversation = message.conversation
+            turn_id = user_turn_id(conversation, message.event_id)
+            await self.answers.asked(conversation, message.event_id, message.sender, turn_id)
+            await self._context.handed_on(message, prepared)
+        self.stats.submitted += 1
+
     async def _stop(self, stop: Stop) -> None:
-        room_id = stop.room_id
+        room_id = matrix_thread_id(stop.room_id, stop.thread_root)
         if stop.target is None:
             turn_id = self.answers.running(room_id)
         else:
             asked = self.answers.message(stop.target)
             turn_id = asked.turn_id if asked is not None else None
+            room_id = asked.room_id if asked is not None else room_id
         if turn_id is None:
             log.info("%s in %s: no turn of this run to stop", stop.event_id, room_id)
             return
@@ -345,12 +364,15 @@ class SyncLoop:
             original, asked = found if found is not None else (None, None)
             text = None
         what = "edit" if text is not None else "regenerate"
-        if original is None or asked is None or asked.room_id != room_id:
+        if original is None or asked is None or matrix_room_of(asked.room_id)[0] != room_id:
             log.info("not answering the %s %s: not a message of this run", what, control.event_id)
             return
         if isinstance(control, Edit) and asked.sender != control.sender:
             log.info("not answering the edit %s: only its sender may edit it", control.event_id)
             return
+        if text is not None:
+            text = self.answers.preamble(original) + text  # read as the original was
+        room_id = asked.room_id  # the conversation: the room, or one of its threads
         new_turn = user_turn_id(room_id, control.event_id)
         await self.answers.replacing(room_id, new_turn, asked.turn_id)
         if await self._rewind(room_id, asked.turn_id, control.event_id, text, what):
@@ -387,7 +409,7 @@ class SyncLoop:
                 problem = "I take no files here."
             else:
                 try:
-                    kept = await self._intake.receive(message.room_id, message.media)
+                    kept = await self._intake.receive(message.conversation, message.media)
                 except MediaRefused as exc:
                     problem = str(exc)
                 else:
@@ -404,17 +426,19 @@ class SyncLoop:
         self._media_notices.append((message.room_id, problem))
         return None
 
-    async def _submit(self, message: Incoming, attachments: tuple[Attachment, ...]) -> None:
-        """Hand one message to its thread, retrying with backoff until it is durable:
-        the sync token must not move past a message that is not."""
+    async def _submit(
+        self, message: Incoming, text: str, attachments: tuple[Attachment, ...]
+    ) -> None:
+        """Hand one message to its conversation as `text`, retrying with backoff until
+        it is durable: the sync token must not move past a message that is not."""
         attempt = 0
         while True:
             try:
                 await self._backend.submit(
                     UserMessage(
-                        message.room_id,
+                        message.conversation,
                         "matrix",
-                        message.text,
+                        text,
                         sender=message.sender,
                         message_id=message.event_id,
                         attachments=attachments,
