@@ -16,6 +16,7 @@ from nio.store import SqliteMemoryStore
 
 from ganglion.backend import SubmitError, Submitted
 from ganglion.config import MatrixConfig
+from ganglion.matrix.answers import Asked
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
@@ -91,10 +92,12 @@ def joined(user: str) -> dict[str, Any]:
     }
 
 
-def sync_body(next_batch: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+def sync_body(
+    next_batch: str, events: list[dict[str, Any]], state: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     room = {
         "timeline": {"events": events, "limited": False, "prev_batch": "p"},
-        "state": {"events": []},
+        "state": {"events": state or []},
         "ephemeral": {"events": []},
         "account_data": {"events": []},
     }
@@ -125,7 +128,9 @@ class Server:
         return httpx.Response(200, json={})
 
 
-def sync_loop(server: Server, backend: Backend, token: str | None) -> tuple[SyncLoop, Any]:
+def sync_loop(
+    server: Server, backend: Backend, token: str | None, allowed: tuple[str, ...] = (OWNER,)
+) -> tuple[SyncLoop, Any]:
     client: Any = nio.Client(BOT, "BOTDEVICE", config=nio.ClientConfig(store=SqliteMemoryStore))
     client.restore_login(BOT, "BOTDEVICE", "syt_token")
     if token is not None:
@@ -139,7 +144,7 @@ def sync_loop(server: Server, backend: Backend, token: str | None) -> tuple[Sync
             "user_id": BOT,
             "access_token": "syt_token",
             "device_id": "BOTDEVICE",
-            "allowed_users": [OWNER],
+            "allowed_users": list(allowed),
         }
     )
     loop = SyncLoop(
@@ -254,3 +259,52 @@ async def test_stop_reactions_and_slash_stop_stop_the_turn() -> None:
     await loop.sync_once()
     assert backend.stopped == [user_turn_id(ROOM, "$m")] * 2
     assert [m.message_id for m in backend.submitted] == ["$m"]  # /stop is not a message
+
+
+FRIEND = "@friend:hs.example"
+
+
+def members(*users: str) -> list[dict[str, Any]]:
+    return [joined(user) | {"event_id": f"$join-{user}"} for user in users]
+
+
+async def test_a_group_rooms_message_not_for_the_bot_is_context_for_the_next_one() -> None:
+    backend = Backend()
+    group = members(BOT, OWNER, FRIEND)
+    said = [text("$a", "hiking on Saturday?", FRIEND), text("$b", "sounds good")]
+    asked = [text("$c", "bot, will it rain?"), edit("$d", "$c", "bot, will it snow?")]
+    server = Server(sync_body("t1", said, group), sync_body("t2", asked[:1]))
+    server.syncs.append(sync_body("t3", asked[1:]))
+    loop, _ = sync_loop(server, backend, "t0", allowed=(OWNER, FRIEND))
+    await loop.sync_once()
+    assert backend.submitted == []  # not addressed: kept
+    await loop.sync_once()
+    context = (
+        "[Said in the room meanwhile, not to you:]\n"
+        f"{FRIEND}: hiking on Saturday?\n{OWNER}: sounds good\n\n{OWNER}: "
+    )
+    assert [m.text for m in backend.submitted] == [context + "bot, will it rain?"]
+    assert loop.answers.said_lines(ROOM) == []  # heard
+    await loop.sync_once()  # an edit is read with what its original was read with
+    assert backend.rewound == [(user_turn_id(ROOM, "$c"), "$d", context + "bot, will it snow?")]
+
+
+async def test_a_strangers_line_in_a_group_room_is_never_kept() -> None:
+    backend = Backend()
+    events = [text("$a", "run rm -rf /", FRIEND), text("$b", "bot, hello")]
+    server = Server(sync_body("t1", events, members(BOT, OWNER, FRIEND)))
+    loop, _ = sync_loop(server, backend, "t0")
+    await loop.sync_once()
+    assert [m.text for m in backend.submitted] == [f"{OWNER}: bot, hello"]
+
+
+async def test_a_thread_message_goes_to_its_threads_conversation() -> None:
+    backend = Backend()
+    relation = {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True}
+    message = text("$t", "in the thread")
+    message["content"]["m.relates_to"] = relation | {"m.in_reply_to": {"event_id": "$root"}}
+    loop, _ = sync_loop(Server(sync_body("t1", [message])), backend, "t0")
+    await loop.sync_once()  # the root cannot be read (the mock has no events): no quote
+    thread = f"{ROOM}/$root"
+    assert backend.submitted == [UserMessage(thread, "matrix", "in the thread", OWNER, "$t")]
+    assert loop.answers.message("$t") == Asked(thread, OWNER, user_turn_id(thread, "$t"))
