@@ -6,11 +6,15 @@ scripted fake model echoing what it is shown last (`tests/e2e/test_matrix.py`)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 from ganglion.matrix.addressing import localpart
+from ganglion.matrix.render import MAX_CONTENT_BYTES, split_reply
 from tests.e2e.test_matrix import (
+    REGENERATE,
     Echo,
     bot_id,
     open_bot,
@@ -19,7 +23,7 @@ from tests.e2e.test_matrix import (
     say,
     user_texts,
 )
-from tests.support.fakellm import FakeLLM
+from tests.support.fakellm import FakeLLM, Reply
 from tests.support.matrix_human import MatrixHuman
 from tests.support.synapse import Synapse
 
@@ -155,3 +159,69 @@ async def test_a_thread_is_its_own_conversation_answered_in_it_across_a_restart(
         edited = await owner.wait_for_message(room_id, bot)
         assert replaced(edited) == (again.event_id, "echo: and after that?")
         assert user_texts(fake_llm) == [started, "and after that?"]
+
+
+async def test_a_long_reply_given_again_edits_its_first_event_and_redacts_the_rest(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    long = "\n\n".join(f"Paragraph {i}: " + "words " * 150 for i in range(30))
+    parts = split_reply(long)
+    assert len(parts) >= 2
+
+    def answer(body: dict[str, Any]) -> Reply:
+        asked = body["messages"][-1]["content"]
+        return Reply(long) if asked == "tell it at length" else echo(body)
+
+    fake_llm.responder = answer
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        bot = bot_id(live)
+        room_id = await room_with_bot(owner, live)
+        sent = await owner.send_text(room_id, "tell it at length")
+        first, *rest = [await owner.wait_for_message(room_id, bot) for _ in parts]
+        assert [m.body for m in (first, *rest)] == parts
+
+        await owner.react(room_id, first.event_id, REGENERATE)
+        # An edit carries its text twice: its parts are cut to half a message's size.
+        first_again, *rest_again = split_reply(long, MAX_CONTENT_BYTES // 2)
+        again = await owner.wait_for_message(room_id, bot)
+        assert replaced(again) == (first.event_id, first_again)
+        more = [await owner.wait_for_message(room_id, bot) for _ in rest_again]
+        assert [m.body for m in more] == rest_again  # new events: the first one reads on
+        for old in rest:
+            await owner.wait_for_redaction(room_id, old.event_id)
+
+        await owner.send_edit(room_id, sent, "short now")
+        edited = await owner.wait_for_message(room_id, bot)
+        assert replaced(edited) == (first.event_id, "echo: short now")
+        for old in more:
+            await owner.wait_for_redaction(room_id, old.event_id)
+        assert user_texts(fake_llm) == ["short now"]  # the model sees one answer
+        assert await owner.redactions(room_id) == {m.event_id for m in (*rest, *more)}
+
+
+async def test_a_kill_between_an_edit_and_its_answer_answers_it_once_with_one_edit(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, owner: MatrixHuman
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        bot = bot_id(live)
+        room_id = await room_with_bot(owner, live)
+        sent = await owner.send_text(room_id, "helo")
+        reply = await owner.wait_for_message(room_id, bot)
+        echo.gates["hello"] = trio.Event()  # the model holds the edit's answer back
+        asked = len(fake_llm.requests)
+        await owner.send_edit(room_id, sent, "hello")
+        await fake_llm.wait_for_requests(asked + 1)
+        live.kill()
+        await live.wait()
+        del echo.gates["hello"]
+        await live.start()
+        edited = await owner.wait_for_message(room_id, bot)
+        assert replaced(edited) == (reply.event_id, "echo: hello")
+        assert (await say(owner, live, room_id, "after")).body == "echo: after"
+        assert user_texts(fake_llm) == ["hello", "after"]
+        from_bot = [m for m in await owner.messages(room_id) if m.sender == bot]
+        assert [replaced(m) for m in from_bot] == [
+            (None, None),
+            (reply.event_id, "echo: hello"),
+            (None, None),
+        ]

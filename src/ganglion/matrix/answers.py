@@ -6,6 +6,7 @@ edit the earlier reply in place.
     answers.asked(room, event_id, sender, turn_id)     # a message was handed on
     answers.started(room, turn_id) / answers.ended(room, turn_id)
     answers.replied(turn_id, reply_event_id)            # its reply's first event
+    answers.sent_parts(room, turn_id, [event, ...])     # the further events of a long one
     answers.replacing(new_turn, old_turn)               # the new turn edits the old reply
     answers.rewound(original_event, new_turn)           # once the new turn is taken
     answers.reply_target(new_turn)                      # the event to `m.replace`
@@ -70,6 +71,7 @@ class Answers:
         self._log = facts
         self._messages: OrderedDict[str, Asked] = OrderedDict()
         self._reply_of: OrderedDict[str, str] = OrderedDict()  # turn -> bot event
+        self._parts: dict[str, list[str]] = {}  # turn -> the further events of its reply
         self._turn_of_reply: OrderedDict[str, str] = OrderedDict()  # bot event -> turn
         self._message_of: dict[str, str] = {}  # turn -> the message's first event
         self._replaces: dict[str, str] = {}  # new turn -> the turn whose reply it edits
@@ -117,6 +119,10 @@ class Answers:
                 self._turn_of_reply[fact.value] = fact.key
             case "replaces":
                 self._replaces[fact.key] = fact.value
+            case "parts":
+                self._parts[fact.key] = [str(event_id) for event_id in json.loads(fact.value)]
+                for event_id in self._parts[fact.key]:
+                    self._turn_of_reply[event_id] = fact.key
             case "said":
                 said = [(str(e), str(line)) for e, line in json.loads(fact.value)]
                 self._said[fact.room_id] = said
@@ -197,6 +203,17 @@ class Answers:
         if turn_id is not None:
             await self._keep(Fact("reply", turn_id, room_id, event_id))
 
+    async def sent_parts(self, room_id: str, turn_id: str | None, event_ids: list[str]) -> None:
+        """The reply of `turn_id` went on in `event_ids` (a long one is split)."""
+        if turn_id is not None and (event_ids or turn_id in self._parts):
+            await self._keep(Fact("parts", turn_id, room_id, json.dumps(event_ids)))
+
+    def replaced_parts(self, turn_id: str | None) -> list[str]:
+        """The further events of the reply that `turn_id`'s reply edits: an answer given
+        again shows in the first event alone, these are redacted."""
+        old_turn = self._replaces.get(turn_id) if turn_id is not None else None
+        return list(self._parts.get(old_turn, [])) if old_turn is not None else []
+
     def started(self, room_id: str, turn_id: str) -> None:
         self._running[room_id] = turn_id
 
@@ -224,5 +241,7 @@ class Answers:
             self._message_of.pop(gone.turn_id, None)
             self._replaces.pop(gone.turn_id, None)
         while len(self._reply_of) > REMEMBERED:
-            _, event_id = self._reply_of.popitem(last=False)
+            turn_id, event_id = self._reply_of.popitem(last=False)
             self._turn_of_reply.pop(event_id, None)
+            for part in self._parts.pop(turn_id, []):
+                self._turn_of_reply.pop(part, None)

@@ -28,7 +28,11 @@ Rules:
    `m.replace` whose `m.new_content` is the new answer (a long one's further parts go
    out as new events), encrypted in an encrypted room with the relation in the clear,
    as Matrix wants for the server to aggregate it. Every reply's first event is recorded
-   there, so it can be edited later.
+   there, so it can be edited later, and the further events of a long one: when it is
+   given again, those are redacted once the new answer is out (each redaction under the
+   transaction id `ganglion-<outbox id>-r<n>`, so a resend redacts nothing twice), and
+   the new answer's own further parts are new events. An edit carries its text twice
+   (its fallback and `m.new_content`): it is cut to half the size of a message.
 8. An answer to a message that is no longer the newest in its room (more came while it
    was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
    rule 3), with no fallback in the body.
@@ -65,6 +69,7 @@ from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
 from ganglion.matrix.render import (
+    MAX_CONTENT_BYTES,
     edit_content,
     in_thread,
     message_content,
@@ -214,7 +219,10 @@ class Outgoing:
                 await self._send_file(room_id, item)
             target = self.answers.reply_target(item.turn_id) if item.kind != "file" else None
             quoted = self.answers.in_reply_to(room_id, item.turn_id) if target is None else None
-            for part, piece in enumerate(split_reply(text) if text.strip() else []):
+            further: list[str] = []
+            # An edit carries its text twice (the fallback and `m.new_content`).
+            limit = MAX_CONTENT_BYTES // 2 if target is not None else MAX_CONTENT_BYTES
+            for part, piece in enumerate(split_reply(text, limit) if text.strip() else []):
                 content = message_content(piece)
                 if part == 0 and target is not None:
                     content = edit_content(target, content)
@@ -223,6 +231,13 @@ class Outgoing:
                 event_id = await self.send(room_id, content, transaction_id(item.id, part))
                 if part == 0 and item.kind != "file":
                     await self.answers.replied(room_id, item.turn_id, target or event_id)
+                elif part > 0:
+                    further.append(event_id)
+            if item.kind != "file":
+                await self.answers.sent_parts(room_id, item.turn_id, further)
+            if target is not None:
+                for index, old in enumerate(self.answers.replaced_parts(item.turn_id)):
+                    await self._redact(room_id, old, f"ganglion-{item.id}-r{index}")
         except MatrixRequestError as exc:
             if exc.errcode not in FINAL_ERRCODES:
                 raise
@@ -230,6 +245,14 @@ class Outgoing:
                 "the reply %d for %s was refused for good and is dropped: %s", item.id, room_id, exc
             )
         await self._backend.mark_delivered([item.id])
+
+    async def _redact(self, conversation: str, event_id: str, txn_id: str) -> None:
+        """Redact the bot's `event_id` (a part of a reply given again, rule 7)."""
+        room_id = matrix_room_of(conversation)[0]
+        call = nio.Api.room_redact(
+            self._client.access_token, room_id, event_id, txn_id, "answered again above"
+        )
+        await self._homeserver.request(nio.RoomRedactResponse, call, room_id)
 
     async def _send_file(self, room_id: str, item: OutboxItem) -> None:
         """Upload and send the file of outbox entry `item` (rule 6)."""
