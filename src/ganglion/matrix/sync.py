@@ -25,6 +25,10 @@ Rules (numbered as in `ganglion.backend`):
    message, a command): a refused one is not answered. This is the one door; anything
    that later makes the bot act (reactions, edits) goes through `_trusted` too. The
    users the sync names in `device_lists.changed` have their keys asked again first.
+   One exception: a reaction sent in the clear (Element never encrypts reactions, so no
+   reaction from Element names its device) is taken from an allowed user without the
+   device check. It carries no text; all it can do is stop a turn (⏹️) or answer the
+   last message again with the same text (🔁).
 8. A media message is handed on with its file in the inbox, downloaded after the gate
    and before the token moves (`ganglion.matrix.intake`); one whose file cannot be had
    is answered with why, and not handed on.
@@ -256,7 +260,9 @@ class SyncLoop:
         for message, sender in candidates:
             if message.event_id in self._handled:
                 continue
-            if (await self._gate.check(message.room_id, sender)).trusted:
+            if _is_reaction(message) and sender.curve25519 is None:
+                passed.append(message)  # Element sends reactions in the clear (rule 7)
+            elif (await self._gate.check(message.room_id, sender)).trusted:
                 passed.append(message)
         return passed
 
@@ -474,3 +480,8 @@ class SyncLoop:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)
                 continue
             self._invites_decided.add(room_id)
+
+
+def _is_reaction(acted: Acted) -> bool:
+    """A control that only a reaction makes (⏹️ on a message, 🔁)."""
+    return isinstance(acted, Regenerate) or (isinstance(acted, Stop) and acted.target is not None)
