@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ from nio.store import SqliteMemoryStore
 
 from ganglion.backend import SubmitError, Submitted
 from ganglion.config import MatrixConfig
-from ganglion.matrix.answers import Asked
+from ganglion.matrix.answerlog import AnswerLog
+from ganglion.matrix.answers import Answers, Asked
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
@@ -129,7 +131,11 @@ class Server:
 
 
 def sync_loop(
-    server: Server, backend: Backend, token: str | None, allowed: tuple[str, ...] = (OWNER,)
+    server: Server,
+    backend: Backend,
+    token: str | None,
+    allowed: tuple[str, ...] = (OWNER,),
+    answers: Answers | None = None,
 ) -> tuple[SyncLoop, Any]:
     client: Any = nio.Client(BOT, "BOTDEVICE", config=nio.ClientConfig(store=SqliteMemoryStore))
     client.restore_login(BOT, "BOTDEVICE", "syt_token")
@@ -148,7 +154,13 @@ def sync_loop(
         }
     )
     loop = SyncLoop(
-        homeserver, KeyKeeper(homeserver), config, backend, trio.Event(), lambda r, e: None
+        homeserver,
+        KeyKeeper(homeserver),
+        config,
+        backend,
+        trio.Event(),
+        lambda r, e: None,
+        answers=answers,
     )
     return loop, client
 
@@ -238,6 +250,24 @@ async def test_an_edit_takes_its_messages_turn_back_with_the_new_text() -> None:
     assert backend.rewound == [(user_turn_id(ROOM, "$m"), "$e2", "hello!")]
     await loop.sync_once()  # a later edit takes back the turn of the edit before it
     assert backend.rewound[1:] == [(user_turn_id(ROOM, "$e2"), "$e3", "hi")]
+
+
+async def test_an_edit_seen_again_after_a_restart_still_edits_the_first_reply(
+    tmp_path: Path,
+) -> None:
+    before = Answers(AnswerLog(tmp_path))
+    backend = Backend()
+    events = [text("$m", "helo"), edit("$e", "$m", "hello")]
+    loop, _ = sync_loop(Server(sync_body("t1", events)), backend, "t0", answers=before)
+    await loop.sync_once()
+    await before.replied(ROOM, user_turn_id(ROOM, "$m"), "$reply")
+    # Killed before the token moved: the next run sees the edit again.
+    after = Answers(AnswerLog(tmp_path))
+    await after.open()
+    again, _ = sync_loop(Server(sync_body("t1", events[1:])), backend, "t0", answers=after)
+    await again.sync_once()
+    assert after.reply_target(user_turn_id(ROOM, "$e")) == "$reply"
+    assert len(backend.rewound) == 1
 
 
 async def test_an_edit_that_cannot_be_answered_changes_nothing() -> None:

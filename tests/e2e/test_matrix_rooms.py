@@ -55,10 +55,14 @@ async def test_a_reply_to_an_older_bot_message_carries_the_quote_to_the_model(
 ) -> None:
     async with open_bot(tmp_path, synapse, fake_llm, owner, **trust(encrypted)) as live:
         room_id = await room_with_bot(owner, live, encrypted=encrypted)
-        first = await say(owner, live, room_id, "first")
+        sent = await owner.send_text(room_id, "frist")
+        first = await owner.wait_for_message(room_id, bot_id(live))
+        await owner.send_edit(room_id, sent, "first")  # the reply is edited in place
+        assert replaced(await owner.wait_for_message(room_id, bot_id(live)))[1] == "echo: first"
         assert (await say(owner, live, room_id, "second")).body == "echo: second"
-        # An older client's reply fallback in the body is not what the owner said.
-        fallback = f"> <{bot_id(live)}> echo: first"
+        # An older client's reply fallback in the body is not what the owner said; the
+        # quote is the reply as it reads now, edited.
+        fallback = f"> <{bot_id(live)}> echo: frist"
         await owner.send_reply(room_id, first.event_id, "why?", fallback=fallback)
         answer = await owner.wait_for_message(room_id, bot_id(live))
         assert user_texts(fake_llm)[-1] == '[In reply to your message: "echo: first"]\n\nwhy?'

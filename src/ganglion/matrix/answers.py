@@ -21,8 +21,9 @@ Rules:
 2. An answer given again edits the event that showed the first answer (edits of an
    edit are edits of the original, as Matrix wants), so that event keeps standing for
    the message's answer.
-3. An answer to a message that is no longer the newest one handed on in its room
-   replies to it (`in_reply_to`), so the owner sees which message it answers.
+3. An answer to a message that is no longer the newest one in its room (handed on, or
+   kept as a group room's context) replies to it (`in_reply_to`), so the owner sees
+   which message it answers.
 4. A group room's messages that were not for the bot are kept (`said`) until the
    next message it answers there takes them in (`heard`); what the model read before
    a message's own words (`keep_preamble`: that context, a quote, who speaks) is kept
@@ -78,6 +79,7 @@ class Answers:
         self._running: dict[str, str] = {}  # room -> turn
         self._stopping: set[str] = set()
         self._newest: dict[str, str] = {}  # room -> the newest message handed on
+        self._latest: dict[str, str] = {}  # room -> the newest message seen (rule 3)
         self._said: dict[str, list[tuple[str, str]]] = {}  # room -> (event, line), rule 4
         self._preambles: dict[str, str] = {}  # the message's first event -> preamble
 
@@ -114,6 +116,7 @@ class Answers:
                 self._messages.move_to_end(fact.key)
                 self._message_of[fact.value] = fact.key
                 self._newest[fact.room_id] = fact.key
+                self._latest[fact.room_id] = fact.key
             case "reply":
                 self._reply_of[fact.key] = fact.value
                 self._turn_of_reply[fact.value] = fact.key
@@ -126,6 +129,8 @@ class Answers:
             case "said":
                 said = [(str(e), str(line)) for e, line in json.loads(fact.value)]
                 self._said[fact.room_id] = said
+                if said:
+                    self._latest[fact.room_id] = said[-1][0]
             case "preamble":
                 self._preambles[fact.key] = fact.value
         self._trim()
@@ -160,15 +165,20 @@ class Answers:
         """The first event of the message `turn_id` answers."""
         return self._message_of.get(turn_id) if turn_id is not None else None
 
+    def latest(self, room_id: str) -> str | None:
+        """The newest message seen in `room_id` (a conversation): handed on, or kept as
+        a group room's context."""
+        return self._latest.get(room_id)
+
     def is_newest_reply(self, room_id: str, event_id: str) -> bool:
         """Whether the bot's `event_id` answers the newest message of `room_id`."""
         found = self.message_of_reply(event_id)
-        return found is not None and self._newest.get(room_id) == found[0]
+        return found is not None and self._latest.get(room_id) == found[0]
 
     def in_reply_to(self, room_id: str, turn_id: str | None) -> str | None:
         """The message `turn_id` answers when it is no longer the room's newest (rule 3)."""
         original = self._message_of.get(turn_id) if turn_id is not None else None
-        return None if original is None or self._newest.get(room_id) == original else original
+        return None if original is None or self._latest.get(room_id) == original else original
 
     def message(self, event_id: str) -> Asked | None:
         """The message first said by `event_id`, if it was handed on (and remembered)."""

@@ -10,8 +10,10 @@ module asks the homeserver and remembers).
 Rules:
 
 1. An event a message replies to, or its thread's root, is read from the homeserver
-   (`/rooms/{room}/event/{event}`, decrypted with the room keys the bot holds) once,
-   then remembered (the newest `REMEMBERED_EVENTS`). One that cannot be had (unknown,
+   (`/rooms/{room}/event/{event}`, decrypted with the room keys the bot holds), as its
+   latest edit shows it (`/relations/{event}/m.replace`, from the same sender). A
+   thread's root is read once, then remembered (the newest `REMEMBERED_EVENTS`): every
+   message of the thread asks who wrote it. One that cannot be had (unknown,
    forbidden, undecryptable) is no quote: the message is answered without it.
 2. Only the text of the bot and of allowed users is quoted (`matrix.addressing`
    rule 4); a stranger's event is never read into a prompt, even when replied to.
@@ -30,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote
 
 import nio
 
@@ -54,6 +57,7 @@ log = logging.getLogger(__name__)
 
 GROUP_SIZE: Final = 3  # joined members, the bot included
 REMEMBERED_EVENTS: Final = 256
+RELATIONS: Final = "/_matrix/client/v1/rooms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +97,8 @@ class RoomContext:
         conversation = message.conversation
         group = room is not None and room.joined_count >= GROUP_SIZE
         command = not message.media and parse_command(message.text) is not None
-        replied = await self._event(message.room_id, message.reply_to)
-        root = await self._event(message.room_id, message.thread_root)
+        replied = await self._event(message.room_id, message.reply_to, remember=False)
+        root = await self._event(message.room_id, message.thread_root, remember=True)
         if (
             group
             and group_rule(self._config, message.room_id) == "mentions"
@@ -161,7 +165,7 @@ class RoomContext:
         shown = room.user_name(user_id) if room is not None else None
         return str(shown) if shown else user_id
 
-    async def _event(self, room_id: str, event_id: str | None) -> _Event | None:
+    async def _event(self, room_id: str, event_id: str | None, *, remember: bool) -> _Event | None:
         """The sender and text of `event_id` (rule 1)."""
         if event_id is None:
             return None
@@ -176,20 +180,59 @@ class RoomContext:
             log.info("cannot read %s in %s for its quote: %s", event_id, room_id, exc)
             found = None
         else:
-            found = _readable(response.event)
-        self._events[key] = found
-        while len(self._events) > REMEMBERED_EVENTS:
-            self._events.popitem(last=False)
+            found = self._readable(response.event, await self._latest_edit(room_id, event_id))
+        if remember:
+            self._events[key] = found
+            while len(self._events) > REMEMBERED_EVENTS:
+                self._events.popitem(last=False)
         return found
 
+    def _readable(self, event: Any, edit: Mapping[str, Any] | None) -> _Event | None:
+        """The sender and text of a (decrypted) message event, as its latest `edit`
+        shows it (from the same sender); None for anything else."""
+        source = _source(event)
+        if source is None:
+            return None
+        sender, content = source.get("sender"), source.get("content")
+        if not isinstance(sender, str) or not isinstance(content, Mapping):
+            return None
+        replaced = edit.get("content") if edit is not None else None
+        if edit is not None and edit.get("sender") == sender and isinstance(replaced, Mapping):
+            new = replaced.get("m.new_content")
+            content = new if isinstance(new, Mapping) else content
+        text = message_text(content)
+        return _Event(sender, text) if text else None
 
-def _readable(event: Any) -> _Event | None:
-    """The sender and text of a (decrypted) message event; None for anything else."""
+    async def _latest_edit(self, room_id: str, event_id: str) -> Mapping[str, Any] | None:
+        """The newest edit of `event_id`, decrypted (None: none, or unreadable)."""
+        path = (
+            f"{RELATIONS}/{quote(room_id, safe='')}/relations/{quote(event_id, safe='')}"
+            "/m.replace?dir=b&limit=1"
+        )
+        try:
+            answer = await self._homeserver.call("GET", path)
+        except MatrixRequestError as exc:
+            log.info("cannot read the edits of %s in %s: %s", event_id, room_id, exc)
+            return None
+        chunk = answer.get("chunk")
+        if not isinstance(chunk, list) or not chunk or not isinstance(chunk[0], Mapping):
+            return None
+        return self._decrypted(room_id, chunk[0])
+
+    def _decrypted(self, room_id: str, event: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """A bundled event's source, decrypted when it is encrypted."""
+        parsed: Any = nio.Event.parse_event(dict(event))
+        if isinstance(parsed, nio.MegolmEvent):
+            parsed.room_id = room_id
+            try:
+                parsed = self._client.decrypt_event(parsed)
+            except nio.EncryptionError:
+                return None
+        return _source(parsed)
+
+
+def _source(event: Any) -> Mapping[str, Any] | None:
     source = getattr(event, "source", None)
     if isinstance(event, nio.MegolmEvent) or not isinstance(source, Mapping):
         return None
-    sender, content = source.get("sender"), source.get("content")
-    if not isinstance(sender, str) or not isinstance(content, Mapping):
-        return None
-    text = message_text(content)
-    return _Event(sender, text) if text else None
+    return source

@@ -296,7 +296,7 @@ class Outgoing:
         conversation = room_id
         room_id, root = matrix_room_of(conversation)
         if root is not None:
-            content = in_thread(root, content, self.answers.newest(conversation) or root)
+            content = in_thread(root, content, self.answers.latest(conversation) or root)
         room = self._client.rooms.get(room_id)
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")

@@ -380,6 +380,9 @@ class SyncLoop:
             text = self.answers.preamble(original) + text  # read as the original was
         room_id = asked.room_id  # the conversation: the room, or one of its threads
         new_turn = user_turn_id(room_id, control.event_id)
+        if asked.turn_id == new_turn:  # seen again after a restart: taken already
+            log.info("the %s %s was taken already", what, control.event_id)
+            return
         await self.answers.replacing(room_id, new_turn, asked.turn_id)
         if await self._rewind(room_id, asked.turn_id, control.event_id, text, what):
             await self.answers.rewound(original, new_turn)
