@@ -112,13 +112,25 @@ def sync_body(
 
 
 class Server:
-    """A mock homeserver answering /sync from a list, and key uploads."""
+    """A mock homeserver answering /sync from a list, key uploads, and the room events
+    of `events` (by event id) with their `edits`."""
 
     def __init__(self, *syncs: dict[str, Any] | httpx.Response) -> None:
         self.syncs = list(syncs)
         self.since: list[str | None] = []
+        self.events: dict[str, dict[str, Any]] = {}
+        self.edits: dict[str, dict[str, Any]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if "/event/" in path:
+            found = self.events.get(path.rsplit("/", 1)[-1])
+            if found is None:
+                return httpx.Response(404, json={"errcode": "M_NOT_FOUND", "error": "no"})
+            return httpx.Response(200, json=found | {"room_id": ROOM})
+        if path.endswith("/m.replace"):
+            edit = self.edits.get(path.split("/")[-2])
+            return httpx.Response(200, json={"chunk": [edit] if edit else []})
         if request.url.path.endswith("/sync"):
             self.since.append(request.url.params.get("since"))
             answer = self.syncs.pop(0)
@@ -338,3 +350,28 @@ async def test_a_thread_message_goes_to_its_threads_conversation() -> None:
     thread = f"{ROOM}/$root"
     assert backend.submitted == [UserMessage(thread, "matrix", "in the thread", OWNER, "$t")]
     assert loop.answers.message("$t") == Asked(thread, OWNER, user_turn_id(thread, "$t"))
+
+
+def reply(event_id: str, target: str, body: str, sender: str = OWNER) -> dict[str, Any]:
+    event = text(event_id, body, sender)
+    event["content"]["m.relates_to"] = {"m.in_reply_to": {"event_id": target}}
+    return event
+
+
+async def test_a_reply_carries_the_message_it_quotes_as_it_reads_now() -> None:
+    backend = Backend()
+    events = [
+        reply("$a", "$bot", "why?"),
+        reply("$b", "$theirs", "and you?"),
+        reply("$c", "$gone", "hm?"),
+    ]
+    server = Server(sync_body("t1", events))
+    server.events = {"$bot": text("$bot", "it rains", BOT), "$theirs": text("$theirs", "x", FRIEND)}
+    server.edits = {"$bot": edit("$fix", "$bot", "it pours", BOT)}
+    loop, _ = sync_loop(server, backend, "t0")
+    await loop.sync_once()
+    assert [m.text for m in backend.submitted] == [
+        '[In reply to your message: "it pours"]\n\nwhy?',
+        "and you?",  # not an allowed user's: never read into the prompt
+        "hm?",  # the event cannot be had: no quote
+    ]
