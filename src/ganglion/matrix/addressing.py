@@ -11,8 +11,8 @@ Rules (each test in tests/test_matrix_addressing.py names one):
    word, in any case. A command (`/help`) is always for the bot. In a room of two, and
    with `always`, every message is.
 2. A message a group room does not address to the bot is context: kept, from allowed
-   users only (nobody else's text gets this far), as `Name: text`, each cut to
-   `SAID_CHARS`, at most `SAID_KEPT` of them per conversation, and shown to the model
+   users only (nobody else's text gets this far), as `Name: text` on one line, each
+   cut to `SAID_CHARS`, at most `SAID_KEPT` of them per conversation, and shown to the model
    with the next message it answers there, newest last, within `CONTEXT_CHARS` in all
    (the oldest go first).
 3. In a group room the model reads who is speaking (`Name: text`); in a room of two it
@@ -114,9 +114,14 @@ def shorten(text: str, limit: int) -> str:
 
 
 def said_line(name: str, message: Incoming) -> str:
-    """A context message as the model reads it (rule 2)."""
+    """A context message as the model reads it (rule 2): on one line, so that no line
+    of it can pass for another speaker's."""
     what = message.text or (f"[sent a file: {message.media.name}]" if message.media else "")
-    return f"{name}: {shorten(what, SAID_CHARS)}"
+    return f"{_one_line(name)}: {shorten(_one_line(what), SAID_CHARS)}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def text_for_model(
