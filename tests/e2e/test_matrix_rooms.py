@@ -163,6 +163,12 @@ async def test_a_thread_is_its_own_conversation_answered_in_it_across_a_restart(
         edited = await owner.wait_for_message(room_id, bot)
         assert replaced(edited) == (again.event_id, "echo: and after that?")
         assert user_texts(fake_llm) == [started, "and after that?"]
+        # So does a 🔁 on it.
+        asked = len(fake_llm.requests)
+        await owner.react(room_id, again.event_id, REGENERATE)
+        regenerated = await owner.wait_for_message(room_id, bot)
+        assert replaced(regenerated) == (again.event_id, "echo: and after that?")
+        assert len(fake_llm.requests) == asked + 1
 
 
 async def test_a_long_reply_given_again_edits_its_first_event_and_redacts_the_rest(
