@@ -6,6 +6,7 @@ from typing import Any
 
 from ganglion.config import MatrixConfig
 from ganglion.matrix.events import (
+    Answer,
     Edit,
     Incoming,
     Regenerate,
@@ -161,10 +162,34 @@ def test_a_repeat_reaction_regenerates() -> None:
     assert found == Regenerate(ROOM, "$r1", OWNER, "$e0")
 
 
+def test_approval_answers_are_reactions_on_a_question_or_replies_to_it() -> None:
+    """Rule 6."""
+    cfg = config()
+    assert classify_event(cfg, BOT, ROOM, reaction("\u2705")) == Answer(
+        ROOM, "$r1", OWNER, "$e0", "allow"
+    )
+    assert classify_event(cfg, BOT, ROOM, reaction("\u274c\ufe0f")) == Answer(
+        ROOM, "$r1", OWNER, "$e0", "deny"
+    )
+    reply = {"m.in_reply_to": {"event_id": "$q"}}
+    for said, answer in [("yes", "allow"), ("No.", "deny"), (" ALWAYS! ", "always")]:
+        found = classify_event(cfg, BOT, ROOM, message(said, **{"m.relates_to": reply}))
+        assert found == Answer(ROOM, "$e1", OWNER, "$q", answer, said.strip())  # type: ignore[arg-type]
+    # Not an answer: no reply, more words, a stranger.
+    assert classify_event(cfg, BOT, ROOM, message("yes")) == Incoming(ROOM, "$e1", OWNER, "yes")
+    wordy = message("yes please, and also", **{"m.relates_to": reply})
+    assert isinstance(classify_event(cfg, BOT, ROOM, wordy), Incoming)
+    stranger = message("yes", sender="@eve:x", **{"m.relates_to": reply})
+    assert classify_event(cfg, BOT, ROOM, stranger) == Skip("sender not in allowed_users")
+    assert classify_event(cfg, BOT, ROOM, reaction("\u2705", sender="@eve:x")) == Skip(
+        "sender not in allowed_users"
+    )
+
+
 def test_other_reactions_and_strangers_reactions_are_not_acted_on() -> None:
     cfg = config()
     assert classify_event(cfg, BOT, ROOM, reaction("\U0001f44d")) == Skip("reaction \U0001f44d")
-    assert classify_event(cfg, BOT, ROOM, reaction("\u274c")) == Skip("reaction \u274c")
+    assert classify_event(cfg, BOT, ROOM, reaction("\u2714")) == Skip("reaction \u2714")
     stranger = reaction("\u23f9\ufe0f", sender="@eve:x")
     assert classify_event(cfg, BOT, ROOM, stranger) == Skip("sender not in allowed_users")
     broken = {"type": "m.reaction", "event_id": "$r", "sender": OWNER, "content": {"x": 1}}
@@ -209,3 +234,10 @@ def test_a_thread_message_belongs_to_its_threads_conversation() -> None:
     assert isinstance(real, Incoming) and real.reply_to == "$latest"
     stop = classify_event(config(), BOT, ROOM, message("/stop", **{"m.relates_to": relation}))
     assert stop == Stop(ROOM, "$e1", OWNER, None, "$root")
+
+
+def test_a_yes_that_answers_no_question_is_the_message_it_would_be() -> None:
+    relation = {"m.in_reply_to": {"event_id": "$bot"}}
+    found = classify_event(config(), BOT, ROOM, message("yes", **{"m.relates_to": relation}))
+    assert isinstance(found, Answer) and found.message is not None
+    assert (found.message.text, found.message.reply_to) == ("yes", "$bot")

@@ -22,7 +22,7 @@ from ganglion.matrix.errors import MatrixUnavailable
 from ganglion.matrix.http import Homeserver
 from ganglion.matrix.outgoing import Outgoing, transaction_id
 from ganglion.matrix.render import MAX_CONTENT_BYTES, split_reply
-from ganglion.messages import UserMessage
+from ganglion.messages import ApprovalAnswer, ApprovalAsked, ApprovalResult, UserMessage
 from ganglion.store import OutboxItem, StoredMessage
 
 BOT = "@bot:hs.example"
@@ -63,6 +63,22 @@ class Outbox:
 
     async def mark_delivered(self, outbox_ids: Sequence[int]) -> None:
         self.delivered += outbox_ids
+
+    async def stop(self, thread_id: str, turn_id: str) -> None:
+        raise AssertionError("Outgoing never stops a turn")
+
+    async def rewind(
+        self, thread_id: str, turn_id: str, message_id: str, text: str | None
+    ) -> Submitted:
+        raise AssertionError("Outgoing never rewinds")
+
+    async def decide_approval(
+        self, thread_id: str, approval_id: str, answer: ApprovalAnswer, by: str
+    ) -> ApprovalResult:
+        raise AssertionError("Outgoing never answers a question")
+
+    async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
+        return []
 
 
 @dataclass

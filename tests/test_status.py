@@ -58,11 +58,13 @@ async def test_status_prints_what_the_daemon_is_doing(tmp_path: Path, fake_llm: 
     assert "tokens: 30 in, 15 out" in out
     assert "\nUsage today (" in out and "\n  owner          30 in, 15 out, 3 calls" in out
     assert "\nHeartbeat: 0 beats; reviews none; skipped none; 0 tokens" in out
+    assert "\nApprovals: 0 waiting for you; answered so far: none yet" in out
     status = json.loads(as_json.stdout)
     assert status["turns"]["failed"] == 1
     assert status["model"]["requests"] == 4
     assert status["usage"]["sources"]["owner"]["tokens_in"] == 30
     assert status["usage"]["sources"]["owner"]["estimated_calls"] == 0
+    assert status["approvals"] == {"pending": [], "outcomes": {}}
     assert {a["name"]: a["state"] for a in status["actors"]}["web"] == "running"
     assert all(a["restarts"] == 0 for a in status["actors"])
     assert "Event loop" not in out and status["loop"] is None  # logging.event_loop_stats
@@ -119,6 +121,7 @@ async def test_metrics_move_with_turns_and_need_the_token(
     assert after[(today, (("direction", "in"), ("source", "owner")))] == 30
     assert after[(today, (("direction", "out"), ("source", "owner")))] == 15
     assert after[("ganglion_actor_restarts_total", (("actor", "web"),))] == 0
+    assert after[("ganglion_approvals_pending", ())] == 0
     assert ("ganglion_mailbox_depth", (("actor", "threads"),)) in after
     assert after[("ganglion_reminder_slots_total", (("state", "missed"),))] == 0
     assert after[("ganglion_heartbeat_beats_total", ())] == 0

@@ -62,6 +62,7 @@ BUILT = [
     frames.stop("t1"),
     frames.rewind("m2", "t1"),
     frames.rewind("m2", "t1", "better"),
+    frames.approve("5a706c51", "always"),
 ]
 
 

@@ -40,6 +40,9 @@ from ganglion.errors import GanglionError
 from ganglion.ids import interface_for
 from ganglion.inbox import FileInbox
 from ganglion.messages import (
+    ApprovalAnswer,
+    ApprovalAsked,
+    ApprovalResult,
     Inbound,
     Notice,
     Outbound,
@@ -59,6 +62,7 @@ from ganglion.store import (
     StoreError,
     ThreadDeleted,
 )
+from ganglion.threads.approvals import Approver
 from ganglion.threads.commands import parse_command
 from ganglion_actors import ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
@@ -155,6 +159,19 @@ class ControlsBackend(InterfaceBackend, Protocol):
         """
         ...
 
+    async def decide_approval(
+        self, thread_id: str, approval_id: str, answer: ApprovalAnswer, by: str
+    ) -> ApprovalResult:
+        """The owner's answer, given in conversation `thread_id` by `by` (a Matrix user
+        id; "owner" in the web chat), to a question asked there; what came of it, in a
+        few words to show. The first answer wins; a question asked elsewhere is not
+        answered from here."""
+        ...
+
+    async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
+        """The questions still open in conversation `thread_id` (to ask them again)."""
+        ...
+
 
 class LibraryBackend(ControlsBackend, Protocol):
     """What an interface that lists its conversations needs too (the web chat): what
@@ -180,11 +197,23 @@ class DaemonBackend:
         store: ConversationStore,
         reminders: ReminderStore,
         inbox: FileInbox,
+        approver: Approver,
     ) -> None:
+        self._approver = approver
         self._threads = threads
         self._store = store
         self._reminders = reminders
         self._inbox = inbox
+
+    async def decide_approval(
+        self, thread_id: str, approval_id: str, answer: ApprovalAnswer, by: str
+    ) -> ApprovalResult:
+        return await self._approver.answer(
+            approval_id, answer, by=by, interface=interface_for(thread_id), asked_in=thread_id
+        )
+
+    async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
+        return await self._approver.questions_in(thread_id)
 
     async def submit(self, message: UserMessage) -> Submitted:
         thread_id = message.thread_id

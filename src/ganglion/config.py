@@ -554,10 +554,22 @@ Decision = Literal["allow", "ask", "deny"]
 # What a tool does, for the approval policy: `tools.approval.default` has one decision
 # for each (`ganglion.approval.policy` knows which tool is which).
 ToolKind = Literal["read", "write", "shell", "memory", "reminders", "send", "mcp", "other"]
-# Programs that run no code from files the model can write: listing, reading, counting
-# and searching. Not `git` (its config runs commands: core.fsmonitor, core.pager, hooks),
-# not `find` (-exec), not an interpreter.
-SAFE_PROGRAMS = ("ls", "cat", "head", "tail", "wc", "grep", "pwd", "date", "df", "du")
+# Commands that run no code from files the model can write and change nothing: listing,
+# reading, counting and searching, with any arguments; `pwd` and `date` without (as root,
+# `date -s` sets the clock). Not `git` (its config runs commands: core.fsmonitor,
+# core.pager, hooks), not `find` (-exec), not an interpreter.
+SAFE_COMMANDS = (
+    "ls *",
+    "cat *",
+    "head *",
+    "tail *",
+    "wc *",
+    "grep *",
+    "df *",
+    "du *",
+    "pwd",
+    "date",
+)
 
 
 class ApprovalRule(_Model):
@@ -596,7 +608,7 @@ def _default_decisions() -> dict[ToolKind, Decision]:
 
 
 def _default_rules() -> list[ApprovalRule]:
-    rules = [ApprovalRule(tool="shell", command=f"{program} *") for program in SAFE_PROGRAMS]
+    rules = [ApprovalRule(tool="shell", command=command) for command in SAFE_COMMANDS]
     return [*rules, ApprovalRule(tool="*_file", path="scripts/")]
 
 

@@ -12,7 +12,6 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
     Wake              activate a thread so it answers turns cut off before a restart
     StopTurn          the owner stops a running turn (its partial answer is kept)
     RewindTurn        the owner takes back the last turn: regenerate it, or edit their message
-    DecideApproval    the owner answered a question about a tool call (allow, always, deny)
 
 Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
@@ -198,21 +197,17 @@ class RewindTurn:
     accepted: Reply[None] | None = None
 
 
+# The owner's answer to a question about a tool call (`DaemonBackend.decide_approval`).
 ApprovalAnswer = Literal["allow", "always", "deny"]
 
 
 @dataclass(frozen=True, slots=True)
-class DecideApproval:
-    """The owner's answer to question `approval_id` of a turn of `thread_id` (whatever
-    conversation it was asked in): `by` who (a Matrix user id, "web"), from `interface`.
-    `reply`, when given, receives what came of it in a few words."""
+class ApprovalResult:
+    """What came of an answer: `settled` when it decided the question (else it was not
+    open, or not asked where it was answered), and `text` to show, in a few words."""
 
-    thread_id: str
-    approval_id: str
-    answer: ApprovalAnswer
-    by: str
-    interface: str
-    reply: Reply[str] | None = None
+    settled: bool
+    text: str
 
 
 Inbound = (
@@ -224,7 +219,6 @@ Inbound = (
     | Wake
     | StopTurn
     | RewindTurn
-    | DecideApproval
 )
 
 

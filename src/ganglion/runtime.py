@@ -43,6 +43,7 @@ from ganglion.prompt import PromptFileCache
 from ganglion.redact import Redactor, configured_secrets
 from ganglion.reminders.store import ReminderStore
 from ganglion.store import Activity, ConversationStore, StoreError
+from ganglion.threads.approvals import Approver
 from ganglion.threads.deps import SharedPromptFiles, ThreadDeps
 from ganglion.threads.registry import thread_registry
 from ganglion.tools import ToolRegistry
@@ -55,6 +56,8 @@ from ganglion_actors import ActorRef, ActorStopped, MailboxFull, Registry, reser
 __all__ = ["Services", "open_services"]
 
 log = logging.getLogger("ganglion")
+
+ASK_IN_DAYS = 30  # how far back the owner's most recently active conversation is looked for
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -121,12 +124,16 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     redactor = Redactor(configured_secrets(config))
     http = httpx.AsyncClient()
     inbox = FileInbox.of(config.data_dir, config.tools.files)
+    router = DeliveryRouter(journal=DisplayJournal(store.library))
+    approver = Approver(
+        config, store.approvals, router, now, partial(_latest_conversation, store.activity)
+    )
     deps = ThreadDeps(
         config=config,
         turns=store.turns,
         models=models,
         meter=meter,
-        router=DeliveryRouter(journal=DisplayJournal(store.library)),
+        router=router,
         prompt_files=SharedPromptFiles(PromptFileCache(config.data_dir, config.tools.memory)),
         tools=ToolRegistry(builtin_tools(config, reminders, redactor, inbox)),
         llm_slots=trio.CapacityLimiter(config.llm.max_concurrency),
@@ -138,11 +145,12 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         inbox=inbox,
         transcriber=_transcriber(config),
         http=http,
+        approver=approver,
     )
     try:
         threads = thread_registry(deps)
         meter.announce = partial(_announce, config, store.activity, threads)
-        backend = DaemonBackend(threads, store, reminder_store, inbox)
+        backend = DaemonBackend(threads, store, reminder_store, inbox, approver)
         yield Services(config, store, reminder_store, deps, threads, backend)
     finally:
         with trio.CancelScope(shield=True):
@@ -174,6 +182,17 @@ async def _announce(
         threads.send_nowait(target, Announce(target, text))
     except (MailboxFull, ActorStopped) as exc:
         log.warning("could not tell %s (%r): %s", target, exc, text)
+
+
+async def _latest_conversation(activity: Activity) -> str | None:
+    """The owner's most recently active conversation of the last 30 days (where a system
+    turn asks when `tools.approval.ask_in` is not set)."""
+    since = time.time() - ASK_IN_DAYS * 86400
+    active = [
+        a for a in await activity.thread_activity(since) if interface_for(a.thread_id) != "system"
+    ]
+    latest = max(active, key=lambda a: a.last_activity, default=None)
+    return latest.thread_id if latest is not None else None
 
 
 def _transcriber(config: Config) -> Transcriber | None:

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, get_args
 
 import trio
 
 from ganglion.app import RunningDaemon, run_daemon
-from ganglion.config import Config
+from ganglion.config import Config, ToolKind
 from ganglion.messages import (
     FinalReply,
     GetThreadInfo,
@@ -99,8 +99,16 @@ def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     return merged
 
 
+# The tests of what the tools do run them without asking (`tools.approval`); the tests of
+# the approvals set their own policy over this one.
+TRUSTING: Final[dict[str, Any]] = {
+    "approval": {"default": dict.fromkeys(get_args(ToolKind), "allow")},
+}
+
+
 def daemon_config(data_dir: Path, llm_url: str, **overrides: Any) -> Config:
     raw: dict[str, Any] = {
+        "tools": TRUSTING,
         "data_dir": str(data_dir),
         "timezone": "Europe/Paris",
         "llm": {"base_url": llm_url, "model": "fake", "retries": {"attempts": 1}},

@@ -30,7 +30,7 @@ import yaml
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from ganglion.web import frames
-from tests.support.daemon import merge_settings
+from tests.support.daemon import TRUSTING, merge_settings
 
 __all__ = ["LiveDaemon", "free_port", "open_live_daemon"]
 
@@ -166,6 +166,7 @@ async def open_live_daemon(
     data_dir = root / "data"
     port = free_port()
     config: dict[str, Any] = {
+        "tools": TRUSTING,
         "data_dir": str(data_dir),
         "timezone": "Europe/Paris",
         "llm": {"base_url": llm_url, "model": "fake", "retries": {"attempts": 1}},

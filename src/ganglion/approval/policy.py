@@ -8,10 +8,13 @@ Rules, in order:
    tool, and command or path, match the call decides.
 2. An MCP tool its server's `safe_tools` names is allowed.
 3. Otherwise `tools.approval.default` decides by what the tool does (`kind_of`).
-4. Shell rules match simple commands only (`simple_command`): anything a shell would
-   read as more than one program with its arguments (`;`, `&&`, `|`, `$(...)`, a
-   redirection, a newline, `NAME=value` before the program) matches no command rule, so
-   a rule for `ls` never lets `ls; rm -rf ~` through.
+4. A shell rule that allows matches simple commands only (`simple_command`): anything
+   a shell would read as more than one program with its arguments (`;`, `&&`, `|`,
+   `$(...)`, a redirection, a newline, `NAME=value` before the program) matches no
+   allowing rule, so a rule for `ls` never lets `ls; rm -rf ~` through. A rule that
+   asks or denies matches a line when it matches any of the commands the line could
+   hold (`command_pieces`, which cuts generously: matching too much is the safe side),
+   so `echo; sudo reboot` meets the rule for `sudo *`.
 5. A call whose arguments cannot be read (not a JSON object) matches no command or path
    rule: the default of its kind decides.
 """
@@ -19,6 +22,7 @@ Rules, in order:
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ __all__ = [
     "KINDS",
     "Verdict",
     "call_text",
+    "command_pieces",
     "decide",
     "kind_of",
     "path_inside",
@@ -75,6 +80,7 @@ BUILT_IN_DEFAULTS: Final[Mapping[ToolKind, Decision]] = {
 # rule would be judged on a line the owner cannot read at a glance).
 _SHELL_SYNTAX: Final = frozenset(";&|<>$`\n\r(){}\\")
 _PATH_ARGUMENT: Final = "path"
+_PIECES: Final = re.compile(r"\$\(|[;&|\n\r(){}`<>]|\\\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,23 @@ def simple_command(line: str) -> list[str] | None:
     if not words or "=" in words[0] or words[0].startswith("-"):
         return None
     return words
+
+
+def command_pieces(line: str) -> list[list[str]]:
+    """The commands a line may hold, each as its words without `NAME=value` before the
+    program: cut at every shell operator, substitution and grouping."""
+    pieces: list[list[str]] = []
+    for chunk in _PIECES.split(line):
+        try:
+            words = shlex.split(chunk, comments=False, posix=True)
+        except ValueError:
+            words = chunk.split()
+        while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+            words = words[1:]
+        words = [w for w in words if w not in ("!", "then", "do", "else", "exec", "command")]
+        if words:
+            pieces.append(words)
+    return pieces
 
 
 def command_matches(pattern: str, words: Sequence[str]) -> bool:
@@ -142,8 +165,14 @@ def _rule_matches(
         return False
     if rule.command is not None:
         command = arguments.get("command") if arguments is not None else None
-        words = simple_command(command) if isinstance(command, str) else None
-        return words is not None and command_matches(rule.command, words)
+        if not isinstance(command, str):
+            return False
+        words = simple_command(command)
+        if words is not None:
+            return command_matches(rule.command, words)
+        if rule.decision == "allow":
+            return False
+        return any(command_matches(rule.command, piece) for piece in command_pieces(command))
     if rule.path is not None:
         path = arguments.get(_PATH_ARGUMENT) if arguments is not None else None
         return isinstance(path, str) and path_inside(path, rule.path, base=base, data_dir=data_dir)

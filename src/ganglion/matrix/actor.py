@@ -68,6 +68,7 @@ from ganglion.matrix.intake import MediaIntake
 from ganglion.matrix.latekeys import LateKeys
 from ganglion.matrix.outgoing import Outgoing
 from ganglion.matrix.pins import PinStore
+from ganglion.matrix.questions import Questions
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.sync import LONG_POLL_MS, SyncLoop
 from ganglion.messages import Outbound
@@ -187,6 +188,7 @@ class Connection:
         self.keys = KeyKeeper(self.homeserver, gate)
         self.synced = trio.Event()
         self.answers = Answers(AnswerLog(self.store_dir))
+        self.questions = Questions()
         self.outgoing = Outgoing(
             self.homeserver,
             self.keys,
@@ -195,6 +197,7 @@ class Connection:
             files,
             max_media_bytes=config.max_media_bytes,
             answers=self.answers,
+            questions=self.questions,
         )
         self.late_keys = LateKeys(self.outgoing.notice, told=self._told_late_keys)
         self.sync = SyncLoop(
@@ -212,6 +215,7 @@ class Connection:
             if files is not None
             else None,
             answers=self.answers,
+            questions=self.questions,
         )
         self.connected = False
         self._pickle_key: str | None = None

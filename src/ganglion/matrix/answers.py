@@ -157,6 +157,10 @@ class Answers:
         """What the model read before the words of the message `event_id` (rule 4)."""
         return self._preambles.get(event_id, "")
 
+    def conversations(self) -> list[str]:
+        """The conversations (rooms and threads) a message was handed on in."""
+        return list(self._newest)
+
     def newest(self, room_id: str) -> str | None:
         """The newest message handed on in `room_id` (a conversation), if any."""
         return self._newest.get(room_id)

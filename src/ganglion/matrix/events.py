@@ -19,8 +19,11 @@ Rules (each test in tests/test_matrix_events.py names one):
    original (whose sender the caller checks: only they may edit it); `/stop` alone, or
    a ⏹️ reaction (`m.annotation`), is a `Stop` (of the turn answering the reacted-to
    message, or of whatever runs); a 🔁 reaction is a `Regenerate` of the reply it is on.
-   Other reactions are not acted on (❌ is left to the approvals).
-6. What a message says about where it stands, for the caller to decide on: the event
+6. An approval's answer (`matrix.questions`): a ✅ or ❌ reaction is an `Answer` to the
+   event it is on; a text reply (`m.in_reply_to`) saying yes, no or always is an
+   `Answer` to the event it replies to, which the caller takes for an ordinary message
+   (its `message`) when that event asks nothing. Other reactions are not acted on.
+7. What a message says about where it stands, for the caller to decide on: the event
    it replies to (`m.in_reply_to`; not the fallback one of a thread message that
    `is_falling_back`), the Element thread it is in (`m.thread`: its root), and whom it
    mentions (`m.mentions.user_ids`; None when it carries no `m.mentions` at all, as
@@ -31,17 +34,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ganglion.config import MatrixConfig
 from ganglion.ids import matrix_thread_id
 from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
+from ganglion.matrix.questions import ALLOW_KEYS, DENY_KEYS, reply_answer
+from ganglion.messages import ApprovalAnswer
 
 __all__ = [
     "REGENERATE_KEYS",
     "STOP_COMMAND",
     "STOP_KEYS",
+    "Answer",
     "Control",
     "Edit",
     "Incoming",
@@ -118,7 +124,22 @@ class Regenerate:
     target: str
 
 
-Control = Edit | Stop | Regenerate
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """`sender` answered what the bot's event `target` asks: a ✅ / ❌ reaction on it, or
+    a reply to it saying yes / no / always (`text`: the reply, and `message` the
+    ordinary message it is when `target` asks nothing; None for a reaction)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    target: str
+    answer: ApprovalAnswer
+    text: str | None = None
+    message: Incoming | None = field(default=None, compare=False)
+
+
+Control = Edit | Stop | Regenerate | Answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,18 +220,21 @@ def classify_event(
         text = f"* {sender} {text}"
     if text == STOP_COMMAND:
         return Stop(room_id, event_id, sender, None, root)
-    return Incoming(room_id, event_id, sender, text, **where)
+    message = Incoming(room_id, event_id, sender, text, **where)
+    answer = reply_answer(text)
+    target = _replied_to(relation)
+    if answer is not None and target is not None and msgtype == "m.text":
+        return Answer(room_id, event_id, sender, target, answer, text, message)
+    return message
 
 
 def _reply_and_thread(relation: object) -> tuple[str | None, str | None]:
-    """The event a message replies to and the root of its thread (rule 6)."""
+    """The event a message replies to and the root of its thread (rule 7)."""
     if not isinstance(relation, Mapping):
         return None, None
     root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
     root = root if isinstance(root, str) and root else None
-    quoted = relation.get("m.in_reply_to")
-    reply_to = quoted.get("event_id") if isinstance(quoted, Mapping) else None
-    reply_to = reply_to if isinstance(reply_to, str) and reply_to else None
+    reply_to = _replied_to(relation)
     if root is not None and relation.get("is_falling_back") is True:
         reply_to = None
     return reply_to, root
@@ -225,6 +249,15 @@ def _mentions(mentions: object) -> frozenset[str] | None:
     return frozenset(user for user in user_ids if isinstance(user, str))
 
 
+def _replied_to(relation: object) -> str | None:
+    """The event a rich reply replies to (`m.in_reply_to`), or None."""
+    if not isinstance(relation, Mapping):
+        return None
+    reply = relation.get("m.in_reply_to")
+    target = reply.get("event_id") if isinstance(reply, Mapping) else None
+    return target if isinstance(target, str) else None
+
+
 def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Control | Skip:
     if not isinstance(relation, Mapping) or relation.get("rel_type") != "m.annotation":
         return Skip("malformed reaction")
@@ -235,6 +268,8 @@ def _reaction(room_id: str, event_id: str, sender: str, relation: object) -> Con
         return Stop(room_id, event_id, sender, target)
     if key in REGENERATE_KEYS:
         return Regenerate(room_id, event_id, sender, target)
+    if key in ALLOW_KEYS or key in DENY_KEYS:
+        return Answer(room_id, event_id, sender, target, "allow" if key in ALLOW_KEYS else "deny")
     return Skip(f"reaction {key}")
 
 

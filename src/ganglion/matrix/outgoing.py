@@ -41,6 +41,10 @@ Rules:
    with the newest message of the thread as its reply fallback (`is_falling_back`) or
    the message it answers as a rich reply. Sends into a room keep their order across
    its threads (rule 3 locks the room).
+10. An approval question (`ApprovalAsked`, `matrix.questions`) goes out as an `m.text`
+    under the transaction id `ganglion-q-<id>` (asked once per run: the homeserver
+    keeps a resend to one event), and what came of it as an `m.notice` replying to it.
+    A question still open when the bot (re)connects is asked by the sweep.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -54,13 +58,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from typing import Any, Final
 
 import nio
 import nio.crypto.attachments as attachments
 import trio
 
-from ganglion.backend import InterfaceBackend
+from ganglion.backend import ControlsBackend
 from ganglion.ids import matrix_room_of
 from ganglion.images import RASTER_TYPES
 from ganglion.inbox import FileInbox, InboxError
@@ -68,6 +73,7 @@ from ganglion.matrix.answers import Answers
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
+from ganglion.matrix.questions import Question, Questions, question_text, settled_text
 from ganglion.matrix.render import (
     MAX_CONTENT_BYTES,
     edit_content,
@@ -76,7 +82,16 @@ from ganglion.matrix.render import (
     reply_content,
     split_reply,
 )
-from ganglion.messages import FileSent, FinalReply, Notice, Outbound, TurnFailed, TurnStarted
+from ganglion.messages import (
+    ApprovalAsked,
+    ApprovalSettled,
+    FileSent,
+    FinalReply,
+    Notice,
+    Outbound,
+    TurnFailed,
+    TurnStarted,
+)
 from ganglion.store import OutboxItem
 from ganglion.transcript import Attachment
 from ganglion_actors import Inbox
@@ -108,15 +123,17 @@ class Outgoing:
         self,
         homeserver: Homeserver,
         keys: KeyKeeper,
-        backend: InterfaceBackend,
+        backend: ControlsBackend,
         synced: trio.Event,
         files: FileInbox | None = None,
         *,
         max_media_bytes: int = 25 * 1024 * 1024,
         answers: Answers | None = None,
+        questions: Questions | None = None,
     ) -> None:
         self._homeserver = homeserver
         self.answers = answers if answers is not None else Answers()
+        self.questions = questions if questions is not None else Questions()
         self._files = files
         self._max_media_bytes = max_media_bytes
         self._keys = keys
@@ -164,6 +181,10 @@ class Outgoing:
                         nursery.start_soon(self._end_turn, room_id, text, typing)
                     case Notice(thread_id=room_id, text=text):
                         nursery.start_soon(self.notice, room_id, text)
+                    case ApprovalAsked() as asked:
+                        nursery.start_soon(self._ask, asked)
+                    case ApprovalSettled() as settled:
+                        nursery.start_soon(self._settled, settled)
                     case _:
                         pass  # streamed text and tool activity: Matrix shows the final reply
             nursery.cancel_scope.cancel()
@@ -190,14 +211,52 @@ class Outgoing:
 
     async def sweep(self) -> None:
         """Flush the outbox of every joined room and its threads (after a
-        (re)connection, rule 5)."""
+        (re)connection, rule 5), and ask the questions still open there that this run
+        has not asked (rule 10)."""
         self.needs_sweep = False
         conversations = {room_id: None for room_id in self._client.rooms}
-        for item in await self._backend.undelivered():
-            if matrix_room_of(item.thread_id)[0] in self._client.rooms:
-                conversations.setdefault(item.thread_id, None)
+        known = [item.thread_id for item in await self._backend.undelivered()]
+        for conversation in [*known, *self.answers.conversations()]:
+            if matrix_room_of(conversation)[0] in self._client.rooms:
+                conversations.setdefault(conversation, None)
         for conversation in conversations:
             await self._flush_logged(conversation)
+            for asked in await self._backend.open_approvals(conversation):
+                if not self.questions.is_asked(asked.approval_id):
+                    await self._ask(asked)
+
+    async def _ask(self, asked: ApprovalAsked) -> None:
+        """Ask an approval question in its conversation (rule 10), best effort: one
+        that cannot be sent now is asked by the next sweep."""
+        room_id = asked.thread_id
+        if not self._synced.is_set():
+            self.needs_sweep = True
+            return
+        expires = datetime.fromtimestamp(asked.expires_at).astimezone()
+        content = message_content(question_text(asked, expires))
+        async with self._locks[matrix_room_of(room_id)[0]]:
+            if self.questions.is_asked(asked.approval_id):
+                return
+            try:
+                event_id = await self.send(room_id, content, f"ganglion-q-{asked.approval_id}")
+            except MatrixError as exc:
+                self.needs_sweep = True
+                log.warning("question %s for %s waits: %s", asked.approval_id, room_id, exc)
+                return
+        self.questions.asked(Question(asked.approval_id, room_id, event_id, asked.call))
+
+    async def _settled(self, settled: ApprovalSettled) -> None:
+        """Say what came of a question, as a reply to the event that asked it."""
+        question = self.questions.of_approval(settled.approval_id)
+        if question is None or not self._synced.is_set():
+            return
+        text = settled_text(settled.outcome, question.call, settled.by)
+        content = reply_content(question.event_id, message_content(text, msgtype="m.notice"))
+        async with self._locks[matrix_room_of(question.room_id)[0]]:
+            try:
+                await self.send(question.room_id, content, f"ganglion-s-{settled.approval_id}")
+            except MatrixError as exc:
+                log.warning("the answer to %s was not told: %s", settled.approval_id, exc)
 
     async def flush(self, room_id: str) -> None:
         """Send the room's undelivered replies in order (rules 1, 2 and 5).

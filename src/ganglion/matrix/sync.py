@@ -68,10 +68,12 @@ from ganglion.matrix.context import RoomContext
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.events import (
+    Answer,
     Control,
     Edit,
     Incoming,
     Regenerate,
+    Skip,
     Stop,
     classify_event,
     events_after_own_join,
@@ -82,6 +84,7 @@ from ganglion.matrix.gate import TrustGate
 from ganglion.matrix.http import SYNC_MARGIN, Homeserver
 from ganglion.matrix.intake import MediaIntake, MediaRefused
 from ganglion.matrix.latekeys import LateKeys
+from ganglion.matrix.questions import Questions
 from ganglion.matrix.stats import MatrixStatistics
 from ganglion.matrix.trust import Sender
 from ganglion.messages import UserMessage, user_turn_id
@@ -125,10 +128,12 @@ class SyncLoop:
         notify: Callable[[str, str, tuple[str, str] | None], Awaitable[None]] | None = None,
         intake: MediaIntake | None = None,
         answers: Answers | None = None,
+        questions: Questions | None = None,
     ) -> None:
         self._homeserver = homeserver
         self.answers = answers if answers is not None else Answers()
         self._context = RoomContext(homeserver, config, self.answers)
+        self.questions = questions if questions is not None else Questions()
         self._intake = intake
         self._gate = gate
         self._late_keys = late_keys
@@ -202,7 +207,7 @@ class SyncLoop:
                     self._undecryptable(room_id, event)
                     continue
                 decision = classify_event(self._config, own, room_id, source)
-                if isinstance(decision, Incoming | Edit | Stop | Regenerate):
+                if not isinstance(decision, Skip):
                     found.append((decision, self._sender(room_id, event)))
                 elif decision.reason.startswith("malformed"):
                     self.stats.skipped += 1
@@ -293,7 +298,7 @@ class SyncLoop:
                 self._late_keys.arrived(event.event_id)
             source: Mapping[str, Any] = getattr(decrypted, "source", None) or {}
             decision = classify_event(self._config, self._client.user_id, event.room_id, source)
-            if isinstance(decision, Incoming | Edit | Stop | Regenerate):
+            if not isinstance(decision, Skip):
                 log.info("decrypted %s once its keys arrived", event.event_id)
                 found.append((decision, self._sender(event.room_id, decrypted)))
         self._undecrypted = pending
@@ -322,6 +327,8 @@ class SyncLoop:
                     await self._stop(stop)
                 case Edit() | Regenerate() as control:
                     await self._answer_again(control)
+                case Answer() as answer:
+                    await self._approve(answer)
             self._handled[acted.event_id] = None
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
@@ -356,6 +363,27 @@ class SyncLoop:
         log.info("%s stops %s in %s", stop.sender, turn_id, room_id)
         self.answers.stopping(turn_id)
         await self._backend.stop(room_id, turn_id)
+
+    async def _approve(self, answer: Answer) -> None:
+        """Answer the approval question the event `answer.target` asked; a reply to
+        anything else is an ordinary message."""
+        question = self.questions.of_event(answer.target)
+        if question is None or matrix_room_of(question.room_id)[0] != answer.room_id:
+            room_id = answer.room_id
+            if answer.message is not None:
+                await self._submit_all([answer.message])
+            else:
+                log.info("%s in %s answers no question of this run", answer.event_id, room_id)
+            return
+        room_id = question.room_id  # the conversation it was asked in: a room, or a thread
+        result = await self._backend.decide_approval(
+            room_id, question.approval_id, answer.answer, answer.sender
+        )
+        log.info(
+            "%s answered %s in %s: %s", answer.sender, question.approval_id, room_id, result.text
+        )
+        if not result.settled and self._notify is not None:
+            await self._notify(room_id, result.text, None)
 
     async def _answer_again(self, control: Edit | Regenerate) -> None:
         """Take the turn of an edited message, or of a reply to regenerate, back and

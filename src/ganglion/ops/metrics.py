@@ -116,6 +116,7 @@ class _DaemonCollector(Collector):
         yield latency
         yield _counter("ganglion_model_answers", "Model calls answered", stats.answered)
         yield from self._usage()
+        yield from self._approvals()
 
     def _usage(self) -> Iterator[Metric]:
         meter = self.view.services.deps.meter
@@ -138,6 +139,20 @@ class _DaemonCollector(Collector):
                 budgets.add_metric([field, "spent"], spent)
                 budgets.add_metric([field, "limit"], limit)
         yield budgets
+
+    def _approvals(self) -> Iterator[Metric]:
+        approver = self.view.services.deps.approver
+        pending = GaugeMetricFamily(
+            "ganglion_approvals_pending", "Tool calls waiting for the owner's answer now"
+        )
+        pending.add_metric([], approver.waiting)
+        yield pending
+        yield _by(
+            "ganglion_approvals",
+            "Questions to the owner answered or withdrawn since the start, by outcome",
+            "outcome",
+            sorted(approver.decided.items()),
+        )
 
     def _actors(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily(

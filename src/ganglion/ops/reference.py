@@ -175,7 +175,14 @@ def _default(field: FieldInfo) -> str:
         return "(section)"
     if isinstance(value, Path):
         return str(value)
-    return json.dumps(value)
+    return json.dumps(value, default=_plain)
+
+
+def _plain(value: object) -> object:
+    """A default that holds sections (a list of rules): their set fields."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True, exclude_defaults=True)
+    raise TypeError(f"{type(value).__name__} is not shown as a default")
 
 
 # -- the comments of the shipped config ----------------------------------------------------

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ganglion.approval import call_text
 from ganglion.heartbeat.actor import HEARTBEAT_THREAD
 from ganglion.messages import FinalReply, Outbound, ToolActivity, TurnFailed, TurnStarted
 from ganglion.ops.loop import LoopSteps
 from ganglion.reminders.actor import SYSTEM_REMINDER_THREAD
+from ganglion.threads.approvals import Approver
 from ganglion.usage import Meter
 
 if TYPE_CHECKING:
@@ -204,6 +206,7 @@ async def snapshot(view: DaemonView) -> dict[str, Any]:
             "chosen": dict(await services.store.library.chosen_models()),
         },
         "usage": await _usage_status(services.deps.meter),
+        "approvals": await _approvals_status(services.deps.approver),
         "matrix": matrix_status(config.matrix, services.matrix) if config.matrix.enabled else None,
     }
 
@@ -228,6 +231,23 @@ async def _usage_status(meter: Meter) -> dict[str, Any]:
             field: {"spent": spent, "limit": limit, "stopped": stopped}
             for field, (spent, limit, stopped) in meter.budgets().items()
         },
+    }
+
+
+async def _approvals_status(approver: Approver) -> dict[str, Any]:
+    """The questions waiting for the owner, and how every question so far ended."""
+    return {
+        "pending": [
+            {
+                "id": a.id,
+                "call": call_text(a.tool, a.arguments),
+                "asked_in": a.asked_in,
+                "from": a.thread_id,
+                "since": round(a.created_at, 3),
+            }
+            for a in await approver.pending()
+        ],
+        "outcomes": dict(await approver.outcomes()),
     }
 
 

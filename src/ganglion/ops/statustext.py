@@ -68,6 +68,8 @@ def render(status: dict[str, Any]) -> str:
         )
     if status.get("usage"):
         lines += ["", *_render_usage(status["usage"])]
+    if status.get("approvals"):
+        lines += ["", *_render_approvals(status["approvals"])]
     loop = status.get("loop")
     if loop:
         lines += [
@@ -111,6 +113,14 @@ def _render_usage(usage: dict[str, Any]) -> list[str]:
         if budget["limit"] is not None:
             stopped = " (stopped for today)" if budget["stopped"] else ""
             lines.append(f"  {field}: {budget['spent']:,} of {budget['limit']:,}{stopped}")
+    return lines
+
+
+def _render_approvals(approvals: dict[str, Any]) -> list[str]:
+    pending = approvals["pending"]
+    ended = ", ".join(f"{n} {o}" for o, n in sorted(approvals["outcomes"].items())) or "none yet"
+    lines = [f"Approvals: {len(pending)} waiting for you; answered so far: {ended}"]
+    lines += [f"  {q['call']}  (asked in {q['asked_in']}, {q['id']})" for q in pending]
     return lines
 
 

@@ -3,7 +3,8 @@ what became of it.
 
 `approvals`
     One row per call that needed an answer, keyed by a short id and unique per (turn,
-    call): the conversation whose turn made the call, the tool and its arguments as the
+    call; `call_id` names the call for good: the stored message that made it and the
+    id the model gave it, see `threads.approvals.call_key`): the conversation whose turn made the call, the tool and its arguments as the
     model wrote them, where the question was asked (`asked_in`: the same conversation,
     or `tools.approval.ask_in` for a system turn), `state` and, once decided, `outcome`,
     who decided and from which interface.
@@ -42,6 +43,8 @@ class Approval:
     tool: str
     arguments: str
     asked_in: str
+    why: str  # the rule or default that asks
+    expires_at: float | None  # when it is denied if no one answers (set when asked)
     state: ApprovalState
     outcome: str | None
     decided_by: str | None
@@ -62,7 +65,14 @@ class Approvals:
         self._store = store
 
     async def open(
-        self, thread_id: str, turn_id: str, call_id: str, tool: str, arguments: str, asked_in: str
+        self,
+        thread_id: str,
+        turn_id: str,
+        call_id: str,
+        tool: str,
+        arguments: str,
+        asked_in: str,
+        why: str,
     ) -> Approval:
         """The question for this call, stored before it is asked; the one stored before
         when the call was asked about already (a turn resumed after a restart)."""
@@ -70,7 +80,8 @@ class Approvals:
         def write() -> Approval:
             self._store.execute(
                 "INSERT OR IGNORE INTO approvals (id, thread_id, turn_id, call_id, tool, "
-                "arguments, asked_in, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'asked', ?)",
+                "arguments, asked_in, why, state, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'asked', ?)",
                 (
                     secrets.token_hex(4),
                     thread_id,
@@ -79,6 +90,7 @@ class Approvals:
                     tool,
                     arguments,
                     asked_in,
+                    why,
                     time.time(),
                 ),
             )
@@ -108,6 +120,15 @@ class Approvals:
             return self._one("id = ?", (approval_id,)) if cursor.rowcount else None
 
         return await self._store.write(write)
+
+    async def asking(self, approval_id: str, expires_at: float) -> None:
+        """Record that the question is being asked, until `expires_at`."""
+        await self._store.write(
+            lambda: self._store.execute(
+                "UPDATE approvals SET expires_at = ? WHERE id = ? AND state = 'asked'",
+                (expires_at, approval_id),
+            )
+        )
 
     async def start(self, approval_id: str) -> bool:
         """Mark an allowed call as running, before it runs; False if it is not allowed

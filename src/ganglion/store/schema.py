@@ -227,6 +227,8 @@ def approvals(db: sqlite_utils.Database) -> None:
             tool TEXT NOT NULL,
             arguments TEXT NOT NULL,
             asked_in TEXT NOT NULL,
+            why TEXT NOT NULL,
+            expires_at REAL,
             state TEXT NOT NULL,
             outcome TEXT,
             decided_by TEXT,

@@ -323,6 +323,7 @@ class ThreadActor:
         if turn.source == "heartbeat":
             # A review cut off by a restart: the next beat reviews again, afresh.
             await turns.finish_turn(turn.turn_id, state="failed", final=None)
+            await self.deps.approver.withdraw(turn.turn_id, "ended")
             return False
         if turn.state == "queued":
             await self.conversation.start(turn)
@@ -401,12 +402,14 @@ class ThreadActor:
         """End a turn the owner stopped: what it streamed is its answer, marked stopped."""
         text = "".join(self._streamed).strip()
         with trio.CancelScope(shield=True):
+            await self.deps.approver.withdraw(turn.turn_id, "stop")
             await self._finish(turn, text, {"text": text, "stopped": True})
             await self.emit(Notice(self.thread_id, "Stopped.", turn.turn_id))
         log.info("turn %s stopped by the owner", turn.turn_id)
 
     async def _fail(self, turn: Turn, message: str) -> None:
         with trio.CancelScope(shield=True):
+            await self.deps.approver.withdraw(turn.turn_id, "ended")
             await self.deps.turns.finish_turn(turn.turn_id, state="failed", final=None, outbox=None)
             await self.emit(TurnFailed(self.thread_id, turn.turn_id, message))
 

@@ -17,6 +17,7 @@ from ganglion.messages import ReminderRequest, TriggerHeartbeat
 from ganglion.prompt import PromptFileCache, PromptFiles
 from ganglion.redact import Redactor
 from ganglion.store import Turns
+from ganglion.threads.approvals import Approver
 from ganglion.tools import ToolRegistry
 from ganglion.transcribe import Transcriber
 from ganglion.usage import Meter
@@ -49,7 +50,8 @@ class ThreadDeps:
     files, the tools, the service actors' references (reserved before the tree starts
     them, so they are final), the clock and the redactor; the inbox (what the owner
     sent), the transcription endpoint (None: not configured) and the HTTP client it is
-    asked with."""
+    asked with; the approver, which asks the owner before a call the policy does not
+    allow on its own."""
 
     config: Config
     turns: Turns
@@ -67,3 +69,4 @@ class ThreadDeps:
     inbox: FileInbox
     transcriber: Transcriber | None
     http: httpx.AsyncClient
+    approver: Approver

@@ -17,6 +17,7 @@ from ganglion.llm import LLMContextExceeded, extract_text_tool_calls
 from ganglion.messages import FileSent, Notice, Outbound, TextDelta, ToolActivity
 from ganglion.spend import turn_source
 from ganglion.store import Turn
+from ganglion.threads.approvals import call_key, open_calls
 from ganglion.threads.conversation import Conversation, Images
 from ganglion.threads.media import turn_images
 from ganglion.threads.offers import MORE_TOOLS, Offer, tool_offers, unlock
@@ -76,6 +77,7 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
     refused = False  # the server refused one request of this turn for its size
     unlocked: frozenset[str] = frozenset()  # asked for with more_tools
     images = await turn_images(conversation, turn)
+    await _resume_calls(conversation, emit, turn, context)
     while True:
         allow_tools = bool(schemas) and rounds < config.max_tool_rounds
         note = FINAL_ROUND_NOTE if schemas and not allow_tools else None
@@ -116,6 +118,7 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
             return completion.content
         rounds += 1
         await conversation.append(turn, ChatMessage("assistant", content, tool_calls=tuple(calls)))
+        asked_by = conversation.history[-1].id  # the stored message that makes these calls
         allowed = config.max_tool_calls_per_round
         for call in calls[:allowed]:
             if call.name == MORE_TOOLS:
@@ -125,7 +128,7 @@ async def run_model_loop(conversation: Conversation, turn: Turn, emit: Emit) -> 
                     turn, ChatMessage("tool", result, tool_call_id=call.id, name=call.name)
                 )
             else:
-                await _run_tool(conversation, emit, turn, call, context)
+                await _run_tool(conversation, emit, turn, call, context, asked_by)
         for call in calls[allowed:]:
             # Every call needs its result for the history to stay valid.
             log.warning(
@@ -230,14 +233,49 @@ def _still_too_large(exc: LLMContextExceeded, fit: Fit) -> str:
     )
 
 
-async def _run_tool(
-    conversation: Conversation, emit: Emit, turn: Turn, call: ToolCall, context: ToolContext
+async def _resume_calls(
+    conversation: Conversation, emit: Emit, turn: Turn, context: ToolContext
 ) -> None:
+    """Finish the calls of a turn cut off while they waited for the owner (a restart):
+    each by what its question says (`threads.approvals`). A call that was never asked
+    about is left to the repair (interrupted: it may have run)."""
+    stored = [m for m in conversation.history if m.turn_id == turn.turn_id]
+    last = max(
+        (i for i, m in enumerate(stored) if m.message.role == "assistant" and m.message.tool_calls),
+        default=None,
+    )
+    if last is None:
+        return
+    asked_by = stored[last].id
+    approver = conversation.deps.approver
+    later = [m.message for m in stored[last + 1 :]]
+    for call in open_calls(later, stored[last].message):
+        if await approver.asked(turn.turn_id, call_key(asked_by, call)):
+            log.info("%s: resuming tool call %s (%s)", conversation.thread_id, call.id, call.name)
+            await _run_tool(conversation, emit, turn, call, context, asked_by)
+
+
+async def _run_tool(
+    conversation: Conversation,
+    emit: Emit,
+    turn: Turn,
+    call: ToolCall,
+    context: ToolContext,
+    asked_by: int,
+) -> None:
+    """Run `call`, made by the stored message `asked_by` of `turn`, if the owner's policy
+    or the owner allows it (`threads.approvals`); store its result and show it."""
     await emit(
         ToolActivity(
             conversation.thread_id, turn.turn_id, call.id, call.name, "start", call.arguments
         )
     )
+    approver = conversation.deps.approver
+    permit = await approver.permit(conversation.thread_id, turn, call, call_key(asked_by, call))
+    if not permit.run:
+        assert permit.result is not None
+        await _not_run(conversation, emit, turn, call, permit.result)
+        return
     redactor = conversation.deps.redactor
     result = await conversation.tools.call(call, context)
     content = redactor.known(result.content)  # the daemon's secrets never reach the model
@@ -287,6 +325,27 @@ async def _run_tool(
                 turn.turn_id,
             )
         )
+
+
+async def _not_run(
+    conversation: Conversation, emit: Emit, turn: Turn, call: ToolCall, result: str
+) -> None:
+    """Store and show the result of a call that did not run (denied, or ran and lost)."""
+    await conversation.append(
+        turn, ChatMessage("tool", result, tool_call_id=call.id, name=call.name)
+    )
+    await emit(
+        ToolActivity(
+            conversation.thread_id,
+            turn.turn_id,
+            call.id,
+            call.name,
+            "end",
+            call.arguments,
+            result[:ACTIVITY_PREVIEW_CHARS],
+            False,
+        )
+    )
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -46,6 +46,11 @@ Client -> server:
     {"v": 1, "type": "archive", "thread_id": "web_<hex>", "archived": true}
     {"v": 1, "type": "delete", "thread_id": "web_<hex>"}
         change a conversation (answered with a fresh `threads`).
+    {"v": 1, "type": "approve", "approval_id": "...", "answer": "allow" | "always" | "deny"}
+        answer a question (`approval`) asked in this conversation: allow the call once,
+        always (a rule naming exactly this call is added to `approvals.yaml`), or deny
+        it. Answered with a `notice` saying what came of it (and `approval_settled` to
+        every tab), or `error` `not_open` when it is not open here.
 
 Server -> client:
 
@@ -65,6 +70,15 @@ Server -> client:
     file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
+    approval {approval_id, turn_id, tool, call, why, from_thread, expires_at, always}
+                                           a tool call waits for the owner's answer
+                                           (`call`: the exact call; `from_thread`: the
+                                           conversation whose turn made it; `always`:
+                                           "always allow" can be offered); sent again
+                                           after a hello while it is open
+    approval_settled {approval_id, outcome, by}
+                                           answered or withdrawn: once, always, owner
+                                           (denied), timeout, stop, ended, nobody
     threads {items: [...], archived}       the conversations, most recent first
     search_results {query, hits: [...]}    messages that matched, best first
     error {code, message, id}              a frame was refused; the session goes on.
@@ -125,6 +139,9 @@ from ganglion.ids import WEB_THREAD_PATTERN
 
 __all__ = [
     "ACCEPTED",
+    "APPROVAL",
+    "APPROVAL_SETTLED",
+    "APPROVE",
     "ARCHIVE",
     "AUTH",
     "CLIENT_FRAMES",
@@ -138,6 +155,7 @@ __all__ = [
     "HELLO",
     "HISTORY",
     "LIST_THREADS",
+    "MAX_APPROVAL_ID",
     "MAX_ATTACHMENTS",
     "MAX_MESSAGE_ID",
     "MAX_MIMETYPE",
@@ -163,6 +181,12 @@ __all__ = [
     "WELCOME",
     "AcceptedFrame",
     "AcceptedType",
+    "ApprovalFrame",
+    "ApprovalSettledFrame",
+    "ApprovalSettledType",
+    "ApprovalType",
+    "ApproveFrame",
+    "ApproveType",
     "ArchiveFrame",
     "ArchiveType",
     "AttachmentItem",
@@ -220,6 +244,7 @@ __all__ = [
     "Version",
     "WelcomeFrame",
     "WelcomeType",
+    "approve",
     "archive",
     "auth",
     "delete",
@@ -261,6 +286,9 @@ ArchiveType = Literal["archive"]
 DeleteType = Literal["delete"]
 StopType = Literal["stop"]
 RewindType = Literal["rewind"]
+ApproveType = Literal["approve"]
+ApprovalType = Literal["approval"]
+ApprovalSettledType = Literal["approval_settled"]
 ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
 TurnState = Literal["queued", "running", "done", "failed"]
@@ -286,6 +314,9 @@ ARCHIVE: Final[ArchiveType] = "archive"
 DELETE: Final[DeleteType] = "delete"
 STOP: Final[StopType] = "stop"
 REWIND: Final[RewindType] = "rewind"
+APPROVE: Final[ApproveType] = "approve"
+APPROVAL: Final[ApprovalType] = "approval"
+APPROVAL_SETTLED: Final[ApprovalSettledType] = "approval_settled"
 THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 
@@ -301,6 +332,7 @@ ClientFrameType = Literal[
     RenameType,
     ArchiveType,
     DeleteType,
+    ApproveType,
 ]
 ServerFrameType = Literal[
     WelcomeType,
@@ -316,6 +348,8 @@ ServerFrameType = Literal[
     FailedType,
     NoticeType,
     ErrorType,
+    ApprovalType,
+    ApprovalSettledType,
 ]
 CLIENT_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ClientFrameType))
 SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
@@ -328,6 +362,7 @@ MAX_TOKEN = 512
 MAX_MESSAGE_ID = 100
 MAX_TURN_ID = 300
 MAX_TITLE = 200
+MAX_APPROVAL_ID = 32
 MAX_QUERY = 500
 MAX_ROW_ID = 2**63 - 1  # SQLite's integers: a larger id names no row and cannot be bound
 MAX_ATTACHMENTS = 10
@@ -423,6 +458,13 @@ class DeleteFrame(TypedDict):
     thread_id: WebThreadId
 
 
+class ApproveFrame(TypedDict):
+    v: NotRequired[Version]
+    type: ApproveType
+    approval_id: Annotated[str, MinLen(1), MaxLen(MAX_APPROVAL_ID)]
+    answer: Literal["allow", "always", "deny"]
+
+
 ClientFrame = (
     AuthFrame
     | HelloFrame
@@ -435,6 +477,7 @@ ClientFrame = (
     | RenameFrame
     | ArchiveFrame
     | DeleteFrame
+    | ApproveFrame
 )
 CLIENT_FRAMES: Final = get_args(ClientFrame)
 
@@ -546,6 +589,25 @@ class NoticeFrame(TypedDict):
     turn_id: str | None  # the turn it is about, if any
 
 
+class ApprovalFrame(TypedDict):
+    type: ApprovalType
+    approval_id: str
+    turn_id: str
+    tool: str
+    call: str  # the exact call, as the owner is to read it
+    why: str  # the rule or default that asks
+    from_thread: str  # the conversation whose turn made the call
+    expires_at: float  # epoch seconds: denied if unanswered by then
+    always: bool  # "always allow this" can be offered
+
+
+class ApprovalSettledFrame(TypedDict):
+    type: ApprovalSettledType
+    approval_id: str
+    outcome: str
+    by: str | None
+
+
 class ErrorFrame(TypedDict):
     type: ErrorType
     code: str
@@ -593,6 +655,8 @@ ServerFrame = (
     | FailedFrame
     | NoticeFrame
     | ErrorFrame
+    | ApprovalFrame
+    | ApprovalSettledFrame
 )
 
 
@@ -629,6 +693,13 @@ def history_request(before_id: int) -> str:
 def stop(turn_id: str) -> str:
     """Stop the running turn `turn_id`."""
     return encode(StopFrame(v=PROTOCOL_VERSION, type=STOP, turn_id=turn_id))
+
+
+def approve(approval_id: str, answer: Literal["allow", "always", "deny"]) -> str:
+    """Answer question `approval_id`: allow once, always, or deny."""
+    return encode(
+        ApproveFrame(v=PROTOCOL_VERSION, type=APPROVE, approval_id=approval_id, answer=answer)
+    )
 
 
 def rewind(message_id: str, turn_id: str, text: str | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated
+from typing import Annotated, assert_never
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -20,6 +20,8 @@ from ganglion.beats import HEARTBEAT_OK
 from ganglion.errors import GanglionError
 from ganglion.markdown import render_highlighted
 from ganglion.messages import (
+    ApprovalAsked,
+    ApprovalSettled,
     FileSent,
     FinalReply,
     Notice,
@@ -207,6 +209,24 @@ def event_frame(event: Outbound) -> str:
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
         case Notice(text=text, turn_id=turn_id):
             frame = frames.NoticeFrame(type=frames.NOTICE, text=text, turn_id=turn_id)
+        case ApprovalAsked():
+            frame = frames.ApprovalFrame(
+                type=frames.APPROVAL,
+                approval_id=event.approval_id,
+                turn_id=event.turn_id,
+                tool=event.tool,
+                call=event.call,
+                why=event.why,
+                from_thread=event.from_thread,
+                expires_at=event.expires_at,
+                always=event.always,
+            )
+        case ApprovalSettled(approval_id=approval_id, outcome=outcome, by=by):
+            frame = frames.ApprovalSettledFrame(
+                type=frames.APPROVAL_SETTLED, approval_id=approval_id, outcome=outcome, by=by
+            )
+        case _:
+            assert_never(event)
     return frames.encode(frame)
 
 

@@ -327,6 +327,14 @@ class _Session:
             await self._submitted(frame["id"], self.backend.submit(message), "message")
         elif frame["type"] == frames.STOP:
             await self.backend.stop(self.thread_id, frame["turn_id"])
+        elif frame["type"] == frames.APPROVE:
+            result = await self.backend.decide_approval(
+                self.thread_id, frame["approval_id"], frame["answer"], "owner"
+            )
+            if result.settled:
+                self.offer(event_frame(Notice(self.thread_id, result.text)))
+            else:
+                self.offer(error_frame("not_open", result.text))
         elif frame["type"] == frames.REWIND:
             rewind = self.backend.rewind(
                 self.thread_id, frame["turn_id"], frame["id"], frame.get("text")
@@ -404,6 +412,8 @@ class _Session:
         self.offer(
             await trio.to_thread.run_sync(partial(history_frame, page, more=more, queued=queued))
         )
+        for asked in await self.backend.open_approvals(thread_id):
+            self.offer(event_frame(asked))  # a question still open is asked again
         if pending:
             # A tab that closes right after the history must not leave the marking undone.
             with trio.CancelScope(shield=True):

@@ -3,6 +3,7 @@
 // a reply can run as script; the server's CSP forbids inline script as a second line of
 // defence. The websocket protocol is documented in ganglion/web/frames.py.
 
+import { initApprovals } from "./approvals.js";
 import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
@@ -549,6 +550,12 @@ function handleFrame(frame) {
         setActivity("");
       }
       break;
+    case "approval":
+      approvals.ask(frame);
+      break;
+    case "approval_settled":
+      approvals.settled(frame);
+      break;
     case "threads":
     case "search_results":
       document.dispatchEvent(new CustomEvent("ganglion:frame", { detail: frame }));
@@ -556,6 +563,7 @@ function handleFrame(frame) {
     case "error": {
       const entry = frame.id ? outgoing.get(frame.id) : null;
       if (rewinds.refused(frame)) break;
+      if (frame.code === "not_open") approvals.refused();
       if (entry) setState(entry, "failed", frame.message);
       else if (frame.code === "deleted") {
         showBanner("This conversation was deleted. Start a new chat from the list.", true);
@@ -768,6 +776,7 @@ function busy() {
 }
 attach = initAttach({ thread, token, input, onVoice: sendVoice, onChange: autosize, showBanner });
 const rewinds = initRewind({ transcript, busy, sendFrame, randomHex, userBubble, showBanner });
+const approvals = initApprovals({ append, sendFrame, announce, noteInBackground, setActivity, thread });
 
 // ---- start ----------------------------------------------------------------------------
 
