@@ -247,3 +247,37 @@ def test_metrics_bind_refuses_anything_but_loopback(tmp_path: Path, bind: str, s
     path = write(tmp_path, f"web: {{metrics_bind: '{bind}'}}\n")
     with pytest.raises(ConfigError, match=rf"config.yaml: web.metrics_bind: .*{says}"):
         load_config(path, environ={})
+
+
+def test_group_rooms_are_set_for_all_rooms_and_per_room(tmp_path: Path) -> None:
+    text = (
+        MATRIX + "  group_rooms: always\n  rooms: {'!quiet:example.org': {group_rooms: mentions}}\n"
+    )
+    config, _ = load_config(write(tmp_path, text), environ={})
+    assert config.matrix.group_rooms == "always"
+    assert config.matrix.rooms["!quiet:example.org"].group_rooms == "mentions"
+    assert load_config(write(tmp_path, MATRIX), environ={})[0].matrix.group_rooms == "mentions"
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("group_rooms: sometimes", "matrix.group_rooms: Input should be 'mentions' or 'always'"),
+        (
+            "rooms: {'!a:example.org': {group_rooms: never}}",
+            "matrix.rooms.!a:example.org.group_rooms: Input should be 'mentions' or 'always'",
+        ),
+        (
+            "rooms: {'!a:example.org': {mentions: true}}",
+            "matrix.rooms.!a:example.org.mentions: unknown option",
+        ),
+        ("rooms: {'general': {}}", "matrix.rooms: 'general' is not a room id"),
+    ],
+)
+def test_a_wrong_group_room_rule_names_its_field_path(
+    tmp_path: Path, option: str, says: str
+) -> None:
+    path = write(tmp_path, MATRIX + f"  {option}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).startswith(f"{path}: {says}")

@@ -23,6 +23,7 @@ from ganglion.inbox import (
     ("thread_id", "segment"),
     [
         ("!abc:example.org", "%21abc%3Aexample.org"),
+        ("!abc:example.org/$root", "%21abc%3Aexample.org%2F%24root"),  # an Element thread
         ("web_0123abcd", "web_0123abcd"),
         ("system:reminders", "system%3Areminders"),
         ("..", "%2E."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ganglion.matrix.addressing import SAID_KEPT
 from ganglion.matrix.answerlog import AnswerLog
 from ganglion.matrix.answers import Answers, Asked
 
@@ -66,3 +67,41 @@ async def test_what_is_known_survives_a_restart(tmp_path: Path) -> None:
     assert after.reply_target("t2") == "$reply"
     assert after.message_of_reply("$reply") == ("$m", Asked(ROOM, OWNER, "t1"))
     assert (tmp_path / "answers.db").stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_group_rooms_context_is_kept_until_heard_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    before = Answers(AnswerLog(tmp_path))
+    await before.said(ROOM, "$a", "Bob: one")
+    await before.said(ROOM, "$b", "Carol: two")
+    await before.said(ROOM, "$a", "Bob: one")  # seen again after a kill: kept once
+    await before.keep_preamble("$m", ROOM, "Owner: ")
+    after = Answers(AnswerLog(tmp_path))
+    await after.open()
+    assert after.said_lines(ROOM) == ["Carol: two", "Bob: one"]
+    assert after.preamble("$m") == "Owner: " and after.preamble("$other") == ""
+    await after.heard(ROOM)
+    assert after.said_lines(ROOM) == []
+    again = Answers(AnswerLog(tmp_path))
+    await again.open()
+    assert again.said_lines(ROOM) == [] and again.said_lines("!other:hs.example") == []
+
+
+async def test_the_context_kept_is_capped() -> None:
+    answers = Answers()
+    for i in range(SAID_KEPT + 5):
+        await answers.said(ROOM, f"${i}", f"Bob: {i}")
+    lines = answers.said_lines(ROOM)
+    assert len(lines) == SAID_KEPT and lines[-1] == f"Bob: {SAID_KEPT + 4}"
+
+
+async def test_the_reply_to_the_newest_message_is_known_as_such() -> None:
+    answers = Answers()
+    await answers.asked(ROOM, "$a", OWNER, "ta")
+    await answers.replied(ROOM, "ta", "$ra")
+    assert answers.is_newest_reply(ROOM, "$ra")
+    await answers.asked(ROOM, "$b", OWNER, "tb")
+    assert not answers.is_newest_reply(ROOM, "$ra")
+    assert not answers.is_newest_reply(ROOM, "$unknown")
+    assert answers.newest(ROOM) == "$b" and answers.message_of_turn("ta") == "$a"

@@ -194,3 +194,50 @@ def test_other_reactions_and_strangers_reactions_are_not_acted_on() -> None:
     assert classify_event(cfg, BOT, ROOM, stranger) == Skip("sender not in allowed_users")
     broken = {"type": "m.reaction", "event_id": "$r", "sender": OWNER, "content": {"x": 1}}
     assert classify_event(cfg, BOT, ROOM, broken) == Skip("malformed reaction")
+
+
+def test_a_message_says_what_it_replies_to_its_thread_and_whom_it_mentions() -> None:
+    reply = message(
+        "> <@bot:hs.example> it rains\n>\n> a lot\n\nwhy?",
+        **{
+            "m.relates_to": {"m.in_reply_to": {"event_id": "$bot"}},
+            "m.mentions": {"user_ids": [BOT]},
+        },
+    )
+    found = classify_event(config(), BOT, ROOM, reply)
+    assert isinstance(found, Incoming)
+    assert (found.text, found.reply_to, found.thread_root) == ("why?", "$bot", None)
+    assert found.mentions == frozenset({BOT}) and found.conversation == ROOM
+    plain = classify_event(config(), BOT, ROOM, message("hi"))
+    assert isinstance(plain, Incoming) and plain.mentions is None  # no m.mentions at all
+    nobody = classify_event(config(), BOT, ROOM, message("hi", **{"m.mentions": {}}))
+    assert isinstance(nobody, Incoming) and nobody.mentions == frozenset()
+
+
+def test_a_thread_message_belongs_to_its_threads_conversation() -> None:
+    relation = {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$latest"},
+    }
+    found = classify_event(
+        config(), BOT, ROOM, message("in the thread", **{"m.relates_to": relation})
+    )
+    assert isinstance(found, Incoming)
+    assert (found.thread_root, found.reply_to) == ("$root", None)  # the reply is a fallback
+    assert found.conversation == f"{ROOM}/$root"
+    relation["is_falling_back"] = False
+    real = classify_event(
+        config(), BOT, ROOM, message("a reply in it", **{"m.relates_to": relation})
+    )
+    assert isinstance(real, Incoming) and real.reply_to == "$latest"
+    stop = classify_event(config(), BOT, ROOM, message("/stop", **{"m.relates_to": relation}))
+    assert stop == Stop(ROOM, "$e1", OWNER, None, "$root")
+
+
+def test_a_yes_that_answers_no_question_is_the_message_it_would_be() -> None:
+    relation = {"m.in_reply_to": {"event_id": "$bot"}}
+    found = classify_event(config(), BOT, ROOM, message("yes", **{"m.relates_to": relation}))
+    assert isinstance(found, Answer) and found.message is not None
+    assert (found.message.text, found.message.reply_to) == ("yes", "$bot")

@@ -40,10 +40,10 @@ class Outbox:
     items: list[OutboxItem] = field(default_factory=list)
     delivered: list[int] = field(default_factory=list)
 
-    def add(self, room_id: str, text: str) -> int:
+    def add(self, room_id: str, text: str, turn_id: str | None = None) -> int:
         outbox_id = len(self.items) + 1
         payload = {"text": text}
-        self.items.append(OutboxItem(outbox_id, room_id, None, "reply", payload, 0.0))
+        self.items.append(OutboxItem(outbox_id, room_id, turn_id, "reply", payload, 0.0))
         return outbox_id
 
     async def submit(self, message: UserMessage) -> Submitted:
@@ -88,6 +88,7 @@ class Sent:
     room_id: str
     txn_id: str
     body: str
+    content: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -105,7 +106,8 @@ class MockHomeserver:
         parts = request.url.path.split("/")
         if "send" not in parts:
             self.other.append(request.url.path)
-            return httpx.Response(200, json={})
+            answer = {"event_id": f"$redaction-{parts[-1]}"} if "redact" in parts else {}
+            return httpx.Response(200, json=answer)
         if self.refuse:
             status, errcode = self.refuse.pop(0)
             return httpx.Response(status, json={"errcode": errcode, "error": "refused"})
@@ -113,7 +115,8 @@ class MockHomeserver:
         key = (room_id, txn_id)
         if key not in self.events:
             self.events[key] = f"$event{len(self.events)}"
-            self.sent.append(Sent(room_id, txn_id, json.loads(request.content)["body"]))
+            content = json.loads(request.content)
+            self.sent.append(Sent(room_id, txn_id, content["body"], content))
         return httpx.Response(200, json={"event_id": self.events[key]})
 
 
@@ -304,3 +307,53 @@ async def test_a_reply_the_homeserver_could_not_take_stays_for_the_next_sweep(
     assert not sender.needs_sweep
     assert [s.body for s in server.sent] == ["later"]
     assert outbox.delivered == [outbox_id]
+
+
+# Rule 7: an answer given again edits the first event; a long one's further parts go.
+
+
+async def test_a_long_reply_given_again_edits_its_first_event_and_redacts_the_others() -> None:
+    server, outbox = MockHomeserver(), Outbox()
+    paragraph = "word " * (MAX_CONTENT_BYTES // 10)
+    long = f"{paragraph}\n\n{paragraph}"
+    outbox.add(ROOM, long, "t1")
+    sender = outgoing(server, outbox)
+    with trio.fail_after(TIMEOUT):
+        await sender.flush(ROOM)
+        first, *others = [server.events[ROOM, s.txn_id] for s in server.sent]
+        assert len(others) == len(split_reply(long)) - 1 >= 1
+        await sender.answers.replacing(ROOM, "t2", "t1")
+        again = outbox.add(ROOM, "short now", "t2")
+        await sender.flush(ROOM)
+        await sender.flush(ROOM)  # delivered: nothing twice
+    edit = server.sent[-1].content
+    assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": first}
+    assert edit["m.new_content"]["body"] == "short now"
+    redactions = [path for path in server.other if "/redact/" in path]
+    assert [path.split("/")[-2:] for path in redactions] == [
+        [old, f"ganglion-{again}-r{index}"] for index, old in enumerate(others)
+    ]
+    # The short answer has no further parts: the next answer again has none to redact.
+    await sender.answers.replacing(ROOM, "t3", "t2")
+    assert sender.answers.replaced_parts("t3") == []
+
+
+# Rule 9: a thread's conversation is answered in the thread.
+
+
+async def test_a_threads_reply_goes_into_its_room_in_the_thread() -> None:
+    server, outbox = MockHomeserver(), Outbox()
+    thread = f"{ROOM}/$root"
+    outbox.add(thread, "in the thread")
+    with trio.fail_after(TIMEOUT):
+        sender = outgoing(server, outbox)
+        await sender.sweep()
+    [sent] = server.sent
+    assert sent.room_id == ROOM and sent.body == "in the thread"
+    assert sent.content["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$root"},
+    }
+    assert outbox.delivered == [1]

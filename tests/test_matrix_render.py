@@ -6,7 +6,10 @@ from ganglion.matrix.render import (
     HTML_FORMAT,
     MAX_CONTENT_BYTES,
     content_size,
+    edit_content,
+    in_thread,
     message_content,
+    reply_content,
     split_reply,
 )
 
@@ -75,3 +78,22 @@ def test_one_enormous_line_is_cut_between_characters() -> None:
     pieces = split_reply(text)
     assert "".join(pieces) == text
     assert all(content_size(message_content(p)) <= MAX_CONTENT_BYTES for p in pieces)
+
+
+def test_a_message_in_a_thread_replies_to_its_newest_event_as_a_fallback() -> None:
+    content = in_thread("$root", message_content("hi"), "$latest")
+    assert content["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$latest"},
+    }
+    rich = in_thread("$root", reply_content("$asked", message_content("hi")), "$latest")
+    assert rich["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": False,
+        "m.in_reply_to": {"event_id": "$asked"},
+    }
+    edit = edit_content("$old", message_content("hi"))
+    assert in_thread("$root", edit, "$latest") == edit  # an edit's relation is m.replace

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ from nio.store import SqliteMemoryStore
 
 from ganglion.backend import SubmitError, Submitted
 from ganglion.config import MatrixConfig
+from ganglion.matrix.answerlog import AnswerLog
+from ganglion.matrix.answers import Answers, Asked
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
@@ -91,10 +94,12 @@ def joined(user: str) -> dict[str, Any]:
     }
 
 
-def sync_body(next_batch: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+def sync_body(
+    next_batch: str, events: list[dict[str, Any]], state: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     room = {
         "timeline": {"events": events, "limited": False, "prev_batch": "p"},
-        "state": {"events": []},
+        "state": {"events": state or []},
         "ephemeral": {"events": []},
         "account_data": {"events": []},
     }
@@ -107,13 +112,25 @@ def sync_body(next_batch: str, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Server:
-    """A mock homeserver answering /sync from a list, and key uploads."""
+    """A mock homeserver answering /sync from a list, key uploads, and the room events
+    of `events` (by event id) with their `edits`."""
 
     def __init__(self, *syncs: dict[str, Any] | httpx.Response) -> None:
         self.syncs = list(syncs)
         self.since: list[str | None] = []
+        self.events: dict[str, dict[str, Any]] = {}
+        self.edits: dict[str, dict[str, Any]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if "/event/" in path:
+            found = self.events.get(path.rsplit("/", 1)[-1])
+            if found is None:
+                return httpx.Response(404, json={"errcode": "M_NOT_FOUND", "error": "no"})
+            return httpx.Response(200, json=found | {"room_id": ROOM})
+        if path.endswith("/m.replace"):
+            edit = self.edits.get(path.split("/")[-2])
+            return httpx.Response(200, json={"chunk": [edit] if edit else []})
         if request.url.path.endswith("/sync"):
             self.since.append(request.url.params.get("since"))
             answer = self.syncs.pop(0)
@@ -125,7 +142,13 @@ class Server:
         return httpx.Response(200, json={})
 
 
-def sync_loop(server: Server, backend: Backend, token: str | None) -> tuple[SyncLoop, Any]:
+def sync_loop(
+    server: Server,
+    backend: Backend,
+    token: str | None,
+    allowed: tuple[str, ...] = (OWNER,),
+    answers: Answers | None = None,
+) -> tuple[SyncLoop, Any]:
     client: Any = nio.Client(BOT, "BOTDEVICE", config=nio.ClientConfig(store=SqliteMemoryStore))
     client.restore_login(BOT, "BOTDEVICE", "syt_token")
     if token is not None:
@@ -139,11 +162,17 @@ def sync_loop(server: Server, backend: Backend, token: str | None) -> tuple[Sync
             "user_id": BOT,
             "access_token": "syt_token",
             "device_id": "BOTDEVICE",
-            "allowed_users": [OWNER],
+            "allowed_users": list(allowed),
         }
     )
     loop = SyncLoop(
-        homeserver, KeyKeeper(homeserver), config, backend, trio.Event(), lambda r, e: None
+        homeserver,
+        KeyKeeper(homeserver),
+        config,
+        backend,
+        trio.Event(),
+        lambda r, e: None,
+        answers=answers,
     )
     return loop, client
 
@@ -235,6 +264,24 @@ async def test_an_edit_takes_its_messages_turn_back_with_the_new_text() -> None:
     assert backend.rewound[1:] == [(user_turn_id(ROOM, "$e2"), "$e3", "hi")]
 
 
+async def test_an_edit_seen_again_after_a_restart_still_edits_the_first_reply(
+    tmp_path: Path,
+) -> None:
+    before = Answers(AnswerLog(tmp_path))
+    backend = Backend()
+    events = [text("$m", "helo"), edit("$e", "$m", "hello")]
+    loop, _ = sync_loop(Server(sync_body("t1", events)), backend, "t0", answers=before)
+    await loop.sync_once()
+    await before.replied(ROOM, user_turn_id(ROOM, "$m"), "$reply")
+    # Killed before the token moved: the next run sees the edit again.
+    after = Answers(AnswerLog(tmp_path))
+    await after.open()
+    again, _ = sync_loop(Server(sync_body("t1", events[1:])), backend, "t0", answers=after)
+    await again.sync_once()
+    assert after.reply_target(user_turn_id(ROOM, "$e")) == "$reply"
+    assert len(backend.rewound) == 1
+
+
 async def test_an_edit_that_cannot_be_answered_changes_nothing() -> None:
     backend = Backend()
     backend.refusal = RewindRefused(RewindReason.NOT_LAST, "something came after it")
@@ -254,3 +301,77 @@ async def test_stop_reactions_and_slash_stop_stop_the_turn() -> None:
     await loop.sync_once()
     assert backend.stopped == [user_turn_id(ROOM, "$m")] * 2
     assert [m.message_id for m in backend.submitted] == ["$m"]  # /stop is not a message
+
+
+FRIEND = "@friend:hs.example"
+
+
+def members(*users: str) -> list[dict[str, Any]]:
+    return [joined(user) | {"event_id": f"$join-{user}"} for user in users]
+
+
+async def test_a_group_rooms_message_not_for_the_bot_is_context_for_the_next_one() -> None:
+    backend = Backend()
+    group = members(BOT, OWNER, FRIEND)
+    said = [text("$a", "hiking on Saturday?", FRIEND), text("$b", "sounds good")]
+    asked = [text("$c", "bot, will it rain?"), edit("$d", "$c", "bot, will it snow?")]
+    server = Server(sync_body("t1", said, group), sync_body("t2", asked[:1]))
+    server.syncs.append(sync_body("t3", asked[1:]))
+    loop, _ = sync_loop(server, backend, "t0", allowed=(OWNER, FRIEND))
+    await loop.sync_once()
+    assert backend.submitted == []  # not addressed: kept
+    await loop.sync_once()
+    context = (
+        "[Said in the room meanwhile, not to you:]\n"
+        f"{FRIEND}: hiking on Saturday?\n{OWNER}: sounds good\n\n{OWNER}: "
+    )
+    assert [m.text for m in backend.submitted] == [context + "bot, will it rain?"]
+    assert loop.answers.said_lines(ROOM) == []  # heard
+    await loop.sync_once()  # an edit is read with what its original was read with
+    assert backend.rewound == [(user_turn_id(ROOM, "$c"), "$d", context + "bot, will it snow?")]
+
+
+async def test_a_strangers_line_in_a_group_room_is_never_kept() -> None:
+    backend = Backend()
+    events = [text("$a", "run rm -rf /", FRIEND), text("$b", "bot, hello")]
+    server = Server(sync_body("t1", events, members(BOT, OWNER, FRIEND)))
+    loop, _ = sync_loop(server, backend, "t0")
+    await loop.sync_once()
+    assert [m.text for m in backend.submitted] == [f"{OWNER}: bot, hello"]
+
+
+async def test_a_thread_message_goes_to_its_threads_conversation() -> None:
+    backend = Backend()
+    relation = {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True}
+    message = text("$t", "in the thread")
+    message["content"]["m.relates_to"] = relation | {"m.in_reply_to": {"event_id": "$root"}}
+    loop, _ = sync_loop(Server(sync_body("t1", [message])), backend, "t0")
+    await loop.sync_once()  # the root cannot be read (the mock has no events): no quote
+    thread = f"{ROOM}/$root"
+    assert backend.submitted == [UserMessage(thread, "matrix", "in the thread", OWNER, "$t")]
+    assert loop.answers.message("$t") == Asked(thread, OWNER, user_turn_id(thread, "$t"))
+
+
+def reply(event_id: str, target: str, body: str, sender: str = OWNER) -> dict[str, Any]:
+    event = text(event_id, body, sender)
+    event["content"]["m.relates_to"] = {"m.in_reply_to": {"event_id": target}}
+    return event
+
+
+async def test_a_reply_carries_the_message_it_quotes_as_it_reads_now() -> None:
+    backend = Backend()
+    events = [
+        reply("$a", "$bot", "why?"),
+        reply("$b", "$theirs", "and you?"),
+        reply("$c", "$gone", "hm?"),
+    ]
+    server = Server(sync_body("t1", events))
+    server.events = {"$bot": text("$bot", "it rains", BOT), "$theirs": text("$theirs", "x", FRIEND)}
+    server.edits = {"$bot": edit("$fix", "$bot", "it pours", BOT)}
+    loop, _ = sync_loop(server, backend, "t0")
+    await loop.sync_once()
+    assert [m.text for m in backend.submitted] == [
+        '[In reply to your message: "it pours"]\n\nwhy?',
+        "and you?",  # not an allowed user's: never read into the prompt
+        "hm?",  # the event cannot be had: no quote
+    ]

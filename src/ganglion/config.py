@@ -263,6 +263,16 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+GroupRooms = Literal["mentions", "always"]
+
+
+class MatrixRoomConfig(_Model):
+    """What one room does differently from the `matrix:` section (`matrix.rooms`):
+    `group_rooms` (None: as `matrix.group_rooms` says)."""
+
+    group_rooms: GroupRooms | None = None
+
+
 class MatrixConfig(_Model):
     """The Matrix interface. A `matrix:` section that names `homeserver`, `user_id` and
     `access_token` turns it on (`enabled: false` turns it off again); without the section
@@ -274,7 +284,10 @@ class MatrixConfig(_Model):
     cross-signing identity from secret storage on a new device or after a lost store.
     `verified_devices_only` (on by default) answers, and shares room keys with, only
     devices cross-signed by their user's identity as first seen (pinned); turning it off
-    is unsafe: whoever logs in as an allowed user on a new device can then use the bot."""
+    is unsafe: whoever logs in as an allowed user on a new device can then use the bot.
+    `group_rooms`: in a room of more than two joined members, answer only what is
+    addressed to the bot ("mentions": a mention, a reply to it, its name) or everything
+    ("always"); `rooms` sets it per room id."""
 
     enabled: bool = True
     homeserver: str | None = None
@@ -290,6 +303,8 @@ class MatrixConfig(_Model):
     recovery_key: SecretStr | None = None
     verified_devices_only: bool = True
     max_media_bytes: int = Field(MEDIA_BYTES, ge=1024)
+    group_rooms: GroupRooms = "mentions"
+    rooms: dict[str, MatrixRoomConfig] = Field(default_factory=dict)
 
     @field_validator("homeserver")
     @classmethod
@@ -306,9 +321,9 @@ class MatrixConfig(_Model):
                 raise ValueError(f"{user_id!r} is not a Matrix user id (like @me:example.org)")
         return value
 
-    @field_validator("allowed_rooms")
+    @field_validator("allowed_rooms", "rooms")
     @classmethod
-    def _room_ids(cls, value: list[str]) -> list[str]:
+    def _room_ids(cls, value: list[str] | dict[str, MatrixRoomConfig]) -> Any:
         for room_id in value:
             if not re.fullmatch(r"![^:\s]+:\S+", room_id):
                 raise ValueError(

@@ -1,7 +1,8 @@
 """Thread ids say where a conversation lives.
 
 web_<hex>          a browser tab (kept in the tab's sessionStorage)
-!room:server       a Matrix room
+!room:server       a Matrix room (its main timeline)
+!room:server/$root an Element thread of that room, named by its root event
 system:<name>      autonomous work: system reminders, the global heartbeat
 """
 
@@ -16,6 +17,8 @@ __all__ = [
     "WEB_THREAD_PATTERN",
     "interface_for",
     "is_valid_thread_id",
+    "matrix_room_of",
+    "matrix_thread_id",
     "new_web_thread_id",
 ]
 
@@ -24,7 +27,7 @@ SYSTEM_PREFIX = "system:"
 
 WEB_THREAD_PATTERN = r"^web_[0-9a-f]{8,64}$"
 _WEB = re.compile(WEB_THREAD_PATTERN)
-_MATRIX = re.compile(r"^![^\s:]+:\S+$")
+_MATRIX = re.compile(r"^![^\s:/]+:[^\s/]+(?:/\$\S+)?$")
 _SYSTEM = re.compile(r"^system:[a-z0-9_.-]{1,64}$")
 
 
@@ -45,3 +48,14 @@ def is_valid_thread_id(thread_id: str) -> bool:
 
 def new_web_thread_id() -> str:
     return WEB_PREFIX + secrets.token_hex(8)
+
+
+def matrix_thread_id(room_id: str, thread_root: str | None = None) -> str:
+    """The conversation of a Matrix room's main timeline, or of one of its threads."""
+    return room_id if thread_root is None else f"{room_id}/{thread_root}"
+
+
+def matrix_room_of(thread_id: str) -> tuple[str, str | None]:
+    """The room and the thread root (None: the main timeline) of a Matrix conversation."""
+    room_id, _, root = thread_id.partition("/")
+    return room_id, root or None

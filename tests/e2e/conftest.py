@@ -77,6 +77,13 @@ async def owner(synapse: Synapse, tmp_path: Path) -> AsyncIterator[MatrixHuman]:
 
 
 @pytest.fixture
+async def friend(synapse: Synapse, tmp_path: Path) -> AsyncIterator[MatrixHuman]:
+    """Another person the tests' bots may allow beside the owner (a group room)."""
+    async with open_person(synapse, "friend", "FRIENDPHONE", tmp_path / "friend") as human:
+        yield human
+
+
+@pytest.fixture
 async def stranger(synapse: Synapse, tmp_path: Path) -> AsyncIterator[MatrixHuman]:
     async with open_person(synapse, "stranger", "STRANGERPC", tmp_path / "stranger") as human:
         yield human

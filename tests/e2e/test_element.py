@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from tests.e2e.people import PASSWORD, Timings
-from tests.e2e.test_matrix import Echo, bot_id, echo
+from tests.e2e.test_matrix import REGENERATE, Echo, bot_id, echo, user_texts
 from tests.e2e.test_matrix_identity import (
     RECOVERY_FILE,
     change_matrix_settings,
@@ -194,3 +194,27 @@ async def test_a_bot_device_left_unsigned_is_what_element_flags(
         gate.set()
         refused = await element_owner.wait_for_message(room_id, bot_id(live), undecryptable=True)
         assert refused.decryption_failure == "UNSIGNED_SENDER_DEVICE", refused
+
+
+async def test_an_edit_and_a_repeat_reaction_from_element_edit_the_reply_in_place(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, echo: Echo, element_owner: ElementOwner
+) -> None:
+    async with open_bot(tmp_path, synapse, fake_llm, element_owner) as live:
+        room_id = await room_with_bot(element_owner, live)
+        sent = await element_owner.send_text(room_id, "helo")
+        reply = await element_owner.wait_for_message(room_id, bot_id(live))
+        await element_owner.send_edit(room_id, sent, "hello")
+        edited = await element_owner.wait_for_message(room_id, bot_id(live))
+        assert (edited.replaces, edited.new_body) == (reply.event_id, "echo: hello")
+        assert edited.encrypted and edited.decryption_failure is None
+        assert user_texts(fake_llm) == ["hello"]  # the edited text, once
+        asked = len(fake_llm.requests)
+        # Element sends reactions in the clear: taken without the device check.
+        await element_owner.react(room_id, reply.event_id, REGENERATE)
+        again = await element_owner.wait_for_message(room_id, bot_id(live))
+        assert (again.replaces, again.new_body, again.encrypted) == (
+            reply.event_id,
+            "echo: hello",
+            True,
+        )
+        assert len(fake_llm.requests) == asked + 1 and user_texts(fake_llm) == ["hello"]

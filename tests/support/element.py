@@ -77,6 +77,8 @@ class ElementMessage:
     body: str | None
     encrypted: bool
     decryption_failure: str | None
+    replaces: str | None = None  # the event an edit (`m.replace`) replaces
+    new_body: str | None = None  # an edit's new text (`m.new_content`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,16 @@ class ElementOwner:
         """Send `body` (encrypted in an encrypted room); returns its event id."""
         return str((await self.call("send", roomId=room_id, body=body))["eventId"])
 
+    async def send_edit(self, room_id: str, event_id: str, body: str) -> str:
+        """Edit the message `event_id` to `body` as Element does; returns the edit's id."""
+        return str(
+            (await self.call("sendEdit", roomId=room_id, eventId=event_id, body=body))["eventId"]
+        )
+
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        """React to `event_id` with `key` (encrypted in an encrypted room, as Element)."""
+        return str((await self.call("react", roomId=room_id, eventId=event_id, key=key))["eventId"])
+
     async def send_media(
         self,
         room_id: str,
@@ -244,6 +256,8 @@ class ElementOwner:
             body=found["body"],
             encrypted=found["encrypted"],
             decryption_failure=found["decryptionFailure"],
+            replaces=found["replaces"],
+            new_body=found["newBody"],
         )
 
     async def undecryptable(self, room_id: str) -> list[dict[str, Any]]:

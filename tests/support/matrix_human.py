@@ -188,6 +188,7 @@ class _Session:
         self.undecrypted: defaultdict[str, list[Any]] = defaultdict(list)
         self.taken: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.errors: list[str] = []
+        self.redacted: defaultdict[str, set[str]] = defaultdict(set)  # room -> event ids
         # Room keys kept from a device (`send_withholding_key`): (room, device) -> m.room_key
         self.withheld: dict[tuple[str, str], dict[str, Any]] = {}
         self._seen: set[str] = set()
@@ -269,6 +270,8 @@ class _Session:
                 self._seen.add(event_id)
                 if isinstance(event, nio.MegolmEvent):
                     self.undecrypted[room_id].append(event)
+                elif isinstance(event, nio.RedactionEvent):
+                    self.redacted[room_id].add(event.redacts)
                 elif isinstance(event, _TEXT_EVENTS):
                     self.messages[room_id].append(_message(room_id, event))
 
@@ -529,6 +532,59 @@ class MatrixHuman:
         return await self._call(
             self._session.send_related(room_id, "m.room.message", content), f"editing {event_id}"
         )
+
+    async def send_reply(
+        self,
+        room_id: str,
+        event_id: str,
+        body: str,
+        *,
+        fallback: str | None = None,
+        mentions: Sequence[str] | None = None,
+    ) -> str:
+        """Reply to `event_id` with `body` (`m.in_reply_to`), with an older client's
+        reply `fallback` quoted into the body when given, and `m.mentions` when given."""
+        content: dict[str, Any] = {
+            "msgtype": "m.text",
+            "body": body if fallback is None else f"{fallback}\n\n{body}",
+            "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+        }
+        if mentions is not None:
+            content["m.mentions"] = {"user_ids": list(mentions)}
+        return await self.send_event(room_id, content)
+
+    async def send_mention(self, room_id: str, body: str, user_ids: Sequence[str]) -> str:
+        """Send `body` mentioning `user_ids` (`m.mentions`, as Element does)."""
+        content = {"msgtype": "m.text", "body": body, "m.mentions": {"user_ids": list(user_ids)}}
+        return await self.send_event(room_id, content)
+
+    async def send_in_thread(self, room_id: str, root: str, body: str, latest: str) -> str:
+        """Send `body` in the thread of `root` (`m.thread`, falling back to a reply to
+        `latest`, the thread's newest event, as Element does)."""
+        content = {
+            "msgtype": "m.text",
+            "body": body,
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": latest},
+            },
+        }
+        return await self._call(
+            self._session.send_related(room_id, "m.room.message", content), f"sending to {root}"
+        )
+
+    async def wait_for_redaction(self, room_id: str, event_id: str) -> None:
+        """Wait until the room's timeline shows `event_id` redacted."""
+        await self._wait(
+            lambda: True if event_id in self._session.redacted[room_id] else None,
+            f"waiting for {event_id} to be redacted in {room_id}",
+        )
+
+    async def redactions(self, room_id: str) -> set[str]:
+        """The events this client has seen redacted in the room."""
+        return await self._snapshot(lambda: set(self._session.redacted[room_id]))
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         """React to `event_id` with `key` (`m.annotation`, encrypted when the room is)."""

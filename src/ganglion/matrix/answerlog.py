@@ -7,8 +7,11 @@
 
 Kinds: "message" (key: the message's first event; value: the turn answering it; extra:
 its sender), "reply" (key: a turn; value: the bot event showing its answer),
-"replaces" (key: a new turn; value: the turn whose reply it edits). `load` keeps the
-newest `KEPT` facts and forgets the rest.
+"replaces" (key: a new turn; value: the turn whose reply it edits), "parts" (key: a
+turn; value: the JSON list of the further events of its long reply), "said" (key: a
+conversation; value: the JSON list of its context messages, [event, line]),
+"preamble" (key: a message's first event; value: what the model read before its
+words). `load` keeps the newest `KEPT` facts and forgets the rest.
 
 Blocking: short SQLite transactions; the async caller runs them in a worker thread.
 Error handling: `sqlite3.Error` and `OSError` propagate.

@@ -22,17 +22,23 @@ Rules (each test in tests/test_matrix_events.py names one):
 6. An approval's answer (`matrix.questions`): a ✅ or ❌ reaction is an `Answer` to the
    event it is on; a text reply (`m.in_reply_to`) saying yes, no or always is an
    `Answer` to the event it replies to, which the caller takes for an ordinary message
-   when that event asks nothing. Other reactions are not acted on.
+   (its `message`) when that event asks nothing. Other reactions are not acted on.
+7. What a message says about where it stands, for the caller to decide on: the event
+   it replies to (`m.in_reply_to`; not the fallback one of a thread message that
+   `is_falling_back`), the Element thread it is in (`m.thread`: its root), and whom it
+   mentions (`m.mentions.user_ids`; None when it carries no `m.mentions` at all, as
+   from an older client, which is not the same as mentioning no one).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ganglion.config import MatrixConfig
+from ganglion.ids import matrix_thread_id
 from ganglion.matrix.media import MEDIA_MSGTYPES, MediaError, MediaRef, media_of
 from ganglion.matrix.questions import ALLOW_KEYS, DENY_KEYS, reply_answer
 from ganglion.messages import ApprovalAnswer
@@ -53,10 +59,11 @@ __all__ = [
     "invite_refusal",
     "is_allowed_room",
     "is_allowed_user",
+    "message_text",
 ]
 
 ANSWERED_MSGTYPES: Final = frozenset({"m.text", "m.emote"})
-_REPLY_FALLBACK = re.compile(r"\A(?:> .*\n)+\n", re.MULTILINE)
+_REPLY_FALLBACK = re.compile(r"\A(?:>.*\n)+\n", re.MULTILINE)
 STOP_COMMAND: Final = "/stop"
 # With and without the emoji presentation selector: clients send either.
 STOP_KEYS: Final = frozenset({"\u23f9\ufe0f", "\u23f9"})
@@ -74,6 +81,14 @@ class Incoming:
     text: str
     media: MediaRef | None = None
     problem: str | None = None
+    reply_to: str | None = None
+    thread_root: str | None = None
+    mentions: frozenset[str] | None = None
+
+    @property
+    def conversation(self) -> str:
+        """The thread id of the conversation it belongs to (the room, or its thread)."""
+        return matrix_thread_id(self.room_id, self.thread_root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +104,14 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop the turn answering `target` (None: whichever turn of the room runs)."""
+    """Stop the turn answering `target` (None: whichever turn of the conversation runs:
+    the room's, or that of the thread `thread_root` when said in one)."""
 
     room_id: str
     event_id: str
     sender: str
     target: str | None
+    thread_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +127,8 @@ class Regenerate:
 @dataclass(frozen=True, slots=True)
 class Answer:
     """`sender` answered what the bot's event `target` asks: a ✅ / ❌ reaction on it, or
-    a reply to it saying yes / no / always (`text`: the reply, an ordinary message
-    when `target` asks nothing; None for a reaction)."""
+    a reply to it saying yes / no / always (`text`: the reply, and `message` the
+    ordinary message it is when `target` asks nothing; None for a reaction)."""
 
     room_id: str
     event_id: str
@@ -119,6 +136,7 @@ class Answer:
     target: str
     answer: ApprovalAnswer
     text: str | None = None
+    message: Incoming | None = field(default=None, compare=False)
 
 
 Control = Edit | Stop | Regenerate | Answer
@@ -178,12 +196,18 @@ def classify_event(
     if isinstance(relation, Mapping) and relation.get("rel_type") == "m.replace":
         return _edit(room_id, event_id, sender, relation, content.get("m.new_content"))
     msgtype = content.get("msgtype")
+    reply_to, root = _reply_and_thread(relation)
+    where: dict[str, Any] = {
+        "reply_to": reply_to,
+        "thread_root": root,
+        "mentions": _mentions(content.get("m.mentions")),
+    }
     if msgtype in MEDIA_MSGTYPES:
         try:
             media = media_of(content)
         except MediaError as exc:
-            return Incoming(room_id, event_id, sender, "", problem=str(exc))
-        return Incoming(room_id, event_id, sender, media.caption or "", media)
+            return Incoming(room_id, event_id, sender, "", problem=str(exc), **where)
+        return Incoming(room_id, event_id, sender, media.caption or "", media, **where)
     if msgtype not in ANSWERED_MSGTYPES:
         return Skip(f"message type {msgtype}")
     body = content.get("body")
@@ -195,12 +219,34 @@ def classify_event(
     if msgtype == "m.emote":
         text = f"* {sender} {text}"
     if text == STOP_COMMAND:
-        return Stop(room_id, event_id, sender, None)
+        return Stop(room_id, event_id, sender, None, root)
+    message = Incoming(room_id, event_id, sender, text, **where)
     answer = reply_answer(text)
     target = _replied_to(relation)
     if answer is not None and target is not None and msgtype == "m.text":
-        return Answer(room_id, event_id, sender, target, answer, text)
-    return Incoming(room_id, event_id, sender, text)
+        return Answer(room_id, event_id, sender, target, answer, text, message)
+    return message
+
+
+def _reply_and_thread(relation: object) -> tuple[str | None, str | None]:
+    """The event a message replies to and the root of its thread (rule 7)."""
+    if not isinstance(relation, Mapping):
+        return None, None
+    root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
+    root = root if isinstance(root, str) and root else None
+    reply_to = _replied_to(relation)
+    if root is not None and relation.get("is_falling_back") is True:
+        reply_to = None
+    return reply_to, root
+
+
+def _mentions(mentions: object) -> frozenset[str] | None:
+    if not isinstance(mentions, Mapping):
+        return None
+    user_ids = mentions.get("user_ids")
+    if not isinstance(user_ids, list):
+        return frozenset()
+    return frozenset(user for user in user_ids if isinstance(user, str))
 
 
 def _replied_to(relation: object) -> str | None:
@@ -240,6 +286,15 @@ def _edit(
     if not text:
         return Skip("edit to an empty message")
     return Edit(room_id, event_id, sender, original, text)
+
+
+def message_text(content: Mapping[str, Any]) -> str:
+    """A message's text as its reader sees it: the body without a reply fallback ("":
+    none)."""
+    body = content.get("body")
+    if not isinstance(body, str):
+        return ""
+    return _without_reply_fallback(body, content.get("m.relates_to")).strip()
 
 
 def _without_reply_fallback(body: str, relation: object) -> str:

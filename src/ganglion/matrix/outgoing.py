@@ -28,14 +28,23 @@ Rules:
    `m.replace` whose `m.new_content` is the new answer (a long one's further parts go
    out as new events), encrypted in an encrypted room with the relation in the clear,
    as Matrix wants for the server to aggregate it. Every reply's first event is recorded
-   there, so it can be edited later.
+   there, so it can be edited later, and the further events of a long one: when it is
+   given again, those are redacted once the new answer is out (each redaction under the
+   transaction id `ganglion-<outbox id>-r<n>`, so a resend redacts nothing twice), and
+   the new answer's own further parts are new events. An edit carries its text twice
+   (its fallback and `m.new_content`): it is cut to half the size of a message.
 8. An answer to a message that is no longer the newest in its room (more came while it
    was answered or waited) is a rich reply to it (`m.in_reply_to`, `matrix.answers`
    rule 3), with no fallback in the body.
-9. An approval question (`ApprovalAsked`, `matrix.questions`) goes out as an `m.text`
-   under the transaction id `ganglion-q-<id>` (asked once per run: the homeserver
-   keeps a resend to one event), and what came of it as an `m.notice` replying to it.
-   A question still open when the bot (re)connects is asked by the sweep.
+9. The conversation of an Element thread (`<room>/<thread root>`, `ganglion.ids`) is
+   answered in that thread: every event but an edit carries the `m.thread` relation,
+   with the newest message of the thread as its reply fallback (`is_falling_back`) or
+   the message it answers as a rich reply. Sends into a room keep their order across
+   its threads (rule 3 locks the room).
+10. An approval question (`ApprovalAsked`, `matrix.questions`) goes out as an `m.text`
+    under the transaction id `ganglion-q-<id>` (asked once per run: the homeserver
+    keeps a resend to one event), and what came of it as an `m.notice` replying to it.
+    A question still open when the bot (re)connects is asked by the sweep.
 
 Typing notices: a turn still running after `QUIET_DELAY` shows the bot typing, renewed
 every `TYPING_RENEW` seconds (each notice lasts `TYPING_TIMEOUT_MS`), and stopped when
@@ -57,6 +66,7 @@ import nio.crypto.attachments as attachments
 import trio
 
 from ganglion.backend import ControlsBackend
+from ganglion.ids import matrix_room_of
 from ganglion.images import RASTER_TYPES
 from ganglion.inbox import FileInbox, InboxError
 from ganglion.matrix.answers import Answers
@@ -64,7 +74,14 @@ from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixError, MatrixRequestError, MatrixUnavailable
 from ganglion.matrix.http import Homeserver
 from ganglion.matrix.questions import Question, Questions, question_text, settled_text
-from ganglion.matrix.render import edit_content, message_content, reply_content, split_reply
+from ganglion.matrix.render import (
+    MAX_CONTENT_BYTES,
+    edit_content,
+    in_thread,
+    message_content,
+    reply_content,
+    split_reply,
+)
 from ganglion.messages import (
     ApprovalAsked,
     ApprovalSettled,
@@ -193,25 +210,31 @@ class Outgoing:
                     log.debug("no read receipt for %s: %s", event_id, exc)
 
     async def sweep(self) -> None:
-        """Flush every joined room's outbox (after a (re)connection, rule 5), and ask
-        the questions still open that this run has not asked (rule 9)."""
+        """Flush the outbox of every joined room and its threads (after a
+        (re)connection, rule 5), and ask the questions still open there that this run
+        has not asked (rule 10)."""
         self.needs_sweep = False
-        for room_id in list(self._client.rooms):
-            await self._flush_logged(room_id)
-            for asked in await self._backend.open_approvals(room_id):
+        conversations = {room_id: None for room_id in self._client.rooms}
+        known = [item.thread_id for item in await self._backend.undelivered()]
+        for conversation in [*known, *self.answers.conversations()]:
+            if matrix_room_of(conversation)[0] in self._client.rooms:
+                conversations.setdefault(conversation, None)
+        for conversation in conversations:
+            await self._flush_logged(conversation)
+            for asked in await self._backend.open_approvals(conversation):
                 if not self.questions.is_asked(asked.approval_id):
                     await self._ask(asked)
 
     async def _ask(self, asked: ApprovalAsked) -> None:
-        """Ask an approval question in its room (rule 9), best effort: one that cannot
-        be sent now is asked by the next sweep."""
+        """Ask an approval question in its conversation (rule 10), best effort: one
+        that cannot be sent now is asked by the next sweep."""
         room_id = asked.thread_id
         if not self._synced.is_set():
             self.needs_sweep = True
             return
         expires = datetime.fromtimestamp(asked.expires_at).astimezone()
         content = message_content(question_text(asked, expires))
-        async with self._locks[room_id]:
+        async with self._locks[matrix_room_of(room_id)[0]]:
             if self.questions.is_asked(asked.approval_id):
                 return
             try:
@@ -229,7 +252,7 @@ class Outgoing:
             return
         text = settled_text(settled.outcome, question.call, settled.by)
         content = reply_content(question.event_id, message_content(text, msgtype="m.notice"))
-        async with self._locks[question.room_id]:
+        async with self._locks[matrix_room_of(question.room_id)[0]]:
             try:
                 await self.send(question.room_id, content, f"ganglion-s-{settled.approval_id}")
             except MatrixError as exc:
@@ -244,7 +267,7 @@ class Outgoing:
         if not self._synced.is_set():
             self.needs_sweep = True  # rule 4: the first sync sweeps
             return
-        async with self._locks[room_id]:
+        async with self._locks[matrix_room_of(room_id)[0]]:
             for item in await self._backend.undelivered(room_id):
                 await self._deliver(room_id, item)
 
@@ -255,7 +278,10 @@ class Outgoing:
                 await self._send_file(room_id, item)
             target = self.answers.reply_target(item.turn_id) if item.kind != "file" else None
             quoted = self.answers.in_reply_to(room_id, item.turn_id) if target is None else None
-            for part, piece in enumerate(split_reply(text) if text.strip() else []):
+            further: list[str] = []
+            # An edit carries its text twice (the fallback and `m.new_content`).
+            limit = MAX_CONTENT_BYTES // 2 if target is not None else MAX_CONTENT_BYTES
+            for part, piece in enumerate(split_reply(text, limit) if text.strip() else []):
                 content = message_content(piece)
                 if part == 0 and target is not None:
                     content = edit_content(target, content)
@@ -264,6 +290,13 @@ class Outgoing:
                 event_id = await self.send(room_id, content, transaction_id(item.id, part))
                 if part == 0 and item.kind != "file":
                     await self.answers.replied(room_id, item.turn_id, target or event_id)
+                elif part > 0:
+                    further.append(event_id)
+            if item.kind != "file":
+                await self.answers.sent_parts(room_id, item.turn_id, further)
+            if target is not None:
+                for index, old in enumerate(self.answers.replaced_parts(item.turn_id)):
+                    await self._redact(room_id, old, f"ganglion-{item.id}-r{index}")
         except MatrixRequestError as exc:
             if exc.errcode not in FINAL_ERRCODES:
                 raise
@@ -272,10 +305,18 @@ class Outgoing:
             )
         await self._backend.mark_delivered([item.id])
 
+    async def _redact(self, conversation: str, event_id: str, txn_id: str) -> None:
+        """Redact the bot's `event_id` (a part of a reply given again, rule 7)."""
+        room_id = matrix_room_of(conversation)[0]
+        call = nio.Api.room_redact(
+            self._client.access_token, room_id, event_id, txn_id, "answered again above"
+        )
+        await self._homeserver.request(nio.RoomRedactResponse, call, room_id)
+
     async def _send_file(self, room_id: str, item: OutboxItem) -> None:
         """Upload and send the file of outbox entry `item` (rule 6)."""
         sent = Attachment.from_json(item.payload["attachment"])
-        room = self._client.rooms.get(room_id)
+        room = self._client.rooms.get(matrix_room_of(room_id)[0])
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
         try:
@@ -308,8 +349,13 @@ class Outgoing:
         *,
         reader: tuple[str, str] | None = None,
     ) -> str:
-        """Send one `m.room.message`, encrypted when the room is (for `reader` too, a
-        device the trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
+        """Send one `m.room.message` into the conversation `room_id` (a room, or one of
+        its threads: rule 9), encrypted when the room is (for `reader` too, a device the
+        trust rule refused: `KeyKeeper.encrypt`); returns its event id."""
+        conversation = room_id
+        room_id, root = matrix_room_of(conversation)
+        if root is not None:
+            content = in_thread(root, content, self.answers.latest(conversation) or root)
         room = self._client.rooms.get(room_id)
         if room is None:
             raise MatrixRequestError(f"the bot is not in {room_id}", errcode="M_FORBIDDEN")
@@ -340,7 +386,7 @@ class Outgoing:
         if not self._synced.is_set():
             log.info("a notice for %s was dropped: not connected to the homeserver", room_id)
             return
-        async with self._locks[room_id]:
+        async with self._locks[matrix_room_of(room_id)[0]]:
             try:
                 content = message_content(text, msgtype="m.notice")
                 txn_id = f"ganglion-n-{uuid.uuid4().hex}"
@@ -376,6 +422,7 @@ class Outgoing:
             await self._set_typing(room_id, False)
 
     async def _set_typing(self, room_id: str, typing: bool) -> None:
+        room_id = matrix_room_of(room_id)[0]  # a thread's typing shows in its room
         call = nio.Api.room_typing(
             self._client.access_token, room_id, self._client.user_id, typing, TYPING_TIMEOUT_MS
         )

@@ -11,6 +11,10 @@ Pure functions, no I/O.
   that do not know edits.
 - `reply_content(event_id, content)`: `content` as a rich reply to `event_id`
   (`m.in_reply_to`, with no fallback quoted into the body: Matrix 1.13 dropped it).
+- `in_thread(root, content, latest)`: `content` in the Element thread of `root`
+  (`m.thread`): a rich reply stays one (`is_falling_back` false), anything else
+  replies to `latest` as the fallback for clients without threads; an edit is left
+  as it is (its relation is `m.replace`).
 - `split_reply(text)`: a reply too large for one event becomes several, cut on
   paragraph boundaries (a fenced code block is cut between its lines and each piece is
   fenced again); a paragraph larger than an event alone is cut between lines, then
@@ -32,6 +36,7 @@ from ganglion.markdown import render_html
 __all__ = [
     "MAX_CONTENT_BYTES",
     "edit_content",
+    "in_thread",
     "message_content",
     "render_html",
     "reply_content",
@@ -69,6 +74,20 @@ def edit_content(target: str, content: dict[str, Any]) -> dict[str, Any]:
 def reply_content(event_id: str, content: dict[str, Any]) -> dict[str, Any]:
     """`content` as a reply to the event `event_id`."""
     return {**content, "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}}
+
+
+def in_thread(root: str, content: dict[str, Any], latest: str) -> dict[str, Any]:
+    """`content` as an event of the thread `root` (see the module docstring)."""
+    relation = content.get("m.relates_to") or {}
+    if relation.get("rel_type") == "m.replace":
+        return content
+    quoted = relation.get("m.in_reply_to")
+    thread: dict[str, Any] = {"rel_type": "m.thread", "event_id": root}
+    if quoted is not None:
+        thread |= {"is_falling_back": False, "m.in_reply_to": quoted}
+    else:
+        thread |= {"is_falling_back": True, "m.in_reply_to": {"event_id": latest}}
+    return {**content, "m.relates_to": thread}
 
 
 def content_size(content: dict[str, Any]) -> int:

@@ -25,6 +25,10 @@ Rules (numbered as in `ganglion.backend`):
    message, a command): a refused one is not answered. This is the one door; anything
    that later makes the bot act (reactions, edits) goes through `_trusted` too. The
    users the sync names in `device_lists.changed` have their keys asked again first.
+   One exception: a reaction sent in the clear (Element never encrypts reactions, so no
+   reaction from Element names its device) is taken from an allowed user without the
+   device check. It carries no text; all it can do is stop a turn (⏹️) or answer the
+   last message again with the same text (🔁).
 8. A media message is handed on with its file in the inbox, downloaded after the gate
    and before the token moves (`ganglion.matrix.intake`); one whose file cannot be had
    is answered with why, and not handed on.
@@ -36,7 +40,13 @@ Rules (numbered as in `ganglion.backend`):
    it stops). An edit that cannot be answered (an older message, one from before this
    run, someone else's) is logged with why and changes nothing; an edit of a message
    still being answered stops that answer and answers the edit; of several edits of
-   one message in a sync, only the latest is answered.
+   one message in a sync, only the latest is answered. An edit is read with what its
+   original was read with (`matrix.answers` rule 4).
+10. What a message is handed on as (`matrix.context`, `matrix.addressing`): in a
+    group room, only what is addressed to the bot is answered, the rest from allowed
+    users is kept as context for the next answer; a reply carries what it quotes; a
+    message in an Element thread belongs to that thread's conversation
+    (`<room>/<thread root>`), its files to that conversation's inbox.
 """
 
 from __future__ import annotations
@@ -52,7 +62,9 @@ import trio
 
 from ganglion.backend import ControlsBackend, SubmitError
 from ganglion.config import MatrixConfig
+from ganglion.ids import matrix_room_of, matrix_thread_id
 from ganglion.matrix.answers import Answers
+from ganglion.matrix.context import RoomContext
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.events import (
@@ -120,6 +132,7 @@ class SyncLoop:
     ) -> None:
         self._homeserver = homeserver
         self.answers = answers if answers is not None else Answers()
+        self._context = RoomContext(homeserver, config, self.answers)
         self.questions = questions if questions is not None else Questions()
         self._intake = intake
         self._gate = gate
@@ -252,7 +265,9 @@ class SyncLoop:
         for message, sender in candidates:
             if message.event_id in self._handled:
                 continue
-            if (await self._gate.check(message.room_id, sender)).trusted:
+            if _is_reaction(message) and sender.curve25519 is None:
+                passed.append(message)  # Element sends reactions in the clear (rule 7)
+            elif (await self._gate.check(message.room_id, sender)).trusted:
                 passed.append(message)
         return passed
 
@@ -307,14 +322,7 @@ class SyncLoop:
                 continue
             match acted:
                 case Incoming() as message:
-                    attachments = await self._media(message)
-                    if attachments is not None:
-                        await self._submit(message, attachments)
-                        turn_id = user_turn_id(message.room_id, message.event_id)
-                        await self.answers.asked(
-                            message.room_id, message.event_id, message.sender, turn_id
-                        )
-                    self.stats.submitted += 1
+                    await self._hand_on(message)
                 case Stop() as stop:
                     await self._stop(stop)
                 case Edit() | Regenerate() as control:
@@ -325,13 +333,30 @@ class SyncLoop:
             while len(self._handled) > REMEMBERED_EVENTS:
                 self._handled.popitem(last=False)
 
+    async def _hand_on(self, message: Incoming) -> None:
+        """Submit `message` with what the model reads with it (`matrix.context`), or
+        keep it as context when it is not for the bot (rule 10)."""
+        prepared = await self._context.prepare(message)
+        if prepared is None:
+            self.stats.skipped += 1
+            return
+        attachments = await self._media(message)
+        if attachments is not None:
+            await self._submit(message, prepared.text, attachments)
+            conversation = message.conversation
+            turn_id = user_turn_id(conversation, message.event_id)
+            await self.answers.asked(conversation, message.event_id, message.sender, turn_id)
+            await self._context.handed_on(message, prepared)
+        self.stats.submitted += 1
+
     async def _stop(self, stop: Stop) -> None:
-        room_id = stop.room_id
+        room_id = matrix_thread_id(stop.room_id, stop.thread_root)
         if stop.target is None:
             turn_id = self.answers.running(room_id)
         else:
             asked = self.answers.message(stop.target)
             turn_id = asked.turn_id if asked is not None else None
+            room_id = asked.room_id if asked is not None else room_id
         if turn_id is None:
             log.info("%s in %s: no turn of this run to stop", stop.event_id, room_id)
             return
@@ -342,15 +367,15 @@ class SyncLoop:
     async def _approve(self, answer: Answer) -> None:
         """Answer the approval question the event `answer.target` asked; a reply to
         anything else is an ordinary message."""
-        room_id = answer.room_id
         question = self.questions.of_event(answer.target)
-        if question is None or question.room_id != room_id:
-            if answer.text is not None:
-                message = Incoming(room_id, answer.event_id, answer.sender, answer.text)
-                await self._submit_all([message])
+        if question is None or matrix_room_of(question.room_id)[0] != answer.room_id:
+            room_id = answer.room_id
+            if answer.message is not None:
+                await self._submit_all([answer.message])
             else:
                 log.info("%s in %s answers no question of this run", answer.event_id, room_id)
             return
+        room_id = question.room_id  # the conversation it was asked in: a room, or a thread
         result = await self._backend.decide_approval(
             room_id, question.approval_id, answer.answer, answer.sender
         )
@@ -373,13 +398,19 @@ class SyncLoop:
             original, asked = found if found is not None else (None, None)
             text = None
         what = "edit" if text is not None else "regenerate"
-        if original is None or asked is None or asked.room_id != room_id:
+        if original is None or asked is None or matrix_room_of(asked.room_id)[0] != room_id:
             log.info("not answering the %s %s: not a message of this run", what, control.event_id)
             return
         if isinstance(control, Edit) and asked.sender != control.sender:
             log.info("not answering the edit %s: only its sender may edit it", control.event_id)
             return
+        if text is not None:
+            text = self.answers.preamble(original) + text  # read as the original was
+        room_id = asked.room_id  # the conversation: the room, or one of its threads
         new_turn = user_turn_id(room_id, control.event_id)
+        if asked.turn_id == new_turn:  # seen again after a restart: taken already
+            log.info("the %s %s was taken already", what, control.event_id)
+            return
         await self.answers.replacing(room_id, new_turn, asked.turn_id)
         if await self._rewind(room_id, asked.turn_id, control.event_id, text, what):
             await self.answers.rewound(original, new_turn)
@@ -415,7 +446,7 @@ class SyncLoop:
                 problem = "I take no files here."
             else:
                 try:
-                    kept = await self._intake.receive(message.room_id, message.media)
+                    kept = await self._intake.receive(message.conversation, message.media)
                 except MediaRefused as exc:
                     problem = str(exc)
                 else:
@@ -432,17 +463,19 @@ class SyncLoop:
         self._media_notices.append((message.room_id, problem))
         return None
 
-    async def _submit(self, message: Incoming, attachments: tuple[Attachment, ...]) -> None:
-        """Hand one message to its thread, retrying with backoff until it is durable:
-        the sync token must not move past a message that is not."""
+    async def _submit(
+        self, message: Incoming, text: str, attachments: tuple[Attachment, ...]
+    ) -> None:
+        """Hand one message to its conversation as `text`, retrying with backoff until
+        it is durable: the sync token must not move past a message that is not."""
         attempt = 0
         while True:
             try:
                 await self._backend.submit(
                     UserMessage(
-                        message.room_id,
+                        message.conversation,
                         "matrix",
-                        message.text,
+                        text,
                         sender=message.sender,
                         message_id=message.event_id,
                         attachments=attachments,
@@ -478,3 +511,8 @@ class SyncLoop:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)
                 continue
             self._invites_decided.add(room_id)
+
+
+def _is_reaction(acted: Acted) -> bool:
+    """A control that only a reaction makes (⏹️ on a message, 🔁)."""
+    return isinstance(acted, Regenerate) or (isinstance(acted, Stop) and acted.target is not None)

@@ -65,7 +65,11 @@ function eventsIn(roomId) {
 }
 
 function describe(event) {
+    const raw = event.getClearContent() ?? event.getWireContent();
+    const relation = event.getRelation();
     return {
+        replaces: relation?.rel_type === "m.replace" ? relation.event_id : null,
+        newBody: raw["m.new_content"]?.body ?? null,
         eventId: event.getId(),
         sender: event.getSender(),
         deviceId: event.getWireContent().device_id ?? null,
@@ -189,6 +193,24 @@ const commands = {
     async send({ roomId, body }) {
         const { event_id: eventId } = await client.sendTextMessage(roomId, body);
         return { eventId };
+    },
+
+    // An edit as Element sends one: the new text in m.new_content, "* " before the fallback.
+    async sendEdit({ roomId, eventId, body }) {
+        const content = {
+            msgtype: "m.text",
+            body: `* ${body}`,
+            "m.new_content": { msgtype: "m.text", body },
+            "m.relates_to": { rel_type: "m.replace", event_id: eventId },
+        };
+        const { event_id: sent } = await client.sendMessage(roomId, content);
+        return { eventId: sent };
+    },
+
+    async react({ roomId, eventId, key }) {
+        const relation = { rel_type: "m.annotation", event_id: eventId, key };
+        const { event_id: sent } = await client.sendEvent(roomId, "m.reaction", { "m.relates_to": relation });
+        return { eventId: sent };
     },
 
     // A picture, file or voice message as Element sends one: uploaded with the SDK's
