@@ -159,52 +159,50 @@ async def _run() -> dict[str, Any]:
         async with (
             open_synapse(synapse_python(), root / "synapse") as synapse,
             open_fake_llm(responder=_echo) as llm,
+            open_person(synapse, "owner", "OWNERPHONE", root / "owner") as owner,
         ):
-            async with open_person(synapse, "owner", "OWNERPHONE", root / "owner") as owner:
-                bot = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
-                floor = await synapse.register(f"floor-{secrets.token_hex(4)}", PASSWORD)
-                matrix = {
-                    "homeserver": synapse.base_url,
-                    "user_id": bot.user_id,
-                    "access_token": bot.access_token,
-                    "device_id": bot.device_id,
-                    "allowed_users": [owner.user_id],
-                }
-                floor_process = await _start_floor(
-                    synapse.base_url, floor.user_id, root / "floor", owner.user_id
-                )
-                load_before = os.getloadavg()
-                try:
-                    async with open_live_daemon(
-                        root,
-                        llm.base_url,
-                        matrix=matrix,
-                        logging={"level": "WARNING", "dir": str(root / "logs")},
-                    ) as live:
-                        answerers = [
-                            Answerer(
-                                "bot", bot.user_id, await _rooms(owner, bot.user_id), live.pid
-                            ),
-                            Answerer(
-                                "floor",
-                                floor.user_id,
-                                await _rooms(owner, floor.user_id),
-                                floor_process.pid,
-                            ),
-                        ]
-                        ganglion = answerers[0]
-                        first = await _round_trip(owner, bot.user_id, ganglion.rooms[0], "warm up")
-                        for who in answerers[1:]:
-                            await _round_trip(owner, who.user_id, who.rooms[0], "warm up")
-                        started = time.perf_counter()
-                        for n in range(ROUNDS):
-                            for who in answerers:
-                                await _measured_round(owner, who, synapse.pid, f"r{n}")
-                        wall = time.perf_counter() - started
-                        load = os.getloadavg()
-                finally:
-                    floor_process.kill()
-                    await floor_process.wait()
+            bot = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
+            floor = await synapse.register(f"floor-{secrets.token_hex(4)}", PASSWORD)
+            matrix = {
+                "homeserver": synapse.base_url,
+                "user_id": bot.user_id,
+                "access_token": bot.access_token,
+                "device_id": bot.device_id,
+                "allowed_users": [owner.user_id],
+            }
+            floor_process = await _start_floor(
+                synapse.base_url, floor.user_id, root / "floor", owner.user_id
+            )
+            load_before = os.getloadavg()
+            try:
+                async with open_live_daemon(
+                    root,
+                    llm.base_url,
+                    matrix=matrix,
+                    logging={"level": "WARNING", "dir": str(root / "logs")},
+                ) as live:
+                    answerers = [
+                        Answerer("bot", bot.user_id, await _rooms(owner, bot.user_id), live.pid),
+                        Answerer(
+                            "floor",
+                            floor.user_id,
+                            await _rooms(owner, floor.user_id),
+                            floor_process.pid,
+                        ),
+                    ]
+                    ganglion = answerers[0]
+                    first = await _round_trip(owner, bot.user_id, ganglion.rooms[0], "warm up")
+                    for who in answerers[1:]:
+                        await _round_trip(owner, who.user_id, who.rooms[0], "warm up")
+                    started = time.perf_counter()
+                    for n in range(ROUNDS):
+                        for who in answerers:
+                            await _measured_round(owner, who, synapse.pid, f"r{n}")
+                    wall = time.perf_counter() - started
+                    load = os.getloadavg()
+            finally:
+                floor_process.kill()
+                await floor_process.wait()
     bot_figures, floor_figures = (_figures(who) for who in answerers)
     messages = ROUNDS * len(answerers) * (SEQUENTIAL + ROOMS * PER_ROOM)
     return {
