@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ganglion.matrix.sync import CLEAR_APPROVAL
 from tests.e2e.people import PASSWORD
+from tests.support.element import ElementMessage, ElementOwner
 from tests.support.fakellm import FakeLLM, Reply, calling
 from tests.support.live import open_live_daemon
 from tests.support.matrix_human import MatrixHuman, ReceivedMessage
@@ -75,7 +77,7 @@ async def test_questions_are_answered_with_reactions_and_replies_from_the_owner_
         question = await owner.wait_for_message(room_id, bot)
         assert question.encrypted and question.msgtype == "m.text"
         assert f"shell: touch {files['one']}" in question.body
-        assert "React ✅ to allow it once, ❌ to deny it" in question.body
+        assert "Reply **yes**, **no** or **always** to this message" in question.body
         assert not files["one"].exists()
         await owner.react(room_id, question.event_id, ALLOW)
         seen = await until(owner, room_id, bot, "ran one", "Allowed once")
@@ -128,3 +130,59 @@ async def test_questions_are_answered_with_reactions_and_replies_from_the_owner_
         seen = await until(owner, room_id, bot, "five was denied", f"Denied by {owner.user_id}")
         assert not any(m.body.startswith("Allowed") for m in seen)
         assert not files["five"].exists()
+
+
+async def _element_until(
+    owner: ElementOwner, room_id: str, bot: str, body: str, told: str
+) -> list[ElementMessage]:
+    seen = [await owner.wait_for_message(room_id, bot)]
+    while not (
+        any(m.body == body for m in seen) and any((m.body or "").startswith(told) for m in seen)
+    ):
+        seen.append(await owner.wait_for_message(room_id, bot))
+    return seen
+
+
+async def test_from_element_a_reply_approves_a_clear_check_mark_does_not_and_a_cross_denies(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, element_owner: ElementOwner
+) -> None:
+    """Element's own stack (matrix-js-sdk) sends reactions unencrypted: its ✅ cannot be
+    told from one the homeserver made, so it approves nothing and the room is told how
+    to answer; a reply (encrypted) approves; its ❌ denies, which runs nothing."""
+    files = {name: tmp_path / name for name in ("a", "b")}
+    fake_llm.script(
+        calling("shell", command=f"touch {files['a']}"),
+        Reply("a done"),
+        calling("shell", command=f"touch {files['b']}"),
+        Reply("b denied"),
+    )
+    account = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
+    bot = account.user_id
+    settings = {
+        "homeserver": synapse.base_url,
+        "user_id": bot,
+        "access_token": account.access_token,
+        "device_id": account.device_id,
+        "allowed_users": [element_owner.user_id],
+    }
+    async with open_live_daemon(
+        tmp_path, fake_llm.base_url, matrix=settings, tools=CAUTIOUS, shutdown={"grace_seconds": 2}
+    ):
+        room_id = await element_owner.create_room(invite=[bot])
+        await element_owner.wait_for_membership(room_id, bot)
+        await element_owner.send_text(room_id, "go a")
+        question = await element_owner.wait_for_message(room_id, bot)
+        assert f"shell: touch {files['a']}" in (question.body or "")
+        await element_owner.react(room_id, question.event_id, ALLOW)
+        told = await element_owner.wait_for_message(room_id, bot)
+        assert told.body == CLEAR_APPROVAL and told.encrypted
+        assert not files["a"].exists()
+        await element_owner.send_reply(room_id, question.event_id, "yes")
+        await _element_until(element_owner, room_id, bot, "a done", "Allowed once")
+        assert files["a"].exists()
+
+        await element_owner.send_text(room_id, "go b")
+        question = await element_owner.wait_for_message(room_id, bot)
+        await element_owner.react(room_id, question.event_id, DENY)
+        await _element_until(element_owner, room_id, bot, "b denied", "Denied")
+        assert not files["b"].exists()

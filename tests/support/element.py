@@ -198,6 +198,12 @@ class ElementOwner:
             (await self.call("sendEdit", roomId=room_id, eventId=event_id, body=body))["eventId"]
         )
 
+    async def send_reply(self, room_id: str, event_id: str, body: str) -> str:
+        """Reply `body` to the message `event_id` (`m.in_reply_to`, as Element does)."""
+        return str(
+            (await self.call("sendReply", roomId=room_id, eventId=event_id, body=body))["eventId"]
+        )
+
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         """React to `event_id` with `key` (encrypted in an encrypted room, as Element)."""
         return str((await self.call("react", roomId=room_id, eventId=event_id, key=key))["eventId"])

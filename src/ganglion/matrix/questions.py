@@ -2,10 +2,10 @@
 the question says, and how an owner's answer to it reads.
 
 A question (`ApprovalAsked`) goes out as an `m.text` (it should reach the owner's phone
-as a message does) with the exact call in a code block. It is answered by a ✅ or ❌
-reaction *on that event*, or by a reply *to that event* saying yes, no or always; any
-other message is an ordinary message. Which event asks which question is kept for this
-run only: after a restart an open question is asked again (a new event), and the old
+as a message does) with the exact call in a code block. It is answered by a reply *to
+that event* saying yes, no or always, or a ✅ or ❌ reaction *on that event* (with the
+trust rule, a ✅ only when it was encrypted: `matrix.sync` rule 7); any other message is
+an ordinary message. Which event asks which question is kept for this run only: after a restart an open question is asked again (a new event), and the old
 event is then not an answer's target (the answer is refused with a short notice).
 """
 
@@ -98,19 +98,14 @@ def question_text(asked: ApprovalAsked, expires: datetime) -> str:
     fence = "```"
     while fence in asked.call:
         fence += "`"
-    who = (
-        "Ganglion wants"
-        if asked.from_thread == asked.thread_id
-        else (f"Background work ({asked.from_thread}) wants")
-    )
-    always = (
-        ", or reply **yes**, **no** or **always**"
-        if asked.always
-        else (", or reply **yes** or **no**")
-    )
+    who = "Ganglion wants"
+    if asked.from_thread != asked.thread_id:
+        who = f"Background work ({asked.from_thread}) wants"
+    words = "**yes**, **no** or **always**" if asked.always else "**yes** or **no**"
     return (
         f"**{who} to run this. Allow it?**\n\n{fence}\n{asked.call}\n{fence}\n\n"
-        f"React ✅ to allow it once, ❌ to deny it{always} to this message. "
+        f"Reply {words} to this message, or react ✅ to allow it once or ❌ to deny it "
+        "(a ✅ counts only from a client that encrypts reactions; Element does not). "
         f"Asked by {asked.why}; denied if not answered by {expires:%H:%M}."
     )
 

@@ -28,7 +28,9 @@ Rules (numbered as in `ganglion.backend`):
    One exception: a reaction sent in the clear (Element never encrypts reactions, so no
    reaction from Element names its device) is taken from an allowed user without the
    device check. It carries no text; all it can do is stop a turn (⏹️) or answer the
-   last message again with the same text (🔁).
+   last message again with the same text (🔁), or deny an approval question (❌). A ✅
+   in the clear approves nothing (the homeserver could have made it up): the room is
+   told to reply yes, no or always to the question instead, a reply being encrypted.
 8. A media message is handed on with its file in the inbox, downloaded after the gate
    and before the token moves (`ganglion.matrix.intake`); one whose file cannot be had
    is answered with why, and not handed on.
@@ -97,6 +99,11 @@ __all__ = ["LONG_POLL_MS", "SyncLoop"]
 log = logging.getLogger(__name__)
 
 LONG_POLL_MS: Final = 30_000
+CLEAR_APPROVAL: Final = (
+    "That ✅ was not encrypted (Element sends reactions in the clear), so I cannot tell it "
+    "came from a verified device of yours rather than from the homeserver: it approves "
+    "nothing. Reply yes, no or always to the question instead."
+)
 REMEMBERED_EVENTS: Final = 10_000
 MAX_UNDECRYPTED: Final = 200
 # Lazy-loaded members would leave devices out of the Megolm key sharing; a timeline of
@@ -151,6 +158,7 @@ class SyncLoop:
         self._undecrypted: list[Any] = []
         self._invites_decided: set[str] = set()
         self._media_notices: list[tuple[str, str]] = []
+        self._answer_notices: list[tuple[str, str]] = []
 
     @property
     def _client(self) -> Any:
@@ -261,9 +269,15 @@ class SyncLoop:
         """The candidates whose sending device passes the gate (rule 7)."""
         if self._gate is None:
             return [message for message, _ in candidates]
-        passed = []
+        passed: list[Acted] = []
         for message, sender in candidates:
             if message.event_id in self._handled:
+                continue
+            if isinstance(message, Answer) and message.text is None and sender.curve25519 is None:
+                if message.answer == "deny":
+                    passed.append(message)  # ❌ in the clear: a denial runs nothing
+                else:
+                    self._answer_notices.append((message.room_id, CLEAR_APPROVAL))
                 continue
             if _is_reaction(message) and sender.curve25519 is None:
                 passed.append(message)  # Element sends reactions in the clear (rule 7)
@@ -274,9 +288,9 @@ class SyncLoop:
     async def _send_notices(self) -> None:
         """The trust rule's notices and the replies to files that could not be had."""
         notices: list[tuple[str, str, tuple[str, str] | None]] = [
-            (room_id, text, None) for room_id, text in self._media_notices
+            (room_id, text, None) for room_id, text in self._media_notices + self._answer_notices
         ]
-        self._media_notices = []
+        self._media_notices, self._answer_notices = [], []
         if self._gate is not None:
             notices += self._gate.notices
             self._gate.notices = []

@@ -207,6 +207,13 @@ const commands = {
         return { eventId: sent };
     },
 
+    // A rich reply as Element sends one (Matrix 1.13: no fallback quoted in the body).
+    async sendReply({ roomId, eventId, body }) {
+        const content = { msgtype: "m.text", body, "m.relates_to": { "m.in_reply_to": { event_id: eventId } } };
+        const { event_id: sent } = await client.sendMessage(roomId, content);
+        return { eventId: sent };
+    },
+
     async react({ roomId, eventId, key }) {
         const relation = { rel_type: "m.annotation", event_id: eventId, key };
         const { event_id: sent } = await client.sendEvent(roomId, "m.reaction", { "m.relates_to": relation });
