@@ -161,7 +161,8 @@ class KeyKeeper:
 
     async def _apply_trust(self, room_id: str, reader: tuple[str, str] | None) -> None:
         """Mark each member device in nio's store as the gate decides. nio's own
-        verify/blacklist calls drop the room's shared session when a mark changes."""
+        verify/blacklist calls drop the room's shared session when a mark changes; a
+        mark is set only when it changes (nio writes its trust file on every call)."""
         if self._gate is None:
             return
         client = self._client
@@ -172,14 +173,20 @@ class KeyKeeper:
             if not (user == client.user_id and device.id == client.device_id)
         ]
         senders = [Sender(d.user_id, d.curve25519, d.ed25519, d.id) for d in devices]
+        olm = client.olm
         for device, verdict in zip(devices, await self._gate.verdicts(senders), strict=True):
-            client.unignore_device(device)
+            if olm.is_device_ignored(device):
+                client.unignore_device(device)
             if verdict.trusted or (device.user_id, device.id) == reader:
-                client.unblacklist_device(device)
-                client.verify_device(device)
+                if olm.is_device_blacklisted(device):
+                    client.unblacklist_device(device)
+                if not olm.is_device_verified(device):
+                    client.verify_device(device)
             else:
-                client.unverify_device(device)
-                client.blacklist_device(device)
+                if olm.is_device_verified(device):
+                    client.unverify_device(device)
+                if not olm.is_device_blacklisted(device):
+                    client.blacklist_device(device)
 
     async def _share_group_session(self, room_id: str) -> None:
         client = self._client
