@@ -49,6 +49,7 @@ __all__ = ["TrustGate"]
 log = logging.getLogger(__name__)
 
 KEYS_QUERY: Final = "/_matrix/client/v3/keys/query"
+PINS_FRESH: Final = 30.0  # seconds the pins read last are used before they are read again
 T = TypeVar("T")
 
 
@@ -61,6 +62,10 @@ class TrustGate:
         self._stats = stats
         self._keys: dict[str, UserKeys] = {}
         self._stale: set[str] = set()
+        # The pins as last read, and when (trio's clock): read again after PINS_FRESH
+        # seconds, and whenever a device would be refused (`ganglion matrix trust` may
+        # have pinned a key since).
+        self._pins_read: tuple[float, dict[str, str]] | None = None
         # (room, text, the refused device) to send after the sync
         self.notices: list[tuple[str, str, tuple[str, str] | None]] = []
 
@@ -92,7 +97,7 @@ class TrustGate:
     async def _decide(self, senders: Sequence[Sender], *, fresh: bool) -> list[Verdict]:
         users = {s.user_id for s in senders if s.curve25519 is not None}
         await self._fetch(users if fresh else (users - self._keys.keys()) | (users & self._stale))
-        pins = await self._store(self._pins.all)
+        pins = await self._current_pins(fresh)
         verdicts = []
         for sender in senders:
             user = sender.user_id
@@ -104,6 +109,12 @@ class TrustGate:
             verdicts.append(verdict)
         self._stats.pinned_identities = len(pins)
         return verdicts
+
+    async def _current_pins(self, fresh: bool) -> dict[str, str]:
+        now = trio.current_time()
+        if fresh or self._pins_read is None or now - self._pins_read[0] > PINS_FRESH:
+            self._pins_read = (now, await self._store(self._pins.all))
+        return self._pins_read[1]
 
     async def _fetch(self, users: set[str]) -> None:
         if not users:
