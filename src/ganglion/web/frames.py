@@ -66,6 +66,16 @@ Server -> client:
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
     threads {items: [...], archived}       the conversations, most recent first
+    thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
+                                           'unarchived' or 'deleted' (from any tab), or is
+                                           'active' again (a reminder spoke in it, which
+                                           brings it out of the archive): sent to every
+                                           session, whatever conversation it follows
+    new_conversation {thread_id, previous, text}
+                                           `/new` in a web conversation: `previous` is
+                                           archived, intact, and the session now follows
+                                           the new `thread_id` (a page opens its address);
+                                           `text` says where the old one went
     search_results {query, hits: [...]}    messages that matched, best first
     error {code, message, id}              a frame was refused; the session goes on.
                                            `id` names the refused send (null for other
@@ -147,6 +157,7 @@ __all__ = [
     "MAX_TITLE",
     "MAX_TOKEN",
     "MAX_TURN_ID",
+    "NEW_CONVERSATION",
     "NOTICE",
     "PROTOCOL_VERSION",
     "RENAME",
@@ -158,6 +169,7 @@ __all__ = [
     "SERVER_FRAME_TYPES",
     "STOP",
     "THREADS",
+    "THREAD_CHANGED",
     "TOOL",
     "TURN_STARTED",
     "WELCOME",
@@ -190,6 +202,8 @@ __all__ = [
     "HistoryType",
     "ListThreadsFrame",
     "ListThreadsType",
+    "NewConversationFrame",
+    "NewConversationType",
     "NoticeFrame",
     "NoticeType",
     "RenameFrame",
@@ -209,6 +223,9 @@ __all__ = [
     "ServerFrameType",
     "StopFrame",
     "StopType",
+    "ThreadChange",
+    "ThreadChangedFrame",
+    "ThreadChangedType",
     "ThreadItem",
     "ThreadsFrame",
     "ThreadsType",
@@ -263,6 +280,9 @@ StopType = Literal["stop"]
 RewindType = Literal["rewind"]
 ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
+ThreadChangedType = Literal["thread_changed"]
+NewConversationType = Literal["new_conversation"]
+ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active"]
 TurnState = Literal["queued", "running", "done", "failed"]
 
 AUTH: Final[AuthType] = "auth"
@@ -288,6 +308,8 @@ STOP: Final[StopType] = "stop"
 REWIND: Final[RewindType] = "rewind"
 THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
+THREAD_CHANGED: Final[ThreadChangedType] = "thread_changed"
+NEW_CONVERSATION: Final[NewConversationType] = "new_conversation"
 
 ClientFrameType = Literal[
     AuthType,
@@ -308,6 +330,8 @@ ServerFrameType = Literal[
     AcceptedType,
     ThreadsType,
     SearchResultsType,
+    ThreadChangedType,
+    NewConversationType,
     TurnStartedType,
     DeltaType,
     ToolType,
@@ -566,6 +590,19 @@ class ThreadsFrame(TypedDict):
     archived: bool
 
 
+class ThreadChangedFrame(TypedDict):
+    type: ThreadChangedType
+    thread_id: str
+    change: ThreadChange
+
+
+class NewConversationFrame(TypedDict):
+    type: NewConversationType
+    thread_id: str
+    previous: str
+    text: str
+
+
 class SearchHitItem(TypedDict):
     thread_id: str
     title: str
@@ -585,6 +622,8 @@ ServerFrame = (
     | AcceptedFrame
     | ThreadsFrame
     | SearchResultsFrame
+    | ThreadChangedFrame
+    | NewConversationFrame
     | TurnStartedFrame
     | DeltaFrame
     | ToolFrame

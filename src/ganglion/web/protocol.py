@@ -41,9 +41,11 @@ __all__ = [
     "error_frame",
     "event_frame",
     "history_frame",
+    "new_conversation_frame",
     "parse_client_frame",
     "search_frame",
     "send_id",
+    "thread_changed_frame",
     "threads_frame",
     "turn_label",
     "welcome_frame",
@@ -292,6 +294,20 @@ def threads_frame(items: Sequence[ThreadSummary], *, archived: bool) -> str:
                 for t in items
             ],
             archived=archived,
+        )
+    )
+
+
+def thread_changed_frame(thread_id: str, change: frames.ThreadChange) -> str:
+    return frames.encode(
+        frames.ThreadChangedFrame(type=frames.THREAD_CHANGED, thread_id=thread_id, change=change)
+    )
+
+
+def new_conversation_frame(thread_id: str, previous: str, text: str) -> str:
+    return frames.encode(
+        frames.NewConversationFrame(
+            type=frames.NEW_CONVERSATION, thread_id=thread_id, previous=previous, text=text
         )
     )
 

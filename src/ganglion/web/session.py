@@ -19,6 +19,7 @@ with an `error` frame and the session goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -29,8 +30,10 @@ import trio
 
 from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError, Submitted
 from ganglion.config import WebConfig
+from ganglion.ids import WEB_PREFIX
 from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
 from ganglion.store import Library, RewindRefused, StoreError
+from ganglion.threads.commands import parse_command
 from ganglion.transcript import Attachment
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
@@ -43,9 +46,11 @@ from ganglion.web.protocol import (
     error_frame,
     event_frame,
     history_frame,
+    new_conversation_frame,
     parse_client_frame,
     search_frame,
     send_id,
+    thread_changed_frame,
     threads_frame,
     welcome_frame,
 )
@@ -126,6 +131,12 @@ class Hub:
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
         return delivered
+
+    def broadcast(self, frame: str) -> None:
+        """Queue `frame` for every open session, whatever thread it follows."""
+        for outlets in list(self._outlets.values()):
+            for outlet in list(outlets):
+                outlet.offer(frame)
 
     def close_all(self) -> None:
         for outlets in self._outlets.values():
@@ -311,6 +322,8 @@ class _Session:
             await self._list(archived=archived)
         elif self.thread_id is None:
             self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
+        elif frame["type"] == frames.SEND and _starts_over(frame):
+            await self._new_conversation(frame["id"])
         elif frame["type"] == frames.SEND:
             try:
                 attachments = await self._attachments(frame.get("attachments", []))
@@ -380,14 +393,44 @@ class _Session:
 
     async def _change(self, frame: RenameFrame | ArchiveFrame | DeleteFrame) -> None:
         thread_id = frame["thread_id"]
+        change: frames.ThreadChange
         if frame["type"] == frames.RENAME:
             await self.backend.rename(thread_id, frame["title"])
+            change = "renamed"
         elif frame["type"] == frames.ARCHIVE:
-            await self.backend.archive(thread_id, frame.get("archived", True))
+            archived = frame.get("archived", True)
+            await self.backend.archive(thread_id, archived)
+            change = "archived" if archived else "unarchived"
         else:
             cancelled = await self.backend.delete(thread_id)
             if cancelled:
                 self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+            change = "deleted"
+        # Every tab shows the list, and some show this conversation: all are told at once.
+        self.hub.broadcast(thread_changed_frame(thread_id, change))
+
+    async def _new_conversation(self, message_id: str) -> None:
+        """`/new`: the conversation is archived as it is, and this session follows a new
+        one. The new id is derived from the send's, so a send repeated after a reconnect
+        lands in the same new conversation."""
+        previous = self.thread_id
+        assert previous is not None
+        summary = await self.library.thread_summary(previous)
+        if summary is not None and summary.updated_at is not None and not summary.deleted:
+            await self.backend.archive(previous, True)
+            self.hub.broadcast(thread_changed_frame(previous, "archived"))
+            text = f"Started a new conversation. “{summary.title}” is kept under Archived."
+        else:
+            text = "Started a new conversation."
+        digest = hashlib.sha256(f"{previous}/{message_id}".encode()).hexdigest()
+        thread_id = WEB_PREFIX + digest[:16]
+        self.offer(accepted_frame(message_id, Submitted(None, "done")))
+        self.offer(event_frame(Notice(previous, text)))
+        self.offer(new_conversation_frame(thread_id, previous, text))
+        self.leave()
+        self.thread_id = thread_id
+        self.hub.add(thread_id, self.outlet)
+        await self._welcome(thread_id)
 
     async def _list(self, *, archived: bool) -> None:
         items = await self.library.list_threads("web", archived=archived)
@@ -408,6 +451,12 @@ class _Session:
             # A tab that closes right after the history must not leave the marking undone.
             with trio.CancelScope(shield=True):
                 await self.backend.mark_delivered([item.id for item in pending])
+
+
+def _starts_over(frame: frames.SendFrame) -> bool:
+    """Whether a send is `/new`: in the web chat, a new conversation beside the old one."""
+    command = parse_command(frame["text"])
+    return command is not None and command.name == "new" and not frame.get("attachments")
 
 
 def send_id_of(frame: ClientFrame) -> str | None:

@@ -29,7 +29,7 @@ const THREAD = /^web_[0-9a-f]{8,64}$/;
 const CLOSE_UNAUTHORISED = 4001;
 const COMMANDS = [
   ["/help", "what the commands do"],
-  ["/new", "archive this conversation and start afresh"],
+  ["/new", "start a new conversation (this one is kept under Archived)"],
   ["/compact", "summarise the older part of the conversation"],
   ["/reminders", "list the reminders"],
   ["/confirm", "allow a recurring reminder the assistant set"],
@@ -234,7 +234,21 @@ function append(node) {
 }
 
 function updateWelcome() {
-  welcome.hidden = transcript.querySelector(".msg, .tool, .chip") !== null;
+  welcome.hidden = transcript.querySelector(".msg:not(.flash), .tool, .chip") !== null;
+}
+
+// A note the page before this one left for it (where `/new` put the old conversation),
+// shown once above the new conversation.
+const FLASH_KEY = "ganglion.flash";
+let flash = sessionStorage.getItem(FLASH_KEY);
+sessionStorage.removeItem(FLASH_KEY);
+function showFlash() {
+  if (!flash) return;
+  const node = systemBubble("notice", flash);
+  node.classList.add("flash");
+  older.after(node);
+  announce(flash);
+  flash = null;
 }
 
 function assistantBubble(text, html, turnId) {
@@ -440,7 +454,9 @@ document.addEventListener("visibilitychange", () => {
 
 // ---- frames ---------------------------------------------------------------------------
 
+let leaving = false; // this page is on its way to another conversation
 function onFrame(frame) {
+  if (leaving) return;
   handleFrame(frame);
   if (frame.type !== "delta") rewinds.update();
 }
@@ -454,6 +470,7 @@ function handleFrame(frame) {
     case "history":
       renderHistory(frame);
       if (frame.before_id === null || frame.before_id === undefined) {
+        showFlash();
         synced = true;
         // Messages typed while disconnected go out now, after the history they follow.
         for (const entry of outgoing.values()) if (entry.state === "pending") socket.send(frameFor(entry));
@@ -538,10 +555,6 @@ function handleFrame(frame) {
       break;
     }
     case "notice":
-      if (frame.text.startsWith("Started a new conversation")) {
-        transcript.replaceChildren(older);
-        oldestId = null;
-      }
       append(systemBubble("notice", frame.text));
       announce(frame.text);
       if (frame.turn_id && frame.turn_id === runningTurn && $("activity-text").textContent === "stopping…") {
@@ -549,8 +562,16 @@ function handleFrame(frame) {
         setActivity("");
       }
       break;
+    case "new_conversation":
+      // `/new`: the old conversation is archived; the new one has an address of its own.
+      leaving = true;
+      sessionStorage.setItem("ganglion.thread", frame.thread_id);
+      sessionStorage.setItem(FLASH_KEY, frame.text);
+      location.assign(`/c/${frame.thread_id}`);
+      break;
     case "threads":
     case "search_results":
+    case "thread_changed":
       document.dispatchEvent(new CustomEvent("ganglion:frame", { detail: frame }));
       break;
     case "error": {

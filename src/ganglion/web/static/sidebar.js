@@ -130,6 +130,7 @@ export function initSidebar(context) {
   document.addEventListener("ganglion:frame", (event) => {
     const frame = event.detail;
     if (frame.type === "threads") renderThreads(frame);
+    else if (frame.type === "thread_changed") refreshThreads();
     else renderResults(frame);
   });
 }

@@ -1,0 +1,112 @@
+"""The web chat, round three (issue 31), in real headless Chromium at desktop and phone
+sizes: conversations that stay where they were put, in every tab at once."""
+
+from __future__ import annotations
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser.conftest import fire_reminder, open_chat, screenshot, send, size_of
+from tests.support.fakellm import Reply
+from tests.support.web import ServerThread
+
+FINISHED = ".msg.assistant:not(.streaming)"
+
+
+def open_list(page: Page) -> None:
+    """The conversation list: always there on a desktop, a drawer on a phone."""
+    if page.locator("#open-drawer").is_visible():
+        page.click("#open-drawer")
+        expect(page.locator("#sidebar")).to_be_in_viewport(ratio=1)
+
+
+def close_list(page: Page) -> None:
+    if page.locator("#close-drawer").is_visible():
+        page.click("#close-drawer")
+
+
+def thread_action(page: Page, title: str, action: str) -> None:
+    """Do `action` ('Archive', 'Unarchive', 'Delete') to the conversation `title` from the list."""
+    row = page.locator("#threads li.thread", has_text=title)
+    row.hover()
+    if action == "Delete":
+        page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=f"{action} “{title}”").click()
+
+
+def chat_with(page: Page, text: str, answer: str) -> str:
+    """Send `text`, wait for `answer`; the conversation's id."""
+    send(page, text)
+    expect(page.locator(f"{FINISHED} .text").last).to_have_text(answer)
+    return str(page.evaluate("window.ganglionThread"))
+
+
+def test_new_starts_a_conversation_at_a_new_url_and_archives_the_old_one(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("Cats sleep a lot."), Reply("Dogs bark."))
+    page = open_chat(sized, server)
+    old = chat_with(page, "Tell me about cats", "Cats sleep a lot.")
+    old_url = page.url
+    send(page, "/new")
+    page.wait_for_url(lambda url: url != old_url)
+    new = page.evaluate("window.ganglionThread")
+    assert new != old and page.url.endswith(f"/c/{new}")
+    expect(page.locator("#welcome")).to_be_visible()
+    expect(page.locator(".msg.user")).to_have_count(0)
+    expect(page.locator(".msg.notice")).to_contain_text("Tell me about cats")
+    expect(page.locator("#title")).to_have_text("Ganglion")
+    chat_with(page, "Tell me about dogs", "Dogs bark.")
+    open_list(page)
+    expect(page.locator("#threads li.thread a")).to_have_text(["Tell me about dogs"])
+    page.click("#show-archived")
+    archived = page.locator("#threads li.thread a", has_text="Tell me about cats")
+    expect(archived).to_be_visible()
+    screenshot(page, f"new-archived-list-{size_of(sized)}")
+    page.click("#show-archived")
+    page.fill("#search", "cats")
+    hits = page.locator("#results a.hit strong")
+    expect(hits).to_have_text(["Tell me about cats"] * 2)  # the question and its answer
+    hits.first.click()
+    page.wait_for_url(f"**/c/{old}")
+    expect(page.locator(".msg.user .text")).to_have_text(["Tell me about cats"])
+    expect(page.locator(f"{FINISHED} .text")).to_have_text(["Cats sleep a lot."])
+    screenshot(page, f"new-old-intact-{size_of(sized)}")
+
+
+def test_a_reminder_brings_a_conversation_out_of_the_archive_in_every_tab(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("Stretching is good."), Reply("Time to stretch!"))
+    page = open_chat(context, server)
+    old = chat_with(page, "remind me to stretch", "Stretching is good.")
+    send(page, "/new")
+    page.wait_for_url(lambda url: old not in url)
+    items = page.locator("#threads li.thread a")
+    expect(page.locator("#threads li.empty")).to_be_visible()
+    fire_reminder(server, old, "stretch")
+    expect(items).to_have_text(["remind me to stretch"])  # no reload: told at once
+    items.first.click()
+    expect(page.locator(".chip")).to_have_text("Reminder: stretch")
+    expect(page.locator(f"{FINISHED} .text").last).to_have_text("Time to stretch!")
+
+
+def test_archives_and_deletes_reach_every_open_tab_at_once(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("one"), Reply("two"))
+    first = open_chat(context, server)
+    chat_with(first, "first chat", "one")
+    second = open_chat(context, server)
+    chat_with(second, "second chat", "two")
+    watcher = open_chat(context, server)  # a third tab, on a conversation of its own
+    items = watcher.locator("#threads li.thread a")
+    expect(items).to_have_text(["second chat", "first chat"])
+    thread_action(second, "first chat", "Archive")
+    expect(items).to_have_text(["second chat"])
+    thread_action(first, "second chat", "Delete")
+    expect(items).to_have_count(0)
+    watcher.click("#show-archived")
+    expect(items).to_have_text(["first chat"])
+    second.click("#show-archived")
+    thread_action(second, "first chat", "Delete")  # from the archived list of another tab
+    expect(items).to_have_count(0)
