@@ -3,13 +3,21 @@ sizes: conversations that stay where they were put, in every tab at once."""
 
 from __future__ import annotations
 
-from playwright.sync_api import BrowserContext, Page, expect
+from pathlib import Path
 
-from tests.browser.conftest import fire_reminder, open_chat, screenshot, send, size_of
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.browser.conftest import fire_reminder, open_chat, screenshot, seed, send, size_of
 from tests.support.fakellm import Reply
 from tests.support.web import ServerThread
 
 FINISHED = ".msg.assistant:not(.streaming)"
+# The sizes the issue was found at.
+SIZES = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
 
 
 def open_list(page: Page) -> None:
@@ -110,3 +118,34 @@ def test_archives_and_deletes_reach_every_open_tab_at_once(
     second.click("#show-archived")
     thread_action(second, "first chat", "Delete")  # from the archived list of another tab
     expect(items).to_have_count(0)
+
+
+PAGE_HEIGHT = "() => [document.documentElement.scrollHeight, document.body.scrollHeight]"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_page_never_scrolls_as_a_whole(
+    browser: Browser, server: ServerThread, tmp_path: Path, size: str
+) -> None:
+    context = browser.new_context(**SIZES[size])  # type: ignore[arg-type]
+    thread = "web_3103103103103103"
+    seed(tmp_path / "conversation.db", thread, 120)
+    page = context.new_page()
+    page.goto(f"{server.web.base}/c/{thread}#token={server.web.token}")
+    expect(page.locator(".msg .text").last).to_have_text("message 119")
+    height = SIZES[size]["viewport"]["height"]  # type: ignore[index]
+    box = page.locator("#transcript").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(3):  # to the end and past it, back to the start, and to the end again
+        page.mouse.wheel(0, 20_000)
+        page.mouse.wheel(0, -20_000)
+    page.mouse.wheel(0, 20_000)
+    page.evaluate("window.scrollTo(0, 10_000)")
+    assert page.evaluate(PAGE_HEIGHT) == [height, height]
+    assert page.evaluate("window.scrollY") == 0
+    expect(page.locator("header")).to_be_in_viewport(ratio=1)
+    composer = page.locator("#composer").bounding_box()
+    assert composer is not None and composer["y"] + composer["height"] == height
+    screenshot(page, f"page-stays-put-{size}", full_page=False)
+    context.close()
