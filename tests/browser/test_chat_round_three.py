@@ -149,3 +149,34 @@ def test_the_page_never_scrolls_as_a_whole(
     assert composer is not None and composer["y"] + composer["height"] == height
     screenshot(page, f"page-stays-put-{size}", full_page=False)
     context.close()
+
+
+def expect_running(page: Page, streamed: str) -> None:
+    """`page` shows a turn running: its text so far, "thinking…", Stop, and no Edit."""
+    expect(page.locator(".msg.assistant.streaming .text")).to_contain_text(streamed)
+    expect(page.locator("#activity-text")).to_have_text("thinking…")
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Edit your last message")).to_have_count(0)
+
+
+def test_a_reload_or_another_tab_shows_a_running_answer_as_running(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    words = "one two three four five six seven eight nine ten eleven twelve"
+    server.fake.script(Reply(words, chunk_size=4, chunk_delay=0.4))
+    page = open_chat(sized, server)
+    send(page, "count slowly")
+    expect(page.locator(".msg.assistant.streaming .text")).to_contain_text("one")
+    other = sized.new_page()
+    other.goto(page.url)
+    expect_running(other, "one")
+    expect(other.locator(".msg.user .text")).to_have_text(["count slowly"])
+    page.reload()
+    expect_running(page, "one two")
+    screenshot(page, f"running-after-reload-{size_of(sized)}")
+    other.get_by_role("button", name="Stop").click()
+    for tab in (page, other):
+        expect(tab.locator(".msg.notice .text")).to_have_text("Stopped.")
+        expect(tab.locator("#activity")).to_be_hidden()
+        expect(tab.locator(f"{FINISHED} .text")).to_contain_text("one two")
+        expect(tab.get_by_role("button", name="Edit your last message")).to_have_count(1)

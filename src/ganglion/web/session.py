@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -31,7 +31,16 @@ import trio
 from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError, Submitted
 from ganglion.config import WebConfig
 from ganglion.ids import WEB_PREFIX
-from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
+from ganglion.messages import (
+    FinalReply,
+    Notice,
+    Outbound,
+    TextDelta,
+    ToolActivity,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+)
 from ganglion.store import Library, RewindRefused, StoreError
 from ganglion.threads.commands import parse_command
 from ganglion.transcript import Attachment
@@ -108,11 +117,32 @@ class _Outlet:
         return True
 
 
+@dataclass(slots=True)
+class _Running:
+    """What a tab opened in the middle of a turn needs to show it running: the turn, the
+    text it streamed since it began or since its last tool call (what came before that is
+    in the history), and the tool it is waiting for, if any."""
+
+    started: TurnStarted
+    text: list[str] = field(default_factory=list)
+    tool: ToolActivity | None = None
+
+    def frames(self) -> list[str]:
+        thread_id, turn_id = self.started.thread_id, self.started.turn_id
+        shown = [event_frame(self.started)]
+        if self.text:
+            shown.append(event_frame(TextDelta(thread_id, turn_id, "".join(self.text))))
+        if self.tool is not None:
+            shown.append(event_frame(self.tool))
+        return shown
+
+
 class Hub:
-    """The open sessions of each thread."""
+    """The open sessions of each thread, and the turn running in each thread."""
 
     def __init__(self) -> None:
         self._outlets: dict[str, set[_Outlet]] = {}
+        self._running: dict[str, _Running] = {}
 
     def add(self, thread_id: str, outlet: _Outlet) -> None:
         self._outlets.setdefault(thread_id, set()).add(outlet)
@@ -126,11 +156,38 @@ class Hub:
 
     def publish(self, event: Outbound) -> bool:
         """Queue `event` for every session of its thread; True if one took it."""
+        self._follow(event)
         frame = event if isinstance(event, TextDelta) else event_frame(event)
         delivered = False
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
         return delivered
+
+    def _follow(self, event: Outbound) -> None:
+        # Turns run one at a time in a thread: what it emits belongs to the running one.
+        running = self._running.get(event.thread_id)
+        match event:
+            case TurnStarted():
+                self._running[event.thread_id] = _Running(event)
+            case TextDelta(text=text) if running is not None:
+                running.text.append(text)
+            case ToolActivity(phase="start") if running is not None:
+                running.tool = event
+            case ToolActivity(phase="end") if running is not None:
+                running.tool = None
+                running.text.clear()
+            case FinalReply() | TurnFailed():
+                self._running.pop(event.thread_id, None)
+
+    def running(self, thread_id: str) -> list[str]:
+        """The frames that show the turn running in `thread_id` as it stands (none when
+        nothing runs): for a session that joins it after the history."""
+        running = self._running.get(thread_id)
+        return running.frames() if running is not None else []
+
+    def forget(self, thread_id: str) -> None:
+        """A deleted thread runs nothing any more."""
+        self._running.pop(thread_id, None)
 
     def broadcast(self, frame: str) -> None:
         """Queue `frame` for every open session, whatever thread it follows."""
@@ -403,6 +460,7 @@ class _Session:
             change = "archived" if archived else "unarchived"
         else:
             cancelled = await self.backend.delete(thread_id)
+            self.hub.forget(thread_id)
             if cancelled:
                 self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
             change = "deleted"
@@ -447,6 +505,10 @@ class _Session:
         self.offer(
             await trio.to_thread.run_sync(partial(history_frame, page, more=more, queued=queued))
         )
+        # Taken after the history, with no wait between: what streamed while the page was
+        # read is in the running text, and what is in the history is not in it.
+        for frame in self.hub.running(thread_id):
+            self.offer(frame)
         if pending:
             # A tab that closes right after the history must not leave the marking undone.
             with trio.CancelScope(shield=True):

@@ -396,6 +396,7 @@ function renderHistory(frame) {
     rewinds.reset();
     transcript.replaceChildren(older, ...historyNodes(messages));
     streaming.clear();
+    setActivity(""); // a turn still running is shown again right after the history
     // Sends not yet accepted: those the history holds already are only waiting for
     // their `accepted`; the others are shown again, pending.
     const inHistory = new Set(messages.map((m) => m.turn_id).filter(Boolean));
@@ -484,7 +485,9 @@ function handleFrame(frame) {
     }
     case "turn_started": {
       turns.set(frame.turn_id, { source: frame.source, label: frame.label });
-      if (frame.source === "reminder") {
+      // A turn already running when the page joined it: its chip is in the history.
+      const shown = transcript.querySelector(`.chip[data-turn="${CSS.escape(frame.turn_id)}"]`);
+      if (frame.source === "reminder" && !shown) {
         append(chip("reminder", frame.label, frame.turn_id));
         noteInBackground("Reminder", frame.label || "");
       }
