@@ -180,3 +180,26 @@ def test_a_reload_or_another_tab_shows_a_running_answer_as_running(
         expect(tab.locator("#activity")).to_be_hidden()
         expect(tab.locator(f"{FINISHED} .text")).to_contain_text("one two")
         expect(tab.get_by_role("button", name="Edit your last message")).to_have_count(1)
+
+
+def test_a_tab_on_a_conversation_deleted_elsewhere_stops_chatting_into_it(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("noted"))
+    page = open_chat(sized, server)
+    chat_with(page, "a secret plan", "noted")
+    other = open_chat(sized, server)
+    open_list(other)
+    thread_action(other, "a secret plan", "Delete")
+    expect(page.locator("#banner")).to_contain_text("deleted in another tab")
+    expect(page.locator("#input")).to_be_disabled()
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator("#attach")).to_be_disabled()
+    expect(page.locator("#input")).to_have_attribute("placeholder", "This conversation was deleted")
+    expect(page.locator("#threads li.thread")).to_have_count(0)
+    screenshot(page, f"deleted-elsewhere-{size_of(sized)}")
+    page.reload()  # its address says so too
+    expect(page.locator("#banner")).to_contain_text("This conversation was deleted")
+    expect(page.locator("#welcome")).to_be_hidden()
+    expect(page.locator("#input")).to_be_disabled()
+    assert len(server.fake.requests) == 1

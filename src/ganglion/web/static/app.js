@@ -234,7 +234,19 @@ function append(node) {
 }
 
 function updateWelcome() {
-  welcome.hidden = transcript.querySelector(".msg:not(.flash), .tool, .chip") !== null;
+  welcome.hidden = gone || transcript.querySelector(".msg:not(.flash), .tool, .chip") !== null;
+}
+
+// The conversation is gone (deleted in this tab, in another, or before this page opened
+// it): nothing more is said into it, and the page says why.
+let gone = false;
+function conversationGone(why) {
+  gone = true;
+  showBanner(why, true);
+  for (const control of [input, sendButton, $("attach"), $("microphone")]) control.disabled = true;
+  input.placeholder = "This conversation was deleted";
+  setActivity("");
+  updateWelcome();
 }
 
 // A note the page before this one left for it (where `/new` put the old conversation),
@@ -572,19 +584,21 @@ function handleFrame(frame) {
       sessionStorage.setItem(FLASH_KEY, frame.text);
       location.assign(`/c/${frame.thread_id}`);
       break;
+    case "thread_changed":
+      if (frame.thread_id === thread && frame.change === "deleted") {
+        conversationGone("This conversation was deleted in another tab. Start a new chat from the list.");
+      }
+    // falls through: the list shows the change
     case "threads":
     case "search_results":
-    case "thread_changed":
       document.dispatchEvent(new CustomEvent("ganglion:frame", { detail: frame }));
       break;
     case "error": {
       const entry = frame.id ? outgoing.get(frame.id) : null;
       if (rewinds.refused(frame)) break;
       if (entry) setState(entry, "failed", frame.message);
-      else if (frame.code === "deleted") {
-        showBanner("This conversation was deleted. Start a new chat from the list.", true);
-        input.disabled = true;
-      } else showBanner(frame.message);
+      else if (frame.code === "deleted") conversationGone("This conversation was deleted. Start a new chat from the list.");
+      else showBanner(frame.message);
       break;
     }
   }
@@ -676,7 +690,7 @@ let attach = null; // the files waiting to be sent (attach.js), set up below
 function autosize() {
   input.style.height = "auto";
   input.style.height = `${Math.min(input.scrollHeight + 2, 192)}px`;
-  sendButton.disabled = !input.value.trim() && !attach?.waiting();
+  sendButton.disabled = gone || (!input.value.trim() && !attach?.waiting());
   showCommands();
 }
 
