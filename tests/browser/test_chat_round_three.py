@@ -3,13 +3,14 @@ sizes: conversations that stay where they were put, in every tab at once."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import fire_reminder, open_chat, screenshot, seed, send, size_of
-from tests.support.fakellm import Reply
+from tests.support.fakellm import Reply, calling
 from tests.support.web import ServerThread
 
 FINISHED = ".msg.assistant:not(.streaming)"
@@ -203,3 +204,29 @@ def test_a_tab_on_a_conversation_deleted_elsewhere_stops_chatting_into_it(
     expect(page.locator("#welcome")).to_be_hidden()
     expect(page.locator("#input")).to_be_disabled()
     assert len(server.fake.requests) == 1
+
+
+def test_tools_speak_the_owners_language(sized: BrowserContext, server: ServerThread) -> None:
+    server.fake.script(
+        calling("set_reminder", text="stretch", kind="at", schedule="in 20m"),
+        calling("shell", command="echo half done; exit 1"),
+        Reply("Set, and the script failed."),
+    )
+    page = open_chat(sized, server)
+    send(page, "remind me to stretch and run the script")
+    expect(page.locator(f"{FINISHED} .text")).to_have_text("Set, and the script failed.")
+    said = re.compile(r"^Reminder set for \d\d:\d\d (today|tomorrow): “stretch”$")
+    for view in ("live", "restored"):
+        expect(page.locator(".msg.notice .text")).to_have_text([said])
+        cards = page.locator("details.tool")
+        expect(cards.locator("summary .title")).to_have_text([said, "Ran echo half done; exit 1"])
+        shell = cards.nth(1)
+        expect(shell).to_have_class("tool exited")
+        expect(shell.locator("summary .status")).to_have_text("exit status 1")
+        shell.locator("summary").click()
+        expect(shell.locator("pre.output")).to_have_text("half done")
+        transcript = page.locator("#transcript")
+        for internal in ("Kept:", "web_", "error:", "[exit code"):
+            expect(transcript).not_to_contain_text(internal)
+        screenshot(page, f"tools-in-words-{view}-{size_of(sized)}")
+        page.reload()

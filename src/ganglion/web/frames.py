@@ -60,11 +60,14 @@ Server -> client:
                                            'reminder' or 'heartbeat', `label` what a
                                            reminder said (never the model's instructions)
     delta {turn_id, text}                  streamed tokens
-    tool {turn_id, call_id, tool, phase, arguments, result, ok}
+    tool {turn_id, call_id, tool, phase, arguments, result, ok, card}
+                                           `card` (at the end): the call in the owner's
+                                           words {title, output, status}
     reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
     file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
+                                           (what a tool kept, in the owner's words)
     threads {items: [...], archived}       the conversations, most recent first
     thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
                                            'unarchived' or 'deleted' (from any tab), or is
@@ -229,6 +232,7 @@ __all__ = [
     "ThreadItem",
     "ThreadsFrame",
     "ThreadsType",
+    "ToolCard",
     "ToolFrame",
     "ToolType",
     "TurnStartedFrame",
@@ -501,6 +505,7 @@ class HistoryItem(TypedDict):
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
     html: NotRequired[str]  # an assistant's text rendered, as in `reply`
+    card: NotRequired[ToolCard]  # a tool's result, as in `tool`
     attachments: NotRequired[list[AttachmentItem]]  # what came with it (or a tool sent)
 
 
@@ -532,6 +537,14 @@ class DeltaFrame(TypedDict):
     text: str
 
 
+class ToolCard(TypedDict):
+    """A finished tool call as the owner reads it (`ganglion.web.wording`)."""
+
+    title: str  # "Reminder set for 18:30 today", "Ran ls -l"
+    output: str  # what it returned, without the model's framing
+    status: str | None  # "exit status 1", "failed"; None when it went as planned
+
+
 class ToolFrame(TypedDict):
     type: ToolType
     turn_id: str
@@ -541,6 +554,7 @@ class ToolFrame(TypedDict):
     arguments: str
     result: str
     ok: bool
+    card: NotRequired[ToolCard]  # at the end
 
 
 class ReplyFrame(TypedDict):

@@ -317,21 +317,26 @@ function chip(source, label, turnId) {
   return node;
 }
 
-function toolBlock(name, args, result, ok) {
+// A tool call: a card whose summary says in words what it did (`card`, from the server:
+// "Reminder set for 18:30 today", "Ran ls"), the exact call and its output inside.
+function toolBlock(name, args, card) {
   const box = el("details", "tool");
   // a word, not an emoji: machines without an emoji font would show a blank box
   box.append(el("summary", "", `tool: ${name}`));
-  if (args) box.append(el("pre", "", args));
-  if (result !== undefined && result !== null) toolResult(box, result, ok);
+  if (args) box.append(el("pre", "call", `${name} ${args}`));
+  if (card) toolResult(box, card);
   return box;
 }
 
-function toolResult(box, result, ok) {
-  if (ok === false) {
-    box.classList.add("failed");
-    box.querySelector("summary").append(" (failed)");
+function toolResult(box, card) {
+  const summary = box.querySelector("summary");
+  summary.replaceChildren(el("span", "title", card.title));
+  summary.dir = "auto";
+  if (card.status) {
+    box.classList.add(card.status === "failed" ? "failed" : "exited");
+    summary.append(" ", el("span", "status", card.status));
   }
-  box.append(el("pre", "", result));
+  if (card.output) box.append(el("pre", "output", card.output));
 }
 
 let runningTurn = null; // the turn the Stop button stops
@@ -386,8 +391,7 @@ function historyNodes(messages) {
         nodes.push(box);
       }
     } else if (m.role === "tool" && calls.has(m.tool_call_id)) {
-      const content = String(m.content ?? "");
-      toolResult(calls.get(m.tool_call_id), content, !content.startsWith("error:"));
+      toolResult(calls.get(m.tool_call_id), m.card);
       calls.delete(m.tool_call_id);
       if (m.attachments?.length) nodes.push(fileBubble(m.attachments, m.turn_id));
     }
@@ -531,7 +535,7 @@ function handleFrame(frame) {
           entry.node.removeAttribute("aria-busy");
         }
         streaming.delete(frame.turn_id);
-        append(toolBlock(frame.tool, frame.arguments, frame.result, frame.ok));
+        append(toolBlock(frame.tool, frame.arguments, frame.card));
         setActivity("thinking…");
       }
       break;
