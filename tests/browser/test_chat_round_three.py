@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import fire_reminder, open_chat, screenshot, seed, send, size_of
-from tests.support.fakellm import Reply, calling
-from tests.support.web import ServerThread
+from tests.support.fakellm import HTTPError, Reply, calling
+from tests.support.web import ServerThread, serve_in_thread
 
 FINISHED = ".msg.assistant:not(.streaming)"
 # The sizes the issue was found at.
@@ -230,3 +230,104 @@ def test_tools_speak_the_owners_language(sized: BrowserContext, server: ServerTh
             expect(transcript).not_to_contain_text(internal)
         screenshot(page, f"tools-in-words-{view}-{size_of(sized)}")
         page.reload()
+
+
+def test_an_archived_conversation_opened_by_its_address_is_headed_and_marked(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("Plants need water."))
+    page = open_chat(sized, server)
+    chat_with(page, "Plan the garden", "Plants need water.")
+    open_list(page)
+    thread_action(page, "Plan the garden", "Archive")
+    expect(page.locator("#archived-tag")).to_be_visible()  # told at once
+    page.reload()
+    expect(page.locator("#title")).to_have_text("Plan the garden")
+    expect(page.locator("#archived-tag")).to_have_text("Archived")
+    open_list(page)
+    current = page.locator('#threads a[aria-current="page"]')
+    expect(current).to_have_text("Plan the garden")
+    expect(page.locator("#show-archived")).to_have_attribute("aria-pressed", "true")
+    screenshot(page, f"archived-by-address-{size_of(sized)}")
+
+
+def test_retry_after_a_model_error_answers_the_message_once(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(HTTPError(500, "the model fell over"), Reply("second try works"))
+    page = open_chat(context, server)
+    send(page, "please answer")
+    error = page.locator(".msg.error")
+    expect(error).to_have_count(1)
+    error.get_by_role("button", name="Retry").click()
+    expect(page.locator(f"{FINISHED} .text")).to_have_text("second try works")
+    expect(page.locator(".msg.user .text")).to_have_text(["please answer"])
+    expect(error).to_have_count(0)
+    page.reload()
+    expect(page.locator(".msg.user .text")).to_have_text(["please answer"])
+    expect(page.locator(f"{FINISHED} .text")).to_have_text(["second try works"])
+    assert [m["content"] for m in server.fake.requests[-1]["messages"][1:]] == ["please answer"]
+
+
+def test_a_message_too_long_offers_edit_and_no_retry(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    with serve_in_thread(tmp_path, web={"max_message_bytes": 1024}) as server:
+        page = open_chat(context, server)
+        send(page, "too long " * 200)
+        bubble = page.locator(".msg.user")
+        expect(bubble).to_have_attribute("data-state", "failed")
+        expect(bubble.get_by_role("button", name="Edit")).to_be_visible()
+        expect(bubble.get_by_role("button", name="Retry")).to_have_count(0)
+
+
+def test_a_long_message_is_folded_and_unfolds(sized: BrowserContext, server: ServerThread) -> None:
+    page = open_chat(sized, server)
+    long = "\n".join(f"line {n} of a pasted log" for n in range(60))
+    send(page, long)
+    bubble = page.locator(".msg.user")
+    expect(bubble).to_have_class(re.compile(r"\bcollapsed\b"))
+    unfold = bubble.get_by_role("button", name="Show more")
+    expect(unfold).to_have_attribute("aria-expanded", "false")
+    folded = bubble.bounding_box()
+    assert folded is not None and folded["height"] < 400
+    screenshot(page, f"long-folded-{size_of(sized)}", full_page=False)
+    unfold.click()
+    expect(bubble).not_to_have_class(re.compile(r"\bcollapsed\b"))
+    expect(bubble.get_by_role("button", name="Show less")).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    unfolded = bubble.bounding_box()
+    assert unfolded is not None and unfolded["height"] > 2 * folded["height"]
+    send(page, "short one")
+    expect(page.locator(".msg.user").last).not_to_have_class(re.compile(r"\bcollapsed\b"))
+
+
+PLACEHOLDER_CONTRAST = """
+(selector) => {
+  const parse = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const node = document.querySelector(selector);
+  const style = getComputedStyle(node, "::placeholder");
+  const alpha = Number((style.color.match(/[\\d.]+/g)[3] ?? 1)) * Number(style.opacity);
+  const bg = parse(getComputedStyle(node).backgroundColor);
+  const fg = parse(style.color).map((c, i) => c * alpha + bg[i] * (1 - alpha));
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_placeholders_have_contrast_of_at_least_4_5(
+    browser: Browser, server: ServerThread, scheme: str
+) -> None:
+    context = browser.new_context(color_scheme=scheme, **SIZES["desktop"])  # type: ignore[arg-type]
+    page = open_chat(context, server)
+    for selector in ("#input", "#search"):
+        ratio = page.evaluate(PLACEHOLDER_CONTRAST, selector)
+        assert ratio >= 4.5, f"{selector}: {ratio:.2f}"
+    context.close()

@@ -49,7 +49,8 @@ Client -> server:
 
 Server -> client:
 
-    welcome {thread_id, protocol, max_message_bytes}   after a valid hello
+    welcome {thread_id, protocol, max_message_bytes, title, archived}
+                                           after a valid hello
     history {messages: [...], more, before_id}
                                            a page of the transcript: the newest one
                                            after hello (`before_id` null, ending with
@@ -475,6 +476,8 @@ class WelcomeFrame(TypedDict):
     thread_id: str
     protocol: int
     max_message_bytes: int
+    title: NotRequired[str | None]  # the conversation's title (None: it has no messages yet)
+    archived: NotRequired[bool]  # it is listed under Archived
 
 
 class HistoryToolCall(TypedDict):
@@ -554,7 +557,7 @@ class ToolFrame(TypedDict):
     arguments: str
     result: str
     ok: bool
-    card: NotRequired[ToolCard]  # at the end
+    card: ToolCard | None  # at the end (None at the start)
 
 
 class ReplyFrame(TypedDict):

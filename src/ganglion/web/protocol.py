@@ -126,13 +126,20 @@ def send_id(raw: str | bytes) -> str | None:
     return None
 
 
-def welcome_frame(thread_id: str, max_message_bytes: int) -> str:
+def welcome_frame(
+    thread_id: str, max_message_bytes: int, summary: ThreadSummary | None = None
+) -> str:
+    """The answer to a hello; `summary` is the conversation as the list shows it (None:
+    it is new)."""
+    listed = summary is not None and summary.updated_at is not None
     return frames.encode(
         frames.WelcomeFrame(
             type=frames.WELCOME,
             thread_id=thread_id,
             protocol=frames.PROTOCOL_VERSION,
             max_message_bytes=max_message_bytes,
+            title=summary.title if listed and summary is not None else None,
+            archived=summary is not None and summary.archived,
         )
     )
 
@@ -191,6 +198,7 @@ def event_frame(event: Outbound) -> str:
                 arguments=event.arguments,
                 result=event.result,
                 ok=event.ok,
+                card=None,
             )
             if event.phase == "end":
                 frame["card"] = tool_card(

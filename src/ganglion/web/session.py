@@ -41,7 +41,7 @@ from ganglion.messages import (
     TurnStarted,
     UserMessage,
 )
-from ganglion.store import Library, RewindRefused, StoreError
+from ganglion.store import Library, RewindRefused, StoreError, ThreadSummary
 from ganglion.threads.commands import parse_command
 from ganglion.transcript import Attachment
 from ganglion.web import frames
@@ -446,7 +446,7 @@ class _Session:
         self.leave()
         self.thread_id = thread_id
         self.hub.add(thread_id, self.outlet)
-        await self._welcome(thread_id)
+        await self._welcome(thread_id, summary)
 
     async def _change(self, frame: RenameFrame | ArchiveFrame | DeleteFrame) -> None:
         thread_id = frame["thread_id"]
@@ -494,8 +494,8 @@ class _Session:
         items = await self.library.list_threads("web", archived=archived)
         self.offer(threads_frame(items, archived=archived))
 
-    async def _welcome(self, thread_id: str) -> None:
-        self.offer(welcome_frame(thread_id, self.config.max_message_bytes))
+    async def _welcome(self, thread_id: str, summary: ThreadSummary | None = None) -> None:
+        self.offer(welcome_frame(thread_id, self.config.max_message_bytes, summary))
         # The history carries every final reply, including those made while the tab was
         # away: what was pending before it was read is delivered with it.
         pending = await self.backend.undelivered(thread_id)

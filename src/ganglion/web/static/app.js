@@ -6,7 +6,7 @@
 import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
-import { initSidebar, refreshThreads } from "./sidebar.js";
+import { initSidebar, refreshThreads, showList } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
 const transcript = $("transcript");
@@ -120,9 +120,11 @@ function setState(entry, state, reason) {
   else if (state === "accepted") label.textContent = "Sent";
   else if (state === "failed") {
     label.append(el("span", "reason", `Not sent: ${reason}`));
+    // Sent again as it is, a message too long for the server fails again: only Edit helps.
     const retry = el("button", "link", "Retry");
     retry.type = "button";
     retry.addEventListener("click", () => resend(entry));
+    if (entry.tooLong) retry.hidden = true;
     const edit = el("button", "link", "Edit");
     edit.type = "button";
     edit.addEventListener("click", () => {
@@ -148,9 +150,30 @@ function userBubble(text, kind, attachments) {
   node.append(el("span", "sr-only", "You said: "));
   if (attachments?.length) node.append(attachmentsNode(attachments, token));
   node.append(el("div", "text", text || ""));
+  if (isLong(text || "")) collapse(node);
   node.append(el("div", "state"));
   node.querySelector(".text").dir = "auto";
   return node;
+}
+
+// A long message (a pasted log, a document) is shown folded, with a control to unfold it.
+const LONG_CHARS = 1200;
+const LONG_LINES = 12;
+function isLong(text) {
+  return text.length > LONG_CHARS || text.split("\n").length > LONG_LINES;
+}
+
+function collapse(node) {
+  const toggle = el("button", "link fold", "Show more");
+  toggle.type = "button";
+  toggle.setAttribute("aria-expanded", "false");
+  node.classList.add("collapsed");
+  toggle.addEventListener("click", () => {
+    const open = node.classList.toggle("collapsed") === false;
+    toggle.textContent = open ? "Show less" : "Show more";
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+  node.append(toggle);
 }
 
 // A file the assistant sent (`send_file`).
@@ -173,6 +196,7 @@ function send(text, uploaded = []) {
   outgoing.set(entry.id, entry);
   const size = bytesOf(frameFor(entry));
   if (size > maxBytes) {
+    entry.tooLong = true;
     setState(entry, "failed", `too long (${size.toLocaleString()} bytes; the limit is ${maxBytes.toLocaleString()})`);
     return;
   }
@@ -240,6 +264,10 @@ function updateWelcome() {
 // The conversation is gone (deleted in this tab, in another, or before this page opened
 // it): nothing more is said into it, and the page says why.
 let gone = false;
+function setArchived(archived) {
+  $("archived-tag").hidden = !archived;
+}
+
 function conversationGone(why) {
   gone = true;
   showBanner(why, true);
@@ -294,15 +322,17 @@ function systemBubble(kind, text) {
   return node;
 }
 
-// A failed turn's bubble offers to send its message again (as a new message).
-function failedTurn(message, text) {
+// A failed turn's bubble offers to answer its message again: in place when it is the
+// last turn (a regenerate: the message stays once), else as a new message.
+function failedTurn(message, text, turnId) {
   const node = systemBubble("error", message);
+  if (turnId) node.dataset.turn = turnId;
   if (text) {
     const retry = el("button", "link", "Retry");
     retry.type = "button";
     retry.addEventListener("click", () => {
       retry.remove();
-      send(text);
+      if (!rewinds.retry(turnId)) send(text);
     });
     node.append(retry);
   }
@@ -374,7 +404,7 @@ function historyNodes(messages) {
     if (m.role === "user" && !m.kind && m.turn_id && (!m.source || m.source === "user")) asked.set(m.turn_id, m.content);
     if (m.kind === "command") nodes.push(userBubble(m.content, "command"));
     else if (m.kind === "notice") nodes.push(systemBubble("notice", m.content));
-    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
+    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id), m.turn_id));
     else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label, m.turn_id));
     else if (m.role === "user") {
       const node = userBubble(m.content, undefined, m.attachments);
@@ -482,6 +512,10 @@ function handleFrame(frame) {
   switch (frame.type) {
     case "welcome":
       maxBytes = frame.max_message_bytes || maxBytes;
+      if (frame.title) setTitle(frame.title);
+      // An archived conversation opened by its address: the archived list shows it marked.
+      setArchived(Boolean(frame.archived));
+      if (frame.archived) showList(true);
       $("limit").textContent = `Messages are limited to ${maxBytes.toLocaleString()} bytes.`;
       break;
     case "history":
@@ -569,7 +603,7 @@ function handleFrame(frame) {
         entry.node.removeAttribute("aria-busy");
       }
       streaming.delete(frame.turn_id);
-      append(failedTurn(frame.message, asked));
+      append(failedTurn(frame.message, asked, frame.turn_id));
       announce(`Failed: ${frame.message}`);
       break;
     }
@@ -591,7 +625,7 @@ function handleFrame(frame) {
     case "thread_changed":
       if (frame.thread_id === thread && frame.change === "deleted") {
         conversationGone("This conversation was deleted in another tab. Start a new chat from the list.");
-      }
+      } else if (frame.thread_id === thread && frame.change !== "renamed") setArchived(frame.change === "archived");
     // falls through: the list shows the change
     case "threads":
     case "search_results":
@@ -600,8 +634,10 @@ function handleFrame(frame) {
     case "error": {
       const entry = frame.id ? outgoing.get(frame.id) : null;
       if (rewinds.refused(frame)) break;
-      if (entry) setState(entry, "failed", frame.message);
-      else if (frame.code === "deleted") conversationGone("This conversation was deleted. Start a new chat from the list.");
+      if (entry) {
+        entry.tooLong = frame.code === "too_large";
+        setState(entry, "failed", frame.message);
+      } else if (frame.code === "deleted") conversationGone("This conversation was deleted. Start a new chat from the list.");
       else showBanner(frame.message);
       break;
     }

@@ -15,6 +15,14 @@ export function refreshThreads() {
   refreshTimer = setTimeout(() => ctx.sendFrame({ type: "list_threads", archived: showingArchived }), 150);
 }
 
+// Show the archived conversations (`archived`) or the others.
+export function showList(archived) {
+  showingArchived = archived;
+  $("show-archived").setAttribute("aria-pressed", String(showingArchived));
+  $("show-archived").textContent = showingArchived ? "Back to conversations" : "Archived";
+  refreshThreads();
+}
+
 function openDrawer(open) {
   document.body.classList.toggle("drawer-open", open);
   $("scrim").hidden = !open;
@@ -106,12 +114,7 @@ export function initSidebar(context) {
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && document.body.classList.contains("drawer-open")) openDrawer(false);
   });
-  $("show-archived").addEventListener("click", () => {
-    showingArchived = !showingArchived;
-    $("show-archived").setAttribute("aria-pressed", String(showingArchived));
-    $("show-archived").textContent = showingArchived ? "Back to conversations" : "Archived";
-    refreshThreads();
-  });
+  $("show-archived").addEventListener("click", () => showList(!showingArchived));
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
     const query = $("search").value.trim();
