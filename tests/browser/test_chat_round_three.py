@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from tests.browser.conftest import fire_reminder, open_chat, screenshot, seed, send, size_of
 from tests.support.fakellm import HTTPError, Reply, calling
@@ -34,12 +34,13 @@ def close_list(page: Page) -> None:
 
 
 def thread_action(page: Page, title: str, action: str) -> None:
-    """Do `action` ('Archive', 'Unarchive', 'Delete') to the conversation `title` from the list."""
-    row = page.locator("#threads li.thread", has_text=title)
-    row.hover()
+    """Do `action` ('Archive', 'Unarchive', 'Delete') to the conversation `title` from its
+    "…" menu; a delete is confirmed, and sent at once (the toast dismissed, not undone)."""
+    page.get_by_role("button", name=f"Actions for “{title}”").click()
+    page.get_by_role("menuitem", name="Delete…" if action == "Delete" else action).click()
     if action == "Delete":
-        page.once("dialog", lambda dialog: dialog.accept())
-    row.get_by_role("button", name=f"{action} “{title}”").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        page.get_by_role("button", name="Dismiss").click()
 
 
 def chat_with(page: Page, text: str, answer: str) -> str:
@@ -108,7 +109,7 @@ def test_archives_and_deletes_reach_every_open_tab_at_once(
     second = open_chat(context, server)
     chat_with(second, "second chat", "two")
     watcher = open_chat(context, server)  # a third tab, on a conversation of its own
-    items = watcher.locator("#threads li.thread a")
+    items = watcher.locator("#threads li.thread:not([hidden]) a")
     expect(items).to_have_text(["second chat", "first chat"])
     thread_action(second, "first chat", "Archive")
     expect(items).to_have_text(["second chat"])
@@ -331,3 +332,107 @@ def test_placeholders_have_contrast_of_at_least_4_5(
         ratio = page.evaluate(PLACEHOLDER_CONTRAST, selector)
         assert ratio >= 4.5, f"{selector}: {ratio:.2f}"
     context.close()
+
+
+SMALL_TARGETS = """
+() => [...document.querySelectorAll("button, a.button, #threads a, input.rename, .menuitem, summary")]
+  .filter((node) => node.checkVisibility() && !node.closest("#sidebar[hidden]"))
+  .map((node) => [node.textContent.trim() || node.getAttribute("aria-label"), node.getBoundingClientRect()])
+  .filter(([, box]) => box.width > 0 && (box.height < 44 || box.width < 44))
+  .map(([name, box]) => `${name}: ${Math.round(box.width)}x${Math.round(box.height)}`)
+"""
+
+
+def test_every_control_on_the_phone_is_a_44px_target(
+    browser: Browser, server: ServerThread
+) -> None:
+    context = browser.new_context(**SIZES["phone"])  # type: ignore[arg-type]
+    server.fake.script(calling("shell", command="echo hi"), Reply("An answer."))
+    page = open_chat(context, server)
+    chat_with(page, "Plan the garden", "An answer.")
+    page.locator("details.tool summary").click()
+    assert page.evaluate(SMALL_TARGETS) == []
+    screenshot(page, "targets-phone", full_page=False)
+    open_list(page)
+    page.get_by_role("button", name="Actions for “Plan the garden”").click()
+    expect(page.get_by_role("menu")).to_be_visible()
+    assert page.evaluate(SMALL_TARGETS) == []
+    screenshot(page, "targets-phone-menu", full_page=False)
+    context.close()
+
+
+def test_a_conversation_is_renamed_in_place_and_deleted_with_a_confirm_and_undo(
+    context: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(Reply("one"), Reply("two"))
+    native: list[str] = []
+
+    def refuse(dialog: Dialog) -> None:  # the browser's own prompt or confirm: never
+        native.append(dialog.message)
+        dialog.dismiss()
+
+    page = open_chat(context, server)
+    chat_with(page, "Plan the garden for spring", "one")
+    page = open_chat(context, server)
+    page.on("dialog", refuse)
+    chat_with(page, "another chat", "two")
+    row = page.locator("#threads li.thread", has_text="Plan the garden for spring")
+    row.hover()
+    link = row.locator("a")
+    assert link.evaluate("node => node.scrollWidth <= node.clientWidth")  # not squeezed
+    more = page.get_by_role("button", name="Actions for “Plan the garden for spring”")
+    more.click()
+    menu = page.get_by_role("menu")
+    expect(menu.get_by_role("menuitem")).to_have_text(["Rename", "Archive", "Delete…"])
+    archive = menu.get_by_role("menuitem", name="Archive").bounding_box()
+    delete = menu.get_by_role("menuitem", name="Delete…").bounding_box()
+    assert archive is not None and delete is not None
+    assert delete["y"] - (archive["y"] + archive["height"]) >= 12  # set apart
+    screenshot(page, "thread-menu", full_page=False)
+    page.keyboard.press("Escape")
+    expect(menu).to_have_count(0)
+    expect(more).to_be_focused()
+
+    more.click()
+    menu.get_by_role("menuitem", name="Rename").click()
+    box = page.get_by_role("textbox", name="Rename “Plan the garden for spring”")
+    expect(box).to_be_focused()
+    box.fill("Garden")
+    box.press("Enter")
+    expect(page.locator("#threads li.thread:not([hidden]) a")).to_have_text(
+        ["another chat", "Garden"]
+    )
+
+    page.get_by_role("button", name="Actions for “Garden”").click()
+    menu.get_by_role("menuitem", name="Delete…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("“Garden” and its messages")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    screenshot(page, "delete-confirm", full_page=False)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Actions for “Garden”")).to_be_focused()
+    page.get_by_role("button", name="Actions for “Garden”").click()
+    menu.get_by_role("menuitem", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator("#threads li.thread:not([hidden]) a")).to_have_text(["another chat"])
+    toast = page.get_by_role("status").filter(has_text="Deleted “Garden”.")
+    expect(toast).to_be_visible()
+    screenshot(page, "delete-undo", full_page=False)
+    toast.get_by_role("button", name="Undo").click()
+    expect(page.locator("#threads li.thread:not([hidden]) a")).to_have_text(
+        ["another chat", "Garden"]
+    )
+    page.reload()
+    expect(page.locator("#threads li.thread:not([hidden]) a")).to_have_text(
+        ["another chat", "Garden"]
+    )
+
+    page.get_by_role("button", name="Actions for “Garden”").click()
+    menu.get_by_role("menuitem", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(toast).to_be_visible()
+    expect(toast).to_be_hidden(timeout=10_000)  # the Undo had its time: gone for good
+    page.reload()
+    expect(page.locator("#threads li.thread:not([hidden]) a")).to_have_text(["another chat"])
+    assert native == []

@@ -6,6 +6,7 @@
 import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
+import { initKeys } from "./keys.js";
 import { initSidebar, refreshThreads, showList } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -816,7 +817,8 @@ input.addEventListener("keydown", (event) => {
     pickCommand(matches[commandChoice][0]);
     return;
   }
-  if (event.key === "Escape") {
+  if (event.key === "Escape" && !commandMenu.hidden) {
+    event.preventDefault(); // closes the list; a second Esc stops a running answer
     commandMenu.hidden = true;
     return;
   }
@@ -855,6 +857,7 @@ for (const { id, text, uploaded = [] } of JSON.parse(sessionStorage.getItem(OUTB
   setState(entry, "pending");
 }
 initSidebar({ thread, sendFrame, setTitle, randomHex });
+initKeys({ input, stop: () => $("stop").click(), isRunning: () => Boolean(runningTurn) });
 connect();
 autosize();
 updateWelcome();
