@@ -60,7 +60,8 @@ async def test_row_7_a_flood_of_recurring_reminders_plants_nothing_that_runs(
         assert sum("the most one message may set" in r for r in ran) == 11
         assert len([r for r in reminders(live.data_dir) if r[2]]) == 5
         assert not [r for r in reminders(live.data_dir) if r[1]]  # none runs
-        kept = [text for text in notices(frames) if text.startswith("Kept:")]
+        # The web chat says each "Kept:" notice in the owner's words (ganglion.web.wording).
+        kept = [text for text in notices(frames) if text.startswith("Repeating reminder set")]
         assert len(kept) == 5 and all("/confirm" in text for text in kept)
         # neither a new conversation nor a restart turns them on
         await live.turn(ROOM, "/new")
@@ -104,7 +105,7 @@ async def test_row_7_the_owner_sees_each_lasting_change(tmp_path: Path, fake_llm
     )
     async with open_live_daemon(tmp_path, fake_llm.base_url) as live:
         frames = await live.turn(ROOM, "remember my bank")
-    kept = [text for text in notices(frames) if text.startswith("Kept:")]
+    kept = notices(frames)  # each "Kept:", in the owner's words (ganglion.web.wording)
     assert len(kept) == 3
     assert "Acme" in kept[0] and "check the bank" in kept[1] and "banking" in kept[2]
 

@@ -220,13 +220,11 @@ def test_tool_calls_show_as_expandable_blocks_live_and_after_reload(
     for view in ("live", "restored"):
         blocks = page.locator("details.tool")
         expect(blocks).to_have_count(2)
-        expect(blocks.nth(0).locator("summary")).to_have_text("tool: shell")
+        expect(blocks.nth(0).locator("summary")).to_have_text("Ran echo hello from the shell")
         expect(blocks.nth(1)).to_have_class("tool failed")
-        expect(blocks.nth(1).locator("summary")).to_have_text("tool: read_file (failed)")
+        expect(blocks.nth(1).locator("summary")).to_have_text("Used read_file failed")
         blocks.nth(0).locator("summary").click()
-        expect(blocks.nth(0).locator("pre").nth(1)).to_have_text(
-            "hello from the shell\n[exit code 0]"
-        )
+        expect(blocks.nth(0).locator("pre.output")).to_have_text("hello from the shell")
         screenshot(page, f"tool-blocks-{view}")
         if view == "live":
             page.reload()

@@ -437,6 +437,12 @@ class Turns:
                 "UPDATE threads SET title = ?, updated_at = ? WHERE thread_id = ? AND title IS NULL",
                 (title(message.content), now, thread_id),
             )
+        if source == "reminder":
+            # A reminder that speaks in an archived conversation brings it back to the list.
+            self._store.execute(
+                "UPDATE threads SET archived = 0 WHERE thread_id = ? AND archived = 1",
+                (thread_id,),
+            )
         return Turn(turn_id, thread_id, source, "queued", message, now), True
 
     def _start(self, turn: Turn) -> StoredMessage:

@@ -54,7 +54,8 @@ Client -> server:
 
 Server -> client:
 
-    welcome {thread_id, protocol, max_message_bytes}   after a valid hello
+    welcome {thread_id, protocol, max_message_bytes, title, archived}
+                                           after a valid hello
     history {messages: [...], more, before_id}
                                            a page of the transcript: the newest one
                                            after hello (`before_id` null, ending with
@@ -65,11 +66,14 @@ Server -> client:
                                            'reminder' or 'heartbeat', `label` what a
                                            reminder said (never the model's instructions)
     delta {turn_id, text}                  streamed tokens
-    tool {turn_id, call_id, tool, phase, arguments, result, ok}
+    tool {turn_id, call_id, tool, phase, arguments, result, ok, card}
+                                           `card` (at the end): the call in the owner's
+                                           words {title, output, status}
     reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
     file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
+                                           (what a tool kept, in the owner's words)
     approval {approval_id, turn_id, tool, call, why, from_thread, expires_at, always}
                                            a tool call waits for the owner's answer
                                            (`call`: the exact call; `from_thread`: the
@@ -80,6 +84,16 @@ Server -> client:
                                            answered or withdrawn: once, always, owner
                                            (denied), timeout, stop, ended, nobody
     threads {items: [...], archived}       the conversations, most recent first
+    thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
+                                           'unarchived' or 'deleted' (from any tab), or is
+                                           'active' again (a reminder spoke in it, which
+                                           brings it out of the archive): sent to every
+                                           session, whatever conversation it follows
+    new_conversation {thread_id, previous, text}
+                                           `/new` in a web conversation: `previous` is
+                                           archived, intact, and the session now follows
+                                           the new `thread_id` (a page opens its address);
+                                           `text` says where the old one went
     search_results {query, hits: [...]}    messages that matched, best first
     error {code, message, id}              a frame was refused; the session goes on.
                                            `id` names the refused send (null for other
@@ -165,6 +179,7 @@ __all__ = [
     "MAX_TITLE",
     "MAX_TOKEN",
     "MAX_TURN_ID",
+    "NEW_CONVERSATION",
     "NOTICE",
     "PROTOCOL_VERSION",
     "RENAME",
@@ -176,6 +191,7 @@ __all__ = [
     "SERVER_FRAME_TYPES",
     "STOP",
     "THREADS",
+    "THREAD_CHANGED",
     "TOOL",
     "TURN_STARTED",
     "WELCOME",
@@ -214,6 +230,8 @@ __all__ = [
     "HistoryType",
     "ListThreadsFrame",
     "ListThreadsType",
+    "NewConversationFrame",
+    "NewConversationType",
     "NoticeFrame",
     "NoticeType",
     "RenameFrame",
@@ -233,9 +251,13 @@ __all__ = [
     "ServerFrameType",
     "StopFrame",
     "StopType",
+    "ThreadChange",
+    "ThreadChangedFrame",
+    "ThreadChangedType",
     "ThreadItem",
     "ThreadsFrame",
     "ThreadsType",
+    "ToolCard",
     "ToolFrame",
     "ToolType",
     "TurnStartedFrame",
@@ -291,6 +313,9 @@ ApprovalType = Literal["approval"]
 ApprovalSettledType = Literal["approval_settled"]
 ThreadsType = Literal["threads"]
 SearchResultsType = Literal["search_results"]
+ThreadChangedType = Literal["thread_changed"]
+NewConversationType = Literal["new_conversation"]
+ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active"]
 TurnState = Literal["queued", "running", "done", "failed"]
 
 AUTH: Final[AuthType] = "auth"
@@ -319,6 +344,8 @@ APPROVAL: Final[ApprovalType] = "approval"
 APPROVAL_SETTLED: Final[ApprovalSettledType] = "approval_settled"
 THREADS: Final[ThreadsType] = "threads"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
+THREAD_CHANGED: Final[ThreadChangedType] = "thread_changed"
+NEW_CONVERSATION: Final[NewConversationType] = "new_conversation"
 
 ClientFrameType = Literal[
     AuthType,
@@ -340,6 +367,8 @@ ServerFrameType = Literal[
     AcceptedType,
     ThreadsType,
     SearchResultsType,
+    ThreadChangedType,
+    NewConversationType,
     TurnStartedType,
     DeltaType,
     ToolType,
@@ -490,6 +519,8 @@ class WelcomeFrame(TypedDict):
     thread_id: str
     protocol: int
     max_message_bytes: int
+    title: NotRequired[str | None]  # the conversation's title (None: it has no messages yet)
+    archived: NotRequired[bool]  # it is listed under Archived
 
 
 class HistoryToolCall(TypedDict):
@@ -520,6 +551,7 @@ class HistoryItem(TypedDict):
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
     html: NotRequired[str]  # an assistant's text rendered, as in `reply`
+    card: NotRequired[ToolCard]  # a tool's result, as in `tool`
     attachments: NotRequired[list[AttachmentItem]]  # what came with it (or a tool sent)
 
 
@@ -551,6 +583,14 @@ class DeltaFrame(TypedDict):
     text: str
 
 
+class ToolCard(TypedDict):
+    """A finished tool call as the owner reads it (`ganglion.web.wording`)."""
+
+    title: str  # "Reminder set for 18:30 today", "Ran ls -l"
+    output: str  # what it returned, without the model's framing
+    status: str | None  # "exit status 1", "failed"; None when it went as planned
+
+
 class ToolFrame(TypedDict):
     type: ToolType
     turn_id: str
@@ -560,6 +600,7 @@ class ToolFrame(TypedDict):
     arguments: str
     result: str
     ok: bool
+    card: ToolCard | None  # at the end (None at the start)
 
 
 class ReplyFrame(TypedDict):
@@ -628,6 +669,19 @@ class ThreadsFrame(TypedDict):
     archived: bool
 
 
+class ThreadChangedFrame(TypedDict):
+    type: ThreadChangedType
+    thread_id: str
+    change: ThreadChange
+
+
+class NewConversationFrame(TypedDict):
+    type: NewConversationType
+    thread_id: str
+    previous: str
+    text: str
+
+
 class SearchHitItem(TypedDict):
     thread_id: str
     title: str
@@ -647,6 +701,8 @@ ServerFrame = (
     | AcceptedFrame
     | ThreadsFrame
     | SearchResultsFrame
+    | ThreadChangedFrame
+    | NewConversationFrame
     | TurnStartedFrame
     | DeltaFrame
     | ToolFrame

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, assert_never
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -34,6 +35,7 @@ from ganglion.messages import (
 from ganglion.store import RewindReason, SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.web import frames
 from ganglion.web.uploads import attachment_item
+from ganglion.web.wording import owner_notice, tool_card
 
 __all__ = [
     "REWIND_ERROR_CODES",
@@ -43,9 +45,11 @@ __all__ = [
     "error_frame",
     "event_frame",
     "history_frame",
+    "new_conversation_frame",
     "parse_client_frame",
     "search_frame",
     "send_id",
+    "thread_changed_frame",
     "threads_frame",
     "turn_label",
     "welcome_frame",
@@ -124,13 +128,20 @@ def send_id(raw: str | bytes) -> str | None:
     return None
 
 
-def welcome_frame(thread_id: str, max_message_bytes: int) -> str:
+def welcome_frame(
+    thread_id: str, max_message_bytes: int, summary: ThreadSummary | None = None
+) -> str:
+    """The answer to a hello; `summary` is the conversation as the list shows it (None:
+    it is new)."""
+    listed = summary is not None and summary.updated_at is not None
     return frames.encode(
         frames.WelcomeFrame(
             type=frames.WELCOME,
             thread_id=thread_id,
             protocol=frames.PROTOCOL_VERSION,
             max_message_bytes=max_message_bytes,
+            title=summary.title if listed and summary is not None else None,
+            archived=summary is not None and summary.archived,
         )
     )
 
@@ -189,7 +200,12 @@ def event_frame(event: Outbound) -> str:
                 arguments=event.arguments,
                 result=event.result,
                 ok=event.ok,
+                card=None,
             )
+            if event.phase == "end":
+                frame["card"] = tool_card(
+                    event.tool, event.arguments, event.result, event.ok, datetime.now(UTC)
+                )
         case FinalReply(turn_id=turn_id, text=text, outbox_id=outbox_id):
             frame = frames.ReplyFrame(
                 type=frames.REPLY,
@@ -208,6 +224,7 @@ def event_frame(event: Outbound) -> str:
         case TurnFailed(turn_id=turn_id, message=message):
             frame = frames.FailedFrame(type=frames.FAILED, turn_id=turn_id, message=message)
         case Notice(text=text, turn_id=turn_id):
+            text = owner_notice(text, datetime.now(UTC))
             frame = frames.NoticeFrame(type=frames.NOTICE, text=text, turn_id=turn_id)
         case ApprovalAsked():
             frame = frames.ApprovalFrame(
@@ -246,6 +263,8 @@ def history_frame(
         if m.message.role == "assistant" and (m.message.content or "").strip() == HEARTBEAT_OK
     }
     items: list[frames.HistoryItem] = []
+    now = datetime.now(UTC)
+    arguments: dict[str, str] = {}  # a call's arguments, by its id, for its result's card
     for stored in messages:
         if stored.turn_id is not None and stored.turn_id in quiet:
             continue
@@ -262,14 +281,22 @@ def history_frame(
                 item["content"] = None  # the instructions are the model's, not the owner's
         if message.role == "assistant" and stored.kind is None and message.content:
             item["html"] = render_highlighted(message.content)
+        if stored.kind == "notice" and message.content:
+            item["content"] = owner_notice(message.content, now)
         if message.tool_calls:
             item["tool_calls"] = [
                 frames.HistoryToolCall(id=c.id, name=c.name, arguments=c.arguments)
                 for c in message.tool_calls
             ]
+            arguments.update((c.id, c.arguments) for c in message.tool_calls)
         if message.role == "tool":
             item["tool_call_id"] = message.tool_call_id
             item["name"] = message.name
+            content = message.content or ""
+            meta = stored.meta or {}
+            ok = bool(meta.get("ok", not content.startswith("error:")))
+            called = arguments.get(message.tool_call_id or "", "")
+            item["card"] = tool_card(message.name or "tool", called, content, ok, now)
         if message.attachments:
             item["attachments"] = [
                 attachment_item(stored.thread_id, a) for a in message.attachments
@@ -312,6 +339,20 @@ def threads_frame(items: Sequence[ThreadSummary], *, archived: bool) -> str:
                 for t in items
             ],
             archived=archived,
+        )
+    )
+
+
+def thread_changed_frame(thread_id: str, change: frames.ThreadChange) -> str:
+    return frames.encode(
+        frames.ThreadChangedFrame(type=frames.THREAD_CHANGED, thread_id=thread_id, change=change)
+    )
+
+
+def new_conversation_frame(thread_id: str, previous: str, text: str) -> str:
+    return frames.encode(
+        frames.NewConversationFrame(
+            type=frames.NEW_CONVERSATION, thread_id=thread_id, previous=previous, text=text
         )
     )
 

@@ -47,7 +47,7 @@ from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.ids import WEB_THREAD_PATTERN
 from ganglion.inbox import FileInbox
-from ganglion.messages import FileSent, FinalReply, Outbound
+from ganglion.messages import FileSent, FinalReply, Outbound, TurnStarted
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
 from ganglion.store import Library
@@ -58,6 +58,7 @@ from ganglion.web.auth import (
     refuse_wrong_token,
     token_matches,
 )
+from ganglion.web.protocol import thread_changed_frame
 from ganglion.web.session import Hub, run_session
 from ganglion.web.uploads import UploadError, Uploads, attachment_item
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
@@ -381,6 +382,9 @@ async def serve_web(
                 case FinalReply(outbox_id=int(outbox_id)) | FileSent(outbox_id=outbox_id):
                     if delivered:
                         marks.add(outbox_id)
+                case TurnStarted(source="reminder"):
+                    # It is out of the archive now (the store's rule): every list shows it.
+                    hub.broadcast(thread_changed_frame(event.thread_id, "active"))
         state.draining = True
         hub.close_all()
         stop.set()

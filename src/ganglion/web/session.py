@@ -19,9 +19,10 @@ with an `error` frame and the session goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -29,8 +30,19 @@ import trio
 
 from ganglion.backend import ConversationDeleted, LibraryBackend, SubmitError, Submitted
 from ganglion.config import WebConfig
-from ganglion.messages import Notice, Outbound, TextDelta, UserMessage
-from ganglion.store import Library, RewindRefused, StoreError
+from ganglion.ids import WEB_PREFIX
+from ganglion.messages import (
+    FinalReply,
+    Notice,
+    Outbound,
+    TextDelta,
+    ToolActivity,
+    TurnFailed,
+    TurnStarted,
+    UserMessage,
+)
+from ganglion.store import Library, RewindRefused, StoreError, ThreadSummary
+from ganglion.threads.commands import parse_command
 from ganglion.transcript import Attachment
 from ganglion.web import frames
 from ganglion.web.auth import refuse_wrong_token, token_matches
@@ -43,9 +55,11 @@ from ganglion.web.protocol import (
     error_frame,
     event_frame,
     history_frame,
+    new_conversation_frame,
     parse_client_frame,
     search_frame,
     send_id,
+    thread_changed_frame,
     threads_frame,
     welcome_frame,
 )
@@ -103,11 +117,32 @@ class _Outlet:
         return True
 
 
+@dataclass(slots=True)
+class _Running:
+    """What a tab opened in the middle of a turn needs to show it running: the turn, the
+    text it streamed since it began or since its last tool call (what came before that is
+    in the history), and the tool it is waiting for, if any."""
+
+    started: TurnStarted
+    text: list[str] = field(default_factory=list)
+    tool: ToolActivity | None = None
+
+    def frames(self) -> list[str]:
+        thread_id, turn_id = self.started.thread_id, self.started.turn_id
+        shown = [event_frame(self.started)]
+        if self.text:
+            shown.append(event_frame(TextDelta(thread_id, turn_id, "".join(self.text))))
+        if self.tool is not None:
+            shown.append(event_frame(self.tool))
+        return shown
+
+
 class Hub:
-    """The open sessions of each thread."""
+    """The open sessions of each thread, and the turn running in each thread."""
 
     def __init__(self) -> None:
         self._outlets: dict[str, set[_Outlet]] = {}
+        self._running: dict[str, _Running] = {}
 
     def add(self, thread_id: str, outlet: _Outlet) -> None:
         self._outlets.setdefault(thread_id, set()).add(outlet)
@@ -121,11 +156,44 @@ class Hub:
 
     def publish(self, event: Outbound) -> bool:
         """Queue `event` for every session of its thread; True if one took it."""
+        self._follow(event)
         frame = event if isinstance(event, TextDelta) else event_frame(event)
         delivered = False
         for outlet in list(self._outlets.get(event.thread_id, ())):
             delivered = outlet.offer(frame) or delivered
         return delivered
+
+    def _follow(self, event: Outbound) -> None:
+        # Turns run one at a time in a thread: what it emits belongs to the running one.
+        running = self._running.get(event.thread_id)
+        match event:
+            case TurnStarted():
+                self._running[event.thread_id] = _Running(event)
+            case TextDelta(text=text) if running is not None:
+                running.text.append(text)
+            case ToolActivity(phase="start") if running is not None:
+                running.tool = event
+            case ToolActivity(phase="end") if running is not None:
+                running.tool = None
+                running.text.clear()
+            case FinalReply() | TurnFailed():
+                self._running.pop(event.thread_id, None)
+
+    def running(self, thread_id: str) -> list[str]:
+        """The frames that show the turn running in `thread_id` as it stands (none when
+        nothing runs): for a session that joins it after the history."""
+        running = self._running.get(thread_id)
+        return running.frames() if running is not None else []
+
+    def forget(self, thread_id: str) -> None:
+        """A deleted thread runs nothing any more."""
+        self._running.pop(thread_id, None)
+
+    def broadcast(self, frame: str) -> None:
+        """Queue `frame` for every open session, whatever thread it follows."""
+        for outlets in list(self._outlets.values()):
+            for outlet in list(outlets):
+                outlet.offer(frame)
 
     def close_all(self) -> None:
         for outlets in self._outlets.values():
@@ -311,6 +379,8 @@ class _Session:
             await self._list(archived=archived)
         elif self.thread_id is None:
             self.offer(error_frame("no_hello", "send a hello frame first", send_id_of(frame)))
+        elif frame["type"] == frames.SEND and _starts_over(frame):
+            await self._new_conversation(frame["id"])
         elif frame["type"] == frames.SEND:
             try:
                 attachments = await self._attachments(frame.get("attachments", []))
@@ -384,25 +454,56 @@ class _Session:
         self.leave()
         self.thread_id = thread_id
         self.hub.add(thread_id, self.outlet)
-        await self._welcome(thread_id)
+        await self._welcome(thread_id, summary)
 
     async def _change(self, frame: RenameFrame | ArchiveFrame | DeleteFrame) -> None:
         thread_id = frame["thread_id"]
+        change: frames.ThreadChange
         if frame["type"] == frames.RENAME:
             await self.backend.rename(thread_id, frame["title"])
+            change = "renamed"
         elif frame["type"] == frames.ARCHIVE:
-            await self.backend.archive(thread_id, frame.get("archived", True))
+            archived = frame.get("archived", True)
+            await self.backend.archive(thread_id, archived)
+            change = "archived" if archived else "unarchived"
         else:
             cancelled = await self.backend.delete(thread_id)
+            self.hub.forget(thread_id)
             if cancelled:
                 self.offer(event_frame(Notice(thread_id, cancelled_notice(cancelled))))
+            change = "deleted"
+        # Every tab shows the list, and some show this conversation: all are told at once.
+        self.hub.broadcast(thread_changed_frame(thread_id, change))
+
+    async def _new_conversation(self, message_id: str) -> None:
+        """`/new`: the conversation is archived as it is, and this session follows a new
+        one. The new id is derived from the send's, so a send repeated after a reconnect
+        lands in the same new conversation."""
+        previous = self.thread_id
+        assert previous is not None
+        summary = await self.library.thread_summary(previous)
+        if summary is not None and summary.updated_at is not None and not summary.deleted:
+            await self.backend.archive(previous, True)
+            self.hub.broadcast(thread_changed_frame(previous, "archived"))
+            text = f"Started a new conversation. “{summary.title}” is kept under Archived."
+        else:
+            text = "Started a new conversation."
+        digest = hashlib.sha256(f"{previous}/{message_id}".encode()).hexdigest()
+        thread_id = WEB_PREFIX + digest[:16]
+        self.offer(accepted_frame(message_id, Submitted(None, "done")))
+        self.offer(event_frame(Notice(previous, text)))
+        self.offer(new_conversation_frame(thread_id, previous, text))
+        self.leave()
+        self.thread_id = thread_id
+        self.hub.add(thread_id, self.outlet)
+        await self._welcome(thread_id)
 
     async def _list(self, *, archived: bool) -> None:
         items = await self.library.list_threads("web", archived=archived)
         self.offer(threads_frame(items, archived=archived))
 
-    async def _welcome(self, thread_id: str) -> None:
-        self.offer(welcome_frame(thread_id, self.config.max_message_bytes))
+    async def _welcome(self, thread_id: str, summary: ThreadSummary | None = None) -> None:
+        self.offer(welcome_frame(thread_id, self.config.max_message_bytes, summary))
         # The history carries every final reply, including those made while the tab was
         # away: what was pending before it was read is delivered with it.
         pending = await self.backend.undelivered(thread_id)
@@ -412,12 +513,22 @@ class _Session:
         self.offer(
             await trio.to_thread.run_sync(partial(history_frame, page, more=more, queued=queued))
         )
+        # Taken after the history, with no wait between: what streamed while the page was
+        # read is in the running text, and what is in the history is not in it.
+        for frame in self.hub.running(thread_id):
+            self.offer(frame)
         for asked in await self.backend.open_approvals(thread_id):
             self.offer(event_frame(asked))  # a question still open is asked again
         if pending:
             # A tab that closes right after the history must not leave the marking undone.
             with trio.CancelScope(shield=True):
                 await self.backend.mark_delivered([item.id for item in pending])
+
+
+def _starts_over(frame: frames.SendFrame) -> bool:
+    """Whether a send is `/new`: in the web chat, a new conversation beside the old one."""
+    command = parse_command(frame["text"])
+    return command is not None and command.name == "new" and not frame.get("attachments")
 
 
 def send_id_of(frame: ClientFrame) -> str | None:

@@ -7,7 +7,8 @@ import { initApprovals } from "./approvals.js";
 import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
-import { initSidebar, refreshThreads } from "./sidebar.js";
+import { initKeys } from "./keys.js";
+import { initSidebar, refreshThreads, showList } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
 const transcript = $("transcript");
@@ -30,7 +31,7 @@ const THREAD = /^web_[0-9a-f]{8,64}$/;
 const CLOSE_UNAUTHORISED = 4001;
 const COMMANDS = [
   ["/help", "what the commands do"],
-  ["/new", "archive this conversation and start afresh"],
+  ["/new", "start a new conversation (this one is kept under Archived)"],
   ["/compact", "summarise the older part of the conversation"],
   ["/reminders", "list the reminders"],
   ["/confirm", "allow a recurring reminder the assistant set"],
@@ -121,9 +122,11 @@ function setState(entry, state, reason) {
   else if (state === "accepted") label.textContent = "Sent";
   else if (state === "failed") {
     label.append(el("span", "reason", `Not sent: ${reason}`));
+    // Sent again as it is, a message too long for the server fails again: only Edit helps.
     const retry = el("button", "link", "Retry");
     retry.type = "button";
     retry.addEventListener("click", () => resend(entry));
+    if (entry.tooLong) retry.hidden = true;
     const edit = el("button", "link", "Edit");
     edit.type = "button";
     edit.addEventListener("click", () => {
@@ -149,9 +152,30 @@ function userBubble(text, kind, attachments) {
   node.append(el("span", "sr-only", "You said: "));
   if (attachments?.length) node.append(attachmentsNode(attachments, token));
   node.append(el("div", "text", text || ""));
+  if (isLong(text || "")) collapse(node);
   node.append(el("div", "state"));
   node.querySelector(".text").dir = "auto";
   return node;
+}
+
+// A long message (a pasted log, a document) is shown folded, with a control to unfold it.
+const LONG_CHARS = 1200;
+const LONG_LINES = 12;
+function isLong(text) {
+  return text.length > LONG_CHARS || text.split("\n").length > LONG_LINES;
+}
+
+function collapse(node) {
+  const toggle = el("button", "link fold", "Show more");
+  toggle.type = "button";
+  toggle.setAttribute("aria-expanded", "false");
+  node.classList.add("collapsed");
+  toggle.addEventListener("click", () => {
+    const open = node.classList.toggle("collapsed") === false;
+    toggle.textContent = open ? "Show less" : "Show more";
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+  node.append(toggle);
 }
 
 // A file the assistant sent (`send_file`).
@@ -174,6 +198,7 @@ function send(text, uploaded = []) {
   outgoing.set(entry.id, entry);
   const size = bytesOf(frameFor(entry));
   if (size > maxBytes) {
+    entry.tooLong = true;
     setState(entry, "failed", `too long (${size.toLocaleString()} bytes; the limit is ${maxBytes.toLocaleString()})`);
     return;
   }
@@ -235,7 +260,37 @@ function append(node) {
 }
 
 function updateWelcome() {
-  welcome.hidden = transcript.querySelector(".msg, .tool, .chip") !== null;
+  welcome.hidden = gone || transcript.querySelector(".msg:not(.flash), .tool, .chip") !== null;
+}
+
+// The conversation is gone (deleted in this tab, in another, or before this page opened
+// it): nothing more is said into it, and the page says why.
+let gone = false;
+function setArchived(archived) {
+  $("archived-tag").hidden = !archived;
+}
+
+function conversationGone(why) {
+  gone = true;
+  showBanner(why, true);
+  for (const control of [input, sendButton, $("attach"), $("microphone")]) control.disabled = true;
+  input.placeholder = "This conversation was deleted";
+  setActivity("");
+  updateWelcome();
+}
+
+// A note the page before this one left for it (where `/new` put the old conversation),
+// shown once above the new conversation.
+const FLASH_KEY = "ganglion.flash";
+let flash = sessionStorage.getItem(FLASH_KEY);
+sessionStorage.removeItem(FLASH_KEY);
+function showFlash() {
+  if (!flash) return;
+  const node = systemBubble("notice", flash);
+  node.classList.add("flash");
+  older.after(node);
+  announce(flash);
+  flash = null;
 }
 
 function assistantBubble(text, html, turnId) {
@@ -269,15 +324,17 @@ function systemBubble(kind, text) {
   return node;
 }
 
-// A failed turn's bubble offers to send its message again (as a new message).
-function failedTurn(message, text) {
+// A failed turn's bubble offers to answer its message again: in place when it is the
+// last turn (a regenerate: the message stays once), else as a new message.
+function failedTurn(message, text, turnId) {
   const node = systemBubble("error", message);
+  if (turnId) node.dataset.turn = turnId;
   if (text) {
     const retry = el("button", "link", "Retry");
     retry.type = "button";
     retry.addEventListener("click", () => {
       retry.remove();
-      send(text);
+      if (!rewinds.retry(turnId)) send(text);
     });
     node.append(retry);
   }
@@ -292,21 +349,26 @@ function chip(source, label, turnId) {
   return node;
 }
 
-function toolBlock(name, args, result, ok) {
+// A tool call: a card whose summary says in words what it did (`card`, from the server:
+// "Reminder set for 18:30 today", "Ran ls"), the exact call and its output inside.
+function toolBlock(name, args, card) {
   const box = el("details", "tool");
   // a word, not an emoji: machines without an emoji font would show a blank box
   box.append(el("summary", "", `tool: ${name}`));
-  if (args) box.append(el("pre", "", args));
-  if (result !== undefined && result !== null) toolResult(box, result, ok);
+  if (args) box.append(el("pre", "call", `${name} ${args}`));
+  if (card) toolResult(box, card);
   return box;
 }
 
-function toolResult(box, result, ok) {
-  if (ok === false) {
-    box.classList.add("failed");
-    box.querySelector("summary").append(" (failed)");
+function toolResult(box, card) {
+  const summary = box.querySelector("summary");
+  summary.replaceChildren(el("span", "title", card.title));
+  summary.dir = "auto";
+  if (card.status) {
+    box.classList.add(card.status === "failed" ? "failed" : "exited");
+    summary.append(" ", el("span", "status", card.status));
   }
-  box.append(el("pre", "", result));
+  if (card.output) box.append(el("pre", "output", card.output));
 }
 
 let runningTurn = null; // the turn the Stop button stops
@@ -344,7 +406,7 @@ function historyNodes(messages) {
     if (m.role === "user" && !m.kind && m.turn_id && (!m.source || m.source === "user")) asked.set(m.turn_id, m.content);
     if (m.kind === "command") nodes.push(userBubble(m.content, "command"));
     else if (m.kind === "notice") nodes.push(systemBubble("notice", m.content));
-    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id)));
+    else if (m.kind === "failed") nodes.push(failedTurn(m.content, asked.get(m.turn_id), m.turn_id));
     else if (m.role === "user" && m.source && m.source !== "user") nodes.push(chip(m.source, m.label, m.turn_id));
     else if (m.role === "user") {
       const node = userBubble(m.content, undefined, m.attachments);
@@ -361,8 +423,7 @@ function historyNodes(messages) {
         nodes.push(box);
       }
     } else if (m.role === "tool" && calls.has(m.tool_call_id)) {
-      const content = String(m.content ?? "");
-      toolResult(calls.get(m.tool_call_id), content, !content.startsWith("error:"));
+      toolResult(calls.get(m.tool_call_id), m.card);
       calls.delete(m.tool_call_id);
       if (m.attachments?.length) nodes.push(fileBubble(m.attachments, m.turn_id));
     }
@@ -383,6 +444,7 @@ function renderHistory(frame) {
     rewinds.reset();
     transcript.replaceChildren(older, ...historyNodes(messages));
     streaming.clear();
+    setActivity(""); // a turn still running is shown again right after the history
     // Sends not yet accepted: those the history holds already are only waiting for
     // their `accepted`; the others are shown again, pending.
     const inHistory = new Set(messages.map((m) => m.turn_id).filter(Boolean));
@@ -441,7 +503,9 @@ document.addEventListener("visibilitychange", () => {
 
 // ---- frames ---------------------------------------------------------------------------
 
+let leaving = false; // this page is on its way to another conversation
 function onFrame(frame) {
+  if (leaving) return;
   handleFrame(frame);
   if (frame.type !== "delta") rewinds.update();
 }
@@ -450,11 +514,16 @@ function handleFrame(frame) {
   switch (frame.type) {
     case "welcome":
       maxBytes = frame.max_message_bytes || maxBytes;
+      if (frame.title) setTitle(frame.title);
+      // An archived conversation opened by its address: the archived list shows it marked.
+      setArchived(Boolean(frame.archived));
+      if (frame.archived) showList(true);
       $("limit").textContent = `Messages are limited to ${maxBytes.toLocaleString()} bytes.`;
       break;
     case "history":
       renderHistory(frame);
       if (frame.before_id === null || frame.before_id === undefined) {
+        showFlash();
         synced = true;
         // Messages typed while disconnected go out now, after the history they follow.
         for (const entry of outgoing.values()) if (entry.state === "pending") socket.send(frameFor(entry));
@@ -468,7 +537,9 @@ function handleFrame(frame) {
     }
     case "turn_started": {
       turns.set(frame.turn_id, { source: frame.source, label: frame.label });
-      if (frame.source === "reminder") {
+      // A turn already running when the page joined it: its chip is in the history.
+      const shown = transcript.querySelector(`.chip[data-turn="${CSS.escape(frame.turn_id)}"]`);
+      if (frame.source === "reminder" && !shown) {
         append(chip("reminder", frame.label, frame.turn_id));
         noteInBackground("Reminder", frame.label || "");
       }
@@ -500,7 +571,7 @@ function handleFrame(frame) {
           entry.node.removeAttribute("aria-busy");
         }
         streaming.delete(frame.turn_id);
-        append(toolBlock(frame.tool, frame.arguments, frame.result, frame.ok));
+        append(toolBlock(frame.tool, frame.arguments, frame.card));
         setActivity("thinking…");
       }
       break;
@@ -534,15 +605,11 @@ function handleFrame(frame) {
         entry.node.removeAttribute("aria-busy");
       }
       streaming.delete(frame.turn_id);
-      append(failedTurn(frame.message, asked));
+      append(failedTurn(frame.message, asked, frame.turn_id));
       announce(`Failed: ${frame.message}`);
       break;
     }
     case "notice":
-      if (frame.text.startsWith("Started a new conversation")) {
-        transcript.replaceChildren(older);
-        oldestId = null;
-      }
       append(systemBubble("notice", frame.text));
       announce(frame.text);
       if (frame.turn_id && frame.turn_id === runningTurn && $("activity-text").textContent === "stopping…") {
@@ -556,6 +623,18 @@ function handleFrame(frame) {
     case "approval_settled":
       approvals.settled(frame);
       break;
+    case "new_conversation":
+      // `/new`: the old conversation is archived; the new one has an address of its own.
+      leaving = true;
+      sessionStorage.setItem("ganglion.thread", frame.thread_id);
+      sessionStorage.setItem(FLASH_KEY, frame.text);
+      location.assign(`/c/${frame.thread_id}`);
+      break;
+    case "thread_changed":
+      if (frame.thread_id === thread && frame.change === "deleted") {
+        conversationGone("This conversation was deleted in another tab. Start a new chat from the list.");
+      } else if (frame.thread_id === thread && frame.change !== "renamed") setArchived(frame.change === "archived");
+    // falls through: the list shows the change
     case "threads":
     case "search_results":
       document.dispatchEvent(new CustomEvent("ganglion:frame", { detail: frame }));
@@ -564,11 +643,11 @@ function handleFrame(frame) {
       const entry = frame.id ? outgoing.get(frame.id) : null;
       if (rewinds.refused(frame)) break;
       if (frame.code === "not_open") approvals.refused();
-      if (entry) setState(entry, "failed", frame.message);
-      else if (frame.code === "deleted") {
-        showBanner("This conversation was deleted. Start a new chat from the list.", true);
-        input.disabled = true;
-      } else showBanner(frame.message);
+      if (entry) {
+        entry.tooLong = frame.code === "too_large";
+        setState(entry, "failed", frame.message);
+      } else if (frame.code === "deleted") conversationGone("This conversation was deleted. Start a new chat from the list.");
+      else showBanner(frame.message);
       break;
     }
   }
@@ -660,7 +739,7 @@ let attach = null; // the files waiting to be sent (attach.js), set up below
 function autosize() {
   input.style.height = "auto";
   input.style.height = `${Math.min(input.scrollHeight + 2, 192)}px`;
-  sendButton.disabled = !input.value.trim() && !attach?.waiting();
+  sendButton.disabled = gone || (!input.value.trim() && !attach?.waiting());
   showCommands();
 }
 
@@ -746,7 +825,8 @@ input.addEventListener("keydown", (event) => {
     pickCommand(matches[commandChoice][0]);
     return;
   }
-  if (event.key === "Escape") {
+  if (event.key === "Escape" && !commandMenu.hidden) {
+    event.preventDefault(); // closes the list; a second Esc stops a running answer
     commandMenu.hidden = true;
     return;
   }
@@ -786,6 +866,7 @@ for (const { id, text, uploaded = [] } of JSON.parse(sessionStorage.getItem(OUTB
   setState(entry, "pending");
 }
 initSidebar({ thread, sendFrame, setTitle, randomHex });
+initKeys({ input, stop: () => $("stop").click(), isRunning: () => Boolean(runningTurn) });
 connect();
 autosize();
 updateWelcome();

@@ -142,11 +142,21 @@ export function initRewind(app) {
     return true;
   }
 
+  // Answer the failed turn `turnId` again in place, if it is the last one and nothing is
+  // under way: true when a rewind was sent.
+  function retry(turnId) {
+    const last = pending || app.busy() ? null : lastTurn();
+    if (!last || last.dataset.turn !== turnId) return false;
+    closeEditor();
+    rewind(last, null);
+    return true;
+  }
+
   // A fresh history replaces every bubble: what was sent is in it, or was not taken.
   function reset() {
     pending = null;
     editing = null;
   }
 
-  return { update, accepted, refused, reset };
+  return { update, accepted, refused, reset, retry };
 }

@@ -1,7 +1,14 @@
 // The list of conversations: a sidebar on wide screens, a drawer on phones. Newest first,
-// with New chat, rename, archive, delete and a search over every conversation's text.
+// with New chat, a "…" menu per conversation (threadmenu.js: rename, archive, delete) and
+// a search over every conversation's text.
+//
+// By keyboard the list is one tab stop: the arrow keys (and Home, End) move between the
+// conversations, ArrowRight reaches the "…" of the one in focus and ArrowLeft comes back.
+// The drawer keeps the focus inside it while it is open (the chat behind it is inert);
+// Esc closes it and gives the focus back to the button that opened it.
 
 import { el } from "./markdown.js";
+import { busyWithList, initThreadMenu, isDeleting, menuButton, menuIsOpen } from "./threadmenu.js";
 
 const $ = (id) => document.getElementById(id);
 let ctx = null;
@@ -15,57 +22,123 @@ export function refreshThreads() {
   refreshTimer = setTimeout(() => ctx.sendFrame({ type: "list_threads", archived: showingArchived }), 150);
 }
 
-function openDrawer(open) {
+// Show the archived conversations (`archived`) or the others.
+export function showList(archived) {
+  showingArchived = archived;
+  $("show-archived").setAttribute("aria-pressed", String(showingArchived));
+  $("show-archived").textContent = showingArchived ? "Back to conversations" : "Archived";
+  refreshThreads();
+}
+
+function isDrawer() {
+  return getComputedStyle($("open-drawer")).display !== "none";
+}
+
+export function drawerIsOpen() {
+  return document.body.classList.contains("drawer-open");
+}
+
+export function openDrawer(open) {
   document.body.classList.toggle("drawer-open", open);
   $("scrim").hidden = !open;
   $("open-drawer").setAttribute("aria-expanded", String(open));
+  $("chat").inert = open; // the focus stays in the drawer
   if (open) $("search").focus();
+  else $("open-drawer").focus();
 }
 
-function button(text, label, onClick) {
-  const node = el("button", "icon small", text);
-  node.type = "button";
-  node.setAttribute("aria-label", label);
-  node.title = label;
-  node.addEventListener("click", onClick);
-  return node;
+// Ctrl+K: the search box, in the drawer on a phone.
+export function focusSearch() {
+  if (isDrawer() && !drawerIsOpen()) openDrawer(true);
+  $("search").focus();
+  $("search").select();
+}
+
+function links() {
+  return [...$("threads").querySelectorAll("li.thread:not([hidden]) > a:not([hidden])")];
+}
+
+// The one link of the list that Tab reaches: `link`.
+function rove(link) {
+  for (const other of links()) other.tabIndex = other === link ? 0 : -1;
+}
+
+// The focus on the conversation `step` rows after `row` (or the one before, at the end).
+function focusList(row, step) {
+  const all = links();
+  const at = all.indexOf(row.querySelector("a"));
+  const next = all[at + step] || all[at - 1] || null;
+  if (next) {
+    rove(next);
+    next.focus();
+  } else $("search").focus();
+}
+
+function onListKey(event) {
+  if (menuIsOpen() || event.target.matches("input")) return;
+  const all = links();
+  const row = event.target.closest("li.thread");
+  const link = row?.querySelector("a");
+  const at = all.indexOf(link);
+  let next = null;
+  if (event.key === "ArrowDown") next = all[Math.min(at + 1, all.length - 1)];
+  else if (event.key === "ArrowUp") next = all[Math.max(at - 1, 0)];
+  else if (event.key === "Home") next = all[0];
+  else if (event.key === "End") next = all[all.length - 1];
+  else if (event.key === "ArrowRight" && event.target === link) {
+    event.preventDefault();
+    row.querySelector("button.more").focus();
+    return;
+  } else if (event.key === "ArrowLeft" && event.target !== link && link) {
+    event.preventDefault();
+    link.focus();
+    return;
+  } else return;
+  event.preventDefault();
+  if (next) {
+    rove(next);
+    next.focus();
+  }
+}
+
+let waiting = null; // a list that came while the owner was busy with the one shown
+function settled() {
+  if (waiting && !busyWithList()) renderThreads(waiting);
 }
 
 function renderThreads(frame) {
+  if (busyWithList()) {
+    waiting = frame;
+    return;
+  }
+  waiting = null;
   const list = $("threads");
+  const active = document.activeElement;
+  const focused = active?.closest?.("#threads li.thread")?.dataset.thread;
+  const part = active?.matches?.("button.more") ? "button.more" : "a";
   list.replaceChildren();
   if (!frame.items.length) {
     list.append(el("li", "empty", frame.archived ? "No archived conversations." : "No conversations yet."));
   }
   for (const item of frame.items) {
     const li = el("li", "thread");
+    li.dataset.thread = item.thread_id;
+    li.hidden = isDeleting(item.thread_id);
     const link = el("a", "", item.title);
     link.href = `/c/${item.thread_id}`;
     link.dir = "auto";
+    link.tabIndex = -1;
+    link.addEventListener("focus", () => rove(link));
     if (item.thread_id === ctx.thread) {
       link.setAttribute("aria-current", "page");
       ctx.setTitle(item.title);
     }
-    const actions = el("span", "actions");
-    actions.append(
-      button("Rename", `Rename “${item.title}”`, () => {
-        const title = prompt("Rename the conversation", item.title);
-        if (title !== null) ctx.sendFrame({ type: "rename", thread_id: item.thread_id, title });
-      }),
-      button(
-        frame.archived ? "Unarchive" : "Archive",
-        `${frame.archived ? "Unarchive" : "Archive"} “${item.title}”`,
-        () => ctx.sendFrame({ type: "archive", thread_id: item.thread_id, archived: !frame.archived }),
-      ),
-      button("Delete", `Delete “${item.title}”`, () => {
-        if (!confirm(`Delete “${item.title}” for good?`)) return;
-        ctx.sendFrame({ type: "delete", thread_id: item.thread_id });
-        if (item.thread_id === ctx.thread) location.href = newChatHref();
-      }),
-    );
-    li.append(link, actions);
+    li.append(link, menuButton(item, frame.archived));
     list.append(li);
   }
+  const row = focused && list.querySelector(`li[data-thread="${CSS.escape(focused)}"]`);
+  rove(row?.querySelector("a") || list.querySelector('a[aria-current="page"]') || links()[0]);
+  row?.querySelector(part)?.focus(); // the focus stays where it was
 }
 
 // The snippet marks the matched words with [ and ]: shown as <mark>, as text.
@@ -97,21 +170,29 @@ function newChatHref() {
   return `/c/web_${ctx.randomHex(8)}`;
 }
 
+export function newChat() {
+  location.href = $("new-chat").href;
+}
+
 export function initSidebar(context) {
   ctx = context;
   $("new-chat").href = newChatHref();
-  $("open-drawer").addEventListener("click", () => openDrawer(!document.body.classList.contains("drawer-open")));
+  initThreadMenu({ thread: ctx.thread, sendFrame: ctx.sendFrame, newChatHref, focusList, settled });
+  $("open-drawer").addEventListener("click", () => openDrawer(!drawerIsOpen()));
   $("close-drawer").addEventListener("click", () => openDrawer(false));
   $("scrim").addEventListener("click", () => openDrawer(false));
+  $("threads").addEventListener("keydown", onListKey);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && document.body.classList.contains("drawer-open")) openDrawer(false);
+    if (event.key === "Escape" && drawerIsOpen() && !event.defaultPrevented && !$("confirm").open) {
+      event.preventDefault();
+      openDrawer(false);
+    }
   });
-  $("show-archived").addEventListener("click", () => {
-    showingArchived = !showingArchived;
-    $("show-archived").setAttribute("aria-pressed", String(showingArchived));
-    $("show-archived").textContent = showingArchived ? "Back to conversations" : "Archived";
-    refreshThreads();
+  // Past the width of a drawer, nothing is inert.
+  matchMedia("(max-width: 760px)").addEventListener("change", (query) => {
+    if (!query.matches && drawerIsOpen()) openDrawer(false);
   });
+  $("show-archived").addEventListener("click", () => showList(!showingArchived));
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
     const query = $("search").value.trim();
@@ -130,6 +211,7 @@ export function initSidebar(context) {
   document.addEventListener("ganglion:frame", (event) => {
     const frame = event.detail;
     if (frame.type === "threads") renderThreads(frame);
+    else if (frame.type === "thread_changed") refreshThreads();
     else renderResults(frame);
   });
 }
