@@ -63,6 +63,7 @@ BUILT = [
     frames.rewind("m2", "t1"),
     frames.rewind("m2", "t1", "better"),
     frames.approve("5a706c51", "always"),
+    frames.usage(),
 ]
 
 

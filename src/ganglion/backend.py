@@ -28,7 +28,7 @@ runs, and restarted with backoff for as long as it fails, never escalating.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final, Literal, Protocol
@@ -54,6 +54,7 @@ from ganglion.messages import (
 )
 from ganglion.reminders.store import ReminderStore
 from ganglion.services import ask_within
+from ganglion.spend import Totals, UsageView
 from ganglion.store import (
     ConversationStore,
     Library,
@@ -64,6 +65,7 @@ from ganglion.store import (
 )
 from ganglion.threads.approvals import Approver
 from ganglion.threads.commands import parse_command
+from ganglion.usage import Meter
 from ganglion_actors import ActorFn, Backoff, ChildSpec, Inbox, Registry, Restart
 
 __all__ = [
@@ -187,6 +189,11 @@ class LibraryBackend(ControlsBackend, Protocol):
         returned), its actor is stopped, its history and its inbox are gone."""
         ...
 
+    async def usage(self, thread_id: str) -> UsageView:
+        """What the conversation spent (in all and today), what every conversation spent
+        today, and the model it talks to."""
+        ...
+
 
 class DaemonBackend:
     """`LibraryBackend` over the thread registry and the conversation store."""
@@ -198,8 +205,12 @@ class DaemonBackend:
         reminders: ReminderStore,
         inbox: FileInbox,
         approver: Approver,
+        meter: Meter | None = None,
+        models: Mapping[str | None, str] | None = None,
     ) -> None:
         self._approver = approver
+        self._meter = meter
+        self._models = dict(models or {})  # the model's id by its name (None: the main one)
         self._threads = threads
         self._store = store
         self._reminders = reminders
@@ -214,6 +225,24 @@ class DaemonBackend:
 
     async def open_approvals(self, thread_id: str) -> Sequence[ApprovalAsked]:
         return await self._approver.questions_in(thread_id)
+
+    async def usage(self, thread_id: str) -> UsageView:
+        if self._meter is None:
+            raise StoreError("usage is not kept in this daemon")
+        in_all, today = await self._meter.conversation(thread_id)
+        everyone = await self._meter.today()
+        summary = await self._store.library.thread_summary(thread_id)
+        model = summary.model if summary is not None else None
+        if model not in self._models:
+            model = None  # a name the config no longer has: the main model answers
+        return UsageView(
+            self._meter.day,
+            sum(in_all.values(), Totals()),
+            sum(today.values(), Totals()),
+            sum(everyone.values(), Totals()),
+            model,
+            self._models.get(model, ""),
+        )
 
     async def submit(self, message: UserMessage) -> Submitted:
         thread_id = message.thread_id

@@ -150,7 +150,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     try:
         threads = thread_registry(deps)
         meter.announce = partial(_announce, config, store.activity, threads)
-        backend = DaemonBackend(threads, store, reminder_store, inbox, approver)
+        served: dict[str | None, str] = {None: config.llm.model}
+        served.update((name, endpoint.model) for name, endpoint in config.llm.models.items())
+        backend = DaemonBackend(threads, store, reminder_store, inbox, approver, meter, served)
         yield Services(config, store, reminder_store, deps, threads, backend)
     finally:
         with trio.CancelScope(shield=True):

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
-__all__ = ["SOURCES", "Source", "Spend", "Totals", "turn_source"]
+__all__ = ["SOURCES", "Source", "Spend", "Totals", "UsageView", "turn_source"]
 
 Source = Literal["owner", "reminders", "heartbeat", "compaction", "titles", "transcription"]
 SOURCES: Final[tuple[Source, ...]] = get_args(Source)
@@ -91,3 +91,18 @@ class Totals:
             self.estimated + other.estimated,
             costs,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageView:
+    """What one conversation has spent, for an interface to show (the web chat's header):
+    in all and today, what every conversation spent today (`day`, the owner's date), and
+    the model it talks to (`model`: the owner's choice by name, None for the main one;
+    `model_id`: what that endpoint serves)."""
+
+    day: str
+    conversation: Totals
+    conversation_today: Totals
+    everyone_today: Totals
+    model: str | None
+    model_id: str

@@ -46,6 +46,9 @@ Client -> server:
     {"v": 1, "type": "archive", "thread_id": "web_<hex>", "archived": true}
     {"v": 1, "type": "delete", "thread_id": "web_<hex>"}
         change a conversation (answered with a fresh `threads`).
+    {"v": 1, "type": "usage"}
+        what this conversation spent (in all and today), what every conversation spent
+        today, and the model it talks to (answered with `usage`).
     {"v": 1, "type": "approve", "approval_id": "...", "answer": "allow" | "always" | "deny"}
         answer a question (`approval`) asked in this conversation: allow the call once,
         always (a rule naming exactly this call is added to `approvals.yaml`), or deny
@@ -80,6 +83,9 @@ Server -> client:
                                            conversation whose turn made it; `always`:
                                            "always allow" can be offered); sent again
                                            after a hello while it is open
+    usage {thread_id, day, model, model_id, conversation, conversation_today,
+           everyone_today}             each a {tokens_in, tokens_out, calls, estimated,
+                                           cost}: the answer to a `usage` request
     approval_settled {approval_id, outcome, by}
                                            answered or withdrawn: once, always, owner
                                            (denied), timeout, stop, ended, nobody
@@ -194,6 +200,7 @@ __all__ = [
     "THREAD_CHANGED",
     "TOOL",
     "TURN_STARTED",
+    "USAGE",
     "WELCOME",
     "AcceptedFrame",
     "AcceptedType",
@@ -263,6 +270,10 @@ __all__ = [
     "TurnStartedFrame",
     "TurnStartedType",
     "TurnState",
+    "UsageFrame",
+    "UsageRequestFrame",
+    "UsageTotals",
+    "UsageType",
     "Version",
     "WelcomeFrame",
     "WelcomeType",
@@ -280,13 +291,14 @@ __all__ = [
     "search",
     "send",
     "stop",
+    "usage",
 ]
 
 PROTOCOL_VERSION: Final = 1
 Version = Literal[1]
 CLOSE_UNAUTHORISED: Final = 4001  # the websocket close code for a missing or wrong token
 
-# The type names. "history" is both a client's request and the server's page.
+# The type names. "history" and "usage" are both a client's request and the server's answer.
 AuthType = Literal["auth"]
 HelloType = Literal["hello"]
 SendType = Literal["send"]
@@ -312,6 +324,7 @@ ApproveType = Literal["approve"]
 ApprovalType = Literal["approval"]
 ApprovalSettledType = Literal["approval_settled"]
 ThreadsType = Literal["threads"]
+UsageType = Literal["usage"]
 SearchResultsType = Literal["search_results"]
 ThreadChangedType = Literal["thread_changed"]
 NewConversationType = Literal["new_conversation"]
@@ -343,6 +356,7 @@ APPROVE: Final[ApproveType] = "approve"
 APPROVAL: Final[ApprovalType] = "approval"
 APPROVAL_SETTLED: Final[ApprovalSettledType] = "approval_settled"
 THREADS: Final[ThreadsType] = "threads"
+USAGE: Final[UsageType] = "usage"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 THREAD_CHANGED: Final[ThreadChangedType] = "thread_changed"
 NEW_CONVERSATION: Final[NewConversationType] = "new_conversation"
@@ -360,6 +374,7 @@ ClientFrameType = Literal[
     ArchiveType,
     DeleteType,
     ApproveType,
+    UsageType,
 ]
 ServerFrameType = Literal[
     WelcomeType,
@@ -379,6 +394,7 @@ ServerFrameType = Literal[
     ErrorType,
     ApprovalType,
     ApprovalSettledType,
+    UsageType,
 ]
 CLIENT_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ClientFrameType))
 SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
@@ -487,6 +503,11 @@ class DeleteFrame(TypedDict):
     thread_id: WebThreadId
 
 
+class UsageRequestFrame(TypedDict):
+    v: NotRequired[Version]
+    type: UsageType
+
+
 class ApproveFrame(TypedDict):
     v: NotRequired[Version]
     type: ApproveType
@@ -507,6 +528,7 @@ ClientFrame = (
     | ArchiveFrame
     | DeleteFrame
     | ApproveFrame
+    | UsageRequestFrame
 )
 CLIENT_FRAMES: Final = get_args(ClientFrame)
 
@@ -642,6 +664,25 @@ class ApprovalFrame(TypedDict):
     always: bool  # "always allow this" can be offered
 
 
+class UsageTotals(TypedDict):
+    tokens_in: int
+    tokens_out: int
+    calls: int
+    estimated: int  # calls whose figures are Ganglion's estimate (the server said none)
+    cost: dict[str, float]  # by currency; empty without prices
+
+
+class UsageFrame(TypedDict):
+    type: UsageType
+    thread_id: str
+    day: str  # the owner's date the "today" figures are of
+    model: str | None  # the owner's choice (`/model NAME`); None: the main model
+    model_id: str  # what that endpoint serves
+    conversation: UsageTotals
+    conversation_today: UsageTotals
+    everyone_today: UsageTotals
+
+
 class ApprovalSettledFrame(TypedDict):
     type: ApprovalSettledType
     approval_id: str
@@ -713,6 +754,7 @@ ServerFrame = (
     | ErrorFrame
     | ApprovalFrame
     | ApprovalSettledFrame
+    | UsageFrame
 )
 
 
@@ -749,6 +791,11 @@ def history_request(before_id: int) -> str:
 def stop(turn_id: str) -> str:
     """Stop the running turn `turn_id`."""
     return encode(StopFrame(v=PROTOCOL_VERSION, type=STOP, turn_id=turn_id))
+
+
+def usage() -> str:
+    """Ask what the conversation spent and which model it talks to."""
+    return encode(UsageRequestFrame(v=PROTOCOL_VERSION, type=USAGE))
 
 
 def approve(approval_id: str, answer: Literal["allow", "always", "deny"]) -> str:

@@ -32,6 +32,7 @@ from ganglion.messages import (
     TurnFailed,
     TurnStarted,
 )
+from ganglion.spend import Totals, UsageView
 from ganglion.store import RewindReason, SearchHit, StoredMessage, ThreadSummary, Turn
 from ganglion.web import frames
 from ganglion.web.uploads import attachment_item
@@ -52,6 +53,7 @@ __all__ = [
     "thread_changed_frame",
     "threads_frame",
     "turn_label",
+    "usage_frame",
     "welcome_frame",
 ]
 
@@ -368,5 +370,31 @@ def search_frame(query: str, hits: Sequence[SearchHit]) -> str:
                 )
                 for h in hits
             ],
+        )
+    )
+
+
+def usage_frame(thread_id: str, view: UsageView) -> str:
+    """What a conversation spent and the model it talks to (the header's usage view)."""
+
+    def totals(t: Totals) -> frames.UsageTotals:
+        return frames.UsageTotals(
+            tokens_in=t.prompt,
+            tokens_out=t.completion,
+            calls=t.calls,
+            estimated=t.estimated,
+            cost={currency: round(amount, 6) for currency, amount in t.costs.items()},
+        )
+
+    return frames.encode(
+        frames.UsageFrame(
+            type=frames.USAGE,
+            thread_id=thread_id,
+            day=view.day,
+            model=view.model,
+            model_id=view.model_id,
+            conversation=totals(view.conversation),
+            conversation_today=totals(view.conversation_today),
+            everyone_today=totals(view.everyone_today),
         )
     )

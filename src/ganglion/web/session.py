@@ -61,6 +61,7 @@ from ganglion.web.protocol import (
     send_id,
     thread_changed_frame,
     threads_frame,
+    usage_frame,
     welcome_frame,
 )
 from ganglion.web.uploads import UploadError, Uploads
@@ -397,6 +398,8 @@ class _Session:
             await self._submitted(frame["id"], self.backend.submit(message), "message")
         elif frame["type"] == frames.STOP:
             await self.backend.stop(self.thread_id, frame["turn_id"])
+        elif frame["type"] == frames.USAGE:
+            self.offer(usage_frame(self.thread_id, await self.backend.usage(self.thread_id)))
         elif frame["type"] == frames.APPROVE:
             result = await self.backend.decide_approval(
                 self.thread_id, frame["approval_id"], frame["answer"], "owner"

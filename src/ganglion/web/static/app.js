@@ -7,6 +7,7 @@ import { initApprovals } from "./approvals.js";
 import { attachmentsNode, initAttach } from "./attach.js";
 import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
+import { initUsage } from "./usage.js";
 import { initKeys } from "./keys.js";
 import { initSidebar, refreshThreads, showList } from "./sidebar.js";
 
@@ -37,6 +38,9 @@ const COMMANDS = [
   ["/confirm", "allow a recurring reminder the assistant set"],
   ["/heartbeat", "review the open goals now"],
   ["/tools", "list the tools the assistant may use"],
+  ["/usage", "what this conversation and today cost"],
+  ["/budget", "what today's budgets have left (/budget +N allows more)"],
+  ["/model", "list the models, or switch this conversation to one"],
 ];
 
 export function randomHex(bytes) {
@@ -581,6 +585,7 @@ function handleFrame(frame) {
     case "reply": {
       setActivity("");
       answered(frame.turn_id);
+      usage.refresh();
       const entry = streaming.get(frame.turn_id);
       streaming.delete(frame.turn_id);
       if (!rememberReply(frame.outbox_id)) break;
@@ -619,6 +624,9 @@ function handleFrame(frame) {
       break;
     case "approval":
       approvals.ask(frame);
+      break;
+    case "usage":
+      if (frame.thread_id === thread) usage.show(frame);
       break;
     case "approval_settled":
       approvals.settled(frame);
@@ -856,6 +864,7 @@ function busy() {
 }
 attach = initAttach({ thread, token, input, onVoice: sendVoice, onChange: autosize, showBanner });
 const rewinds = initRewind({ transcript, busy, sendFrame, randomHex, userBubble, showBanner });
+const usage = initUsage({ button: $("usage-button"), panel: $("usage-panel"), sendFrame });
 const approvals = initApprovals({ append, sendFrame, announce, noteInBackground, setActivity, thread });
 
 // ---- start ----------------------------------------------------------------------------
