@@ -105,3 +105,19 @@ def test_the_answer_keeps_room() -> None:
     assert answer_reserve(131072, None) == 2048
     assert answer_reserve(4096, 1000) == 1000
     assert answer_reserve(2048, 4000) == 1024  # never more than half the window
+
+
+def test_the_schema_estimate_is_the_json_lists_size_also_when_remembered() -> None:
+    """`estimate_schema_tokens` remembers each schema's size; the figure stays the one
+    of `json.dumps` of the whole list, for the same schemas again and for new ones."""
+    import json
+
+    from ganglion.tokens import estimate_schema_tokens, estimate_tokens
+
+    schemas = [{"name": f"t{i}", "about": "é" * i, "args": [1, {"x": None}]} for i in range(5)]
+    for n in range(len(schemas) + 1):
+        for _ in range(2):
+            expected = estimate_tokens(json.dumps(schemas[:n])) if n else 0
+            assert estimate_schema_tokens(schemas[:n]) == expected
+    changed = [dict(s, about="changed") for s in schemas]  # new objects, new sizes
+    assert estimate_schema_tokens(changed) == estimate_tokens(json.dumps(changed))

@@ -67,8 +67,28 @@ def estimate_message_tokens(message: ChatMessage) -> int:
 
 
 def estimate_schema_tokens(tools: Sequence[Mapping[str, Any]] | None) -> int:
-    """The estimated cost of offering `tools` (OpenAI function schemas) in a request."""
-    return estimate_tokens(json.dumps(list(tools))) if tools else 0
+    """The estimated cost of offering `tools` (OpenAI function schemas) in a request: the
+    bytes of their JSON list, as `json.dumps` writes it, by the rule of `estimate_tokens`.
+    Each schema's size is remembered by the schema object (the tool registry hands out
+    the same ones, never changed: `ToolRegistry.schemas`), so a request does not encode
+    its schemas again to be measured."""
+    if not tools:
+        return 0
+    size = 2 + 2 * (len(tools) - 1)  # the brackets, and ", " between items
+    for schema in tools:
+        known = _SCHEMA_BYTES.get(id(schema))
+        if known is None or known[0] is not schema:
+            if len(_SCHEMA_BYTES) >= _SCHEMA_CACHE:
+                _SCHEMA_BYTES.clear()
+            known = (schema, len(json.dumps(schema).encode("utf-8")))
+            _SCHEMA_BYTES[id(schema)] = known
+        size += known[1]
+    return -(-size // BYTES_PER_TOKEN)
+
+
+# A schema's JSON size by the schema's id (the schema kept, so the id stays its own).
+_SCHEMA_BYTES: dict[int, tuple[Mapping[str, Any], int]] = {}
+_SCHEMA_CACHE = 4096
 
 
 def estimate_request_tokens(
