@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.fakellm import FakeLLM, HTTPError, Reply
+from tests.support.fakellm import FakeLLM, HTTPError, Reply, calling
 from tests.support.process import modules_loaded_by, run_ganglion
 from tests.support.web import open_web_daemon, web_config
 
@@ -233,3 +233,36 @@ async def test_chat_fed_an_empty_input_exits_0_without_sending(
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode() == ""
     assert fake_llm.requests == []
+
+
+async def test_chat_m_says_it_waits_for_an_approval_and_prints_the_answer_after_it(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    marker = tmp_path / "ran"
+    fake_llm.script(calling("shell", command=f"touch {marker}"), Reply("Touched it."))
+    cautious = {"approval": {"default": {"shell": "ask"}, "rules": []}}
+    config = web_config(tmp_path / "daemon", fake_llm.base_url, tools=cautious)
+    async with open_web_daemon(config) as web:
+        port = web.base.rsplit(":", 1)[1]
+        path = chat_config(tmp_path, port, config.data_dir)
+        results: list[subprocess.CompletedProcess[bytes]] = []
+
+        async def chat() -> None:
+            results.append(await ganglion_chat("--config", str(path), "-m", "touch", cwd=tmp_path))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(chat)
+            approver = web.services.deps.approver
+            with trio.fail_after(30):
+                while not (pending := await approver.pending()):
+                    await trio.sleep(0.05)
+            assert not marker.exists()
+            answer = await web.services.backend.decide_approval(
+                pending[0].asked_in, pending[0].id, "allow", "owner"
+            )
+            assert answer.settled
+    result = results[0]
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == "Touched it.\n"
+    assert f"waiting for your approval of 'shell: touch {marker}'" in result.stderr.decode()
+    assert marker.exists()

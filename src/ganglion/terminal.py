@@ -23,7 +23,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TextIO
+from typing import Final, Literal, TextIO
 
 import trio
 from trio_websocket import (
@@ -151,6 +151,8 @@ async def chat_once(target: LocalDaemon, text: str, out: TextIO = sys.stdout) ->
         command = text.strip().startswith("/")
         while True:
             frame = await _next_frame(ws)
+            if frame["type"] == frames.APPROVAL:
+                _waiting_for_approval(frame)
             if frame["type"] == frames.REPLY:
                 print(frame["text"], file=out)
                 return 0
@@ -198,6 +200,8 @@ async def _exchange(ws: WebSocketConnection, text: str, out: TextIO) -> bool:
     ended: dict[str, tuple[bool, str]] = {}  # turn id -> (answered, what to print)
     while True:
         frame = await _next_frame(ws)
+        if frame["type"] == frames.APPROVAL:
+            _waiting_for_approval(frame)
         if frame["type"] == frames.ACCEPTED and frame["id"] == message_id:
             accepted, is_command = frame["turn_id"], frame["turn_id"] is None
         elif frame["type"] == frames.ERROR and frame["id"] == message_id:
@@ -218,15 +222,47 @@ async def _exchange(ws: WebSocketConnection, text: str, out: TextIO) -> bool:
             return answered
 
 
+def _waiting_for_approval(frame: frames.ApprovalFrame) -> None:
+    print(
+        f"ganglion: waiting for your approval of {frame['call']!r}: answer it in the web "
+        "chat (this conversation), or use `ganglion chat` without input to answer here",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# What a line answers while a question waits (`ganglion chat`, interactive).
+_ANSWERS: Final[dict[str, Literal["allow", "always", "deny"]]] = {
+    "yes": "allow",
+    "y": "allow",
+    "no": "deny",
+    "n": "deny",
+    "always": "always",
+}
+
+
 async def chat_interactive(target: LocalDaemon, out: TextIO = sys.stdout) -> int:
     """A line-based chat: each line is sent; replies stream as they arrive."""
     thread_id = new_web_thread_id()
     stdin = trio.wrap_file(sys.stdin)
 
+    asked: list[str] = []  # the questions waiting for an answer here, oldest first
+
     async def show(ws: WebSocketConnection) -> None:
         while True:
             frame = await _next_frame(ws)
-            if frame["type"] == frames.DELTA:
+            if frame["type"] == frames.APPROVAL:
+                asked.append(frame["approval_id"])
+                always = ", always" if frame["always"] else ""
+                print(
+                    f"\n[approval needed: {frame['call']}]\n[answer yes, no{always}]",
+                    file=out,
+                    flush=True,
+                )
+            elif frame["type"] == frames.APPROVAL_SETTLED:
+                if frame["approval_id"] in asked:
+                    asked.remove(frame["approval_id"])
+            elif frame["type"] == frames.DELTA:
                 out.write(frame["text"])
                 out.flush()
             elif frame["type"] == frames.TOOL:
@@ -249,7 +285,10 @@ async def chat_interactive(target: LocalDaemon, out: TextIO = sys.stdout) -> int
         async with trio.open_nursery() as nursery:
             nursery.start_soon(show, ws)
             async for line in stdin:
-                if line.strip():
+                answer = _ANSWERS.get(line.strip().lower()) if asked else None
+                if answer is not None:
+                    await ws.send_message(frames.approve(asked[0], answer))
+                elif line.strip():
                     await ws.send_message(frames.send(secrets.token_hex(8), line.rstrip("\n")))
             nursery.cancel_scope.cancel()
         return 0
