@@ -83,6 +83,11 @@ class Answers:
         self._said: dict[str, list[tuple[str, str]]] = {}  # room -> (event, line), rule 4
         self._preambles: dict[str, str] = {}  # the message's first event -> preamble
 
+    def close(self) -> None:
+        """Close the log's connection (a later fact opens it again)."""
+        if self._log is not None:
+            self._log.close()
+
     async def open(self) -> None:
         """Read back what the log kept (rule 4)."""
         if self._log is None:
