@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -52,6 +52,7 @@ from ganglion.owned import OwnedFiles
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "DEFAULT_DECISIONS",
     "ApprovalConfig",
     "ApprovalRule",
     "BudgetsConfig",
@@ -594,17 +595,21 @@ class ApprovalRule(_Model):
         return self
 
 
+# The decision by what a tool does when `tools.approval.default` names none.
+DEFAULT_DECISIONS: Final[Mapping[ToolKind, Decision]] = {
+    "read": "allow",
+    "memory": "allow",
+    "reminders": "allow",
+    "send": "allow",
+    "write": "ask",
+    "shell": "ask",
+    "mcp": "ask",
+    "other": "ask",
+}
+
+
 def _default_decisions() -> dict[ToolKind, Decision]:
-    return {
-        "read": "allow",
-        "memory": "allow",
-        "reminders": "allow",
-        "send": "allow",
-        "write": "ask",
-        "shell": "ask",
-        "mcp": "ask",
-        "other": "ask",
-    }
+    return dict(DEFAULT_DECISIONS)
 
 
 def _default_rules() -> list[ApprovalRule]:

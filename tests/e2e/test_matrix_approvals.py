@@ -7,6 +7,8 @@ nothing."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from ganglion.matrix.sync import CLEAR_APPROVAL
 from tests.e2e.people import PASSWORD
 from tests.support.element import ElementMessage, ElementOwner
 from tests.support.fakellm import FakeLLM, Reply, calling
-from tests.support.live import open_live_daemon
+from tests.support.live import LiveDaemon, open_live_daemon
 from tests.support.matrix_human import MatrixHuman, ReceivedMessage
 from tests.support.synapse import Synapse
 
@@ -24,6 +26,26 @@ pytestmark = pytest.mark.slow
 
 ALLOW, DENY = "\u2705", "\u274c"
 CAUTIOUS = {"approval": {"default": {"shell": "ask"}, "rules": []}}
+
+
+@asynccontextmanager
+async def cautious_bot(
+    tmp_path: Path, synapse: Synapse, fake_llm: FakeLLM, owner_id: str
+) -> AsyncIterator[tuple[LiveDaemon, str]]:
+    """`ganglion run` as a fresh bot account only `owner_id` may use, asking before every
+    shell command; the daemon and the bot's user id."""
+    account = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
+    settings = {
+        "homeserver": synapse.base_url,
+        "user_id": account.user_id,
+        "access_token": account.access_token,
+        "device_id": account.device_id,
+        "allowed_users": [owner_id],
+    }
+    async with open_live_daemon(
+        tmp_path, fake_llm.base_url, matrix=settings, tools=CAUTIOUS, shutdown={"grace_seconds": 2}
+    ) as live:
+        yield live, account.user_id
 
 
 async def until(
@@ -57,18 +79,7 @@ async def test_questions_are_answered_with_reactions_and_replies_from_the_owner_
         calling("shell", command=f"touch {files['five']}"),
         Reply("five was denied"),
     )
-    account = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
-    bot = account.user_id
-    settings = {
-        "homeserver": synapse.base_url,
-        "user_id": bot,
-        "access_token": account.access_token,
-        "device_id": account.device_id,
-        "allowed_users": [owner.user_id],
-    }
-    async with open_live_daemon(
-        tmp_path, fake_llm.base_url, matrix=settings, tools=CAUTIOUS, shutdown={"grace_seconds": 2}
-    ) as live:
+    async with cautious_bot(tmp_path, synapse, fake_llm, owner.user_id) as (live, bot):
         room_id = await owner.create_room(encrypted=True, invite=[bot])
         await owner.wait_for_membership(room_id, bot)
 
@@ -156,18 +167,7 @@ async def test_from_element_a_reply_approves_a_clear_check_mark_does_not_and_a_c
         calling("shell", command=f"touch {files['b']}"),
         Reply("b denied"),
     )
-    account = await synapse.register(f"bot-{secrets.token_hex(4)}", PASSWORD)
-    bot = account.user_id
-    settings = {
-        "homeserver": synapse.base_url,
-        "user_id": bot,
-        "access_token": account.access_token,
-        "device_id": account.device_id,
-        "allowed_users": [element_owner.user_id],
-    }
-    async with open_live_daemon(
-        tmp_path, fake_llm.base_url, matrix=settings, tools=CAUTIOUS, shutdown={"grace_seconds": 2}
-    ):
+    async with cautious_bot(tmp_path, synapse, fake_llm, element_owner.user_id) as (_, bot):
         room_id = await element_owner.create_room(invite=[bot])
         await element_owner.wait_for_membership(room_id, bot)
         await element_owner.send_text(room_id, "go a")

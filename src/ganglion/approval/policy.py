@@ -30,7 +30,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
-from ganglion.config import ApprovalRule, Decision, ToolKind, ToolsConfig
+from ganglion.config import DEFAULT_DECISIONS, ApprovalRule, Decision, ToolKind, ToolsConfig
 
 __all__ = [
     "KINDS",
@@ -65,16 +65,6 @@ KINDS: Final[Mapping[str, ToolKind]] = {
     "set_reminder": "reminders",
     "cancel_reminder": "reminders",
     "send_file": "send",
-}
-BUILT_IN_DEFAULTS: Final[Mapping[ToolKind, Decision]] = {
-    "read": "allow",
-    "memory": "allow",
-    "reminders": "allow",
-    "send": "allow",
-    "write": "ask",
-    "shell": "ask",
-    "mcp": "ask",
-    "other": "ask",
 }
 # What makes a command line more than one simple command, even inside quotes (where a
 # rule would be judged on a line the owner cannot read at a glance).
@@ -202,7 +192,7 @@ def decide(
         configured = tools.mcp.servers.get(server)
         if configured is not None and tool in configured.safe_tools:
             return Verdict("allow", f"marked safe for the MCP server {server}")
-    decision = tools.approval.default.get(kind, BUILT_IN_DEFAULTS[kind])
+    decision = tools.approval.default.get(kind, DEFAULT_DECISIONS[kind])
     return Verdict(decision, f"the default for {kind} tools")
 
 
