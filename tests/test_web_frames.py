@@ -64,6 +64,8 @@ BUILT = [
     frames.rewind("m2", "t1", "better"),
     frames.approve("5a706c51", "always"),
     frames.usage(),
+    frames.versions("t1"),
+    frames.choose_version("t1"),
 ]
 
 

@@ -23,6 +23,7 @@ from ganglion.store.library import Library
 from ganglion.store.migrations import Migration, MigrationError, Migrations
 from ganglion.store.outbox import Outbox
 from ganglion.store.rows import (
+    Chosen,
     FinishedTurn,
     OutboxItem,
     RewindReason,
@@ -45,6 +46,7 @@ __all__ = [
     "Approval",
     "ApprovalState",
     "Approvals",
+    "Chosen",
     "ConversationStore",
     "DayUsage",
     "FinishedTurn",

@@ -239,3 +239,11 @@ def approvals(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX approvals_open ON approvals (asked_in) WHERE state = 'asked'")
+
+
+@migrations.migration
+def answer_versions(db: sqlite_utils.Database) -> None:
+    # A regenerated turn names the first turn of its answers (`store.turns`: the owner
+    # flips between the versions; the rows of those not chosen are superseded).
+    db.execute("ALTER TABLE turns ADD COLUMN version_of TEXT")
+    db.execute("CREATE INDEX turns_versions ON turns (version_of) WHERE version_of IS NOT NULL")

@@ -38,6 +38,11 @@ Client -> server:
         everything after it), and answer it again as a new turn: with the same message
         (regenerate) or, given a `text`, with that text instead (an edit). `id` names the
         new turn as a send's id does, and is answered the same way (see "Correlation").
+    {"v": 1, "type": "versions", "turn_id": "..."}
+        the versions of the last turn's answer (answered with `versions`).
+    {"v": 1, "type": "choose_version", "turn_id": "..."}
+        show the version `turn_id` of the last turn's answer instead of the one shown
+        (see "Versions").
     {"v": 1, "type": "list_threads", "archived": false}
         the conversations (answered with `threads`).
     {"v": 1, "type": "search", "query": "words"}
@@ -89,12 +94,16 @@ Server -> client:
     approval_settled {approval_id, outcome, by}
                                            answered or withdrawn: once, always, owner
                                            (denied), timeout, stop, ended, nobody
+    versions {turn_id, turns}              the answer to a `versions` request: the turns
+                                           whose answers are versions of `turn_id`'s
+                                           (itself among them), oldest first
     threads {items: [...], archived}       the conversations, most recent first
     thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
                                            'unarchived' or 'deleted' (from any tab), or is
                                            'active' again (a reminder spoke in it, which
-                                           brings it out of the archive): sent to every
-                                           session, whatever conversation it follows
+                                           brings it out of the archive), or shows
+                                           another 'version' of its last answer: sent to
+                                           every session, whatever conversation it follows
     new_conversation {thread_id, previous, text}
                                            `/new` in a web conversation: `previous` is
                                            archived, intact, and the session now follows
@@ -142,6 +151,12 @@ is queued or running in the conversation, and only for the last turn, which must
 owner's message (not a reminder's) and not yet summarised by a compaction; otherwise the
 `error` says which (`busy`, `not_last`, `nothing_to_rewind`, `compacted`) and nothing
 changed.
+
+Versions: a regenerated answer keeps the earlier ones. While its turn is the last one, a
+`versions` request names them, and `choose_version` shows another: by the same rules as
+a rewind (else an `error` with the same codes); once done, every session is sent
+`thread_changed` 'version', and one that follows the conversation reads it again (hello).
+The model sees only the version shown.
 """
 
 from __future__ import annotations
@@ -164,6 +179,7 @@ __all__ = [
     "APPROVE",
     "ARCHIVE",
     "AUTH",
+    "CHOOSE_VERSION",
     "CLIENT_FRAMES",
     "CLIENT_FRAME_TYPES",
     "CLOSE_UNAUTHORISED",
@@ -201,6 +217,7 @@ __all__ = [
     "TOOL",
     "TURN_STARTED",
     "USAGE",
+    "VERSIONS",
     "WELCOME",
     "AcceptedFrame",
     "AcceptedType",
@@ -216,6 +233,8 @@ __all__ = [
     "AttachmentRef",
     "AuthFrame",
     "AuthType",
+    "ChooseVersionFrame",
+    "ChooseVersionType",
     "ClientFrame",
     "ClientFrameType",
     "DeleteFrame",
@@ -275,11 +294,15 @@ __all__ = [
     "UsageTotals",
     "UsageType",
     "Version",
+    "VersionsFrame",
+    "VersionsRequestFrame",
+    "VersionsType",
     "WelcomeFrame",
     "WelcomeType",
     "approve",
     "archive",
     "auth",
+    "choose_version",
     "delete",
     "encode",
     "hello",
@@ -292,6 +315,7 @@ __all__ = [
     "send",
     "stop",
     "usage",
+    "versions",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -325,10 +349,12 @@ ApprovalType = Literal["approval"]
 ApprovalSettledType = Literal["approval_settled"]
 ThreadsType = Literal["threads"]
 UsageType = Literal["usage"]
+VersionsType = Literal["versions"]
+ChooseVersionType = Literal["choose_version"]
 SearchResultsType = Literal["search_results"]
 ThreadChangedType = Literal["thread_changed"]
 NewConversationType = Literal["new_conversation"]
-ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active"]
+ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active", "version"]
 TurnState = Literal["queued", "running", "done", "failed"]
 
 AUTH: Final[AuthType] = "auth"
@@ -357,6 +383,8 @@ APPROVAL: Final[ApprovalType] = "approval"
 APPROVAL_SETTLED: Final[ApprovalSettledType] = "approval_settled"
 THREADS: Final[ThreadsType] = "threads"
 USAGE: Final[UsageType] = "usage"
+VERSIONS: Final[VersionsType] = "versions"
+CHOOSE_VERSION: Final[ChooseVersionType] = "choose_version"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 THREAD_CHANGED: Final[ThreadChangedType] = "thread_changed"
 NEW_CONVERSATION: Final[NewConversationType] = "new_conversation"
@@ -375,6 +403,8 @@ ClientFrameType = Literal[
     DeleteType,
     ApproveType,
     UsageType,
+    VersionsType,
+    ChooseVersionType,
 ]
 ServerFrameType = Literal[
     WelcomeType,
@@ -395,6 +425,7 @@ ServerFrameType = Literal[
     ApprovalType,
     ApprovalSettledType,
     UsageType,
+    VersionsType,
 ]
 CLIENT_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ClientFrameType))
 SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
@@ -471,6 +502,18 @@ class RewindFrame(TypedDict):
     text: NotRequired[Text | None]  # an edit's new message; absent or null: regenerate
 
 
+class VersionsRequestFrame(TypedDict):
+    v: NotRequired[Version]
+    type: VersionsType
+    turn_id: TurnId
+
+
+class ChooseVersionFrame(TypedDict):
+    v: NotRequired[Version]
+    type: ChooseVersionType
+    turn_id: TurnId
+
+
 class ListThreadsFrame(TypedDict):
     v: NotRequired[Version]
     type: ListThreadsType
@@ -529,6 +572,8 @@ ClientFrame = (
     | DeleteFrame
     | ApproveFrame
     | UsageRequestFrame
+    | VersionsRequestFrame
+    | ChooseVersionFrame
 )
 CLIENT_FRAMES: Final = get_args(ClientFrame)
 
@@ -710,6 +755,12 @@ class ThreadsFrame(TypedDict):
     archived: bool
 
 
+class VersionsFrame(TypedDict):
+    type: VersionsType
+    turn_id: str
+    turns: list[str]
+
+
 class ThreadChangedFrame(TypedDict):
     type: ThreadChangedType
     thread_id: str
@@ -755,6 +806,7 @@ ServerFrame = (
     | ApprovalFrame
     | ApprovalSettledFrame
     | UsageFrame
+    | VersionsFrame
 )
 
 
@@ -811,6 +863,16 @@ def rewind(message_id: str, turn_id: str, text: str | None = None) -> str:
     return encode(
         RewindFrame(v=PROTOCOL_VERSION, type=REWIND, id=message_id, turn_id=turn_id, text=text)
     )
+
+
+def versions(turn_id: str) -> str:
+    """Ask which versions the last turn's answer has."""
+    return encode(VersionsRequestFrame(v=PROTOCOL_VERSION, type=VERSIONS, turn_id=turn_id))
+
+
+def choose_version(turn_id: str) -> str:
+    """Show the version `turn_id` of the last turn's answer."""
+    return encode(ChooseVersionFrame(v=PROTOCOL_VERSION, type=CHOOSE_VERSION, turn_id=turn_id))
 
 
 def list_threads(*, archived: bool = False) -> str:

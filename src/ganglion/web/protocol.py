@@ -54,6 +54,7 @@ __all__ = [
     "threads_frame",
     "turn_label",
     "usage_frame",
+    "versions_frame",
     "welcome_frame",
 ]
 
@@ -348,6 +349,12 @@ def threads_frame(items: Sequence[ThreadSummary], *, archived: bool) -> str:
 def thread_changed_frame(thread_id: str, change: frames.ThreadChange) -> str:
     return frames.encode(
         frames.ThreadChangedFrame(type=frames.THREAD_CHANGED, thread_id=thread_id, change=change)
+    )
+
+
+def versions_frame(turn_id: str, turns: Sequence[str]) -> str:
+    return frames.encode(
+        frames.VersionsFrame(type=frames.VERSIONS, turn_id=turn_id, turns=list(turns))
     )
 
 

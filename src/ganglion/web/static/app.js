@@ -638,10 +638,17 @@ function handleFrame(frame) {
       sessionStorage.setItem(FLASH_KEY, frame.text);
       location.assign(`/c/${frame.thread_id}`);
       break;
+    case "versions":
+      rewinds.known(frame);
+      break;
     case "thread_changed":
+      // Another version of the last answer is shown: this conversation is read again.
+      if (frame.thread_id === thread && frame.change === "version") sendFrame({ type: "hello", thread_id: thread });
       if (frame.thread_id === thread && frame.change === "deleted") {
         conversationGone("This conversation was deleted in another tab. Start a new chat from the list.");
-      } else if (frame.thread_id === thread && frame.change !== "renamed") setArchived(frame.change === "archived");
+      } else if (frame.thread_id === thread && ["archived", "unarchived", "active"].includes(frame.change)) {
+        setArchived(frame.change === "archived");
+      }
     // falls through: the list shows the change
     case "threads":
     case "search_results":
