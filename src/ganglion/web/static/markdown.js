@@ -128,7 +128,7 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 
 // `text` (Markdown) as sanitised nodes, never an HTML string.
 export function renderMarkdown(text) {
-  const fragment = DOMPurify.sanitize(markdown.render(text), SANITISE);
+  const fragment = DOMPurify.sanitize(markdown.render(text).trim(), SANITISE);
   for (const link of fragment.querySelectorAll("a")) {
     link.rel = "noopener noreferrer";
     link.target = "_blank";
