@@ -1,7 +1,8 @@
 // Ganglion web chat. No build step; its few libraries are vendored (static/vendor). Model
 // text is only ever put into the page through textContent and createElement, or as a
 // sanitised DOM fragment (markdown.js, never innerHTML), so nothing in a reply can run as
-// script; the server's CSP forbids inline script as a second line of defence. The websocket protocol is documented in ganglion/web/frames.py.
+// script; the server's CSP forbids inline script as a second line of defence. The
+// websocket protocol is documented in ganglion/web/frames.py.
 
 import { initApprovals } from "./approvals.js";
 import { attachmentsNode, initAttach } from "./attach.js";
