@@ -77,7 +77,8 @@ Server -> client:
     tool {turn_id, call_id, tool, phase, arguments, result, ok, card}
                                            `card` (at the end): the call in the owner's
                                            words {title, output, status}
-    reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
+    reply {turn_id, text, outbox_id}       the final answer, as Markdown (a page renders it,
+                                           as it rendered the `delta`s before it)
     file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
@@ -617,7 +618,6 @@ class HistoryItem(TypedDict):
     source: NotRequired[str]  # a turn's input: 'user', 'reminder', 'heartbeat'
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
-    html: NotRequired[str]  # an assistant's text rendered, as in `reply`
     card: NotRequired[ToolCard]  # a tool's result, as in `tool`
     attachments: NotRequired[list[AttachmentItem]]  # what came with it (or a tool sent)
 
@@ -674,7 +674,6 @@ class ReplyFrame(TypedDict):
     type: ReplyType
     turn_id: str
     text: str
-    html: str  # `text` rendered (ganglion.markdown): sanitise it before use all the same
     outbox_id: int | None
 
 
