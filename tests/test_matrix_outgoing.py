@@ -20,9 +20,16 @@ from ganglion.backend import Submitted
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixUnavailable
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.outgoing import Outgoing, transaction_id
+from ganglion.matrix.outgoing import QUIET_DELAY, Outgoing, transaction_id
 from ganglion.matrix.render import MAX_CONTENT_BYTES, split_reply
-from ganglion.messages import ApprovalAnswer, ApprovalAsked, ApprovalResult, UserMessage
+from ganglion.messages import (
+    ApprovalAnswer,
+    ApprovalAsked,
+    ApprovalResult,
+    FinalReply,
+    TurnStarted,
+    UserMessage,
+)
 from ganglion.store import OutboxItem, StoredMessage
 
 BOT = "@bot:hs.example"
@@ -357,3 +364,41 @@ async def test_a_threads_reply_goes_into_its_room_in_the_thread() -> None:
         "m.in_reply_to": {"event_id": "$root"},
     }
     assert outbox.delivered == [1]
+
+
+# Typing notices: only for a turn still running after QUIET_DELAY, then stopped.
+
+
+async def test_a_quick_answer_sends_no_typing_notice_and_a_slow_one_starts_and_stops_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server, outbox = MockHomeserver(), Outbox()
+    typing: list[tuple[str, bool]] = []
+
+    async def record_typing(request: httpx.Request) -> httpx.Response:
+        if "/typing/" in request.url.path:
+            typing.append((request.url.path.split("/")[-3], json.loads(request.content)["typing"]))
+        return await server(request)
+
+    send, receive = trio.open_memory_channel[Any](10)
+    inbox: Any = receive  # what serve reads: its events, in order
+    sender = outgoing(record_typing, outbox)
+
+    async def turn(turn_id: str, takes: float) -> None:
+        await send.send(TurnStarted(ROOM, turn_id))
+        await trio.sleep(takes)
+        outbox_id = outbox.add(ROOM, f"answer {turn_id}", turn_id)
+        await send.send(FinalReply(ROOM, turn_id, f"answer {turn_id}", outbox_id))
+        await trio.sleep(1)
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.serve, inbox)
+            await turn("t1", QUIET_DELAY / 5)
+            assert typing == []  # answered before anyone could see it typing
+            await turn("t2", QUIET_DELAY * 4)
+            assert typing == [(ROOM, True), (ROOM, False)]
+            await turn("t3", 0)
+            assert typing == [(ROOM, True), (ROOM, False)]
+            await send.aclose()
+    assert [s.body for s in server.sent] == ["answer t1", "answer t2", "answer t3"]

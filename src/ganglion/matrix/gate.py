@@ -49,6 +49,7 @@ __all__ = ["TrustGate"]
 log = logging.getLogger(__name__)
 
 KEYS_QUERY: Final = "/_matrix/client/v3/keys/query"
+MAX_VERDICTS: Final = 4096  # remembered verdicts (senders x pins); forgotten all at once past it
 PINS_FRESH: Final = 30.0  # seconds the pins read last are used before they are read again
 T = TypeVar("T")
 
@@ -66,6 +67,9 @@ class TrustGate:
         # seconds, and whenever a device would be refused (`ganglion matrix trust` may
         # have pinned a key since).
         self._pins_read: tuple[float, dict[str, str]] | None = None
+        # Verdicts as decided, by sender and pin, with the keys they were decided on: a
+        # signature is checked once per device and key set, not once per message.
+        self._verdicts: dict[tuple[Sender, str | None], tuple[UserKeys | None, Verdict]] = {}
         # (room, text, the refused device) to send after the sync
         self.notices: list[tuple[str, str, tuple[str, str] | None]] = []
 
@@ -101,7 +105,7 @@ class TrustGate:
         verdicts = []
         for sender in senders:
             user = sender.user_id
-            verdict = decide(self._keys.get(user), sender, pins.get(user))
+            verdict = self._verdict(sender, pins.get(user))
             if verdict.pin is not None:
                 pins[user] = await self._store(self._pins.pin_first, user, verdict.pin)
                 log.info("Matrix: trusting %s's identity %s (first seen)", user, verdict.pin)
@@ -109,6 +113,20 @@ class TrustGate:
             verdicts.append(verdict)
         self._stats.pinned_identities = len(pins)
         return verdicts
+
+    def _verdict(self, sender: Sender, pinned: str | None) -> Verdict:
+        """`decide`, remembered while the user's keys are the same ones (a fetch replaces
+        them) and the pin is the same."""
+        keys = self._keys.get(sender.user_id)
+        known = self._verdicts.get((sender, pinned))
+        if known is not None and known[0] is keys:
+            return known[1]
+        verdict = decide(keys, sender, pinned)
+        if verdict.pin is None:  # a first pin is stored, then decided on again
+            if len(self._verdicts) >= MAX_VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[sender, pinned] = (keys, verdict)
+        return verdict
 
     async def _current_pins(self, fresh: bool) -> dict[str, str]:
         now = trio.current_time()

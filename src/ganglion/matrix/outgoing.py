@@ -141,6 +141,9 @@ class Outgoing:
         self._synced = synced
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._typing: dict[str, trio.CancelScope] = {}
+        self._typing_shown: set[str] = (
+            set()
+        )  # rooms told the bot is typing, not yet told it stopped
         self._unread: dict[str, str] = {}
         self._unread_added = trio.Event()
         self.needs_sweep = True
@@ -395,22 +398,28 @@ class Outgoing:
                 log.warning("a notice for %s was not delivered: %s", room_id, exc)
 
     async def _keep_typing(self, room_id: str) -> None:
-        self._stop_typing(room_id)
+        earlier = self._typing.pop(room_id, None)  # a notice shown stays shown
+        if earlier is not None:
+            earlier.cancel()
         with trio.CancelScope() as scope:
             self._typing[room_id] = scope
             await trio.sleep(QUIET_DELAY)
             while self._synced.is_set():
+                self._typing_shown.add(room_id)
                 await self._set_typing(room_id, True)
                 await trio.sleep(TYPING_RENEW)
         if self._typing.get(room_id) is scope:
             del self._typing[room_id]
 
     def _stop_typing(self, room_id: str) -> bool:
-        """Stop renewing the room's typing notice; True if there was one."""
+        """Stop renewing the room's typing notice; True if one was shown (a turn answered
+        within `QUIET_DELAY` showed none, and needs no notice that it stopped)."""
         scope = self._typing.pop(room_id, None)
         if scope is not None:
             scope.cancel()
-        return scope is not None
+        shown = room_id in self._typing_shown
+        self._typing_shown.discard(room_id)
+        return shown
 
     async def _end_turn(self, room_id: str, failure: str | None, typing: bool) -> None:
         """The reply (or the failure notice), then the typing notice off."""

@@ -126,11 +126,12 @@ Acted = Incoming | Control
 _random = random.Random()
 
 
-def _carries_events(response: Any) -> bool:
+def _carries_events(response: Any, me: str) -> bool:
     """Whether a sync brought anything that must not be read twice after a restart: room
-    events, invitations, rooms left, to-device messages, device changes. The token of a
-    sync that did not is not saved (a commit fewer per sync): after a restart, the sync
-    from the token before it brings only the same nothing again."""
+    events of others (the bot's own replies come back to it, and are ignored),
+    invitations, rooms left, to-device messages, device changes. The token of a sync that
+    did not is not saved (a commit fewer per sync): after a restart, the sync from the
+    token before it brings only the same again."""
     rooms = response.rooms
     return bool(
         rooms.invite
@@ -138,7 +139,10 @@ def _carries_events(response: Any) -> bool:
         or response.to_device_events
         or response.device_list.changed
         or response.device_list.left
-        or any(info.timeline.events or info.state for info in rooms.join.values())
+        or any(
+            info.state or any(getattr(e, "sender", None) != me for e in info.timeline.events)
+            for info in rooms.join.values()
+        )
     )
 
 
@@ -215,7 +219,7 @@ class SyncLoop:
         incoming = await self._trusted(candidates)
         await self._submit_all(incoming)
         self._since = response.next_batch
-        if first or _carries_events(response):
+        if first or _carries_events(response, self._client.user_id):
             self._client.store.save_sync_token(response.next_batch)
         self._full_state = False
         self.synced.set()
