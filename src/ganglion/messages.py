@@ -24,6 +24,7 @@ Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
     Notice            a short system message (command output, compaction done, …)
     ApprovalAsked     a tool call waits for the owner's yes (asked where the owner is)
     ApprovalSettled   a question was answered, timed out or was withdrawn
+    ThreadRetitled    the titler named a conversation (every list that shows it changes)
 
 Service requests:
 
@@ -32,6 +33,7 @@ Service requests:
     ConfirmReminder   request/reply to the reminder actor: the owner allows a recurring one
     ListReminders     request/reply to the reminder actor: list them
     TriggerHeartbeat  ask the heartbeat actor for a review now
+    TitleWanted       a conversation was answered: the titler names it if it is still unnamed
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ __all__ = [
     "StopTurn",
     "TextDelta",
     "ThreadInfo",
+    "ThreadRetitled",
+    "TitleWanted",
     "ToolActivity",
     "TriggerHeartbeat",
     "TurnFailed",
@@ -310,6 +314,14 @@ class ApprovalSettled:
     by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadRetitled:
+    """The titler gave `thread_id` the title `title` (the owner had not renamed it)."""
+
+    thread_id: str
+    title: str
+
+
 Outbound = (
     TurnStarted
     | TextDelta
@@ -320,6 +332,7 @@ Outbound = (
     | Notice
     | ApprovalAsked
     | ApprovalSettled
+    | ThreadRetitled
 )
 
 
@@ -386,3 +399,11 @@ ReminderRequest = AddReminder | CancelReminder | ConfirmReminder | ListReminders
 class TriggerHeartbeat:
     requested_by: str | None = None
     reply: Reply[str] | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TitleWanted:
+    """`thread_id` (a web conversation) was just answered: the titler names it from its
+    first exchange, unless that was done or tried already, or the owner renamed it."""
+
+    thread_id: str

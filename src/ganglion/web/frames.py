@@ -90,8 +90,10 @@ Server -> client:
                                            answered or withdrawn: once, always, owner
                                            (denied), timeout, stop, ended, nobody
     threads {items: [...], archived}       the conversations, most recent first
-    thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
-                                           'unarchived' or 'deleted' (from any tab), or is
+    thread_changed {thread_id, change}     a conversation was 'renamed' (from any tab,
+                                           or named by the model after its first
+                                           answer), 'archived', 'unarchived' or
+                                           'deleted' (from any tab), or is
                                            'active' again (a reminder spoke in it, which
                                            brings it out of the archive): sent to every
                                            session, whatever conversation it follows
