@@ -57,7 +57,7 @@ def test_a_model_title_is_one_line_of_plain_text(answer: str, title: str) -> Non
     [
         "",
         "   \n ",
-        "CALL:set_reminder {\"when\": \"tomorrow\"}",
+        'CALL:set_reminder {"when": "tomorrow"}',
         '{"name": "set_reminder", "arguments": {}}',
         "/new",
         "***",
@@ -187,9 +187,7 @@ async def test_the_first_answer_names_the_conversation_in_every_tab(
     assert "How do I get to Porto" in exchange and "Santa Apolónia" in exchange
 
 
-async def test_the_title_request_is_counted_under_titles(
-    tmp_path: Path, fake_llm: FakeLLM
-) -> None:
+async def test_the_title_request_is_counted_under_titles(tmp_path: Path, fake_llm: FakeLLM) -> None:
     model = Model(fake_llm)
     model.titles.append(Reply("Train to Porto", usage=(120, 6)))
     config = titles_on(tmp_path, fake_llm)
@@ -230,7 +228,7 @@ async def test_the_owners_rename_wins_over_a_title_that_lands_after_it(
     gate = trio.Event()
     model.titles.append(Reply("Train to Porto", gate=gate))
     config = titles_on(tmp_path, fake_llm)
-    async with chat(config) as (web, ws):
+    async with chat(config) as (_, ws):
         with trio.fail_after(TIMEOUT):
             await say(ws, "How do I get to Porto?", "m1")
             await fake_llm.wait_for_requests(2)  # the title is being written
@@ -251,7 +249,7 @@ async def test_a_renamed_conversation_is_not_asked_about(
 ) -> None:
     model = Model(fake_llm)
     config = titles_on(tmp_path, fake_llm)
-    async with chat(config) as (web, ws):
+    async with chat(config) as (_, ws):
         with trio.fail_after(TIMEOUT):
             await send(ws, "How do I get to Porto?", "m1")
             await next_frame(ws, "accepted")
