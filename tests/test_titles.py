@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlite_utils
 import trio
 import trio.testing
 from trio_websocket import WebSocketConnection
 
 from ganglion.config import Config
 from ganglion.datadir import CONVERSATION_DB
+from ganglion.store import ConversationStore, FirstExchange, Migrations, schema
+from ganglion.store.schema import migrations
 from ganglion.titles import (
     TITLE_CHARS,
     TITLE_INSTRUCTIONS,
@@ -25,6 +28,7 @@ from ganglion.titles import (
     fallback_title,
     model_title,
 )
+from ganglion.transcript import ChatMessage
 from ganglion.web import frames
 from tests.support.fakellm import FakeLLM, Hang, HTTPError, Reply, Step
 from tests.support.web import WebDaemon, hello, next_frame, open_web_daemon, send, web_config
@@ -332,3 +336,97 @@ async def test_a_conversation_never_named_is_named_at_its_next_answer(
             assert await listed_title(ws) == "Train to Porto"
     [request] = model.title_requests()
     assert "How do I get to Porto?" in request["messages"][1]["content"]
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ConversationStore]:
+    store = await ConversationStore.open(tmp_path / CONVERSATION_DB)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def converse(store: ConversationStore, text: str, answer: str, turn_id: str) -> None:
+    await store.turns.load_thread(TAB, interface="web")
+    message = ChatMessage("user", text)
+    turn, _ = await store.turns.queue_turn(TAB, message, source="user", turn_id=turn_id)
+    await store.turns.start_turn(turn.turn_id)
+    await store.turns.finish_turn(
+        turn.turn_id, state="done", final=ChatMessage("assistant", answer)
+    )
+
+
+async def test_a_conversation_is_claimed_once_from_its_first_exchange(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await converse(store, "How do I get to Porto?", "By train.", "t1")
+        await converse(store, "And back?", "Also by train.", "t2")
+        claimed = await store.titles.claim(TAB)
+        assert claimed == FirstExchange(TAB, "How do I get to Porto?", "By train.")
+        assert await store.titles.claim(TAB) is None  # asked already: never twice
+        assert await store.titles.settle(TAB, "Train to Porto") == "Train to Porto"
+        assert await store.titles.claim(TAB) is None
+
+
+async def test_editing_the_first_message_names_the_conversation_again(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await converse(store, "How do I get to Porto?", "By train.", "t1")
+        await store.titles.claim(TAB)
+        await store.titles.settle(TAB, "Train to Porto")
+        await store.turns.rewind_turn(TAB, "t1", new_turn_id="t2", text="# And to Lisbon?")
+        assert (await store.library.thread_summary(TAB)).title == "And to Lisbon?"  # type: ignore[union-attr]
+        await store.turns.start_turn("t2")
+        await store.turns.finish_turn("t2", state="done", final=ChatMessage("assistant", "Bus."))
+        claimed = await store.titles.claim(TAB)
+        assert claimed == FirstExchange(TAB, "# And to Lisbon?", "Bus.")
+
+
+async def test_a_title_that_lands_after_a_delete_or_an_edit_is_dropped(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await converse(store, "How do I get to Porto?", "By train.", "t1")
+        await store.titles.claim(TAB)
+        await store.turns.rewind_turn(TAB, "t1", new_turn_id="t2", text="And to Lisbon?")
+        assert await store.titles.settle(TAB, "Train to Porto") is None
+        assert (await store.library.thread_summary(TAB)).title == "And to Lisbon?"  # type: ignore[union-attr]
+        await store.library.delete_thread(TAB)
+        assert await store.titles.settle(TAB, "Train to Porto") is None
+        assert await store.titles.claim(TAB) is None
+
+
+def test_the_conversations_before_titles_keep_theirs_cleaned_and_are_never_asked_about(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / CONVERSATION_DB
+    before = Migrations("conversation")
+    for name in migrations.names[: migrations.names.index("generated_titles")]:
+        before.migration(getattr(schema, name))
+    db = sqlite_utils.Database(path)
+    before.apply(db)
+    db.execute(
+        "INSERT INTO threads (thread_id, interface, created_at, epoch, title, updated_at) "
+        "VALUES (?, 'web', 0, 0, ?, 1)",
+        (TAB, "Markdown test: # Heading one ## Heading two **bold** and a long tail of words"),
+    )
+    db.conn.commit()
+    db.close()
+
+    async def reopened() -> None:
+        store = await ConversationStore.open(path)
+        try:
+            [listed] = await store.library.list_threads("web")
+            assert listed.title == "Markdown test: Heading one Heading two bold and a long…"
+            assert len(listed.title) <= TITLE_CHARS
+            assert await store.titles.claim(TAB) is None
+        finally:
+            await store.aclose()
+
+    trio.run(reopened)
