@@ -28,7 +28,7 @@ from ganglion.titles import (
     fallback_title,
     model_title,
 )
-from ganglion.transcript import ChatMessage
+from ganglion.transcript import Attachment, ChatMessage
 from ganglion.web import frames
 from tests.support.fakellm import FakeLLM, Hang, HTTPError, Reply, Step
 from tests.support.web import WebDaemon, hello, next_frame, open_web_daemon, send, web_config
@@ -430,3 +430,18 @@ def test_the_conversations_before_titles_keep_theirs_cleaned_and_are_never_asked
             await store.aclose()
 
     trio.run(reopened)
+
+
+async def test_a_first_message_of_files_alone_is_named_by_their_names(
+    store: ConversationStore,
+) -> None:
+    report = Attachment("inbox/web/report.pdf", "report.pdf", "application/pdf", 2048)
+    with trio.fail_after(TIMEOUT):
+        await store.turns.load_thread(TAB, interface="web")
+        message = ChatMessage("user", "", attachments=(report,))
+        turn, _ = await store.turns.queue_turn(TAB, message, source="user", turn_id="t1")
+        await store.turns.start_turn(turn.turn_id)
+        await store.turns.finish_turn("t1", state="done", final=ChatMessage("assistant", "Read."))
+        assert (await store.library.thread_summary(TAB)).title == "New chat"  # type: ignore[union-attr]
+        claimed = await store.titles.claim(TAB)
+        assert claimed == FirstExchange(TAB, "(sent report.pdf)", "Read.")

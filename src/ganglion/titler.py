@@ -111,7 +111,8 @@ class Titler:
         """The model's title for `exchange`, cleaned; None when it gave none."""
         client = self.deps.models.for_source("titles", exchange.model)
         request = title_request(exchange.asked, exchange.answered)
-        size = sum(estimate_message_tokens(message) for message in request)
+        ratio = (await client.window()).ratio  # the estimate, in the server's tokens
+        size = int(sum(estimate_message_tokens(message) for message in request) * ratio)
         meter = self.deps.meter
         try:
             async with meter.charge(
@@ -130,8 +131,10 @@ class Titler:
             log.warning("%s: no title from the model: %s", exchange.thread_id, exc)
             return None
         title = model_title(completion.content)
-        if title is None:
+        if title is None:  # what it said stays out of the log: it may quote the owner
             log.warning(
-                "%s: the model's title was not one: %r", exchange.thread_id, completion.content[:80]
+                "%s: the model answered no title (%d characters)",
+                exchange.thread_id,
+                len(completion.content),
             )
         return title

@@ -17,8 +17,11 @@ is what the lists show while it is set.
 
 from __future__ import annotations
 
+import json
+
 from ganglion.store.db import ConversationDB
 from ganglion.store.rows import FirstExchange
+from ganglion.transcript import Attachment
 
 __all__ = ["Titles"]
 
@@ -96,7 +99,8 @@ class Titles:
         )
         text = first["content"] or ""
         if not text.strip() and first["attachments"]:
-            text = "(sent a file)"
+            files = [Attachment.from_json(a).name for a in json.loads(first["attachments"])]
+            text = f"(sent {', '.join(files)})"
         if not answered or not text.strip():
             return None
         return FirstExchange(thread_id, text, answered[0]["content"], first["model"])
