@@ -140,6 +140,7 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
         ("attachments",),
         ("usage_and_models",),
         ("approvals",),
+        ("answer_versions",),
         ("generated_titles",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
@@ -716,3 +717,90 @@ async def test_a_write_cancelled_before_its_group_started_never_happens(
                     THREAD, ChatMessage("user", "never"), source="user", turn_id="cancelled"
                 )
     assert await store.turns.missing_turns(["cancelled"]) == {"cancelled"}
+
+
+# -- versions of an answer (regenerate keeps the earlier ones) --------------------------------
+
+
+async def regenerated(
+    store: ConversationStore, turn_id: str, new_turn_id: str, answer: str
+) -> None:
+    """Regenerate the last turn `turn_id` as `new_turn_id`, answered with `answer`."""
+    await store.turns.rewind_turn(THREAD, turn_id, new_turn_id=new_turn_id, text=None)
+    await store.turns.start_turn(new_turn_id)
+    await store.turns.finish_turn(
+        new_turn_id, state="done", final=ChatMessage("assistant", answer), outbox={"text": answer}
+    )
+
+
+async def shown(store: ConversationStore) -> tuple[list[str | None], list[str | None]]:
+    """What the model is given (the thread as loaded) and what the owner sees (history)."""
+    state = await store.turns.load_thread(THREAD, interface="web")
+    page = await store.library.history_page(THREAD)
+    return [m.message.content for m in state.messages], [m.message.content for m in page]
+
+
+async def test_regenerated_answers_are_versions_the_owner_flips_between(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "before", "ok", turn_id="t0")
+        await answered(store, "q", "first", turn_id="t1")
+        await regenerated(store, "t1", "t2", "second")
+        await regenerated(store, "t2", "t3", "third")
+        assert await store.turns.versions(THREAD, "t3") == ("t1", "t2", "t3")
+        assert await shown(store) == (["before", "ok", "q", "third"],) * 2
+        chosen = await store.turns.choose_version(THREAD, "t1")
+        assert [m.message.content for m in chosen.messages] == ["q", "first"]
+        assert await shown(store) == (["before", "ok", "q", "first"],) * 2
+        assert await store.turns.versions(THREAD, "t1") == ("t1", "t2", "t3")
+        assert (await store.turns.choose_version(THREAD, "t1")).superseded_from is None
+        await store.turns.choose_version(THREAD, "t2")
+        assert await shown(store) == (["before", "ok", "q", "second"],) * 2
+        # The version shown is the last turn: regenerating it adds a version to the line.
+        await regenerated(store, "t2", "t4", "fourth")
+        assert await store.turns.versions(THREAD, "t4") == ("t1", "t2", "t3", "t4")
+        assert await store.library.search("web", "first") == ()
+    assert raw(db_path, "SELECT count(*) FROM messages WHERE superseded_by IS NULL") == [(4,)]
+
+
+async def test_an_edit_starts_its_own_line_and_a_failed_answer_is_no_version(
+    store: ConversationStore,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "q", "first", turn_id="t1")
+        await store.turns.rewind_turn(THREAD, "t1", new_turn_id="t2", text="q, edited")
+        await store.turns.start_turn("t2")
+        await store.turns.finish_turn("t2", state="done", final=ChatMessage("assistant", "a"))
+        assert await store.turns.versions(THREAD, "t2") == ("t2",)
+        await store.turns.rewind_turn(THREAD, "t2", new_turn_id="t3", text=None)
+        await store.turns.start_turn("t3")
+        await store.turns.finish_turn("t3", state="failed", final=None)
+        await regenerated(store, "t3", "t4", "b")
+        assert await store.turns.versions(THREAD, "t4") == ("t2", "t4")
+
+
+async def test_a_version_is_chosen_only_for_the_last_turn_and_among_its_versions(
+    db_path: Path, store: ConversationStore
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await answered(store, "q", "first", turn_id="t1")
+        await regenerated(store, "t1", "t2", "second")
+        await answered(store, "other", "reply", turn_id="t5")
+        before = raw(db_path, "SELECT id, superseded_by FROM messages ORDER BY id")
+        assert await store.turns.versions(THREAD, "t2") == ("t2",)  # no longer the last
+        with pytest.raises(RewindRefused) as not_last:
+            await store.turns.choose_version(THREAD, "t1")
+        await regenerated(store, "t5", "t6", "reply again")
+        with pytest.raises(RewindRefused) as elsewhere:
+            await store.turns.choose_version(THREAD, "t1")  # a version of another turn
+        last = await store.turns.turn("t6")
+        assert last is not None and last.user_message_id is not None
+        await store.turns.set_summary(THREAD, "the gist", last.user_message_id)
+        with pytest.raises(RewindRefused) as compacted:
+            await store.turns.choose_version(THREAD, "t5")
+    assert (not_last.value.reason, elsewhere.value.reason) == ("not_last", "not_last")
+    assert compacted.value.reason == "compacted"
+    assert raw(db_path, "SELECT id, superseded_by FROM messages ORDER BY id")[: len(before)] == [
+        (i, s if i in (1, 2, 3, 4) else "t6") for i, s in before
+    ]

@@ -64,6 +64,8 @@ BUILT = [
     frames.rewind("m2", "t1", "better"),
     frames.approve("5a706c51", "always"),
     frames.usage(),
+    frames.versions("t1"),
+    frames.choose_version("t1"),
 ]
 
 
@@ -146,6 +148,15 @@ def test_history_items_have_the_defined_fields() -> None:
     assert all(set(item) <= keys(frames.HistoryItem) for item in items)
     assert items[1]["tool_calls"] == [{"id": "c1", "name": "shell", "arguments": call.arguments}]
     assert items[2]["tool_call_id"] == "c1" and items[2]["name"] == "shell"
+
+
+def test_a_reply_goes_out_as_its_markdown_for_the_page_to_render() -> None:
+    text = "| a |\n|---|\n| <b>1</b> |"
+    reply = json.loads(event_frame(FinalReply(TAB, "t1", text, outbox_id=None)))
+    page = [StoredMessage(1, TAB, "t1", ChatMessage("assistant", text), 0.0)]
+    history = json.loads(history_frame(page, more=False))
+    assert reply == {"type": "reply", "turn_id": "t1", "text": text, "outbox_id": None}
+    assert history["messages"] == [{"id": 1, "role": "assistant", "content": text, "turn_id": "t1"}]
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ from ganglion.messages import (
     ApprovalAnswer,
     ApprovalAsked,
     ApprovalResult,
+    ChooseVersion,
     Inbound,
     Notice,
     Outbound,
@@ -194,6 +195,17 @@ class LibraryBackend(ControlsBackend, Protocol):
         today, and the model it talks to."""
         ...
 
+    async def versions(self, thread_id: str, turn_id: str) -> tuple[str, ...]:
+        """The answered versions of the last turn `turn_id` (regenerated answers, itself
+        among them), oldest first; only `turn_id` when there is nothing to choose."""
+        ...
+
+    async def choose_version(self, thread_id: str, turn_id: str) -> None:
+        """Show the version `turn_id` of the last turn's answer instead of the one shown;
+        return once the choice is durable. Error handling: `RewindRefused` (safe to show)
+        when it cannot be made now; `SubmitError` when it was not stored."""
+        ...
+
 
 class DaemonBackend:
     """`LibraryBackend` over the thread registry and the conversation store."""
@@ -300,6 +312,23 @@ class DaemonBackend:
         except StoreError as exc:
             raise _not_stored(thread_id, "rewind", exc) from exc
         return Submitted(new_turn_id, "queued")
+
+    async def versions(self, thread_id: str, turn_id: str) -> tuple[str, ...]:
+        return await self._store.turns.versions(thread_id, turn_id)
+
+    async def choose_version(self, thread_id: str, turn_id: str) -> None:
+        try:
+            await ask_within(
+                SUBMIT_TIMEOUT,
+                lambda: self._threads.ask(
+                    thread_id, lambda accepted: ChooseVersion(thread_id, turn_id, accepted)
+                ),
+                partial(_not_stored, thread_id, "choice"),
+            )
+        except ThreadDeleted as exc:
+            raise ConversationDeleted(f"{thread_id} was deleted") from exc
+        except StoreError as exc:
+            raise _not_stored(thread_id, "choice", exc) from exc
 
     async def _submitted(self, turn_id: str) -> Submitted | None:
         """How a turn sent before stands now (None: it was never taken)."""

@@ -12,6 +12,7 @@ Inbound (interfaces, reminders, heartbeat -> thread registry -> ThreadActor):
     Wake              activate a thread so it answers turns cut off before a restart
     StopTurn          the owner stops a running turn (its partial answer is kept)
     RewindTurn        the owner takes back the last turn: regenerate it, or edit their message
+    ChooseVersion     the owner shows another version of the last turn's answer
 
 Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
 
@@ -201,6 +202,18 @@ class RewindTurn:
     accepted: Reply[None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChooseVersion:
+    """Show the version `turn_id` of the last turn's answer (an earlier answer, before a
+    regenerate) instead of the one shown; the model sees only the one chosen from then on.
+    Only while the thread is idle. `accepted` is answered once the choice is durable, or
+    failed with `ganglion.store.RewindRefused` saying why it was not made."""
+
+    thread_id: str
+    turn_id: str
+    accepted: Reply[None] | None = None
+
+
 # The owner's answer to a question about a tool call (`DaemonBackend.decide_approval`).
 ApprovalAnswer = Literal["allow", "always", "deny"]
 
@@ -223,6 +236,7 @@ Inbound = (
     | Wake
     | StopTurn
     | RewindTurn
+    | ChooseVersion
 )
 
 

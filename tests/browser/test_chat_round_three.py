@@ -154,9 +154,9 @@ def test_the_page_never_scrolls_as_a_whole(
 
 
 def expect_running(page: Page, streamed: str) -> None:
-    """`page` shows a turn running: its text so far, "thinking…", Stop, and no Edit."""
+    """`page` shows a turn running: its text so far, "writing…", Stop, and no Edit."""
     expect(page.locator(".msg.assistant.streaming .text")).to_contain_text(streamed)
-    expect(page.locator("#activity-text")).to_have_text("thinking…")
+    expect(page.locator("#activity-text")).to_have_text("writing…")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page.get_by_role("button", name="Edit your last message")).to_have_count(0)
 

@@ -174,3 +174,52 @@ def test_a_reply_while_scrolled_up_shows_new_messages_which_scrolls_down(
     expect(jump).to_be_hidden()
     expect(page.locator(f"{FINISHED} .text").last).to_be_in_viewport()
     assert scrolled_to_bottom(page)
+
+
+def test_regenerate_keeps_the_earlier_answers_as_versions_to_flip_between(
+    sized: BrowserContext, server: ServerThread
+) -> None:
+    server.fake.script(
+        Reply("a first answer"), Reply("a second answer"), Reply("a third answer"), Reply("ok")
+    )
+    page = open_chat(sized, server)
+    send(page, "tell me something")
+    expect(page.locator(f"{FINISHED} .text")).to_have_text("a first answer")
+    versions = page.get_by_role("group", name="Versions of this answer")
+    expect(versions).to_have_count(0)  # one answer: nothing to choose
+    regenerate = page.get_by_role("button", name="Regenerate this answer")
+    for answer in ("a second answer", "a third answer"):
+        regenerate.click()
+        expect(page.locator(f"{FINISHED} .text")).to_have_text(answer)
+    expect(versions.locator(".count")).to_have_text("3/3")
+    expect(versions.get_by_role("button", name="Next version")).to_be_disabled()
+    screenshot(page, f"versions-{size_of(sized)}", full_page=False)
+
+    other = sized.new_page()  # a second tab follows the choice
+    other.goto(page.url)
+    expect(other.locator(f"{FINISHED} .text")).to_have_text("a third answer")
+    versions.get_by_role("button", name="Previous version").click()
+    expect(versions.locator(".count")).to_have_text("2/3")
+    versions.get_by_role("button", name="Previous version").click()
+    expect(page.locator(f"{FINISHED} .text")).to_have_text("a first answer")
+    expect(versions.locator(".count")).to_have_text("1/3")
+    expect(versions.get_by_role("button", name="Previous version")).to_be_disabled()
+    expect(page.locator(".msg.user .text")).to_have_text(["tell me something"])
+    expect(other.locator(f"{FINISHED} .text")).to_have_text("a first answer")
+    expect(
+        other.get_by_role("group", name="Versions of this answer").locator(".count")
+    ).to_have_text("1/3")
+    screenshot(page, f"versions-first-{size_of(sized)}", full_page=False)
+    other.close()
+
+    page.reload()  # the choice is kept
+    expect(page.locator(f"{FINISHED} .text")).to_have_text("a first answer")
+    expect(versions.locator(".count")).to_have_text("1/3")
+    # The model sees only the version chosen.
+    send(page, "and then?")
+    expect(page.locator(f"{FINISHED} .text")).to_have_text(["a first answer", "ok"])
+    assert model_was_sent(server) == ["tell me something", "a first answer", "and then?"]
+    expect(versions).to_have_count(0)  # the next turn has no versions of its own
+    page.reload()
+    expect(page.locator(f"{FINISHED} .text")).to_have_text(["a first answer", "ok"])
+    expect(page.locator("#transcript")).not_to_contain_text("a second answer")

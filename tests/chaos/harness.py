@@ -91,6 +91,7 @@ class ChaosClient:
     reply_frames: Counter[str] = field(default_factory=Counter)
     failed_frames: Counter[str] = field(default_factory=Counter)
     in_history: set[str] = field(default_factory=set)
+    refusals: Counter[str] = field(default_factory=Counter)  # error codes that named a send
     connections: int = 0
     pending: str | None = None
 
@@ -128,7 +129,10 @@ class ChaosClient:
     async def _converse(self, ws: Any, moments: Moments, stop: trio.Event) -> bool:
         await ws.send_message(frames.hello(self.thread_id))
         while (frame := json.loads(await ws.get_message()))["type"] != "history":
-            pass
+            if frame["type"] == "error":  # the hello was refused: the page would try again
+                self.refusals[f"hello {frame['code']}"] += 1
+                await trio.sleep(0.2)
+                return False
         for item in frame["messages"]:
             if item["role"] == "assistant" and not item.get("tool_calls"):
                 self.in_history.update(TOKEN.findall(item.get("content") or ""))
@@ -157,5 +161,9 @@ class ChaosClient:
                     message_id = frame["turn_id"][len(prefix) :]
                     counts = self.reply_frames if frame["type"] == "reply" else self.failed_frames
                     counts[message_id] += 1
-                case "error" if frame["code"] == "not_stored":
-                    return  # send it again
+                case "error" if frame.get("id") == self.pending:
+                    # Refused (not stored, rate-limited, …): the page shows it failed, and
+                    # the owner's Retry sends it again, as this does.
+                    self.refusals[frame["code"]] += 1
+                    await trio.sleep(0.2)
+                    return

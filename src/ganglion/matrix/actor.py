@@ -67,6 +67,7 @@ from ganglion.matrix.http import REQUEST_TIMEOUT, Homeserver
 from ganglion.matrix.identity import Identity
 from ganglion.matrix.intake import MediaIntake
 from ganglion.matrix.latekeys import LateKeys
+from ganglion.matrix.niostore import LeanStore
 from ganglion.matrix.outgoing import Outgoing
 from ganglion.matrix.pins import PinStore
 from ganglion.matrix.questions import Questions
@@ -371,7 +372,10 @@ class Connection:
             ) from None
         self._pickle_key = pickle_key
         client.config = nio.ClientConfig(
-            store_sync_tokens=False, pickle_key=pickle_key, encryption_enabled=True
+            store=LeanStore,
+            store_sync_tokens=False,
+            pickle_key=pickle_key,
+            encryption_enabled=True,
         )
         try:
             client.load_store()

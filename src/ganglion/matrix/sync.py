@@ -108,13 +108,38 @@ REMEMBERED_EVENTS: Final = 10_000
 MAX_UNDECRYPTED: Final = 200
 # Lazy-loaded members would leave devices out of the Megolm key sharing; a timeline of
 # 50 events covers what a person sends while the daemon restarts.
-SYNC_FILTER: Final = {"room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": False}}}
+# Nothing reads typing notices, read receipts or presence: left out, they neither wake
+# the long poll nor cost a sync.
+SYNC_FILTER: Final = {
+    "room": {
+        "timeline": {"limit": 50},
+        "state": {"lazy_load_members": False},
+        "ephemeral": {"types": []},
+    },
+    "presence": {"types": []},
+}
 SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
 # An edit of a message still being answered waits this long for the stopped answer.
 RESTART_ATTEMPTS: Final = 20
 RESTART_PAUSE: Final = 0.25
 Acted = Incoming | Control
 _random = random.Random()
+
+
+def _carries_events(response: Any) -> bool:
+    """Whether a sync brought anything that must not be read twice after a restart: room
+    events, invitations, rooms left, to-device messages, device changes. The token of a
+    sync that did not is not saved (a commit fewer per sync): after a restart, the sync
+    from the token before it brings only the same nothing again."""
+    rooms = response.rooms
+    return bool(
+        rooms.invite
+        or rooms.leave
+        or response.to_device_events
+        or response.device_list.changed
+        or response.device_list.left
+        or any(info.timeline.events or info.state for info in rooms.join.values())
+    )
 
 
 class SyncLoop:
@@ -190,7 +215,8 @@ class SyncLoop:
         incoming = await self._trusted(candidates)
         await self._submit_all(incoming)
         self._since = response.next_batch
-        self._client.store.save_sync_token(response.next_batch)
+        if first or _carries_events(response):
+            self._client.store.save_sync_token(response.next_batch)
         self._full_state = False
         self.synced.set()
         await self._send_notices()

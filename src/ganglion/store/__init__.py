@@ -24,6 +24,7 @@ from ganglion.store.library import Library
 from ganglion.store.migrations import Migration, MigrationError, Migrations
 from ganglion.store.outbox import Outbox
 from ganglion.store.rows import (
+    Chosen,
     FinishedTurn,
     FirstExchange,
     OutboxItem,
@@ -48,6 +49,7 @@ __all__ = [
     "Approval",
     "ApprovalState",
     "Approvals",
+    "Chosen",
     "ConversationStore",
     "DayUsage",
     "FinishedTurn",

@@ -15,6 +15,7 @@ from ganglion.titles import fallback_title
 from ganglion.transcript import Attachment, ChatMessage, Role, ToolCall
 
 __all__ = [
+    "Chosen",
     "FinishedTurn",
     "FirstExchange",
     "OutboxItem",
@@ -170,6 +171,16 @@ class Rewound:
     turn: Turn
     created: bool
     superseded_from: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """What `choose_version` did: the id of the first row it superseded (the thread drops
+    it and all after it from its history; None: the chosen version was shown already) and
+    the chosen version's rows, which the thread takes in instead."""
+
+    superseded_from: int | None
+    messages: tuple[StoredMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)

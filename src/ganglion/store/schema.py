@@ -244,6 +244,14 @@ def approvals(db: sqlite_utils.Database) -> None:
 
 
 @migrations.migration
+def answer_versions(db: sqlite_utils.Database) -> None:
+    # A regenerated turn names the first turn of its answers (`store.turns`: the owner
+    # flips between the versions; the rows of those not chosen are superseded).
+    db.execute("ALTER TABLE turns ADD COLUMN version_of TEXT")
+    db.execute("CREATE INDEX turns_versions ON turns (version_of) WHERE version_of IS NOT NULL")
+
+
+@migrations.migration
 def generated_titles(db: sqlite_utils.Database) -> None:
     # Where a conversation's title stands (`store.titles`): NULL, none asked for yet;
     # 'asked' (the request is made, or was cut off by a restart: the title stays as it

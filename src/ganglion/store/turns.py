@@ -25,6 +25,13 @@ model, shown in the history or found by a search. Only the last turn of the curr
 epoch can be taken back, and only while no turn is pending, and never one that a
 compaction summary covers already (`RewindRefused` says which rule).
 
+A regenerated answer is a *version* of the one it replaced: the new turn names the first
+turn of the line (`turns.version_of`). While it is still the last turn, the owner may
+flip between the versions that were answered (`versions`, `choose_version`, by the same
+rules): the rows of the one shown are superseded by the one chosen and the chosen one's
+rows come back, so the model sees only the chosen answer. An edit starts a line of its
+own (it answers another message).
+
 All blocking work runs in a worker thread, one call at a time, on one connection; each
 write is one short transaction (`ganglion.store.sqlite`).
 """
@@ -41,6 +48,7 @@ from typing import Any, Literal
 from ganglion.store.db import ConversationDB
 from ganglion.store.rows import (
     PENDING,
+    Chosen,
     FinishedTurn,
     RewindReason,
     RewindRefused,
@@ -358,9 +366,78 @@ class Turns:
                     (title(text), thread_id),
                 )
             queued, _ = self._queue(thread_id, message, "user", new_turn_id)
+            if text is None:  # a regeneration: another version of the same answer
+                self._store.execute(
+                    "UPDATE turns SET version_of = (SELECT coalesce(version_of, turn_id) "
+                    "FROM turns WHERE turn_id = ?) WHERE turn_id = ?",
+                    (turn_id, new_turn_id),
+                )
             return Rewound(queued, True, first)
 
         return await self._store.write(rewind)
+
+    async def versions(self, thread_id: str, turn_id: str) -> tuple[str, ...]:
+        """The answered versions of `turn_id` (itself among them), oldest first, while it is
+        the thread's last turn and may be taken back; else only `turn_id`."""
+
+        def read() -> tuple[str, ...]:
+            try:
+                self._last_turn(thread_id, turn_id)
+            except RewindRefused:
+                return (turn_id,)
+            return self._versions(thread_id, turn_id)
+
+        return await self._store.read(read)
+
+    async def choose_version(self, thread_id: str, turn_id: str) -> Chosen:
+        """Show the version `turn_id` of the last turn's answer instead of the one shown,
+        in one transaction (see the module's "Rewinding"). Choosing the one shown changes
+        nothing. Error handling: `RewindRefused` (nothing written) when the last turn may
+        not be taken back or `turn_id` is not one of its versions."""
+
+        def choose() -> Chosen:
+            last = self._last_turn(thread_id, self._last_turn_id(thread_id))
+            if last.turn_id == turn_id:
+                return Chosen(None, ())
+            if turn_id not in self._versions(thread_id, last.turn_id):
+                raise RewindRefused(
+                    RewindReason.NOT_LAST,
+                    "That answer is no longer one of the versions of your last message.",
+                )
+            assert last.user_message_id is not None
+            epoch = self._store.epoch(thread_id)
+            self._store.execute(
+                "UPDATE messages SET superseded_by = ? WHERE thread_id = ? AND epoch = ? "
+                "AND id >= ? AND superseded_by IS NULL",
+                (turn_id, thread_id, epoch, last.user_message_id),
+            )
+            self._store.execute(
+                "UPDATE messages SET superseded_by = NULL WHERE thread_id = ? AND epoch = ? "
+                "AND turn_id = ?",
+                (thread_id, epoch, turn_id),
+            )
+            rows = self._store.rows(
+                "SELECT * FROM messages WHERE turn_id = ? AND kind IS NULL ORDER BY id",
+                (turn_id,),
+            )
+            return Chosen(last.user_message_id, tuple(stored_message(r) for r in rows))
+
+        return await self._store.write(choose)
+
+    def _versions(self, thread_id: str, turn_id: str) -> tuple[str, ...]:
+        """The versions of `turn_id` that were answered and are not in a summary."""
+        rows = self._store.rows(
+            "SELECT v.turn_id FROM turns t JOIN turns v "
+            "ON v.turn_id = coalesce(t.version_of, t.turn_id) "
+            "OR v.version_of = coalesce(t.version_of, t.turn_id) "
+            "JOIN threads th ON th.thread_id = v.thread_id "
+            "WHERE t.turn_id = ? AND v.thread_id = ? AND v.epoch = th.epoch "
+            "AND (v.state = 'done' OR v.turn_id = t.turn_id) AND v.user_message_id IS NOT NULL "
+            "AND (th.summary_upto IS NULL OR v.user_message_id > th.summary_upto) "
+            "ORDER BY v.created_at, v.rowid",
+            (turn_id, thread_id),
+        )
+        return tuple(r["turn_id"] for r in rows) or (turn_id,)
 
     async def turn(self, turn_id: str) -> Turn | None:
         """The turn `turn_id` as stored, or None if there is none."""
@@ -369,8 +446,8 @@ class Turns:
         )
         return turn_row(rows[0]) if rows else None
 
-    def _last_turn(self, thread_id: str, turn_id: str) -> Turn:
-        """`turn_id` if it is the owner's last turn in the thread and may be taken back."""
+    def _last_turn_id(self, thread_id: str) -> str:
+        """The turn of the thread's last message (`RewindRefused` when there is none)."""
         epoch = self._store.epoch(thread_id)
         last = self._store.rows(
             "SELECT turn_id FROM messages WHERE thread_id = ? AND epoch = ? AND kind IS NULL "
@@ -381,7 +458,11 @@ class Turns:
             raise RewindRefused(
                 RewindReason.NOTHING, "There is no message of yours to edit or regenerate yet."
             )
-        turn = self._store.get_turn(last[0]["turn_id"])
+        return str(last[0]["turn_id"])
+
+    def _last_turn(self, thread_id: str, turn_id: str) -> Turn:
+        """`turn_id` if it is the owner's last turn in the thread and may be taken back."""
+        turn = self._store.get_turn(self._last_turn_id(thread_id))
         if turn.turn_id != turn_id or turn.source != "user" or turn.user_message_id is None:
             raise RewindRefused(
                 RewindReason.NOT_LAST,

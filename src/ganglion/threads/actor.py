@@ -18,7 +18,9 @@ The owner may take back the last turn (`RewindTurn`: regenerate the answer, or e
 message) when no turn is queued or running; intake refuses it otherwise. The worker then,
 in order with the rest of its work, supersedes the turn's rows and queues the new turn in
 one store transaction, drops them from the in-memory history and answers the new turn
-(after a restart too: it is a queued turn like any other).
+(after a restart too: it is a queued turn like any other). A regenerated answer keeps the
+earlier ones as versions: `ChooseVersion` shows another one, by the same rules, in the
+worker, and the in-memory history takes in its rows instead.
 
 History is loaded once on activation and kept in memory; every message is appended to
 the store as it is produced. A turn is `queued` -> `running` -> `done`/`failed` in the
@@ -44,6 +46,7 @@ from ganglion.ids import interface_for
 from ganglion.llm import LLMError
 from ganglion.messages import (
     Announce,
+    ChooseVersion,
     FinalReply,
     GetThreadInfo,
     HeartbeatReview,
@@ -111,7 +114,12 @@ class _RunRewind:
     request: RewindTurn
 
 
-_Work = _RunTurn | _RunCommand | _RunReview | _Speak | _RunRewind
+@dataclass(frozen=True, slots=True)
+class _RunChoice:
+    request: ChooseVersion
+
+
+_Work = _RunTurn | _RunCommand | _RunReview | _Speak | _RunRewind | _RunChoice
 _Queue = trio.MemorySendChannel[_Work]
 
 
@@ -213,6 +221,12 @@ class ThreadActor:
                         accepted.fail(RewindRefused(RewindReason.BUSY, REWIND_BUSY))
                     return
                 await self.enqueue(queue, _RunRewind(message))
+            case ChooseVersion(accepted=accepted):
+                if self._turns:  # as for a rewind: only once the last turn is answered
+                    if accepted is not None:
+                        accepted.fail(RewindRefused(RewindReason.BUSY, REWIND_BUSY))
+                    return
+                await self.enqueue(queue, _RunChoice(message))
             case Wake():
                 pass
 
@@ -268,6 +282,22 @@ class ThreadActor:
         log.info("turn %s taken back; answering it again", request.turn_id)
         return rewound.turn
 
+    async def _choose(self, request: ChooseVersion) -> None:
+        """Show another version of the last answer (see `ChooseVersion`)."""
+        try:
+            chosen = await self.deps.turns.choose_version(self.thread_id, request.turn_id)
+        except RewindRefused as exc:
+            if request.accepted is not None:
+                request.accepted.fail(exc)
+            return
+        if chosen.superseded_from is not None:
+            self.conversation.forget_from(chosen.superseded_from)
+            for stored in chosen.messages:
+                self.conversation.add(stored)
+            log.info("%s shows version %s of its last answer", self.thread_id, request.turn_id)
+        if request.accepted is not None:
+            request.accepted.send(None)
+
     async def enqueue(self, queue: _Queue, work: _Work) -> None:
         self._outstanding += 1
         self._turns += isinstance(work, _RunTurn | _RunRewind)  # `_answer` counts them off
@@ -303,6 +333,8 @@ class ThreadActor:
                 await self.speak(None, text)
             case _RunRewind(request=request):
                 await self._answer(await self._rewind(request))
+            case _RunChoice(request=request):
+                await self._choose(request)
 
     async def _answer(self, turn: Turn | None, started: StoredMessage | None = None) -> None:
         """Run `turn` (None: a rewind that came to none), then compact the thread if it

@@ -38,6 +38,11 @@ Client -> server:
         everything after it), and answer it again as a new turn: with the same message
         (regenerate) or, given a `text`, with that text instead (an edit). `id` names the
         new turn as a send's id does, and is answered the same way (see "Correlation").
+    {"v": 1, "type": "versions", "turn_id": "..."}
+        the versions of the last turn's answer (answered with `versions`).
+    {"v": 1, "type": "choose_version", "turn_id": "..."}
+        show the version `turn_id` of the last turn's answer instead of the one shown
+        (see "Versions").
     {"v": 1, "type": "list_threads", "archived": false}
         the conversations (answered with `threads`).
     {"v": 1, "type": "search", "query": "words"}
@@ -72,7 +77,8 @@ Server -> client:
     tool {turn_id, call_id, tool, phase, arguments, result, ok, card}
                                            `card` (at the end): the call in the owner's
                                            words {title, output, status}
-    reply {turn_id, text, html, outbox_id} the final answer, as Markdown and rendered
+    reply {turn_id, text, outbox_id}       the final answer, as Markdown (a page renders it,
+                                           as it rendered the `delta`s before it)
     file {turn_id, attachment, outbox_id}  a file the assistant sends (`send_file`)
     failed {turn_id, message}              the turn failed; message is safe to show
     notice {text, turn_id}                 command output, reminders, system notes
@@ -89,14 +95,18 @@ Server -> client:
     approval_settled {approval_id, outcome, by}
                                            answered or withdrawn: once, always, owner
                                            (denied), timeout, stop, ended, nobody
+    versions {turn_id, turns}              the answer to a `versions` request: the turns
+                                           whose answers are versions of `turn_id`'s
+                                           (itself among them), oldest first
     threads {items: [...], archived}       the conversations, most recent first
     thread_changed {thread_id, change}     a conversation was 'renamed' (from any tab,
                                            or named by the model after its first
                                            answer), 'archived', 'unarchived' or
                                            'deleted' (from any tab), or is
                                            'active' again (a reminder spoke in it, which
-                                           brings it out of the archive): sent to every
-                                           session, whatever conversation it follows
+                                           brings it out of the archive), or shows
+                                           another 'version' of its last answer: sent to
+                                           every session, whatever conversation it follows
     new_conversation {thread_id, previous, text}
                                            `/new` in a web conversation: `previous` is
                                            archived, intact, and the session now follows
@@ -144,6 +154,12 @@ is queued or running in the conversation, and only for the last turn, which must
 owner's message (not a reminder's) and not yet summarised by a compaction; otherwise the
 `error` says which (`busy`, `not_last`, `nothing_to_rewind`, `compacted`) and nothing
 changed.
+
+Versions: a regenerated answer keeps the earlier ones. While its turn is the last one, a
+`versions` request names them, and `choose_version` shows another: by the same rules as
+a rewind (else an `error` with the same codes); once done, every session is sent
+`thread_changed` 'version', and one that follows the conversation reads it again (hello).
+The model sees only the version shown.
 """
 
 from __future__ import annotations
@@ -166,6 +182,7 @@ __all__ = [
     "APPROVE",
     "ARCHIVE",
     "AUTH",
+    "CHOOSE_VERSION",
     "CLIENT_FRAMES",
     "CLIENT_FRAME_TYPES",
     "CLOSE_UNAUTHORISED",
@@ -203,6 +220,7 @@ __all__ = [
     "TOOL",
     "TURN_STARTED",
     "USAGE",
+    "VERSIONS",
     "WELCOME",
     "AcceptedFrame",
     "AcceptedType",
@@ -218,6 +236,8 @@ __all__ = [
     "AttachmentRef",
     "AuthFrame",
     "AuthType",
+    "ChooseVersionFrame",
+    "ChooseVersionType",
     "ClientFrame",
     "ClientFrameType",
     "DeleteFrame",
@@ -277,11 +297,15 @@ __all__ = [
     "UsageTotals",
     "UsageType",
     "Version",
+    "VersionsFrame",
+    "VersionsRequestFrame",
+    "VersionsType",
     "WelcomeFrame",
     "WelcomeType",
     "approve",
     "archive",
     "auth",
+    "choose_version",
     "delete",
     "encode",
     "hello",
@@ -294,6 +318,7 @@ __all__ = [
     "send",
     "stop",
     "usage",
+    "versions",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -327,10 +352,12 @@ ApprovalType = Literal["approval"]
 ApprovalSettledType = Literal["approval_settled"]
 ThreadsType = Literal["threads"]
 UsageType = Literal["usage"]
+VersionsType = Literal["versions"]
+ChooseVersionType = Literal["choose_version"]
 SearchResultsType = Literal["search_results"]
 ThreadChangedType = Literal["thread_changed"]
 NewConversationType = Literal["new_conversation"]
-ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active"]
+ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active", "version"]
 TurnState = Literal["queued", "running", "done", "failed"]
 
 AUTH: Final[AuthType] = "auth"
@@ -359,6 +386,8 @@ APPROVAL: Final[ApprovalType] = "approval"
 APPROVAL_SETTLED: Final[ApprovalSettledType] = "approval_settled"
 THREADS: Final[ThreadsType] = "threads"
 USAGE: Final[UsageType] = "usage"
+VERSIONS: Final[VersionsType] = "versions"
+CHOOSE_VERSION: Final[ChooseVersionType] = "choose_version"
 SEARCH_RESULTS: Final[SearchResultsType] = "search_results"
 THREAD_CHANGED: Final[ThreadChangedType] = "thread_changed"
 NEW_CONVERSATION: Final[NewConversationType] = "new_conversation"
@@ -377,6 +406,8 @@ ClientFrameType = Literal[
     DeleteType,
     ApproveType,
     UsageType,
+    VersionsType,
+    ChooseVersionType,
 ]
 ServerFrameType = Literal[
     WelcomeType,
@@ -397,6 +428,7 @@ ServerFrameType = Literal[
     ApprovalType,
     ApprovalSettledType,
     UsageType,
+    VersionsType,
 ]
 CLIENT_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ClientFrameType))
 SERVER_FRAME_TYPES: Final[frozenset[str]] = frozenset(get_args(ServerFrameType))
@@ -473,6 +505,18 @@ class RewindFrame(TypedDict):
     text: NotRequired[Text | None]  # an edit's new message; absent or null: regenerate
 
 
+class VersionsRequestFrame(TypedDict):
+    v: NotRequired[Version]
+    type: VersionsType
+    turn_id: TurnId
+
+
+class ChooseVersionFrame(TypedDict):
+    v: NotRequired[Version]
+    type: ChooseVersionType
+    turn_id: TurnId
+
+
 class ListThreadsFrame(TypedDict):
     v: NotRequired[Version]
     type: ListThreadsType
@@ -531,6 +575,8 @@ ClientFrame = (
     | DeleteFrame
     | ApproveFrame
     | UsageRequestFrame
+    | VersionsRequestFrame
+    | ChooseVersionFrame
 )
 CLIENT_FRAMES: Final = get_args(ClientFrame)
 
@@ -574,7 +620,6 @@ class HistoryItem(TypedDict):
     source: NotRequired[str]  # a turn's input: 'user', 'reminder', 'heartbeat'
     label: NotRequired[str | None]  # what a reminder said
     queued: NotRequired[bool]  # a turn's input still waiting for its turn
-    html: NotRequired[str]  # an assistant's text rendered, as in `reply`
     card: NotRequired[ToolCard]  # a tool's result, as in `tool`
     attachments: NotRequired[list[AttachmentItem]]  # what came with it (or a tool sent)
 
@@ -631,7 +676,6 @@ class ReplyFrame(TypedDict):
     type: ReplyType
     turn_id: str
     text: str
-    html: str  # `text` rendered (ganglion.markdown): sanitise it before use all the same
     outbox_id: int | None
 
 
@@ -712,6 +756,12 @@ class ThreadsFrame(TypedDict):
     archived: bool
 
 
+class VersionsFrame(TypedDict):
+    type: VersionsType
+    turn_id: str
+    turns: list[str]
+
+
 class ThreadChangedFrame(TypedDict):
     type: ThreadChangedType
     thread_id: str
@@ -757,6 +807,7 @@ ServerFrame = (
     | ApprovalFrame
     | ApprovalSettledFrame
     | UsageFrame
+    | VersionsFrame
 )
 
 
@@ -813,6 +864,16 @@ def rewind(message_id: str, turn_id: str, text: str | None = None) -> str:
     return encode(
         RewindFrame(v=PROTOCOL_VERSION, type=REWIND, id=message_id, turn_id=turn_id, text=text)
     )
+
+
+def versions(turn_id: str) -> str:
+    """Ask which versions the last turn's answer has."""
+    return encode(VersionsRequestFrame(v=PROTOCOL_VERSION, type=VERSIONS, turn_id=turn_id))
+
+
+def choose_version(turn_id: str) -> str:
+    """Show the version `turn_id` of the last turn's answer."""
+    return encode(ChooseVersionFrame(v=PROTOCOL_VERSION, type=CHOOSE_VERSION, turn_id=turn_id))
 
 
 def list_threads(*, archived: bool = False) -> str:

@@ -19,7 +19,6 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from ganglion.backend import Submitted
 from ganglion.beats import HEARTBEAT_OK
 from ganglion.errors import GanglionError
-from ganglion.markdown import render_highlighted
 from ganglion.messages import (
     ApprovalAsked,
     ApprovalSettled,
@@ -55,6 +54,7 @@ __all__ = [
     "threads_frame",
     "turn_label",
     "usage_frame",
+    "versions_frame",
     "welcome_frame",
 ]
 
@@ -214,7 +214,6 @@ def event_frame(event: Outbound) -> str:
                 type=frames.REPLY,
                 turn_id=turn_id,
                 text=text,
-                html=render_highlighted(text),
                 outbox_id=outbox_id,
             )
         case FileSent(thread_id=thread_id, turn_id=turn_id, attachment=sent, outbox_id=outbox_id):
@@ -261,7 +260,7 @@ def history_frame(
 ) -> str:
     """A page of the transcript, with the `queued` turns' inputs at its end. Heartbeat
     reviews that found nothing to tell are left out (their input and their answer).
-    Renders every reply's Markdown: call it in a worker thread for a page."""
+    Builds and encodes a whole page (tool cards, notices): call it in a worker thread."""
     quiet = {
         m.turn_id
         for m in messages
@@ -284,8 +283,6 @@ def history_frame(
             item["label"] = turn_label(stored.source, message.content)
             if stored.source != "user":
                 item["content"] = None  # the instructions are the model's, not the owner's
-        if message.role == "assistant" and stored.kind is None and message.content:
-            item["html"] = render_highlighted(message.content)
         if stored.kind == "notice" and message.content:
             item["content"] = owner_notice(message.content, now)
         if message.tool_calls:
@@ -351,6 +348,12 @@ def threads_frame(items: Sequence[ThreadSummary], *, archived: bool) -> str:
 def thread_changed_frame(thread_id: str, change: frames.ThreadChange) -> str:
     return frames.encode(
         frames.ThreadChangedFrame(type=frames.THREAD_CHANGED, thread_id=thread_id, change=change)
+    )
+
+
+def versions_frame(turn_id: str, turns: Sequence[str]) -> str:
+    return frames.encode(
+        frames.VersionsFrame(type=frames.VERSIONS, turn_id=turn_id, turns=list(turns))
     )
 
 

@@ -62,6 +62,7 @@ from ganglion.web.protocol import (
     thread_changed_frame,
     threads_frame,
     usage_frame,
+    versions_frame,
     welcome_frame,
 )
 from ganglion.web.uploads import UploadError, Uploads
@@ -413,6 +414,12 @@ class _Session:
                 self.thread_id, frame["turn_id"], frame["id"], frame.get("text")
             )
             await self._submitted(frame["id"], rewind, "rewind")
+        elif frame["type"] == frames.VERSIONS:
+            turn_id = frame["turn_id"]
+            turns = await self.backend.versions(self.thread_id, turn_id)
+            self.offer(versions_frame(turn_id, turns))
+        elif frame["type"] == frames.CHOOSE_VERSION:
+            await self._choose_version(frame["turn_id"])
         elif frame["type"] == frames.HISTORY:
             before_id = frame["before_id"]
             page = await self.library.history_page(
@@ -448,6 +455,21 @@ class _Session:
             self.offer(error_frame("not_stored", NOT_STORED, message_id))
         else:
             self.offer(accepted_frame(message_id, submitted))
+
+    async def _choose_version(self, turn_id: str) -> None:
+        """Show another version of the last answer; every tab on it reads it again."""
+        assert self.thread_id is not None
+        try:
+            await self.backend.choose_version(self.thread_id, turn_id)
+        except RewindRefused as exc:
+            self.offer(error_frame(REWIND_ERROR_CODES[exc.reason], exc.user_message))
+        except ConversationDeleted:
+            self.offer(error_frame("deleted", DELETED))
+        except SubmitError:
+            log.warning("a web choice of version could not be stored", exc_info=True)
+            self.offer(error_frame("not_stored", NOT_STORED))
+        else:
+            self.hub.broadcast(thread_changed_frame(self.thread_id, "version"))
 
     async def _hello(self, thread_id: str) -> None:
         summary = await self.library.thread_summary(thread_id)

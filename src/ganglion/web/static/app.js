@@ -1,11 +1,12 @@
-// Ganglion web chat. No build step, no dependencies. Model text is only ever put into the
-// page through textContent and createElement (markdown.js, never innerHTML), so nothing in
-// a reply can run as script; the server's CSP forbids inline script as a second line of
-// defence. The websocket protocol is documented in ganglion/web/frames.py.
+// Ganglion web chat. No build step; its few libraries are vendored (static/vendor). Model
+// text is only ever put into the page through textContent and createElement, or as a
+// sanitised DOM fragment (markdown.js, never innerHTML), so nothing in a reply can run as
+// script; the server's CSP forbids inline script as a second line of defence. The
+// websocket protocol is documented in ganglion/web/frames.py.
 
 import { initApprovals } from "./approvals.js";
 import { attachmentsNode, initAttach } from "./attach.js";
-import { copyButton, el, renderHtml, renderMarkdown } from "./markdown.js";
+import { copyButton, el, renderMarkdown } from "./markdown.js";
 import { initRewind } from "./rewind.js";
 import { initUsage } from "./usage.js";
 import { initKeys } from "./keys.js";
@@ -243,7 +244,7 @@ function answered(turnId) {
 
 // ---- transcript -----------------------------------------------------------------------
 
-const streaming = new Map(); // turn_id -> {node, text}
+const streaming = new Map(); // turn_id -> {node, text, shown, frame}
 const turns = new Map(); // turn_id -> {source, label} of turns started live
 const shownReplies = new Set(JSON.parse(sessionStorage.getItem("ganglion.shown") || "[]"));
 let oldestId = null;
@@ -297,26 +298,55 @@ function showFlash() {
   flash = null;
 }
 
-function assistantBubble(text, html, turnId) {
+// A finished reply's bubble; `streaming`: one whose text is still coming (see `draw`).
+function assistantBubble(text, turnId, { streaming = false } = {}) {
   const node = el("div", "msg assistant");
   if (turnId) node.dataset.turn = turnId;
   node.append(el("span", "sr-only", "Ganglion said: "));
   const body = el("div", "text");
   body.dir = "auto";
+  body.append(renderMarkdown(text));
   node.append(body);
-  setAssistantText(node, text || "", html);
+  if (streaming) {
+    node.classList.add("streaming");
+    node.setAttribute("aria-busy", "true");
+  } else finishReply(node, text);
   return node;
 }
 
-// `html`: the finished reply as the server rendered it; without it, a streaming preview.
-function setAssistantText(node, text, html) {
-  node.querySelector(".text").replaceChildren(html === undefined ? renderMarkdown(text) : renderHtml(html));
-  node.querySelector(".actions")?.remove();
-  if (html !== undefined) {
-    const actions = el("div", "actions");
-    actions.append(copyButton(text, "Copy reply"));
-    node.append(actions);
-  }
+function finishReply(node, text) {
+  node.classList.remove("streaming");
+  node.removeAttribute("aria-busy");
+  const actions = el("div", "actions");
+  actions.append(copyButton(text, "Copy reply"));
+  node.append(actions);
+}
+
+// A streaming reply is rendered again from all its text so far, at most once a frame, by
+// the renderer of finished replies: tables, quotes and math take shape as they come, and
+// the finished reply is the last frame drawn.
+function drawSoon(entry) {
+  entry.frame ||= requestAnimationFrame(() => draw(entry));
+}
+
+function draw(entry, text = entry.text) {
+  cancelAnimationFrame(entry.frame);
+  entry.frame = 0;
+  if (entry.shown === text) return;
+  const stick = atBottom();
+  entry.node.querySelector(".text").replaceChildren(renderMarkdown(text));
+  entry.shown = text;
+  if (stick) transcript.scrollTop = transcript.scrollHeight;
+}
+
+// Text streamed before a tool call (or a failure) is all there is of its bubble.
+function endStream(turnId) {
+  const entry = streaming.get(turnId);
+  if (!entry) return;
+  draw(entry);
+  entry.node.classList.remove("streaming");
+  entry.node.removeAttribute("aria-busy");
+  streaming.delete(turnId);
 }
 
 function systemBubble(kind, text) {
@@ -419,7 +449,7 @@ function historyNodes(messages) {
       if (m.queued) node.querySelector(".state").textContent = "Waiting for its turn";
       nodes.push(node);
     } else if (m.role === "assistant") {
-      if (m.content) nodes.push(assistantBubble(m.content, m.html, m.turn_id));
+      if (m.content) nodes.push(assistantBubble(m.content, m.turn_id));
       calls = new Map();
       for (const call of m.tool_calls || []) {
         const box = toolBlock(call.name, call.arguments);
@@ -554,27 +584,19 @@ function handleFrame(frame) {
       if (turns.get(frame.turn_id)?.source === "heartbeat") break; // shown only if it says something
       let entry = streaming.get(frame.turn_id);
       if (!entry) {
-        entry = { node: append(assistantBubble("", undefined, frame.turn_id)), text: "" };
-        entry.node.classList.add("streaming");
-        entry.node.setAttribute("aria-busy", "true");
+        const node = append(assistantBubble("", frame.turn_id, { streaming: true }));
+        entry = { node, text: "", shown: "", frame: 0 };
         streaming.set(frame.turn_id, entry);
+        if ($("activity-text").textContent === "thinking…") setActivity("writing…");
       }
       entry.text += frame.text;
-      const stick = atBottom();
-      setAssistantText(entry.node, entry.text);
-      if (stick) transcript.scrollTop = transcript.scrollHeight;
+      drawSoon(entry);
       break;
     }
     case "tool":
       if (frame.phase === "start") setActivity(`running tool ${frame.tool}…`);
       else {
-        // text streamed before the call belongs to its own bubble
-        const entry = streaming.get(frame.turn_id);
-        if (entry) {
-          entry.node.classList.remove("streaming");
-          entry.node.removeAttribute("aria-busy");
-        }
-        streaming.delete(frame.turn_id);
+        endStream(frame.turn_id); // text streamed before the call has a bubble of its own
         append(toolBlock(frame.tool, frame.arguments, frame.card));
         setActivity("thinking…");
       }
@@ -591,10 +613,9 @@ function handleFrame(frame) {
       if (!rememberReply(frame.outbox_id)) break;
       if (turns.get(frame.turn_id)?.source === "heartbeat") append(chip("heartbeat", null, frame.turn_id));
       if (entry) {
-        entry.node.classList.remove("streaming");
-        entry.node.removeAttribute("aria-busy");
-        setAssistantText(entry.node, frame.text, frame.html);
-      } else append(assistantBubble(frame.text, frame.html, frame.turn_id));
+        draw(entry, frame.text);
+        finishReply(entry.node, frame.text);
+      } else append(assistantBubble(frame.text, frame.turn_id));
       announce(`Ganglion said: ${frame.text}`);
       noteInBackground("Ganglion", frame.text);
       refreshThreads();
@@ -604,12 +625,7 @@ function handleFrame(frame) {
       setActivity("");
       const asked = byTurn.get(frame.turn_id)?.text;
       answered(frame.turn_id);
-      const entry = streaming.get(frame.turn_id);
-      if (entry) {
-        entry.node.classList.remove("streaming");
-        entry.node.removeAttribute("aria-busy");
-      }
-      streaming.delete(frame.turn_id);
+      endStream(frame.turn_id);
       append(failedTurn(frame.message, asked, frame.turn_id));
       announce(`Failed: ${frame.message}`);
       break;
@@ -638,10 +654,17 @@ function handleFrame(frame) {
       sessionStorage.setItem(FLASH_KEY, frame.text);
       location.assign(`/c/${frame.thread_id}`);
       break;
+    case "versions":
+      rewinds.known(frame);
+      break;
     case "thread_changed":
+      // Another version of the last answer is shown: this conversation is read again.
+      if (frame.thread_id === thread && frame.change === "version") sendFrame({ type: "hello", thread_id: thread });
       if (frame.thread_id === thread && frame.change === "deleted") {
         conversationGone("This conversation was deleted in another tab. Start a new chat from the list.");
-      } else if (frame.thread_id === thread && frame.change !== "renamed") setArchived(frame.change === "archived");
+      } else if (frame.thread_id === thread && ["archived", "unarchived", "active"].includes(frame.change)) {
+        setArchived(frame.change === "archived");
+      }
     // falls through: the list shows the change
     case "threads":
     case "search_results":

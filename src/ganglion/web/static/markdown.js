@@ -1,42 +1,27 @@
-// Replies in the web chat. A finished reply comes rendered by the server (markdown-it-py,
-// the same rules as the Matrix interface's HTML, code highlighted by Pygments) and is run
-// through DOMPurify (vendored, see vendor/dompurify/README.md) before it enters the page,
-// as an inert DOM fragment. While a reply streams, a small preview renderer below shows it:
-// it only ever uses textContent and createElement, and links only http(s) URLs.
+// Replies in the web chat, rendered in the page by one renderer, the same while a reply
+// streams and once it is done (so a reply never changes its look when it ends):
+// markdown-it (vendor/markdown-it) with the rules the server's markdown-it-py keeps for
+// Matrix (ganglion.markdown): CommonMark, tables, strikethrough, raw HTML off (HTML in the
+// model's text comes out as text), images off (a remote image would leak the reader's
+// address), single newlines kept as line breaks, links only for safe schemes (markdown-it
+// refuses `javascript:`, `vbscript:`, `file:` and `data:`). Beside them: bare URLs as
+// links, `- [ ]` / `- [x]` as disabled checkboxes, table columns aligned, math ($…$, $$…$$,
+// \(…\), \[…\]) as KaTeX's MathML, fenced code highlighted by highlight.js. What it makes
+// is run through DOMPurify (vendor/dompurify) before it enters the page, as an inert DOM
+// fragment: HTML tags, the MathML tags KaTeX writes, no style, no script.
 
 import DOMPurify from "./vendor/dompurify/purify.es.js";
+import hljs from "./vendor/highlight.js/highlight.js";
+import katex from "./vendor/katex/katex.js";
+import MarkdownIt from "./vendor/markdown-it/markdown-it.js";
+import { tasklist } from "./vendor/mdit-tasklist/tasklist.js";
+import { tex } from "./vendor/mdit-tex/tex.js";
 
 export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
-}
-
-function inline(parent, text) {
-  // `code`, **bold**, *italic*, [text](http…)
-  const pattern = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(\[[^\]]+\]\((https?:\/\/[^\s)]+)\))/;
-  let rest = text;
-  while (rest) {
-    const match = pattern.exec(rest);
-    if (!match) {
-      parent.append(document.createTextNode(rest));
-      break;
-    }
-    if (match.index) parent.append(document.createTextNode(rest.slice(0, match.index)));
-    const token = match[0];
-    if (match[1]) parent.append(el("code", "", token.slice(1, -1)));
-    else if (match[2]) inline(parent.appendChild(el("strong")), token.slice(2, -2));
-    else if (match[3]) inline(parent.appendChild(el("em")), token.slice(1, -1));
-    else {
-      const link = el("a", "", token.slice(1, token.indexOf("](")));
-      link.href = match[5];
-      link.rel = "noopener noreferrer";
-      link.target = "_blank";
-      parent.append(link);
-    }
-    rest = rest.slice(match.index + token.length);
-  }
 }
 
 export function copyButton(text, label = "Copy") {
@@ -66,79 +51,88 @@ function decorate(pre) {
   return box;
 }
 
-function codeBlock(code) {
-  const pre = el("pre");
-  pre.append(el("code", "", code));
-  const holder = document.createDocumentFragment();
-  holder.append(pre);
-  return decorate(pre);
+const MAX_HIGHLIGHTED = 100_000; // characters of one code block; longer ones stay plain
+
+// A fenced block's code as highlighted spans; "" leaves it to markdown-it (escaped).
+function highlight(code, language) {
+  if (!language || code.length > MAX_HIGHLIGHTED || !hljs.getLanguage(language)) return "";
+  return hljs.highlight(code, { language, ignoreIllegals: true }).value;
 }
 
+// A streaming reply is rendered again with every frame: its formulas are typeset once.
+const typeset = new Map();
+const MAX_TYPESET = 500;
+function math(source, displayMode) {
+  const key = `${displayMode ? "$$" : "$"}${source}`;
+  let mathml = typeset.get(key);
+  if (mathml === undefined) {
+    // An error (a formula still being written, a typo) shows its source, as KaTeX does.
+    const options = { displayMode, output: "mathml", throwOnError: false, strict: "ignore", trust: false };
+    mathml = katex.renderToString(source, options);
+    // A block of its own, which scrolls sideways on a narrow screen rather than overflow.
+    if (displayMode) mathml = `<div class="math-block">${mathml}</div>`;
+    if (typeset.size >= MAX_TYPESET) typeset.delete(typeset.keys().next().value);
+    typeset.set(key, mathml);
+  }
+  return mathml;
+}
+
+// The page's CSP forbids style attributes: a table column's alignment becomes a class.
+function alignmentClasses(state) {
+  for (const token of state.tokens) {
+    const align = /^text-align:(left|center|right)$/.exec(token.attrGet("style") || "");
+    if (!align) continue;
+    token.attrs = token.attrs.filter(([name]) => name !== "style");
+    token.attrJoin("class", `align-${align[1]}`);
+  }
+}
+
+const markdown = new MarkdownIt("commonmark", { html: false, breaks: true, linkify: true, highlight })
+  .enable(["table", "strikethrough", "linkify"])
+  .disable("image")
+  .use(tasklist, { disabled: true, label: false })
+  .use(tex, { delimiters: "all", render: math });
+markdown.core.ruler.push("alignment_classes", alignmentClasses);
+// Only links with a scheme (https://…, mailto:…): "main.py" names a file, not Paraguay.
+markdown.linkify.set({ fuzzyLink: false });
+
+// The MathML KaTeX writes. Its <semantics> wrapper goes (its content stays) and so does
+// its <annotation> with the formula's source (content and all): the reply's Markdown is
+// what "Copy reply" copies.
+const MATHML = [
+  "math", "menclose", "mfrac", "mi", "mn", "mo", "mover", "mpadded", "mphantom", "mroot", "mrow",
+  "mspace", "msqrt", "mstyle", "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder",
+  "munderover",
+];
+const MATHML_ATTRIBUTES = [
+  "accent", "accentunder", "columnalign", "columnlines", "columnspacing", "depth", "display",
+  "displaystyle", "fence", "height", "largeop", "linethickness", "lspace", "mathbackground",
+  "mathcolor", "mathsize", "mathvariant", "maxsize", "minsize", "movablelimits", "notation",
+  "rowlines", "rowspacing", "rspace", "scriptlevel", "separator", "stretchy", "voffset", "width",
+];
 const SANITISE = {
   RETURN_DOM_FRAGMENT: true,
-  FORBID_TAGS: ["style", "img", "form", "input", "button", "textarea", "select"],
+  USE_PROFILES: { html: true },
+  ADD_TAGS: MATHML,
+  ADD_ATTR: MATHML_ATTRIBUTES,
+  ADD_FORBID_CONTENTS: ["annotation"],
+  FORBID_TAGS: ["style", "img", "form", "button", "textarea", "select"],
   FORBID_ATTR: ["style", "id", "name"],
 };
+// The one input a reply has is a task's checkbox, which shows and changes nothing.
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.nodeName !== "INPUT") return;
+  node.setAttribute("type", "checkbox");
+  node.setAttribute("disabled", "");
+});
 
-// The server's rendering of a reply, sanitised, as nodes (never an HTML string).
-export function renderHtml(html) {
-  const fragment = DOMPurify.sanitize(html, SANITISE);
+// `text` (Markdown) as sanitised nodes, never an HTML string.
+export function renderMarkdown(text) {
+  const fragment = DOMPurify.sanitize(markdown.render(text).trim(), SANITISE);
   for (const link of fragment.querySelectorAll("a")) {
     link.rel = "noopener noreferrer";
     link.target = "_blank";
   }
   for (const pre of fragment.querySelectorAll("pre")) decorate(pre);
   return fragment;
-}
-
-export function renderMarkdown(text) {
-  const root = document.createDocumentFragment();
-  const lines = text.replace(/\r\n/g, "\n").split("\n");
-  let paragraph = [];
-  let list = null;
-  const flush = () => {
-    if (paragraph.length) {
-      const p = el("p");
-      paragraph.forEach((line, i) => {
-        if (i) p.append(el("br"));
-        inline(p, line);
-      });
-      root.append(p);
-      paragraph = [];
-    }
-  };
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    const fence = /^\s*```/.exec(line);
-    if (fence) {
-      flush();
-      list = null;
-      const body = [];
-      i++;
-      while (i < lines.length && !/^\s*```/.test(lines[i])) body.push(lines[i++]);
-      root.append(codeBlock(body.join("\n")));
-      continue;
-    }
-    const heading = /^(#{1,3})\s+(.*)$/.exec(line);
-    const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
-    const numbered = /^\s*\d+[.)]\s+(.*)$/.exec(line);
-    if (heading) {
-      flush();
-      list = null;
-      inline(root.appendChild(el("h" + heading[1].length)), heading[2]);
-    } else if (bullet || numbered) {
-      flush();
-      const kind = bullet ? "ul" : "ol";
-      if (!list || list.tagName.toLowerCase() !== kind) list = root.appendChild(el(kind));
-      inline(list.appendChild(el("li")), (bullet || numbered)[1]);
-    } else if (!line.trim()) {
-      flush();
-      list = null;
-    } else {
-      list = null;
-      paragraph.push(line);
-    }
-  }
-  flush();
-  return root;
 }

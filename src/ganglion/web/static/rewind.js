@@ -3,14 +3,23 @@
 // only, when it is the owner's and nothing is under way. The old bubbles stay, dimmed,
 // until the server accepts; then they make way for the new turn (a refusal leaves them
 // and says why).
+//
+// A regenerated answer keeps the earlier ones as versions: the last answer shows
+// "‹ 2/3 ›" when it has more than one, and choosing another (`choose_version`) shows it
+// in every tab (the server says `thread_changed` 'version', the page reads it again).
 
 import { el } from "./markdown.js";
+
+// The codes of a rewind (or a choice of version) the server refused.
+const REFUSALS = { busy: 1, not_last: 1, nothing_to_rewind: 1, compacted: 1, not_stored: 1, deleted: 1 };
 
 // `app`: {transcript, busy(), sendFrame(frame), randomHex(n), userBubble(text), showBanner(text)}
 export function initRewind(app) {
   const { transcript } = app;
   let pending = null; // {id, nodes, text}: a rewind sent, not yet answered
   let editing = null; // the user bubble whose editor is open
+  let versions = null; // {turnId, turns}: the versions of the last turn's answer, as asked
+  let choosing = false; // a choice sent, the conversation not yet read again
 
   // The bubble of the owner's message that opened the last turn, if that turn is the
   // owner's (a reminder's or a heartbeat's chip can be last too).
@@ -42,8 +51,46 @@ export function initRewind(app) {
     const reply = [...replies].reverse().find((node) => node.dataset.turn === last.dataset.turn);
     if (reply) {
       const actions = reply.querySelector(".actions") || reply.appendChild(el("div", "actions"));
+      const turnId = last.dataset.turn;
+      if (versions?.turnId !== turnId) {
+        versions = { turnId, turns: null };
+        app.sendFrame({ type: "versions", turn_id: turnId });
+      } else if (versions.turns && versions.turns.length > 1) actions.append(versionPicker(versions));
       actions.append(action("Regenerate", "Regenerate this answer", () => rewind(last, null)));
     }
+  }
+
+  // "‹ 2/3 ›": the version shown of the last answer, and the way to the others.
+  function versionPicker({ turnId, turns }) {
+    const at = turns.indexOf(turnId);
+    const picker = el("span", "versions turn-action");
+    picker.setAttribute("role", "group");
+    picker.setAttribute("aria-label", "Versions of this answer");
+    const step = (by, text, label) => {
+      const button = action(text, label, () => choose(turns[at + by]));
+      button.disabled = choosing || at + by < 0 || at + by >= turns.length;
+      return button;
+    };
+    const count = el("span", "count", `${at + 1}/${turns.length}`);
+    count.setAttribute("aria-label", `Version ${at + 1} of ${turns.length}`);
+    picker.append(step(-1, "‹", "Previous version"), count, step(1, "›", "Next version"));
+    return picker;
+  }
+
+  function choose(turnId) {
+    if (!app.sendFrame({ type: "choose_version", turn_id: turnId })) {
+      app.showBanner("Not connected: try again once the chat is back.");
+      return;
+    }
+    choosing = true;
+    update();
+  }
+
+  // The answer to a `versions` request.
+  function known(frame) {
+    if (versions?.turnId !== frame.turn_id) return;
+    versions = { turnId: frame.turn_id, turns: frame.turns };
+    update();
   }
 
   function openEditor(node) {
@@ -134,6 +181,13 @@ export function initRewind(app) {
 
   // An `error`: true when it refused the rewind sent (its bubbles stay as they were).
   function refused(frame) {
+    if (choosing && !frame.id && frame.code in REFUSALS) {
+      choosing = false;
+      versions = null; // asked again: what can be chosen may have changed
+      app.showBanner(frame.message);
+      update();
+      return true;
+    }
     if (!pending || frame.id !== pending.id) return false;
     for (const node of pending.nodes) node.classList.remove("rewinding");
     pending = null;
@@ -156,7 +210,9 @@ export function initRewind(app) {
   function reset() {
     pending = null;
     editing = null;
+    versions = null;
+    choosing = false;
   }
 
-  return { update, accepted, refused, reset, retry };
+  return { update, accepted, refused, reset, retry, known };
 }

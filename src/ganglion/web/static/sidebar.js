@@ -1,5 +1,6 @@
 // The list of conversations: a sidebar on wide screens, a drawer on phones. Newest first,
-// with New chat, a "…" menu per conversation (threadmenu.js: rename, archive, delete) and
+// under the day they were last used (Today, Yesterday, Previous 7 days, Previous 30 days,
+// then by month, in the reader's own time zone), with New chat, a "…" menu per conversation (threadmenu.js: rename, archive, delete) and
 // a search over every conversation's text.
 //
 // By keyboard the list is one tab stop: the arrow keys (and Home, End) move between the
@@ -45,6 +46,28 @@ export function openDrawer(open) {
   $("chat").inert = open; // the focus stays in the drawer
   if (open) $("search").focus();
   else $("open-drawer").focus();
+}
+
+// What Tab reaches while the drawer is open: the drawer's controls, and the Undo of a
+// delete made in it.
+function tabbables() {
+  const within = [$("sidebar"), ...($("toast").hidden ? [] : [$("toast")])];
+  return within.flatMap((box) =>
+    [...box.querySelectorAll("a[href], button, input, [tabindex]")].filter(
+      (node) => node.tabIndex >= 0 && !node.disabled && node.getClientRects().length > 0,
+    ),
+  );
+}
+
+// Tab and Shift+Tab go round the open drawer, never out of it to the page behind.
+function trapFocus(event) {
+  if (event.key !== "Tab" || !drawerIsOpen() || $("confirm").open) return;
+  const all = tabbables();
+  if (!all.length) return;
+  const at = all.indexOf(document.activeElement);
+  const next = event.shiftKey ? (at <= 0 ? all.length - 1 : at - 1) : at === -1 || at === all.length - 1 ? 0 : at + 1;
+  event.preventDefault();
+  all[next].focus();
 }
 
 // Ctrl+K: the search box, in the drawer on a phone.
@@ -101,6 +124,22 @@ function onListKey(event) {
   }
 }
 
+const DAY_MS = 86_400_000;
+
+// The heading a conversation last used at `seconds` (since the epoch) is listed under.
+export function dayGroup(seconds, now = new Date()) {
+  if (seconds === null || seconds === undefined) return "Today"; // nothing said yet
+  const when = new Date(seconds * 1000);
+  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+  const days = Math.floor((today - new Date(when.getFullYear(), when.getMonth(), when.getDate())) / DAY_MS + 0.5);
+  if (days <= 0) return "Today";
+  if (days === 1) return "Yesterday";
+  if (days <= 7) return "Previous 7 days";
+  if (days <= 30) return "Previous 30 days";
+  const month = { month: "long", year: when.getFullYear() === now.getFullYear() ? undefined : "numeric" };
+  return when.toLocaleDateString(undefined, month);
+}
+
 let waiting = null; // a list that came while the owner was busy with the one shown
 function settled() {
   if (waiting && !busyWithList()) renderThreads(waiting);
@@ -120,7 +159,16 @@ function renderThreads(frame) {
   if (!frame.items.length) {
     list.append(el("li", "empty", frame.archived ? "No archived conversations." : "No conversations yet."));
   }
+  let group = null;
   for (const item of frame.items) {
+    const day = dayGroup(item.updated_at);
+    if (day !== group) {
+      group = day;
+      const heading = el("li", "day");
+      heading.setAttribute("role", "presentation");
+      heading.append(el("h2", "", day));
+      list.append(heading);
+    }
     const li = el("li", "thread");
     li.dataset.thread = item.thread_id;
     li.hidden = isDeleting(item.thread_id);
@@ -182,6 +230,7 @@ export function initSidebar(context) {
   $("close-drawer").addEventListener("click", () => openDrawer(false));
   $("scrim").addEventListener("click", () => openDrawer(false));
   $("threads").addEventListener("keydown", onListKey);
+  document.addEventListener("keydown", trapFocus);
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && drawerIsOpen() && !event.defaultPrevented && !$("confirm").open) {
       event.preventDefault();
