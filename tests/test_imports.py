@@ -43,6 +43,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.delivery": 1,
     "ganglion.images": 1,
     "ganglion.transcribe": 1,
+    "ganglion.titles": 1,
     "ganglion.store": 1,
     # 2. The data directory and its private files.
     "ganglion.datadir": 2,
@@ -64,6 +65,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.threads": 5,
     "ganglion.heartbeat": 5,
     "ganglion.reminders.actor": 5,
+    "ganglion.titler": 5,
     # 6. The daemon as the interfaces see it.
     "ganglion.backend": 6,
     # 7. The interfaces.

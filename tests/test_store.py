@@ -141,6 +141,7 @@ async def test_opening_creates_the_schema_and_records_its_migration(db_path: Pat
         ("usage_and_models",),
         ("approvals",),
         ("answer_versions",),
+        ("generated_titles",),
     ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master")}
     assert {"threads", "messages", "turns", "outbox", "messages_by_thread", "usage"} <= tables

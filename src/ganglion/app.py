@@ -7,6 +7,7 @@
             ├── threads         registry of ThreadActors (one per conversation)
             ├── reminders       reminder actor
             ├── heartbeat       heartbeat actor: reviews fanned out to active threads
+            ├── titles          names new web conversations (if web.generate_titles)
             ├── mcp:<name> …    one per enabled MCP server
             ├── system          the system threads' log (an interface)
             ├── web             web chat interface (if enabled)
@@ -48,6 +49,7 @@ from ganglion.reminders.actor import reminders_child
 from ganglion.runtime import Services, open_services
 from ganglion.systemlog import system_log_child
 from ganglion.threads.registry import resume_cut_off_turns
+from ganglion.titler import titler_child
 from ganglion.web.server import WebState, web_child
 from ganglion_actors import ChildSpec, open_supervisor, unwrap_group
 
@@ -183,6 +185,8 @@ def _children(config: Config, services: Services, web: WebState | None) -> list[
             paused=partial(deps.meter.paused, "heartbeat", HEARTBEAT_THREAD),
         ),
     ]
+    if web is not None and config.web.generate_titles:
+        children.append(titler_child(deps, services.store.titles))
     # The MCP SDK and matrix-nio are imported only when they are used: together they are
     # half of the daemon's import time.
     if any(server.enabled for server in config.tools.mcp.servers.values()):

@@ -212,6 +212,7 @@ class WebConfig(_Model):
     frame_burst: int = Field(30, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
     metrics_bind: str | None = None
+    generate_titles: bool = True
 
     @field_validator("allowed_origins")
     @classmethod

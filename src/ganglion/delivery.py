@@ -84,6 +84,15 @@ class DeliveryRouter:
         count turns and tool calls this way). It must be quick and must not raise."""
         self._observers.append(observer)
 
+    @contextmanager
+    def observing(self, observer: Callable[[Outbound], None]) -> Iterator[None]:
+        """`observe` for the duration of the block (a service's whole life)."""
+        self.observe(observer)
+        try:
+            yield
+        finally:
+            self._observers.remove(observer)
+
     def route_for(self, thread_id: str) -> Sink | None:
         for route in self._routes.values():
             if route.owns(thread_id):

@@ -25,6 +25,7 @@ Outbound (ThreadActor -> DeliveryRouter -> the interface that owns the thread):
     Notice            a short system message (command output, compaction done, …)
     ApprovalAsked     a tool call waits for the owner's yes (asked where the owner is)
     ApprovalSettled   a question was answered, timed out or was withdrawn
+    ThreadRetitled    the titler named a conversation (every list that shows it changes)
 
 Service requests:
 
@@ -33,6 +34,7 @@ Service requests:
     ConfirmReminder   request/reply to the reminder actor: the owner allows a recurring one
     ListReminders     request/reply to the reminder actor: list them
     TriggerHeartbeat  ask the heartbeat actor for a review now
+    TitleWanted       a conversation was answered: the titler names it if it is still unnamed
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ __all__ = [
     "StopTurn",
     "TextDelta",
     "ThreadInfo",
+    "ThreadRetitled",
+    "TitleWanted",
     "ToolActivity",
     "TriggerHeartbeat",
     "TurnFailed",
@@ -324,6 +328,14 @@ class ApprovalSettled:
     by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadRetitled:
+    """The titler gave `thread_id` the title `title` (the owner had not renamed it)."""
+
+    thread_id: str
+    title: str
+
+
 Outbound = (
     TurnStarted
     | TextDelta
@@ -334,6 +346,7 @@ Outbound = (
     | Notice
     | ApprovalAsked
     | ApprovalSettled
+    | ThreadRetitled
 )
 
 
@@ -400,3 +413,11 @@ ReminderRequest = AddReminder | CancelReminder | ConfirmReminder | ListReminders
 class TriggerHeartbeat:
     requested_by: str | None = None
     reply: Reply[str] | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TitleWanted:
+    """`thread_id` (a web conversation) was just answered: the titler names it from its
+    first exchange, unless that was done or tried already, or the owner renamed it."""
+
+    thread_id: str

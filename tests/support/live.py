@@ -170,7 +170,7 @@ async def open_live_daemon(
         "data_dir": str(data_dir),
         "timezone": "Europe/Paris",
         "llm": {"base_url": llm_url, "model": "fake", "retries": {"attempts": 1}},
-        "web": {"port": port},
+        "web": {"port": port, "generate_titles": False},  # the fake model's script is the turns'
         "heartbeat": {"enabled": False},
         "logging": {"dir": str(root / "logs")},
     }

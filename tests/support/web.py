@@ -65,7 +65,10 @@ class WebDaemon:
 
 
 def web_config(tmp_path: Path, llm_url: str, **overrides: Any) -> Config:
-    web = {"enabled": True, "port": 0, **overrides.pop("web", {})}
+    """The daemon with its web chat on a free port. Conversations are not named by the
+    model (`web.generate_titles`) unless a test turns it on: the fake model's script is
+    the conversation's alone."""
+    web = {"enabled": True, "port": 0, "generate_titles": False, **overrides.pop("web", {})}
     return daemon_config(tmp_path, llm_url, web=web, **overrides)
 
 

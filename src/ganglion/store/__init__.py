@@ -2,14 +2,15 @@
 
 sqlite.py         `SQLiteStore`: one connection, one writer (group commit), migrations
 migrations.py     ordered, recorded migrations
-conversations.py  `ConversationStore`: `data/conversation.db`, its six parts:
+conversations.py  `ConversationStore`: `data/conversation.db`, its seven parts:
   turns.py          the write-ahead state machine of turns (the thread actors)
   outbox.py         replies to deliver (the interfaces)
   library.py        list, search, history, rename, archive, delete (interfaces read)
   activity.py       what the heartbeat asks
   usage.py          what the model calls cost
   approvals.py      tool calls waiting for the owner's yes
-db.py             `ConversationDB`: the connection the six parts share
+  titles.py         which conversation to name, from what (the titler)
+db.py             `ConversationDB`: the connection the seven parts share
 schema.py         the conversation database's migrations
 rows.py           the frozen rows the store hands out, its reasons for refusing
 """
@@ -25,6 +26,7 @@ from ganglion.store.outbox import Outbox
 from ganglion.store.rows import (
     Chosen,
     FinishedTurn,
+    FirstExchange,
     OutboxItem,
     RewindReason,
     RewindRefused,
@@ -38,6 +40,7 @@ from ganglion.store.rows import (
     Turn,
 )
 from ganglion.store.sqlite import SQLiteStore, StoreError, StoreStatistics
+from ganglion.store.titles import Titles
 from ganglion.store.turns import Turns
 from ganglion.store.usage import DayUsage, UsageBook
 
@@ -50,6 +53,7 @@ __all__ = [
     "ConversationStore",
     "DayUsage",
     "FinishedTurn",
+    "FirstExchange",
     "Library",
     "Migration",
     "MigrationError",
@@ -68,6 +72,7 @@ __all__ = [
     "ThreadDeleted",
     "ThreadState",
     "ThreadSummary",
+    "Titles",
     "Turn",
     "Turns",
     "UsageBook",

@@ -39,7 +39,7 @@ The schema is built by the migrations below (`ganglion.store.migrations`).
 Parts
 -----
 
-One connection and one writer (`ConversationDB`), six parts, each for one audience:
+One connection and one writer (`ConversationDB`), seven parts, each for one audience:
 
     turns      the thread actors: the write-ahead state machine of turns (`store.turns`)
     outbox     the interfaces: replies to deliver, marked once delivered
@@ -49,6 +49,7 @@ One connection and one writer (`ConversationDB`), six parts, each for one audien
     usage      the meter: what each model call cost (`store.usage`)
     approvals  the thread actors and the interfaces: tool calls waiting for the owner's
                yes, and what became of them (`store.approvals`)
+    titles     the titler: which conversation to name, from what (`store.titles`)
 
 All blocking work runs in a worker thread, one call at a time, on one connection; each
 write is one short transaction, and writes that arrive together share one
@@ -66,6 +67,7 @@ from ganglion.store.approvals import Approvals
 from ganglion.store.db import ConversationDB
 from ganglion.store.library import Library
 from ganglion.store.outbox import Outbox
+from ganglion.store.titles import Titles
 from ganglion.store.turns import Turns
 from ganglion.store.usage import UsageBook
 
@@ -73,7 +75,7 @@ __all__ = ["ConversationStore"]
 
 
 class ConversationStore(ConversationDB):
-    """The conversation store, open: its six parts share its connection and its writer.
+    """The conversation store, open: its seven parts share its connection and its writer.
     Open with `await ConversationStore.open(path)`, close with `aclose()`.
 
     Error handling: every part raises `StoreError`, for an unknown thread or turn as for
@@ -88,3 +90,4 @@ class ConversationStore(ConversationDB):
         self.activity = Activity(self)
         self.usage = UsageBook(self)
         self.approvals = Approvals(self)
+        self.titles = Titles(self)

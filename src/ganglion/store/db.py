@@ -1,6 +1,6 @@
 """The conversation database: one connection and one writer (`SQLiteStore`), shared by
-the store's six parts (`turns`, `outbox`, `library`, `activity`, `usage`, `approvals`),
-and the few things each of them does inside the worker thread.
+the store's seven parts (`turns`, `outbox`, `library`, `activity`, `usage`, `approvals`,
+`titles`), and the few things each of them does inside the worker thread.
 
 The methods that take no `await` run inside the worker thread only (in a function
 handed to `read` or `write`).

@@ -11,11 +11,13 @@ from typing import Any
 
 from ganglion.errors import GanglionError
 from ganglion.store.sqlite import StoreError
+from ganglion.titles import fallback_title
 from ganglion.transcript import Attachment, ChatMessage, Role, ToolCall
 
 __all__ = [
     "Chosen",
     "FinishedTurn",
+    "FirstExchange",
     "OutboxItem",
     "RewindReason",
     "RewindRefused",
@@ -30,7 +32,6 @@ __all__ = [
 ]
 
 PENDING = ("queued", "running")
-TITLE_CHARS = 80
 
 
 class ThreadDeleted(StoreError):
@@ -89,6 +90,17 @@ class ThreadSummary:
     updated_at: float | None
     archived: bool
     deleted: bool = False
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstExchange:
+    """What a conversation's title is made of: the owner's first message (`asked`), the
+    answer to it, and the model the conversation asks (None: the main one)."""
+
+    thread_id: str
+    asked: str
+    answered: str
     model: str | None = None
 
 
@@ -232,9 +244,9 @@ def thread_summary(row: Mapping[str, Any]) -> ThreadSummary:
     )
 
 
-def title(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+def title(text: str) -> str | None:
+    """A conversation's title until the model names it (`ganglion.titles`)."""
+    return fallback_title(text)
 
 
 def turn_row(row: Mapping[str, Any]) -> Turn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from ganglion.store.migrations import Migrations
-from ganglion.store.rows import TITLE_CHARS
+from ganglion.store.rows import title
 
 __all__ = ["migrations"]
 
@@ -16,6 +16,8 @@ __all__ = ["migrations"]
 _SEARCHED = "new.kind IS NULL AND new.role IN ('user', 'assistant') AND new.content IS NOT NULL"
 
 migrations = Migrations("conversation")
+
+_FIRST_TITLE_CHARS = 80  # what the first titles were cut to (`display_rows_titles_and_search`)
 
 
 @migrations.migration
@@ -110,7 +112,7 @@ def display_rows_titles_and_search(db: sqlite_utils.Database) -> None:
         "UPDATE threads SET title = (SELECT substr(json_extract(t.input, '$.content'), 1, ?) FROM turns t "
         "WHERE t.thread_id = threads.thread_id AND t.source = 'user' ORDER BY t.created_at "
         "LIMIT 1)",
-        (TITLE_CHARS,),
+        (_FIRST_TITLE_CHARS,),
     )
     db.execute(
         "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', "
@@ -247,3 +249,17 @@ def answer_versions(db: sqlite_utils.Database) -> None:
     # flips between the versions; the rows of those not chosen are superseded).
     db.execute("ALTER TABLE turns ADD COLUMN version_of TEXT")
     db.execute("CREATE INDEX turns_versions ON turns (version_of) WHERE version_of IS NOT NULL")
+
+
+@migrations.migration
+def generated_titles(db: sqlite_utils.Database) -> None:
+    # Where a conversation's title stands (`store.titles`): NULL, none asked for yet;
+    # 'asked' (the request is made, or was cut off by a restart: the title stays as it
+    # is), 'generated' or 'fallback' (the model gave none). The conversations before it
+    # keep their titles, cleaned as titles are now, and are never asked about.
+    db.execute("ALTER TABLE threads ADD COLUMN title_state TEXT")
+    db.execute("UPDATE threads SET title_state = 'kept'")
+    for row in db.execute(
+        "SELECT thread_id, title FROM threads WHERE title IS NOT NULL"
+    ).fetchall():
+        db.execute("UPDATE threads SET title = ? WHERE thread_id = ?", (title(row[1]), row[0]))

@@ -360,8 +360,10 @@ class Turns:
                 else ChatMessage("user", text, attachments=turn.input.attachments)
             )
             if text is not None and not self._said_before(thread_id, first):
+                # A new first message: its answer names the conversation again.
                 self._store.execute(
-                    "UPDATE threads SET title = ? WHERE thread_id = ?", (title(text), thread_id)
+                    "UPDATE threads SET title = ?, title_state = NULL WHERE thread_id = ?",
+                    (title(text), thread_id),
                 )
             queued, _ = self._queue(thread_id, message, "user", new_turn_id)
             if text is None:  # a regeneration: another version of the same answer

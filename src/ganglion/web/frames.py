@@ -99,8 +99,10 @@ Server -> client:
                                            whose answers are versions of `turn_id`'s
                                            (itself among them), oldest first
     threads {items: [...], archived}       the conversations, most recent first
-    thread_changed {thread_id, change}     a conversation was 'renamed', 'archived',
-                                           'unarchived' or 'deleted' (from any tab), or is
+    thread_changed {thread_id, change}     a conversation was 'renamed' (from any tab,
+                                           or named by the model after its first
+                                           answer), 'archived', 'unarchived' or
+                                           'deleted' (from any tab), or is
                                            'active' again (a reminder spoke in it, which
                                            brings it out of the archive), or shows
                                            another 'version' of its last answer: sent to

@@ -27,6 +27,7 @@ from ganglion.messages import (
     Notice,
     Outbound,
     TextDelta,
+    ThreadRetitled,
     ToolActivity,
     TurnFailed,
     TurnStarted,
@@ -243,6 +244,8 @@ def event_frame(event: Outbound) -> str:
             frame = frames.ApprovalSettledFrame(
                 type=frames.APPROVAL_SETTLED, approval_id=approval_id, outcome=outcome, by=by
             )
+        case ThreadRetitled(thread_id=thread_id):
+            return thread_changed_frame(thread_id, "renamed")  # the list reads the title
         case _:
             assert_never(event)
     return frames.encode(frame)

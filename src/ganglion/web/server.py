@@ -47,7 +47,7 @@ from ganglion.delivery import DeliveryRouter
 from ganglion.errors import StartupError
 from ganglion.ids import WEB_THREAD_PATTERN
 from ganglion.inbox import FileInbox
-from ganglion.messages import FileSent, FinalReply, Outbound, TurnStarted
+from ganglion.messages import FileSent, FinalReply, Outbound, ThreadRetitled, TurnStarted
 from ganglion.redact import Redactor
 from ganglion.safefs import SafePathError
 from ganglion.store import Library
@@ -58,7 +58,7 @@ from ganglion.web.auth import (
     refuse_wrong_token,
     token_matches,
 )
-from ganglion.web.protocol import thread_changed_frame
+from ganglion.web.protocol import event_frame, thread_changed_frame
 from ganglion.web.session import Hub, run_session
 from ganglion.web.uploads import UploadError, Uploads, attachment_item
 from ganglion_actors import ChildSpec, Inbox, unwrap_group
@@ -377,6 +377,10 @@ async def serve_web(
         # Publishing never waits (a slow socket is closed), and the synced outbox writes
         # happen beside this loop: no thread ever waits on the web interface's mailbox.
         async for event in inbox:
+            if isinstance(event, ThreadRetitled):
+                # As a rename does: every tab's list shows it, whatever tab follows it.
+                hub.broadcast(event_frame(event))
+                continue
             delivered = hub.publish(event)
             match event:
                 case FinalReply(outbox_id=int(outbox_id)) | FileSent(outbox_id=outbox_id):
