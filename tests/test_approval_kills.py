@@ -119,9 +119,13 @@ async def test_a_call_killed_while_it_ran_is_never_run_again(
                 while not (log.exists() and log.read_text()):
                     await trio.sleep(0.02)
         await restart(live)
+        answer = "it ran, the result was lost"
         async with live.socket() as ws:
-            await hello(ws, WEB)
-            reply = await next_frame(ws, "reply")
-        assert reply["text"] == "it ran, the result was lost"
+            history = await hello(ws, WEB)
+            # Live, or already in the history when the restarted daemon answered first.
+            said = [m.get("content") for m in history if m["role"] == "assistant"]
+            if answer not in said:
+                reply = await next_frame(ws, "reply")
+                assert reply["text"] == answer
     assert log.read_text() == "ran\n"
     assert tool_results(fake_llm)[0].startswith("error: this call was approved and began to run")
