@@ -343,11 +343,7 @@ class Turns:
             assert turn.user_message_id is not None
             first = turn.user_message_id
             now = time.time()
-            self._store.execute(
-                "UPDATE messages SET superseded_by = ? WHERE thread_id = ? AND epoch = ? "
-                "AND id >= ? AND superseded_by IS NULL",
-                (new_turn_id, thread_id, self._store.epoch(thread_id), first),
-            )
+            self._supersede_from(thread_id, first, new_turn_id)
             # A reply taken back is never delivered late to a tab that missed it.
             self._store.execute(
                 "UPDATE outbox SET delivered_at = ? WHERE turn_id = ? AND delivered_at IS NULL",
@@ -396,7 +392,7 @@ class Turns:
         not be taken back or `turn_id` is not one of its versions."""
 
         def choose() -> Chosen:
-            last = self._last_turn(thread_id, self._last_turn_id(thread_id))
+            last = self._last_turn(thread_id, None)
             if last.turn_id == turn_id:
                 return Chosen(None, ())
             if turn_id not in self._versions(thread_id, last.turn_id):
@@ -405,12 +401,8 @@ class Turns:
                     "That answer is no longer one of the versions of your last message.",
                 )
             assert last.user_message_id is not None
+            self._supersede_from(thread_id, last.user_message_id, turn_id)
             epoch = self._store.epoch(thread_id)
-            self._store.execute(
-                "UPDATE messages SET superseded_by = ? WHERE thread_id = ? AND epoch = ? "
-                "AND id >= ? AND superseded_by IS NULL",
-                (turn_id, thread_id, epoch, last.user_message_id),
-            )
             self._store.execute(
                 "UPDATE messages SET superseded_by = NULL WHERE thread_id = ? AND epoch = ? "
                 "AND turn_id = ?",
@@ -460,10 +452,23 @@ class Turns:
             )
         return str(last[0]["turn_id"])
 
-    def _last_turn(self, thread_id: str, turn_id: str) -> Turn:
-        """`turn_id` if it is the owner's last turn in the thread and may be taken back."""
+    def _supersede_from(self, thread_id: str, first: int, by: str) -> None:
+        """Mark the current epoch's rows from `first` on as replaced by the turn `by`."""
+        self._store.execute(
+            "UPDATE messages SET superseded_by = ? WHERE thread_id = ? AND epoch = ? "
+            "AND id >= ? AND superseded_by IS NULL",
+            (by, thread_id, self._store.epoch(thread_id), first),
+        )
+
+    def _last_turn(self, thread_id: str, turn_id: str | None) -> Turn:
+        """`turn_id` (None: whichever it is) if it is the owner's last turn in the thread
+        and may be taken back."""
         turn = self._store.get_turn(self._last_turn_id(thread_id))
-        if turn.turn_id != turn_id or turn.source != "user" or turn.user_message_id is None:
+        if (
+            (turn_id is not None and turn.turn_id != turn_id)
+            or turn.source != "user"
+            or turn.user_message_id is None
+        ):
             raise RewindRefused(
                 RewindReason.NOT_LAST,
                 "Only your last message can be edited or its answer regenerated, and "
