@@ -54,6 +54,22 @@ async def test_the_token_goes_in_a_header_never_in_the_url() -> None:
     assert request.url.path == "/_matrix/client/v3/account/whoami"
 
 
+async def test_trim_edits_a_good_answer_before_nio_parses_it_and_never_sees_a_refusal() -> None:
+    seen: list[Any] = []
+
+    def trim(parsed: Any) -> None:
+        seen.append(dict(parsed))
+        parsed["device_id"] = "TRIMMED"
+
+    server = homeserver(lambda request: answer(200, WHOAMI))
+    whoami = await server.request(nio.WhoamiResponse, nio.Api.whoami(TOKEN), trim=trim)
+    assert seen == [WHOAMI] and whoami.device_id == "TRIMMED"
+    refusing = homeserver(lambda request: answer(403, {"errcode": "M_FORBIDDEN", "error": "no"}))
+    with pytest.raises(MatrixRequestError):
+        await refusing.request(nio.WhoamiResponse, nio.Api.whoami(TOKEN), trim=trim)
+    assert len(seen) == 1
+
+
 async def test_other_query_parameters_and_the_body_are_kept() -> None:
     seen: list[httpx.Request] = []
 

@@ -22,7 +22,7 @@ from ganglion.matrix.answers import Answers, Asked
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.sync import SyncLoop
+from ganglion.matrix.sync import SyncLoop, _without_own_echoes
 from ganglion.messages import UserMessage, user_turn_id
 from ganglion.store import OutboxItem, RewindReason, RewindRefused, StoredMessage
 
@@ -221,6 +221,67 @@ async def test_only_what_follows_the_join_is_answered_and_nothing_twice() -> Non
     await loop.sync_once()
     await loop.sync_once()
     assert [m.message_id for m in backend.submitted] == ["$after"]
+
+
+def test_the_bots_own_echoes_are_taken_out_and_its_state_events_kept() -> None:
+    reaction = {
+        "type": "m.reaction",
+        "event_id": "$r",
+        "sender": BOT,
+        "content": {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$m", "key": "👀"}},
+    }
+    redaction = {"type": "m.room.redaction", "event_id": "$x", "sender": BOT, "redacts": "$o"}
+    events = [
+        text("$before", "before"),
+        joined(BOT),
+        text("$own", "mine", sender=BOT),
+        reaction,
+        redaction,
+        text("$m", "hello"),
+        "not an event",
+    ]
+    answer = sync_body("t1", events)
+    _without_own_echoes(answer, BOT)
+    kept = answer["rooms"]["join"][ROOM]["timeline"]["events"]
+    assert kept == [text("$before", "before"), joined(BOT), text("$m", "hello"), "not an event"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [1, 2],
+        None,
+        {"rooms": 1},
+        {"rooms": {"join": []}},
+        {"rooms": {"join": {ROOM: 1}}},
+        {"rooms": {"join": {ROOM: {"timeline": []}}}},
+        {"rooms": {"join": {ROOM: {"timeline": {"events": {"a": 1}}}}}},
+    ],
+)
+def test_an_answer_of_another_shape_is_left_as_it_came(answer: Any) -> None:
+    before = json.dumps(answer)
+    _without_own_echoes(answer, BOT)
+    assert json.dumps(answer) == before
+
+
+async def test_the_bots_own_replies_never_reach_nio_and_the_owners_message_does() -> None:
+    backend = Backend()
+    events = [text("$own", "an earlier answer", sender=BOT), text("$m", "hello")]
+    loop, client = sync_loop(Server(sync_body("t1", events)), backend, "t0")
+    parsed: list[Any] = []
+    receive = client.receive_response
+
+    def spy(response: Any) -> None:
+        if isinstance(response, nio.SyncResponse):
+            parsed.append(response)
+        receive(response)
+
+    client.receive_response = spy
+    await loop.sync_once()
+    assert [m.message_id for m in backend.submitted] == ["$m"]
+    (response,) = parsed
+    assert [e.event_id for e in response.rooms.join[ROOM].timeline.events] == ["$m"]
+    assert loop.stats.skipped == 0
 
 
 @pytest.mark.parametrize("body", [json.dumps([1, 2]), "<html>", json.dumps({"rooms": 1})])

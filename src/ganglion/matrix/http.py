@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -76,13 +77,18 @@ class Homeserver:
         call: tuple[str, ...],
         *response_data: Any,
         read_timeout: float = REQUEST_TIMEOUT,
+        trim: Callable[[Any], None] | None = None,
     ) -> R:
         """Send `call` (what an `nio.Api` builder returned) and return the parsed answer,
         already received by the nio client. `read_timeout` is the HTTP client's: a
-        long-poll sync needs more than its own poll time. See the module docstring for
-        errors."""
+        long-poll sync needs more than its own poll time. `trim`, when given, may take
+        out of a 2xx answer's JSON (in place) what the caller will not read, before nio
+        validates, parses and decrypts it; it must accept any JSON value. See the module
+        docstring for errors."""
         method, path, *body = call
         reply, parsed = await self._exchange(method, path, body[0] if body else None, read_timeout)
+        if trim is not None and reply.is_success:
+            trim(parsed)
         return self._parse(response_class, reply, parsed, response_data, path)
 
     async def call(

@@ -49,6 +49,11 @@ Rules (numbered as in `ganglion.backend`):
     users is kept as context for the next answer; a reply carries what it quotes; a
     message in an Element thread belongs to that thread's conversation
     (`<room>/<thread root>`), its files to that conversation's inbox.
+11. The bot's own timeline events that are not state (its replies, edits, reactions,
+    redactions) come back to it in every sync; it never acts on them (`matrix.events`
+    rule 3), so they are taken out of the sync's JSON before nio validates, parses and
+    decrypts them (`_without_own_echoes`). Its state events stay: its join marks where
+    a room's new history begins (rule 4), and nio keeps the room's state from them.
 """
 
 from __future__ import annotations
@@ -124,6 +129,29 @@ RESTART_ATTEMPTS: Final = 20
 RESTART_PAUSE: Final = 0.25
 Acted = Incoming | Control
 _random = random.Random()
+
+
+def _without_own_echoes(answer: Any, me: str) -> None:
+    """Take out of a sync answer's joined-room timelines, in place, the events `me` sent
+    that are not state events (rule 11). Any other shape is left as it came, for nio to
+    judge."""
+    rooms = answer.get("rooms") if isinstance(answer, dict) else None
+    joined = rooms.get("join") if isinstance(rooms, dict) else None
+    if not isinstance(joined, dict):
+        return
+    for room in joined.values():
+        timeline = room.get("timeline") if isinstance(room, dict) else None
+        events = timeline.get("events") if isinstance(timeline, dict) else None
+        if isinstance(events, list):
+            timeline["events"] = [
+                event
+                for event in events
+                if not (
+                    isinstance(event, dict)
+                    and event.get("sender") == me
+                    and "state_key" not in event
+                )
+            ]
 
 
 def _carries_events(response: Any, me: str) -> bool:
@@ -207,8 +235,12 @@ class SyncLoop:
             filter=SYNC_FILTER,
             full_state=True if self._full_state and not first else None,
         )
+        own = self._client.user_id
         response = await self._homeserver.request(
-            nio.SyncResponse, call, read_timeout=timeout_ms / 1000 + SYNC_MARGIN
+            nio.SyncResponse,
+            call,
+            read_timeout=timeout_ms / 1000 + SYNC_MARGIN,
+            trim=lambda answer: _without_own_echoes(answer, own),
         )
         if self._gate is not None:
             self._gate.devices_changed(response.device_list.changed)
