@@ -22,7 +22,7 @@ from ganglion.matrix.answers import Answers, Asked
 from ganglion.matrix.crypto import KeyKeeper
 from ganglion.matrix.errors import MatrixRequestError
 from ganglion.matrix.http import Homeserver
-from ganglion.matrix.sync import SyncLoop, _without_own_echoes
+from ganglion.matrix.sync import AWAITED_SYNCS, SyncLoop, _without_own_echoes
 from ganglion.messages import UserMessage, user_turn_id
 from ganglion.store import OutboxItem, RewindReason, RewindRefused, StoredMessage
 
@@ -118,6 +118,7 @@ class Server:
     def __init__(self, *syncs: dict[str, Any] | httpx.Response) -> None:
         self.syncs = list(syncs)
         self.since: list[str | None] = []
+        self.left_out: list[list[str]] = []  # the timeline's not_senders, sync by sync
         self.events: dict[str, dict[str, Any]] = {}
         self.edits: dict[str, dict[str, Any]] = {}
 
@@ -133,10 +134,14 @@ class Server:
             return httpx.Response(200, json={"chunk": [edit] if edit else []})
         if request.url.path.endswith("/sync"):
             self.since.append(request.url.params.get("since"))
+            timeline = json.loads(request.url.params["filter"])["room"]["timeline"]
+            self.left_out.append(timeline.get("not_senders", []))
             answer = self.syncs.pop(0)
             return (
                 answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
             )
+        if "/join/" in path:
+            return httpx.Response(200, json={"room_id": path.rsplit("/", 1)[-1]})
         if request.url.path.endswith("/keys/upload"):
             return httpx.Response(200, json={"one_time_key_counts": {"signed_curve25519": 50}})
         return httpx.Response(200, json={})
@@ -282,6 +287,76 @@ async def test_the_bots_own_replies_never_reach_nio_and_the_owners_message_does(
     (response,) = parsed
     assert [e.event_id for e in response.rooms.join[ROOM].timeline.events] == ["$m"]
     assert loop.stats.skipped == 0
+
+
+NEW_ROOM = "!new:hs.example"
+
+
+def with_rooms(
+    answer: dict[str, Any],
+    joined_rooms: dict[str, list[dict[str, Any]]] | None = None,
+    invited_by: str | None = None,
+) -> dict[str, Any]:
+    """`answer` with more joined rooms (their timelines) and an invite into NEW_ROOM."""
+    for room_id, events in (joined_rooms or {}).items():
+        answer["rooms"]["join"][room_id] = {
+            "timeline": {"events": events, "limited": False, "prev_batch": "p"},
+            "state": {"events": []},
+        }
+    if invited_by is not None:
+        invite = {
+            "type": "m.room.member",
+            "sender": invited_by,
+            "state_key": BOT,
+            "content": {"membership": "invite"},
+        }
+        answer["rooms"]["invite"][NEW_ROOM] = {"invite_state": {"events": [invite]}}
+    return answer
+
+
+async def test_the_bots_own_events_are_left_out_of_its_syncs_except_around_a_join() -> None:
+    backend = Backend()
+    server = Server(
+        with_rooms(sync_body("t1", [text("$a", "hi")]), invited_by=OWNER),
+        with_rooms(
+            sync_body("t2", []),
+            {NEW_ROOM: [text("$old", "before the bot came"), joined(BOT), text("$new", "hi")]},
+        ),
+        sync_body("t3", [text("$b", "again")]),
+    )
+    loop, _ = sync_loop(server, backend, "t0")
+    for _ in range(3):
+        await loop.sync_once()
+    # the first of the run, the one after the join: the bot's own events come (its join)
+    assert server.left_out == [[], [], [BOT]]
+    assert [m.message_id for m in backend.submitted] == ["$a", "$new", "$b"]
+
+
+async def test_a_room_joined_elsewhere_answers_what_comes_after_not_its_history() -> None:
+    backend = Backend()
+    server = Server(
+        sync_body("t1", [text("$a", "hi")]),
+        with_rooms(sync_body("t2", [text("$b", "and")]), {NEW_ROOM: [text("$old", "history")]}),
+        with_rooms(sync_body("t3", []), {NEW_ROOM: [text("$c", "now")]}),
+    )
+    loop, _ = sync_loop(server, backend, "t0")
+    for _ in range(3):
+        await loop.sync_once()
+    assert server.left_out == [[], [BOT], [BOT]]
+    assert [m.message_id for m in backend.submitted] == ["$a", "$b", "$c"]
+
+
+async def test_a_joined_room_that_never_shows_stops_holding_the_echoes_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = Backend()
+    quiet = [sync_body(f"t{n}", [text(f"$m{n}", "hi")]) for n in range(2, 2 + AWAITED_SYNCS + 1)]
+    server = Server(with_rooms(sync_body("t1", []), invited_by=OWNER), *quiet)
+    loop, _ = sync_loop(server, backend, "t0")
+    for _ in range(AWAITED_SYNCS + 2):
+        await loop.sync_once()
+    assert server.left_out == [[]] * (AWAITED_SYNCS + 1) + [[BOT]]
+    assert f"{NEW_ROOM} did not show in {AWAITED_SYNCS} syncs" in caplog.text
 
 
 @pytest.mark.parametrize("body", [json.dumps([1, 2]), "<html>", json.dumps({"rooms": 1})])

@@ -143,6 +143,28 @@ async def test_the_owners_invite_is_accepted_and_an_encrypted_room_is_answered_e
         assert await owner.undecrypted_count(room_id) == 0
 
 
+async def test_a_room_joined_later_answers_what_follows_the_join_not_what_came_before(
+    tmp_path: Path,
+    synapse: Synapse,
+    fake_llm: FakeLLM,
+    echo: Echo,
+    owner: MatrixHuman,
+) -> None:
+    # Its syncs leave the bot's own events out, but not those that show a join: the
+    # join marks where the room's new history begins (matrix.sync rules 4 and 11).
+    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+        await room_with_bot(owner, live)  # the bot is syncing, its own events left out
+        room_id = await owner.create_room(encrypted=False)
+        await owner.send_text(room_id, "said before the bot came")
+        await owner.invite(room_id, bot_id(live))
+        await owner.wait_for_membership(room_id, bot_id(live))
+        assert (await say(owner, live, room_id, "hello")).body == "echo: hello"
+        assert (await say(owner, live, room_id, "again")).body == "echo: again"
+        assert await bot_messages(owner, live, room_id) == ["echo: hello", "echo: again"]
+    prompts = [str(m["content"]) for r in fake_llm.requests for m in r["messages"]]
+    assert not any("before the bot came" in p for p in prompts)
+
+
 async def test_a_strangers_invite_is_refused(
     tmp_path: Path,
     synapse: Synapse,

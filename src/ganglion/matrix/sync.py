@@ -51,9 +51,16 @@ Rules (numbered as in `ganglion.backend`):
     (`<room>/<thread root>`), its files to that conversation's inbox.
 11. The bot's own timeline events that are not state (its replies, edits, reactions,
     redactions) come back to it in every sync; it never acts on them (`matrix.events`
-    rule 3), so they are taken out of the sync's JSON before nio validates, parses and
-    decrypts them (`_without_own_echoes`). Its state events stay: its join marks where
-    a room's new history begins (rule 4), and nio keeps the room's state from them.
+    rule 3). So the sync asks the homeserver to leave out everything the bot sent
+    (`sync_filter`): its own reply then no longer ends the long poll, one sync and one
+    parse fewer per answer. The bot's own state events are what rule 4 and nio need
+    when it joins a room or refuses an invite, so some syncs ask with nothing left
+    out: the first of a run, and those after the bot joined or refused a room, until
+    the room shows in one (at most `AWAITED_SYNCS` of them). A room that shows joined in
+    a sync that left the bot's events out, unknown to this run, was joined elsewhere
+    (another session of the account): what its timeline holds is history, not
+    answered. Whatever still comes (those syncs) is taken out of the JSON before nio
+    validates, parses and decrypts it (`_without_own_echoes`).
 """
 
 from __future__ import annotations
@@ -99,7 +106,7 @@ from ganglion.store import RewindReason, RewindRefused
 from ganglion.transcript import Attachment
 from ganglion_actors import Backoff
 
-__all__ = ["LONG_POLL_MS", "SyncLoop"]
+__all__ = ["LONG_POLL_MS", "SyncLoop", "sync_filter"]
 
 log = logging.getLogger(__name__)
 
@@ -113,22 +120,37 @@ REMEMBERED_EVENTS: Final = 10_000
 MAX_UNDECRYPTED: Final = 200
 # Lazy-loaded members would leave devices out of the Megolm key sharing; a timeline of
 # 50 events covers what a person sends while the daemon restarts.
-# Nothing reads typing notices, read receipts or presence: left out, they neither wake
-# the long poll nor cost a sync.
-SYNC_FILTER: Final = {
+# Nothing reads typing notices, read receipts, presence or the rooms' account data:
+# left out, they neither wake the long poll nor cost a sync (the bot's own read marker,
+# `m.fully_read`, is room account data: it would wake its sync after every answer).
+SYNC_FILTER: Final[dict[str, Any]] = {
     "room": {
         "timeline": {"limit": 50},
         "state": {"lazy_load_members": False},
         "ephemeral": {"types": []},
+        "account_data": {"types": []},
     },
     "presence": {"types": []},
 }
+# Syncs after the bot's own join or refusal that still bring its own events (rule 11);
+# the next one brings the room.
+AWAITED_SYNCS: Final = 3
 SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
 # An edit of a message still being answered waits this long for the stopped answer.
 RESTART_ATTEMPTS: Final = 20
 RESTART_PAUSE: Final = 0.25
 Acted = Incoming | Control
 _random = random.Random()
+
+
+def sync_filter(leave_out: str | None) -> dict[str, Any]:
+    """The sync's filter: `SYNC_FILTER`, with the timeline events `leave_out` sent left
+    out when it is given (rule 11)."""
+    if leave_out is None:
+        return SYNC_FILTER
+    room = SYNC_FILTER["room"]
+    timeline = room["timeline"] | {"not_senders": [leave_out]}
+    return SYNC_FILTER | {"room": room | {"timeline": timeline}}
 
 
 def _without_own_echoes(answer: Any, me: str) -> None:
@@ -141,11 +163,10 @@ def _without_own_echoes(answer: Any, me: str) -> None:
         return
     for room in joined.values():
         timeline = room.get("timeline") if isinstance(room, dict) else None
-        events = timeline.get("events") if isinstance(timeline, dict) else None
-        if isinstance(events, list):
+        if isinstance(timeline, dict) and isinstance(timeline.get("events"), list):
             timeline["events"] = [
                 event
-                for event in events
+                for event in timeline["events"]
                 if not (
                     isinstance(event, dict)
                     and event.get("sender") == me
@@ -214,6 +235,8 @@ class SyncLoop:
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._undecrypted: list[Any] = []
         self._invites_decided: set[str] = set()
+        self._joined: set[str] = set()  # the rooms the syncs of this run showed joined
+        self._awaited: dict[str, int] = {}  # joined or refused: syncs left to show it
         self._media_notices: list[tuple[str, str]] = []
         self._answer_notices: list[tuple[str, str]] = []
 
@@ -228,14 +251,15 @@ class SyncLoop:
             self._since = self._client.store.load_sync_token() or None
             self._loaded = True
         first = self._since is None
+        own = self._client.user_id
+        leave_out = not (first or self._full_state or self._awaited)
         call = nio.Api.sync(
             self._client.access_token,
             since=self._since,
             timeout=0 if first or self._full_state else timeout_ms,
-            filter=SYNC_FILTER,
+            filter=sync_filter(own if leave_out else None),
             full_state=True if self._full_state and not first else None,
         )
-        own = self._client.user_id
         response = await self._homeserver.request(
             nio.SyncResponse,
             call,
@@ -244,7 +268,8 @@ class SyncLoop:
         )
         if self._gate is not None:
             self._gate.devices_changed(response.device_list.changed)
-        candidates = [] if first else self._incoming(response)
+        joined_elsewhere = self._rooms_shown(response, leave_out)
+        candidates = [] if first else self._incoming(response, joined_elsewhere)
         if first:
             log.info("first sync: the history of the rooms the bot is in is not answered")
         candidates += self._decrypted_late()
@@ -266,10 +291,40 @@ class SyncLoop:
         for message in incoming:
             self._mark_read(message.room_id, message.event_id)
 
-    def _incoming(self, response: Any) -> list[tuple[Acted, Sender]]:
+    def _rooms_shown(self, response: Any, left_out: bool) -> set[str]:
+        """Note the rooms `response` shows joined and left (rule 11); the rooms joined
+        elsewhere: new to this run in a sync that `left_out` the bot's own events."""
+        rooms = response.rooms
+        new = set(rooms.join) - self._joined
+        self._joined = (self._joined | new) - set(rooms.leave)
+        for room_id in [*self._awaited]:
+            if room_id in rooms.join or room_id in rooms.leave:
+                del self._awaited[room_id]
+            elif self._awaited[room_id] > 1:
+                self._awaited[room_id] -= 1
+            else:
+                del self._awaited[room_id]
+                log.warning(
+                    "%s did not show in %d syncs after the bot joined or left it",
+                    room_id,
+                    AWAITED_SYNCS,
+                )
+        if not left_out:
+            return set()
+        for room_id in new:
+            log.info(
+                "%s was joined elsewhere (another session of the bot's account): its "
+                "timeline is history, not answered",
+                room_id,
+            )
+        return new
+
+    def _incoming(self, response: Any, history: set[str]) -> list[tuple[Acted, Sender]]:
         found: list[tuple[Acted, Sender]] = []
         own = self._client.user_id
         for room_id, info in response.rooms.join.items():
+            if room_id in history:
+                continue
             sources = [(getattr(e, "source", None) or {}, e) for e in info.timeline.events]
             after_join = events_after_own_join(own, [source for source, _ in sources])
             for source, event in sources[len(sources) - len(after_join) :]:
@@ -578,11 +633,13 @@ class SyncLoop:
                     await self._homeserver.request(nio.JoinResponse, (method, path, "{}"))
                     self.stats.invites_accepted += 1
                     log.info("joined %s on the invite of %s", room_id, room.inviter)
+                    self._awaited[room_id] = AWAITED_SYNCS
                 else:
                     method, path = nio.Api.room_leave(token, room_id)
                     await self._homeserver.request(nio.RoomLeaveResponse, (method, path, "{}"))
                     self.stats.invites_refused += 1
                     log.warning("refused the invite into %s: %s", room_id, refusal)
+                    self._awaited[room_id] = AWAITED_SYNCS
             except MatrixRequestError as exc:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)
                 continue
