@@ -151,8 +151,10 @@ async def test_a_room_joined_later_answers_what_follows_the_join_not_what_came_b
     owner: MatrixHuman,
 ) -> None:
     # Its syncs leave the bot's own events out, but not those that show a join: the
-    # join marks where the room's new history begins (matrix.sync rules 4 and 11).
-    async with open_bot(tmp_path, synapse, fake_llm, owner) as live:
+    # join marks where the room's new history begins (matrix.sync rules 4 and 11). In
+    # the clear (and so with every device trusted), so that what came before could
+    # be read, and answered if the join were missed.
+    async with open_bot(tmp_path, synapse, fake_llm, owner, verified_devices_only=False) as live:
         await room_with_bot(owner, live)  # the bot is syncing, its own events left out
         room_id = await owner.create_room(encrypted=False)
         await owner.send_text(room_id, "said before the bot came")
