@@ -48,6 +48,7 @@ import httpx
 import trio
 
 from ganglion.config import EndpointConfig, LLMConfig, LLMTimeouts, RetryConfig
+from ganglion.cookieless import CookielessClient
 from ganglion.llm.completion import Assembly, Completion
 from ganglion.llm.errors import (
     DETAIL_LIMIT,
@@ -150,7 +151,7 @@ class LLMClient:
         self._retries = retries
         self._rng = rng or random.Random()
         # Only connect is left to httpx; the stream's limits are cancel scopes below.
-        self._http = httpx.AsyncClient(
+        self._http = CookielessClient(
             transport=transport,
             timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=None, pool=None),
         )

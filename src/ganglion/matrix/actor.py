@@ -49,6 +49,7 @@ import trio
 
 from ganglion.backend import ControlsBackend, interface_child
 from ganglion.config import MatrixConfig
+from ganglion.cookieless import CookielessClient
 from ganglion.datadir import MATRIX_PICKLE_KEY_FILE, MATRIX_STORE_DIR
 from ganglion.delivery import DeliveryRouter
 from ganglion.inbox import FileInbox
@@ -136,7 +137,7 @@ async def serve_matrix(
 ) -> None:
     """Serve Matrix until the mailbox ends (see the module docstring)."""
     stats = statistics if statistics is not None else MatrixStatistics()
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, follow_redirects=False) as http:
+    async with CookielessClient(timeout=REQUEST_TIMEOUT, follow_redirects=False) as http:
         connection = Connection(config, data_dir, backend, http, stats, files)
         stats.started(connection.device_id)
         try:
