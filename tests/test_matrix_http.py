@@ -4,6 +4,7 @@ rate limits are waited out, and every failure becomes one of our exceptions."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from ganglion.matrix.errors import (
     MatrixRequestError,
     MatrixUnavailable,
 )
-from ganglion.matrix.http import RATE_LIMIT_RETRIES, Homeserver
+from ganglion.matrix.http import RATE_LIMIT_RETRIES, Homeserver, endpoint_of
 
 TOKEN = "syt_secret_token"
 WHOAMI = {"user_id": "@bot:hs.example", "device_id": "BOTDEVICE"}
@@ -68,6 +69,41 @@ async def test_trim_edits_a_good_answer_before_nio_parses_it_and_never_sees_a_re
     with pytest.raises(MatrixRequestError):
         await refusing.request(nio.WhoamiResponse, nio.Api.whoami(TOKEN), trim=trim)
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/_matrix/client/v3/sync?since=s1&timeout=30000", "sync"),
+        ("/_matrix/client/v3/rooms/%21r%3Ahs/send/m.room.encrypted/ganglion-7", "rooms/send"),
+        ("/_matrix/client/v3/rooms/%21r%3Ahs/read_markers", "rooms/read_markers"),
+        ("/_matrix/client/v3/rooms/%21r%3Ahs/typing/%40bot%3Ahs", "rooms/typing"),
+        ("/_matrix/client/v3/rooms/%21r%3Ahs/event/%24e", "rooms/event"),
+        ("/_matrix/client/v1/rooms/%21r%3Ahs/relations/%24e/m.replace", "rooms/relations"),
+        ("/_matrix/client/v3/sendToDevice/m.room.encrypted/txn", "sendToDevice"),
+        (
+            "/_matrix/client/v3/user/%40bot%3Ahs/account_data/m.cross_signing.master",
+            "user/account_data",
+        ),
+        ("/_matrix/client/v3/keys/device_signing/upload", "keys/device_signing/upload"),
+        ("/_matrix/client/v3/join/%21r%3Ahs", "join"),
+        ("/_matrix/client/v1/media/download/hs.example/abc", "media/download"),
+        ("https://hs.example/_matrix/media/v3/upload?filename=a.png", "upload"),
+    ],
+)
+def test_requests_are_counted_by_what_they_do_without_ids(path: str, endpoint: str) -> None:
+    assert endpoint_of(path) == endpoint
+
+
+async def test_each_request_is_counted_by_endpoint_in_the_counter_given() -> None:
+    counted: Counter[str] = Counter()
+    client: Any = nio.Client("@bot:hs.example", "BOTDEVICE")
+    client.access_token = TOKEN
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: answer(200, WHOAMI)))
+    server = Homeserver(client, http, "https://hs.example", counted)
+    await server.request(nio.WhoamiResponse, nio.Api.whoami(TOKEN))
+    await server.call("GET", "/_matrix/client/v3/account/whoami")
+    assert counted == {"account/whoami": 2} and server.requests == 2
 
 
 async def test_other_query_parameters_and_the_body_are_kept() -> None:

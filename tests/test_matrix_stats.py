@@ -202,6 +202,7 @@ def test_metrics_carry_the_matrix_counters_without_room_labels() -> None:
     stats.refused_by_trust["unsigned_device"] += 2
     stats.pinned_identities = 1
     stats.identity = IdentityState(published=True, device_signed=True, master_key="M")
+    stats.requests.update({"sync": 3, "rooms/send": 1})
     config = SimpleNamespace(matrix=SimpleNamespace(enabled=True))
     view: Any = SimpleNamespace(services=SimpleNamespace(matrix=stats, config=config))
     registry = CollectorRegistry(auto_describe=False)
@@ -226,7 +227,10 @@ def test_metrics_carry_the_matrix_counters_without_room_labels() -> None:
     assert found["ganglion_matrix_verified_devices_only", ()] == 1
     assert found["ganglion_matrix_device_signed", ()] == 1
     assert found["ganglion_matrix_recovery_key_set", ()] == 0
-    closed = {(), *((kind,) for kind in ERROR_KINDS), *((why,) for why in REFUSALS)}
+    assert found["ganglion_matrix_requests_total", ("sync",)] == 3
+    assert found["ganglion_matrix_requests_total", ("rooms/send",)] == 1
+    endpoints = {("sync",), ("rooms/send",)}
+    closed = {(), *((kind,) for kind in ERROR_KINDS), *((why,) for why in REFUSALS), *endpoints}
     assert {labels for _, labels in found} <= closed
 
 

@@ -182,7 +182,7 @@ class Connection:
         client: Any = nio.Client(config.user_id, config.device_id, str(self.store_dir))
         client.user_id = config.user_id
         client.access_token = config.access_token.get_secret_value()
-        self.homeserver = Homeserver(client, http, config.homeserver)
+        self.homeserver = Homeserver(client, http, config.homeserver, self.stats.requests)
         self.stats.verified_devices_only = config.verified_devices_only
         gate = (
             TrustGate(self.homeserver, PinStore(self.store_dir), self.stats)

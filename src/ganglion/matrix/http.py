@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -45,7 +46,7 @@ from ganglion.matrix.errors import (
     MatrixUnavailable,
 )
 
-__all__ = ["REQUEST_TIMEOUT", "SYNC_MARGIN", "Homeserver"]
+__all__ = ["REQUEST_TIMEOUT", "SYNC_MARGIN", "Homeserver", "endpoint_of"]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,20 @@ AUTH_ERRCODES: Final = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
 class Homeserver:
     """Requests to one homeserver on behalf of one logged-in nio client."""
 
-    def __init__(self, client: Any, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        http: httpx.AsyncClient,
+        base_url: str,
+        requests: Counter[str] | None = None,
+    ) -> None:
         self.client = client
         self._http = http
         self._base_url = base_url.rstrip("/")
         self.requests = 0
+        # Requests sent, by `endpoint_of` (given: counted there too, e.g. across
+        # reconnections in the interface's statistics).
+        self.by_endpoint: Counter[str] = requests if requests is not None else Counter()
         self.rate_limited = 0
 
     async def request(
@@ -138,6 +148,7 @@ class Homeserver:
         read_timeout: float,
     ) -> httpx.Response:
         self.requests += 1
+        self.by_endpoint[endpoint_of(url)] += 1
         try:
             return await self._http.request(
                 method, url, headers=headers, content=content, timeout=read_timeout
@@ -214,6 +225,7 @@ class Homeserver:
         (a 404 or `M_UNRECOGNIZED` before any media answer: try the older path)."""
         headers = {"Authorization": f"Bearer {self.client.access_token}"}
         self.requests += 1
+        self.by_endpoint[endpoint_of(path)] += 1
         try:
             async with self._http.stream("GET", self._url(path), headers=headers) as reply:
                 if reply.status_code >= 400:
@@ -307,6 +319,33 @@ def _refusal(what: str, status: int, parsed: Any) -> MatrixRequestError:
             status=status,
         )
     return MatrixRequestError(text, errcode=errcode, status=status)
+
+
+# The path segment that names what a request does; what follows it is ids and types.
+_ACTIONS: Final = frozenset(
+    {"send", "sendToDevice", "redact", "account_data", "download", "event", "relations"}
+    | {"state", "typing", "receipt", "join", "leave", "invite", "read_markers", "context"}
+)
+_VERSIONS: Final = frozenset({"r0", "v1", "v3", "unstable"})
+
+
+def endpoint_of(path: str) -> str:
+    """What a request to `path` (or a URL) does, without its ids, e.g. "sync",
+    "rooms/send", "keys/query", "user/account_data", "media/download": few enough
+    names to count requests by."""
+    parts = [part for part in urlsplit(path).path.split("/") if part]
+    if parts[:1] == ["_matrix"]:
+        parts = parts[2:]  # "_matrix", then "client" or "media"
+    if parts[:1] and parts[0] in _VERSIONS:
+        parts = parts[1:]
+    kept: list[str] = []
+    for part in parts:
+        if part[0] in "!@$%":
+            continue
+        kept.append(part)
+        if part in _ACTIONS:
+            break
+    return "/".join(kept) or "/"
 
 
 def _describe_path(path: str) -> str:

@@ -105,6 +105,7 @@ class MatrixStatistics:
     refused_by_trust: Counter[str] = field(default_factory=Counter)
     pinned_identities: int | None = None
     late_key_notices: int = 0
+    requests: Counter[str] = field(default_factory=Counter)  # to the homeserver, by endpoint
 
     @property
     def state(self) -> SyncState:

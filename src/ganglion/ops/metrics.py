@@ -224,6 +224,12 @@ class _DaemonCollector(Collector):
         stats = self.view.services.matrix
         yield _counter("ganglion_matrix_syncs", "Matrix syncs completed", stats.syncs)
         yield _by(
+            "ganglion_matrix_requests",
+            "Requests to the homeserver, by endpoint",
+            "endpoint",
+            sorted(stats.requests.items()),
+        )
+        yield _by(
             "ganglion_matrix_sync_errors",
             "Failures of the Matrix connection loop, by kind",
             "kind",
