@@ -241,6 +241,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     wide, narrow = daemon.get("concurrency_max64", {}), daemon.get("concurrency_max1", {})
     overhead, rt = daemon.get("overhead_100x20", {}), daemon.get("rt10x20", {})
     ratio = narrow["wall_s"] / wide["wall_s"] if wide and narrow else None
+    matrix = results.get("matrix") or {}
+    synapse_cpu = matrix.get("matrix_synapse_cpu_ms_per_message") or {}
     report: dict[str, Any] = {
         "concurrency_wall_s_max64": wide.get("wall_s"),
         "concurrency_wall_s_max1": narrow.get("wall_s"),
@@ -268,6 +270,12 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "heartbeat_calls_per_beat_100": heartbeat.get("calls_per_beat_100"),
         "heartbeat_prompt_tokens_per_beat_100": heartbeat.get("prompt_tokens_per_beat_100"),
         "first_turn_prompt_tokens": prompt.get("first_turn_prompt_tokens"),
+        "matrix_rt_ratio_1room": matrix.get("matrix_rt_ratio_1room"),
+        "matrix_rt_ratio_5rooms": matrix.get("matrix_rt_ratio_5rooms"),
+        "matrix_cpu_ms_per_message": matrix.get("matrix_cpu_ms_per_message"),
+        "matrix_cpu_vs_floor": matrix.get("matrix_cpu_vs_floor"),
+        "matrix_synapse_cpu_ms_per_message_bot": synapse_cpu.get("bot"),
+        "matrix_synapse_cpu_ms_per_message_floor": synapse_cpu.get("floor"),
         "cpu_count": os.cpu_count(),
     }
     return report

@@ -12,7 +12,10 @@ Measured in `ROUNDS` interleaved rounds (bot, floor, bot, floor...), each: `SEQU
 messages one after another in one encrypted room, then `ROOMS` encrypted rooms at once,
 `PER_ROOM` messages each. Reported: medians over the rounds of each round's p50, their
 ratio (bot / floor), the CPU each answerer spent per message answered and what Synapse
-spent per message for each (both from /proc), and the load average during the run.
+spent per message for each (both from /proc), the bot's CPU over the floor's (the
+floor is the same Python and nio on the same machine: a figure that other machines
+can compare), the bot's requests to Synapse per message by endpoint (its /metrics),
+and the load average during the run.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -79,8 +86,18 @@ class Answerer:
     """Who answers the owner (the bot, or the floor): its user id, its rooms and its
     process, with what its runs measured."""
 
-    def __init__(self, name: str, user_id: str, rooms: list[str], pid: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        user_id: str,
+        rooms: list[str],
+        pid: int,
+        requests: Callable[[], Awaitable[Counter[str]]] | None = None,
+    ) -> None:
         self.name, self.user_id, self.rooms, self.pid = name, user_id, rooms, pid
+        self.requests = requests  # its requests to Synapse so far, by endpoint
+        self.requested: Counter[str] = Counter()
+        self.answered = 0
         self.sequential: list[dict[str, float]] = []
         self.concurrent: list[dict[str, float]] = []
         self.cpu_ms: list[float] = []
@@ -90,6 +107,7 @@ class Answerer:
 async def _measured_round(owner: MatrixHuman, who: Answerer, synapse_pid: int, tag: str) -> None:
     """One round for `who`: `SEQUENTIAL` messages in its first room, then `ROOMS` rooms
     at once; its CPU and Synapse's over the round, per message."""
+    requests_before = await who.requests() if who.requests is not None else Counter()
     cpu, synapse_cpu = _cpu_seconds(who.pid), _cpu_seconds(synapse_pid)
     sequential = [
         await _round_trip(owner, who.user_id, who.rooms[0], f"{tag} {i}") for i in range(SEQUENTIAL)
@@ -107,8 +125,26 @@ async def _measured_round(owner: MatrixHuman, who: Answerer, synapse_pid: int, t
     answered = len(sequential) + len(concurrent)
     who.cpu_ms.append((_cpu_seconds(who.pid) - cpu) * 1000 / answered)
     who.synapse_cpu_ms.append((_cpu_seconds(synapse_pid) - synapse_cpu) * 1000 / answered)
+    if who.requests is not None:
+        who.requested += await who.requests() - requests_before
+        who.answered += answered
     who.sequential.append(_summary(sequential))
     who.concurrent.append(_summary(concurrent))
+
+
+async def _homeserver_requests(base_url: str, token: str) -> Counter[str]:
+    """The daemon's requests to the homeserver so far, by endpoint (from /metrics)."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        reply = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        reply.raise_for_status()
+    return Counter(
+        {
+            sample.labels["endpoint"]: int(sample.value)
+            for family in text_string_to_metric_families(reply.text)
+            for sample in family.samples
+            if sample.name == "ganglion_matrix_requests_total"
+        }
+    )
 
 
 def _median(runs: list[dict[str, float]], key: str) -> float:
@@ -116,7 +152,13 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def _figures(who: Answerer) -> dict[str, Any]:
+    per_message = {
+        endpoint: round(count / who.answered, 2)
+        for endpoint, count in who.requested.most_common()
+        if who.answered
+    }
     return {
+        **({"requests_per_message": per_message} if who.requests is not None else {}),
         "one_room_p50_ms": _median(who.sequential, "p50_ms"),
         "one_room_p99_ms": _median(who.sequential, "p99_ms"),
         f"{ROOMS}_rooms_p50_ms": _median(who.concurrent, "p50_ms"),
@@ -182,7 +224,13 @@ async def _run() -> dict[str, Any]:
                     logging={"level": "WARNING", "dir": str(root / "logs")},
                 ) as live:
                     answerers = [
-                        Answerer("bot", bot.user_id, await _rooms(owner, bot.user_id), live.pid),
+                        Answerer(
+                            "bot",
+                            bot.user_id,
+                            await _rooms(owner, bot.user_id),
+                            live.pid,
+                            lambda: _homeserver_requests(live.base, live.token),
+                        ),
                         Answerer(
                             "floor",
                             floor.user_id,
@@ -214,6 +262,9 @@ async def _run() -> dict[str, Any]:
             bot_figures[f"{ROOMS}_rooms_p50_ms"] / floor_figures[f"{ROOMS}_rooms_p50_ms"], 2
         ),
         "matrix_cpu_ms_per_message": bot_figures["cpu_ms_per_message"],
+        "matrix_cpu_vs_floor": round(
+            bot_figures["cpu_ms_per_message"] / floor_figures["cpu_ms_per_message"], 2
+        ),
         "matrix_synapse_cpu_ms_per_message": {
             "bot": bot_figures["synapse_cpu_ms_per_message"],
             "floor": floor_figures["synapse_cpu_ms_per_message"],
