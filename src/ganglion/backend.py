@@ -269,11 +269,9 @@ class DaemonBackend:
                 )
                 if not created:
                     return Submitted(None, "done", duplicate=True)
-            elif not command and turn_id is not None:
-                existing = await self._submitted(turn_id)
-                if existing is not None:
-                    return existing
-            await ask_within(
+            # A message received before is recognised by its turn id where its turn is
+            # stored: the thread answers with that turn's state.
+            before: str | None = await ask_within(
                 SUBMIT_TIMEOUT,
                 lambda: self._threads.ask(
                     thread_id, lambda accepted: replace(message, accepted=accepted)
@@ -289,6 +287,8 @@ class DaemonBackend:
             if isinstance(exc, StoreError):
                 raise _not_stored(thread_id, "message", exc) from exc
             raise
+        if before is not None and turn_id is not None:
+            return Submitted(turn_id, _state(before), True)
         return Submitted(None if command else turn_id, "queued")
 
     async def rewind(

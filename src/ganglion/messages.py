@@ -88,14 +88,16 @@ class UserMessage:
     a resubmission idempotent (a Matrix event id, a web client's message id): the same id
     is never answered twice. `accepted`, when given, is answered once the message is
     durable (its turn stored, or a command taken): an interface acknowledges a message
-    (or advances a sync token) only then."""
+    (or advances a sync token) only then. Its answer is None for a message taken now,
+    or the state of its turn ("queued", "running", "done", "failed") when its id was
+    received before."""
 
     thread_id: str
     interface: Interface
     text: str
     sender: str | None = None
     message_id: str | None = None
-    accepted: Reply[None] | None = None
+    accepted: Reply[str | None] | None = None
     attachments: tuple[Attachment, ...] = ()
 
 
@@ -116,7 +118,7 @@ class ReminderDue:
     slot: str
     text: str
     system: bool = False
-    accepted: Reply[None] | None = None
+    accepted: Reply[str | None] | None = None  # answered as `UserMessage.accepted`
 
     @property
     def turn_id(self) -> str:

@@ -236,7 +236,7 @@ class ThreadActor:
         message: ChatMessage,
         source: str,
         turn_id: str | None,
-        accepted: Reply[None] | None = None,
+        accepted: Reply[str | None] | None = None,
     ) -> None:
         try:
             # With nothing queued or running (and only intake adds work), the turn starts
@@ -249,8 +249,8 @@ class ThreadActor:
             if accepted is not None:
                 accepted.fail(exc)
             return
-        if accepted is not None:
-            accepted.send(None)  # durable now: the sender may forget it
+        if accepted is not None:  # durable now: the sender may forget it
+            accepted.send(None if created else turn.state)
         if created:
             await self.enqueue(queue, _RunTurn(turn, started))
         else:
