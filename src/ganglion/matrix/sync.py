@@ -56,7 +56,8 @@ Rules (numbered as in `ganglion.backend`):
     parse fewer per answer. The bot's own state events are what rule 4 and nio need
     when it joins a room or refuses an invite, so some syncs ask with nothing left
     out: the first of a run, and those after the bot joined or refused a room, until
-    the room shows in one (at most `AWAITED_SYNCS` of them). A room that shows joined in
+    the room shows in one (for at most `AWAITED_FOR` seconds: a room joined over
+    federation shows only once its state has come). A room that shows joined in
     a sync that left the bot's events out, unknown to this run, was joined elsewhere
     (another session of the account): what its timeline holds is history, not
     answered. Whatever still comes (those syncs) is taken out of the JSON before nio
@@ -132,9 +133,9 @@ SYNC_FILTER: Final[dict[str, Any]] = {
     },
     "presence": {"types": []},
 }
-# Syncs after the bot's own join or refusal that still bring its own events (rule 11);
-# the next one brings the room.
-AWAITED_SYNCS: Final = 3
+# How long after the bot's own join or refusal its syncs still bring its own events,
+# while the room has not shown in one (rule 11).
+AWAITED_FOR: Final = 600.0
 SUBMIT_BACKOFF: Final = Backoff(initial=0.5, maximum=30.0)
 # An edit of a message still being answered waits this long for the stopped answer.
 RESTART_ATTEMPTS: Final = 20
@@ -236,7 +237,7 @@ class SyncLoop:
         self._undecrypted: list[Any] = []
         self._invites_decided: set[str] = set()
         self._joined: set[str] = set()  # the rooms the syncs of this run showed joined
-        self._awaited: dict[str, int] = {}  # joined or refused: syncs left to show it
+        self._awaited: dict[str, float] = {}  # joined or refused: until when it may show
         self._media_notices: list[tuple[str, str]] = []
         self._answer_notices: list[tuple[str, str]] = []
 
@@ -297,17 +298,16 @@ class SyncLoop:
         rooms = response.rooms
         new = set(rooms.join) - self._joined
         self._joined = (self._joined | new) - set(rooms.leave)
-        for room_id in [*self._awaited]:
+        now = trio.current_time()
+        for room_id, until in [*self._awaited.items()]:
             if room_id in rooms.join or room_id in rooms.leave:
                 del self._awaited[room_id]
-            elif self._awaited[room_id] > 1:
-                self._awaited[room_id] -= 1
-            else:
+            elif now >= until:
                 del self._awaited[room_id]
                 log.warning(
-                    "%s did not show in %d syncs after the bot joined or left it",
+                    "%s did not show in the syncs of %.0f s after the bot joined or left it",
                     room_id,
-                    AWAITED_SYNCS,
+                    AWAITED_FOR,
                 )
         if not left_out:
             return set()
@@ -633,13 +633,13 @@ class SyncLoop:
                     await self._homeserver.request(nio.JoinResponse, (method, path, "{}"))
                     self.stats.invites_accepted += 1
                     log.info("joined %s on the invite of %s", room_id, room.inviter)
-                    self._awaited[room_id] = AWAITED_SYNCS
+                    self._awaited[room_id] = trio.current_time() + AWAITED_FOR
                 else:
                     method, path = nio.Api.room_leave(token, room_id)
                     await self._homeserver.request(nio.RoomLeaveResponse, (method, path, "{}"))
                     self.stats.invites_refused += 1
                     log.warning("refused the invite into %s: %s", room_id, refusal)
-                    self._awaited[room_id] = AWAITED_SYNCS
+                    self._awaited[room_id] = trio.current_time() + AWAITED_FOR
             except MatrixRequestError as exc:
                 log.warning("could not answer the invite into %s: %s", room_id, exc)
                 continue
