@@ -269,7 +269,7 @@ class SyncLoop:
         )
         if self._gate is not None:
             self._gate.devices_changed(response.device_list.changed)
-        joined_elsewhere = self._rooms_shown(response, leave_out)
+        joined_elsewhere = self._joined_elsewhere(response, leave_out)
         candidates = [] if first else self._incoming(response, joined_elsewhere)
         if first:
             log.info("first sync: the history of the rooms the bot is in is not answered")
@@ -279,6 +279,7 @@ class SyncLoop:
         self._since = response.next_batch
         if first or _carries_events(response, self._client.user_id):
             self._client.store.save_sync_token(response.next_batch)
+        self._note_rooms(response)
         self._full_state = False
         self.synced.set()
         await self._send_notices()
@@ -292,12 +293,25 @@ class SyncLoop:
         for message in incoming:
             self._mark_read(message.room_id, message.event_id)
 
-    def _rooms_shown(self, response: Any, left_out: bool) -> set[str]:
-        """Note the rooms `response` shows joined and left (rule 11); the rooms joined
-        elsewhere: new to this run in a sync that `left_out` the bot's own events."""
+    def _joined_elsewhere(self, response: Any, left_out: bool) -> set[str]:
+        """The rooms `response` shows joined that this run did not know, when it
+        `left_out` the bot's own events (rule 11)."""
+        if not left_out:
+            return set()
+        new = set(response.rooms.join) - self._joined
+        for room_id in new:
+            log.info(
+                "%s was joined elsewhere (another session of the bot's account): its "
+                "timeline is history, not answered",
+                room_id,
+            )
+        return new
+
+    def _note_rooms(self, response: Any) -> None:
+        """Once `response` is taken in: the rooms it shows joined and left, and the
+        joins and refusals it showed (rule 11)."""
         rooms = response.rooms
-        new = set(rooms.join) - self._joined
-        self._joined = (self._joined | new) - set(rooms.leave)
+        self._joined = (self._joined | set(rooms.join)) - set(rooms.leave)
         now = trio.current_time()
         for room_id, until in [*self._awaited.items()]:
             if room_id in rooms.join or room_id in rooms.leave:
@@ -309,15 +323,6 @@ class SyncLoop:
                     room_id,
                     AWAITED_FOR,
                 )
-        if not left_out:
-            return set()
-        for room_id in new:
-            log.info(
-                "%s was joined elsewhere (another session of the bot's account): its "
-                "timeline is history, not answered",
-                room_id,
-            )
-        return new
 
     def _incoming(self, response: Any, history: set[str]) -> list[tuple[Acted, Sender]]:
         found: list[tuple[Acted, Sender]] = []
