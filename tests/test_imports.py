@@ -42,6 +42,7 @@ FLOORS: Mapping[str, int] = {
     "ganglion.peercheck": 1,
     "ganglion.delivery": 1,
     "ganglion.images": 1,
+    "ganglion.cookieless": 1,
     "ganglion.transcribe": 1,
     "ganglion.titles": 1,
     "ganglion.store": 1,

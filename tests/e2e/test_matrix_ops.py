@@ -107,7 +107,7 @@ async def test_status_and_metrics_show_syncs_errors_and_undecryptable_events(
     assert status["e2e"]["device_id"] == device and status["e2e"]["one_time_keys"] > 0
 
     assert after[("ganglion_matrix_syncs_total", ())] > before[("ganglion_matrix_syncs_total", ())]
-    sends = ("ganglion_matrix_requests_total", ("rooms/send",))
+    sends = ("ganglion_matrix_requests_total", (("endpoint", "rooms/send"),))
     assert after[sends] > before.get(sends, 0)  # the answer went out
     assert before[("ganglion_matrix_undecryptable_events_total", ())] == 0
     assert after[("ganglion_matrix_undecryptable_events_total", ())] == 1
