@@ -148,6 +148,14 @@ async def rename(ws: WebSocketConnection, title: str) -> None:
     await next_frame(ws, "threads")
 
 
+async def retitled(ws: WebSocketConnection) -> dict[str, Any]:
+    """The next `thread_changed` that names a conversation again (a new conversation's
+    'created' comes first)."""
+    while (changed := await next_frame(ws, "thread_changed"))["change"] != "renamed":
+        pass
+    return changed
+
+
 async def listed_title(ws: WebSocketConnection) -> str:
     await ws.send_message(frames.list_threads())
     listed = await next_frame(ws, "threads")
@@ -176,7 +184,7 @@ async def test_the_first_answer_names_the_conversation_in_every_tab(
                 "Take the 8:05 train from Santa Apolónia."
             )
             for tab in (ws, other):  # every tab's list is told, whatever it follows
-                changed = await next_frame(tab, "thread_changed")
+                changed = await retitled(tab)
                 assert changed == {
                     "type": "thread_changed",
                     "thread_id": TAB,
@@ -198,7 +206,7 @@ async def test_the_title_request_is_counted_under_titles(tmp_path: Path, fake_ll
     async with chat(config) as (web, ws):
         with trio.fail_after(TIMEOUT):
             await say(ws, "How do I get to Porto?", "m1")
-            await next_frame(ws, "thread_changed")
+            await retitled(ws)
         in_all, _ = await web.services.deps.meter.conversation(TAB)
     assert in_all["titles"].calls == 1
     assert (in_all["titles"].prompt, in_all["titles"].completion) == (120, 6)
@@ -295,7 +303,7 @@ async def test_the_next_turn_is_answered_while_the_title_is_written(
             assert await say(ws, "And back?", "m2") == "Also by train."
             assert not gate.is_set() and title_state(config)[1] == "asked"
             gate.set()
-            await next_frame(ws, "thread_changed")
+            await retitled(ws)
     assert title_state(config) == ("Train to Porto", "generated")
 
 
@@ -332,7 +340,7 @@ async def test_a_conversation_never_named_is_named_at_its_next_answer(
     async with chat(config) as (_, ws):
         with trio.fail_after(TIMEOUT):
             await say(ws, "And back?", "m2")
-            await next_frame(ws, "thread_changed")
+            await retitled(ws)
             assert await listed_title(ws) == "Train to Porto"
     [request] = model.title_requests()
     assert "How do I get to Porto?" in request["messages"][1]["content"]

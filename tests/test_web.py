@@ -125,7 +125,7 @@ async def test_a_message_streams_a_reply_to_its_own_tab_only(
             "state": "queued",
             "duplicate": False,
         }
-        started = await next_frame(tab_a)
+        started = await next_frame(tab_a, "turn_started")
         assert started == {
             "type": "turn_started",
             "turn_id": f"{TAB_A}/m1",
@@ -136,6 +136,9 @@ async def test_a_message_streams_a_reply_to_its_own_tab_only(
         assert delta["text"] == "Hello"
         reply = await next_frame(tab_a, "reply")
         assert reply["text"] == "Hello from the model"
+        # Tab B's list learns of the new conversation, and nothing of what it says.
+        created = {"type": "thread_changed", "thread_id": TAB_A, "change": "created"}
+        assert await next_frame(tab_b) == created
         with trio.move_on_after(0.3):
             frame = await tab_b.get_message()
             raise AssertionError(f"tab B received {frame}")

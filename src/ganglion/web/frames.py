@@ -99,7 +99,8 @@ Server -> client:
                                            whose answers are versions of `turn_id`'s
                                            (itself among them), oldest first
     threads {items: [...], archived}       the conversations, most recent first
-    thread_changed {thread_id, change}     a conversation was 'renamed' (from any tab,
+    thread_changed {thread_id, change}     a conversation was 'created' (its first
+                                           message is stored), 'renamed' (from any tab,
                                            or named by the model after its first
                                            answer), 'archived', 'unarchived' or
                                            'deleted' (from any tab), or is
@@ -357,7 +358,9 @@ ChooseVersionType = Literal["choose_version"]
 SearchResultsType = Literal["search_results"]
 ThreadChangedType = Literal["thread_changed"]
 NewConversationType = Literal["new_conversation"]
-ThreadChange = Literal["renamed", "archived", "unarchived", "deleted", "active", "version"]
+ThreadChange = Literal[
+    "created", "renamed", "archived", "unarchived", "deleted", "active", "version"
+]
 TurnState = Literal["queued", "running", "done", "failed"]
 
 AUTH: Final[AuthType] = "auth"

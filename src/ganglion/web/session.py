@@ -308,6 +308,9 @@ class _Session:
         self.config = config
         self.outlet = _Outlet()
         self.thread_id: str | None = None
+        # The conversation followed is in no list yet: its first message stored, every
+        # tab is told (`thread_changed` 'created'), as they are of a rename.
+        self.unlisted = False
 
     def leave(self) -> None:
         if self.thread_id is not None:
@@ -396,7 +399,10 @@ class _Session:
                 message_id=frame["id"],
                 attachments=attachments,
             )
-            await self._submitted(frame["id"], self.backend.submit(message), "message")
+            submitted = await self._submitted(frame["id"], self.backend.submit(message), "message")
+            if submitted is not None and self.unlisted:
+                self.unlisted = False
+                self.hub.broadcast(thread_changed_frame(self.thread_id, "created"))
         elif frame["type"] == frames.STOP:
             await self.backend.stop(self.thread_id, frame["turn_id"])
         elif frame["type"] == frames.USAGE:
@@ -441,8 +447,11 @@ class _Session:
         assert self.thread_id is not None
         return await self.uploads.resolve(self.thread_id, refs)
 
-    async def _submitted(self, message_id: str, submit: Awaitable[Submitted], what: str) -> None:
-        """Answer a send or a rewind: `accepted` once it is durable, else why not."""
+    async def _submitted(
+        self, message_id: str, submit: Awaitable[Submitted], what: str
+    ) -> Submitted | None:
+        """Answer a send or a rewind: `accepted` once it is durable (and return what was
+        submitted), else why not (None)."""
         try:
             submitted = await submit
         except RewindRefused as exc:
@@ -455,6 +464,8 @@ class _Session:
             self.offer(error_frame("not_stored", NOT_STORED, message_id))
         else:
             self.offer(accepted_frame(message_id, submitted))
+            return submitted
+        return None
 
     async def _choose_version(self, turn_id: str) -> None:
         """Show another version of the last answer; every tab on it reads it again."""
@@ -478,6 +489,7 @@ class _Session:
             return
         self.leave()
         self.thread_id = thread_id
+        self.unlisted = summary is None or summary.updated_at is None
         self.hub.add(thread_id, self.outlet)
         await self._welcome(thread_id, summary)
 
@@ -520,6 +532,7 @@ class _Session:
         self.offer(new_conversation_frame(thread_id, previous, text))
         self.leave()
         self.thread_id = thread_id
+        self.unlisted = True
         self.hub.add(thread_id, self.outlet)
         await self._welcome(thread_id)
 
