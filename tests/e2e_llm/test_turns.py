@@ -37,7 +37,11 @@ async def test_a_reply_streams_in_several_chunks_and_is_stored(
         frames = await live.turn(WEB, "Hello! Who are you?")
         reply = frames[-1]
         assert reply["type"] == "reply", reply
-        assert [f["type"] for f in frames[:2]] == ["accepted", "turn_started"]
+        # Every tab's list is told of the new conversation; the turn's frames come in order.
+        created = {"type": "thread_changed", "thread_id": WEB, "change": "created"}
+        assert [f for f in frames if f["type"] == "thread_changed"] == [created]
+        turn = [f["type"] for f in frames if f["type"] != "thread_changed"]
+        assert turn[:2] == ["accepted", "turn_started"]
         streamed = deltas(frames)
         assert len(streamed) >= 3
         assert "".join(streamed) == reply["text"]
