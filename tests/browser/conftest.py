@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from ganglion.messages import ReminderDue
 from tests.support.web import ServerThread, serve_in_thread
@@ -36,6 +36,9 @@ ARGS = [
 ARTIFACTS = Path(os.environ.get("GANGLION_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1100, "height": 760}}
+# What a page shows after a model call may take a few seconds on a loaded 2-core machine
+# (the CI's): an expectation waits up to 10 s for it (Playwright's default is 5 s).
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")
